@@ -1,0 +1,1 @@
+"""Small, I/O-free building blocks shared by the server, the client and the gateway."""
