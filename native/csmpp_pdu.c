@@ -1,0 +1,109 @@
+#include <string.h>
+
+#include "csmpp_pdu.h"
+
+static inline uint32_t rd32(const uint8_t *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | (uint32_t)p[3];
+}
+
+static inline void wr32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+/* Copy the C-octet string at *pos (at most max octets including its NUL, not past end)
+ * into a Pascal slot; advance *pos past the NUL.  Returns the string length or -1. */
+static inline int take_cstr(const uint8_t *buf, size_t *pos, size_t end, size_t max, uint8_t *slot)
+{
+    size_t p = *pos;
+    size_t lim = p + max < end ? p + max : end;
+    const uint8_t *nul = p < lim ? memchr(buf + p, 0, lim - p) : NULL;
+    if (nul == NULL)
+        return -1;
+    size_t n = (size_t)(nul - (buf + p));
+    slot[0] = (uint8_t)n;
+    memcpy(slot + 1, buf + p, n);
+    *pos = p + n + 1;
+    return (int)n;
+}
+
+/* esm_class message-type bits (5-2) defined for each direction; mode and GSM bits are free. */
+static inline int esm_ok(uint32_t cid, uint8_t esm)
+{
+    uint8_t t = esm & 0x3C;
+    if (cid == 4)
+        return t == 0x00 || t == 0x08 || t == 0x10;
+    return t == 0x00 || t == 0x04 || t == 0x08 || t == 0x10 || t == 0x18 || t == 0x20;
+}
+
+int csmpp_pdu_decode_sm(const char *cbuf, size_t len, size_t offset, uint8_t *rec)
+{
+    const uint8_t *buf = (const uint8_t *)cbuf;
+    if (len > 0xFFFFFFFFu || offset > len || len - offset < 16)
+        return 0;
+    const uint8_t *h = buf + offset;
+    uint32_t cl = rd32(h);
+    uint32_t cid = rd32(h + 4);
+    if (cid != 4 && cid != 5)
+        return 0;
+    if (cl < 16 || cl > len - offset)
+        return 0;
+    size_t end = offset + cl;
+    size_t p = offset + 16;
+    uint8_t *ints = rec + 17;
+    int n;
+
+    if (take_cstr(buf, &p, end, 6, rec + 28) < 0)
+        return 0;
+    if (end - p < 2)
+        return 0;
+    ints[0] = buf[p];
+    ints[1] = buf[p + 1];
+    p += 2;
+    if (take_cstr(buf, &p, end, 21, rec + 34) < 0)
+        return 0;
+    if (end - p < 2)
+        return 0;
+    ints[2] = buf[p];
+    ints[3] = buf[p + 1];
+    p += 2;
+    if (take_cstr(buf, &p, end, 21, rec + 55) < 0)
+        return 0;
+    if (end - p < 3)
+        return 0;
+    ints[4] = buf[p];
+    ints[5] = buf[p + 1];
+    ints[6] = buf[p + 2];
+    p += 3;
+    if (!esm_ok(cid, ints[4]))
+        return 0;
+    n = take_cstr(buf, &p, end, 17, rec + 76);
+    if (n != 0 && n != 16)
+        return 0;
+    n = take_cstr(buf, &p, end, 17, rec + 93);
+    if (n != 0 && n != 16)
+        return 0;
+    if (end - p < 5)
+        return 0;
+    ints[7] = buf[p];
+    ints[8] = buf[p + 1];
+    ints[9] = buf[p + 2];
+    ints[10] = buf[p + 3];
+    size_t sm_len = buf[p + 4];
+    p += 5;
+    if (sm_len > 254 || end - p < sm_len)
+        return 0;
+    rec[110] = (uint8_t)sm_len;
+    memcpy(rec + 111, buf + p, sm_len);
+    p += sm_len;
+
+    wr32(rec, (uint32_t)p);
+    wr32(rec + 4, (uint32_t)end);
+    memcpy(rec + 8, h + 8, 8); /* command_status, sequence_number */
+    rec[16] = (uint8_t)cid;
+    return 1;
+}

@@ -1,0 +1,739 @@
+/* Text codecs and segmentation planning; see csmpp_text.h. */
+#include <string.h>
+
+#include "csmpp_gsm.h"
+#include "csmpp_text.h"
+
+#define ESC 0x1B
+#define CR 0x0D
+#define MAX_CHARS (INT32_MAX / 4 - 64)
+
+enum { K_GSM, K_OCTET, K_UCS2 };
+
+typedef struct {
+    int32_t enc;
+    int kind;
+    int packed;
+    uint32_t octet_max;
+    const uint8_t *main_lo, *shift_lo;
+    const uint32_t *main_hi, *shift_hi;
+    uint16_t main_hi_n, shift_hi_n;
+    int repl_units;          /* 0 = strict */
+    uint8_t repl_code[4];
+} codec_t;
+
+static inline uint32_t cp_at(const uint8_t *t, int32_t width, size_t i)
+{
+    uint32_t v;
+    if (width == 1)
+        return t[i];
+    memcpy(&v, t + 4 * i, 4);
+    return v;
+}
+
+static inline int gsm_find(const uint8_t *lo, const uint32_t *hi, uint16_t n, uint32_t cp)
+{
+    size_t a = 0, b = n;
+    if (cp < 0x100)
+        return lo[cp] == 0xFF ? -1 : lo[cp];
+    while (a < b) {
+        size_t m = (a + b) / 2;
+        uint32_t k = hi[m] >> 8;
+        if (k < cp)
+            a = m + 1;
+        else if (k > cp)
+            b = m;
+        else
+            return (int)(hi[m] & 0xFF);
+    }
+    return -1;
+}
+
+/* Units for cp (septets, octets, UTF-16 units), its codes in code[]; 0 = unmappable.
+ * GSM: code[] holds septets (ESC first for a single-shift character); UCS-2: octets. */
+static inline int enc_char(const codec_t *c, uint32_t cp, uint8_t code[4])
+{
+    int v;
+    switch (c->kind) {
+    case K_GSM:
+        v = gsm_find(c->main_lo, c->main_hi, c->main_hi_n, cp);
+        if (v >= 0) {
+            code[0] = (uint8_t)v;
+            return 1;
+        }
+        v = gsm_find(c->shift_lo, c->shift_hi, c->shift_hi_n, cp);
+        if (v >= 0) {
+            code[0] = ESC;
+            code[1] = (uint8_t)v;
+            return 2;
+        }
+        return 0;
+    case K_OCTET:
+        if (cp <= c->octet_max) {
+            code[0] = (uint8_t)cp;
+            return 1;
+        }
+        return 0;
+    default: /* K_UCS2 */
+        if (cp < 0xD800 || (cp >= 0xE000 && cp <= 0xFFFF)) {
+            code[0] = (uint8_t)(cp >> 8);
+            code[1] = (uint8_t)cp;
+            return 1;
+        }
+        if (cp >= 0x10000 && cp <= 0x10FFFF) {
+            uint32_t u = cp - 0x10000;
+            uint32_t hs = 0xD800 | (u >> 10), ls = 0xDC00 | (u & 0x3FF);
+            code[0] = (uint8_t)(hs >> 8);
+            code[1] = (uint8_t)hs;
+            code[2] = (uint8_t)(ls >> 8);
+            code[3] = (uint8_t)ls;
+            return 2;
+        }
+        return 0;
+    }
+}
+
+/* Like enc_char, falling back to the replacement; 0 only in strict mode. */
+static inline int enc_char_r(const codec_t *c, uint32_t cp, uint8_t code[4])
+{
+    int k = enc_char(c, cp, code);
+    if (k == 0 && c->repl_units) {
+        memcpy(code, c->repl_code, 4);
+        k = c->repl_units;
+    }
+    return k;
+}
+
+static int lang_ok(int32_t lang) { return lang >= 0 && lang < CSMPP_GSM_NLANG; }
+
+static int32_t codec_init(codec_t *c, int32_t enc, int32_t single, int32_t locking,
+                          int32_t replacement)
+{
+    memset(c, 0, sizeof *c);
+    c->enc = enc;
+    switch (enc) {
+    case CSMPP_ENC_GSM7:
+    case CSMPP_ENC_GSM7_PACKED:
+        if (!lang_ok(single) || !lang_ok(locking) || !csmpp_gsm_has_lock[locking])
+            return CSMPP_E_ARG;
+        c->kind = K_GSM;
+        c->packed = enc == CSMPP_ENC_GSM7_PACKED;
+        c->main_lo = csmpp_gsm_lock_lo[locking];
+        c->main_hi = csmpp_gsm_lock_hi[locking];
+        c->main_hi_n = csmpp_gsm_lock_hi_n[locking];
+        c->shift_lo = csmpp_gsm_shift_lo[single];
+        c->shift_hi = csmpp_gsm_shift_hi[single];
+        c->shift_hi_n = csmpp_gsm_shift_hi_n[single];
+        break;
+    case CSMPP_ENC_LATIN1:
+    case CSMPP_ENC_BINARY:
+    case CSMPP_ENC_ASCII:
+        if (single || locking)
+            return CSMPP_E_ARG;
+        c->kind = K_OCTET;
+        c->octet_max = enc == CSMPP_ENC_ASCII ? 0x7F : 0xFF;
+        break;
+    case CSMPP_ENC_UCS2:
+        if (single || locking)
+            return CSMPP_E_ARG;
+        c->kind = K_UCS2;
+        break;
+    default:
+        return CSMPP_E_ARG;
+    }
+    if (replacement != CSMPP_NO_REPLACEMENT) {
+        if (replacement < 0)
+            return CSMPP_E_ARG;
+        c->repl_units = enc_char(c, (uint32_t)replacement, c->repl_code);
+        if (!c->repl_units)
+            return CSMPP_E_ARG;
+    }
+    return 0;
+}
+
+/* --- output -------------------------------------------------------------------------- */
+
+typedef struct {
+    uint8_t *out;
+    size_t cap, pos;
+    uint32_t acc;
+    int nbits;
+    int packed;
+    int32_t septets;
+} writer_t;
+
+static inline void writer_start(writer_t *w, int packed, int fill)
+{
+    w->acc = 0;
+    w->nbits = fill;
+    w->packed = packed;
+    w->septets = 0;
+}
+
+static inline int put_septet(writer_t *w, uint8_t s)
+{
+    if (!w->packed) {
+        if (w->pos >= w->cap)
+            return CSMPP_E_OUTPUT;
+        w->out[w->pos++] = s;
+        return 0;
+    }
+    w->acc |= (uint32_t)s << w->nbits;
+    w->nbits += 7;
+    w->septets++;
+    if (w->nbits >= 8) {
+        if (w->pos >= w->cap)
+            return CSMPP_E_OUTPUT;
+        w->out[w->pos++] = (uint8_t)w->acc;
+        w->acc >>= 8;
+        w->nbits -= 8;
+    }
+    return 0;
+}
+
+/* Flush packed bits; 7 spare bits in the last octet get <CR>. */
+static inline int writer_finish(writer_t *w)
+{
+    if (!w->packed || w->septets == 0)
+        return 0;
+    if (w->nbits == 1)
+        w->acc |= (uint32_t)CR << 1;
+    if (w->nbits > 0) {
+        if (w->pos >= w->cap)
+            return CSMPP_E_OUTPUT;
+        w->out[w->pos++] = (uint8_t)w->acc;
+    }
+    return 0;
+}
+
+static inline int emit(writer_t *w, const codec_t *c, const uint8_t code[4], int k)
+{
+    int i, rc;
+    if (c->kind == K_GSM) {
+        for (i = 0; i < k; i++)
+            if ((rc = put_septet(w, code[i])) < 0)
+                return rc;
+        return 0;
+    }
+    if (c->kind == K_UCS2)
+        k *= 2;
+    if (w->cap - w->pos < (size_t)k)
+        return CSMPP_E_OUTPUT;
+    for (i = 0; i < k; i++)
+        w->out[w->pos++] = code[i];
+    return 0;
+}
+
+/* --- encode / decode ----------------------------------------------------------------- */
+
+size_t csmpp_text_encode_max_len(size_t n, int32_t enc)
+{
+    switch (enc) {
+    case CSMPP_ENC_GSM7:
+    case CSMPP_ENC_UCS2:
+        return enc == CSMPP_ENC_UCS2 ? 4 * n : 2 * n;
+    case CSMPP_ENC_GSM7_PACKED:
+        return (2 * n * 7 + 6) / 8 + 2;
+    default:
+        return n;
+    }
+}
+
+int32_t csmpp_text_encode(const void *text, size_t n, int32_t width, int32_t enc,
+                          int32_t single_lang, int32_t locking_lang, int32_t replacement,
+                          int32_t fill_bits, uint8_t *out, size_t out_cap, int32_t *info)
+{
+    const uint8_t *t = (const uint8_t *)text;
+    codec_t c;
+    writer_t w;
+    uint8_t code[4];
+    int32_t units = 0;
+    int32_t rc;
+    size_t i;
+
+    info[0] = 0;
+    info[1] = -1;
+    if ((width != 1 && width != 4) || n > MAX_CHARS)
+        return CSMPP_E_ARG;
+    if ((rc = codec_init(&c, enc, single_lang, locking_lang, replacement)) < 0)
+        return rc;
+    if (fill_bits < 0 || fill_bits > 6 || (fill_bits && !c.packed))
+        return CSMPP_E_ARG;
+    w.out = out;
+    w.cap = out_cap;
+    w.pos = 0;
+    writer_start(&w, c.packed, fill_bits);
+
+    if (c.kind == K_GSM && !c.packed && width == 1 && !c.repl_units) {
+        /* fast path: Latin-1 input to unpacked GSM, strict */
+        const uint8_t *mlo = c.main_lo, *slo = c.shift_lo;
+        for (i = 0; i < n; i++) {
+            uint8_t v = mlo[t[i]];
+            if (v != 0xFF) {
+                if (w.pos >= out_cap)
+                    return CSMPP_E_OUTPUT;
+                out[w.pos++] = v;
+            } else if ((v = slo[t[i]]) != 0xFF) {
+                if (out_cap - w.pos < 2)
+                    return CSMPP_E_OUTPUT;
+                out[w.pos++] = ESC;
+                out[w.pos++] = v;
+            } else {
+                info[1] = (int32_t)i;
+                return CSMPP_E_UNMAPPABLE;
+            }
+        }
+        info[0] = (int32_t)w.pos;
+        return (int32_t)w.pos;
+    }
+
+    for (i = 0; i < n; i++) {
+        int k = enc_char_r(&c, cp_at(t, width, i), code);
+        if (!k) {
+            info[1] = (int32_t)i;
+            return CSMPP_E_UNMAPPABLE;
+        }
+        if ((rc = emit(&w, &c, code, k)) < 0)
+            return rc;
+        units += k;
+    }
+    if ((rc = writer_finish(&w)) < 0)
+        return rc;
+    info[0] = units;
+    return (int32_t)w.pos;
+}
+
+size_t csmpp_text_decode_max_len(size_t len, int32_t enc)
+{
+    if (enc == CSMPP_ENC_GSM7_PACKED)
+        return len * 8 / 7 + 1;
+    if (enc == CSMPP_ENC_UCS2)
+        return (len + 1) / 2;
+    return len;
+}
+
+static inline uint32_t packed_septet(const uint8_t *d, size_t len, size_t bit)
+{
+    size_t byte = bit >> 3;
+    unsigned sh = (unsigned)(bit & 7);
+    uint32_t v = (uint32_t)d[byte] >> sh;
+    if (sh > 1 && byte + 1 < len)
+        v |= (uint32_t)d[byte + 1] << (8 - sh);
+    return v & 0x7F;
+}
+
+int32_t csmpp_text_decode(const uint8_t *data, size_t len, int32_t enc, int32_t single_lang,
+                          int32_t locking_lang, int32_t fill_bits, int32_t septets,
+                          uint32_t replacement, uint32_t *out, size_t out_cap)
+{
+    size_t i, n, o = 0;
+
+    if (len > MAX_CHARS || replacement > 0x10FFFF || (replacement >= 0xD800 && replacement < 0xE000))
+        return CSMPP_E_ARG;
+    if (enc == CSMPP_ENC_GSM7 || enc == CSMPP_ENC_GSM7_PACKED) {
+        const uint16_t *mt, *st;
+        int packed = enc == CSMPP_ENC_GSM7_PACKED;
+        if (!lang_ok(single_lang) || !lang_ok(locking_lang) || !csmpp_gsm_has_lock[locking_lang])
+            return CSMPP_E_ARG;
+        if (fill_bits < 0 || fill_bits > 6 || (fill_bits && !packed) || (septets >= 0 && !packed))
+            return CSMPP_E_ARG;
+        mt = csmpp_gsm_lock_tab[locking_lang];
+        st = csmpp_gsm_shift_tab[single_lang];
+        if (packed) {
+            size_t avail = len * 8 >= (size_t)fill_bits ? (len * 8 - (size_t)fill_bits) / 7 : 0;
+            if (septets >= 0) {
+                if ((size_t)septets > avail)
+                    return CSMPP_E_ARG;
+                n = (size_t)septets;
+            } else {
+                n = avail;
+                /* a <CR> in 7 spare bits at the end is padding (23.038 6.1.2.3.1) */
+                if (n > 0 && (size_t)fill_bits + 7 * n == len * 8 &&
+                    packed_septet(data, len, (size_t)fill_bits + 7 * (n - 1)) == CR)
+                    n--;
+            }
+        } else {
+            n = len;
+        }
+        for (i = 0; i < n; i++) {
+            uint32_t s = packed ? packed_septet(data, len, (size_t)fill_bits + 7 * i) : data[i];
+            uint32_t cp;
+            if (o >= out_cap)
+                return CSMPP_E_OUTPUT;
+            if (s > 0x7F) {
+                out[o++] = replacement;
+                continue;
+            }
+            if (s == ESC) {
+                uint32_t t2;
+                if (i + 1 >= n) {
+                    out[o++] = 0x20;
+                    continue;
+                }
+                t2 = packed ? packed_septet(data, len, (size_t)fill_bits + 7 * (i + 1)) : data[i + 1];
+                if (t2 > 0x7F) {
+                    out[o++] = replacement; /* the ESC; the bad octet is replaced next */
+                    continue;
+                }
+                i++;
+                if (t2 == ESC) {
+                    out[o++] = 0x20;
+                    continue;
+                }
+                cp = st[t2];
+                if (cp == 0xFFFF)
+                    cp = mt[t2];
+                out[o++] = cp == 0xFFFF ? replacement : cp;
+                continue;
+            }
+            cp = mt[s];
+            out[o++] = cp == 0xFFFF ? replacement : cp;
+        }
+        return (int32_t)o;
+    }
+    if (single_lang || locking_lang || fill_bits || septets >= 0)
+        return CSMPP_E_ARG;
+    switch (enc) {
+    case CSMPP_ENC_LATIN1:
+    case CSMPP_ENC_BINARY:
+    case CSMPP_ENC_ASCII:
+        if (out_cap < len)
+            return CSMPP_E_OUTPUT;
+        if (enc == CSMPP_ENC_ASCII) {
+            for (i = 0; i < len; i++)
+                out[i] = data[i] < 0x80 ? data[i] : replacement;
+        } else {
+            for (i = 0; i < len; i++)
+                out[i] = data[i];
+        }
+        return (int32_t)len;
+    case CSMPP_ENC_UCS2:
+        for (i = 0; i + 1 < len; i += 2) {
+            uint32_t u = ((uint32_t)data[i] << 8) | data[i + 1];
+            if (o >= out_cap)
+                return CSMPP_E_OUTPUT;
+            if (u >= 0xD800 && u < 0xDC00 && i + 3 < len) {
+                uint32_t l = ((uint32_t)data[i + 2] << 8) | data[i + 3];
+                if (l >= 0xDC00 && l < 0xE000) {
+                    out[o++] = 0x10000 + ((u - 0xD800) << 10) + (l - 0xDC00);
+                    i += 2;
+                    continue;
+                }
+            }
+            out[o++] = (u >= 0xD800 && u < 0xE000) ? replacement : u;
+        }
+        if (len & 1) {
+            if (o >= out_cap)
+                return CSMPP_E_OUTPUT;
+            out[o++] = replacement;
+        }
+        return (int32_t)o;
+    default:
+        return CSMPP_E_ARG;
+    }
+}
+
+/* --- segmentation -------------------------------------------------------------------- */
+
+typedef struct {
+    codec_t c;
+    int32_t single, locking;
+    int32_t udh1, udhn;     /* UDH octets (incl. UDHL) of a lone message / of each part */
+    int32_t cap1, capn;     /* units that fit a lone message / each part */
+    int32_t nparts, total;  /* layout result */
+    int32_t err_pos;
+} plan_t;
+
+static int32_t capacity(int kind, int32_t udh)
+{
+    switch (kind) {
+    case K_GSM:
+        return (140 * 8 - 8 * udh) / 7;
+    case K_OCTET:
+        return 140 - udh;
+    default:
+        return (140 - udh) / 2;
+    }
+}
+
+static int32_t udh_len(int multi, int32_t method, int32_t single, int32_t locking, int32_t port_ie)
+{
+    int32_t l = 0;
+    if (multi && method == CSMPP_SEG_UDH8)
+        l += 5;
+    if (multi && method == CSMPP_SEG_UDH16)
+        l += 6;
+    if (single)
+        l += 3;
+    if (locking)
+        l += 3;
+    if (port_ie == 8)
+        l += 4;
+    else if (port_ie == 16)
+        l += 6;
+    return l ? l + 1 : 0;
+}
+
+static int32_t plan_setup(plan_t *p, int32_t enc, int32_t single, int32_t locking, int32_t method,
+                          int32_t port_ie, int32_t replacement)
+{
+    int32_t rc = codec_init(&p->c, enc, single, locking, replacement);
+    if (rc < 0)
+        return rc;
+    p->single = single;
+    p->locking = locking;
+    p->udh1 = udh_len(0, method, single, locking, port_ie);
+    p->udhn = udh_len(1, method, single, locking, port_ie);
+    p->cap1 = capacity(p->c.kind, p->udh1);
+    /* SAR parts leave room for the 8-bit-reference IE the SMSC adds on the air interface */
+    p->capn = capacity(p->c.kind, method == CSMPP_SEG_SAR ? udh_len(1, CSMPP_SEG_UDH8, single, locking, port_ie)
+                                                          : p->udhn);
+    if (method == CSMPP_SEG_PAYLOAD)
+        p->cap1 = p->capn = INT32_MAX;
+    return 0;
+}
+
+/* Greedy layout; records (start, end) in parts[5*i + 3 .. 4] while room lasts.
+ * Returns 0 or CSMPP_E_UNMAPPABLE (p->err_pos set). */
+static int32_t layout(plan_t *p, const uint8_t *t, int32_t width, size_t n, int32_t *parts,
+                      size_t max_parts)
+{
+    uint8_t code[4];
+    int32_t cur = 0, total = 0, np = 0;
+    size_t i, start = 0;
+    for (i = 0; i < n; i++) {
+        int k = enc_char_r(&p->c, cp_at(t, width, i), code);
+        if (!k) {
+            p->err_pos = (int32_t)i;
+            return CSMPP_E_UNMAPPABLE;
+        }
+        if (cur + k > p->capn) {
+            if (parts && (size_t)np < max_parts) {
+                parts[5 * np + 3] = (int32_t)start;
+                parts[5 * np + 4] = (int32_t)i;
+            }
+            np++;
+            start = i;
+            cur = 0;
+        }
+        cur += k;
+        total += k;
+    }
+    if (total <= p->cap1) {
+        np = 0;
+        start = 0;
+    }
+    if (parts && (size_t)np < max_parts) {
+        parts[5 * np + 3] = (int32_t)start;
+        parts[5 * np + 4] = (int32_t)n;
+    }
+    p->nparts = np + 1;
+    p->total = total;
+    p->err_pos = -1;
+    return 0;
+}
+
+static int64_t plan_cost_bits(const plan_t *p)
+{
+    int unit = p->c.kind == K_GSM ? 7 : p->c.kind == K_OCTET ? 8 : 16;
+    int32_t udh = p->nparts > 1 ? p->udhn : p->udh1;
+    return (int64_t)p->total * unit + (int64_t)p->nparts * 8 * udh;
+}
+
+static inline void put_ie(uint8_t *o, size_t *pos, uint8_t iei, uint8_t len)
+{
+    o[(*pos)++] = iei;
+    o[(*pos)++] = len;
+}
+
+size_t csmpp_seg_max_len(size_t n, int32_t method)
+{
+    size_t parts = method == CSMPP_SEG_PAYLOAD ? 1 : (n < CSMPP_SEG_MAX_PARTS ? n : CSMPP_SEG_MAX_PARTS);
+    if (parts == 0)
+        parts = 1;
+    /* 4 octets a code point (UCS-2 surrogate pair) at most, 2 packing bytes and a
+     * 20-octet UDH a part */
+    return 4 * n + parts * 24;
+}
+
+int32_t csmpp_seg_plan(const void *text, size_t n, int32_t width, int32_t enc,
+                       int32_t single_lang, int32_t locking_lang, uint32_t auto_encs,
+                       uint32_t auto_langs, int32_t method, int32_t ref, int32_t port_ie,
+                       int32_t dst_port, int32_t src_port, int32_t replacement, uint8_t *out,
+                       size_t out_cap, int32_t *parts, size_t max_parts, int32_t *info)
+{
+    const uint8_t *t = (const uint8_t *)text;
+    plan_t best, cand;
+    int32_t rc, pi, fill;
+    writer_t w;
+    int have_best = 0;
+
+    memset(info, 0, sizeof(int32_t) * CSMPP_SEG_INFO_LEN);
+    info[4] = -1;
+    if ((width != 1 && width != 4) || n > MAX_CHARS)
+        return CSMPP_E_ARG;
+    if (method < CSMPP_SEG_UDH8 || method > CSMPP_SEG_PAYLOAD)
+        return CSMPP_E_ARG;
+    if (ref < 0 || ref > (method == CSMPP_SEG_UDH8 ? 0xFF : 0xFFFF))
+        return CSMPP_E_ARG;
+    if (port_ie != 0 && port_ie != 8 && port_ie != 16)
+        return CSMPP_E_ARG;
+    if (port_ie) {
+        int32_t pmax = port_ie == 8 ? 0xFF : 0xFFFF;
+        if (dst_port < 0 || dst_port > pmax || src_port < 0 || src_port > pmax)
+            return CSMPP_E_ARG;
+    }
+
+    if (enc != CSMPP_ENC_AUTO) {
+        if ((rc = plan_setup(&best, enc, single_lang, locking_lang, method, port_ie, replacement)) < 0)
+            return rc;
+        if ((rc = layout(&best, t, width, n, parts, max_parts)) < 0) {
+            info[4] = best.err_pos;
+            return rc;
+        }
+    } else {
+        /* candidates in order of preference */
+        int32_t cands[3 * (1 + 3 * CSMPP_GSM_NLANG + 3)];
+        int nc = 0, i, first_err = -1;
+        uint32_t gsm_bits = (1u << CSMPP_ENC_GSM7) | (1u << CSMPP_ENC_GSM7_PACKED);
+        if (auto_encs & ~((1u << CSMPP_ENC_GSM7) | (1u << CSMPP_ENC_GSM7_PACKED) | (1u << CSMPP_ENC_LATIN1) |
+                          (1u << CSMPP_ENC_ASCII) | (1u << CSMPP_ENC_UCS2)))
+            return CSMPP_E_ARG;
+        if (auto_langs & ~((1u << CSMPP_GSM_NLANG) - 2u))
+            return CSMPP_E_ARG;
+        if (auto_encs & gsm_bits) {
+            int32_t g = (auto_encs & (1u << CSMPP_ENC_GSM7_PACKED)) ? CSMPP_ENC_GSM7_PACKED : CSMPP_ENC_GSM7;
+            int32_t lang;
+            cands[3 * nc] = g, cands[3 * nc + 1] = 0, cands[3 * nc + 2] = 0, nc++;
+            for (lang = 1; lang < CSMPP_GSM_NLANG; lang++) {
+                if (!(auto_langs & (1u << lang)))
+                    continue;
+                cands[3 * nc] = g, cands[3 * nc + 1] = lang, cands[3 * nc + 2] = 0, nc++;
+                if (csmpp_gsm_has_lock[lang]) {
+                    cands[3 * nc] = g, cands[3 * nc + 1] = 0, cands[3 * nc + 2] = lang, nc++;
+                    cands[3 * nc] = g, cands[3 * nc + 1] = lang, cands[3 * nc + 2] = lang, nc++;
+                }
+            }
+        }
+        if (auto_encs & (1u << CSMPP_ENC_ASCII))
+            cands[3 * nc] = CSMPP_ENC_ASCII, cands[3 * nc + 1] = 0, cands[3 * nc + 2] = 0, nc++;
+        if (auto_encs & (1u << CSMPP_ENC_LATIN1))
+            cands[3 * nc] = CSMPP_ENC_LATIN1, cands[3 * nc + 1] = 0, cands[3 * nc + 2] = 0, nc++;
+        if (auto_encs & (1u << CSMPP_ENC_UCS2))
+            cands[3 * nc] = CSMPP_ENC_UCS2, cands[3 * nc + 1] = 0, cands[3 * nc + 2] = 0, nc++;
+        if (nc == 0)
+            return CSMPP_E_ARG;
+        if (replacement != CSMPP_NO_REPLACEMENT) {
+            /* the replacement must be mappable in the fallback (the first candidate) */
+            if ((rc = plan_setup(&cand, cands[0], cands[1], cands[2], method, port_ie, replacement)) < 0)
+                return rc;
+        }
+        for (i = 0; i < nc; i++) {
+            if ((rc = plan_setup(&cand, cands[3 * i], cands[3 * i + 1], cands[3 * i + 2], method, port_ie,
+                                 CSMPP_NO_REPLACEMENT)) < 0)
+                return rc;
+            if (layout(&cand, t, width, n, NULL, 0) < 0) {
+                if (i == 0)
+                    first_err = cand.err_pos;
+                continue;
+            }
+            if (!have_best || cand.nparts < best.nparts ||
+                (cand.nparts == best.nparts && plan_cost_bits(&cand) < plan_cost_bits(&best))) {
+                best = cand;
+                have_best = 1;
+            }
+            /* plain GSM with no escapes cannot be beaten */
+            if (i == 0 && best.c.kind == K_GSM && best.total == (int32_t)n)
+                break;
+        }
+        if (!have_best) {
+            if (replacement == CSMPP_NO_REPLACEMENT) {
+                info[4] = first_err;
+                return CSMPP_E_UNMAPPABLE;
+            }
+            plan_setup(&best, cands[0], cands[1], cands[2], method, port_ie, replacement);
+        }
+        if ((rc = layout(&best, t, width, n, parts, max_parts)) < 0) {
+            info[4] = best.err_pos;
+            return rc;
+        }
+    }
+
+    info[0] = best.c.enc;
+    info[1] = best.single;
+    info[2] = best.locking;
+    info[3] = best.total;
+    info[5] = best.nparts;
+    if (best.nparts > CSMPP_SEG_MAX_PARTS)
+        return CSMPP_E_INPUT;
+    if ((size_t)best.nparts > max_parts)
+        return CSMPP_E_OUTPUT;
+    {
+        int32_t udh = best.nparts > 1 ? best.udhn : best.udh1;
+        fill = best.c.packed && udh ? (7 - (8 * udh) % 7) % 7 : 0;
+        info[6] = fill;
+        info[7] = udh;
+    }
+
+    w.out = out;
+    w.cap = out_cap;
+    w.pos = 0;
+    for (pi = 0; pi < best.nparts; pi++) {
+        size_t off = w.pos, i;
+        int32_t udh = best.nparts > 1 ? best.udhn : best.udh1;
+        int32_t start = parts[5 * pi + 3], end = parts[5 * pi + 4];
+        uint8_t code[4];
+        if (udh) {
+            if (out_cap - w.pos < (size_t)udh)
+                return CSMPP_E_OUTPUT;
+            out[w.pos++] = (uint8_t)(udh - 1);
+            if (best.nparts > 1 && method == CSMPP_SEG_UDH8) {
+                put_ie(out, &w.pos, 0x00, 3);
+                out[w.pos++] = (uint8_t)ref;
+                out[w.pos++] = (uint8_t)best.nparts;
+                out[w.pos++] = (uint8_t)(pi + 1);
+            } else if (best.nparts > 1 && method == CSMPP_SEG_UDH16) {
+                put_ie(out, &w.pos, 0x08, 4);
+                out[w.pos++] = (uint8_t)(ref >> 8);
+                out[w.pos++] = (uint8_t)ref;
+                out[w.pos++] = (uint8_t)best.nparts;
+                out[w.pos++] = (uint8_t)(pi + 1);
+            }
+            if (best.single) {
+                put_ie(out, &w.pos, 0x24, 1);
+                out[w.pos++] = (uint8_t)best.single;
+            }
+            if (best.locking) {
+                put_ie(out, &w.pos, 0x25, 1);
+                out[w.pos++] = (uint8_t)best.locking;
+            }
+            if (port_ie == 8) {
+                put_ie(out, &w.pos, 0x04, 2);
+                out[w.pos++] = (uint8_t)dst_port;
+                out[w.pos++] = (uint8_t)src_port;
+            } else if (port_ie == 16) {
+                put_ie(out, &w.pos, 0x05, 4);
+                out[w.pos++] = (uint8_t)(dst_port >> 8);
+                out[w.pos++] = (uint8_t)dst_port;
+                out[w.pos++] = (uint8_t)(src_port >> 8);
+                out[w.pos++] = (uint8_t)src_port;
+            }
+        }
+        writer_start(&w, best.c.packed, fill);
+        for (i = (size_t)start; i < (size_t)end; i++) {
+            int k = enc_char_r(&best.c, cp_at(t, width, i), code);
+            if ((rc = emit(&w, &best.c, code, k)) < 0)
+                return rc;
+        }
+        if ((rc = writer_finish(&w)) < 0)
+            return rc;
+        parts[5 * pi] = (int32_t)off;
+        parts[5 * pi + 1] = udh;
+        parts[5 * pi + 2] = (int32_t)(w.pos - off);
+        if (method == CSMPP_SEG_PAYLOAD && w.pos - off > CSMPP_SEG_MAX_PAYLOAD) {
+            info[5] = (int32_t)(w.pos - off);
+            return CSMPP_E_INPUT;
+        }
+    }
+    return best.nparts;
+}

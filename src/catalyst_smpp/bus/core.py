@@ -1,0 +1,951 @@
+"""The trio-facing JetStream bus.
+
+Everything nats-py runs on a private asyncio thread (:mod:`.bridge`); each public
+``async`` method here is ONE crossing that carries a whole batch.  No asyncio object
+ever reaches the caller: messages, acks and errors are our own attrs records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import enum
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import attrs
+import nats
+import nats.errors
+import nats.js.errors
+import trio
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg as NatsMsg
+from nats.js import JetStreamContext, api
+
+from ..config import KvConfig, NatsConfig, StreamConfig
+from .bridge import AsyncioThread
+from .names import Kind, Names, token
+
+__all__ = [
+    "AckKind",
+    "Bus",
+    "BusError",
+    "ConnectionState",
+    "Consumer",
+    "IdMapping",
+    "Msg",
+    "OpIdStore",
+    "PubAck",
+    "PublishError",
+    "PublishErrorKind",
+    "PublishItem",
+]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+MSG_ID_HEADER = "Nats-Msg-Id"
+
+
+class BusError(Exception):
+    """A bus operation failed as a whole (not per message)."""
+
+
+class _NotFound(BusError):
+    """A stream or consumer is missing (internal: the caller recreates it)."""
+
+
+class ConnectionState(enum.Enum):
+    CONNECTING = "connecting"
+    """Initial connect in progress (retried forever)."""
+    CONNECTED = "connected"
+    RECONNECTING = "reconnecting"
+    """Lost the server; nats-py reconnects forever. Publishes fail per message meanwhile."""
+    CLOSED = "closed"
+
+
+class PublishErrorKind(enum.Enum):
+    TIMEOUT = "timeout"
+    """No ack in time: the message may or may not be stored (retry with the same msg_id is safe)."""
+    STORE_FULL = "store_full"
+    """The stream or this subject is at its limit (discard=new)."""
+    NO_STREAM = "no_stream"
+    """No stream listens on the subject."""
+    CONNECTION = "connection"
+    """Not connected / outbound buffer full."""
+    SERVER = "server"
+    """Another JetStream error."""
+
+
+@attrs.frozen
+class PubAck:
+    stream: str
+    seq: int
+    duplicate: bool = False
+    """True when JetStream recognised the msg_id as already stored (within the duplicate window)."""
+
+    ok = True
+
+
+@attrs.frozen
+class PublishError:
+    kind: PublishErrorKind
+    description: str = ""
+    code: int | None = None
+
+    ok = False
+
+    @property
+    def temporary(self) -> bool:
+        """Worth retrying later (partner: ESME_RMSGQFUL); otherwise a system error (ESME_RSYSERR)."""
+        return self.kind in (
+            PublishErrorKind.TIMEOUT,
+            PublishErrorKind.STORE_FULL,
+            PublishErrorKind.CONNECTION,
+        )
+
+
+@attrs.frozen
+class PublishItem:
+    subject: str
+    payload: bytes
+    headers: Mapping[str, str] | None = None
+    msg_id: str | None = None
+
+
+PublishInput = PublishItem | tuple[str, bytes, Mapping[str, str] | None, str | None]
+
+
+@attrs.define(slots=True, eq=False)
+class Msg:
+    """One JetStream message from a pull consumer.  Ack it with the consumer's batch methods."""
+
+    subject: str
+    data: bytes
+    headers: dict[str, str] | None
+    stream_seq: int
+    consumer_seq: int
+    num_delivered: int
+    num_pending: int
+    timestamp: float
+    """Epoch seconds when the message was stored."""
+    _reply: str = attrs.field(repr=False)
+
+    @property
+    def msg_id(self) -> str | None:
+        return self.headers.get(MSG_ID_HEADER) if self.headers else None
+
+
+class AckKind(enum.Enum):
+    ACK = b"+ACK"
+    NAK = b"-NAK"
+    TERM = b"+TERM"
+    IN_PROGRESS = b"+WPI"
+
+
+@attrs.frozen
+class IdMapping:
+    """What an operator message id maps to (stored in the KV bucket)."""
+
+    message_id: str
+    partner: str
+    flags: int = 0
+    part: int = 1
+    parts: int = 1
+
+    def encode(self) -> bytes:
+        return json.dumps(
+            [self.message_id, self.partner, self.flags, self.part, self.parts], separators=(",", ":")
+        ).encode()
+
+    @classmethod
+    def decode(cls, data: bytes) -> IdMapping:
+        m, p, f, part, parts = json.loads(data)
+        return cls(str(m), str(p), int(f), int(part), int(parts))
+
+
+def _pub_error(exc: BaseException) -> PublishError:
+    if isinstance(exc, nats.js.errors.NoStreamResponseError):
+        return PublishError(PublishErrorKind.NO_STREAM, "no stream for subject")
+    if isinstance(exc, nats.js.errors.TooManyStalledMsgsError):
+        return PublishError(PublishErrorKind.TIMEOUT, "too many publishes pending")
+    if isinstance(exc, asyncio.TimeoutError | nats.errors.TimeoutError):
+        return PublishError(PublishErrorKind.TIMEOUT, "no ack in time")
+    if isinstance(exc, nats.js.errors.APIError):
+        desc = exc.description or ""
+        low = desc.lower()
+        if "maximum" in low or "insufficient" in low or exc.err_code in (10047, 10077, 10078):
+            return PublishError(PublishErrorKind.STORE_FULL, desc, exc.err_code)
+        return PublishError(PublishErrorKind.SERVER, desc, exc.err_code)
+    if isinstance(
+        exc,
+        nats.errors.ConnectionClosedError
+        | nats.errors.OutboundBufferLimitError
+        | nats.errors.ConnectionReconnectingError
+        | nats.errors.StaleConnectionError
+        | OSError,
+    ):
+        return PublishError(PublishErrorKind.CONNECTION, type(exc).__name__)
+    return PublishError(PublishErrorKind.SERVER, f"{type(exc).__name__}: {exc}")
+
+
+def _to_msg(m: NatsMsg) -> Msg:
+    md = m.metadata
+    ts = md.timestamp.timestamp() if md.timestamp is not None else 0.0
+    return Msg(
+        subject=m.subject,
+        data=m.data,
+        headers=dict(m.headers) if m.headers else None,
+        stream_seq=md.sequence.stream,
+        consumer_seq=md.sequence.consumer,
+        num_delivered=md.num_delivered or 1,
+        num_pending=md.num_pending or 0,
+        timestamp=ts,
+        reply=m.reply,
+    )
+
+
+def _stream_config(name: str, subjects: list[str], sc: StreamConfig, replicas: int) -> api.StreamConfig:
+    return api.StreamConfig(
+        name=name,
+        subjects=subjects,
+        retention=api.RetentionPolicy.WORK_QUEUE,  # acked = removed; one durable per subject
+        storage=api.StorageType.FILE,
+        num_replicas=replicas,
+        max_age=sc.max_age or None,
+        max_bytes=sc.max_bytes,
+        max_msgs_per_subject=sc.max_msgs_per_subject,
+        discard=api.DiscardPolicy.NEW if sc.discard == "new" else api.DiscardPolicy.OLD,
+        discard_new_per_subject=sc.discard == "new" and sc.max_msgs_per_subject > 0,
+        duplicate_window=sc.duplicate_window,
+    )
+
+
+def _api_error_code(exc: BaseException) -> int | None:
+    return exc.err_code if isinstance(exc, nats.js.errors.APIError) else None
+
+
+# --------------------------------------------------------------------------- asyncio side
+
+
+class _Puller:
+    """Pull requests for one durable consumer on a private inbox (asyncio side).
+
+    Replaces nats-py's PullSubscription.fetch, which waits per message with asyncio.wait_for (a task each
+    on Python 3.11) and capped fetch+ack near 9k/s here.  Phase 1 asks for up to ``batch`` messages with
+    ``no_wait`` (returns at once with what is stored); only when nothing is there, phase 2 long-polls for
+    ONE message until the timeout, so at most one message can arrive after we gave up waiting.  Such a
+    late message is kept for the next fetch — unless it has aged past half the ack wait, in which case it
+    is nak'ed rather than handed out just before the server redelivers it elsewhere.
+    """
+
+    def __init__(self, nc: NatsClient, stream: str, durable: str, ack_wait: float) -> None:
+        self.nc = nc
+        self.stream = stream
+        self.durable = durable
+        self.ack_wait = ack_wait
+        self.next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"
+        self.prefix = f"{nc._inbox_prefix.decode()}.{nc._nuid.next().decode()}."
+        self.buf: collections.deque[tuple[float, NatsMsg]] = collections.deque()
+        self.req = 0
+        self.ended = False
+        self.deleted = False
+        self.event = asyncio.Event()
+        self.lock = asyncio.Lock()
+        self.sub: Any = None
+
+    async def start(self) -> None:
+        self.sub = await self.nc.subscribe(self.prefix + "*", cb=self._on_msg)
+
+    async def stop(self) -> None:
+        if self.sub is not None:
+            with contextlib.suppress(Exception):
+                await self.sub.unsubscribe()
+
+    async def _on_msg(self, msg: NatsMsg) -> None:
+        status = msg.headers.get(api.Header.STATUS) if msg.headers else None
+        if status:
+            if status == "100":  # idle heartbeat / flow control
+                return
+            desc = (msg.headers or {}).get(api.Header.DESCRIPTION, "").lower()
+            if status == "503" or (status == "409" and "deleted" in desc):
+                self.deleted = True  # no responders: the consumer is gone (deleted, or the stream was)
+            if msg.subject == self.prefix + str(self.req):
+                self.ended = True  # 404 no messages, 408 request expired, 409 ...: this request is over
+                self.event.set()
+            return
+        self.buf.append((asyncio.get_running_loop().time(), msg))
+        self.event.set()
+
+    def _take(self, n: int, out: list[NatsMsg], stale: list[NatsMsg]) -> None:
+        now = asyncio.get_running_loop().time()
+        while self.buf and len(out) < n:
+            t, m = self.buf.popleft()
+            (stale if now - t > self.ack_wait / 2 else out).append(m)
+
+    async def _request(self, body: dict[str, Any]) -> None:
+        self.req += 1
+        self.ended = False
+        self.event.clear()
+        await self.nc.publish(self.next_subject, json.dumps(body).encode(), reply=self.prefix + str(self.req))
+
+    async def _wait(self, until: float, done: Any) -> None:
+        loop = asyncio.get_running_loop()
+        while not done():
+            remaining = until - loop.time()
+            if remaining <= 0:
+                return
+            self.event.clear()
+            if done():
+                return
+            try:
+                await asyncio.wait_for(self.event.wait(), remaining)
+            except TimeoutError:
+                return
+
+    async def fetch(self, batch: int, timeout: float) -> list[NatsMsg]:
+        async with self.lock:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            out: list[NatsMsg] = []
+            stale: list[NatsMsg] = []
+            try:
+                self._take(batch, out, stale)
+                if len(out) >= batch or not self.nc.is_connected:
+                    if not out and not self.nc.is_connected:
+                        await asyncio.sleep(min(timeout, 0.25))
+                    return out
+                need = batch - len(out)
+                # phase 1: whatever is stored now, up to the batch
+                await self._request({"batch": need, "no_wait": True})
+                await self._wait(deadline, lambda: self.ended or len(self.buf) >= need)
+                self._take(batch, out, stale)
+                if out:
+                    return out
+                # phase 2: long-poll for one message until the deadline
+                remaining = deadline - loop.time()
+                if remaining > 0.02:
+                    await self._request({"batch": 1, "expires": int((remaining - 0.01) * 1e9)})
+                    await self._wait(deadline, lambda: self.ended or bool(self.buf))
+                    self._take(batch, out, stale)
+                if self.deleted:
+                    raise nats.js.errors.NotFoundError(description="consumer deleted")
+                return out
+            finally:
+                for m in stale:
+                    with contextlib.suppress(Exception):
+                        await self.nc.publish(m.reply, AckKind.NAK.value)
+
+
+class _AioSide:
+    """State that lives on the asyncio thread.  Only its coroutines touch nats-py."""
+
+    def __init__(self, cfg: NatsConfig, names: Names, on_state: Any) -> None:
+        self.cfg = cfg
+        self.names = names
+        self.on_state = on_state
+        self.nc: NatsClient | None = None
+        self.js: JetStreamContext | None = None
+        self.pullers: dict[str, _Puller] = {}
+        self.closing = False
+        self.pub_prefix = ""
+        self.pub_futs: dict[str, asyncio.Future[PubAck | PublishError]] = {}
+        self.pub_counter = 0
+
+    async def connect(self, urls: list[str], name: str) -> None:
+        async def disconnected() -> None:
+            if not self.closing:
+                self.on_state(ConnectionState.RECONNECTING)
+
+        async def reconnected() -> None:
+            self.on_state(ConnectionState.CONNECTED)
+
+        async def closed() -> None:
+            self.on_state(ConnectionState.CLOSED)
+
+        async def error(e: Exception) -> None:
+            log.warning("nats: %s: %s", type(e).__name__, e)
+
+        self.nc = await nats.connect(
+            servers=urls,
+            name=name,
+            allow_reconnect=True,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=self.cfg.reconnect_wait,  # type: ignore[arg-type,unused-ignore]
+            connect_timeout=max(1, round(self.cfg.connect_timeout)),
+            disconnected_cb=disconnected,
+            reconnected_cb=reconnected,
+            closed_cb=closed,
+            error_cb=error,
+            pending_size=64 * 1024 * 1024,
+        )
+        self.js = self.nc.jetstream(timeout=self.cfg.request_timeout)
+        await self._init_publish()
+        self.on_state(ConnectionState.CONNECTED)
+
+    async def close(self) -> None:
+        self.closing = True
+        if self.nc is not None and not self.nc.is_closed:
+            # flush what is buffered (acks) and close; drain() would wait for pending pull requests to expire
+            if self.nc.is_connected:
+                with contextlib.suppress(Exception):
+                    await self.nc.flush(timeout=2)
+            if not self.nc.is_closed:
+                await self.nc.close()
+
+    # ---- streams and consumers
+
+    async def ensure_stream(self, config: api.StreamConfig) -> None:
+        assert self.js is not None
+        try:
+            await self.js.add_stream(config)
+            return
+        except nats.js.errors.BadRequestError as e:
+            if e.err_code != 10058:  # stream name already in use with a different configuration
+                raise
+        try:
+            await self.js.update_stream(config)
+            log.info("stream %s updated to the configured settings", config.name)
+        except nats.js.errors.APIError as e:
+            # some settings cannot change in place (e.g. storage type); keep running on the existing stream
+            log.warning(
+                "stream %s exists with other settings that cannot be updated: %s", config.name, e.description
+            )
+
+    async def ensure_streams(self) -> None:
+        s = self.cfg.streams
+        for kind, sc in ((Kind.MT, s.mt), (Kind.DLR, s.dlr), (Kind.MO, s.mo)):
+            await self.ensure_stream(
+                _stream_config(self.names.stream(kind), [self.names.wildcard(kind)], sc, self.cfg.replicas)
+            )
+        ev = Kind.EVENTS
+        await self.ensure_stream(
+            _stream_config(
+                self.names.stream(ev), [f"{self.names._prefix(ev)}.>"], s.events, self.cfg.replicas
+            )
+        )
+
+    def _consumer_config(self, kind: Kind, name: str | None, sc: StreamConfig) -> api.ConsumerConfig:
+        if name is None:
+            filt = f"{self.names._prefix(kind)}.>" if kind is Kind.EVENTS else self.names.wildcard(kind)
+        else:
+            filt = self.names.subject(kind, name)
+        backoff = list(sc.backoff) or None
+        max_deliver = sc.max_deliver
+        if backoff and 0 < max_deliver <= len(backoff):
+            # the server wants max_deliver > len(backoff)
+            backoff = backoff[: max_deliver - 1] or None
+        return api.ConsumerConfig(
+            durable_name=self.names.durable(kind, name),
+            deliver_policy=api.DeliverPolicy.ALL,
+            ack_policy=api.AckPolicy.EXPLICIT,
+            ack_wait=sc.ack_wait,
+            max_deliver=max_deliver,
+            backoff=backoff,
+            filter_subject=filt,
+            max_ack_pending=sc.max_ack_pending,
+            max_waiting=512,
+            replay_policy=api.ReplayPolicy.INSTANT,
+            num_replicas=None,
+        )
+
+    async def ensure_consumer(self, kind: Kind, name: str | None, sc: StreamConfig) -> str:
+        assert self.js is not None
+        stream = self.names.stream(kind)
+        cc = self._consumer_config(kind, name, sc)
+        assert cc.durable_name is not None
+        try:
+            await self.js.add_consumer(stream, cc)
+        except nats.js.errors.APIError as e:
+            # an existing durable with other (non-updatable) settings: use it as it is
+            log.warning(
+                "consumer %s on %s: %s; using the existing one", cc.durable_name, stream, e.description
+            )
+            await self.js.consumer_info(stream, cc.durable_name)
+        key = f"{stream}/{cc.durable_name}"
+        if key not in self.pullers:
+            assert self.nc is not None
+            p = _Puller(self.nc, stream, cc.durable_name, sc.ack_wait)
+            await p.start()
+            self.pullers[key] = p
+        else:
+            self.pullers[key].deleted = False
+        return key
+
+    async def delete_consumer(self, kind: Kind, name: str | None) -> bool:
+        assert self.js is not None
+        stream, durable = self.names.stream(kind), self.names.durable(kind, name)
+        key = f"{stream}/{durable}"
+        p = self.pullers.pop(key, None)
+        if p is not None:
+            await p.stop()
+        try:
+            return await self.js.delete_consumer(stream, durable)
+        except nats.js.errors.NotFoundError:
+            return False
+
+    # ---- publish
+
+    async def _init_publish(self) -> None:
+        """Our own async-publish inbox: nats-py's publish_async loses 503 replies ("maximum messages per
+        subject exceeded" raises inside its callback, so the future never resolves: it looks like a timeout).
+        """
+        assert self.nc is not None
+        self.pub_prefix = f"{self.nc._inbox_prefix.decode()}.{self.nc._nuid.next().decode()}."
+        self.pub_futs = {}
+        self.pub_counter = 0
+        await self.nc.subscribe(self.pub_prefix + "*", cb=self._on_pub_reply)
+
+    async def _on_pub_reply(self, msg: NatsMsg) -> None:
+        fut = self.pub_futs.pop(msg.subject[len(self.pub_prefix) :], None)
+        if fut is None or fut.done():
+            return
+        if msg.headers and msg.headers.get(api.Header.STATUS) == "503":
+            fut.set_result(PublishError(PublishErrorKind.NO_STREAM, "no stream for subject"))
+            return
+        try:
+            resp = json.loads(msg.data)
+        except ValueError:
+            fut.set_result(PublishError(PublishErrorKind.SERVER, "unreadable publish ack"))
+            return
+        err = resp.get("error")
+        if err:
+            fut.set_result(
+                _pub_error(
+                    nats.js.errors.APIError(
+                        code=err.get("code"), description=err.get("description"), err_code=err.get("err_code")
+                    )
+                )
+            )
+        else:
+            fut.set_result(
+                PubAck(stream=resp["stream"], seq=int(resp["seq"]), duplicate=bool(resp.get("duplicate")))
+            )
+
+    async def publish_batch(
+        self, items: list[tuple[str, bytes, dict[str, str] | None]], timeout: float
+    ) -> list[PubAck | PublishError]:
+        nc = self.nc
+        assert nc is not None
+        if not nc.is_connected:
+            # fail fast instead of letting nats-py buffer the publish until it reconnects: a buffered
+            # message would be stored later although the caller was told it failed
+            return [PublishError(PublishErrorKind.CONNECTION, "not connected")] * len(items)
+        loop = asyncio.get_running_loop()
+        results: list[asyncio.Future[PubAck | PublishError] | PublishError] = []
+        for subject, payload, headers in items:
+            self.pub_counter += 1
+            tok = str(self.pub_counter)
+            fut: asyncio.Future[PubAck | PublishError] = loop.create_future()
+            self.pub_futs[tok] = fut
+            try:
+                await nc.publish(subject, payload, reply=self.pub_prefix + tok, headers=headers)
+            except Exception as e:
+                self.pub_futs.pop(tok, None)
+                results.append(_pub_error(e))
+                continue
+            results.append(fut)
+        pending = [f for f in results if isinstance(f, asyncio.Future)]
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
+        out: list[PubAck | PublishError] = []
+        for f in results:
+            if isinstance(f, PublishError):
+                out.append(f)
+            elif f.done():
+                out.append(f.result())
+            else:
+                f.cancel()
+                out.append(PublishError(PublishErrorKind.TIMEOUT, "no ack in time"))
+        # forget tokens that timed out (a late ack is simply dropped)
+        for tok in [t for t, fut in self.pub_futs.items() if fut.done()]:
+            del self.pub_futs[tok]
+        return out
+
+    # ---- consume
+
+    async def fetch(self, key: str, batch: int, timeout: float) -> list[Msg]:
+        p = self.pullers.get(key)
+        if p is None:
+            raise nats.js.errors.NotFoundError(description="consumer deleted")
+        return [_to_msg(m) for m in await p.fetch(batch, timeout)]
+
+    async def respond(self, replies: list[str], payload: bytes, flush: bool) -> None:
+        assert self.nc is not None
+        for r in replies:
+            await self.nc.publish(r, payload)
+        if flush and not self.nc.is_reconnecting:
+            with contextlib.suppress(nats.errors.TimeoutError, asyncio.TimeoutError):
+                await self.nc.flush(timeout=max(1, round(self.cfg.request_timeout)))
+
+    async def stream_info(self, kind: Kind) -> api.StreamInfo:
+        assert self.js is not None
+        return await self.js.stream_info(self.names.stream(kind))
+
+    async def consumer_info(self, key: str) -> api.ConsumerInfo:
+        assert self.js is not None
+        p = self.pullers[key]
+        info: api.ConsumerInfo = await self.js.consumer_info(p.stream, p.durable)
+        return info
+
+    # ---- KV
+
+    async def ensure_kv(self, kv: KvConfig) -> None:
+        assert self.js is not None
+        bucket = self.names.bucket(kv.bucket)
+        cfg = api.StreamConfig(
+            name=f"KV_{bucket}",
+            subjects=[f"$KV.{bucket}.>"],
+            allow_direct=True,
+            allow_rollup_hdrs=True,
+            deny_delete=True,
+            discard=api.DiscardPolicy.NEW,
+            duplicate_window=min(120.0, kv.ttl),
+            max_age=kv.ttl,
+            max_bytes=kv.max_bytes,
+            max_msgs=-1,
+            max_msgs_per_subject=1,
+            num_replicas=self.cfg.replicas,
+            storage=api.StorageType.FILE,
+        )
+        await self.ensure_stream(cfg)
+        self.kv = await self.js.key_value(bucket)
+
+    async def kv_put(self, items: list[tuple[str, bytes]], timeout: float) -> list[PubAck | PublishError]:
+        prefix = f"$KV.{self.names.bucket(self.cfg.kv.bucket)}."
+        return await self.publish_batch([(prefix + k, v, None) for k, v in items], timeout)
+
+    async def kv_get(self, keys: list[str], timeout: float) -> list[bytes | None]:
+        import nats.js.kv
+
+        async def one(k: str) -> bytes | None:
+            try:
+                e = await self.kv.get(k)
+            except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
+                return None
+            return e.value
+
+        res = await asyncio.wait_for(asyncio.gather(*(one(k) for k in keys), return_exceptions=True), timeout)
+        out: list[bytes | None] = []
+        for r in res:
+            if isinstance(r, BaseException):
+                raise BusError(f"KV get failed: {type(r).__name__}: {r}") from r
+            out.append(r)
+        return out
+
+    async def kv_delete(self, keys: list[str], timeout: float) -> None:
+        prefix = f"$KV.{self.names.bucket(self.cfg.kv.bucket)}."
+        hdr = {"KV-Operation": "PURGE", "Nats-Rollup": "sub"}
+        res = await self.publish_batch([(prefix + k, b"", dict(hdr)) for k in keys], timeout)
+        bad = [r for r in res if isinstance(r, PublishError)]
+        if bad:
+            raise BusError(f"KV delete failed for {len(bad)} keys: {bad[0].kind.value} {bad[0].description}")
+
+
+# --------------------------------------------------------------------------- trio side
+
+
+class Bus:
+    """A NATS/JetStream connection usable from trio.  Create with :meth:`connect`."""
+
+    def __init__(self, cfg: NatsConfig, urls: Sequence[str], name: str) -> None:
+        self.cfg = cfg
+        self.names = Names(cfg.namespace)
+        self._urls = list(urls)
+        self._name = name
+        self._thread = AsyncioThread(name=f"nats-{name}")
+        self._state = ConnectionState.CONNECTING
+        self._state_changed = trio.Event()
+        self._token: trio.lowlevel.TrioToken | None = None
+        self.reconnects = 0
+        self.opids = OpIdStore(self)
+        self._aio = _AioSide(cfg, self.names, self._state_from_aio)
+
+    # ---- lifecycle
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def connect(
+        cls,
+        urls: str | Sequence[str],
+        cfg: NatsConfig | None = None,
+        *,
+        name: str = "catalyst-smpp",
+        ensure: bool = True,
+    ) -> AsyncIterator[Bus]:
+        """Connect (retrying forever while no server answers), create/update streams and the KV bucket.
+
+        Wrap in ``trio.move_on_after``/``fail_after`` to bound the initial wait.
+        """
+        cfg = cfg or NatsConfig()
+        url_list = [urls] if isinstance(urls, str) else list(urls)
+        if not url_list:
+            raise ValueError("no NATS URL given (start an embedded server for an empty list)")
+        bus = cls(cfg, url_list, name)
+        bus._token = trio.lowlevel.current_trio_token()
+        bus._thread.start()
+        try:
+            await bus._call(bus._aio.connect, url_list, name)
+            log.info("connected to NATS %s as %s", ", ".join(url_list), name)
+            if ensure:
+                await bus.ensure()
+            yield bus
+        finally:
+            with trio.CancelScope(shield=True):
+                try:
+                    await bus._thread.call(bus._aio.close)
+                except Exception:  # pragma: no cover - closing is best effort
+                    log.exception("closing the NATS connection")
+                await trio.to_thread.run_sync(bus._thread.stop)
+                bus._set_state(ConnectionState.CLOSED)
+
+    async def _call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """One crossing to the asyncio thread; nats-py/asyncio errors come back as BusError."""
+        if self._state is ConnectionState.CLOSED:
+            raise BusError("bus closed")
+        try:
+            return await self._thread.call(fn, *args)
+        except (TimeoutError, nats.errors.Error, ConnectionError) as e:
+            if isinstance(e, nats.js.errors.NotFoundError):
+                raise _NotFound(str(e)) from None
+            raise BusError(f"{type(e).__name__}: {e}") from None
+
+    async def ensure(self) -> None:
+        """Create or update the streams and the KV bucket (idempotent; every node does it at start)."""
+        await self._call(self._aio.ensure_streams)
+        await self._call(self._aio.ensure_kv, self.cfg.kv)
+
+    def _state_from_aio(self, state: ConnectionState) -> None:
+        token = self._token
+        if token is None:
+            return
+        with contextlib.suppress(trio.RunFinishedError):
+            token.run_sync_soon(self._set_state, state)
+
+    def _set_state(self, state: ConnectionState) -> None:
+        if state is self._state:
+            return
+        if state is ConnectionState.CONNECTED and self._state is ConnectionState.RECONNECTING:
+            self.reconnects += 1
+        log.log(
+            logging.WARNING if state is ConnectionState.RECONNECTING else logging.INFO,
+            "NATS connection %s -> %s",
+            self._state.value,
+            state.value,
+        )
+        self._state = state
+        self._state_changed.set()
+        self._state_changed = trio.Event()
+
+    @property
+    def state(self) -> ConnectionState:
+        return self._state
+
+    @property
+    def connected(self) -> bool:
+        return self._state is ConnectionState.CONNECTED
+
+    async def wait_state_change(self) -> ConnectionState:
+        """Wait for the next change of :attr:`state` and return the new state."""
+        await self._state_changed.wait()
+        return self._state
+
+    async def wait_connected(self) -> None:
+        while self._state is not ConnectionState.CONNECTED:
+            if self._state is ConnectionState.CLOSED:
+                raise BusError("NATS connection closed")
+            await self.wait_state_change()
+
+    # ---- publish
+
+    def subject(self, kind: Kind, name: str) -> str:
+        return self.names.subject(kind, name)
+
+    async def publish_batch(
+        self, items: Iterable[PublishInput], timeout: float | None = None
+    ) -> list[PubAck | PublishError]:
+        """Publish to JetStream and wait for every ack; one result per item, in order.
+
+        Items are :class:`PublishItem` or ``(subject, payload, headers, msg_id)`` tuples; ``msg_id``
+        goes into ``Nats-Msg-Id`` so a retry of the same message is stored once (within the
+        stream's duplicate window).  Failures are per message (:class:`PublishError`), never raised.
+        """
+        prepared: list[tuple[str, bytes, dict[str, str] | None]] = []
+        for it in items:
+            if isinstance(it, PublishItem):
+                subject, payload, headers, msg_id = it.subject, it.payload, it.headers, it.msg_id
+            else:
+                subject, payload, headers, msg_id = it
+            hdr = dict(headers) if headers else None
+            if msg_id:
+                hdr = hdr or {}
+                hdr[MSG_ID_HEADER] = msg_id
+            prepared.append((subject, bytes(payload), hdr))
+        if not prepared:
+            return []
+        t = self.cfg.publish_timeout if timeout is None else timeout
+        if self._state is ConnectionState.CLOSED:
+            return [PublishError(PublishErrorKind.CONNECTION, "closed")] * len(prepared)
+        return await self._call(self._aio.publish_batch, prepared, t)
+
+    # ---- consumers
+
+    async def consumer(self, kind: Kind, name: str | None = None) -> Consumer:
+        """The durable pull consumer for ``MT.<operator>``, ``DLR.<partner>``, ``MO.<partner>`` or all EVENTS.
+
+        Durable (shared by every node that asks for the same kind and name); created or
+        updated idempotently with the stream's consumer settings from the config.
+        """
+        sc = {
+            Kind.MT: self.cfg.streams.mt,
+            Kind.DLR: self.cfg.streams.dlr,
+            Kind.MO: self.cfg.streams.mo,
+            Kind.EVENTS: self.cfg.streams.events,
+        }[kind]
+        if kind is not Kind.EVENTS and not name:
+            raise ValueError(f"{kind.value} consumers need an operator/partner name")
+        key = await self._call(self._aio.ensure_consumer, kind, name, sc)
+        return Consumer(self, kind, name, key, sc)
+
+    async def delete_consumer(self, kind: Kind, name: str | None = None) -> bool:
+        return await self._call(self._aio.delete_consumer, kind, name)
+
+    async def stream_info(self, kind: Kind) -> StreamState:
+        si = await self._call(self._aio.stream_info, kind)
+        st = si.state
+        return StreamState(
+            messages=st.messages,
+            bytes=st.bytes,
+            first_seq=st.first_seq,
+            last_seq=st.last_seq,
+            consumers=st.consumer_count,
+        )
+
+
+@attrs.frozen
+class StreamState:
+    messages: int
+    bytes: int
+    first_seq: int
+    last_seq: int
+    consumers: int
+
+
+@attrs.frozen
+class ConsumerState:
+    num_pending: int
+    """Stored but not yet delivered."""
+    num_ack_pending: int
+    """Delivered, waiting for an ack."""
+    num_redelivered: int
+    delivered_stream_seq: int
+    ack_floor_stream_seq: int
+
+
+class Consumer:
+    """A durable pull consumer.  ``fetch`` a batch, then ack/nak/term the batch in one call each."""
+
+    def __init__(self, bus: Bus, kind: Kind, name: str | None, key: str, sc: StreamConfig) -> None:
+        self.bus = bus
+        self.kind = kind
+        self.name = name
+        self._key = key
+        self._sc = sc
+
+    async def fetch(self, batch: int, timeout: float) -> list[Msg]:
+        """Up to ``batch`` messages; returns early with what is there, ``[]`` after ``timeout`` with none.
+
+        While NATS is unreachable it returns ``[]`` after at most ``timeout``, and resumes by itself
+        once the client has reconnected (the durable consumer is on the server's file store).
+        """
+        if batch < 1 or timeout <= 0:
+            raise ValueError("batch must be >= 1 and timeout > 0")
+        try:
+            return await self.bus._call(self.bus._aio.fetch, self._key, batch, timeout)
+        except _NotFound:
+            log.warning("consumer %s vanished; recreating it", self._key)
+            await self.bus._call(self.bus._aio.ensure_consumer, self.kind, self.name, self._sc)
+            return []
+
+    async def _respond(self, msgs: Iterable[Msg], payload: bytes, flush: bool) -> None:
+        replies = [m._reply for m in msgs]
+        if replies:
+            await self.bus._call(self.bus._aio.respond, replies, payload, flush)
+
+    async def ack(self, msgs: Iterable[Msg], *, flush: bool = True) -> None:
+        """Acknowledge a batch.  ``flush`` waits until the server has received the acks (one round trip)."""
+        await self._respond(msgs, AckKind.ACK.value, flush)
+
+    async def nak(self, msgs: Iterable[Msg], delay: float | None = None, *, flush: bool = True) -> None:
+        """Ask for redelivery, after ``delay`` seconds if given (temporary operator errors, throttling)."""
+        payload = AckKind.NAK.value
+        if delay:
+            payload += b" " + json.dumps({"delay": int(delay * 1e9)}).encode()
+        await self._respond(msgs, payload, flush)
+
+    async def term(self, msgs: Iterable[Msg], *, flush: bool = True) -> None:
+        """Never redeliver (permanent failure; the caller emits the failure receipt/CDR)."""
+        await self._respond(msgs, AckKind.TERM.value, flush)
+
+    async def in_progress(self, msgs: Iterable[Msg], *, flush: bool = False) -> None:
+        """Reset the ack timer of messages still being worked on (e.g. waiting for a window slot)."""
+        await self._respond(msgs, AckKind.IN_PROGRESS.value, flush)
+
+    async def info(self) -> ConsumerState:
+        ci = await self.bus._call(self.bus._aio.consumer_info, self._key)
+        return ConsumerState(
+            num_pending=ci.num_pending or 0,
+            num_ack_pending=ci.num_ack_pending or 0,
+            num_redelivered=ci.num_redelivered or 0,
+            delivered_stream_seq=ci.delivered.stream_seq if ci.delivered and ci.delivered.stream_seq else 0,
+            ack_floor_stream_seq=ci.ack_floor.stream_seq if ci.ack_floor and ci.ack_floor.stream_seq else 0,
+        )
+
+
+def opid_key(operator: str, operator_message_id: str) -> str:
+    """KV key for a (normalised) operator message id: ``<operator>.<id>`` with both parts escaped."""
+    return f"{token(operator)}.{token(operator_message_id)}"
+
+
+class OpIdStore:
+    """Operator message id → :class:`IdMapping`, in the TTL'd KV bucket.  Batched both ways."""
+
+    def __init__(self, bus: Bus) -> None:
+        self._bus = bus
+
+    async def put_many(
+        self, items: Iterable[tuple[str, str, IdMapping]], timeout: float | None = None
+    ) -> list[PubAck | PublishError]:
+        """``[(operator, normalised operator id, mapping)]`` → one result per item.
+
+        Store the mapping before acking the MT message, so an early receipt finds it.
+        """
+        data = [(opid_key(op, oid), m.encode()) for op, oid, m in items]
+        if not data:
+            return []
+        t = self._bus.cfg.publish_timeout if timeout is None else timeout
+        return await self._bus._call(self._bus._aio.kv_put, data, t)
+
+    async def get_many(
+        self, items: Iterable[tuple[str, str]], timeout: float | None = None
+    ) -> list[IdMapping | None]:
+        """``[(operator, normalised operator id)]`` → mapping or ``None`` (unknown or expired).
+
+        Raises BusError when the KV cannot be read.
+        """
+        keys = [opid_key(op, oid) for op, oid in items]
+        if not keys:
+            return []
+        t = self._bus.cfg.request_timeout if timeout is None else timeout
+        raw = await self._bus._call(self._bus._aio.kv_get, keys, t)
+        return [IdMapping.decode(r) if r is not None else None for r in raw]
+
+    async def delete_many(self, items: Iterable[tuple[str, str]], timeout: float | None = None) -> None:
+        keys = [opid_key(op, oid) for op, oid in items]
+        if keys:
+            t = self._bus.cfg.publish_timeout if timeout is None else timeout
+            await self._bus._call(self._bus._aio.kv_delete, keys, t)

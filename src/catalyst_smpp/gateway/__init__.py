@@ -1,0 +1,1 @@
+"""The gateway: partners in, operators out, receipts back (see docs/gateway.md)."""

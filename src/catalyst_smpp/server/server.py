@@ -1,0 +1,361 @@
+"""The SMPP server (SMSC role) on trio: listeners, one session per connection, binds, limits, shutdown."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import socket
+import ssl
+from collections.abc import Callable
+from typing import Any, Final
+
+import attrs
+import trio
+
+from catalyst_smpp.protocol.constants import CommandId, CommandStatus, MessageState
+from catalyst_smpp.protocol.events import Bound, ConnectionClosed
+from catalyst_smpp.protocol.pdu import Pdu
+from catalyst_smpp.protocol.session import SessionConfig, SmppConnection
+from catalyst_smpp.protocol.states import Role
+from catalyst_smpp.server.auth import Account, Authenticator, BindRequest
+from catalyst_smpp.transport.errors import NotBoundError
+from catalyst_smpp.transport.net import peer_name, set_nodelay
+from catalyst_smpp.transport.session import BindType, Handler, Reply, SmppSession
+from catalyst_smpp.util.ratelimit import TokenBucket
+
+__all__ = ["ServerConfig", "ServerSession", "SmppServer", "accept_all_handler"]
+
+logger = logging.getLogger(__name__)
+
+_BIND_TYPES: Final[dict[int, BindType]] = {
+    int(CommandId.bind_transmitter): BindType.TRANSMITTER,
+    int(CommandId.bind_receiver): BindType.RECEIVER,
+    int(CommandId.bind_transceiver): BindType.TRANSCEIVER,
+}
+_THROTTLED_COMMANDS: Final = frozenset(
+    {int(CommandId.submit_sm), int(CommandId.data_sm), int(CommandId.submit_multi)}
+)
+_RTHROTTLED: Final = int(CommandStatus.ESME_RTHROTTLED)
+_RBINDFAIL: Final = int(CommandStatus.ESME_RBINDFAIL)
+_RSYSERR: Final = int(CommandStatus.ESME_RSYSERR)
+
+
+def _default_session_config() -> SessionConfig:
+    return SessionConfig(
+        window_size=10,
+        response_timeout=30.0,
+        enquire_link_interval=30.0,
+        inactivity_timeout=None,
+        bind_timeout=30.0,
+    )
+
+
+@attrs.frozen
+class ServerConfig:
+    host: str = "127.0.0.1"
+    #: 0 picks a free port (see :attr:`SmppServer.ports`)
+    port: int = 2775
+    #: TLS (trio.SSLStream) when set
+    ssl_context: ssl.SSLContext | None = None
+    session: SessionConfig = attrs.field(factory=_default_session_config)
+    #: per session: above this many unsent bytes the session stops reading (back-pressure)
+    max_send_buffer: int = 256 * 1024
+    #: per session: worker tasks for async handlers (and the bind authenticator)
+    handler_concurrency: int = 64
+    #: graceful shutdown: how long to wait for unbind_resp and in-flight responses
+    shutdown_timeout: float = 5.0
+    #: SO_REUSEPORT on the listener (several worker processes on one port)
+    reuse_port: bool = False
+    #: system_id we put in bind responses
+    system_id: str = "catalyst"
+    backlog: int = 1024
+
+
+def accept_all_handler() -> Handler:
+    """A handler that accepts everything: message ids are increasing hex numbers."""
+    counter = itertools.count(1)
+
+    def handle(session: SmppSession, pdu: Pdu) -> Reply:
+        cid = pdu.command_id
+        if cid == CommandId.submit_sm or cid == CommandId.data_sm or cid == CommandId.submit_multi:
+            return pdu.make_response(0, message_id=f"{next(counter):x}")
+        if cid == CommandId.query_sm:
+            return pdu.make_response(
+                0, message_id=pdu.message_id, message_state=int(MessageState.ENROUTE)  # type: ignore[attr-defined]
+            )
+        return None
+
+    return handle
+
+
+class ServerSession(SmppSession):
+    """A session of the server: adds the bind (authenticator, bind limits) and the throttle."""
+
+    def __init__(self, server: SmppServer, stream: trio.abc.Stream, conn: SmppConnection, **kw: Any) -> None:
+        super().__init__(stream, conn, **kw)
+        self.server = server
+        self.account: Account | None = None
+        self.bind_type: BindType | None = None
+        self._bucket: TokenBucket | None = None
+        self._reserved = False  # holds one of the account's max_binds
+
+    def _on_request(self, pdu: Pdu) -> None:
+        cid = pdu.command_id
+        bt = _BIND_TYPES.get(cid)
+        if bt is not None:
+            self._queue_job(pdu, self._authenticate(pdu, bt))
+            return
+        if cid in _THROTTLED_COMMANDS:
+            bucket = self._bucket
+            if bucket is not None and not bucket.try_take(trio.current_time()):
+                self.server.stats_throttled += 1
+                self._answer(pdu, _RTHROTTLED)
+                return
+        super()._on_request(pdu)
+
+    async def _authenticate(self, pdu: Pdu, bind_type: BindType) -> Reply:
+        server = self.server
+        system_id: str = pdu.system_id  # type: ignore[attr-defined]
+        bind = BindRequest(
+            system_id=system_id,
+            password=pdu.password,  # type: ignore[attr-defined]
+            system_type=pdu.system_type,  # type: ignore[attr-defined]
+            bind_type=bind_type,
+            pdu=pdu,
+            peer=self.peer,
+        )
+        try:
+            result = await server.authenticator.authenticate(bind)
+        except Exception:
+            self.log.exception("authenticator failed for system_id %r", system_id)
+            result = _RSYSERR
+        if isinstance(result, int):
+            self.log.info("bind %s as %r refused: 0x%08X", bind_type.value, system_id, result)
+            return pdu.make_response(result, system_id=server.config.system_id)
+        account = result
+        if self.is_closed:
+            return None  # nobody to answer; nothing reserved
+        if server.closing:
+            return pdu.make_response(_RBINDFAIL, system_id=server.config.system_id)
+        if not server._reserve_bind(account):
+            self.log.info("bind %s as %r refused: max_binds %s reached", bind_type.value, system_id,
+                          account.max_binds)
+            return pdu.make_response(_RBINDFAIL, system_id=server.config.system_id)
+        self._reserved = True
+        self.account = account
+        self.bind_type = bind_type
+        self.system_id = account.system_id
+        self._bucket = server._bucket_for(account)
+        if account.deliver_window is not None:
+            self.window_size = account.deliver_window
+        return pdu.make_response(0, system_id=server.config.system_id)
+
+    def _on_bind_failed(self, event: Any) -> None:
+        super()._on_bind_failed(event)
+        self._release()
+        self.account = None
+        self.bind_type = None
+        self._bucket = None
+
+    def _on_bound(self, event: Bound) -> None:
+        super()._on_bound(event)
+        self.server._register_bound(self)
+
+    def _on_closed(self, event: ConnectionClosed) -> None:
+        self._release()
+        self.server._unregister_bound(self)
+
+    def _release(self) -> None:
+        if self._reserved:
+            self._reserved = False
+            assert self.account is not None
+            self.server._release_bind(self.account)
+
+
+class SmppServer:
+    """SMSC-role SMPP server; see docs/sessions-api.md."""
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        authenticator: Authenticator,
+        handler: Handler | None = None,
+        *,
+        on_bound: Callable[[ServerSession], object] | None = None,
+        on_closed: Callable[[ServerSession], object] | None = None,
+    ) -> None:
+        self.config = config
+        self.authenticator = authenticator
+        self.handler: Handler = handler if handler is not None else accept_all_handler()
+        self.on_bound = on_bound
+        self.on_closed = on_closed
+        self.ports: list[int] = []
+        self.closing = False
+        self.stats_throttled = 0
+        self._ids = itertools.count(1)
+        self._sessions: set[ServerSession] = set()
+        self._bound: dict[str, list[ServerSession]] = {}
+        self._bind_counts: dict[str, int] = {}
+        self._buckets: dict[str, TokenBucket] = {}
+        self._accept_scope: trio.CancelScope | None = None
+        self._stopped = trio.Event()
+        self._shutdown_started = False
+
+    # ------------------------------------------------------------------ serving
+
+    async def _open_listeners(self) -> list[trio.SocketListener]:
+        cfg = self.config
+        if not cfg.reuse_port:
+            return await trio.open_tcp_listeners(cfg.port, host=cfg.host, backlog=cfg.backlog)
+        infos = await trio.socket.getaddrinfo(cfg.host, cfg.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        listeners = []
+        for family, type_, proto, _canon, addr in infos:
+            sock = trio.socket.socket(family, type_, proto)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                await sock.bind(addr)
+                sock.listen(cfg.backlog)
+            except BaseException:
+                sock.close()
+                raise
+            listeners.append(trio.SocketListener(sock))
+        return listeners
+
+    async def serve(self, *, task_status: trio.TaskStatus[SmppServer] = trio.TASK_STATUS_IGNORED) -> None:
+        """Listen and serve until :meth:`shutdown` completes (or the caller cancels)."""
+        raw = await self._open_listeners()
+        self.ports = [lst.socket.getsockname()[1] for lst in raw]
+        listeners: list[trio.abc.Listener[Any]] = list(raw)
+        if self.config.ssl_context is not None:
+            listeners = [trio.SSLListener(lst, self.config.ssl_context, https_compatible=False) for lst in raw]
+        logger.info("listening on %s port(s) %s%s", self.config.host, self.ports,
+                    " (TLS)" if self.config.ssl_context is not None else "")
+        async with trio.open_nursery() as sessions:
+            with trio.CancelScope() as accept_scope:
+                self._accept_scope = accept_scope
+                if self.closing:
+                    accept_scope.cancel()
+                task_status.started(self)
+                await trio.serve_listeners(self.serve_stream, listeners, handler_nursery=sessions)
+            for lst in listeners:  # serve_listeners closes them when cancelled; be sure
+                with trio.CancelScope(shield=True):
+                    await trio.aclose_forcefully(lst)
+            await self._stopped.wait()
+            sessions.cancel_scope.cancel()
+
+    async def serve_stream(self, stream: trio.abc.Stream, peer: str | None = None) -> None:
+        """Serve one connection until it closes (the stream is closed on return)."""
+        sid = f"srv#{next(self._ids)}"
+        name = peer if peer is not None else peer_name(stream, default="memory")
+        if self.closing:
+            await trio.aclose_forcefully(stream)
+            return
+        set_nodelay(stream)
+        cfg = self.config
+        conn = SmppConnection(Role.SMSC, cfg.session, now=trio.current_time())
+        session = ServerSession(
+            self,
+            stream,
+            conn,
+            session_id=sid,
+            peer=name,
+            handler=self.handler,
+            max_send_buffer=cfg.max_send_buffer,
+            handler_concurrency=cfg.handler_concurrency,
+            log=logger,
+        )
+        self._sessions.add(session)
+        session.log.info("connected")
+        try:
+            await session.run()
+        finally:
+            self._sessions.discard(session)
+            self._unregister_bound(session)
+            if self.on_closed is not None:
+                try:
+                    self.on_closed(session)
+                except Exception:
+                    session.log.exception("on_closed callback failed")
+
+    async def shutdown(self, timeout: float | None = None) -> None:
+        """Stop accepting, unbind every session, wait (bounded) for in-flight responses, close."""
+        self.closing = True
+        if self._shutdown_started:
+            await self._stopped.wait()
+            return
+        self._shutdown_started = True
+        if self._accept_scope is not None:
+            self._accept_scope.cancel()
+        t = self.config.shutdown_timeout if timeout is None else timeout
+        logger.info("shutting down: %d session(s)", len(self._sessions))
+        try:
+            async with trio.open_nursery() as nursery:
+                for s in list(self._sessions):
+                    nursery.start_soon(s.unbind, t)
+        finally:
+            for s in list(self._sessions):
+                s.close()
+            self._stopped.set()
+
+    # ------------------------------------------------------------------ bound sessions
+
+    def sessions(self) -> list[ServerSession]:
+        return list(self._sessions)
+
+    def bound_sessions(self, system_id: str) -> list[ServerSession]:
+        return [s for s in self._bound.get(system_id, ()) if s.is_bound and not s.is_closed]
+
+    def receivers(self, system_id: str) -> list[ServerSession]:
+        return [s for s in self._bound.get(system_id, ()) if s.can_deliver]
+
+    async def deliver(self, system_id: str, pdu: Pdu) -> Pdu:
+        """deliver_sm / data_sm to a bound RX/TRX session of ``system_id`` (most free window); its response."""
+        candidates = self.receivers(system_id)
+        if not candidates:
+            raise NotBoundError(f"{system_id!r} has no receiver bind")
+        best = max(candidates, key=lambda s: s.window_available)
+        return await best.request(pdu)
+
+    # ------------------------------------------------------------------ bookkeeping (ServerSession)
+
+    def _reserve_bind(self, account: Account) -> bool:
+        n = self._bind_counts.get(account.system_id, 0)
+        if account.max_binds is not None and n >= account.max_binds:
+            return False
+        self._bind_counts[account.system_id] = n + 1
+        return True
+
+    def _release_bind(self, account: Account) -> None:
+        n = self._bind_counts.get(account.system_id, 0) - 1
+        if n > 0:
+            self._bind_counts[account.system_id] = n
+        else:
+            self._bind_counts.pop(account.system_id, None)
+
+    def _bucket_for(self, account: Account) -> TokenBucket | None:
+        if account.throttle_rate is None:
+            return None
+        burst = account.throttle_burst if account.throttle_burst is not None else max(1.0, account.throttle_rate)
+        bucket = self._buckets.get(account.system_id)
+        if bucket is None:
+            bucket = TokenBucket(account.throttle_rate, burst)
+            self._buckets[account.system_id] = bucket
+        elif bucket.rate != account.throttle_rate or bucket.burst != burst:
+            bucket.reconfigure(account.throttle_rate, burst, trio.current_time())
+        return bucket
+
+    def _register_bound(self, session: ServerSession) -> None:
+        self._bound.setdefault(session.system_id, []).append(session)
+        if self.on_bound is not None:
+            try:
+                self.on_bound(session)
+            except Exception:
+                session.log.exception("on_bound callback failed")
+
+    def _unregister_bound(self, session: ServerSession) -> None:
+        lst = self._bound.get(session.system_id)
+        if lst and session in lst:
+            lst.remove(session)
+            if not lst:
+                del self._bound[session.system_id]

@@ -1,0 +1,62 @@
+"""Postgres: schema migrations, typed records, repositories, batched message log, change watcher.
+
+psycopg 3 is used synchronously, in worker threads (``Database.run``); see docs/infra-api.md.
+"""
+
+from .db import Database, connect_sync
+from .migrate import Migration, MigrationError, available_migrations, migrate
+from .passwords import hash_password, needs_rehash, verify_password
+from .records import (
+    AuthResult,
+    ConfigSnapshot,
+    MessageEvent,
+    Operator,
+    Partner,
+    Route,
+    RouteTarget,
+    authenticate,
+    normalise_operator_id,
+)
+from .repos import (
+    MessageLogRepo,
+    NotFound,
+    OperatorRepo,
+    PartnerRepo,
+    RouteRepo,
+    config_version,
+    load_snapshot,
+)
+from .seed import seed_from_config
+from .watch import CHANNEL, ConfigWatcher, open_config_watcher
+
+__all__ = [
+    "CHANNEL",
+    "AuthResult",
+    "ConfigSnapshot",
+    "ConfigWatcher",
+    "Database",
+    "MessageEvent",
+    "MessageLogRepo",
+    "Migration",
+    "MigrationError",
+    "NotFound",
+    "Operator",
+    "OperatorRepo",
+    "Partner",
+    "PartnerRepo",
+    "Route",
+    "RouteRepo",
+    "RouteTarget",
+    "authenticate",
+    "available_migrations",
+    "config_version",
+    "connect_sync",
+    "hash_password",
+    "load_snapshot",
+    "migrate",
+    "needs_rehash",
+    "normalise_operator_id",
+    "open_config_watcher",
+    "seed_from_config",
+    "verify_password",
+]

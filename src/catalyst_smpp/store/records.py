@@ -1,0 +1,210 @@
+"""Typed records read from and written to Postgres (frozen attrs), and small pure helpers on them."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import enum
+import ipaddress
+from collections.abc import Sequence
+
+import attrs
+
+from .passwords import verify_password
+
+__all__ = [
+    "AuthResult",
+    "ConfigSnapshot",
+    "MessageEvent",
+    "Operator",
+    "Partner",
+    "Route",
+    "RouteTarget",
+    "authenticate",
+    "normalise_operator_id",
+]
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+MESSAGE_ID_FORMATS = ("hex", "dec")
+DATA_CODING_0 = ("gsm7", "latin1", "ascii")
+RECEIPT_DATE_DIGITS = (10, 12)
+BIND_TYPES = ("transceiver", "transmitter", "receiver", "tx_rx")
+SEGMENTATION = ("udh8", "udh16", "sar", "payload")
+ID_FORMATS = ("text", "hex", "dec")
+STRATEGIES = ("failover", "weighted")
+
+
+def _networks(value: Sequence[object]) -> tuple[IpNetwork, ...]:
+    return tuple(
+        v
+        if isinstance(v, ipaddress.IPv4Network | ipaddress.IPv6Network)
+        else ipaddress.ip_network(str(v), strict=False)
+        for v in value
+    )
+
+
+@attrs.frozen
+class Partner:
+    id: int
+    system_id: str
+    password_hash: str = attrs.field(repr=False)
+    allowed_ips: tuple[IpNetwork, ...] = attrs.field(converter=_networks, default=())
+    """Empty: any address."""
+    max_binds: int = 4
+    throttle_rate: float = 100.0
+    throttle_burst: int = 100
+    window: int = 10
+    message_id_format: str = attrs.field(default="hex", validator=attrs.validators.in_(MESSAGE_ID_FORMATS))
+    data_coding_0: str = attrs.field(default="gsm7", validator=attrs.validators.in_(DATA_CODING_0))
+    """What data_coding 0 means for this partner's submits."""
+    receipt_date_digits: int = attrs.field(default=10, validator=attrs.validators.in_(RECEIPT_DATE_DIGITS))
+    """10: YYMMDDhhmm (SMPP 3.4 appendix B), 12: YYMMDDhhmmss in receipt text."""
+    enabled: bool = True
+    description: str = ""
+    created_at: dt.datetime | None = None
+    updated_at: dt.datetime | None = None
+
+    def ip_allowed(self, address: str | ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+        if not self.allowed_ips:
+            return True
+        ip = ipaddress.ip_address(address) if isinstance(address, str) else address
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip in net for net in self.allowed_ips)
+
+    def check_password(self, password: str) -> bool:
+        """Constant-time scrypt check (~20 ms: call from a worker thread)."""
+        return verify_password(password, self.password_hash)
+
+
+class AuthResult(enum.Enum):
+    OK = "ok"
+    UNKNOWN_SYSTEM_ID = "unknown_system_id"  # ESME_RINVSYSID
+    BAD_PASSWORD = "bad_password"  # ESME_RINVPASWD
+    DISABLED = "disabled"  # ESME_RBINDFAIL
+    ADDRESS_NOT_ALLOWED = "address_not_allowed"  # ESME_RBINDFAIL
+
+
+def authenticate(partner: Partner | None, password: str, peer_ip: str | None) -> AuthResult:
+    """Check a bind against a partner record (from a snapshot or the repository).  Blocking (scrypt)."""
+    if partner is None:
+        # spend the same time as a real check so system_ids cannot be probed by timing
+        verify_password(password, _DUMMY_HASH)
+        return AuthResult.UNKNOWN_SYSTEM_ID
+    ok = partner.check_password(password)
+    if not ok:
+        return AuthResult.BAD_PASSWORD
+    if not partner.enabled:
+        return AuthResult.DISABLED
+    if peer_ip is not None and not partner.ip_allowed(peer_ip):
+        return AuthResult.ADDRESS_NOT_ALLOWED
+    return AuthResult.OK
+
+
+_DUMMY_HASH = (
+    "scrypt$16384$8$1$" + base64.b64encode(bytes(16)).decode() + "$" + base64.b64encode(bytes(32)).decode()
+)
+
+
+@attrs.frozen
+class Operator:
+    id: int
+    name: str
+    host: str
+    port: int
+    system_id: str
+    password: str = attrs.field(default="", repr=False)
+    system_type: str = ""
+    tls: bool = False
+    bind_type: str = attrs.field(default="transceiver", validator=attrs.validators.in_(BIND_TYPES))
+    bind_count: int = 1
+    window: int = 10
+    tps: float = 100.0
+    data_coding_0: str = attrs.field(default="gsm7", validator=attrs.validators.in_(DATA_CODING_0))
+    segmentation: str = attrs.field(default="udh8", validator=attrs.validators.in_(SEGMENTATION))
+    submit_id_format: str = attrs.field(default="text", validator=attrs.validators.in_(ID_FORMATS))
+    """How this operator writes message ids in submit_sm_resp."""
+    receipt_id_format: str = attrs.field(default="text", validator=attrs.validators.in_(ID_FORMATS))
+    """How it writes them in receipts (receipted_message_id TLV or the id: field of the text)."""
+    enabled: bool = True
+    description: str = ""
+    created_at: dt.datetime | None = None
+    updated_at: dt.datetime | None = None
+
+
+@attrs.frozen
+class RouteTarget:
+    operator: str
+    position: int = 0
+    weight: int = 1
+
+
+@attrs.frozen
+class Route:
+    id: int
+    partner: str | None
+    """system_id, or None for any partner."""
+    dest_prefix: str = ""
+    source_prefix: str | None = None
+    source_regex: str | None = None
+    priority: int = 0
+    strategy: str = attrs.field(default="failover", validator=attrs.validators.in_(STRATEGIES))
+    enabled: bool = True
+    description: str = ""
+    targets: tuple[RouteTarget, ...] = ()
+    """Operators in order (position); weights matter for strategy 'weighted'."""
+    created_at: dt.datetime | None = None
+    updated_at: dt.datetime | None = None
+
+
+@attrs.frozen
+class MessageEvent:
+    """One row of the message log; (message_id, event) is unique, so replays are harmless."""
+
+    message_id: str
+    event: str
+    event_at: dt.datetime
+    partner: str = ""
+    operator: str = ""
+    source_addr: str = ""
+    dest_addr: str = ""
+    parts: int = 1
+    status: int | None = None
+    final_state: str | None = None
+    error: str | None = None
+    operator_message_id: str | None = None
+    node: str = ""
+
+
+@attrs.frozen
+class ConfigSnapshot:
+    """Everything a gateway node routes with, read in one transaction, tagged with the change counter."""
+
+    version: int
+    partners: tuple[Partner, ...]
+    operators: tuple[Operator, ...]
+    routes: tuple[Route, ...]
+
+
+def normalise_operator_id(raw: str, fmt: str) -> str:
+    """Canonical form of an operator message id, so submit_sm_resp and receipt ids meet in the KV.
+
+    ``hex``/``dec``: the integer value, in decimal (so hex ``0A1F`` in the response and decimal ``2591``
+    in the receipt give the same key; leading zeros vanish).  ``text`` (or a value that does not parse):
+    trimmed, lower-cased, leading zeros removed.  Use the operator's ``submit_id_format`` for ids from
+    submit_sm_resp and its ``receipt_id_format`` for ids from receipts.
+    """
+    s = raw.strip().strip("\x00").strip()
+    if fmt == "hex":
+        try:
+            return str(int(s, 16))
+        except ValueError:
+            pass
+    elif fmt == "dec":
+        if s.isdigit():
+            return str(int(s, 10))
+    elif fmt != "text":
+        raise ValueError(f"unknown id format {fmt!r}")
+    t = s.lower().lstrip("0")
+    return t or ("0" if s else "")

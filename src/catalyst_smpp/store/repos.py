@@ -1,0 +1,532 @@
+"""Repositories: synchronous CRUD over one psycopg connection.
+
+Used directly by the CLI (``with psycopg.connect(dsn) as conn: PartnerRepo(conn).add(...)``) and by
+the gateway through :meth:`catalyst_smpp.store.Database.run`, which runs a function in a worker
+thread inside a transaction.  Every change to partners/operators/routes bumps ``config_version``
+and sends ``NOTIFY catalyst_config`` (database triggers), which :mod:`.watch` turns into reloads.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import logging
+import re
+import types
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from .passwords import hash_password
+from .records import (
+    ConfigSnapshot,
+    MessageEvent,
+    Operator,
+    Partner,
+    Route,
+    RouteTarget,
+)
+
+__all__ = [
+    "MessageLogRepo",
+    "NotFound",
+    "OperatorRepo",
+    "PartnerRepo",
+    "RouteRepo",
+    "load_snapshot",
+]
+
+log = logging.getLogger(__name__)
+
+
+class NotFound(LookupError):
+    pass
+
+
+def _rows(
+    conn: psycopg.Connection[Any], query: str | sql.Composed, params: Sequence[Any] | Mapping[str, Any] = ()
+) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(query, params)
+        return cur.fetchall() if cur.description else []
+
+
+def _check_fields(fields: Mapping[str, Any], allowed: Mapping[str, str], what: str) -> None:
+    bad = sorted(set(fields) - set(allowed))
+    if bad:
+        raise ValueError(f"unknown {what} field(s) {', '.join(bad)}; allowed: {', '.join(sorted(allowed))}")
+
+
+# field name in records -> column
+_PARTNER_COLS = {
+    "allowed_ips": "allowed_ips",
+    "max_binds": "max_binds",
+    "throttle_rate": "throttle_rate",
+    "throttle_burst": "throttle_burst",
+    "window": "window_size",
+    "message_id_format": "message_id_format",
+    "data_coding_0": "data_coding_0",
+    "receipt_date_digits": "receipt_date_digits",
+    "enabled": "enabled",
+    "description": "description",
+}
+
+
+def _partner(row: Mapping[str, Any]) -> Partner:
+    return Partner(
+        id=row["id"],
+        system_id=row["system_id"],
+        password_hash=row["password_hash"],
+        allowed_ips=tuple(row["allowed_ips"] or ()),
+        max_binds=row["max_binds"],
+        throttle_rate=row["throttle_rate"],
+        throttle_burst=row["throttle_burst"],
+        window=row["window_size"],
+        message_id_format=row["message_id_format"],
+        data_coding_0=row["data_coding_0"],
+        receipt_date_digits=row["receipt_date_digits"],
+        enabled=row["enabled"],
+        description=row["description"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _ips(
+    value: Iterable[str | ipaddress.IPv4Network | ipaddress.IPv6Network],
+) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    return [v if not isinstance(v, str) else ipaddress.ip_network(v, strict=False) for v in value]
+
+
+class PartnerRepo:
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+
+    def add(self, system_id: str, password: str, **fields: Any) -> Partner:
+        _check_fields(fields, _PARTNER_COLS, "partner")
+        if len(password) > 8:
+            raise ValueError("SMPP passwords are at most 8 characters")
+        values: dict[str, Any] = {"system_id": system_id, "password_hash": hash_password(password)}
+        for k, v in fields.items():
+            values[_PARTNER_COLS[k]] = _ips(v) if k == "allowed_ips" else v
+        cols = list(values)
+        q = sql.SQL("INSERT INTO partners ({}) VALUES ({}) RETURNING *").format(
+            sql.SQL(", ").join(map(sql.Identifier, cols)), sql.SQL(", ").join(sql.Placeholder() * len(cols))
+        )
+        return _partner(_rows(self.conn, q, [values[c] for c in cols])[0])
+
+    def get(self, system_id: str) -> Partner | None:
+        rows = _rows(self.conn, "SELECT * FROM partners WHERE system_id = %s", (system_id,))
+        return _partner(rows[0]) if rows else None
+
+    def list(self, *, enabled_only: bool = False) -> list[Partner]:
+        where = " WHERE enabled" if enabled_only else ""
+        return [_partner(r) for r in _rows(self.conn, f"SELECT * FROM partners{where} ORDER BY system_id")]
+
+    def change(self, system_id: str, *, password: str | None = None, **fields: Any) -> Partner:
+        """Change settings (and/or the password) of an existing partner."""
+        _check_fields(fields, _PARTNER_COLS, "partner")
+        values: dict[str, Any] = {
+            _PARTNER_COLS[k]: (_ips(v) if k == "allowed_ips" else v) for k, v in fields.items()
+        }
+        if password is not None:
+            if len(password) > 8:
+                raise ValueError("SMPP passwords are at most 8 characters")
+            values["password_hash"] = hash_password(password)
+        if not values:
+            p = self.get(system_id)
+            if p is None:
+                raise NotFound(f"no partner {system_id!r}")
+            return p
+        sets = sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in values)
+        q = sql.SQL("UPDATE partners SET {}, updated_at = now() WHERE system_id = %s RETURNING *").format(
+            sets
+        )
+        rows = _rows(self.conn, q, [*values.values(), system_id])
+        if not rows:
+            raise NotFound(f"no partner {system_id!r}")
+        return _partner(rows[0])
+
+    def disable(self, system_id: str) -> Partner:
+        return self.change(system_id, enabled=False)
+
+    def enable(self, system_id: str) -> Partner:
+        return self.change(system_id, enabled=True)
+
+    def delete(self, system_id: str) -> bool:
+        return bool(_rows(self.conn, "DELETE FROM partners WHERE system_id = %s RETURNING id", (system_id,)))
+
+
+_OPERATOR_COLS = {
+    "host": "host",
+    "port": "port",
+    "tls": "tls",
+    "system_id": "system_id",
+    "password": "password",
+    "system_type": "system_type",
+    "bind_type": "bind_type",
+    "bind_count": "bind_count",
+    "window": "window_size",
+    "tps": "tps",
+    "data_coding_0": "data_coding_0",
+    "segmentation": "segmentation",
+    "submit_id_format": "submit_id_format",
+    "receipt_id_format": "receipt_id_format",
+    "enabled": "enabled",
+    "description": "description",
+}
+
+
+def _operator(row: Mapping[str, Any]) -> Operator:
+    return Operator(
+        id=row["id"],
+        name=row["name"],
+        host=row["host"],
+        port=row["port"],
+        system_id=row["system_id"],
+        password=row["password"],
+        system_type=row["system_type"],
+        tls=row["tls"],
+        bind_type=row["bind_type"],
+        bind_count=row["bind_count"],
+        window=row["window_size"],
+        tps=row["tps"],
+        data_coding_0=row["data_coding_0"],
+        segmentation=row["segmentation"],
+        submit_id_format=row["submit_id_format"],
+        receipt_id_format=row["receipt_id_format"],
+        enabled=row["enabled"],
+        description=row["description"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+class OperatorRepo:
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+
+    def add(self, name: str, host: str, port: int, system_id: str, **fields: Any) -> Operator:
+        _check_fields(fields, _OPERATOR_COLS, "operator")
+        values: dict[str, Any] = {"name": name, "host": host, "port": port, "system_id": system_id}
+        values.update({_OPERATOR_COLS[k]: v for k, v in fields.items()})
+        cols = list(values)
+        q = sql.SQL("INSERT INTO operators ({}) VALUES ({}) RETURNING *").format(
+            sql.SQL(", ").join(map(sql.Identifier, cols)), sql.SQL(", ").join(sql.Placeholder() * len(cols))
+        )
+        return _operator(_rows(self.conn, q, [values[c] for c in cols])[0])
+
+    def get(self, name: str) -> Operator | None:
+        rows = _rows(self.conn, "SELECT * FROM operators WHERE name = %s", (name,))
+        return _operator(rows[0]) if rows else None
+
+    def list(self, *, enabled_only: bool = False) -> list[Operator]:
+        where = " WHERE enabled" if enabled_only else ""
+        return [_operator(r) for r in _rows(self.conn, f"SELECT * FROM operators{where} ORDER BY name")]
+
+    def change(self, name: str, **fields: Any) -> Operator:
+        _check_fields(fields, _OPERATOR_COLS, "operator")
+        if not fields:
+            o = self.get(name)
+            if o is None:
+                raise NotFound(f"no operator {name!r}")
+            return o
+        cols = [_OPERATOR_COLS[k] for k in fields]
+        sets = sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in cols)
+        q = sql.SQL("UPDATE operators SET {}, updated_at = now() WHERE name = %s RETURNING *").format(sets)
+        rows = _rows(self.conn, q, [*fields.values(), name])
+        if not rows:
+            raise NotFound(f"no operator {name!r}")
+        return _operator(rows[0])
+
+    def disable(self, name: str) -> Operator:
+        return self.change(name, enabled=False)
+
+    def enable(self, name: str) -> Operator:
+        return self.change(name, enabled=True)
+
+    def delete(self, name: str) -> bool:
+        """Fails (psycopg.errors.ForeignKeyViolation) while a route still uses the operator."""
+        return bool(_rows(self.conn, "DELETE FROM operators WHERE name = %s RETURNING id", (name,)))
+
+
+_ROUTE_SELECT = """
+SELECT r.*, p.system_id AS partner_system_id,
+       coalesce(array_agg(o.name ORDER BY ro.position) FILTER (WHERE o.id IS NOT NULL), '{}') AS t_names,
+       coalesce(array_agg(ro.position ORDER BY ro.position) FILTER (WHERE o.id IS NOT NULL), '{}') AS t_pos,
+       coalesce(array_agg(ro.weight ORDER BY ro.position) FILTER (WHERE o.id IS NOT NULL), '{}') AS t_weights
+FROM routes r
+LEFT JOIN partners p ON p.id = r.partner_id
+LEFT JOIN route_operators ro ON ro.route_id = r.id
+LEFT JOIN operators o ON o.id = ro.operator_id
+"""
+_ROUTE_GROUP = " GROUP BY r.id, p.system_id ORDER BY r.priority DESC, length(r.dest_prefix) DESC, r.id"
+
+TargetSpec = str | tuple[str, int] | RouteTarget
+
+
+def _route(row: Mapping[str, Any]) -> Route:
+    targets = tuple(
+        RouteTarget(n, p, w) for n, p, w in zip(row["t_names"], row["t_pos"], row["t_weights"], strict=True)
+    )
+    return Route(
+        id=row["id"],
+        partner=row["partner_system_id"],
+        dest_prefix=row["dest_prefix"],
+        source_prefix=row["source_prefix"],
+        source_regex=row["source_regex"],
+        priority=row["priority"],
+        strategy=row["strategy"],
+        enabled=row["enabled"],
+        description=row["description"],
+        targets=targets,
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+_ROUTE_COLS = (
+    "dest_prefix",
+    "source_prefix",
+    "source_regex",
+    "priority",
+    "strategy",
+    "enabled",
+    "description",
+)
+
+
+class RouteRepo:
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+
+    def _partner_id(self, partner: str | None) -> int | None:
+        if partner is None:
+            return None
+        rows = _rows(self.conn, "SELECT id FROM partners WHERE system_id = %s", (partner,))
+        if not rows:
+            raise NotFound(f"no partner {partner!r}")
+        return int(rows[0]["id"])
+
+    def _set_targets(self, route_id: int, targets: Sequence[TargetSpec]) -> None:
+        if not targets:
+            raise ValueError("a route needs at least one operator")
+        specs: list[tuple[str, int]] = []
+        for t in targets:
+            if isinstance(t, RouteTarget):
+                specs.append((t.operator, t.weight))
+            elif isinstance(t, tuple):
+                specs.append((t[0], int(t[1])))
+            else:
+                specs.append((t, 1))
+        names = [n for n, _ in specs]
+        if len(set(names)) != len(names):
+            raise ValueError("an operator appears twice in the route")
+        ids = {
+            r["name"]: r["id"]
+            for r in _rows(self.conn, "SELECT id, name FROM operators WHERE name = ANY(%s)", (names,))
+        }
+        missing = [n for n in names if n not in ids]
+        if missing:
+            raise NotFound(f"no operator(s) {', '.join(missing)}")
+        self.conn.execute("DELETE FROM route_operators WHERE route_id = %s", (route_id,))
+        with self.conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO route_operators (route_id, operator_id, position, weight)"
+                " VALUES (%s, %s, %s, %s)",
+                [(route_id, ids[n], i, w) for i, (n, w) in enumerate(specs)],
+            )
+
+    @staticmethod
+    def _validate(fields: Mapping[str, Any]) -> None:
+        rx = fields.get("source_regex")
+        if rx is not None:
+            try:
+                re.compile(rx)
+            except re.error as e:
+                raise ValueError(f"source_regex does not compile: {e}") from None
+
+    def add(
+        self, partner: str | None, dest_prefix: str, operators: Sequence[TargetSpec], **fields: Any
+    ) -> Route:
+        """``operators``: names in failover order, or ``(name, weight)`` pairs for strategy='weighted'."""
+        _check_fields(fields, dict.fromkeys(_ROUTE_COLS[1:], ""), "route")
+        self._validate(fields)
+        values: dict[str, Any] = {
+            "partner_id": self._partner_id(partner),
+            "dest_prefix": dest_prefix,
+            **fields,
+        }
+        cols = list(values)
+        q = sql.SQL("INSERT INTO routes ({}) VALUES ({}) RETURNING id").format(
+            sql.SQL(", ").join(map(sql.Identifier, cols)), sql.SQL(", ").join(sql.Placeholder() * len(cols))
+        )
+        rid = int(_rows(self.conn, q, [values[c] for c in cols])[0]["id"])
+        self._set_targets(rid, operators)
+        r = self.get(rid)
+        assert r is not None
+        return r
+
+    def get(self, route_id: int) -> Route | None:
+        rows = _rows(self.conn, _ROUTE_SELECT + " WHERE r.id = %s" + _ROUTE_GROUP, (route_id,))
+        return _route(rows[0]) if rows else None
+
+    def list(self, *, partner: str | None = None, enabled_only: bool = False) -> list[Route]:
+        conds, params = [], []
+        if partner is not None:
+            conds.append("(p.system_id = %s OR r.partner_id IS NULL)")
+            params.append(partner)
+        if enabled_only:
+            conds.append("r.enabled")
+        where = (" WHERE " + " AND ".join(conds)) if conds else ""
+        return [_route(r) for r in _rows(self.conn, _ROUTE_SELECT + where + _ROUTE_GROUP, params)]
+
+    def change(
+        self,
+        route_id: int,
+        *,
+        operators: Sequence[TargetSpec] | None = None,
+        partner: str | types.EllipsisType | None = ...,
+        **fields: Any,
+    ) -> Route:
+        _check_fields(fields, dict.fromkeys(_ROUTE_COLS, ""), "route")
+        self._validate(fields)
+        values = dict(fields)
+        if partner is not ...:
+            values["partner_id"] = self._partner_id(partner)
+        if values:
+            sets = sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in values)
+            q = sql.SQL("UPDATE routes SET {}, updated_at = now() WHERE id = %s RETURNING id").format(sets)
+            if not _rows(self.conn, q, [*values.values(), route_id]):
+                raise NotFound(f"no route {route_id}")
+        elif self.get(route_id) is None:
+            raise NotFound(f"no route {route_id}")
+        if operators is not None:
+            self._set_targets(route_id, operators)
+        r = self.get(route_id)
+        assert r is not None
+        return r
+
+    def disable(self, route_id: int) -> Route:
+        return self.change(route_id, enabled=False)
+
+    def enable(self, route_id: int) -> Route:
+        return self.change(route_id, enabled=True)
+
+    def delete(self, route_id: int) -> bool:
+        return bool(_rows(self.conn, "DELETE FROM routes WHERE id = %s RETURNING id", (route_id,)))
+
+
+def config_version(conn: psycopg.Connection[Any]) -> int:
+    row = conn.execute("SELECT version FROM config_version").fetchone()
+    return int(row[0]) if row else 0
+
+
+def load_snapshot(conn: psycopg.Connection[Any]) -> ConfigSnapshot:
+    """Partners, operators, routes and the change counter, consistent with each other.
+
+    Run inside a REPEATABLE READ transaction (``Database.snapshot()`` does) for a consistent view.
+    """
+    return ConfigSnapshot(
+        version=config_version(conn),
+        partners=tuple(PartnerRepo(conn).list()),
+        operators=tuple(OperatorRepo(conn).list()),
+        routes=tuple(RouteRepo(conn).list()),
+    )
+
+
+_LOG_COLS = (
+    "message_id",
+    "event",
+    "event_at",
+    "partner",
+    "operator",
+    "source_addr",
+    "dest_addr",
+    "parts",
+    "status",
+    "final_state",
+    "error",
+    "operator_message_id",
+    "node",
+)
+
+
+class MessageLogRepo:
+    """Message/CDR log, written in batches with COPY; idempotent on (message_id, event)."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+
+    def write(self, events: Iterable[MessageEvent]) -> int:
+        """Insert a batch; rows whose (message_id, event) already exist are skipped.  Returns rows inserted.
+
+        Fast path: COPY straight into message_log inside a savepoint.  If any row is a duplicate (a replay
+        after a crash), the savepoint is rolled back and the batch goes through a temporary table with
+        INSERT ... ON CONFLICT DO NOTHING.  Must run inside a transaction.
+        """
+        evs = list(events)
+        if not evs:
+            return 0
+        try:
+            with self.conn.transaction():  # savepoint
+                self._copy("message_log", evs)
+            return len(evs)
+        except psycopg.errors.UniqueViolation:
+            pass
+        cols = ", ".join(_LOG_COLS)
+        self.conn.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS _message_log_in (LIKE message_log INCLUDING DEFAULTS) "
+            "ON COMMIT DELETE ROWS"
+        )
+        self._copy("_message_log_in", evs)
+        with self.conn.cursor() as cur:
+            # ON CONFLICT DO NOTHING also skips duplicates within the batch itself
+            cur.execute(
+                f"INSERT INTO message_log ({cols}) SELECT {cols} FROM _message_log_in "
+                "ON CONFLICT (message_id, event) DO NOTHING"
+            )
+            n = cur.rowcount
+            cur.execute("TRUNCATE _message_log_in")
+        return n
+
+    def _copy(self, table: str, evs: list[MessageEvent]) -> None:
+        with self.conn.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(_LOG_COLS)}) FROM STDIN") as copy:
+            for e in evs:
+                copy.write_row(
+                    (
+                        e.message_id,
+                        e.event,
+                        e.event_at,
+                        e.partner,
+                        e.operator,
+                        e.source_addr,
+                        e.dest_addr,
+                        e.parts,
+                        e.status,
+                        e.final_state,
+                        e.error,
+                        e.operator_message_id,
+                        e.node,
+                    )
+                )
+
+    def for_message(self, message_id: str) -> list[MessageEvent]:
+        rows = _rows(
+            self.conn,
+            f"SELECT {', '.join(_LOG_COLS)} FROM message_log WHERE message_id = %s ORDER BY event_at, event",
+            (message_id,),
+        )
+        return [MessageEvent(**r) for r in rows]
+
+    def count(self, *, since: dt.datetime | None = None) -> int:
+        if since is None:
+            row = self.conn.execute("SELECT count(*) FROM message_log").fetchone()
+        else:
+            row = self.conn.execute(
+                "SELECT count(*) FROM message_log WHERE event_at >= %s", (since,)
+            ).fetchone()
+        return int(row[0]) if row else 0

@@ -1,0 +1,68 @@
+"""Small helpers around trio streams: peer names, TCP options, TLS wrapping."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+
+import trio
+
+__all__ = ["open_stream", "peer_name", "set_nodelay"]
+
+
+def _socket_of(stream: trio.abc.Stream) -> trio.socket.SocketType | None:
+    inner: object = stream
+    for _ in range(4):
+        sock = getattr(inner, "socket", None)
+        if sock is not None:
+            return sock  # type: ignore[no-any-return]
+        inner = getattr(inner, "transport_stream", None)
+        if inner is None:
+            return None
+    return None
+
+
+def peer_name(stream: trio.abc.Stream, default: str = "?") -> str:
+    """``host:port`` of the remote end of a socket stream (through TLS), else ``default``."""
+    sock = _socket_of(stream)
+    if sock is None:
+        return default
+    try:
+        addr = sock.getpeername()
+    except OSError:
+        return default
+    if isinstance(addr, tuple) and len(addr) >= 2:
+        host = addr[0]
+        return f"[{host}]:{addr[1]}" if ":" in host else f"{host}:{addr[1]}"
+    return str(addr) or default
+
+
+def set_nodelay(stream: trio.abc.Stream) -> None:
+    """Make sure Nagle is off (trio's SocketStream already does this for TCP; harmless to repeat)."""
+    sock = _socket_of(stream)
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+
+
+async def open_stream(
+    host: str,
+    port: int,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
+) -> trio.abc.Stream:
+    """TCP (or TLS over TCP) connection with TCP_NODELAY; the TLS handshake is done here."""
+    tcp = await trio.open_tcp_stream(host, port)
+    set_nodelay(tcp)
+    if ssl_context is None:
+        return tcp
+    tls = trio.SSLStream(tcp, ssl_context, server_hostname=server_hostname or host)
+    try:
+        await tls.do_handshake()
+    except BaseException:
+        await trio.aclose_forcefully(tcp)
+        raise
+    return tls

@@ -1,0 +1,327 @@
+"""JetStream bus against a real nats-server: publish, consume, ack/nak/term, de-dup, limits, KV."""
+
+from __future__ import annotations
+
+import attrs
+import pytest
+import trio
+
+from catalyst_smpp.bus import (
+    Bus,
+    BusError,
+    ConnectionState,
+    IdMapping,
+    Kind,
+    Msg,
+    PubAck,
+    PublishError,
+    PublishErrorKind,
+    PublishItem,
+)
+from catalyst_smpp.config import NatsConfig, StreamConfig
+
+
+async def _drain(consumer, want: int, timeout: float = 5.0) -> list[Msg]:  # type: ignore[no-untyped-def]
+    got: list[Msg] = []
+    with trio.move_on_after(timeout):
+        while len(got) < want:
+            got += await consumer.fetch(min(256, want - len(got)), 0.5)
+    return got
+
+
+async def test_publish_consume_ack(bus: Bus) -> None:
+    subj = bus.subject(Kind.MT, "op1")
+    assert subj == f"{bus.names.namespace}.MT.op1"
+    res = await bus.publish_batch(
+        [(subj, f"m{i}".encode(), {"x-partner": "acme"}, f"id-{i}") for i in range(300)]
+    )
+    assert all(isinstance(r, PubAck) and not r.duplicate for r in res)
+    assert [r.seq for r in res if isinstance(r, PubAck)] == list(range(1, 301))
+
+    c = await bus.consumer(Kind.MT, "op1")
+    msgs = await _drain(c, 300)
+    assert [m.data for m in msgs] == [f"m{i}".encode() for i in range(300)]
+    assert msgs[0].headers is not None and msgs[0].headers["x-partner"] == "acme"
+    assert msgs[0].msg_id == "id-0" and msgs[0].num_delivered == 1 and msgs[0].timestamp > 0
+    info = await c.info()
+    assert info.num_ack_pending == 300
+    await c.ack(msgs)
+    # the server applies acks asynchronously after receiving them: wait for the ack floor to move
+    with trio.fail_after(5):
+        while (info := await c.info()).num_ack_pending:
+            await trio.sleep(0.02)
+    assert (info.num_pending, info.num_ack_pending, info.ack_floor_stream_seq) == (0, 0, 300)
+    # nothing left: fetch returns [] after its timeout, it does not raise
+    assert await c.fetch(10, 0.2) == []
+
+
+async def test_publish_items_and_empty_batch(bus: Bus) -> None:
+    assert await bus.publish_batch([]) == []
+    res = await bus.publish_batch([PublishItem(bus.subject(Kind.DLR, "acme"), b"r1", msg_id="r1")])
+    assert isinstance(res[0], PubAck) and res[0].stream == bus.names.stream(Kind.DLR)
+
+
+async def test_dedup_by_msg_id(bus: Bus) -> None:
+    subj = bus.subject(Kind.MT, "op1")
+    first = await bus.publish_batch([(subj, b"a", None, "same"), (subj, b"b", None, "other")])
+    again = await bus.publish_batch([(subj, b"a-retry", None, "same")])
+    assert isinstance(first[0], PubAck) and not first[0].duplicate
+    assert isinstance(again[0], PubAck) and again[0].duplicate and again[0].seq == first[0].seq
+    assert (await bus.stream_info(Kind.MT)).messages == 2
+
+
+async def test_nak_with_delay_redelivers_later(bus: Bus) -> None:
+    await bus.publish_batch([(bus.subject(Kind.MT, "op1"), b"x", None, "n1")])
+    c = await bus.consumer(Kind.MT, "op1")
+    [m] = await _drain(c, 1)
+    await c.nak([m], delay=1.0)
+    assert await c.fetch(1, 0.3) == []  # not yet
+    [again] = await _drain(c, 1, timeout=5)
+    assert again.data == b"x" and again.num_delivered == 2
+    await c.ack([again])
+
+
+async def test_nak_without_delay_and_term(bus: Bus) -> None:
+    subj = bus.subject(Kind.MT, "op1")
+    await bus.publish_batch([(subj, b"a", None, "a"), (subj, b"b", None, "b")])
+    c = await bus.consumer(Kind.MT, "op1")
+    a, b = await _drain(c, 2)
+    await c.term([a])
+    await c.nak([b])
+    [b2] = await _drain(c, 1)
+    assert b2.data == b"b" and b2.num_delivered == 2
+    await c.ack([b2])
+    assert await c.fetch(5, 0.3) == []  # the terminated one never comes back
+
+
+async def test_unacked_messages_are_redelivered_after_ack_wait(
+    nats_url: str, nats_config: NatsConfig
+) -> None:
+    cfg = attrs.evolve(nats_config, streams=attrs.evolve(nats_config.streams, mt=StreamConfig(ack_wait=0.5)))
+    async with Bus.connect(nats_url, cfg) as bus:
+        try:
+            await bus.publish_batch([(bus.subject(Kind.MT, "op1"), b"x", None, "w1")])
+            c = await bus.consumer(Kind.MT, "op1")
+            [m] = await _drain(c, 1)
+            await c.in_progress([m], flush=True)
+            [m2] = await _drain(c, 1, timeout=5)  # no ack: back after ack_wait
+            assert m2.stream_seq == m.stream_seq and m2.consumer_seq > m.consumer_seq
+            assert (m.num_delivered, m2.num_delivered) == (1, 2)
+            await c.ack([m2])
+        finally:
+            await bus.delete_consumer(Kind.MT, "op1")
+
+
+async def test_durable_consumer_is_shared_between_nodes(
+    nats_url: str, nats_config: NatsConfig, bus: Bus
+) -> None:
+    subj = bus.subject(Kind.MT, "shared")
+    await bus.publish_batch([(subj, str(i).encode(), None, f"s{i}") for i in range(200)])
+    async with Bus.connect(nats_url, nats_config, name="node2") as bus2:
+        c1 = await bus.consumer(Kind.MT, "shared")
+        c2 = await bus2.consumer(Kind.MT, "shared")
+        seen: list[bytes] = []
+
+        async def work(c, n) -> None:  # type: ignore[no-untyped-def]
+            with trio.move_on_after(5):
+                while len(seen) < 200:
+                    ms = await c.fetch(n, 0.3)
+                    seen.extend(m.data for m in ms)
+                    await c.ack(ms)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(work, c1, 7)
+            nursery.start_soon(work, c2, 11)
+    assert sorted(seen, key=int) == [str(i).encode() for i in range(200)]  # each exactly once
+
+
+async def test_partner_queues_are_isolated(bus: Bus) -> None:
+    await bus.publish_batch(
+        [
+            (bus.subject(Kind.DLR, "p1"), b"d1", None, "d1"),
+            (bus.subject(Kind.DLR, "p2"), b"d2", None, "d2"),
+            (bus.subject(Kind.MO, "p1"), b"mo1", None, "mo1"),
+        ]
+    )
+    dlr1 = await bus.consumer(Kind.DLR, "p1")
+    dlr2 = await bus.consumer(Kind.DLR, "p2")
+    mo1 = await bus.consumer(Kind.MO, "p1")
+    assert [m.data for m in await _drain(dlr1, 1)] == [b"d1"]
+    assert [m.data for m in await _drain(dlr2, 1)] == [b"d2"]
+    assert [m.data for m in await _drain(mo1, 1)] == [b"mo1"]
+    assert await dlr1.fetch(5, 0.2) == []
+
+
+async def test_names_with_odd_characters_are_escaped(bus: Bus) -> None:
+    subj = bus.subject(Kind.DLR, "acme.sms *>")
+    assert subj.endswith(".DLR.acme=2Esms=20=2A=3E")
+    [ack] = await bus.publish_batch([(subj, b"x", None, None)])
+    assert isinstance(ack, PubAck)
+    c = await bus.consumer(Kind.DLR, "acme.sms *>")
+    assert [m.data for m in await _drain(c, 1)] == [b"x"]
+
+
+async def test_events_consumer_sees_all_event_subjects(bus: Bus) -> None:
+    await bus.publish_batch(
+        [
+            (bus.subject(Kind.EVENTS, "final"), b"e1", None, "e1"),
+            (bus.subject(Kind.EVENTS, "credit"), b"e2", None, "e2"),
+        ]
+    )
+    c = await bus.consumer(Kind.EVENTS)
+    assert sorted(m.data for m in await _drain(c, 2)) == [b"e1", b"e2"]
+
+
+async def test_full_subject_fails_per_message(nats_url: str, nats_config: NatsConfig) -> None:
+    cfg = attrs.evolve(
+        nats_config,
+        streams=attrs.evolve(nats_config.streams, dlr=StreamConfig(max_msgs_per_subject=5, discard="new")),
+    )
+    async with Bus.connect(nats_url, cfg) as bus:
+        res = await bus.publish_batch(
+            [(bus.subject(Kind.DLR, "slow"), b"x", None, f"f{i}") for i in range(8)]
+            + [(bus.subject(Kind.DLR, "other"), b"y", None, "o1")]
+        )
+        oks = [r for r in res if isinstance(r, PubAck)]
+        errs = [r for r in res if isinstance(r, PublishError)]
+        assert len(oks) == 6 and len(errs) == 3  # 5 for "slow" + 1 for "other": the bound is per partner
+        assert all(e.kind is PublishErrorKind.STORE_FULL and e.temporary for e in errs)
+        assert isinstance(res[-1], PubAck)
+
+
+async def test_subject_without_stream_is_a_per_message_error(bus: Bus) -> None:
+    res = await bus.publish_batch(
+        [
+            (bus.subject(Kind.MT, "op1"), b"ok", None, "ok1"),
+            ("nowhere." + bus.names.namespace, b"x", None, None),
+        ]
+    )
+    assert isinstance(res[0], PubAck)
+    assert isinstance(res[1], PublishError) and res[1].kind is PublishErrorKind.NO_STREAM
+    assert not res[1].temporary
+
+
+async def test_streams_are_created_idempotently(nats_url: str, nats_config: NatsConfig, bus: Bus) -> None:
+    await bus.ensure()
+    await bus.ensure()
+    changed = attrs.evolve(
+        nats_config, streams=attrs.evolve(nats_config.streams, mo=StreamConfig(max_msgs_per_subject=3))
+    )
+    async with Bus.connect(nats_url, changed) as bus2:  # another node with new limits updates the stream
+        res = await bus2.publish_batch([(bus2.subject(Kind.MO, "p"), b"x", None, f"i{i}") for i in range(4)])
+        assert [r.ok for r in res] == [True, True, True, False]
+    assert bus.state is ConnectionState.CONNECTED
+
+
+async def test_kv_put_get_delete_batched(bus: Bus) -> None:
+    items = [
+        ("op1", f"{i:x}", IdMapping(f"our{i}", "acme", flags=i % 3, part=1, parts=2)) for i in range(100)
+    ]
+    res = await bus.opids.put_many(items)
+    assert all(r.ok for r in res)
+    got = await bus.opids.get_many(
+        [("op1", f"{i:x}") for i in range(100)] + [("op1", "missing"), ("op2", "0")]
+    )
+    assert got[:100] == [m for _, _, m in items]
+    assert got[100:] == [None, None]
+    # odd characters in operator ids are escaped into valid keys
+    await bus.opids.put_many([("op 1", "id/with spaces", IdMapping("x", "p"))])
+    assert await bus.opids.get_many([("op 1", "id/with spaces")]) == [IdMapping("x", "p")]
+    await bus.opids.delete_many([("op1", "0"), ("op1", "1")])
+    assert await bus.opids.get_many([("op1", "0"), ("op1", "1"), ("op1", "2")]) == [None, None, items[2][2]]
+
+
+async def test_kv_entries_expire_after_ttl(nats_url: str, nats_config: NatsConfig) -> None:
+    cfg = attrs.evolve(nats_config, kv=attrs.evolve(nats_config.kv, ttl=1.0))
+    async with Bus.connect(nats_url, cfg) as bus:
+        await bus.opids.put_many([("op1", "abc", IdMapping("m1", "p1"))])
+        assert await bus.opids.get_many([("op1", "abc")]) == [IdMapping("m1", "p1")]
+        with trio.fail_after(10):
+            while (await bus.opids.get_many([("op1", "abc")]))[0] is not None:
+                await trio.sleep(0.2)
+
+
+async def test_after_close_publish_fails_per_message_and_the_rest_raises(
+    nats_url: str, nats_config: NatsConfig
+) -> None:
+    async with Bus.connect(nats_url, nats_config) as bus:
+        c = await bus.consumer(Kind.MT, "op1")
+    assert bus.state is ConnectionState.CLOSED
+    [r] = await bus.publish_batch([(bus.subject(Kind.MT, "op1"), b"x", None, None)])
+    assert isinstance(r, PublishError) and r.kind is PublishErrorKind.CONNECTION
+    with pytest.raises(BusError):
+        await c.fetch(1, 0.1)
+
+
+async def test_backoff_is_applied_to_redeliveries(nats_url: str, nats_config: NatsConfig) -> None:
+    cfg = attrs.evolve(
+        nats_config,
+        streams=attrs.evolve(nats_config.streams, mt=StreamConfig(backoff=(0.3, 0.3, 5.0), max_deliver=3)),
+    )
+    async with Bus.connect(nats_url, cfg) as bus:
+        await bus.publish_batch([(bus.subject(Kind.MT, "op1"), b"x", None, "b1")])
+        c = await bus.consumer(Kind.MT, "op1")
+        seqs = []
+        with trio.fail_after(10):
+            while len(seqs) < 3:  # first delivery + 2 redeliveries (max_deliver=3), 0.3 s apart
+                seqs += [m.consumer_seq for m in await c.fetch(1, 1.0)]
+        assert seqs == [1, 2, 3]
+        assert await c.fetch(1, 0.8) == []  # max_deliver reached
+
+
+async def test_deleted_consumer_is_recreated_by_fetch(bus: Bus) -> None:
+    subj = bus.subject(Kind.MO, "p1")
+    c = await bus.consumer(Kind.MO, "p1")
+    assert await bus.delete_consumer(Kind.MO, "p1")
+    assert await c.fetch(5, 0.3) == []  # notices, recreates the durable, returns empty
+    await bus.publish_batch([(subj, b"after", None, "after")])
+    assert [m.data for m in await _drain(c, 1)] == [b"after"]
+    assert (await c.info()).num_ack_pending == 1
+
+
+async def test_bound_counts_only_unconsumed_messages(nats_url: str, nats_config: NatsConfig) -> None:
+    cfg = attrs.evolve(
+        nats_config, streams=attrs.evolve(nats_config.streams, dlr=StreamConfig(max_msgs_per_subject=5))
+    )
+    async with Bus.connect(nats_url, cfg) as bus:
+        subj = bus.subject(Kind.DLR, "p")
+        assert all(r.ok for r in await bus.publish_batch([(subj, b"x", None, f"a{i}") for i in range(5)]))
+        assert not (await bus.publish_batch([(subj, b"x", None, "a5")]))[0].ok  # full while undelivered
+        c = await bus.consumer(Kind.DLR, "p")
+        await c.ack(await _drain(c, 5))
+        with trio.fail_after(5):  # acked receipts leave the queue (work-queue retention)...
+            while (await bus.stream_info(Kind.DLR)).messages:
+                await trio.sleep(0.02)
+        # ...so the partner's queue accepts again
+        assert all(r.ok for r in await bus.publish_batch([(subj, b"x", None, f"b{i}") for i in range(5)]))
+
+
+async def test_late_message_is_kept_for_next_fetch_or_nakd_when_stale(
+    nats_url: str, nats_config: NatsConfig
+) -> None:
+    cfg = attrs.evolve(nats_config, streams=attrs.evolve(nats_config.streams, mt=StreamConfig(ack_wait=1.0)))
+    async with Bus.connect(nats_url, cfg) as bus:
+        subj = bus.subject(Kind.MT, "op1")
+        c = await bus.consumer(Kind.MT, "op1")
+
+        async def late(tag: bytes) -> None:
+            # a fetch gives up (cancelled) while its long-poll pull request is still open on the server;
+            # a message published then is delivered to our inbox after nobody waits for it
+            with trio.move_on_after(0.2):
+                await c.fetch(1, 3.0)
+            await bus.publish_batch([(subj, tag, None, tag.decode())])
+            await trio.sleep(0.1)
+
+        await late(b"fresh")
+        [m] = await c.fetch(1, 1.0)  # handed out from the buffer, first delivery
+        assert (m.data, m.num_delivered) == (b"fresh", 1)
+        await c.ack([m])
+
+        await late(b"stale")
+        await trio.sleep(0.6)  # older than ack_wait / 2: not handed out, nak'ed instead
+        got: list[Msg] = []
+        with trio.fail_after(5):
+            while not got:
+                got = await c.fetch(1, 1.0)
+        assert (got[0].data, got[0].num_delivered) == (b"stale", 2)
+        await c.ack(got)

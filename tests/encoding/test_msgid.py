@@ -1,0 +1,131 @@
+"""Operator message-id normalisation (catalyst_smpp.encoding.msgid)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from catalyst_smpp.encoding.msgid import IdRule, IdSide, id_key, is_valid_id, parse_id_rule
+
+RESP, RCPT = IdSide.SUBMIT_RESP, IdSide.RECEIPT
+numbers = st.integers(min_value=0, max_value=2**80)
+zeros = st.integers(0, 6).map(lambda n: "0" * n)
+blank = st.sampled_from(["", " ", "\x00", "  \x00\x00", "\t"])
+
+
+def hex_spellings(n: int) -> st.SearchStrategy[str]:
+    digits = format(n, "x")
+    return st.tuples(st.sampled_from(["", "0x", "0X"]), zeros, st.booleans(), blank).map(
+        lambda t: t[0] + t[1] + (digits.upper() if t[2] else digits) + t[3]
+    )
+
+
+def dec_spellings(n: int) -> st.SearchStrategy[str]:
+    return st.tuples(zeros, blank).map(lambda t: t[0] + str(n) + t[1])
+
+
+@given(numbers.flatmap(lambda n: st.tuples(st.just(n), hex_spellings(n), dec_spellings(n))))
+def test_hex_resp_and_decimal_receipt_meet(t: tuple[int, str, str]) -> None:
+    n, hex_id, dec_id = t
+    assert id_key(hex_id, IdRule.HEX_TO_DEC, RESP) == id_key(dec_id, IdRule.HEX_TO_DEC, RCPT) == str(n)
+    assert id_key(dec_id, IdRule.DEC_TO_HEX, RESP) == id_key(hex_id, IdRule.DEC_TO_HEX, RCPT) == str(n)
+
+
+@given(numbers.flatmap(lambda n: st.tuples(st.just(n), hex_spellings(n), hex_spellings(n))))
+def test_hex_both_sides_any_case_and_zeros(t: tuple[int, str, str]) -> None:
+    n, a, b = t
+    assert id_key(a, IdRule.HEX, RESP) == id_key(b, IdRule.HEX, RCPT) == str(n)
+
+
+@given(numbers.flatmap(lambda n: st.tuples(st.just(n), dec_spellings(n), dec_spellings(n))))
+def test_decimal_both_sides_with_zeros(t: tuple[int, str, str]) -> None:
+    n, a, b = t
+    assert id_key(a, IdRule.DEC, RESP) == id_key(b, IdRule.DEC, RCPT) == str(n)
+    assert id_key(a, IdRule.STRIP_LEADING_ZEROS, RESP) == id_key(b, IdRule.STRIP_LEADING_ZEROS, RCPT)
+
+
+@given(numbers.flatmap(lambda n: st.tuples(st.just(n), dec_spellings(n), hex_spellings(n))))
+def test_numeric_guess_meets_when_hex_is_recognisable(t: tuple[int, str, str]) -> None:
+    n, dec_id, hex_id = t
+    recognisable = hex_id.strip(" \t\x00")[:2].lower() == "0x" or any(c in "abcdefABCDEF" for c in hex_id)
+    if recognisable:
+        assert id_key(hex_id, IdRule.NUMERIC, RESP) == id_key(dec_id, IdRule.NUMERIC, RCPT) == str(n)
+    else:  # digits only: read as decimal, which is the documented limit of the guess
+        assert id_key(hex_id, IdRule.NUMERIC, RESP) == str(int(hex_id.strip(" \t\x00"), 10))
+
+
+@given(
+    st.text(alphabet="0123456789abcdefABCDEFxyz-", max_size=24),
+    st.sampled_from(list(IdRule)),
+    st.sampled_from(list(IdSide)),
+)
+def test_key_is_idempotent_on_text_rules_and_never_raises(raw: str, rule: IdRule, side: IdSide) -> None:
+    key = id_key(raw, rule, side)
+    if rule in (IdRule.AS_IS, IdRule.CASE_INSENSITIVE, IdRule.STRIP_LEADING_ZEROS):
+        assert id_key(key, rule, side) == key
+    elif is_valid_id(raw, rule, side):
+        assert key.isdigit()
+    else:
+        assert key.startswith("?")  # never collides with a numeric key
+
+
+@given(st.text(alphabet="0123456789abcdefABCDEF", min_size=1, max_size=16))
+def test_case_insensitive(raw: str) -> None:
+    assert id_key(raw.upper(), IdRule.CASE_INSENSITIVE) == id_key(raw.lower(), IdRule.CASE_INSENSITIVE, RESP)
+
+
+@pytest.mark.parametrize(
+    ("rule", "resp", "receipt", "match"),
+    [
+        (IdRule.AS_IS, "ABC123", "ABC123 ", True),
+        (IdRule.AS_IS, "ABC123", "abc123", False),
+        (IdRule.CASE_INSENSITIVE, "ABC123", "abc123", True),
+        (IdRule.STRIP_LEADING_ZEROS, "000123", "123", True),
+        (IdRule.STRIP_LEADING_ZEROS, "000", "0", True),
+        (IdRule.STRIP_LEADING_ZEROS, "00AB", "ab", True),
+        (IdRule.HEX_TO_DEC, "7B", "123", True),
+        (IdRule.HEX_TO_DEC, "0x7b", "0000000123", True),
+        (IdRule.HEX_TO_DEC, "7B", "124", False),
+        (IdRule.DEC_TO_HEX, "123", "7b", True),
+        (IdRule.HEX, "00ff", "FF", True),
+        (IdRule.DEC, "00255", "255", True),
+        (IdRule.DEC, "255", "ff", False),
+        (IdRule.NUMERIC, "7B", "123", True),
+        (IdRule.NUMERIC, "123", "0x7B", True),
+        (IdRule.HEX, "xyz", "xyz", True),  # equally malformed on both sides still match ...
+        (IdRule.HEX, "xyz", "0", False),  # ... but never a numeric key
+    ],
+)
+def test_rule_table(rule: IdRule, resp: str, receipt: str, match: bool) -> None:
+    assert (id_key(resp, rule, RESP) == id_key(receipt, rule, RCPT)) is match
+
+
+def test_validity_and_fallback() -> None:
+    assert is_valid_id("0x1F", IdRule.HEX, RESP)
+    assert not is_valid_id("0x", IdRule.HEX, RESP)
+    assert not is_valid_id("12G", IdRule.HEX_TO_DEC, RESP)
+    assert is_valid_id("12", IdRule.HEX_TO_DEC, RCPT)
+    assert not is_valid_id("1A", IdRule.HEX_TO_DEC, RCPT)
+    assert not is_valid_id("  ", IdRule.AS_IS)
+    assert id_key("1A", IdRule.HEX_TO_DEC, RCPT) == "?1a"
+    assert id_key("", IdRule.DEC) == "?"
+    assert id_key("", IdRule.STRIP_LEADING_ZEROS) == ""
+
+
+@pytest.mark.parametrize(
+    ("text", "rule"),
+    [
+        ("hex_to_dec", IdRule.HEX_TO_DEC),
+        ("HEX-TO-DEC", IdRule.HEX_TO_DEC),
+        (" as is ", IdRule.AS_IS),
+        ("Numeric", IdRule.NUMERIC),
+    ],
+)
+def test_parse_rule(text: str, rule: IdRule) -> None:
+    assert parse_id_rule(text) is rule
+
+
+def test_parse_rule_unknown() -> None:
+    with pytest.raises(ValueError, match="unknown message id rule 'octal'"):
+        parse_id_rule("octal")

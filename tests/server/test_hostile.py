@@ -1,0 +1,233 @@
+"""Hostile input on real sockets: each case gets the right status or a clean close, and a witness
+session on the same server keeps working throughout (checked in the same test)."""
+
+from __future__ import annotations
+
+import socket
+import struct
+from collections.abc import AsyncIterator
+
+import pytest
+import trio
+
+from catalyst_smpp.protocol.codec import decode_pdu, encode_pdu
+from catalyst_smpp.protocol.constants import CommandId, CommandStatus
+from catalyst_smpp.protocol.pdu import (
+    BindTransceiver,
+    BindTransmitter,
+    EnquireLink,
+    GenericNack,
+    SubmitSm,
+)
+from catalyst_smpp.protocol.session import SessionConfig
+from catalyst_smpp.protocol.states import Role
+from catalyst_smpp.server import Account, ServerConfig, ServerSession, SmppServer, StaticAuthenticator
+from tests.transport.peer import SansIoPeer
+
+S = CommandStatus
+LIMIT = 32 * 1024
+
+
+class Env:
+    def __init__(self, server: SmppServer) -> None:
+        self.server = server
+        self.port = server.ports[0]
+        self.witness: SansIoPeer | None = None
+        self.streams: list[trio.abc.Stream] = []
+
+    async def raw(self) -> trio.SocketStream:
+        s = await trio.open_tcp_stream("127.0.0.1", self.port)
+        self.streams.append(s)
+        return s
+
+    async def check_witness(self) -> None:
+        """The witness session submits and gets an OK answer."""
+        assert self.witness is not None
+        with trio.fail_after(5):
+            r = await self.witness.request(SubmitSm(destination_addr="1", short_message=b"still here"))
+        assert r.command_status == 0
+
+    async def wait_sessions(self, n: int) -> None:
+        with trio.fail_after(5):
+            while len(self.server.sessions()) != n:
+                await trio.sleep(0.01)
+
+
+@pytest.fixture
+async def env() -> AsyncIterator[Env]:
+    cfg = ServerConfig(
+        port=0,
+        session=SessionConfig(window_size=10, response_timeout=10, enquire_link_interval=30, bind_timeout=10),
+        max_send_buffer=LIMIT,
+    )
+    server = SmppServer(cfg, StaticAuthenticator([Account("acme", "pw"), Account("slow", "pw", throttle_rate=100,
+                                                                                   throttle_burst=50)]))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.serve)
+        e = Env(server)
+        e.witness = SansIoPeer(await e.raw(), Role.ESME)
+        assert (await e.witness.bind("trx", "acme", "pw")).command_status == 0
+        await e.check_witness()
+        try:
+            yield e
+        finally:
+            for st in e.streams:
+                await trio.aclose_forcefully(st)
+            nursery.cancel_scope.cancel()
+
+
+async def read_all(stream: trio.abc.ReceiveStream, limit: float = 5) -> bytes:
+    out = b""
+    with trio.fail_after(limit):
+        while True:
+            try:
+                data = await stream.receive_some(65536)
+            except trio.BrokenResourceError:
+                break
+            if not data:
+                break
+            out += data
+    return out
+
+
+def header(data: bytes, off: int = 0) -> tuple[int, int, int, int]:
+    return struct.unpack_from(">IIII", data, off)  # type: ignore[return-value]
+
+
+async def test_garbage_bytes_get_nack_and_close(env: Env) -> None:
+    s = await env.raw()
+    await s.send_all(b"\xde\xad\xbe\xef" * 50)
+    got = await read_all(s)
+    length, cid, status, _seq = header(got)
+    assert (length, cid, status) == (16, CommandId.generic_nack, S.ESME_RINVCMDLEN)
+    assert len(got) == 16
+    await s.aclose()
+    await env.check_witness()
+    await env.wait_sessions(1)
+
+
+async def test_oversized_command_length(env: Env) -> None:
+    s = await env.raw()
+    await s.send_all(struct.pack(">IIII", 10_000_000, CommandId.submit_sm, 0, 1) + b"\x00" * 100)
+    got = await read_all(s)
+    pdu = decode_pdu(got)
+    assert isinstance(pdu, GenericNack) and pdu.command_status == S.ESME_RINVCMDLEN
+    await env.check_witness()
+    await env.wait_sessions(1)
+
+
+async def test_truncated_pdu_then_close(env: Env) -> None:
+    s = await env.raw()
+    wire = encode_pdu(BindTransmitter(system_id="acme", password="pw", sequence_number=1))
+    await s.send_all(wire[:-3])
+    await env.wait_sessions(2)
+    await s.send_eof()
+    assert await read_all(s) == b""  # nothing to answer; closed cleanly
+    await env.wait_sessions(1)
+    await env.check_witness()
+
+
+async def test_submit_before_bind_and_second_bind(env: Env) -> None:
+    s = await env.raw()
+    await s.send_all(encode_pdu(SubmitSm(destination_addr="1", sequence_number=7)))
+    with trio.fail_after(5):
+        r = decode_pdu(await s.receive_some(65536))
+    assert (r.command_id, r.command_status, r.sequence_number) == (CommandId.submit_sm_resp, S.ESME_RINVBNDSTS, 7)
+    await env.check_witness()
+    await s.send_all(encode_pdu(BindTransceiver(system_id="acme", password="pw", sequence_number=8)))
+    with trio.fail_after(5):
+        r = decode_pdu(await s.receive_some(65536))
+    assert r.command_status == 0
+    await s.send_all(encode_pdu(BindTransceiver(system_id="acme", password="pw", sequence_number=9)))
+    with trio.fail_after(5):
+        r = decode_pdu(await s.receive_some(65536))
+    assert (r.command_id, r.command_status) == (CommandId.bind_transceiver_resp, S.ESME_RALYBND)
+    await env.check_witness()
+    await s.aclose()
+
+
+async def test_flood_ignoring_the_window(env: Env) -> None:
+    """2000 submits sent at once to a throttled account: every one answered, burst OK, the rest throttled."""
+    s = await env.raw()
+    await s.send_all(encode_pdu(BindTransmitter(system_id="slow", password="pw", sequence_number=1)))
+    with trio.fail_after(5):
+        assert decode_pdu(await s.receive_some(65536)).command_status == 0
+    n = 2000
+    flood = b"".join(encode_pdu(SubmitSm(destination_addr="1", short_message=b"x" * 20, sequence_number=i + 2))
+                     for i in range(n))
+    statuses: dict[int, int] = {}
+    buf = b""
+
+    async def send() -> None:
+        await s.send_all(flood)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(send)
+        with trio.fail_after(10):
+            while len(statuses) < n:
+                buf += await s.receive_some(65536)
+                off = 0
+                while len(buf) - off >= 16:
+                    length = struct.unpack_from(">I", buf, off)[0]
+                    if len(buf) - off < length:
+                        break
+                    r = decode_pdu(buf, off)
+                    statuses[r.sequence_number] = r.command_status
+                    off += length
+                buf = buf[off:]
+                await env.check_witness()
+    assert set(statuses) == set(range(2, n + 2))
+    ok = sum(1 for v in statuses.values() if v == 0)
+    assert set(statuses.values()) == {0, S.ESME_RTHROTTLED}
+    assert 50 <= ok < 1000  # the burst plus what 100/s refills while the flood lasts
+    await env.check_witness()
+    await s.aclose()
+
+
+async def test_client_that_never_reads(env: Env) -> None:
+    """A bound peer that writes enquire_links and never reads: our buffer stays bounded, the peer
+    stalls in TCP, the witness keeps working; once it reads, every answer is there."""
+    sock = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    await sock.connect(("127.0.0.1", env.port))
+    s = trio.SocketStream(sock)
+    env.streams.append(s)
+    await s.send_all(encode_pdu(BindTransmitter(system_id="acme", password="pw", sequence_number=1)))
+    with trio.fail_after(5):
+        assert decode_pdu(await s.receive_some(65536)).command_status == 0
+    session: ServerSession = [x for x in env.server.sessions() if x.bind_type and x.peer.endswith(
+        str(sock.getsockname()[1]))][0]
+    one = encode_pdu(EnquireLink(sequence_number=5))
+    chunk = one * 4096  # 64 KiB
+    chunks = 32  # 2 MiB, far more than the socket buffers and our limit together
+    progress = 0
+
+    async def writer() -> None:
+        nonlocal progress
+        for _ in range(chunks):
+            await s.send_all(chunk)
+            progress += 1
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(writer)
+        # wait until the writer stalls (no progress for 0.5 s)
+        last = -1
+        with trio.fail_after(10):
+            while progress != last:
+                last = progress
+                await trio.sleep(0.5)
+        assert progress < chunks, "the server never stopped reading"
+        await env.check_witness()
+        # bounded: the limit plus what one read (64 KiB of requests) can produce
+        assert LIMIT <= session.max_buffered_bytes <= LIMIT + 64 * 1024 + 16
+        assert session.is_bound
+        # now it reads: every enquire_link gets its answer, nothing is lost
+        expected = chunks * len(chunk)
+        got = 0
+        with trio.fail_after(15):
+            while got < expected:
+                got += len(await s.receive_some(1 << 20))
+        assert got == expected
+    await env.check_witness()
+    await s.aclose()

@@ -1,0 +1,48 @@
+"""Pure helpers: password hashing, operator message id normalisation (field lesson 1)."""
+
+from __future__ import annotations
+
+import pytest
+
+from catalyst_smpp.store import hash_password, needs_rehash, normalise_operator_id, verify_password
+
+
+def test_password_hash_roundtrip_and_salt() -> None:
+    h1, h2 = hash_password("secret"), hash_password("secret")
+    assert h1 != h2  # per-row salt
+    assert verify_password("secret", h1) and verify_password("secret", h2)
+    assert not verify_password("Secret", h1) and not verify_password("", h1)
+    assert not needs_rehash(h1)
+
+
+@pytest.mark.parametrize(
+    "stored", ["", "plain", "scrypt$x$8$1$AA==$AA==", "md5$1$2$3$4$5", "scrypt$1$2$3$!!$!!"]
+)
+def test_malformed_hashes_never_verify(stored: str) -> None:
+    assert not verify_password("secret", stored)
+    assert needs_rehash(stored) or stored.startswith("scrypt$")
+
+
+@pytest.mark.parametrize(
+    ("resp_id", "resp_fmt", "dlr_id", "dlr_fmt"),
+    [
+        ("0A1F", "hex", "2591", "dec"),  # hex in submit_sm_resp, decimal in the receipt
+        ("0a1f", "hex", "00002591", "dec"),  # case and leading zeros
+        ("2591", "dec", "A1F", "hex"),
+        ("ABC-123", "text", "abc-123", "text"),  # case-insensitive text ids
+        ("000ABC", "text", "abc", "text"),  # leading zeros
+        (" 12345 ", "dec", "12345\x00", "dec"),  # padding and a stray NUL
+        ("ffffffffffffffff", "hex", "18446744073709551615", "dec"),  # 64-bit ids
+    ],
+)
+def test_normalised_ids_meet(resp_id: str, resp_fmt: str, dlr_id: str, dlr_fmt: str) -> None:
+    assert normalise_operator_id(resp_id, resp_fmt) == normalise_operator_id(dlr_id, dlr_fmt)
+
+
+def test_unparseable_ids_fall_back_to_text() -> None:
+    assert normalise_operator_id("xyz", "hex") == "xyz"
+    assert normalise_operator_id("12ab", "dec") == "12ab"
+    assert normalise_operator_id("0", "text") == "0"
+    assert normalise_operator_id("", "text") == ""
+    with pytest.raises(ValueError):
+        normalise_operator_id("1", "base36")

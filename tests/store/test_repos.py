@@ -1,0 +1,201 @@
+"""Repositories on a real Postgres (fresh schema per module): partners, operators, routes, message log."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+
+import psycopg
+import pytest
+
+from catalyst_smpp.store import (
+    AuthResult,
+    Database,
+    MessageEvent,
+    MessageLogRepo,
+    NotFound,
+    OperatorRepo,
+    PartnerRepo,
+    RouteRepo,
+    RouteTarget,
+    authenticate,
+)
+from tests.services import unique_name
+
+
+def _sid() -> str:
+    return unique_name("p")[:15]
+
+
+async def test_partner_crud_and_authentication(db: Database) -> None:
+    sid = _sid()
+    p = await db.run(
+        lambda c: PartnerRepo(c).add(
+            sid,
+            "s3cret",
+            allowed_ips=["10.1.0.0/16", "192.0.2.7"],
+            throttle_rate=50.0,
+            throttle_burst=20,
+            window=5,
+            message_id_format="dec",
+            receipt_date_digits=12,
+        )
+    )
+    assert p.system_id == sid and p.window == 5 and p.message_id_format == "dec"
+    assert p.allowed_ips == (ipaddress.ip_network("10.1.0.0/16"), ipaddress.ip_network("192.0.2.7/32"))
+    assert "s3cret" not in p.password_hash and p.password_hash.startswith("scrypt$")
+    assert "password_hash" not in repr(p)
+
+    assert authenticate(p, "s3cret", "10.1.2.3") is AuthResult.OK
+    assert authenticate(p, "s3cret", "::ffff:10.1.2.3") is AuthResult.OK
+    assert authenticate(p, "wrong", "10.1.2.3") is AuthResult.BAD_PASSWORD
+    assert authenticate(p, "s3cret", "10.2.0.1") is AuthResult.ADDRESS_NOT_ALLOWED
+    assert authenticate(None, "s3cret", "10.1.2.3") is AuthResult.UNKNOWN_SYSTEM_ID
+
+    changed = await db.run(lambda c: PartnerRepo(c).change(sid, password="n3w", allowed_ips=[], max_binds=2))
+    assert changed.max_binds == 2 and changed.allowed_ips == () and changed.ip_allowed("203.0.113.1")
+    assert changed.check_password("n3w") and not changed.check_password("s3cret")
+    assert changed.updated_at is not None and p.updated_at is not None and changed.updated_at >= p.updated_at
+
+    disabled = await db.run(lambda c: PartnerRepo(c).disable(sid))
+    assert not disabled.enabled
+    assert authenticate(disabled, "n3w", None) is AuthResult.DISABLED
+    assert sid not in [x.system_id for x in await db.run(lambda c: PartnerRepo(c).list(enabled_only=True))]
+    assert sid in [x.system_id for x in await db.run(lambda c: PartnerRepo(c).list())]
+    assert await db.run(lambda c: PartnerRepo(c).delete(sid))
+    assert await db.run(lambda c: PartnerRepo(c).get(sid)) is None
+
+
+async def test_partner_constraints(db: Database) -> None:
+    sid = _sid()
+    await db.run(lambda c: PartnerRepo(c).add(sid, "pw"))
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        await db.run(lambda c: PartnerRepo(c).add(sid, "pw"))
+    with pytest.raises(psycopg.errors.CheckViolation):
+        await db.run(lambda c: PartnerRepo(c).add("x" * 16, "pw"))
+    with pytest.raises(psycopg.errors.CheckViolation):
+        await db.run(lambda c: PartnerRepo(c).change(sid, message_id_format="base64"))
+    with pytest.raises(ValueError, match="unknown partner field"):
+        await db.run(lambda c: PartnerRepo(c).change(sid, windw=3))
+    with pytest.raises(ValueError, match="at most 8"):
+        await db.run(lambda c: PartnerRepo(c).add(_sid(), "123456789"))
+    with pytest.raises(NotFound):
+        await db.run(lambda c: PartnerRepo(c).change("nobody-here", max_binds=1))
+    # the failed statements rolled back their transactions; the pool still works
+    assert (await db.run(lambda c: PartnerRepo(c).get(sid))) is not None
+
+
+async def test_operator_crud(db: Database) -> None:
+    name = unique_name("op")
+    o = await db.run(
+        lambda c: OperatorRepo(c).add(
+            name,
+            "smsc.example",
+            2775,
+            "gw",
+            password="pw",
+            bind_type="tx_rx",
+            bind_count=2,
+            window=50,
+            tps=200.0,
+            segmentation="sar",
+            submit_id_format="hex",
+            receipt_id_format="dec",
+            data_coding_0="latin1",
+        )
+    )
+    assert (o.bind_type, o.bind_count, o.window, o.tps, o.segmentation) == ("tx_rx", 2, 50, 200.0, "sar")
+    assert "pw" not in repr(o)
+    o2 = await db.run(lambda c: OperatorRepo(c).change(name, tps=10.5, tls=True))
+    assert o2.tps == 10.5 and o2.tls
+    assert not (await db.run(lambda c: OperatorRepo(c).disable(name))).enabled
+    assert name in [x.name for x in await db.run(lambda c: OperatorRepo(c).list())]
+    with pytest.raises(psycopg.errors.CheckViolation):
+        await db.run(lambda c: OperatorRepo(c).add("bad name", "h", 1, "s"))
+    with pytest.raises(psycopg.errors.CheckViolation):
+        await db.run(lambda c: OperatorRepo(c).add(unique_name("op"), "h", 70000, "s"))
+
+
+async def test_routes_with_ordered_and_weighted_operators(db: Database) -> None:
+    sid = _sid()
+    a, b, c_ = (unique_name("op") for _ in range(3))
+
+    def setup(conn: psycopg.Connection) -> None:  # type: ignore[type-arg]
+        PartnerRepo(conn).add(sid, "pw")
+        for n in (a, b, c_):
+            OperatorRepo(conn).add(n, "h", 2775, "s")
+
+    await db.run(setup)
+    r1 = await db.run(lambda c: RouteRepo(c).add(sid, "4477", [b, a], priority=5, source_prefix="INFO"))
+    assert r1.partner == sid and r1.strategy == "failover"
+    assert r1.targets == (RouteTarget(b, 0, 1), RouteTarget(a, 1, 1))
+    r2 = await db.run(lambda c: RouteRepo(c).add(None, "44", [(a, 70), (c_, 30)], strategy="weighted"))
+    assert r2.partner is None and [(t.operator, t.weight) for t in r2.targets] == [(a, 70), (c_, 30)]
+
+    mine = await db.run(lambda c: RouteRepo(c).list(partner=sid))
+    assert [r.id for r in mine][:2] == [r1.id, r2.id]  # priority first, then longest prefix
+
+    r1b = await db.run(
+        lambda c: RouteRepo(c).change(r1.id, operators=[a], source_prefix=None, source_regex=r"^\d+$")
+    )
+    assert r1b.targets == (RouteTarget(a, 0, 1),) and r1b.source_regex == r"^\d+$"
+    with pytest.raises(ValueError, match="does not compile"):
+        await db.run(lambda c: RouteRepo(c).change(r1.id, source_regex="("))
+    with pytest.raises(NotFound, match="no operator"):
+        await db.run(lambda c: RouteRepo(c).add(sid, "1", ["nope-op"]))
+    with pytest.raises(ValueError, match="twice"):
+        await db.run(lambda c: RouteRepo(c).add(sid, "1", [a, a]))
+    with pytest.raises(psycopg.errors.ForeignKeyViolation):  # operator still routed to
+        await db.run(lambda c: OperatorRepo(c).delete(a))
+    assert not (await db.run(lambda c: RouteRepo(c).disable(r2.id))).enabled
+    assert await db.run(lambda c: RouteRepo(c).delete(r2.id))
+    # deleting a partner removes its routes
+    await db.run(lambda c: PartnerRepo(c).delete(sid))
+    assert await db.run(lambda c: RouteRepo(c).get(r1.id)) is None
+
+
+async def test_snapshot_reads_everything_with_version(db: Database) -> None:
+    before = await db.snapshot()
+    await db.run(lambda c: OperatorRepo(c).add(unique_name("op"), "h", 1, "s"))
+    after = await db.snapshot()
+    assert after.version > before.version
+    assert len(after.operators) == len(before.operators) + 1
+
+
+async def test_message_log_batches_are_idempotent(db: Database) -> None:
+    t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    mid = unique_name("m")
+    evs = [
+        MessageEvent(
+            f"{mid}-{i}",
+            "accepted",
+            t0 + dt.timedelta(seconds=i),
+            partner="acme",
+            operator="op1",
+            source_addr="INFO",
+            dest_addr=f"4477{i:07d}",
+            parts=1 + i % 3,
+        )
+        for i in range(1000)
+    ]
+    assert await db.write_events(evs) == 1000
+    assert await db.write_events(evs[:10]) == 0  # a replay inserts nothing
+    final = MessageEvent(
+        f"{mid}-0",
+        "delivered",
+        t0 + dt.timedelta(minutes=1),
+        partner="acme",
+        operator="op1",
+        status=0,
+        final_state="DELIVRD",
+        operator_message_id="0A1F",
+        node="n1",
+        error=None,
+    )
+    # duplicates inside one batch are collapsed too
+    assert await db.write_events([final, final, evs[0]]) == 1
+    rows = await db.run(lambda c: MessageLogRepo(c).for_message(f"{mid}-0"))
+    assert [r.event for r in rows] == ["accepted", "delivered"]
+    assert rows[1].final_state == "DELIVRD" and rows[1].operator_message_id == "0A1F"
+    assert rows[0] == evs[0]
+    assert await db.write_events([]) == 0
