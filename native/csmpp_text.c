@@ -22,7 +22,11 @@ typedef struct {
     uint8_t repl_code[4];
 } codec_t;
 
-static inline uint32_t cp_at(const uint8_t *t, int32_t width, size_t i)
+/* Hot loops are written once as always-inline bodies taking `kind`, `width` and `packed`
+ * as parameters, and instantiated with constants for each combination by a dispatcher. */
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
+ALWAYS_INLINE uint32_t cp_at(const uint8_t *t, const int32_t width, size_t i)
 {
     uint32_t v;
     if (width == 1)
@@ -51,10 +55,10 @@ static inline int gsm_find(const uint8_t *lo, const uint32_t *hi, uint16_t n, ui
 
 /* Units for cp (septets, octets, UTF-16 units), its codes in code[]; 0 = unmappable.
  * GSM: code[] holds septets (ESC first for a single-shift character); UCS-2: octets. */
-static inline int enc_char(const codec_t *c, uint32_t cp, uint8_t code[4])
+ALWAYS_INLINE int enc_char_k(const codec_t *c, const int kind, uint32_t cp, uint8_t code[4])
 {
     int v;
-    switch (c->kind) {
+    switch (kind) {
     case K_GSM:
         v = gsm_find(c->main_lo, c->main_hi, c->main_hi_n, cp);
         if (v >= 0) {
@@ -93,15 +97,26 @@ static inline int enc_char(const codec_t *c, uint32_t cp, uint8_t code[4])
     }
 }
 
-/* Like enc_char, falling back to the replacement; 0 only in strict mode. */
-static inline int enc_char_r(const codec_t *c, uint32_t cp, uint8_t code[4])
+static inline int enc_char(const codec_t *c, uint32_t cp, uint8_t code[4])
 {
-    int k = enc_char(c, cp, code);
-    if (k == 0 && c->repl_units) {
-        memcpy(code, c->repl_code, 4);
-        k = c->repl_units;
+    return enc_char_k(c, c->kind, cp, code);
+}
+
+/* Units for cp, without the codes; 0 = unmappable.  `kind` is a constant at each use. */
+ALWAYS_INLINE int units_k(const codec_t *c, const int kind, uint32_t cp)
+{
+    if (kind == K_GSM) {
+        if (cp < 0x100)
+            return c->main_lo[cp] != 0xFF ? 1 : c->shift_lo[cp] != 0xFF ? 2 : 0;
+        if (gsm_find(c->main_lo, c->main_hi, c->main_hi_n, cp) >= 0)
+            return 1;
+        return gsm_find(c->shift_lo, c->shift_hi, c->shift_hi_n, cp) >= 0 ? 2 : 0;
     }
-    return k;
+    if (kind == K_OCTET)
+        return cp <= c->octet_max;
+    if (cp < 0xD800 || (cp >= 0xE000 && cp <= 0xFFFF))
+        return 1;
+    return cp >= 0x10000 && cp <= 0x10FFFF ? 2 : 0;
 }
 
 static int lang_ok(int32_t lang) { return lang >= 0 && lang < CSMPP_GSM_NLANG; }
@@ -206,22 +221,88 @@ static inline int writer_finish(writer_t *w)
     return 0;
 }
 
-static inline int emit(writer_t *w, const codec_t *c, const uint8_t code[4], int k)
+/* Encode t[start, end) into w.  Returns the units written, or CSMPP_E_UNMAPPABLE (*bad =
+ * the index of the character) or CSMPP_E_OUTPUT.  No writer_finish. */
+ALWAYS_INLINE int32_t encode_body(const codec_t *c, const uint8_t *t, const int32_t width, const int kind,
+                                  const int packed, size_t start, size_t end, writer_t *w, size_t *bad)
 {
-    int i, rc;
-    if (c->kind == K_GSM) {
-        for (i = 0; i < k; i++)
-            if ((rc = put_septet(w, code[i])) < 0)
-                return rc;
-        return 0;
+    uint8_t code[4];
+    int32_t units = 0;
+    size_t i;
+    for (i = start; i < end; i++) {
+        uint32_t cp = cp_at(t, width, i);
+        int k;
+        if (kind == K_GSM && !packed && cp < 0x100) {
+            /* the common case: one table look-up, written straight out */
+            uint8_t v = c->main_lo[cp];
+            if (v != 0xFF) {
+                if (w->pos >= w->cap)
+                    return CSMPP_E_OUTPUT;
+                w->out[w->pos++] = v;
+                units++;
+                continue;
+            }
+            if ((v = c->shift_lo[cp]) != 0xFF) {
+                if (w->cap - w->pos < 2)
+                    return CSMPP_E_OUTPUT;
+                w->out[w->pos++] = ESC;
+                w->out[w->pos++] = v;
+                units += 2;
+                continue;
+            }
+        }
+        if (kind == K_UCS2 && cp < 0xD800) {
+            if (w->cap - w->pos < 2)
+                return CSMPP_E_OUTPUT;
+            w->out[w->pos++] = (uint8_t)(cp >> 8);
+            w->out[w->pos++] = (uint8_t)cp;
+            units++;
+            continue;
+        }
+        k = enc_char_k(c, kind, cp, code);
+        if (k == 0 && c->repl_units) {
+            memcpy(code, c->repl_code, 4);
+            k = c->repl_units;
+        }
+        if (k == 0) {
+            *bad = i;
+            return CSMPP_E_UNMAPPABLE;
+        }
+        if (kind == K_GSM) {
+            int j, rc;
+            for (j = 0; j < k; j++)
+                if ((rc = put_septet(w, code[j])) < 0)
+                    return rc;
+        } else {
+            int j, octets = kind == K_UCS2 ? 2 * k : k;
+            if (w->cap - w->pos < (size_t)octets)
+                return CSMPP_E_OUTPUT;
+            for (j = 0; j < octets; j++)
+                w->out[w->pos++] = code[j];
+        }
+        units += k;
     }
-    if (c->kind == K_UCS2)
-        k *= 2;
-    if (w->cap - w->pos < (size_t)k)
-        return CSMPP_E_OUTPUT;
-    for (i = 0; i < k; i++)
-        w->out[w->pos++] = code[i];
-    return 0;
+    return units;
+}
+
+static int32_t encode_range(const codec_t *c, const uint8_t *t, int32_t width, size_t start, size_t end,
+                            writer_t *w, size_t *bad)
+{
+    int wide = width == 4;
+    switch (c->kind) {
+    case K_GSM:
+        if (c->packed)
+            return wide ? encode_body(c, t, 4, K_GSM, 1, start, end, w, bad)
+                        : encode_body(c, t, 1, K_GSM, 1, start, end, w, bad);
+        return wide ? encode_body(c, t, 4, K_GSM, 0, start, end, w, bad)
+                    : encode_body(c, t, 1, K_GSM, 0, start, end, w, bad);
+    case K_OCTET:
+        return wide ? encode_body(c, t, 4, K_OCTET, 0, start, end, w, bad)
+                    : encode_body(c, t, 1, K_OCTET, 0, start, end, w, bad);
+    default:
+        return wide ? encode_body(c, t, 4, K_UCS2, 0, start, end, w, bad)
+                    : encode_body(c, t, 1, K_UCS2, 0, start, end, w, bad);
+    }
 }
 
 /* --- encode / decode ----------------------------------------------------------------- */
@@ -246,10 +327,8 @@ int32_t csmpp_text_encode(const void *text, size_t n, int32_t width, int32_t enc
     const uint8_t *t = (const uint8_t *)text;
     codec_t c;
     writer_t w;
-    uint8_t code[4];
     int32_t units = 0;
     int32_t rc;
-    size_t i;
 
     info[0] = 0;
     info[1] = -1;
@@ -264,38 +343,13 @@ int32_t csmpp_text_encode(const void *text, size_t n, int32_t width, int32_t enc
     w.pos = 0;
     writer_start(&w, c.packed, fill_bits);
 
-    if (c.kind == K_GSM && !c.packed && width == 1 && !c.repl_units) {
-        /* fast path: Latin-1 input to unpacked GSM, strict */
-        const uint8_t *mlo = c.main_lo, *slo = c.shift_lo;
-        for (i = 0; i < n; i++) {
-            uint8_t v = mlo[t[i]];
-            if (v != 0xFF) {
-                if (w.pos >= out_cap)
-                    return CSMPP_E_OUTPUT;
-                out[w.pos++] = v;
-            } else if ((v = slo[t[i]]) != 0xFF) {
-                if (out_cap - w.pos < 2)
-                    return CSMPP_E_OUTPUT;
-                out[w.pos++] = ESC;
-                out[w.pos++] = v;
-            } else {
-                info[1] = (int32_t)i;
-                return CSMPP_E_UNMAPPABLE;
-            }
-        }
-        info[0] = (int32_t)w.pos;
-        return (int32_t)w.pos;
-    }
-
-    for (i = 0; i < n; i++) {
-        int k = enc_char_r(&c, cp_at(t, width, i), code);
-        if (!k) {
-            info[1] = (int32_t)i;
-            return CSMPP_E_UNMAPPABLE;
-        }
-        if ((rc = emit(&w, &c, code, k)) < 0)
-            return rc;
-        units += k;
+    {
+        size_t bad = 0;
+        units = encode_range(&c, t, width, 0, n, &w, &bad);
+        if (units == CSMPP_E_UNMAPPABLE)
+            info[1] = (int32_t)bad;
+        if (units < 0)
+            return units;
     }
     if ((rc = writer_finish(&w)) < 0)
         return rc;
@@ -495,19 +549,21 @@ static int32_t plan_setup(plan_t *p, int32_t enc, int32_t single, int32_t lockin
 
 /* Greedy layout; records (start, end) in parts[5*i + 3 .. 4] while room lasts.
  * Returns 0 or CSMPP_E_UNMAPPABLE (p->err_pos set). */
-static int32_t layout(plan_t *p, const uint8_t *t, int32_t width, size_t n, int32_t *parts,
-                      size_t max_parts)
+ALWAYS_INLINE int32_t layout_body(plan_t *p, const uint8_t *t, const int32_t width, const int kind, size_t n,
+                                  int32_t *parts, size_t max_parts)
 {
-    uint8_t code[4];
-    int32_t cur = 0, total = 0, np = 0;
+    int32_t cur = 0, total = 0, np = 0, capn = p->capn;
     size_t i, start = 0;
     for (i = 0; i < n; i++) {
-        int k = enc_char_r(&p->c, cp_at(t, width, i), code);
+        int k = units_k(&p->c, kind, cp_at(t, width, i));
         if (!k) {
-            p->err_pos = (int32_t)i;
-            return CSMPP_E_UNMAPPABLE;
+            k = p->c.repl_units;
+            if (!k) {
+                p->err_pos = (int32_t)i;
+                return CSMPP_E_UNMAPPABLE;
+            }
         }
-        if (cur + k > p->capn) {
+        if (cur + k > capn) {
             if (parts && (size_t)np < max_parts) {
                 parts[5 * np + 3] = (int32_t)start;
                 parts[5 * np + 4] = (int32_t)i;
@@ -531,6 +587,33 @@ static int32_t layout(plan_t *p, const uint8_t *t, int32_t width, size_t n, int3
     p->total = total;
     p->err_pos = -1;
     return 0;
+}
+
+static int32_t layout(plan_t *p, const uint8_t *t, int32_t width, size_t n, int32_t *parts,
+                      size_t max_parts)
+{
+    int wide = width == 4;
+    switch (p->c.kind) {
+    case K_GSM:
+        return wide ? layout_body(p, t, 4, K_GSM, n, parts, max_parts)
+                    : layout_body(p, t, 1, K_GSM, n, parts, max_parts);
+    case K_OCTET:
+        return wide ? layout_body(p, t, 4, K_OCTET, n, parts, max_parts)
+                    : layout_body(p, t, 1, K_OCTET, n, parts, max_parts);
+    default:
+        return wide ? layout_body(p, t, 4, K_UCS2, n, parts, max_parts)
+                    : layout_body(p, t, 1, K_UCS2, n, parts, max_parts);
+    }
+}
+
+/* A lower bound of the (parts, bits) a candidate can reach for n characters: each takes at
+ * least one unit, and a part holds at most capn units. */
+static void plan_lower_bound(const plan_t *p, size_t n, int32_t *parts, int64_t *bits)
+{
+    int unit = p->c.kind == K_GSM ? 7 : p->c.kind == K_OCTET ? 8 : 16;
+    int64_t np = (int64_t)n <= p->cap1 ? 1 : ((int64_t)n + p->capn - 1) / p->capn;
+    *parts = np > INT32_MAX ? INT32_MAX : (int32_t)np;
+    *bits = (int64_t)n * unit + np * 8 * (np > 1 ? p->udhn : p->udh1);
 }
 
 static int64_t plan_cost_bits(const plan_t *p)
@@ -594,7 +677,7 @@ int32_t csmpp_seg_plan(const void *text, size_t n, int32_t width, int32_t enc,
     } else {
         /* candidates in order of preference */
         int32_t cands[3 * (1 + 3 * CSMPP_GSM_NLANG + 3)];
-        int nc = 0, i, first_err = -1;
+        int nc = 0, i, first_err = -1, laid = -1, best_i = -1;
         uint32_t gsm_bits = (1u << CSMPP_ENC_GSM7) | (1u << CSMPP_ENC_GSM7_PACKED);
         if (auto_encs & ~((1u << CSMPP_ENC_GSM7) | (1u << CSMPP_ENC_GSM7_PACKED) | (1u << CSMPP_ENC_LATIN1) |
                           (1u << CSMPP_ENC_ASCII) | (1u << CSMPP_ENC_UCS2)))
@@ -628,11 +711,22 @@ int32_t csmpp_seg_plan(const void *text, size_t n, int32_t width, int32_t enc,
             if ((rc = plan_setup(&cand, cands[0], cands[1], cands[2], method, port_ie, replacement)) < 0)
                 return rc;
         }
+        /* Each candidate laid out writes its part bounds to `parts`; the winner is laid out
+         * again only when a later candidate overwrote them.  A candidate whose lower bound
+         * cannot beat the best so far is skipped (ties go to the earlier candidate). */
         for (i = 0; i < nc; i++) {
             if ((rc = plan_setup(&cand, cands[3 * i], cands[3 * i + 1], cands[3 * i + 2], method, port_ie,
                                  CSMPP_NO_REPLACEMENT)) < 0)
                 return rc;
-            if (layout(&cand, t, width, n, NULL, 0) < 0) {
+            if (have_best) {
+                int32_t lb_parts;
+                int64_t lb_bits;
+                plan_lower_bound(&cand, n, &lb_parts, &lb_bits);
+                if (lb_parts > best.nparts || (lb_parts == best.nparts && lb_bits >= plan_cost_bits(&best)))
+                    continue;
+            }
+            laid = i;
+            if (layout(&cand, t, width, n, parts, max_parts) < 0) {
                 if (i == 0)
                     first_err = cand.err_pos;
                 continue;
@@ -640,11 +734,9 @@ int32_t csmpp_seg_plan(const void *text, size_t n, int32_t width, int32_t enc,
             if (!have_best || cand.nparts < best.nparts ||
                 (cand.nparts == best.nparts && plan_cost_bits(&cand) < plan_cost_bits(&best))) {
                 best = cand;
+                best_i = i;
                 have_best = 1;
             }
-            /* plain GSM with no escapes cannot be beaten */
-            if (i == 0 && best.c.kind == K_GSM && best.total == (int32_t)n)
-                break;
         }
         if (!have_best) {
             if (replacement == CSMPP_NO_REPLACEMENT) {
@@ -652,8 +744,9 @@ int32_t csmpp_seg_plan(const void *text, size_t n, int32_t width, int32_t enc,
                 return CSMPP_E_UNMAPPABLE;
             }
             plan_setup(&best, cands[0], cands[1], cands[2], method, port_ie, replacement);
+            best_i = -1;
         }
-        if ((rc = layout(&best, t, width, n, parts, max_parts)) < 0) {
+        if (best_i != laid && (rc = layout(&best, t, width, n, parts, max_parts)) < 0) {
             info[4] = best.err_pos;
             return rc;
         }
@@ -679,10 +772,9 @@ int32_t csmpp_seg_plan(const void *text, size_t n, int32_t width, int32_t enc,
     w.cap = out_cap;
     w.pos = 0;
     for (pi = 0; pi < best.nparts; pi++) {
-        size_t off = w.pos, i;
+        size_t off = w.pos, bad = 0;
         int32_t udh = best.nparts > 1 ? best.udhn : best.udh1;
         int32_t start = parts[5 * pi + 3], end = parts[5 * pi + 4];
-        uint8_t code[4];
         if (udh) {
             if (out_cap - w.pos < (size_t)udh)
                 return CSMPP_E_OUTPUT;
@@ -720,11 +812,8 @@ int32_t csmpp_seg_plan(const void *text, size_t n, int32_t width, int32_t enc,
             }
         }
         writer_start(&w, best.c.packed, fill);
-        for (i = (size_t)start; i < (size_t)end; i++) {
-            int k = enc_char_r(&best.c, cp_at(t, width, i), code);
-            if ((rc = emit(&w, &best.c, code, k)) < 0)
-                return rc;
-        }
+        if ((rc = encode_range(&best.c, t, width, (size_t)start, (size_t)end, &w, &bad)) < 0)
+            return rc;
         if ((rc = writer_finish(&w)) < 0)
             return rc;
         parts[5 * pi] = (int32_t)off;

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.encoding import reference as ref
 
 from catalyst_smpp.encoding import (
     Alphabet,
@@ -19,6 +18,7 @@ from catalyst_smpp.encoding import (
     gsm_table,
 )
 from catalyst_smpp.native import NativeError
+from tests.encoding import reference as ref
 
 L = NationalLanguage
 E = Encoding

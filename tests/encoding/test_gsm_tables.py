@@ -9,10 +9,10 @@ import codecs
 
 import gsm0338  # type: ignore[import-untyped]  # noqa: F401  (registers the "gsm03.38" codec)
 import pytest
-from tests.encoding.reference import ref_table_char
 
 from catalyst_smpp.encoding import Encoding, NationalLanguage, decode, encode, gsm_table
 from catalyst_smpp.native import NativeError, lib
+from tests.encoding.reference import ref_table_char
 
 codecs.lookup("gsm03.38")
 

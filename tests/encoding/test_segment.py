@@ -8,7 +8,6 @@ import smpplib.consts  # type: ignore[import-untyped]
 import smpplib.gsm  # type: ignore[import-untyped]
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.encoding import reference as ref
 
 from catalyst_smpp.encoding import (
     DEFAULT_POLICY,
@@ -24,6 +23,7 @@ from catalyst_smpp.encoding import (
     gsm_table,
     segment,
 )
+from tests.encoding import reference as ref
 
 L = NationalLanguage
 E = Encoding

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import enum
 import sys
+import threading
 from typing import Final, Literal
 
 import attrs
@@ -99,6 +100,49 @@ def text_buffer(text: str) -> tuple[bytes, int]:
     return text.encode(_UTF32, "surrogatepass"), 4
 
 
+_new: Final = ffi.new
+_buffer: Final = ffi.buffer
+
+
+def c_text(text: str) -> tuple[object, int]:
+    """``text`` for a ``const void *text`` argument: (ASCII bytes, 1) or (``char32_t[]``, 4).
+
+    cffi widens a str into ``char32_t[]`` several times faster than a UTF-32 codec, and keeps
+    lone surrogates as they are (so C reports them as unencodable).
+    """
+    if text.isascii():
+        return text.encode("ascii"), 1
+    return _new("char32_t[]", text), 4
+
+
+class Scratch:
+    """Per-thread output buffers for the C calls, reused between calls (no allocation per call).
+
+    ``out`` (``uint8_t[size]``) with ``out_bytes``, an ``ffi.buffer`` over it whose slices are
+    bytes; ``parts`` (5 int32 per part, 255 parts) and ``info`` (8 int32).
+    """
+
+    __slots__ = ("info", "out", "out_bytes", "parts", "size")
+
+    def __init__(self, size: int) -> None:
+        self.size = max(size, 1 << 16)
+        self.out = _new("uint8_t[]", self.size)
+        self.out_bytes = _buffer(self.out)
+        self.parts = _new("int32_t[]", 5 * lib.CSMPP_SEG_MAX_PARTS)
+        self.info = _new("int32_t[]", lib.CSMPP_SEG_INFO_LEN)
+
+
+_tls: Final = threading.local()
+
+
+def scratch(size: int) -> Scratch:
+    """This thread's scratch buffers, with at least ``size`` octets of output room."""
+    s: Scratch | None = _tls.__dict__.get("s")
+    if s is None or s.size < size:
+        s = _tls.s = Scratch(size)
+    return s
+
+
 def replacement_code(errors: Errors, replacement: str) -> int:
     if errors == "strict":
         return _NO_REPLACEMENT
@@ -129,14 +173,13 @@ def encode_counted(
     """Like :func:`encode`, and also the units written (septets, octets or UTF-16 units)."""
     _check_langs(encoding, single_shift, locking_shift)
     repl = replacement_code(errors, replacement)
-    buf, width = text_buffer(text)
+    buf, width = c_text(text)
     n = len(text)
-    out = bytearray(lib.csmpp_text_encode_max_len(n, encoding))
-    info = ffi.new("int32_t[2]")
-    rc: int = lib.csmpp_text_encode(
-        ffi.from_buffer(buf), n, width, encoding, single_shift, locking_shift, repl, fill_bits,
-        ffi.from_buffer(out), len(out), info,
-    )  # fmt: skip
+    sc = scratch(_encode_max_len(n, encoding))
+    info = sc.info
+    rc: int = _text_encode(
+        buf, n, width, encoding, single_shift, locking_shift, repl, fill_bits, sc.out, sc.size, info
+    )
     if rc < 0:
         if rc == _E_UNMAPPABLE:
             pos = int(info[1])
@@ -146,7 +189,11 @@ def encode_counted(
                 f"replacement {replacement!r} is itself not encodable in {Encoding(encoding).name}"
             )
         raise NativeError(rc, "text_encode")
-    return bytes(memoryview(out)[:rc]), int(info[0])
+    return sc.out_bytes[:rc], int(info[0])
+
+
+_text_encode: Final = lib.csmpp_text_encode
+_encode_max_len: Final = lib.csmpp_text_encode_max_len
 
 
 def encode(

@@ -30,8 +30,10 @@ from catalyst_smpp.encoding.codecs import (
     Errors,
     NationalLanguage,
     UnencodableCharacterError,
+    _tls,
+    c_text,
     replacement_code,
-    text_buffer,
+    scratch,
 )
 from catalyst_smpp.encoding.datacoding import Alphabet, Encoding, data_coding_for
 from catalyst_smpp.native import NativeError, ffi, lib
@@ -85,6 +87,15 @@ class TextPolicy:
     segment_method: SegmentMethod = SegmentMethod.UDH8
     errors: Errors = "strict"
     replacement: str = "?"
+    # derived once, for segment()'s hot path (not part of the policy's identity)
+    _plan_args: tuple[int, int, int | None] = attrs.field(init=False, repr=False, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        try:
+            repl: int | None = replacement_code(self.errors, self.replacement)
+        except ValueError:
+            repl = None  # reported by segment(), as before
+        object.__setattr__(self, "_plan_args", (self.auto_encodings(), self.language_mask(), repl))
 
     def auto_encodings(self) -> int:
         """The bit mask of candidate encodings for ``csmpp_seg_plan``."""
@@ -172,9 +183,11 @@ def segment(
     ValueError for bad arguments.
     """
     seg_method = policy.segment_method if method is None else method
-    repl = replacement_code(policy.errors, policy.replacement)
+    auto_encs, auto_langs, repl = policy._plan_args
+    if repl is None:
+        repl = replacement_code(policy.errors, policy.replacement)  # raises the ValueError
     if encoding is None:
-        enc_arg, auto_encs, auto_langs = _AUTO, policy.auto_encodings(), policy.language_mask()
+        enc_arg = _AUTO
         if single_shift or locking_shift:
             raise ValueError("single_shift / locking_shift go with an explicit encoding")
     else:
@@ -189,16 +202,22 @@ def segment(
         wide = port_ie_16bit if port_ie_16bit is not None else (dst > 0xFF or src > 0xFF)
         port_ie = 16 if wide else 8
 
-    buf, width = text_buffer(text)
+    if text.isascii():
+        buf: object = text.encode("ascii")
+        width = 1
+    else:
+        buf, width = c_text(text)
     n = len(text)
-    cap = lib.csmpp_seg_max_len(n, seg_method)
-    out = bytearray(cap)
-    max_parts = min(_MAX_PARTS, n + 1) if seg_method != SegmentMethod.PAYLOAD else 1
-    parts_arr = ffi.new("int32_t[]", 5 * max_parts)
-    info = ffi.new("int32_t[]", _INFO_LEN)
-    rc: int = lib.csmpp_seg_plan(
-        ffi.from_buffer(buf), n, width, enc_arg, single_shift, locking_shift, auto_encs, auto_langs,
-        seg_method, ref, port_ie, dst, src, repl, ffi.from_buffer(out), cap, parts_arr, max_parts, info,
+    cap = _max_len(n, seg_method)
+    sc = _tls.__dict__.get("s")
+    if sc is None or sc.size < cap:
+        sc = scratch(cap)
+    parts_arr, info, out_bytes = sc.parts, sc.info, sc.out_bytes
+    # IntEnum arguments cost cffi a __index__ call each: plain ints for the common defaults
+    rc: int = _seg_plan(
+        buf, n, width, enc_arg, int(single_shift) if single_shift else 0,
+        int(locking_shift) if locking_shift else 0, auto_encs, auto_langs, _METHOD_INT[seg_method],
+        ref, port_ie, dst, src, repl, sc.out, sc.size, parts_arr, _MAX_PARTS, info,
     )  # fmt: skip
     if rc < 0:
         if rc == _E_UNMAPPABLE:
@@ -216,33 +235,79 @@ def segment(
             )
         raise NativeError(rc, "seg_plan")
 
-    enc = Encoding(int(info[0]))
-    data_coding = data_coding_for(enc, policy.default_alphabet)
-    mv = memoryview(out)
-    sar = seg_method == SegmentMethod.SAR and rc > 1
-    result = []
-    for i in range(rc):
-        off, udh_len, sm_len, start, end = parts_arr[5 * i : 5 * i + 5]
-        result.append(
-            Part(
-                bytes(mv[off : off + udh_len]),
-                bytes(mv[off + udh_len : off + sm_len]),
-                data_coding,
-                UDHI if udh_len else 0,
-                ref if sar else None,
-                rc if sar else None,
-                i + 1 if sar else None,
-                start,
-                end,
-            )
+    enc_v, single_v, locking_v, units, _err, _np, fill, udh_len = _unpack(info, _INFO_LEN)
+    enc = _ENCODINGS[enc_v]
+    data_coding = _data_coding(enc, policy.default_alphabet)
+    meta = _unpack(parts_arr, 5 * rc)
+    new_part = _new_tuple
+    esm = UDHI if udh_len else 0
+    if seg_method == SegmentMethod.SAR and rc > 1:
+        result = tuple(
+            [
+                new_part(
+                    Part,
+                    (
+                        out_bytes[off : off + udh_len],
+                        out_bytes[off + udh_len : off + sm_len],
+                        data_coding,
+                        esm,
+                        ref,
+                        rc,
+                        seq,
+                        start,
+                        end,
+                    ),
+                )
+                for seq, (off, _udh, sm_len, start, end) in enumerate(zip(*[iter(meta)] * 5, strict=True), 1)
+            ]
+        )
+    else:
+        result = tuple(
+            [
+                new_part(
+                    Part,
+                    (
+                        out_bytes[off : off + udh_len],
+                        out_bytes[off + udh_len : off + sm_len],
+                        data_coding,
+                        esm,
+                        None,
+                        None,
+                        None,
+                        start,
+                        end,
+                    ),
+                )
+                for off, _udh, sm_len, start, end in zip(*[iter(meta)] * 5, strict=True)
+            ]
         )
     return Segmentation(
-        tuple(result),
+        result,
         enc,
         data_coding,
-        NationalLanguage(int(info[1])),
-        NationalLanguage(int(info[2])),
-        int(info[3]),
+        _LANGUAGES[single_v],
+        _LANGUAGES[locking_v],
+        units,
         seg_method,
-        int(info[6]),
+        fill,
     )
+
+
+# --- hot-path helpers -------------------------------------------------------------------
+
+_seg_plan: Final = lib.csmpp_seg_plan
+_max_len: Final = lib.csmpp_seg_max_len
+_unpack: Final = ffi.unpack
+_new_tuple: Final = tuple.__new__
+_METHOD_INT: Final = {m: int(m) for m in SegmentMethod}
+_ENCODINGS: Final = {int(e): e for e in Encoding}
+_LANGUAGES: Final = {int(lang): lang for lang in NationalLanguage}
+_DATA_CODING: dict[tuple[Encoding, Alphabet], int] = {}
+
+
+def _data_coding(enc: Encoding, default_alphabet: Alphabet) -> int:
+    key = (enc, default_alphabet)
+    value = _DATA_CODING.get(key)
+    if value is None:
+        value = _DATA_CODING[key] = data_coding_for(enc, default_alphabet)
+    return value
