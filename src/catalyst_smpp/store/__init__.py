@@ -10,6 +10,7 @@ from .records import (
     AuthResult,
     ConfigSnapshot,
     MessageEvent,
+    MoRoute,
     Operator,
     Partner,
     Route,
@@ -19,6 +20,7 @@ from .records import (
 )
 from .repos import (
     MessageLogRepo,
+    MoRouteRepo,
     NotFound,
     OperatorRepo,
     PartnerRepo,
@@ -39,6 +41,8 @@ __all__ = [
     "MessageLogRepo",
     "Migration",
     "MigrationError",
+    "MoRoute",
+    "MoRouteRepo",
     "NotFound",
     "Operator",
     "OperatorRepo",

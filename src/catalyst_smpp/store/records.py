@@ -16,6 +16,7 @@ __all__ = [
     "AuthResult",
     "ConfigSnapshot",
     "MessageEvent",
+    "MoRoute",
     "Operator",
     "Partner",
     "Route",
@@ -159,6 +160,25 @@ class Route:
 
 
 @attrs.frozen
+class MoRoute:
+    """Where a mobile-originated message goes: destination prefix (and source prefix) → a partner.
+
+    Longest ``dest_prefix`` wins, then the higher ``priority``; ``source_prefix`` "" matches any source.
+    """
+
+    id: int
+    dest_prefix: str
+    partner: str
+    """The partner's system_id."""
+    source_prefix: str = ""
+    priority: int = 0
+    enabled: bool = True
+    description: str = ""
+    created_at: dt.datetime | None = None
+    updated_at: dt.datetime | None = None
+
+
+@attrs.frozen
 class MessageEvent:
     """One row of the message log; (message_id, event) is unique, so replays are harmless."""
 
@@ -185,6 +205,8 @@ class ConfigSnapshot:
     partners: tuple[Partner, ...]
     operators: tuple[Operator, ...]
     routes: tuple[Route, ...]
+    mo_routes: tuple[MoRoute, ...] = ()
+    """MO routes (migration 0002), ordered by longest dest_prefix, then priority."""
 
 
 def normalise_operator_id(raw: str, fmt: str) -> str:

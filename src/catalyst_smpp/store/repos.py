@@ -24,6 +24,7 @@ from .passwords import hash_password
 from .records import (
     ConfigSnapshot,
     MessageEvent,
+    MoRoute,
     Operator,
     Partner,
     Route,
@@ -32,6 +33,7 @@ from .records import (
 
 __all__ = [
     "MessageLogRepo",
+    "MoRouteRepo",
     "NotFound",
     "OperatorRepo",
     "PartnerRepo",
@@ -420,6 +422,91 @@ class RouteRepo:
         return bool(_rows(self.conn, "DELETE FROM routes WHERE id = %s RETURNING id", (route_id,)))
 
 
+_MO_ROUTE_COLS = ("dest_prefix", "source_prefix", "priority", "enabled", "description")
+_MO_ROUTE_SELECT = (
+    "SELECT m.*, p.system_id AS partner_system_id FROM mo_routes m JOIN partners p ON p.id = m.partner_id"
+)
+_MO_ROUTE_ORDER = " ORDER BY length(m.dest_prefix) DESC, m.priority DESC, length(m.source_prefix) DESC, m.id"
+
+
+def _mo_route(row: Mapping[str, Any]) -> MoRoute:
+    return MoRoute(
+        id=row["id"],
+        dest_prefix=row["dest_prefix"],
+        partner=row["partner_system_id"],
+        source_prefix=row["source_prefix"],
+        priority=row["priority"],
+        enabled=row["enabled"],
+        description=row["description"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+class MoRouteRepo:
+    """MO routes (destination prefix → partner); ``list()`` is in matching order (longest prefix first)."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+
+    def _partner_id(self, partner: str) -> int:
+        rows = _rows(self.conn, "SELECT id FROM partners WHERE system_id = %s", (partner,))
+        if not rows:
+            raise NotFound(f"no partner {partner!r}")
+        return int(rows[0]["id"])
+
+    def add(self, dest_prefix: str, partner: str, **fields: Any) -> MoRoute:
+        _check_fields(fields, dict.fromkeys(_MO_ROUTE_COLS[1:], ""), "MO route")
+        pid = self._partner_id(partner)
+        values: dict[str, Any] = {"dest_prefix": dest_prefix, "partner_id": pid, **fields}
+        cols = list(values)
+        q = sql.SQL("INSERT INTO mo_routes ({}) VALUES ({}) RETURNING id").format(
+            sql.SQL(", ").join(map(sql.Identifier, cols)), sql.SQL(", ").join(sql.Placeholder() * len(cols))
+        )
+        rid = int(_rows(self.conn, q, [values[c] for c in cols])[0]["id"])
+        r = self.get(rid)
+        assert r is not None
+        return r
+
+    def get(self, route_id: int) -> MoRoute | None:
+        rows = _rows(self.conn, _MO_ROUTE_SELECT + " WHERE m.id = %s", (route_id,))
+        return _mo_route(rows[0]) if rows else None
+
+    def list(self, *, partner: str | None = None, enabled_only: bool = False) -> list[MoRoute]:
+        conds, params = [], []
+        if partner is not None:
+            conds.append("p.system_id = %s")
+            params.append(partner)
+        if enabled_only:
+            conds.append("m.enabled")
+        where = (" WHERE " + " AND ".join(conds)) if conds else ""
+        return [_mo_route(r) for r in _rows(self.conn, _MO_ROUTE_SELECT + where + _MO_ROUTE_ORDER, params)]
+
+    def change(self, route_id: int, *, partner: str | None = None, **fields: Any) -> MoRoute:
+        _check_fields(fields, dict.fromkeys(_MO_ROUTE_COLS, ""), "MO route")
+        values = dict(fields)
+        if partner is not None:
+            values["partner_id"] = self._partner_id(partner)
+        if values:
+            sets = sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in values)
+            q = sql.SQL("UPDATE mo_routes SET {}, updated_at = now() WHERE id = %s RETURNING id").format(sets)
+            if not _rows(self.conn, q, [*values.values(), route_id]):
+                raise NotFound(f"no MO route {route_id}")
+        r = self.get(route_id)
+        if r is None:
+            raise NotFound(f"no MO route {route_id}")
+        return r
+
+    def disable(self, route_id: int) -> MoRoute:
+        return self.change(route_id, enabled=False)
+
+    def enable(self, route_id: int) -> MoRoute:
+        return self.change(route_id, enabled=True)
+
+    def delete(self, route_id: int) -> bool:
+        return bool(_rows(self.conn, "DELETE FROM mo_routes WHERE id = %s RETURNING id", (route_id,)))
+
+
 def config_version(conn: psycopg.Connection[Any]) -> int:
     row = conn.execute("SELECT version FROM config_version").fetchone()
     return int(row[0]) if row else 0
@@ -435,6 +522,7 @@ def load_snapshot(conn: psycopg.Connection[Any]) -> ConfigSnapshot:
         partners=tuple(PartnerRepo(conn).list()),
         operators=tuple(OperatorRepo(conn).list()),
         routes=tuple(RouteRepo(conn).list()),
+        mo_routes=tuple(MoRouteRepo(conn).list()),
     )
 
 

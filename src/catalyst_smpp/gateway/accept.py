@@ -1,0 +1,536 @@
+"""Accept: the SMPP server's request handler for partners.
+
+``AcceptHandler.handle`` runs inline in the session's reader task (a plain function: no worker task per
+PDU).  For submit_sm / data_sm / submit_multi it validates, routes, assigns our message id, builds the
+:class:`MtMessage` record(s) and queues the request for the **batcher**; the handler returns ``DEFERRED``.
+The batcher (one task, :meth:`AcceptHandler.run`) takes everything queued from every session (up to
+``max_batch``), publishes it with one ``bus.publish_batch`` (``msg_id`` = our id, so a re-publish is stored
+once), and only then answers each request with ``session.respond``:
+
+* published → ``ESME_ROK`` with our id in the partner's ``message_id_format``;
+* ``STORE_FULL`` / ``TIMEOUT`` / ``CONNECTION`` → ``ESME_RMSGQFUL`` (temporary: the partner retries);
+* ``NO_STREAM`` / ``SERVER`` → ``ESME_RSYSERR``.
+
+While a publish is in flight new requests queue up, so the batch size follows the load by itself (one
+message when idle, hundreds under load).  Nothing is dropped silently: a request is answered with the
+outcome of its own publish, or with ``ESME_RMSGQFUL`` when the handler is draining/closed.
+
+Refusals before publishing: no route → ``ESME_RINVDSTADR``; empty/invalid destination → ``ESME_RINVDSTADR``;
+invalid source → ``ESME_RINVSRCADR``; short_message and message_payload both set → ``ESME_RINVOPTPARAMVAL``;
+a reserved data_coding → ``ESME_RINVDCS``; UCS-2 text of odd length or a message longer than
+``max_message_octets`` → ``ESME_RINVMSGLEN``; malformed schedule/validity times → ``ESME_RINVSCHED`` /
+``ESME_RINVEXPIRY``.
+
+The record keeps the partner's octets exactly as received (short_message or message_payload, UDH included),
+with data_coding, esm_class, the partner's data_coding 0 meaning (``partner_dc0``) and the pass-through TLVs
+(SAR included); the connector decodes and re-encodes/re-segments for its operator.  A part of a message the
+partner concatenated itself (UDH 8/16-bit or SAR) gets ``part``/``parts`` from its numbering.
+
+submit_multi: one MT message (with its own id) per SME destination; the response carries the id of the first
+destination accepted and ``unsuccess_sme`` entries for the others (distribution lists are not supported:
+``ESME_RINVDLNAME``).  When no destination is accepted the response is the first destination's error status.
+
+query_sm → ``ESME_RQUERYFAIL`` (``ESME_RINVMSGID`` for an id that is not ours in the partner's format);
+cancel_sm → ``ESME_RCANCELFAIL``; replace_sm → ``ESME_RREPLACEFAIL``: messages leave for the operator within
+milliseconds, and the gateway keeps no per-message state it could answer from.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Final
+
+import attrs
+import trio
+
+from catalyst_smpp.bus import Kind, PublishErrorKind
+from catalyst_smpp.encoding.datacoding import Alphabet, CodingGroup, parse_data_coding
+from catalyst_smpp.encoding.reassembly import split_message
+from catalyst_smpp.gateway.ids import IdGenerator, format_id, parse_id
+from catalyst_smpp.gateway.messages import Address, MtMessage
+from catalyst_smpp.gateway.routing import Router
+from catalyst_smpp.protocol.constants import CommandId, CommandStatus
+from catalyst_smpp.protocol.pdu import (
+    DistributionListDestination,
+    Pdu,
+    SmeDestination,
+    UnsuccessSme,
+)
+from catalyst_smpp.protocol.tlv import Tag
+from catalyst_smpp.store.records import MessageEvent, Partner
+from catalyst_smpp.transport.session import DEFERRED, Reply, SmppSession
+
+__all__ = ["AcceptHandler", "AcceptStats", "status_for_publish_error"]
+
+log = logging.getLogger(__name__)
+
+S = CommandStatus
+_ROK: Final = 0
+_RSYSERR: Final = int(S.ESME_RSYSERR)
+_RMSGQFUL: Final = int(S.ESME_RMSGQFUL)
+_RINVDSTADR: Final = int(S.ESME_RINVDSTADR)
+_RINVSRCADR: Final = int(S.ESME_RINVSRCADR)
+_RINVMSGLEN: Final = int(S.ESME_RINVMSGLEN)
+_RINVOPTPARAMVAL: Final = int(S.ESME_RINVOPTPARAMVAL)
+_RINVDCS: Final = int(S.ESME_RINVDCS)
+_RINVSCHED: Final = int(S.ESME_RINVSCHED)
+_RINVEXPIRY: Final = int(S.ESME_RINVEXPIRY)
+
+_SUBMIT_SM: Final = CommandId.submit_sm
+_DATA_SM: Final = CommandId.data_sm
+_SUBMIT_MULTI: Final = CommandId.submit_multi
+_PAYLOAD_TAG: Final = int(Tag.message_payload)
+_SAR_TAGS: Final = (int(Tag.sar_msg_ref_num), int(Tag.sar_total_segments), int(Tag.sar_segment_seqnum))
+_DC0: Final = {"gsm7": Alphabet.GSM7, "latin1": Alphabet.LATIN1, "ascii": Alphabet.IA5}
+
+_TEMPORARY: Final = frozenset({PublishErrorKind.STORE_FULL, PublishErrorKind.TIMEOUT, PublishErrorKind.CONNECTION})
+
+
+def status_for_publish_error(kind: PublishErrorKind) -> int:
+    """The command_status a partner gets when its message could not be published."""
+    return _RMSGQFUL if kind in _TEMPORARY else _RSYSERR
+
+
+def _valid_time(value: str) -> bool:
+    """SMPP absolute (YYMMDDhhmmsstnn+/-) or relative (…R) time, or empty."""
+    if not value:
+        return True
+    return len(value) == 16 and value[:15].isdigit() and value[15] in "+-R"
+
+
+class _Reject(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        self.status = status
+        self.reason = reason
+
+
+@attrs.define
+class AcceptStats:
+    accepted: int = 0
+    rejected: int = 0
+    failed: int = 0  # publish failed: answered RMSGQFUL / RSYSERR
+    batches: int = 0
+    largest_batch: int = 0
+
+
+class _Pending:
+    """One partner request waiting for the publish of its record(s)."""
+
+    __slots__ = ("failures", "ids", "mts", "partner_fmt", "pdu", "session", "started")
+
+    def __init__(
+        self,
+        session: SmppSession,
+        pdu: Pdu,
+        mts: list[MtMessage],
+        ids: list[int],
+        failures: list[tuple[SmeDestination, int]],
+        partner_fmt: str,
+        started: float,
+    ) -> None:
+        self.session = session
+        self.pdu = pdu
+        self.mts = mts
+        self.ids = ids
+        self.failures = failures
+        self.partner_fmt = partner_fmt
+        self.started = started
+
+
+class AcceptHandler:
+    """The SmppServer handler for partner requests; run :meth:`run` (the batcher) in a nursery."""
+
+    def __init__(
+        self,
+        bus: Any,
+        router: Callable[[], Router],
+        partners: Callable[[str], Partner | None],
+        ids: IdGenerator,
+        *,
+        events: Any = None,
+        node: str = "",
+        metrics: Any = None,
+        max_batch: int = 500,
+        max_message_octets: int = 255 * 140,
+        publish_timeout: float | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.bus = bus
+        self.router = router
+        self.partners = partners
+        self.ids = ids
+        self.events = events
+        self.node = node
+        self.metrics = metrics
+        self.max_batch = max_batch
+        self.max_message_octets = max_message_octets
+        self.publish_timeout = publish_timeout
+        self.clock = clock
+        self.stats = AcceptStats()
+        self._queue: collections.deque[_Pending] = collections.deque()
+        self._lot = trio.lowlevel.ParkingLot()
+        self._idle = trio.Event()
+        self._idle.set()
+        self._busy = False
+        self._running = False
+        self._closed = False
+        self._dc_cache: dict[tuple[int, str], Any] = {}
+        self._subjects: dict[str, str] = {}
+
+    # ------------------------------------------------------------------ the handler
+
+    def handle(self, session: SmppSession, pdu: Pdu) -> Reply:
+        cid = pdu.command_id
+        try:
+            if cid == _SUBMIT_SM or cid == _DATA_SM:
+                return self._submit(session, pdu)
+            if cid == _SUBMIT_MULTI:
+                return self._submit_multi(session, pdu)
+            if cid == CommandId.query_sm:
+                return self._query(session, pdu)
+            if cid == CommandId.cancel_sm:
+                return int(S.ESME_RCANCELFAIL)
+            if cid == CommandId.replace_sm:
+                return int(S.ESME_RREPLACEFAIL)
+        except Exception:
+            log.exception("%s [%s]: accepting %s failed", session.session_id, session.system_id, cid.name)
+            return _RSYSERR
+        return int(S.ESME_RINVCMDID)
+
+    def _partner(self, session: SmppSession) -> tuple[Partner | None, str, str]:
+        p = self.partners(session.system_id)
+        if p is None:
+            return None, "hex", "gsm7"
+        return p, p.message_id_format, p.data_coding_0
+
+    def _query(self, session: SmppSession, pdu: Pdu) -> Reply:
+        _p, fmt, _dc0 = self._partner(session)
+        try:
+            parse_id(pdu.message_id, fmt)  # type: ignore[attr-defined]
+        except ValueError:
+            return int(S.ESME_RINVMSGID)
+        return int(S.ESME_RQUERYFAIL)
+
+    def _submit(self, session: SmppSession, pdu: Pdu) -> Reply:
+        _partner, fmt, dc0 = self._partner(session)
+        source = Address(pdu.source_addr_ton, pdu.source_addr_npi, pdu.source_addr)  # type: ignore[attr-defined]
+        dest = Address(pdu.dest_addr_ton, pdu.dest_addr_npi, pdu.destination_addr)  # type: ignore[attr-defined]
+        try:
+            if self._closed:
+                raise _Reject(_RMSGQFUL, "draining")
+            mt, our_id = self._build(session.system_id, dc0, pdu, source, dest)
+        except _Reject as r:
+            self._rejected(session.system_id, source.addr, dest.addr, r)
+            return r.status
+        self._enqueue(_Pending(session, pdu, [mt], [our_id], [], fmt, self.clock()))
+        return DEFERRED
+
+    def _submit_multi(self, session: SmppSession, pdu: Pdu) -> Reply:
+        _partner, fmt, dc0 = self._partner(session)
+        source = Address(pdu.source_addr_ton, pdu.source_addr_npi, pdu.source_addr)  # type: ignore[attr-defined]
+        dests: tuple[Any, ...] = pdu.dest_address  # type: ignore[attr-defined]
+        if not dests:
+            return int(S.ESME_RINVNUMDESTS)
+        if self._closed:
+            return _RMSGQFUL
+        mts: list[MtMessage] = []
+        ids: list[int] = []
+        failures: list[tuple[SmeDestination, int]] = []
+        for d in dests:
+            if isinstance(d, DistributionListDestination):
+                failures.append((SmeDestination(0, 0, d.dl_name), int(S.ESME_RINVDLNAME)))
+                continue
+            dest = Address(d.dest_addr_ton, d.dest_addr_npi, d.destination_addr)
+            try:
+                mt, our_id = self._build(session.system_id, dc0, pdu, source, dest)
+            except _Reject as r:
+                self._rejected(session.system_id, source.addr, dest.addr, r)
+                failures.append((d, r.status))
+                continue
+            mts.append(mt)
+            ids.append(our_id)
+        if not mts:
+            return failures[0][1]
+        self._enqueue(_Pending(session, pdu, mts, ids, failures, fmt, self.clock()))
+        return DEFERRED
+
+    def _data_coding(self, value: int, dc0: str) -> Any:
+        key = (value, dc0)
+        dc = self._dc_cache.get(key)
+        if dc is None:
+            dc = parse_data_coding(value, _DC0.get(dc0, Alphabet.GSM7))
+            self._dc_cache[key] = dc
+        return dc
+
+    def _build(self, partner: str, dc0: str, pdu: Pdu, source: Address, dest: Address) -> tuple[MtMessage, int]:
+        if not dest.addr or len(dest.addr) > 20:
+            raise _Reject(_RINVDSTADR, "empty or too long destination")
+        if len(source.addr) > 20:
+            raise _Reject(_RINVSRCADR, "source too long")
+        # user data: short_message or message_payload, never both
+        payload: bytes = getattr(pdu, "short_message", b"")
+        tlvs: list[tuple[int, bytes]] = []
+        tlv_values: dict[int, Any] = {}
+        has_payload_tlv = False
+        for t in pdu.tlvs:
+            if t.tag == _PAYLOAD_TAG:
+                if has_payload_tlv:
+                    raise _Reject(_RINVOPTPARAMVAL, "message_payload repeated")
+                has_payload_tlv = True
+                if payload:
+                    raise _Reject(_RINVOPTPARAMVAL, "short_message and message_payload both set")
+                payload = t.raw
+                continue
+            if t.tag in _SAR_TAGS:
+                tlv_values[t.tag] = t.value
+            tlvs.append((t.tag, t.raw))
+        if len(payload) > self.max_message_octets:
+            raise _Reject(_RINVMSGLEN, f"message of {len(payload)} octets")
+        data_coding: int = pdu.data_coding  # type: ignore[attr-defined]
+        dc = self._data_coding(data_coding, dc0)
+        if dc.alphabet is Alphabet.RESERVED or dc.group is CodingGroup.RESERVED:
+            raise _Reject(_RINVDCS, f"reserved data_coding 0x{data_coding:02X}")
+        esm_class: int = pdu.esm_class  # type: ignore[attr-defined]
+        udhi = bool(esm_class & 0x40)
+        part = parts = 1
+        if udhi or tlv_values:
+            split = split_message(payload, udhi=udhi, tlvs=tlv_values or None)
+            if split.part is not None:
+                part, parts = split.part.seq, split.part.total
+            text_octets = len(split.payload)
+        else:
+            text_octets = len(payload)
+        if dc.alphabet is Alphabet.UCS2 and text_octets % 2:
+            raise _Reject(_RINVMSGLEN, "UCS-2 text of an odd number of octets")
+        schedule = getattr(pdu, "schedule_delivery_time", "")
+        validity = getattr(pdu, "validity_period", "")
+        if not _valid_time(schedule):
+            raise _Reject(_RINVSCHED, f"schedule_delivery_time {schedule!r}")
+        if not _valid_time(validity):
+            raise _Reject(_RINVEXPIRY, f"validity_period {validity!r}")
+        route_dest = dest.addr[1:] if dest.addr.startswith("+") else dest.addr
+        targets = self.router().route(partner, source.addr, route_dest)
+        if not targets:
+            raise _Reject(_RINVDSTADR, "no route")
+        our_id = self.ids.next()
+        mt = MtMessage(
+            message_id=str(our_id),
+            partner=partner,
+            source=source,
+            dest=dest,
+            targets=tuple(targets),
+            payload=payload,
+            data_coding=data_coding,
+            esm_class=esm_class,
+            protocol_id=getattr(pdu, "protocol_id", 0),
+            priority_flag=getattr(pdu, "priority_flag", 0),
+            service_type=getattr(pdu, "service_type", ""),
+            schedule_delivery_time=schedule,
+            validity_period=validity,
+            registered_delivery=pdu.registered_delivery,  # type: ignore[attr-defined]
+            partner_dc0=dc0,
+            tlvs=tuple(tlvs),
+            part=part,
+            parts=parts,
+            accepted_at=self.clock(),
+            node=self.node,
+        )
+        return mt, our_id
+
+    def _rejected(self, partner: str, source: str, dest: str, r: _Reject) -> None:
+        self.stats.rejected += 1
+        log.debug("[%s] submit to %r refused 0x%08X: %s", partner, dest, r.status, r.reason)
+        self._count(partner, "rejected")
+        if self.events is not None:
+            # a refused message has no id of ours; the log row still needs a unique key
+            self._emit(
+                MessageEvent(
+                    message_id=f"r{self.ids.next()}",
+                    event="rejected",
+                    event_at=dt.datetime.now(dt.UTC),
+                    partner=partner,
+                    source_addr=source,
+                    dest_addr=dest,
+                    status=r.status,
+                    error=r.reason,
+                    node=self.node,
+                )
+            )
+
+    def _emit(self, event: MessageEvent) -> None:
+        try:
+            self.events.emit(event)
+        except Exception:
+            log.exception("emitting a %s event failed", event.event)
+
+    def _count(self, partner: str, status: str) -> None:
+        m = self.metrics
+        if m is None:
+            return
+        try:
+            m.submits_total.labels(partner=partner, status=status).inc()
+        except Exception:  # metrics must never break accepting
+            log.debug("metrics update failed", exc_info=True)
+
+    # ------------------------------------------------------------------ the batcher
+
+    def _enqueue(self, p: _Pending) -> None:
+        self._queue.append(p)
+        if self._idle.is_set():
+            self._idle = trio.Event()
+        self._lot.unpark()
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The batcher: publish what is queued, answer, repeat.  Cancel it to stop (after :meth:`drain`)."""
+        self._running = True
+        task_status.started()
+        queue = self._queue
+        try:
+            while True:
+                if not queue:
+                    self._idle.set()
+                    await self._lot.park()
+                    continue
+                batch: list[_Pending] = []
+                n = 0
+                while queue and n < self.max_batch:
+                    p = queue.popleft()
+                    batch.append(p)
+                    n += len(p.mts)
+                self._busy = True
+                try:
+                    await self._publish(batch)
+                finally:
+                    self._busy = False
+        finally:
+            self._running = False
+            # whatever is still queued gets an answer: nothing was published for it
+            while queue:
+                p = queue.popleft()
+                self.stats.failed += 1
+                p.session.respond(p.pdu, _RMSGQFUL)
+            self._idle.set()
+
+    def _subject(self, operator: str) -> str:
+        s = self._subjects.get(operator)
+        if s is None:
+            s = self.bus.subject(Kind.MT, operator)
+            self._subjects[operator] = s
+        return s
+
+    async def _publish(self, batch: list[_Pending]) -> None:
+        items = [
+            (self._subject(mt.targets[0]), mt.to_bytes(), None, mt.message_id) for p in batch for mt in p.mts
+        ]
+        self.stats.batches += 1
+        self.stats.largest_batch = max(self.stats.largest_batch, len(items))
+        try:
+            results: list[Any] = await self.bus.publish_batch(items, timeout=self.publish_timeout)
+        except trio.Cancelled:
+            for p in batch:
+                p.session.respond(p.pdu, _RMSGQFUL)
+            raise
+        except Exception as exc:  # BusError: bus closed
+            log.warning("publishing %d message(s) failed: %s", len(items), exc)
+            results = [_Failed(PublishErrorKind.CONNECTION)] * len(items)
+        i = 0
+        now = self.clock()
+        for p in batch:
+            res = results[i : i + len(p.mts)]
+            i += len(p.mts)
+            self._answer(p, res, now)
+
+    def _answer(self, p: _Pending, results: list[Any], now: float) -> None:
+        ok_ids: list[int] = []
+        failures: list[tuple[Any, int]] = list(p.failures)
+        first_error = 0
+        for mt, our_id, r in zip(p.mts, p.ids, results, strict=True):
+            if r.ok:
+                ok_ids.append(our_id)
+                self.stats.accepted += 1
+                self._count(mt.partner, "accepted")
+                if self.events is not None:
+                    self._emit(
+                        MessageEvent(
+                            message_id=mt.message_id,
+                            event="accepted",
+                            event_at=dt.datetime.fromtimestamp(now, dt.UTC),
+                            partner=mt.partner,
+                            operator=mt.targets[0],
+                            source_addr=mt.source.addr,
+                            dest_addr=mt.dest.addr,
+                            parts=mt.parts,
+                            status=0,
+                            node=self.node,
+                        )
+                    )
+            else:
+                status = status_for_publish_error(r.kind)
+                self.stats.failed += 1
+                self._count(mt.partner, "queue_full" if status == _RMSGQFUL else "error")
+                log.warning("[%s] message %s not stored (%s: %s): answering 0x%08X", mt.partner, mt.message_id,
+                            r.kind.value, getattr(r, "description", ""), status)
+                first_error = first_error or status
+                failures.append((SmeDestination(mt.dest.ton, mt.dest.npi, mt.dest.addr), status))
+        m = self.metrics
+        if m is not None:
+            try:
+                m.accept_seconds.observe(max(0.0, now - p.started))
+            except Exception:
+                log.debug("metrics update failed", exc_info=True)
+        pdu = p.pdu
+        if pdu.command_id == _SUBMIT_MULTI:
+            if not ok_ids:
+                p.session.respond(pdu, failures[0][1] if failures else _RSYSERR)
+                return
+            unsuccess = tuple(
+                UnsuccessSme(d.dest_addr_ton, d.dest_addr_npi, d.destination_addr, status) for d, status in failures
+            )
+            p.session.respond(
+                pdu, pdu.make_response(0, message_id=format_id(ok_ids[0], p.partner_fmt), unsuccess_sme=unsuccess)
+            )
+            return
+        if ok_ids:
+            p.session.respond(pdu, pdu.make_response(0, message_id=format_id(ok_ids[0], p.partner_fmt)))
+        else:
+            p.session.respond(pdu, first_error)
+
+    # ------------------------------------------------------------------ draining
+
+    async def drain(self) -> None:
+        """Refuse new messages (``ESME_RMSGQFUL``) and wait until every queued one is published and answered."""
+        self._closed = True
+        if not self._running:
+            while self._queue:
+                p = self._queue.popleft()
+                self.stats.failed += 1
+                p.session.respond(p.pdu, _RMSGQFUL)
+            return
+        while self._queue or self._busy:
+            await self._idle.wait()
+            if self._queue or self._busy:
+                await trio.sleep(0)
+
+    def reopen(self) -> None:
+        self._closed = False
+
+    async def wait_idle(self) -> None:
+        """Until nothing is queued or being published (tests)."""
+        while self._queue or self._busy:
+            await self._idle.wait()
+            await trio.sleep(0)
+
+
+@attrs.frozen
+class _Failed:
+    kind: PublishErrorKind
+    description: str = "bus unavailable"
+    ok: bool = False

@@ -1,0 +1,841 @@
+"""Operator connector: one per operator per node -- JetStream ``MT.<operator>`` → the operator's SMSC.
+
+What it does (docs/gateway.md):
+
+* keeps an :class:`~catalyst_smpp.client.SmppClient` bound per the operator's settings (bind type incl.
+  ``tx_rx`` = one TX and one RX session per ``bind_count``, window, TPS, TLS, system_type, credentials);
+  incoming deliver_sm / data_sm go to :class:`~catalyst_smpp.gateway.inbound.InboundHandler`;
+* pulls from the shared durable consumer of ``MT.<operator>`` only as many messages as there are free
+  window slots over the bound TX/TRX sessions (nothing while not bound);
+* re-encodes and re-segments each text for this operator (:func:`build_submits`: what data_coding 0
+  means there, its segmentation udh8/udh16/sar/payload, a per-connector reference counter); binary or
+  UDH/SAR messages are kept exactly as the partner sent them;
+* submits every part (pipelined through the client: window and TPS), then settles in batches:
+  all parts ``ESME_ROK`` → ``opids.put_many`` (ids normalised with ``submit_id_format``) **then** ack,
+  event ``submitted``; a temporary error (``ESME_RTHROTTLED``, ``ESME_RMSGQFUL``, ``ESME_RX_T_APPN``,
+  response timeout, bind lost) → nak the whole message with a growing delay; a permanent error →
+  failover to the next target if there is one, else term + a failure receipt on ``DLR.<partner>``
+  (when the partner asked for one) + event ``failed``.
+* failover: while this operator has not been bound on this node for ``down_after`` seconds, messages
+  that have further targets are republished to ``MT.<next>`` (msg_id ``"<id>@<operator>"``, then ack);
+  the others are nak'ed with ``down_retry`` delay.
+
+Duplicates (counted in ``stats.duplicate_parts``, never hidden): a message nak'ed after some of its
+parts were accepted is submitted whole again on redelivery, so those parts reach the operator twice;
+a message whose ack is lost after the mapping was stored is redelivered (``stats.redelivered``) and
+submitted again.  A node whose own binds are down fails messages over even when another node could
+still reach the operator (the consumer is shared; it cannot know) -- keep ``down_after`` well above
+reconnect times.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import attrs
+import trio
+
+from catalyst_smpp.bus import Bus, BusError, IdMapping, Kind, Msg, PublishItem
+from catalyst_smpp.client import BindType, ClientConfig, SmppClient
+from catalyst_smpp.encoding import (
+    Alphabet,
+    Encoding,
+    SegmentationError,
+    SegmentMethod,
+    TextPolicy,
+    UnencodableCharacterError,
+    decode_short_message,
+    encoding_for,
+    parse_data_coding,
+    segment,
+)
+from catalyst_smpp.gateway.events import EventPublisher, make_event
+from catalyst_smpp.gateway.inbound import InboundHandler, wants_receipt
+from catalyst_smpp.gateway.messages import DecodeError, DlrMessage, MtMessage
+from catalyst_smpp.protocol.constants import CommandStatus
+from catalyst_smpp.protocol.pdu import SubmitSm
+from catalyst_smpp.protocol.session import SessionConfig
+from catalyst_smpp.protocol.tlv import Tag, Tlv
+from catalyst_smpp.store import Operator, normalise_operator_id
+from catalyst_smpp.transport import ResponseTimeoutError, SessionClosedError
+from catalyst_smpp.transport.errors import NotBoundError
+
+__all__ = [
+    "TEMPORARY_STATUSES",
+    "ConnectorStats",
+    "OperatorConnector",
+    "build_submits",
+    "operator_alphabet",
+]
+
+log = logging.getLogger(__name__)
+
+UDHI = 0x40
+TEMPORARY_STATUSES = frozenset(
+    {
+        int(CommandStatus.ESME_RTHROTTLED),
+        int(CommandStatus.ESME_RMSGQFUL),
+        int(CommandStatus.ESME_RX_T_APPN),
+    }
+)
+_SAR_TAGS = frozenset({int(Tag.sar_msg_ref_num), int(Tag.sar_total_segments), int(Tag.sar_segment_seqnum)})
+_PAYLOAD_TAG = int(Tag.message_payload)
+_ALPHABETS = {"gsm7": Alphabet.GSM7, "latin1": Alphabet.LATIN1, "ascii": Alphabet.IA5}
+_METHODS = {
+    "udh8": SegmentMethod.UDH8,
+    "udh16": SegmentMethod.UDH16,
+    "sar": SegmentMethod.SAR,
+    "payload": SegmentMethod.PAYLOAD,
+}
+
+
+class _Router(Protocol):
+    def route_mo(self, dest: str, source: str = "") -> str | None: ...
+
+
+def operator_alphabet(name: str) -> Alphabet:
+    """``Operator.data_coding_0`` / ``Partner.data_coding_0`` → the alphabet data_coding 0 means."""
+    return _ALPHABETS[name]
+
+
+# --------------------------------------------------------------------------- building PDUs
+
+
+def _as_sent(mt: MtMessage, registered_delivery: int) -> list[SubmitSm]:
+    payload = mt.payload
+    tlvs = list(Tlv(t, raw) for t, raw in mt.tlvs)
+    short = payload
+    if len(payload) > 254 and not any(t.tag == _PAYLOAD_TAG for t in tlvs):
+        tlvs.append(Tlv(_PAYLOAD_TAG, payload))
+        short = b""
+    return [_submit(mt, short, mt.data_coding, mt.esm_class, registered_delivery, tuple(tlvs))]
+
+
+def _submit(
+    mt: MtMessage,
+    short: bytes,
+    data_coding: int,
+    esm_class: int,
+    registered_delivery: int,
+    tlvs: tuple[Tlv, ...],
+) -> SubmitSm:
+    return SubmitSm(
+        service_type=mt.service_type,
+        source_addr_ton=mt.source.ton,
+        source_addr_npi=mt.source.npi,
+        source_addr=mt.source.addr,
+        dest_addr_ton=mt.dest.ton,
+        dest_addr_npi=mt.dest.npi,
+        destination_addr=mt.dest.addr,
+        esm_class=esm_class,
+        protocol_id=mt.protocol_id,
+        priority_flag=mt.priority_flag,
+        schedule_delivery_time=mt.schedule_delivery_time,
+        validity_period=mt.validity_period,
+        registered_delivery=registered_delivery,
+        data_coding=data_coding,
+        short_message=short,
+        tlvs=tlvs,
+    )
+
+
+def build_submits(mt: MtMessage, operator: Operator, ref: int) -> list[SubmitSm]:
+    """The submit_sm PDUs for one MT message at ``operator`` (see the module notes).
+
+    Text is decoded with what data_coding 0 meant for the partner and re-encoded in the same alphabet
+    (GSM 7-bit, Latin-1, ASCII, UCS-2) for what it means at the operator; GSM text for an operator
+    whose data_coding 0 is not GSM gets the cheapest encoding that operator can take (Latin-1 / ASCII
+    as its default, else UCS-2).  ``ref`` is the concatenation reference (taken modulo 256 for udh8).
+    The operator is always asked for a final receipt (so the message log learns the final state); the
+    partner's own wish is kept in the KV mapping's flags.  Raises ``UnencodableCharacterError`` /
+    ``SegmentationError`` for text the operator cannot take (a permanent failure).
+    """
+    reg = (mt.registered_delivery & ~0x03) | 0x01
+    udhi = bool(mt.esm_class & UDHI)
+    has_sar = any(t in _SAR_TAGS for t, _ in mt.tlvs)
+    payload = mt.payload
+    payload_tlv = next((raw for t, raw in mt.tlvs if t == _PAYLOAD_TAG), None)
+    if payload_tlv is not None and not payload:
+        payload = payload_tlv
+    partner_alpha = _ALPHABETS.get(mt.partner_dc0, Alphabet.GSM7)
+    try:
+        dc = parse_data_coding(mt.data_coding, partner_alpha)
+    except ValueError:
+        return _as_sent(mt, reg)
+    if udhi or has_sar or not dc.is_text:
+        return _as_sent(mt, reg)
+    enc = encoding_for(dc.alphabet)
+    if enc is None or enc is Encoding.BINARY:
+        return _as_sent(mt, reg)
+    decoded = decode_short_message(payload, mt.data_coding, default_alphabet=partner_alpha)
+    if decoded.text is None:
+        return _as_sent(mt, reg)
+    text = decoded.text
+    op_alpha = operator_alphabet(operator.data_coding_0)
+    method = _METHODS[operator.segmentation]
+    policy = TextPolicy(default_alphabet=op_alpha, segment_method=method)
+    ref = ref % 256 if method is SegmentMethod.UDH8 else ref % 65536
+    seg = None
+    if not (enc.is_gsm and op_alpha is not Alphabet.GSM7):
+        try:
+            seg = segment(text, ref=ref, policy=policy, encoding=enc)
+        except UnencodableCharacterError:
+            seg = None
+    if seg is None:
+        seg = segment(text, ref=ref, policy=policy)
+    # the dc's message class etc. are kept when the octet is in the general group and the coding matches
+    keep_tlvs = tuple(Tlv(t, raw) for t, raw in mt.tlvs if t != _PAYLOAD_TAG and t not in _SAR_TAGS)
+    esm = mt.esm_class & ~UDHI
+    out: list[SubmitSm] = []
+    for part in seg.parts:
+        tlvs = keep_tlvs
+        if seg.use_message_payload:
+            tlvs = (*tlvs, Tlv(_PAYLOAD_TAG, part.short_message))
+            short = b""
+        else:
+            short = part.short_message
+            if part.sar_msg_ref_num is not None:
+                tlvs = (
+                    *tlvs,
+                    Tlv.make(Tag.sar_msg_ref_num, part.sar_msg_ref_num),
+                    Tlv.make(Tag.sar_total_segments, part.sar_total_segments or 0),
+                    Tlv.make(Tag.sar_segment_seqnum, part.sar_segment_seqnum or 0),
+                )
+        out.append(_submit(mt, short, part.data_coding, esm | part.esm_class, reg, tlvs))
+    return out
+
+
+# --------------------------------------------------------------------------- the connector
+
+
+@attrs.define
+class ConnectorStats:
+    fetched: int = 0
+    submitted: int = 0
+    """MT messages fully accepted by the operator (mapping stored, acked)."""
+    parts_submitted: int = 0
+    nacked: int = 0
+    termed: int = 0
+    failed: int = 0
+    failure_receipts: int = 0
+    failed_over: int = 0
+    poison: int = 0
+    redelivered: int = 0
+    """Messages JetStream delivered more than once (an earlier attempt may have reached the operator)."""
+    duplicate_parts: int = 0
+    """Parts accepted by the operator in an attempt that was then retried (they will be sent again)."""
+    kv_errors: int = 0
+
+
+@attrs.define(slots=True, eq=False)
+class _Job:
+    msg: Msg
+    mt: MtMessage | None = None
+    pdus: list[SubmitSm] = attrs.Factory(list)
+    results: list[Any] = attrs.Factory(list)
+    outcome: str = ""  # ok | temp | perm | failover | poison | build
+    status: int | None = None
+    error: str = ""
+    started: float = 0.0
+    settled: bool = False
+
+
+class OperatorConnector:
+    """One operator on this node; see the module notes and docs/gateway.md."""
+
+    def __init__(
+        self,
+        operator: Operator,
+        bus: Bus,
+        *,
+        node: str,
+        events: EventPublisher | None,
+        router: Callable[[], _Router],
+        metrics: Any = None,
+        ids: Callable[[], str] | None = None,
+        down_after: float = 30.0,
+        down_retry: float = 5.0,
+        retry_delays: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0),
+        response_timeout: float = 20.0,
+        submit_timeout: float = 25.0,
+        fetch_timeout: float = 1.0,
+        client_options: dict[str, Any] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        """``ids``: new message ids for MO (default: the gateway's IdGenerator for ``node``).
+        ``submit_timeout`` must stay below the MT consumer's ack_wait.  ``client_options``: extra
+        :class:`ClientConfig` fields (reconnect timings, throttle_retries, ...)."""
+        self.operator = operator
+        self.bus = bus
+        self.node = node
+        self.events = events
+        self.router = router
+        self.metrics = metrics
+        self.down_after = down_after
+        self.down_retry = down_retry
+        self.retry_delays = retry_delays
+        self.response_timeout = response_timeout
+        self.submit_timeout = submit_timeout
+        self.fetch_timeout = fetch_timeout
+        self.client_options = dict(client_options or {})
+        self.ssl_context = ssl_context
+        self.stats = ConnectorStats()
+        self.inbound = InboundHandler(
+            lambda: self.operator, bus, router=router, events=events, ids=ids, node=node, metrics=metrics
+        )
+        self.client: SmppClient | None = None
+        self._ref = 0
+        self._inflight_parts = 0
+        self._active: dict[int, _Job] = {}
+        self._settle_queue: list[_Job] = []
+        self._settle_wake = trio.Event()
+        self._settled = trio.Event()
+        self._slot = trio.Event()
+        self._reconnect = trio.Event()
+        self._stopping = False
+        self._stopped = trio.Event()
+        self._down_since: float | None = None
+        self._consumer: Any = None
+        self._cancel: trio.CancelScope | None = None
+        self._work_scope: trio.CancelScope | None = None
+
+    # ------------------------------------------------------------------ public
+
+    @property
+    def name(self) -> str:
+        return self.operator.name
+
+    @property
+    def tx_bound(self) -> int:
+        c = self.client
+        if c is None:
+            return 0
+        return sum(1 for s in c.sessions() if s.can_submit and s.is_bound and not s.is_closed)
+
+    @property
+    def is_up(self) -> bool:
+        return self.tx_bound > 0
+
+    def update(self, operator: Operator) -> None:
+        """Apply changed settings; a change of anything the binds depend on reconnects."""
+        if operator.name != self.operator.name:
+            raise ValueError("a connector serves one operator")
+        old, self.operator = self.operator, operator
+        if self._client_key(old) != self._client_key(operator):
+            log.info("operator %s: connection settings changed, reconnecting", operator.name)
+            self._reconnect.set()
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[OperatorConnector] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        self._consumer = await self.bus.consumer(Kind.MT, self.operator.name)
+        self._down_since = trio.current_time()
+        try:
+            async with trio.open_nursery() as n:
+                self._cancel = n.cancel_scope
+                await n.start(self.inbound.run)
+                await n.start(self._client_loop)
+                n.start_soon(self._settler)
+                await n.start(self._work_host)
+                n.start_soon(self._pull_loop)
+                task_status.started(self)
+        finally:
+            self._stopped.set()
+            if self.metrics is not None:
+                self.metrics.connector_up.labels(self.operator.name).set(0)
+
+    async def drain(self, grace: float) -> None:
+        """Stop fetching, wait up to ``grace`` for in-flight submits, nak the rest, unbind, stop."""
+        self._stopping = True
+        self._slot.set()
+        with trio.move_on_after(grace):
+            while self._active or self._settle_queue:
+                await self._wait_settled()
+        if self._work_scope is not None:
+            self._work_scope.cancel()
+        left = [j for j in self._active.values() if not j.settled]
+        self._active.clear()
+        if left and self._consumer is not None:
+            with trio.move_on_after(5), trio.CancelScope(shield=True):
+                try:
+                    await self._consumer.nak([j.msg for j in left])
+                    self.stats.nacked += len(left)
+                except BusError as exc:
+                    log.warning("operator %s: nak on drain failed: %s", self.name, exc)
+        with trio.move_on_after(max(grace, 1.0)):
+            while self._settle_queue:
+                await self._wait_settled()
+        await self.inbound.drain(min(grace, 5.0))
+        if self.client is not None:
+            await self.client.aclose(timeout=min(max(grace, 0.5), 5.0))
+        if self._cancel is not None:
+            self._cancel.cancel()
+        await self._stopped.wait()
+
+    # ------------------------------------------------------------------ client
+
+    @staticmethod
+    def _client_key(op: Operator) -> tuple[Any, ...]:
+        return (
+            op.host,
+            op.port,
+            op.tls,
+            op.system_id,
+            op.password,
+            op.system_type,
+            op.bind_type,
+            op.bind_count,
+            op.window,
+            op.tps,
+            op.enabled,
+        )
+
+    def _client_config(self, op: Operator) -> ClientConfig:
+        per = {
+            "transceiver": (BindType.TRANSCEIVER,),
+            "transmitter": (BindType.TRANSMITTER,),
+            "receiver": (BindType.RECEIVER,),
+            "tx_rx": (BindType.TRANSMITTER, BindType.RECEIVER),
+        }[op.bind_type]
+        ctx = None
+        if op.tls:
+            ctx = self.ssl_context if self.ssl_context is not None else ssl.create_default_context()
+        opts: dict[str, Any] = {"throttle_retries": 2, "throttle_delay": 0.05}
+        opts.update(self.client_options)
+        return ClientConfig(
+            host=op.host,
+            port=op.port,
+            system_id=op.system_id,
+            password=op.password,
+            system_type=op.system_type,
+            binds=per * op.bind_count,
+            ssl_context=ctx,
+            server_hostname=op.host if op.tls else None,
+            session=SessionConfig(
+                window_size=op.window,
+                response_timeout=self.response_timeout,
+                enquire_link_interval=30.0,
+                bind_timeout=None,
+            ),
+            tps=op.tps,
+            **opts,
+        )
+
+    async def _client_loop(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        started = False
+        while True:
+            op = self.operator
+            self._reconnect = trio.Event()
+            if not op.enabled:
+                self.client = None
+                if not started:
+                    started = True
+                    task_status.started()
+                await self._reconnect.wait()
+                continue
+            client = SmppClient(self._client_config(op), handler=self.inbound.handle)
+            self.client = client
+            async with trio.open_nursery() as n:
+                await n.start(client.run)
+                if not started:
+                    started = True
+                    task_status.started()
+                await self._reconnect.wait()
+                await client.aclose(timeout=2.0)
+                n.cancel_scope.cancel()
+
+    # ------------------------------------------------------------------ pulling
+
+    async def _work_host(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as work:
+            self._work = work
+            self._work_scope = work.cancel_scope
+            task_status.started()
+            await trio.sleep_forever()
+
+    def _capacity(self) -> int:
+        return self.tx_bound * self.operator.window
+
+    async def _pull_loop(self) -> None:
+        consumer = self._consumer
+        was_up = False
+        while not self._stopping:
+            up = self.is_up and self.operator.enabled
+            now = trio.current_time()
+            if up != was_up:
+                was_up = up
+                if self.metrics is not None:
+                    self.metrics.connector_up.labels(self.operator.name).set(1 if up else 0)
+                log.info("operator %s: %s", self.name, "up" if up else "down")
+            if not up:
+                if self._down_since is None:
+                    self._down_since = now
+                if now - self._down_since >= self.down_after:
+                    await self._failover_while_down(consumer)
+                else:
+                    with trio.move_on_after(0.1):
+                        await self._slot.wait()
+                    self._slot = trio.Event()
+                continue
+            self._down_since = None
+            free = self._capacity() - self._inflight_parts
+            if free <= 0:
+                with trio.move_on_after(0.5):
+                    await self._slot.wait()
+                self._slot = trio.Event()
+                continue
+            try:
+                msgs = await consumer.fetch(free, self.fetch_timeout)
+            except BusError as exc:
+                log.warning("operator %s: fetch failed: %s", self.name, exc)
+                await trio.sleep(1.0)
+                continue
+            if not msgs:
+                continue
+            self.stats.fetched += len(msgs)
+            for m in msgs:
+                job = self._prepare(m)
+                if job is None:
+                    continue
+                self._inflight_parts += len(job.pdus)
+                self._active[id(job)] = job
+                self._work.start_soon(self._submit_job, job)
+
+    def _prepare(self, m: Msg) -> _Job | None:
+        job = _Job(m, started=trio.current_time())
+        if m.num_delivered > 1:
+            self.stats.redelivered += 1
+        try:
+            job.mt = MtMessage.from_bytes(m.data)
+        except DecodeError as exc:
+            log.error("operator %s: undecodable MT message (seq %d): %s", self.name, m.stream_seq, exc)
+            job.outcome = "poison"
+            self._queue(job)
+            return None
+        try:
+            self._ref = (self._ref + 1) & 0xFFFF
+            job.pdus = build_submits(job.mt, self.operator, self._ref)
+        except (UnencodableCharacterError, SegmentationError, ValueError) as exc:
+            job.outcome = "build"
+            job.status = int(CommandStatus.ESME_RSYSERR)
+            job.error = str(exc)
+            self._queue(job)
+            return None
+        job.results = [None] * len(job.pdus)
+        return job
+
+    async def _failover_while_down(self, consumer: Any) -> None:
+        try:
+            msgs = await consumer.fetch(100, min(self.fetch_timeout, 0.5))
+        except BusError as exc:
+            log.warning("operator %s: fetch failed: %s", self.name, exc)
+            await trio.sleep(1.0)
+            return
+        if not msgs:
+            return
+        self.stats.fetched += len(msgs)
+        for m in msgs:
+            job = _Job(m)
+            try:
+                job.mt = MtMessage.from_bytes(m.data)
+            except DecodeError:
+                job.outcome = "poison"
+                self._queue(job)
+                continue
+            job.outcome = "failover" if len(job.mt.targets) > 1 else "wait"
+            job.error = "operator down"
+            self._queue(job)
+        await self._wait_settled()
+
+    # ------------------------------------------------------------------ submitting
+
+    async def _submit_job(self, job: _Job) -> None:
+        try:
+            async with trio.open_nursery() as n:
+                for i, pdu in enumerate(job.pdus):
+                    n.start_soon(self._submit_part, job, i, pdu)
+        finally:
+            if not job.settled:
+                self._classify(job)
+                self._queue(job)
+
+    async def _submit_part(self, job: _Job, i: int, pdu: SubmitSm) -> None:
+        t0 = trio.current_time()
+        try:
+            client = self.client
+            if client is None:
+                raise NotBoundError("operator disabled")
+            with trio.fail_after(self.submit_timeout):
+                resp = await client.request(pdu)
+            job.results[i] = resp
+            if self.metrics is not None:
+                self.metrics.operator_submit_seconds.observe(trio.current_time() - t0)
+                st = "ok" if resp.command_status == 0 else f"0x{resp.command_status:08X}"
+                self.metrics.operator_submits_total.labels(self.operator.name, st).inc()
+        except (ResponseTimeoutError, SessionClosedError, NotBoundError, trio.TooSlowError) as exc:
+            job.results[i] = exc
+            if self.metrics is not None:
+                self.metrics.operator_submits_total.labels(self.operator.name, type(exc).__name__).inc()
+        finally:
+            self._inflight_parts -= 1
+            self._slot.set()
+
+    def _classify(self, job: _Job) -> None:
+        perm = temp = None
+        for r in job.results:
+            if r is None or isinstance(r, BaseException):
+                temp = temp or (r if r is not None else "cancelled")
+            elif r.command_status == 0:
+                continue
+            elif r.command_status in TEMPORARY_STATUSES:
+                temp = temp or r
+            elif perm is None:
+                perm = r
+        if perm is not None:
+            job.status = perm.command_status
+            job.error = f"operator answered 0x{perm.command_status:08X}"
+            assert job.mt is not None
+            job.outcome = "failover" if len(job.mt.targets) > 1 else "perm"
+        elif temp is not None:
+            job.outcome = "temp"
+            if isinstance(temp, BaseException):
+                job.error = repr(temp)
+            elif isinstance(temp, str):
+                job.error = temp
+            else:
+                job.status = temp.command_status
+                job.error = f"operator answered 0x{temp.command_status:08X}"
+        else:
+            job.outcome = "ok"
+
+    # ------------------------------------------------------------------ settling (batched)
+
+    def _queue(self, job: _Job) -> None:
+        self._settle_queue.append(job)
+        self._settle_wake.set()
+
+    async def _wait_settled(self) -> None:
+        await self._settled.wait()
+
+    def _retry_delay(self, m: Msg) -> float:
+        d = self.retry_delays
+        return d[min(max(m.num_delivered, 1) - 1, len(d) - 1)] if d else 1.0
+
+    async def _settler(self) -> None:
+        while True:
+            if not self._settle_queue:
+                await self._settle_wake.wait()
+                self._settle_wake = trio.Event()
+                continue
+            batch, self._settle_queue = self._settle_queue, []
+            with trio.CancelScope(shield=True):
+                try:
+                    await self._settle(batch)
+                except BusError as exc:
+                    # acks lost: the messages come back after ack_wait (mapping already stored: a duplicate)
+                    log.warning("operator %s: settling %d messages failed: %s", self.name, len(batch), exc)
+                except Exception:
+                    log.exception("operator %s: settling %d messages failed", self.name, len(batch))
+            for j in batch:
+                j.settled = True
+                self._active.pop(id(j), None)
+            ev, self._settled = self._settled, trio.Event()
+            ev.set()
+
+    async def _settle(self, batch: list[_Job]) -> None:
+        c = self._consumer
+        op = self.operator
+        ack: list[Msg] = []
+        term: list[Msg] = []
+        naks: dict[float, list[Msg]] = {}
+        publish: list[tuple[PublishItem, _Job]] = []
+
+        def nak(j: _Job, delay: float) -> None:
+            naks.setdefault(delay, []).append(j.msg)
+
+        # 1. mappings of fully accepted messages, stored before the ack
+        ok = [j for j in batch if j.outcome == "ok"]
+        if ok:
+            items: list[tuple[str, str, IdMapping]] = []
+            owners: list[_Job] = []
+            for j in ok:
+                assert j.mt is not None
+                n = len(j.results)
+                for i, r in enumerate(j.results):
+                    oid = normalise_operator_id(r.message_id, op.submit_id_format)
+                    items.append(
+                        (
+                            op.name,
+                            oid,
+                            IdMapping(j.mt.message_id, j.mt.partner, j.mt.registered_delivery, i + 1, n),
+                        )
+                    )
+                    owners.append(j)
+            failed_jobs: set[int] = set()
+            results: list[Any] = []
+            for attempt in range(3):
+                try:
+                    results = await self.bus.opids.put_many(items)
+                except BusError as exc:
+                    results = [exc] * len(items)
+                bad = [k for k, r in enumerate(results) if not getattr(r, "ok", False)]
+                if not bad:
+                    break
+                if attempt < 2:
+                    await trio.sleep(0.2 * (attempt + 1))
+                    items = [items[k] for k in bad]
+                    owners = [owners[k] for k in bad]
+            failed_jobs = {id(owners[k]) for k, r in enumerate(results) if not getattr(r, "ok", False)}
+            for j in ok:
+                if id(j) in failed_jobs:
+                    self.stats.kv_errors += 1
+                    self.stats.duplicate_parts += len(j.results)
+                    log.warning(
+                        "operator %s: id mapping of %s not stored; retrying the message",
+                        self.name,
+                        j.mt.message_id if j.mt else "?",
+                    )
+                    nak(j, self._retry_delay(j.msg))
+                    continue
+                ack.append(j.msg)
+                self.stats.submitted += 1
+                self.stats.parts_submitted += len(j.results)
+                if self.events is not None and j.mt is not None:
+                    self.events.emit(
+                        make_event(
+                            j.mt.message_id,
+                            "submitted",
+                            partner=j.mt.partner,
+                            operator=op.name,
+                            source_addr=j.mt.source.addr,
+                            dest_addr=j.mt.dest.addr,
+                            parts=len(j.results),
+                            status=0,
+                            operator_message_id=",".join(r.message_id for r in j.results),
+                            node=self.node,
+                        )
+                    )
+
+        for j in batch:
+            mt = j.mt
+            if j.outcome == "ok":
+                continue
+            if j.outcome == "poison":
+                self.stats.poison += 1
+                term.append(j.msg)
+            elif j.outcome == "temp":
+                self.stats.duplicate_parts += sum(
+                    1
+                    for r in j.results
+                    if r is not None and not isinstance(r, BaseException) and r.command_status == 0
+                )
+                nak(j, self._retry_delay(j.msg))
+            elif j.outcome == "wait":
+                nak(j, self.down_retry)
+            elif j.outcome == "failover":
+                assert mt is not None
+                nxt = attrs.evolve(mt, targets=mt.targets[1:], attempt=mt.attempt + 1)
+                publish.append(
+                    (
+                        PublishItem(
+                            self.bus.subject(Kind.MT, nxt.targets[0]),
+                            nxt.to_bytes(),
+                            None,
+                            f"{mt.message_id}@{op.name}",
+                        ),
+                        j,
+                    )
+                )
+            elif j.outcome in ("perm", "build"):
+                assert mt is not None
+                state = "REJECTD" if j.outcome == "perm" else "UNDELIV"
+                if wants_receipt(mt.registered_delivery, state):
+                    dlr = DlrMessage(
+                        message_id=mt.message_id,
+                        partner=mt.partner,
+                        state=state,
+                        source=mt.source,
+                        dest=mt.dest,
+                        error=f"{(j.status or 0) % 1000:03d}",
+                        submit_date=mt.accepted_at,
+                        done_date=time.time(),
+                        operator=op.name,
+                        text="",
+                        part=1,
+                        parts=max(1, len(j.pdus)),
+                    )
+                    publish.append(
+                        (
+                            PublishItem(
+                                self.bus.subject(Kind.DLR, mt.partner),
+                                dlr.to_bytes(),
+                                None,
+                                f"dlr:{mt.message_id}:{dlr.parts}:{state}",
+                            ),
+                            j,
+                        )
+                    )
+                else:
+                    term.append(j.msg)
+                    self._failed(j, state)
+
+        if publish:
+            res: list[Any]
+            try:
+                res = list(await self.bus.publish_batch([p for p, _ in publish]))
+            except BusError as exc:
+                res = [exc] * len(publish)
+            for (item, j), r in zip(publish, res, strict=True):
+                if not getattr(r, "ok", False):
+                    log.warning("operator %s: publish to %s failed: %s", self.name, item.subject, r)
+                    nak(j, self._retry_delay(j.msg))
+                elif j.outcome == "failover":
+                    self.stats.failed_over += 1
+                    log.info(
+                        "operator %s: message %s failed over to %s (%s)",
+                        self.name,
+                        j.mt.message_id if j.mt else "?",
+                        item.subject,
+                        j.error,
+                    )
+                    ack.append(j.msg)
+                else:
+                    self.stats.failure_receipts += 1
+                    term.append(j.msg)
+                    self._failed(j, "REJECTD" if j.outcome == "perm" else "UNDELIV")
+
+        if ack:
+            await c.ack(ack)
+        if term:
+            self.stats.termed += len(term)
+            await c.term(term)
+        for delay, msgs in naks.items():
+            self.stats.nacked += len(msgs)
+            await c.nak(msgs, delay=delay)
+
+    def _failed(self, j: _Job, state: str) -> None:
+        self.stats.failed += 1
+        mt = j.mt
+        log.info(
+            "operator %s: message %s failed permanently: %s", self.name, mt.message_id if mt else "?", j.error
+        )
+        if self.events is not None and mt is not None:
+            self.events.emit(
+                make_event(
+                    mt.message_id,
+                    "failed",
+                    partner=mt.partner,
+                    operator=self.operator.name,
+                    source_addr=mt.source.addr,
+                    dest_addr=mt.dest.addr,
+                    parts=max(1, len(j.pdus)),
+                    status=j.status,
+                    final_state=state,
+                    error=j.error[:200],
+                    node=self.node,
+                )
+            )

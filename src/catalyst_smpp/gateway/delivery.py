@@ -1,0 +1,375 @@
+"""Partner delivery: receipts (``DLR.<partner>``) and MO messages (``MO.<partner>``) to a bound partner.
+
+One :class:`PartnerDelivery` per partner that has a receiver or transceiver bind on this node (the Gateway
+starts it on the first such bind and stops it when the last one goes).  It pulls from the partner's durable
+consumers — shared with every other node where the partner is bound, so each message goes to one of them —
+no more at a time than the free deliver_sm window of the partner's receivers on this node, and sends a
+``deliver_sm`` per message spread over those receivers (the one with the most free window first, then the
+next).  A message is acked on ``deliver_sm_resp`` ``ESME_ROK``; on an error status, a response timeout or the
+session's loss it is nak'ed with a delay (the next fetch, here or on another node, gets it again).  A record
+that cannot be decoded is terminated (never redelivered) with an error log.  A partner that is not bound
+anywhere is not fetched for at all: its messages stay in JetStream, bounded by the stream's limits.
+
+Receipts: ``esm_class`` 0x04, the common receipt text (``encoding.receipts.format_receipt``: our id in the
+partner's ``message_id_format``, dates with the partner's ``receipt_date_digits``), and the
+``receipted_message_id`` / ``message_state`` (and ``network_error_code`` when known) TLVs; the receipt goes
+from the original destination to the original source.  Whether the partner wants a receipt at all
+(registered_delivery) is decided upstream, where the flags are known (the KV mapping); a record that carries a
+``registered_delivery`` value of its own is honoured here too (0: none; 2: failures only).
+
+MO: source/destination, esm_class (UDHI kept), protocol_id, data_coding and the TLVs as received; the payload in
+``short_message`` up to 254 octets, else in ``message_payload``.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import logging
+from typing import Any, Final
+
+import trio
+
+from catalyst_smpp.bus import BusError, Kind
+from catalyst_smpp.encoding.receipts import Receipt, format_receipt, state_for_stat
+from catalyst_smpp.gateway.ids import format_id
+from catalyst_smpp.gateway.messages import DecodeError, DlrMessage, MoMessage
+from catalyst_smpp.protocol.constants import MessageState
+from catalyst_smpp.protocol.pdu import DeliverSm, Pdu
+from catalyst_smpp.protocol.tlv import Tag, Tlv
+from catalyst_smpp.store.records import Partner
+from catalyst_smpp.transport.errors import ResponseTimeoutError
+
+__all__ = ["PartnerDelivery", "dlr_pdu", "mo_pdu"]
+
+log = logging.getLogger(__name__)
+
+_TLV_RECEIPTED_ID: Final = int(Tag.receipted_message_id)
+_TLV_STATE: Final = int(Tag.message_state)
+_TLV_NEC: Final = int(Tag.network_error_code)
+_TLV_PAYLOAD: Final = int(Tag.message_payload)
+
+
+def _date(ts: float) -> dt.datetime | None:
+    if not ts:
+        return None
+    d = dt.datetime.fromtimestamp(ts, dt.UTC).replace(tzinfo=None)
+    return d if 2000 <= d.year <= 2099 else None
+
+
+def partner_message_id(message_id: str, fmt: str) -> str:
+    """Our canonical (decimal) id as the partner sees it; anything not decimal is passed as is."""
+    if message_id.isdigit():
+        try:
+            return format_id(int(message_id), fmt)
+        except ValueError:
+            return message_id
+    return message_id
+
+
+def dlr_pdu(dlr: DlrMessage, partner: Partner) -> DeliverSm:
+    """The deliver_sm receipt for a partner."""
+    shown = partner_message_id(dlr.message_id, partner.message_id_format)
+    state = state_for_stat(dlr.state) or MessageState.UNKNOWN
+    receipt = Receipt(
+        message_id=shown,
+        state=state,
+        stat=dlr.state,
+        sub=1,
+        dlvrd=1 if state is MessageState.DELIVERED else 0,
+        submit_date=_date(dlr.submit_date),
+        done_date=_date(dlr.done_date),
+        err=dlr.error or "000",
+        text=dlr.text,
+    )
+    text = format_receipt(receipt, partner.receipt_date_digits)
+    tlvs = [Tlv(_TLV_RECEIPTED_ID, shown.encode("latin-1", "replace") + b"\x00"), Tlv(_TLV_STATE, bytes([int(state)]))]
+    if dlr.network_error_code:
+        try:
+            raw = bytes.fromhex(dlr.network_error_code)
+        except ValueError:
+            raw = b""
+        if len(raw) == 3:
+            tlvs.append(Tlv(_TLV_NEC, raw))
+    return DeliverSm(
+        source_addr_ton=dlr.dest.ton,
+        source_addr_npi=dlr.dest.npi,
+        source_addr=dlr.dest.addr,
+        dest_addr_ton=dlr.source.ton,
+        dest_addr_npi=dlr.source.npi,
+        destination_addr=dlr.source.addr,
+        esm_class=0x04,
+        data_coding=0,
+        short_message=text,
+        tlvs=tuple(tlvs),
+    )
+
+
+def mo_pdu(mo: MoMessage) -> DeliverSm:
+    """The deliver_sm of an MO message."""
+    tlvs = [Tlv(tag, raw) for tag, raw in mo.tlvs if tag != _TLV_PAYLOAD]
+    short = mo.payload
+    if len(short) > 254:
+        tlvs.append(Tlv(_TLV_PAYLOAD, short))
+        short = b""
+    return DeliverSm(
+        source_addr_ton=mo.source.ton,
+        source_addr_npi=mo.source.npi,
+        source_addr=mo.source.addr,
+        dest_addr_ton=mo.dest.ton,
+        dest_addr_npi=mo.dest.npi,
+        destination_addr=mo.dest.addr,
+        esm_class=mo.esm_class & ~0x3C,  # not a receipt
+        protocol_id=mo.protocol_id,
+        data_coding=mo.data_coding,
+        short_message=short,
+        tlvs=tuple(tlvs),
+    )
+
+
+def _wanted(dlr: DlrMessage) -> bool:
+    flags = getattr(dlr, "registered_delivery", None)
+    if flags is None:
+        return True
+    mode = int(flags) & 0x03
+    if mode == 0:
+        return False
+    if mode == 2:
+        return dlr.state.upper() not in ("DELIVRD", "ACCEPTD", "ENROUTE")
+    return True
+
+
+class PartnerDelivery:
+    """Receipts and MO to one partner's receivers on this node; see the module notes."""
+
+    def __init__(
+        self,
+        server: Any,
+        bus: Any,
+        partner: Partner,
+        *,
+        events: Any = None,
+        metrics: Any = None,
+        max_batch: int = 256,
+        fetch_timeout: float = 1.0,
+        nak_delay: float = 5.0,
+        lost_delay: float = 0.5,
+    ) -> None:
+        self.server = server
+        self.bus = bus
+        self.partner = partner
+        self.events = events
+        self.metrics = metrics
+        self.max_batch = max_batch
+        self.fetch_timeout = fetch_timeout
+        self.nak_delay = nak_delay
+        self.lost_delay = lost_delay
+        self.delivered = 0
+        self.failed = 0
+        self.skipped = 0
+        self._stopping = False
+        self._scope: trio.CancelScope | None = None
+        self._fetch_scopes: list[trio.CancelScope] = []
+        self._in_flight = 0
+        self._done: collections.deque[tuple[Any, Any, bool, float]] = collections.deque()
+        self._done_lot = trio.lowlevel.ParkingLot()
+        self._rr = 0
+        self._pullers = 0
+
+    @property
+    def system_id(self) -> str:
+        return self.partner.system_id
+
+    def update(self, partner: Partner) -> None:
+        """A changed partner record (id format, date digits) applies to the next messages."""
+        self.partner = partner
+
+    def stop(self) -> None:
+        """Stop fetching; what is in flight is settled (ack/nak), then :meth:`run` returns."""
+        self._stopping = True
+        for s in self._fetch_scopes:
+            s.cancel()
+        self._done_lot.unpark_all()
+
+    async def run(self, *, task_status: trio.TaskStatus[PartnerDelivery] = trio.TASK_STATUS_IGNORED) -> None:
+        started = False
+        try:
+            async with trio.open_nursery() as n:
+                n.start_soon(self._settler)
+                for kind in (Kind.DLR, Kind.MO):
+                    await n.start(self._pull, kind)
+                task_status.started(self)
+                started = True
+        finally:
+            if not started:
+                task_status.started(self)
+
+    # ------------------------------------------------------------------ pulling and sending
+
+    async def _consumer(self, kind: Kind) -> Any:
+        delay = 0.2
+        while True:
+            try:
+                return await self.bus.consumer(kind, self.system_id)
+            except BusError as e:
+                log.warning("[%s] %s consumer unavailable (%s); retrying", self.system_id, kind.value, e)
+                await trio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _pull(self, kind: Kind, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        self._pullers += 1
+        try:
+            consumer = await self._consumer(kind)
+            task_status.started()
+            await self._pull_loop(consumer, kind)
+        finally:
+            self._pullers -= 1
+            self._done_lot.unpark_all()
+
+    async def _pull_loop(self, consumer: Any, kind: Kind) -> None:
+        while not self._stopping:
+            receivers = self.server.receivers(self.system_id)
+            free = sum(max(0, s.window_available) for s in receivers)
+            if free <= 0:
+                await trio.sleep(0.05 if receivers else 0.2)
+                continue
+            scope = trio.CancelScope()
+            self._fetch_scopes.append(scope)
+            msgs: list[Any] = []
+            try:
+                with scope:
+                    msgs = await consumer.fetch(min(self.max_batch, free), self.fetch_timeout)
+            except BusError as e:
+                log.warning("[%s] fetching %s failed: %s", self.system_id, kind.value, e)
+                await trio.sleep(0.5)
+                continue
+            finally:
+                self._fetch_scopes.remove(scope)
+            if msgs:
+                await self._send_all(consumer, kind, msgs)
+
+    async def _send_all(self, consumer: Any, kind: Kind, msgs: list[Any]) -> None:
+        poison: list[Any] = []
+        unwanted: list[Any] = []
+        for i, m in enumerate(msgs):
+            try:
+                if kind is Kind.DLR:
+                    dlr = DlrMessage.from_bytes(m.data)
+                    if not _wanted(dlr):
+                        unwanted.append(m)
+                        continue
+                    pdu: Pdu = dlr_pdu(dlr, self.partner)
+                else:
+                    pdu = mo_pdu(MoMessage.from_bytes(m.data))
+            except (DecodeError, ValueError) as e:
+                log.error("[%s] %s message seq %d is not a record (%s); terminated", self.system_id, kind.value,
+                          m.stream_seq, e)
+                poison.append(m)
+                continue
+            if not await self._send(consumer, m, pdu):
+                # nobody bound any more: everything left goes back at once
+                self._finish(consumer, m, False, self.lost_delay)
+                for rest in msgs[i + 1 :]:
+                    self._finish(consumer, rest, False, self.lost_delay)
+                break
+        try:
+            if poison:
+                await consumer.term(poison)
+            if unwanted:
+                self.skipped += len(unwanted)
+                await consumer.ack(unwanted)
+        except BusError as e:
+            log.warning("[%s] term/ack failed: %s", self.system_id, e)
+
+    async def _send(self, consumer: Any, msg: Any, pdu: Pdu) -> bool:
+        """Send on a receiver with a free window slot (waiting for one); False when none is bound."""
+        while True:
+            receivers = self.server.receivers(self.system_id)
+            if not receivers:
+                return False
+            n = len(receivers)
+            for k in range(n):
+                s = receivers[(self._rr + k) % n]
+                if s.window_available <= 0:
+                    continue
+                try:
+                    s.send_request(pdu, self._callback(consumer, msg))
+                except trio.WouldBlock:
+                    continue
+                except Exception as e:  # closed meanwhile
+                    log.debug("[%s] send on %s failed: %s", self.system_id, s.session_id, e)
+                    continue
+                self._rr = (self._rr + k + 1) % n
+                self._in_flight += 1
+                return True
+            # every window is full: wait for a slot on the least loaded one
+            best = max(receivers, key=lambda s: s.window_available - s.in_flight)
+            try:
+                with trio.move_on_after(1.0):
+                    await best.wait_window()
+            except Exception:
+                await trio.sleep(0.01)
+
+    def _callback(self, consumer: Any, msg: Any) -> Any:
+        def on_done(result: Any) -> None:
+            self._in_flight -= 1
+            if isinstance(result, Pdu):
+                if result.command_status == 0:
+                    self._finish(consumer, msg, True, 0.0)
+                else:
+                    log.info("[%s] deliver_sm answered 0x%08X; redelivery in %.1fs", self.system_id,
+                             result.command_status, self.nak_delay)
+                    self._finish(consumer, msg, False, self.nak_delay)
+            else:
+                log.info("[%s] deliver_sm not answered (%s); redelivery", self.system_id, type(result).__name__)
+                delay = self.nak_delay if isinstance(result, ResponseTimeoutError) else self.lost_delay
+                self._finish(consumer, msg, False, delay)
+
+        return on_done
+
+    def _finish(self, consumer: Any, msg: Any, ok: bool, delay: float) -> None:
+        self._done.append((consumer, msg, ok, delay))
+        self._done_lot.unpark()
+
+    # ------------------------------------------------------------------ acking
+
+    async def _settler(self) -> None:
+        done = self._done
+        while True:
+            if not done:
+                if self._stopping and self._in_flight <= 0 and self._pullers <= 0:
+                    return
+                with trio.move_on_after(0.5):
+                    await self._done_lot.park()
+                continue
+            acks: dict[int, tuple[Any, list[Any]]] = {}
+            naks: dict[tuple[int, float], tuple[Any, list[Any]]] = {}
+            while done:
+                consumer, msg, ok, delay = done.popleft()
+                if ok:
+                    acks.setdefault(id(consumer), (consumer, []))[1].append(msg)
+                else:
+                    naks.setdefault((id(consumer), delay), (consumer, []))[1].append(msg)
+            for consumer, msgs in acks.values():
+                self.delivered += len(msgs)
+                self._count("ok", len(msgs))
+                try:
+                    await consumer.ack(msgs)
+                except BusError as e:  # redelivered after ack_wait: a duplicate for the partner, counted there
+                    log.warning("[%s] ack of %d message(s) failed: %s", self.system_id, len(msgs), e)
+            for (_cid, delay), (consumer, msgs) in naks.items():
+                self.failed += len(msgs)
+                self._count("retry", len(msgs))
+                try:
+                    await consumer.nak(msgs, delay=delay)
+                except BusError as e:
+                    log.warning("[%s] nak of %d message(s) failed: %s", self.system_id, len(msgs), e)
+
+    def _count(self, status: str, n: int) -> None:
+        m = self.metrics
+        if m is None:
+            return
+        try:
+            m.deliver_total.labels(partner=self.system_id, status=status).inc(n)
+        except Exception:
+            log.debug("metrics update failed", exc_info=True)

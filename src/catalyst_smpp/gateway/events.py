@@ -1,0 +1,280 @@
+"""Message events: published on ``EVENTS.<type>``, written to the Postgres message log in batches.
+
+* :class:`EventPublisher` -- ``emit(MessageEvent)`` is synchronous and never blocks: events go into a
+  bounded buffer that :meth:`EventPublisher.run` flushes with one ``publish_batch`` per batch.  A full
+  buffer drops the event (counted and logged): events are the log, never the message itself, so the
+  message path must not wait for them.
+* :class:`EventWriter` -- consumes the shared durable ``EVENTS_all`` and writes ``db.write_events``
+  in batches; acks only after the write commits, naks (with a delay) when the database fails.
+  ``(message_id, event)`` is the log's key, so a redelivered batch is harmless.
+
+On the wire an event is one compact JSON object (``event_to_json`` / ``event_from_json``), with
+``event_at`` as an ISO 8601 string with its zone.  JetStream ``msg_id`` ``"<message_id>:<event>"``
+makes a re-publish within the duplicate window a no-op.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections import deque
+from typing import Any
+
+import attrs
+import psycopg
+import trio
+
+from catalyst_smpp.bus import Bus, BusError, Kind, PublishError, PublishItem
+from catalyst_smpp.store import Database, MessageEvent
+
+__all__ = [
+    "EVENT_TYPES",
+    "EventPublisher",
+    "EventWriter",
+    "event_from_json",
+    "event_to_json",
+    "make_event",
+]
+
+log = logging.getLogger(__name__)
+
+EVENT_TYPES = ("accepted", "submitted", "delivered", "failed", "rejected")
+
+_FIELDS = tuple(f.name for f in attrs.fields(MessageEvent))
+
+
+def make_event(message_id: str, event: str, **fields: Any) -> MessageEvent:
+    """A :class:`MessageEvent` stamped now (UTC)."""
+    return MessageEvent(message_id, event, dt.datetime.now(dt.UTC), **fields)
+
+
+def event_to_json(ev: MessageEvent) -> bytes:
+    d: dict[str, Any] = {}
+    for name in _FIELDS:
+        v = getattr(ev, name)
+        if name == "event_at":
+            if v.tzinfo is None:
+                v = v.replace(tzinfo=dt.UTC)
+            v = v.isoformat()
+        d[name] = v
+    return json.dumps(d, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+
+
+def event_from_json(data: bytes) -> MessageEvent:
+    """Raises ValueError for anything that is not an event (a poison message)."""
+    try:
+        d = json.loads(data)
+        if not isinstance(d, dict):
+            raise ValueError("not an object")
+        kwargs = {k: v for k, v in d.items() if k in _FIELDS}
+        kwargs["event_at"] = dt.datetime.fromisoformat(kwargs["event_at"])
+        ev = MessageEvent(**kwargs)
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"not a message event: {exc}") from None
+    if not isinstance(ev.message_id, str) or not isinstance(ev.event, str) or not ev.event:
+        raise ValueError("not a message event: bad message_id/event")
+    return ev
+
+
+@attrs.define
+class PublisherStats:
+    emitted: int = 0
+    published: int = 0
+    dropped: int = 0
+    """Events lost: buffer full, or a permanent publish error."""
+    retries: int = 0
+
+
+class EventPublisher:
+    """Buffers events and publishes them in batches (see the module notes)."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        *,
+        node: str,
+        max_batch: int = 500,
+        max_buffer: int = 100_000,
+        retry_delay: float = 0.5,
+        max_retry_delay: float = 10.0,
+    ) -> None:
+        if max_batch < 1 or max_buffer < 1:
+            raise ValueError("max_batch and max_buffer must be >= 1")
+        self.bus = bus
+        self.node = node
+        self.max_batch = max_batch
+        self.max_buffer = max_buffer
+        self.retry_delay = retry_delay
+        self.max_retry_delay = max_retry_delay
+        self.stats = PublisherStats()
+        self._buf: deque[MessageEvent] = deque()
+        self._wake = trio.Event()
+        self._idle = trio.Event()
+        self._idle.set()
+        self._in_flight = 0
+        self._last_drop_log = -1e9
+
+    # ------------------------------------------------------------------ producing
+
+    def emit(self, event: MessageEvent) -> None:
+        """Queue an event; never blocks.  A full buffer drops it (counted in ``stats.dropped``)."""
+        if len(self._buf) >= self.max_buffer:
+            self.stats.dropped += 1
+            now = trio.current_time()
+            if now - self._last_drop_log >= 5.0:
+                self._last_drop_log = now
+                log.warning(
+                    "event buffer full (%d): dropped %s/%s (%d dropped so far)",
+                    self.max_buffer,
+                    event.message_id,
+                    event.event,
+                    self.stats.dropped,
+                )
+            return
+        if not event.node and self.node:
+            event = attrs.evolve(event, node=self.node)
+        self._buf.append(event)
+        self.stats.emitted += 1
+        self._idle = trio.Event() if self._idle.is_set() else self._idle
+        self._wake.set()
+
+    @property
+    def pending(self) -> int:
+        """Events buffered or being published."""
+        return len(self._buf) + self._in_flight
+
+    async def flush(self) -> None:
+        """Until everything emitted so far has been published (or dropped)."""
+        while self.pending:
+            await self._idle.wait()
+
+    # ------------------------------------------------------------------ publishing
+
+    async def run(self, *, task_status: trio.TaskStatus[EventPublisher] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started(self)
+        delay = self.retry_delay
+        while True:
+            if not self._buf:
+                self._idle.set()
+                await self._wake.wait()
+                self._wake = trio.Event()
+                continue
+            batch = [self._buf.popleft() for _ in range(min(self.max_batch, len(self._buf)))]
+            self._in_flight = len(batch)
+            try:
+                items = [
+                    PublishItem(
+                        self.bus.subject(Kind.EVENTS, ev.event),
+                        event_to_json(ev),
+                        None,
+                        f"{ev.message_id}:{ev.event}",
+                    )
+                    for ev in batch
+                ]
+                results = await self.bus.publish_batch(items)
+            except BusError as exc:
+                log.warning("event publish failed: %s", exc)
+                results = None
+            retry: list[MessageEvent] = []
+            if results is None:
+                retry = batch
+            else:
+                for ev, r in zip(batch, results, strict=True):
+                    if not isinstance(r, PublishError):
+                        self.stats.published += 1
+                    elif r.temporary:
+                        retry.append(ev)
+                    else:
+                        self.stats.dropped += 1
+                        log.error(
+                            "event %s/%s not published: %s %s", ev.message_id, ev.event, r.kind, r.description
+                        )
+            self._in_flight = 0
+            if retry:
+                self.stats.retries += len(retry)
+                # back to the front, oldest first; the bound still applies to new events
+                self._buf.extendleft(reversed(retry))
+                await trio.sleep(delay)
+                delay = min(delay * 2, self.max_retry_delay)
+            else:
+                delay = self.retry_delay
+
+
+@attrs.define
+class WriterStats:
+    written: int = 0
+    """Rows inserted (duplicates of (message_id, event) are not counted)."""
+    received: int = 0
+    poison: int = 0
+    db_errors: int = 0
+
+
+class EventWriter:
+    """``EVENTS_all`` → ``db.write_events`` in batches → ack (nak on database errors)."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        db: Database,
+        *,
+        batch: int = 2000,
+        fetch_timeout: float = 1.0,
+        retry_delay: float = 1.0,
+        max_retry_delay: float = 30.0,
+    ) -> None:
+        self.bus = bus
+        self.db = db
+        self.batch = batch
+        self.fetch_timeout = fetch_timeout
+        self.retry_delay = retry_delay
+        self.max_retry_delay = max_retry_delay
+        self.stats = WriterStats()
+
+    async def run(self, *, task_status: trio.TaskStatus[EventWriter] = trio.TASK_STATUS_IGNORED) -> None:
+        consumer = await self.bus.consumer(Kind.EVENTS)
+        task_status.started(self)
+        delay = self.retry_delay
+        while True:
+            try:
+                msgs = await consumer.fetch(self.batch, self.fetch_timeout)
+            except BusError as exc:
+                log.warning("events fetch failed: %s", exc)
+                await trio.sleep(delay)
+                continue
+            if not msgs:
+                continue
+            self.stats.received += len(msgs)
+            events, good, poison = [], [], []
+            for m in msgs:
+                try:
+                    events.append(event_from_json(m.data))
+                    good.append(m)
+                except ValueError as exc:
+                    log.error("dropping an undecodable event (seq %d): %s", m.stream_seq, exc)
+                    poison.append(m)
+            try:
+                if poison:
+                    self.stats.poison += len(poison)
+                    await consumer.term(poison)
+                if events:
+                    try:
+                        n = await self.db.write_events(events)
+                    except (psycopg.Error, OSError) as exc:
+                        self.stats.db_errors += 1
+                        log.warning(
+                            "message log write of %d events failed (%s); retry in %.1fs",
+                            len(events),
+                            exc,
+                            delay,
+                        )
+                        await consumer.nak(good, delay=delay)
+                        await trio.sleep(delay)
+                        delay = min(delay * 2, self.max_retry_delay)
+                        continue
+                    self.stats.written += n
+                    await consumer.ack(good)
+                    delay = self.retry_delay
+            except BusError as exc:
+                # the ack is lost: the events come back after ack_wait and are skipped as duplicates
+                log.warning("events ack failed: %s", exc)

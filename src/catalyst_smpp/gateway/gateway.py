@@ -1,0 +1,321 @@
+"""The Gateway: partners in (listeners, auth, accept), operators out (connectors), receipts/MO back (delivery).
+
+Built from a :class:`Config` and open infrastructure (bus, database, watcher); see docs/gateway.md::
+
+    gw = Gateway(cfg, infra, node_id="gw-1")
+    async with trio.open_nursery() as n:
+        await n.start(gw.run)      # listeners up, connectors started
+        gw.ports                   # actual listener ports
+        await gw.reload()          # also done automatically on watcher changes
+        await gw.drain(grace)      # stop binds, flush accepts, unbind partners, stop connectors
+
+Partner delivery runs per partner while it has a receiver/transceiver bind on this node: started from the
+server's ``on_bound`` hook, stopped from ``on_closed`` when the last one goes.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from typing import Any
+
+import trio
+
+from catalyst_smpp.config import Config, ListenerConfig
+from catalyst_smpp.gateway.accept import AcceptHandler
+from catalyst_smpp.gateway.auth import PostgresAuthenticator
+from catalyst_smpp.gateway.delivery import PartnerDelivery
+from catalyst_smpp.gateway.ids import IdGenerator, node_number
+from catalyst_smpp.gateway.routing import Router
+from catalyst_smpp.protocol.session import SessionConfig
+from catalyst_smpp.server import ServerConfig, ServerSession, SmppServer
+from catalyst_smpp.store.records import ConfigSnapshot, Operator, Partner
+
+__all__ = ["Gateway"]
+
+log = logging.getLogger(__name__)
+
+
+class _Receivers:
+    """The bound receivers of a partner over every listener's server (what PartnerDelivery needs)."""
+
+    def __init__(self, servers: list[SmppServer]) -> None:
+        self.servers = servers
+
+    def receivers(self, system_id: str) -> list[ServerSession]:
+        out: list[ServerSession] = []
+        for s in self.servers:
+            out.extend(s.receivers(system_id))
+        return out
+
+    def bound_sessions(self, system_id: str) -> list[ServerSession]:
+        out: list[ServerSession] = []
+        for s in self.servers:
+            out.extend(s.bound_sessions(system_id))
+        return out
+
+
+def _ssl_context(listener: ListenerConfig) -> ssl.SSLContext | None:
+    if listener.tls_cert is None:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(listener.tls_cert), str(listener.tls_key) if listener.tls_key else None)
+    return ctx
+
+
+class Gateway:
+    def __init__(self, cfg: Config, infra: Any, *, node_id: str, metrics: Any = None,
+                 node_num: int | None = None, connectors: bool = True) -> None:
+        self.cfg = cfg
+        self.infra = infra
+        self.bus = infra.bus
+        self.db = infra.db
+        self.node_id = node_id
+        self.metrics = metrics
+        self.start_connectors = connectors  # False: partner side only (tests, split deployments)
+        self.ids = IdGenerator(node_num if node_num is not None else node_number(node_id))
+        self.snapshot: ConfigSnapshot | None = None
+        self.router: Router | None = None
+        self._partners: dict[str, Partner] = {}
+        self.servers: list[SmppServer] = []
+        self.receivers = _Receivers(self.servers)
+        self.accept: AcceptHandler | None = None
+        self.events: Any = None
+        self.writer: Any = None
+        self.deliveries: dict[str, PartnerDelivery] = {}
+        self.connectors: dict[str, tuple[Any, trio.CancelScope]] = {}
+        self._nursery: trio.Nursery | None = None
+        self._delivery_nursery: trio.Nursery | None = None
+        self._reload_lock = trio.Lock()
+        self._draining = False
+        self._done = trio.Event()
+
+    # ------------------------------------------------------------------ lookups
+
+    @property
+    def ports(self) -> list[int]:
+        return [p for s in self.servers for p in s.ports]
+
+    def partner(self, system_id: str) -> Partner | None:
+        return self._partners.get(system_id)
+
+    def _router(self) -> Router:
+        assert self.router is not None
+        return self.router
+
+    def _apply_snapshot(self, snap: ConfigSnapshot) -> None:
+        self.snapshot = snap
+        self.router = Router(snap)
+        self._partners = {p.system_id: p for p in snap.partners}
+
+    # ------------------------------------------------------------------ running
+
+    async def run(self, *, task_status: trio.TaskStatus[Gateway] = trio.TASK_STATUS_IGNORED) -> None:
+        cfg = self.cfg
+        self._apply_snapshot(await self.db.snapshot())
+        async with trio.open_nursery() as n:
+            self._nursery = n
+            events_mod = _optional("catalyst_smpp.gateway.events")
+            if events_mod is not None:
+                self.events = events_mod.EventPublisher(self.bus, node=self.node_id)
+                await n.start(self.events.run)
+                self.writer = events_mod.EventWriter(self.bus, self.db, batch=cfg.limits.event_batch)
+                n.start_soon(self.writer.run)
+            self.accept = AcceptHandler(self.bus, self._router, self.partner, self.ids, events=self.events,
+                                        node=self.node_id, metrics=self.metrics)
+            await n.start(self.accept.run)
+            self._delivery_nursery = await n.start(_nursery_holder)
+            auth = PostgresAuthenticator(self.partner)
+            lim = cfg.limits
+            session = SessionConfig(
+                window_size=lim.default_window,
+                response_timeout=lim.response_timeout,
+                enquire_link_interval=lim.enquire_link_interval,
+                inactivity_timeout=lim.inactivity_timeout,
+                bind_timeout=lim.bind_timeout,
+            )
+            for listener in cfg.listeners:
+                server = SmppServer(
+                    ServerConfig(host=listener.host, port=listener.port, ssl_context=_ssl_context(listener),
+                                 session=session, reuse_port=listener.reuse_port,
+                                 shutdown_timeout=lim.shutdown_grace),
+                    auth,
+                    self.accept.handle,
+                    on_bound=self._on_bound,
+                    on_closed=self._on_closed,
+                )
+                await n.start(server.serve)
+                self.servers.append(server)
+            self._sync_connectors()
+            if getattr(self.infra, "watcher", None) is not None:
+                n.start_soon(self._watch)
+            log.info("gateway %s up: ports %s, %d partner(s), %d operator(s), %d route(s)", self.node_id,
+                     self.ports, len(self.snapshot.partners) if self.snapshot else 0,
+                     len(self.connectors), len(self.snapshot.routes) if self.snapshot else 0)
+            task_status.started(self)
+            await self._done.wait()
+            n.cancel_scope.cancel()
+
+    async def _watch(self) -> None:
+        watcher = self.infra.watcher
+        seen = watcher.version
+        while True:
+            seen = await watcher.wait_for_change(seen)
+            try:
+                await self.reload()
+            except Exception:
+                log.exception("reloading the configuration failed; keeping the previous one")
+
+    # ------------------------------------------------------------------ binds → partner delivery
+
+    def _on_bound(self, session: ServerSession) -> None:
+        if not session.can_deliver or self._draining:
+            return
+        sid = session.system_id
+        pd = self.deliveries.get(sid)
+        if pd is not None and not pd._stopping:
+            return
+        partner = self.partner(sid)
+        if partner is None or self._delivery_nursery is None:
+            return
+        pd = PartnerDelivery(self.receivers, self.bus, partner, events=self.events, metrics=self.metrics,
+                             max_batch=self.cfg.limits.fetch_batch)
+        self.deliveries[sid] = pd
+        self._delivery_nursery.start_soon(self._run_delivery, pd)
+
+    async def _run_delivery(self, pd: PartnerDelivery) -> None:
+        try:
+            await pd.run()
+        except Exception:
+            log.exception("[%s] partner delivery failed", pd.system_id)
+        finally:
+            if self.deliveries.get(pd.system_id) is pd:
+                del self.deliveries[pd.system_id]
+
+    def _on_closed(self, session: ServerSession) -> None:
+        sid = session.system_id
+        pd = self.deliveries.get(sid)
+        if pd is not None and not self.receivers.receivers(sid):
+            pd.stop()
+
+    # ------------------------------------------------------------------ operators
+
+    def _sync_connectors(self) -> None:
+        assert self.snapshot is not None and self._nursery is not None
+        wanted = {op.name: op for op in self.snapshot.operators if op.enabled and self.start_connectors}
+        for name in list(self.connectors):
+            if name not in wanted:
+                conn, scope = self.connectors.pop(name)
+                self._nursery.start_soon(self._stop_connector, name, conn, scope)
+        conn_mod = _optional("catalyst_smpp.gateway.connector") if wanted else None
+        if conn_mod is None:
+            if wanted:
+                log.warning("operator connectors unavailable (connector module did not import)")
+            return
+        for name, op in wanted.items():
+            have = self.connectors.get(name)
+            if have is not None:
+                try:
+                    have[0].update(op)
+                except Exception:
+                    log.exception("updating connector %s failed", name)
+                continue
+            conn = conn_mod.OperatorConnector(op, self.bus, node=self.node_id, events=self.events,
+                                              router=self._router, metrics=self.metrics)
+            scope = trio.CancelScope()
+            self.connectors[name] = (conn, scope)
+            self._nursery.start_soon(self._run_connector, op, conn, scope)
+
+    async def _run_connector(self, op: Operator, conn: Any, scope: trio.CancelScope) -> None:
+        with scope:
+            try:
+                await conn.run()
+            except Exception:
+                log.exception("connector %s failed", op.name)
+
+    async def _stop_connector(self, name: str, conn: Any, scope: trio.CancelScope, grace: float = 5.0) -> None:
+        try:
+            with trio.move_on_after(grace):
+                await conn.drain(grace)
+        except Exception:
+            log.exception("draining connector %s failed", name)
+        scope.cancel()
+
+    # ------------------------------------------------------------------ reload / drain
+
+    async def reload(self, cfg: Config | None = None) -> None:
+        """Re-read the snapshot: new routes, partner changes (disabled/removed → unbound), connectors."""
+        async with self._reload_lock:
+            if cfg is not None:
+                self.cfg = cfg
+            snap = await self.db.snapshot()
+            old = self._partners
+            self._apply_snapshot(snap)
+            for sid in set(old) | {s.system_id for srv in self.servers for s in srv.sessions() if s.system_id}:
+                p = self._partners.get(sid)
+                if p is None or not p.enabled:
+                    sessions = self.receivers.bound_sessions(sid)
+                    if sessions:
+                        log.info("partner %r %s: unbinding %d session(s)", sid,
+                                 "removed" if p is None else "disabled", len(sessions))
+                    for s in sessions:
+                        assert self._nursery is not None
+                        self._nursery.start_soon(s.unbind, 5.0)
+                    pd = self.deliveries.get(sid)
+                    if pd is not None:
+                        pd.stop()
+                else:
+                    pd = self.deliveries.get(sid)
+                    if pd is not None:
+                        pd.update(p)
+            if self._nursery is not None and not self._draining:
+                self._sync_connectors()
+            log.info("configuration version %d loaded", snap.version)
+
+    async def drain(self, grace: float) -> None:
+        """Stop accepting binds, flush the accept batcher, unbind partners, stop connectors — within ``grace``."""
+        self._draining = True
+        deadline = trio.current_time() + grace
+        for s in self.servers:
+            s.closing = True  # refuse new binds (ESME_RBINDFAIL) from now on
+            if s._accept_scope is not None:
+                s._accept_scope.cancel()  # and stop accepting connections
+        with trio.move_on_at(deadline):
+            if self.accept is not None:
+                await self.accept.drain()
+        remaining = max(0.1, deadline - trio.current_time())
+        async with trio.open_nursery() as n:
+            for s in self.servers:
+                n.start_soon(s.shutdown, remaining)
+        for pd in list(self.deliveries.values()):
+            pd.stop()
+        remaining = max(0.1, deadline - trio.current_time())
+        with trio.move_on_at(deadline + 0.5):
+            async with trio.open_nursery() as n:
+                for name, (conn, scope) in list(self.connectors.items()):
+                    n.start_soon(self._stop_connector, name, conn, scope, remaining)
+        self.connectors.clear()
+        if self.events is not None:
+            with trio.move_on_at(max(deadline, trio.current_time() + 0.5)):
+                try:
+                    await self.events.flush()
+                except Exception:
+                    log.exception("flushing events failed")
+        self._done.set()
+
+
+async def _nursery_holder(*, task_status: trio.TaskStatus[trio.Nursery] = trio.TASK_STATUS_IGNORED) -> None:
+    async with trio.open_nursery() as n:
+        task_status.started(n)
+        await trio.sleep_forever()
+
+
+def _optional(module: str) -> Any:
+    """Import a module built in parallel; None (logged) when it does not import yet."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        log.warning("%s unavailable: %s", module, e)
+        return None

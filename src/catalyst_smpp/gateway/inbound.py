@@ -1,0 +1,526 @@
+"""The operator connector's handler for incoming deliver_sm / data_sm: receipts and MO.
+
+``InboundHandler.handle`` is the :class:`~catalyst_smpp.client.SmppClient` handler.  It never answers
+at once: it queues the PDU and returns ``DEFERRED``; :meth:`InboundHandler.run` takes everything
+queued (from all sessions, all messages) as one batch, does one KV lookup and one JetStream publish
+for the batch, and only then answers each PDU with ``session.respond`` -- ``ESME_ROK`` after the
+publish ack, ``ESME_RX_T_APPN`` (temporary, the SMSC sends it again) when the bus failed.
+
+Receipts (esm_class message-type bits set, or a ``receipted_message_id`` TLV): parsed from the TLVs
+or the text (:func:`catalyst_smpp.encoding.receipts.parse_receipt`), the id normalised with the
+operator's ``receipt_id_format``, looked up in the KV (``bus.opids``) → ``DlrMessage`` on
+``DLR.<partner>`` with msg_id ``"dlr:<message_id>:<part>:<state>"``.
+
+* An unknown id (a fast SMSC can send the receipt before the connector has stored the mapping of
+  the submit_sm_resp) is looked up again after each of ``lookup_delays`` (default 0.25, 0.5, 1, 2 s)
+  while its deliver_sm stays unanswered; then it is answered ``ESME_ROK``, counted
+  (``stats.unknown``) and logged.
+* Intermediate notifications (ENROUTE) are answered and not forwarded.
+* The partner's ``registered_delivery`` (the mapping's ``flags``) decides what it gets: 0 nothing,
+  2 failures only, 1/3 every final state (:func:`wants_receipt`).  Receipts it does not want are not
+  published (the ``delivered`` event is still emitted).
+* **Messages of several parts** (mapping ``parts > 1``): the partner gets one receipt per our id.  The
+  state of each part is kept **in the same KV bucket** (TTL'd like the mappings, so it works across
+  nodes and restarts) under the reserved operator name ``"=parts"`` (``=`` never occurs in an
+  operator name), key ``"<message_id>-<part>"``, value an ``IdMapping`` whose ``partner`` field holds
+  the state.  A receipt is published on the first failing part (UNDELIV, REJECTD, EXPIRED, DELETED;
+  msg_id with that part) or, when no part failed, when the last part reaches a final state (the worst
+  of the states, msg_id with ``part = parts``).  Two nodes finishing the last parts at the same moment
+  publish the same msg_id (de-duplicated by JetStream); two failures processed on two nodes at the
+  same moment can each be "first": the partner then gets two failure receipts (a duplicate, never a
+  loss).
+
+MO (anything else): ``router().route_mo(dest, source)`` → ``MoMessage`` on ``MO.<partner>`` with
+msg_id ``"mo:<new id>"``; no route → answered ``ESME_RX_P_APPN`` and logged.  Concatenated MO parts
+are forwarded part by part as received (UDH or SAR TLVs kept in ``payload`` / ``tlvs``); the partner
+reassembles.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import attrs
+import trio
+
+from catalyst_smpp.bus import Bus, BusError, IdMapping, Kind, PublishItem
+from catalyst_smpp.encoding.receipts import Receipt, ReceiptParseError, parse_receipt, stat_for_state
+from catalyst_smpp.gateway.events import EventPublisher, make_event
+from catalyst_smpp.gateway.messages import Address, DlrMessage, MoMessage
+from catalyst_smpp.protocol.constants import CommandStatus
+from catalyst_smpp.protocol.pdu import DataSm, DeliverSm, Pdu
+from catalyst_smpp.protocol.tlv import Tag
+from catalyst_smpp.store import Operator, normalise_operator_id
+from catalyst_smpp.transport import DEFERRED
+
+__all__ = ["FAILED_STATES", "PARTS_KEY", "InboundHandler", "InboundStats", "wants_receipt"]
+
+log = logging.getLogger(__name__)
+
+PARTS_KEY = "=parts"
+FAILED_STATES = frozenset({"UNDELIV", "REJECTD", "EXPIRED", "DELETED"})
+# worst first, among the final states that are not failures
+_OK_ORDER = ("UNKNOWN", "ACCEPTD", "DELIVRD")
+_FAIL_ORDER = ("REJECTD", "UNDELIV", "EXPIRED", "DELETED")
+_RECEIPT_TYPES = 0x3C
+_TAG_RMI = int(Tag.receipted_message_id)
+_TAG_PAYLOAD = int(Tag.message_payload)
+_TAG_NEC = int(Tag.network_error_code)
+_OK = int(CommandStatus.ESME_ROK)
+_TEMP = int(CommandStatus.ESME_RX_T_APPN)
+_PERM = int(CommandStatus.ESME_RX_P_APPN)
+
+
+def wants_receipt(registered_delivery: int, state: str) -> bool:
+    """Does a partner with this registered_delivery get a receipt in ``state``?"""
+    f = registered_delivery & 0x03
+    if f == 0:
+        return False
+    if f == 2:
+        return state in FAILED_STATES
+    return True
+
+
+def worst_state(states: list[str]) -> str:
+    for s in _FAIL_ORDER:
+        if s in states:
+            return s
+    for s in _OK_ORDER:
+        if s in states:
+            return s
+    return states[0] if states else "UNKNOWN"
+
+
+class _Router(Protocol):
+    def route_mo(self, dest: str, source: str = "") -> str | None: ...
+
+
+@attrs.define
+class InboundStats:
+    receipts: int = 0
+    published: int = 0
+    """Receipts published to partners."""
+    not_wanted: int = 0
+    intermediate: int = 0
+    unknown: int = 0
+    """Receipts whose id never showed up in the KV (answered ESME_ROK)."""
+    lookup_retries: int = 0
+    bad_receipts: int = 0
+    mo: int = 0
+    mo_unrouted: int = 0
+    bus_errors: int = 0
+
+
+@attrs.define(slots=True, eq=False)
+class _In:
+    session: Any
+    pdu: Any  # DeliverSm | DataSm
+    receipt: Receipt | None = None
+    key: str = ""
+    attempts: int = 0
+    due: float = 0.0
+
+
+def _payload(pdu: Pdu) -> bytes:
+    sm: bytes = getattr(pdu, "short_message", b"") or b""
+    if not sm:
+        for t in pdu.tlvs:
+            if t.tag == _TAG_PAYLOAD:
+                return bytes(t.raw)
+    return sm
+
+
+def _date(d: dt.datetime | None) -> float:
+    return d.replace(tzinfo=dt.UTC).timestamp() if d is not None else 0.0
+
+
+class InboundHandler:
+    """Receipts → ``DLR.<partner>``, MO → ``MO.<partner>``; answers after the publish ack."""
+
+    def __init__(
+        self,
+        operator: Callable[[], Operator],
+        bus: Bus,
+        *,
+        router: Callable[[], _Router],
+        events: EventPublisher | None = None,
+        ids: Callable[[], str] | None = None,
+        node: str = "",
+        metrics: Any = None,
+        lookup_delays: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0),
+        max_batch: int = 1000,
+    ) -> None:
+        self.operator = operator
+        self.bus = bus
+        self.router = router
+        self.events = events
+        self.node = node
+        self.metrics = metrics
+        self.lookup_delays = lookup_delays
+        self.max_batch = max_batch
+        self.stats = InboundStats()
+        if ids is None:
+            from catalyst_smpp.gateway.ids import IdGenerator, node_number
+
+            gen = IdGenerator(node_number(node or "0"))
+            ids = gen.next_str
+        self.ids = ids
+        self._queue: list[_In] = []
+        self._parked: list[_In] = []
+        self._wake = trio.Event()
+        self._draining = False
+
+    # ------------------------------------------------------------------ the client handler
+
+    def handle(self, session: Any, pdu: Pdu) -> Any:
+        if not isinstance(pdu, DeliverSm | DataSm):
+            return None
+        if self._draining:
+            return _TEMP
+        self._queue.append(_In(session, pdu))
+        self._wake.set()
+        return DEFERRED
+
+    # ------------------------------------------------------------------ worker
+
+    async def run(self, *, task_status: trio.TaskStatus[InboundHandler] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started(self)
+        while True:
+            now = trio.current_time()
+            due = [p for p in self._parked if p.due <= now]
+            if due:
+                self._parked = [p for p in self._parked if p.due > now]
+            batch = self._queue[: self.max_batch]
+            del self._queue[: len(batch)]
+            batch = due + batch
+            if not batch:
+                self._wake = trio.Event()
+                if self._queue:
+                    continue
+                deadline = min((p.due for p in self._parked), default=None)
+                if deadline is None:
+                    await self._wake.wait()
+                else:
+                    with trio.move_on_at(deadline):
+                        await self._wake.wait()
+                continue
+            with trio.CancelScope(shield=True):
+                try:
+                    await self._process(batch)
+                except Exception:
+                    log.exception("inbound batch of %d failed; answering temporary errors", len(batch))
+                    for it in batch:
+                        if it not in self._parked:
+                            self._respond(it, _TEMP)
+
+    async def drain(self, grace: float) -> None:
+        """Answer what is queued; parked unknown receipts get a temporary error (the SMSC retries)."""
+        self._draining = True
+        with trio.move_on_after(grace):
+            while self._queue:
+                self._wake.set()
+                await trio.sleep(0.01)
+        parked, self._parked = self._parked, []
+        for it in parked:
+            self._respond(it, _TEMP)
+
+    def _respond(self, it: _In, status: int) -> None:
+        try:
+            it.session.respond(it.pdu, status)
+        except Exception:  # a closed session: the SMSC sends it again on another bind
+            log.debug("respond failed", exc_info=True)
+
+    # ------------------------------------------------------------------ a batch
+
+    async def _process(self, batch: list[_In]) -> None:
+        op = self.operator()
+        receipts: list[_In] = []
+        mos: list[_In] = []
+        for it in batch:
+            if it.receipt is not None:
+                receipts.append(it)
+                continue
+            pdu = it.pdu
+            tlvs = {t.tag: t.value for t in pdu.tlvs}
+            is_receipt = bool(getattr(pdu, "esm_class", 0) & _RECEIPT_TYPES) or _TAG_RMI in tlvs
+            if not is_receipt:
+                mos.append(it)
+                continue
+            try:
+                it.receipt = parse_receipt(_payload(pdu), tlvs)
+            except ReceiptParseError as exc:
+                self.stats.bad_receipts += 1
+                log.warning("operator %s: unusable receipt (%s); answered ESME_ROK", op.name, exc)
+                self._respond(it, _OK)
+                continue
+            self.stats.receipts += 1
+            it.key = normalise_operator_id(it.receipt.message_id, op.receipt_id_format)
+            receipts.append(it)
+
+        publish: list[tuple[PublishItem, list[_In], Callable[[], None] | None]] = []
+        answered_ok: list[_In] = []
+        if receipts:
+            await self._receipts(op, receipts, publish, answered_ok)
+        for it in mos:
+            self._mo(op, it, publish)
+
+        if publish:
+            res: list[Any]
+            try:
+                res = list(await self.bus.publish_batch([p for p, _, _ in publish]))
+            except BusError as exc:
+                res = [exc] * len(publish)
+            failed: set[int] = set()
+            for (_, items, on_ok), r in zip(publish, res, strict=True):
+                if getattr(r, "ok", False):
+                    if on_ok is not None:
+                        on_ok()
+                    answered_ok.extend(items)
+                else:
+                    self.stats.bus_errors += 1
+                    log.warning("operator %s: inbound publish failed: %s", op.name, r)
+                    for it in items:
+                        if id(it) not in failed:
+                            failed.add(id(it))
+                            self._respond(it, _TEMP)
+            answered_ok = [it for it in answered_ok if id(it) not in failed]
+        seen: set[int] = set()
+        for it in answered_ok:
+            if id(it) not in seen:
+                seen.add(id(it))
+                self._respond(it, _OK)
+
+    async def _receipts(
+        self,
+        op: Operator,
+        receipts: list[_In],
+        publish: list[tuple[PublishItem, list[_In], Callable[[], None] | None]],
+        answered_ok: list[_In],
+    ) -> None:
+        try:
+            found = await self.bus.opids.get_many([(op.name, it.key) for it in receipts])
+        except BusError as exc:
+            self.stats.bus_errors += 1
+            log.warning(
+                "operator %s: KV lookup failed (%s); receipts answered with a temporary error", op.name, exc
+            )
+            for it in receipts:
+                self._respond(it, _TEMP)
+            return
+        known: list[tuple[_In, IdMapping]] = []
+        now = trio.current_time()
+        for it, m in zip(receipts, found, strict=True):
+            if m is not None:
+                known.append((it, m))
+                continue
+            if it.attempts < len(self.lookup_delays):
+                it.due = now + self.lookup_delays[it.attempts]
+                it.attempts += 1
+                self.stats.lookup_retries += 1
+                self._parked.append(it)
+                continue
+            self.stats.unknown += 1
+            assert it.receipt is not None
+            log.warning(
+                "operator %s: receipt for unknown id %r (key %s); answered ESME_ROK",
+                op.name,
+                it.receipt.message_id,
+                it.key,
+            )
+            self._respond(it, _OK)
+
+        # part states of multi-part messages, across nodes: read, merge in order, write back
+        multi = {m.message_id: m.parts for _, m in known if m.parts > 1}
+        states: dict[str, dict[int, str]] = {mid: {} for mid in multi}
+        if multi:
+            keys = [(PARTS_KEY, f"{mid}-{p}") for mid, n in multi.items() for p in range(1, n + 1)]
+            try:
+                got = await self.bus.opids.get_many(keys)
+            except BusError as exc:
+                self.stats.bus_errors += 1
+                log.warning("operator %s: part state lookup failed: %s", op.name, exc)
+                for it, m in known:
+                    if m.parts > 1:
+                        self._respond(it, _TEMP)
+                known = [(it, m) for it, m in known if m.parts == 1]
+                got = []
+                multi = {}
+            for g in got:
+                if g is not None:
+                    states[g.message_id][g.part] = g.partner
+        writes: list[tuple[str, str, IdMapping]] = []
+        multi_items: list[_In] = []
+        decided: list[tuple[list[_In], IdMapping, str, int, Receipt]] = []
+        for it, m in known:
+            r = it.receipt
+            assert r is not None
+            if not r.is_final:
+                self.stats.intermediate += 1
+                answered_ok.append(it)
+                continue
+            state = stat_for_state(r.state)
+            if m.parts == 1:
+                decided.append(([it], m, state, 1, r))
+                continue
+            multi_items.append(it)
+            st = states[m.message_id]
+            other_failed = any(s in FAILED_STATES for q, s in st.items() if q != m.part)
+            st[m.part] = state
+            writes.append(
+                (PARTS_KEY, f"{m.message_id}-{m.part}", IdMapping(m.message_id, state, 0, m.part, m.parts))
+            )
+            if state in FAILED_STATES:
+                if not other_failed:
+                    decided.append(([it], m, state, m.part, r))
+                else:
+                    answered_ok.append(it)
+            elif len(st) >= m.parts and all(st.get(p) for p in range(1, m.parts + 1)):
+                if any(s in FAILED_STATES for s in st.values()):
+                    answered_ok.append(it)  # the failure receipt went out already
+                else:
+                    decided.append(([it], m, worst_state(list(st.values())), m.parts, r))
+            else:
+                answered_ok.append(it)
+        if writes:
+            try:
+                res = await self.bus.opids.put_many(writes)
+                bad = any(not getattr(x, "ok", False) for x in res)
+            except BusError:
+                bad = True
+            if bad:
+                self.stats.bus_errors += 1
+                log.warning(
+                    "operator %s: part states not stored; receipts answered with a temporary error", op.name
+                )
+                for it in multi_items:
+                    self._respond(it, _TEMP)
+                drop = {id(i) for i in multi_items}
+                decided = [d for d in decided if id(d[0][0]) not in drop]
+                answered_ok[:] = [i for i in answered_ok if id(i) not in drop]
+
+        for items, m, state, part, r in decided:
+            self._receipt_out(op, items, m, state, part, r, publish, answered_ok)
+
+    def _receipt_out(
+        self,
+        op: Operator,
+        items: list[_In],
+        m: IdMapping,
+        state: str,
+        part: int,
+        r: Receipt,
+        publish: list[tuple[PublishItem, list[_In], Callable[[], None] | None]],
+        answered_ok: list[_In],
+    ) -> None:
+        pdu = items[0].pdu
+
+        def done() -> None:
+            if self.metrics is not None:
+                self.metrics.receipts_total.labels(m.partner, state).inc()
+            if self.events is not None:
+                self.events.emit(
+                    make_event(
+                        m.message_id,
+                        "delivered",
+                        partner=m.partner,
+                        operator=op.name,
+                        source_addr=getattr(pdu, "destination_addr", ""),
+                        dest_addr=getattr(pdu, "source_addr", ""),
+                        parts=m.parts,
+                        final_state=state,
+                        error=r.err,
+                        operator_message_id=r.message_id,
+                        node=self.node,
+                    )
+                )
+
+        if not wants_receipt(m.flags, state):
+            self.stats.not_wanted += 1
+            done()
+            answered_ok.extend(items)
+            return
+        nec = next((t.raw.hex() for t in pdu.tlvs if t.tag == _TAG_NEC), "")
+        err = r.err or "000"
+        if err.isdigit():
+            err = err.zfill(3)[-3:]
+        dlr = DlrMessage(
+            message_id=m.message_id,
+            partner=m.partner,
+            state=state,
+            source=Address(pdu.dest_addr_ton, pdu.dest_addr_npi, pdu.destination_addr),
+            dest=Address(pdu.source_addr_ton, pdu.source_addr_npi, pdu.source_addr),
+            error=err,
+            submit_date=_date(r.submit_date),
+            done_date=_date(r.done_date) or time.time(),
+            operator=op.name,
+            operator_message_id=r.message_id,
+            network_error_code=nec,
+            text=r.text or "",
+            part=part,
+            parts=m.parts,
+        )
+
+        def ok() -> None:
+            self.stats.published += 1
+            done()
+
+        publish.append(
+            (
+                PublishItem(
+                    self.bus.subject(Kind.DLR, m.partner),
+                    dlr.to_bytes(),
+                    None,
+                    f"dlr:{m.message_id}:{part}:{state}",
+                ),
+                items,
+                ok,
+            )
+        )
+
+    def _mo(
+        self, op: Operator, it: _In, publish: list[tuple[PublishItem, list[_In], Callable[[], None] | None]]
+    ) -> None:
+        pdu = it.pdu
+        dest, source = pdu.destination_addr, pdu.source_addr
+        try:
+            partner = self.router().route_mo(dest, source)
+        except Exception:
+            log.exception("operator %s: MO routing failed", op.name)
+            partner = None
+        if not partner:
+            self.stats.mo_unrouted += 1
+            log.warning(
+                "operator %s: MO from %s to %s has no route; answered ESME_RX_P_APPN", op.name, source, dest
+            )
+            self._respond(it, _PERM)
+            return
+        sm: bytes = getattr(pdu, "short_message", b"") or b""
+        payload = _payload(pdu)
+        tlvs = tuple((t.tag, bytes(t.raw)) for t in pdu.tlvs if not (t.tag == _TAG_PAYLOAD and not sm))
+        mid = self.ids()
+        mo = MoMessage(
+            message_id=mid,
+            partner=partner,
+            source=Address(pdu.source_addr_ton, pdu.source_addr_npi, source),
+            dest=Address(pdu.dest_addr_ton, pdu.dest_addr_npi, dest),
+            payload=payload,
+            data_coding=pdu.data_coding,
+            esm_class=pdu.esm_class,
+            protocol_id=getattr(pdu, "protocol_id", 0),
+            tlvs=tlvs,
+            operator=op.name,
+            received_at=time.time(),
+        )
+
+        def ok() -> None:
+            self.stats.mo += 1
+            if self.metrics is not None:
+                self.metrics.mo_total.labels(partner).inc()
+
+        publish.append(
+            (PublishItem(self.bus.subject(Kind.MO, partner), mo.to_bytes(), None, f"mo:{mid}"), [it], ok)
+        )

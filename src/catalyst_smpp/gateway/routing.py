@@ -1,0 +1,145 @@
+"""Routing: which operators a partner's message goes to, and which partner an MO message goes to.
+
+MT (``Router.route``), among the enabled routes of that partner or of any partner whose destination prefix
+matches and whose source filter (``source_prefix`` or ``source_regex``, full match) accepts the source:
+
+1. the longest destination prefix wins;
+2. then the higher ``priority``;
+3. then a route with a source filter over one without;
+4. then a route of that partner over a route for any partner;
+5. then the older route (lower id), so the choice is stable.
+
+The winning route's targets give the try order: ``failover`` in position order, ``weighted`` one target
+drawn by weight (injected ``random.Random``) first and the others after it in position order (they are the
+failover).  Disabled or unknown operators are left out; a route left with no usable operator does not match,
+so the next route in the order above is used.  ``[]`` means no route (answer ``ESME_RINVDSTADR``).
+
+MO (``Router.route_mo``): the enabled MO routes (``snapshot.mo_routes``, when the snapshot has them) whose
+destination prefix and optional source prefix match; longest destination prefix, then priority, then the
+older route.  Routes to a disabled partner are skipped.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from catalyst_smpp.store.records import ConfigSnapshot, Route
+
+__all__ = ["Router"]
+
+
+class _Compiled:
+    __slots__ = ("dest_prefix", "key", "operators", "regex", "route", "source_prefix", "weighted", "weights")
+
+    def __init__(self, route: Route, operators: list[str], weights: list[int]) -> None:
+        self.route = route
+        self.dest_prefix = route.dest_prefix or ""
+        self.source_prefix = route.source_prefix
+        self.regex = re.compile(route.source_regex) if route.source_regex else None
+        self.operators = operators
+        self.weights = weights
+        self.weighted = route.strategy == "weighted" and len(operators) > 1 and sum(weights) > 0
+        has_filter = 1 if (route.source_prefix or route.source_regex) else 0
+        specific = 1 if route.partner is not None else 0
+        # sort descending by this key
+        self.key = (len(self.dest_prefix), route.priority, has_filter, specific, -route.id)
+
+    def matches(self, source: str, dest: str) -> bool:
+        if not dest.startswith(self.dest_prefix):
+            return False
+        if self.source_prefix is not None and not source.startswith(self.source_prefix):
+            return False
+        return not (self.regex is not None and self.regex.fullmatch(source) is None)
+
+
+class Router:
+    """Routes computed from one :class:`ConfigSnapshot` (immutable; build a new one on reload)."""
+
+    def __init__(self, snapshot: ConfigSnapshot, *, rng: random.Random | None = None) -> None:
+        self.snapshot = snapshot
+        self.rng = rng if rng is not None else random.Random()
+        usable = {op.name for op in snapshot.operators if op.enabled}
+        self.operators = {op.name: op for op in snapshot.operators}
+        self.partners = {p.system_id: p for p in snapshot.partners}
+        compiled: list[_Compiled] = []
+        for r in snapshot.routes:
+            if not r.enabled:
+                continue
+            targets = sorted(r.targets, key=lambda t: t.position)
+            ops = [t.operator for t in targets if t.operator in usable]
+            weights = [max(0, t.weight) for t in targets if t.operator in usable]
+            if not ops:
+                continue
+            try:
+                compiled.append(_Compiled(r, ops, weights))
+            except re.error:  # the repository checks this; never let a bad row stop routing
+                continue
+        compiled.sort(key=lambda c: c.key, reverse=True)
+        self._any = [c for c in compiled if c.route.partner is None]
+        self._by_partner: dict[str, list[_Compiled]] = {}
+        for c in compiled:
+            if c.route.partner is not None:
+                self._by_partner.setdefault(c.route.partner, [])
+        for name in self._by_partner:
+            self._by_partner[name] = [c for c in compiled if c.route.partner in (None, name)]
+        self._mo = self._compile_mo(getattr(snapshot, "mo_routes", ()) or ())
+
+    # ------------------------------------------------------------------ MT
+
+    def best_route(self, partner: str, source: str, dest: str) -> Route | None:
+        c = self._match(partner, source, dest)
+        return c.route if c is not None else None
+
+    def _match(self, partner: str, source: str, dest: str) -> _Compiled | None:
+        for c in self._by_partner.get(partner, self._any):
+            if c.matches(source, dest):
+                return c
+        return None
+
+    def route(self, partner: str, source: str, dest: str) -> list[str]:
+        """Operator names in try order; ``[]`` = no route."""
+        c = self._match(partner, source, dest)
+        if c is None:
+            return []
+        if not c.weighted:
+            return list(c.operators)
+        pick = self._pick(c.weights)
+        ops = c.operators
+        return [ops[pick], *ops[:pick], *ops[pick + 1 :]]
+
+    def _pick(self, weights: Sequence[int]) -> int:
+        total = sum(weights)
+        x = self.rng.random() * total
+        acc = 0.0
+        for i, w in enumerate(weights):
+            acc += w
+            if x < acc:
+                return i
+        return max(i for i, w in enumerate(weights) if w > 0)  # float edge: the last positive weight
+
+    # ------------------------------------------------------------------ MO
+
+    def _compile_mo(self, routes: Sequence[Any]) -> list[tuple[tuple[int, int, int], str, str | None, str]]:
+        out = []
+        disabled = {p.system_id for p in self.snapshot.partners if not p.enabled}
+        for r in routes:
+            if not getattr(r, "enabled", True):
+                continue
+            partner = getattr(r, "partner", None)
+            if not partner or partner in disabled:
+                continue
+            dest_prefix = getattr(r, "dest_prefix", "") or ""
+            key = (len(dest_prefix), int(getattr(r, "priority", 0)), -int(getattr(r, "id", 0)))
+            out.append((key, dest_prefix, getattr(r, "source_prefix", None) or None, partner))
+        out.sort(key=lambda t: t[0], reverse=True)
+        return out
+
+    def route_mo(self, dest: str, source: str = "") -> str | None:
+        """The partner (system_id) an MO message to ``dest`` goes to, or None."""
+        for _key, dest_prefix, source_prefix, partner in self._mo:
+            if dest.startswith(dest_prefix) and (source_prefix is None or source.startswith(source_prefix)):
+                return partner
+        return None

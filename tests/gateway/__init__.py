@@ -1,0 +1,1 @@
+"""Gateway tests (issue 5)."""

@@ -1,0 +1,163 @@
+"""Partner delivery: DLR/MO records on JetStream → deliver_sm to smpplib (a real partner client)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import trio
+
+from catalyst_smpp.bus import Bus, Kind
+from catalyst_smpp.encoding.receipts import parse_receipt
+from catalyst_smpp.gateway.delivery import PartnerDelivery, dlr_pdu
+from catalyst_smpp.gateway.messages import Address, DlrMessage, MoMessage
+from catalyst_smpp.protocol.constants import MessageState
+
+from .helpers import operator, partner, partner_server, receive_deliveries, snapshot
+
+OUR_ID = 123456789012345678
+SUBMIT = dt.datetime(2025, 3, 4, 5, 6, 7, tzinfo=dt.UTC).timestamp()
+DONE = SUBMIT + 65
+
+
+def _dlr(i: int, state: str = "DELIVRD") -> DlrMessage:
+    return DlrMessage(
+        message_id=str(OUR_ID + i),
+        partner="acme",
+        state=state,
+        source=Address(1, 1, "12345"),
+        dest=Address(1, 1, f"44770090000{i}"),
+        error="000" if state == "DELIVRD" else "034",
+        submit_date=SUBMIT,
+        done_date=DONE,
+        operator="opA",
+        text="hello",
+        network_error_code="030022",
+    )
+
+
+def _mo(i: int, payload: bytes) -> MoMessage:
+    return MoMessage(
+        message_id=f"mo{i}",
+        partner="acme",
+        source=Address(1, 1, "447700900100"),
+        dest=Address(0, 0, "1234"),
+        payload=payload,
+        data_coding=0,
+        operator="opA",
+    )
+
+
+async def _publish(bus: Bus, items: list[tuple[Kind, Any, str]]) -> None:
+    res = await bus.publish_batch(
+        [(bus.subject(k, "acme"), rec.to_bytes(), None, mid) for k, rec, mid in items]
+    )
+    assert all(r.ok for r in res), res
+
+
+def _snap(**pkw: Any) -> Any:
+    return snapshot([partner("acme", "secret", **pkw)], [operator("opA")], [])
+
+
+async def _pending(bus: Bus, kind: Kind) -> int:
+    c = await bus.consumer(kind, "acme")
+    info = await c.info()
+    return info.num_pending + info.num_ack_pending
+
+
+async def test_accumulated_receipts_and_mo_delivered_when_partner_binds(bus: Bus) -> None:
+    snap = _snap(message_id_format="hex", receipt_date_digits=12)
+    long_mo = bytes(range(32, 127)) * 3  # 285 octets: goes in message_payload
+    await _publish(
+        bus,
+        [
+            (Kind.DLR, _dlr(0), "dlr:0"),
+            (Kind.DLR, _dlr(1, "UNDELIV"), "dlr:1"),
+            (Kind.MO, _mo(0, b"STOP"), "mo:0"),
+            (Kind.MO, _mo(1, long_mo), "mo:1"),
+        ],
+    )
+    async with partner_server(bus, snap) as ps:
+        pd = PartnerDelivery(ps.server, bus, snap.partners[0], fetch_timeout=0.3)
+        async with trio.open_nursery() as n:
+            await n.start(pd.run)
+            await trio.sleep(0.5)  # not bound: nothing is taken from JetStream
+            assert await _pending(bus, Kind.DLR) == 2 and await _pending(bus, Kind.MO) == 2
+            assert pd.delivered == 0
+            got = await trio.to_thread.run_sync(lambda: receive_deliveries(ps.port, "acme", "secret", 4))
+            with trio.fail_after(20):
+                while pd.delivered < 4:
+                    await trio.sleep(0.05)
+            pd.stop()
+        assert await _pending(bus, Kind.DLR) == 0 and await _pending(bus, Kind.MO) == 0
+    assert len(got) == 4
+    receipts = sorted((p for p in got if p.esm_class == 0x04), key=lambda p: p.receipted_message_id)
+    mos = [p for p in got if p.esm_class != 0x04]
+    assert [p.receipted_message_id.decode() for p in receipts] == [
+        format(OUR_ID, "x"),
+        format(OUR_ID + 1, "x"),
+    ]
+    assert [int(p.message_state) for p in receipts] == [MessageState.DELIVERED, MessageState.UNDELIVERABLE]
+    r0 = parse_receipt(receipts[0].short_message)
+    assert r0.message_id == format(OUR_ID, "x") and r0.state is MessageState.DELIVERED
+    assert r0.submit_date == dt.datetime(2025, 3, 4, 5, 6, 7) and r0.done_date == dt.datetime(
+        2025, 3, 4, 5, 7, 12
+    )
+    assert b"submit date:250304050607 " in receipts[0].short_message  # 12 digits for this partner
+    assert receipts[1].short_message.count(b"stat:UNDELIV err:034") == 1
+    assert receipts[0].source_addr == b"447700900000" and receipts[0].destination_addr == b"12345"
+    assert sorted((p.short_message or p.message_payload) for p in mos) == sorted([b"STOP", long_mo])
+    assert all(p.destination_addr == b"1234" for p in mos)
+
+
+async def test_error_answer_is_redelivered(bus: Bus) -> None:
+    snap = _snap(message_id_format="dec")
+    await _publish(bus, [(Kind.DLR, _dlr(5), "dlr:5")])
+    async with partner_server(bus, snap) as ps:
+        pd = PartnerDelivery(ps.server, bus, snap.partners[0], fetch_timeout=0.3, nak_delay=0.2)
+        async with trio.open_nursery() as n:
+            await n.start(pd.run)
+            # the first deliver_sm is refused with ESME_RX_T_APPN (0x64), the redelivery accepted
+            got = await trio.to_thread.run_sync(
+                lambda: receive_deliveries(
+                    ps.port,
+                    "acme",
+                    "secret",
+                    2,
+                    bind="transceiver",
+                    status_for=lambda _pdu, n: 0x64 if n == 1 else 0,
+                )
+            )
+            with trio.fail_after(20):
+                while pd.delivered < 1:
+                    await trio.sleep(0.05)
+            pd.stop()
+        assert await _pending(bus, Kind.DLR) == 0
+    assert len(got) == 2
+    assert [p.receipted_message_id.decode() for p in got] == [str(OUR_ID + 5)] * 2  # dec format
+    assert pd.failed == 1 and pd.delivered == 1
+
+
+async def test_poison_record_terminated_and_others_delivered(bus: Bus) -> None:
+    snap = _snap()
+    res = await bus.publish_batch([(bus.subject(Kind.DLR, "acme"), b"garbage", None, "x")])
+    assert res[0].ok
+    await _publish(bus, [(Kind.DLR, _dlr(7), "dlr:7")])
+    async with partner_server(bus, snap) as ps:
+        pd = PartnerDelivery(ps.server, bus, snap.partners[0], fetch_timeout=0.3)
+        async with trio.open_nursery() as n:
+            await n.start(pd.run)
+            got = await trio.to_thread.run_sync(lambda: receive_deliveries(ps.port, "acme", "secret", 1))
+            with trio.fail_after(20):
+                while pd.delivered < 1:
+                    await trio.sleep(0.05)
+            pd.stop()
+        assert await _pending(bus, Kind.DLR) == 0
+    assert [p.receipted_message_id.decode() for p in got] == [format(OUR_ID + 7, "x")]
+
+
+def test_dlr_pdu_non_numeric_id_and_unknown_state() -> None:
+    p = dlr_pdu(DlrMessage(message_id="abc", partner="acme", state="WEIRD"), partner("acme"))
+    r = parse_receipt(p.short_message)
+    assert r.message_id == "abc" and r.state is MessageState.UNKNOWN
+    assert p.esm_class == 0x04

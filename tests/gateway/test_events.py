@@ -1,0 +1,119 @@
+"""Events: EventPublisher → JetStream EVENTS.<type> → EventWriter → Postgres message_log (real services)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import trio
+
+from catalyst_smpp.bus import Bus, Kind
+from catalyst_smpp.gateway.events import (
+    EventPublisher,
+    EventWriter,
+    event_from_json,
+    event_to_json,
+    make_event,
+)
+from catalyst_smpp.store import Database, MessageEvent, MessageLogRepo
+from tests.services import unique_name
+
+
+def test_event_json_round_trip() -> None:
+    ev = MessageEvent(
+        "123456789",
+        "failed",
+        dt.datetime(2024, 5, 1, 12, 0, 1, 5000, tzinfo=dt.UTC),
+        partner="acme",
+        operator="op1",
+        source_addr="123",
+        dest_addr="4477",
+        parts=3,
+        status=0x45,
+        final_state="REJECTD",
+        error="069",
+        operator_message_id="0A1F",
+        node="n1",
+    )
+    assert event_from_json(event_to_json(ev)) == ev
+    for bad in (b"", b"[]", b'{"message_id":"1"}', b"not json"):
+        try:
+            event_from_json(bad)
+        except ValueError:
+            continue
+        raise AssertionError(f"{bad!r} decoded")
+
+
+async def test_events_reach_the_message_log(bus: Bus, db: Database) -> None:
+    ids = [unique_name("m") for _ in range(30)]
+    pub = EventPublisher(bus, node="node-a", max_batch=7)
+    writer = EventWriter(bus, db, batch=11, fetch_timeout=0.2)
+    async with trio.open_nursery() as n:
+        await n.start(pub.run)
+        for i, mid in enumerate(ids):
+            pub.emit(make_event(mid, "accepted", partner="acme", dest_addr=f"44{i}"))
+            if i % 3 == 0:
+                pub.emit(make_event(mid, "submitted", operator="op1", operator_message_id=f"x{i}"))
+        # the same event again: de-duplicated by msg_id and by the log's key
+        pub.emit(make_event(ids[0], "accepted", partner="acme"))
+        await pub.flush()
+        assert pub.stats.published == 41 and pub.stats.dropped == 0
+        await n.start(writer.run)
+
+        def rows(conn) -> dict[str, list[MessageEvent]]:  # type: ignore[no-untyped-def]
+            return {m: MessageLogRepo(conn).for_message(m) for m in ids}
+
+        with trio.fail_after(30):
+            while True:
+                got = await db.run(rows)
+                if sum(len(v) for v in got.values()) >= 40:
+                    break
+                await trio.sleep(0.1)
+        n.cancel_scope.cancel()
+    assert [e.event for e in got[ids[3]]] == ["accepted", "submitted"]
+    assert [e.event for e in got[ids[4]]] == ["accepted"]
+    sub = got[ids[3]][1]
+    assert sub.operator == "op1" and sub.operator_message_id == "x3" and sub.node == "node-a"
+    assert got[ids[5]][0].dest_addr == "445" and got[ids[5]][0].partner == "acme"
+    assert sum(len(v) for v in got.values()) == 40
+    assert writer.stats.written == 40
+    # everything was acked: nothing left in the work queue
+    c = await bus.consumer(Kind.EVENTS)
+    with trio.fail_after(10):
+        while (await c.info()).num_ack_pending or (await bus.stream_info(Kind.EVENTS)).messages:
+            await trio.sleep(0.1)
+
+
+async def test_full_buffer_drops_and_counts_without_blocking(bus: Bus) -> None:
+    pub = EventPublisher(bus, node="n", max_buffer=5)
+    for i in range(8):
+        pub.emit(make_event(str(i), "accepted"))  # run() not started: nothing drains
+    assert pub.pending == 5
+    assert pub.stats.dropped == 3 and pub.stats.emitted == 5
+    async with trio.open_nursery() as n:
+        await n.start(pub.run)
+        await pub.flush()
+        n.cancel_scope.cancel()
+    assert pub.stats.published == 5
+    info = await bus.stream_info(Kind.EVENTS)
+    assert info.messages == 5
+
+
+async def test_writer_terms_poison_messages(bus: Bus, db: Database) -> None:
+    mid = unique_name("m")
+    res = await bus.publish_batch(
+        [
+            (bus.subject(Kind.EVENTS, "accepted"), b"garbage", None, None),
+            (bus.subject(Kind.EVENTS, "accepted"), event_to_json(make_event(mid, "accepted")), None, None),
+        ]
+    )
+    assert all(r.ok for r in res)
+    writer = EventWriter(bus, db, fetch_timeout=0.2)
+    async with trio.open_nursery() as n:
+        await n.start(writer.run)
+        with trio.fail_after(20):
+            while writer.stats.written < 1:
+                await trio.sleep(0.05)
+        n.cancel_scope.cancel()
+    assert writer.stats.poison == 1
+    rows = await db.run(lambda c: MessageLogRepo(c).for_message(mid))
+    assert [r.event for r in rows] == ["accepted"]

@@ -1,0 +1,106 @@
+"""The assembled Gateway on real Postgres + JetStream: bind, submit, receipt back, reload, drain."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import trio
+
+from catalyst_smpp.bus import Bus, Kind
+from catalyst_smpp.config import Config, ListenerConfig
+from catalyst_smpp.embedded import Infrastructure
+from catalyst_smpp.gateway import DlrMessage, Gateway, MtMessage
+from catalyst_smpp.store import Database, OperatorRepo, PartnerRepo, RouteRepo, open_config_watcher
+
+from .helpers import smpplib_client
+
+
+def _partner_session(port: int, submitted: list[str], want_deliveries: int) -> list[Any]:
+    c = smpplib_client(port)
+    got: list[Any] = []
+    c.set_message_received_handler(lambda pdu: got.append(pdu))
+    try:
+        c.bind_transceiver(system_id="acme", password="secret")
+        c.send_message(source_addr="12345", destination_addr="447700900001", short_message=b"via gateway",
+                       registered_delivery=1)
+        resp = c.read_pdu()
+        assert resp.status == 0
+        submitted.append(resp.message_id.decode())
+        c._socket.settimeout(0.5)
+        end = time.monotonic() + 30
+        while len(got) < want_deliveries and time.monotonic() < end:
+            try:
+                c.read_once(auto_send_enquire_link=False)
+            except TimeoutError:
+                continue
+        c.unbind()
+    finally:
+        c.disconnect()
+    return got
+
+
+async def test_gateway_end_to_end_partner_side(bus: Bus, db: Database, nats_url: str, pg_dsn: str) -> None:
+    def setup(conn: Any) -> None:
+        PartnerRepo(conn).add("acme", "secret", message_id_format="hex")
+        OperatorRepo(conn).add("opA", "127.0.0.1", 1, "opA")
+        RouteRepo(conn).add(None, "44", ["opA"])
+
+    await db.run(setup)
+    cfg = Config(listeners=(ListenerConfig(host="127.0.0.1", port=0, reuse_port=False),))
+    async with open_config_watcher(db, poll_interval=1.0) as watcher:
+        infra = Infrastructure(bus=bus, db=db, watcher=watcher, nats_urls=[nats_url], dsn=pg_dsn)
+        gw = Gateway(cfg, infra, node_id="gw-1", connectors=False)
+        async with trio.open_nursery() as n:
+            await n.start(gw.run)
+            assert len(gw.ports) == 1 and gw.ports[0] > 0
+            submitted: list[str] = []
+            result: list[Any] = []
+
+            async def partner() -> None:
+                result.extend(await trio.to_thread.run_sync(_partner_session, gw.ports[0], submitted, 1))
+
+            n.start_soon(partner)
+            mt_consumer = await bus.consumer(Kind.MT, "opA")
+            with trio.fail_after(20):
+                msgs: list[Any] = []
+                while not msgs:
+                    msgs = await mt_consumer.fetch(10, 1.0)
+            await mt_consumer.ack(msgs)
+            mt = MtMessage.from_bytes(msgs[0].data)
+            assert (mt.partner, mt.payload, mt.targets, mt.registered_delivery) == ("acme", b"via gateway", ("opA",), 1)
+            assert submitted == [format(int(mt.message_id), "x")]
+            # the partner is bound (TRX): a receipt for it is delivered through the bind hook's PartnerDelivery
+            dlr = DlrMessage(message_id=mt.message_id, partner="acme", state="DELIVRD",
+                             source=mt.source, dest=mt.dest, operator="opA")
+            res = await bus.publish_batch([(bus.subject(Kind.DLR, "acme"), dlr.to_bytes(), None, "dlr:x")])
+            assert res[0].ok
+            with trio.fail_after(30):
+                while not result:
+                    await trio.sleep(0.05)
+            assert result[0].receipted_message_id.decode() == submitted[0]
+            assert result[0].esm_class == 0x04
+            with trio.fail_after(10):  # the partner unbound: its delivery stops
+                while gw.deliveries:
+                    await trio.sleep(0.05)
+
+            # a reload from the watcher: a new route applies without a restart; a disabled partner is unbound
+            def change(conn: Any) -> None:
+                RouteRepo(conn).add(None, "33", ["opA"])
+
+            await db.run(change)
+            with trio.fail_after(20):
+                while gw.router is None or gw.router.route("acme", "1", "3312") != ["opA"]:
+                    await trio.sleep(0.05)
+            client_conn = smpplib_client(gw.ports[0])
+            await trio.to_thread.run_sync(lambda: client_conn.bind_receiver(system_id="acme", password="secret"))
+            with trio.fail_after(10):
+                while "acme" not in gw.deliveries:
+                    await trio.sleep(0.05)
+            await db.run(lambda conn: PartnerRepo(conn).disable("acme"))
+            with trio.fail_after(20):
+                while gw.receivers.bound_sessions("acme") or gw.deliveries:
+                    await trio.sleep(0.05)
+            await trio.to_thread.run_sync(client_conn.disconnect)
+            await gw.drain(2.0)
+        assert gw.accept is not None and gw.accept.stats.accepted == 1

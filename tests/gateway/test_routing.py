@@ -1,0 +1,177 @@
+"""Routing: prefix, priority, source filters, partner-specific, failover, weighted share, MO routes."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import attrs
+
+from catalyst_smpp.gateway.routing import Router
+from catalyst_smpp.store.records import ConfigSnapshot, Operator, Partner, Route, RouteTarget
+
+
+def op(name: str, enabled: bool = True) -> Operator:
+    return Operator(
+        id=hash(name) & 0xFFFF, name=name, host="127.0.0.1", port=2775, system_id=name, enabled=enabled
+    )
+
+
+_ids = iter(range(1, 10_000))
+
+
+def route(partner: str | None, prefix: str, *targets: str | tuple[str, int], **kw: object) -> Route:
+    tt = []
+    for i, t in enumerate(targets):
+        name, weight = (t, 1) if isinstance(t, str) else t
+        tt.append(RouteTarget(name, i, weight))
+    return Route(id=next(_ids), partner=partner, dest_prefix=prefix, targets=tuple(tt), **kw)  # type: ignore[arg-type]
+
+
+def snap(routes: list[Route], ops: list[Operator] | None = None, **extra: object) -> ConfigSnapshot:
+    ops = ops if ops is not None else [op(n) for n in ("A", "B", "C", "D")]
+    partners = (
+        Partner(id=1, system_id="acme", password_hash="x"),
+        Partner(id=2, system_id="other", password_hash="x"),
+    )
+    s = ConfigSnapshot(version=1, partners=partners, operators=tuple(ops), routes=tuple(routes))
+    return s
+
+
+def test_longest_prefix_wins() -> None:
+    r = Router(
+        snap(
+            [route(None, "", "A"), route(None, "44", "B"), route(None, "447", "C"), route(None, "4478", "D")]
+        )
+    )
+    assert r.route("acme", "1", "447700900001") == ["C"]
+    assert r.route("acme", "1", "447800900001") == ["D"]
+    assert r.route("acme", "1", "441234") == ["B"]
+    assert r.route("acme", "1", "331234") == ["A"]
+
+
+def test_no_route_is_empty() -> None:
+    r = Router(snap([route(None, "44", "A")]))
+    assert r.route("acme", "1", "33123") == []
+
+
+def test_priority_breaks_prefix_ties_only() -> None:
+    r = Router(
+        snap(
+            [
+                route(None, "44", "A", priority=1),
+                route(None, "44", "B", priority=5),
+                route(None, "4", "C", priority=100),
+            ]
+        )
+    )
+    assert r.route("acme", "1", "4412") == ["B"]  # prefix length first, then priority
+    assert r.route("acme", "1", "4512") == ["C"]
+
+
+def test_source_filters() -> None:
+    r = Router(
+        snap(
+            [
+                route(None, "44", "A"),
+                route(None, "44", "B", source_prefix="900"),
+                route(None, "44", "C", source_regex=r"[A-Za-z]+"),
+            ]
+        )
+    )
+    assert r.route("acme", "90012", "4412") == ["B"]
+    assert r.route("acme", "Brand", "4412") == ["C"]
+    assert r.route("acme", "Brand1", "4412") == ["A"]  # full match only
+    assert r.route("acme", "12345", "4412") == ["A"]
+
+
+def test_partner_specific_over_any_and_invisible_to_others() -> None:
+    r = Router(snap([route(None, "44", "A"), route("acme", "44", "B"), route("acme", "33", "C")]))
+    assert r.route("acme", "1", "4412") == ["B"]
+    assert r.route("other", "1", "4412") == ["A"]
+    assert r.route("other", "1", "3312") == []
+    assert r.route("acme", "1", "3312") == ["C"]
+    # a longer prefix for any partner still beats the partner's shorter one
+    r2 = Router(snap([route("acme", "4", "B"), route(None, "44", "A")]))
+    assert r2.route("acme", "1", "4412") == ["A"]
+
+
+def test_failover_order_and_disabled_skipped() -> None:
+    ops = [op("A"), op("B", enabled=False), op("C"), op("D")]
+    r = Router(snap([route(None, "44", "A", "B", "C")], ops))
+    assert r.route("acme", "1", "4412") == ["A", "C"]
+
+
+def test_route_with_only_disabled_operators_falls_through() -> None:
+    ops = [op("A", enabled=False), op("B"), op("C"), op("D")]
+    r = Router(snap([route(None, "447", "A"), route(None, "44", "B")], ops))
+    assert r.route("acme", "1", "4471") == ["B"]
+
+
+def test_disabled_route_skipped() -> None:
+    r = Router(snap([route(None, "447", "A", enabled=False), route(None, "44", "B")]))
+    assert r.route("acme", "1", "4471") == ["B"]
+
+
+def test_weighted_share_and_failover_tail() -> None:
+    r = Router(
+        snap([route(None, "44", ("A", 70), ("B", 20), ("C", 10), strategy="weighted")]),
+        rng=random.Random(1234),
+    )
+    n = 20_000
+    firsts = Counter()
+    for _ in range(n):
+        order = r.route("acme", "1", "4412")
+        assert sorted(order) == ["A", "B", "C"]  # the others follow as failover
+        rest = [o for o in ["A", "B", "C"] if o != order[0]]
+        assert order[1:] == rest  # in position order
+        firsts[order[0]] += 1
+    for name, share in (("A", 0.7), ("B", 0.2), ("C", 0.1)):
+        assert abs(firsts[name] / n - share) < 0.02, firsts
+
+
+def test_weight_zero_never_first() -> None:
+    r = Router(snap([route(None, "44", ("A", 0), ("B", 1), strategy="weighted")]), rng=random.Random(7))
+    assert all(r.route("acme", "1", "44")[0] == "B" for _ in range(500))
+    assert r.route("acme", "1", "44") == ["B", "A"]
+
+
+@attrs.frozen
+class MoRouteStub:
+    id: int
+    dest_prefix: str
+    partner: str
+    source_prefix: str | None = None
+    priority: int = 0
+    enabled: bool = True
+
+
+@attrs.frozen
+class SnapWithMo:
+    version: int
+    partners: tuple[Partner, ...]
+    operators: tuple[Operator, ...]
+    routes: tuple[Route, ...]
+    mo_routes: tuple[MoRouteStub, ...]
+
+
+def test_mo_routes() -> None:
+    partners = (
+        Partner(id=1, system_id="acme", password_hash="x"),
+        Partner(id=2, system_id="other", password_hash="x"),
+        Partner(id=3, system_id="off", password_hash="x", enabled=False),
+    )
+    mo = (
+        MoRouteStub(1, "1234", "acme"),
+        MoRouteStub(2, "12345", "other"),
+        MoRouteStub(3, "1234", "other", priority=5, source_prefix="44"),
+        MoRouteStub(4, "999", "off"),
+        MoRouteStub(5, "555", "acme", enabled=False),
+    )
+    r = Router(SnapWithMo(1, partners, (), (), mo))  # type: ignore[arg-type]
+    assert r.route_mo("1234") == "acme"
+    assert r.route_mo("123456") == "other"
+    assert r.route_mo("1234", "4477") == "other"
+    assert r.route_mo("999") is None
+    assert r.route_mo("555") is None
+    assert Router(snap([])).route_mo("1234") is None  # snapshot without MO routes
