@@ -24,7 +24,9 @@ import trio
 from catalyst_smpp.config import Config, ListenerConfig
 from catalyst_smpp.gateway.accept import AcceptHandler
 from catalyst_smpp.gateway.auth import PostgresAuthenticator
+from catalyst_smpp.gateway.connector import OperatorConnector
 from catalyst_smpp.gateway.delivery import PartnerDelivery
+from catalyst_smpp.gateway.events import EventPublisher, EventWriter
 from catalyst_smpp.gateway.ids import IdGenerator, node_number
 from catalyst_smpp.gateway.routing import Router
 from catalyst_smpp.protocol.session import SessionConfig
@@ -115,12 +117,10 @@ class Gateway:
         self._apply_snapshot(await self.db.snapshot())
         async with trio.open_nursery() as n:
             self._nursery = n
-            events_mod = _optional("catalyst_smpp.gateway.events")
-            if events_mod is not None:
-                self.events = events_mod.EventPublisher(self.bus, node=self.node_id)
-                await n.start(self.events.run)
-                self.writer = events_mod.EventWriter(self.bus, self.db, batch=cfg.limits.event_batch)
-                n.start_soon(self.writer.run)
+            self.events = EventPublisher(self.bus, node=self.node_id)
+            await n.start(self.events.run)
+            self.writer = EventWriter(self.bus, self.db, batch=cfg.limits.event_batch)
+            n.start_soon(self.writer.run)
             self.accept = AcceptHandler(self.bus, self._router, self.partner, self.ids, events=self.events,
                                         node=self.node_id, metrics=self.metrics)
             await n.start(self.accept.run)
@@ -207,11 +207,6 @@ class Gateway:
             if name not in wanted:
                 conn, scope = self.connectors.pop(name)
                 self._nursery.start_soon(self._stop_connector, name, conn, scope)
-        conn_mod = _optional("catalyst_smpp.gateway.connector") if wanted else None
-        if conn_mod is None:
-            if wanted:
-                log.warning("operator connectors unavailable (connector module did not import)")
-            return
         for name, op in wanted.items():
             have = self.connectors.get(name)
             if have is not None:
@@ -220,18 +215,25 @@ class Gateway:
                 except Exception:
                     log.exception("updating connector %s failed", name)
                 continue
-            conn = conn_mod.OperatorConnector(op, self.bus, node=self.node_id, events=self.events,
-                                              router=self._router, metrics=self.metrics)
+            conn = OperatorConnector(op, self.bus, node=self.node_id, events=self.events,
+                                     router=self._router, metrics=self.metrics, ids=self.ids.next_str)
             scope = trio.CancelScope()
             self.connectors[name] = (conn, scope)
             self._nursery.start_soon(self._run_connector, op, conn, scope)
 
     async def _run_connector(self, op: Operator, conn: Any, scope: trio.CancelScope) -> None:
+        # A connector that fails (e.g. NATS unreachable while it sets up its consumer) is restarted with
+        # back-off for as long as the operator is configured; only drain/removal cancels it.
+        delay = 1.0
         with scope:
-            try:
-                await conn.run()
-            except Exception:
-                log.exception("connector %s failed", op.name)
+            while True:
+                try:
+                    await conn.run()
+                    return
+                except Exception:
+                    log.exception("connector %s failed; restarting in %.0f s", op.name, delay)
+                await trio.sleep(delay)
+                delay = min(delay * 2, 30.0)
 
     async def _stop_connector(self, name: str, conn: Any, scope: trio.CancelScope, grace: float = 5.0) -> None:
         try:
@@ -309,13 +311,3 @@ async def _nursery_holder(*, task_status: trio.TaskStatus[trio.Nursery] = trio.T
         task_status.started(n)
         await trio.sleep_forever()
 
-
-def _optional(module: str) -> Any:
-    """Import a module built in parallel; None (logged) when it does not import yet."""
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError as e:
-        log.warning("%s unavailable: %s", module, e)
-        return None
