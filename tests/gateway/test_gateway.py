@@ -69,6 +69,9 @@ async def test_gateway_end_to_end_partner_side(bus: Bus, db: Database, nats_url:
             await mt_consumer.ack(msgs)
             mt = MtMessage.from_bytes(msgs[0].data)
             assert (mt.partner, mt.payload, mt.targets, mt.registered_delivery) == ("acme", b"via gateway", ("opA",), 1)
+            with trio.fail_after(20):  # the partner thread records the submit_sm_resp id after reading it
+                while not submitted:
+                    await trio.sleep(0.05)
             assert submitted == [format(int(mt.message_id), "x")]
             # the partner is bound (TRX): a receipt for it is delivered through the bind hook's PartnerDelivery
             dlr = DlrMessage(message_id=mt.message_id, partner="acme", state="DELIVRD",

@@ -9,19 +9,16 @@ from __future__ import annotations
 import pytest
 import trio
 
+from catalyst_smpp.client import ClientConfig, SmppClient
 from catalyst_smpp.encoding.msgid import IdRule
 from catalyst_smpp.loadgen.config import BindMode, LoadConfig, TextEncoding, make_text
 from catalyst_smpp.loadgen.report import LoadReport
 from catalyst_smpp.loadgen.runner import plan_message, run_load
 from catalyst_smpp.protocol.constants import CommandStatus, MessageState
-from catalyst_smpp.protocol.events import Bound, ConnectionClosed, Event, ResponseReceived
-from catalyst_smpp.protocol.pdu import BindTransceiver, DataSm, Pdu, SmeDestination, SubmitMulti
-from catalyst_smpp.protocol.session import SessionConfig
-from catalyst_smpp.protocol.states import Role
+from catalyst_smpp.protocol.pdu import DataSm, QuerySm, SmeDestination, SubmitMulti
 from catalyst_smpp.protocol.tlv import Tag, Tlv
 from catalyst_smpp.sim.config import DelayRange, SimConfig
 from catalyst_smpp.sim.ids import IdForm, IdFormat
-from catalyst_smpp.sim.link import Link
 from catalyst_smpp.sim.server import SmscSimulator, open_simulator
 
 
@@ -190,51 +187,41 @@ async def test_mo_messages_reach_the_load_generator() -> None:
 
 async def test_data_sm_and_submit_multi_are_answered_and_stored() -> None:
     async with open_simulator(SimConfig(id_format=IdFormat(IdForm.DEC, width=4))) as sim:
-        responses: list[Pdu] = []
-        bound = trio.Event()
-        done = trio.Event()
-
-        def on_event(event: Event) -> None:
-            if isinstance(event, Bound):
-                bound.set()
-            elif isinstance(event, ResponseReceived):
-                responses.append(event.pdu)
-                if len(responses) == 2:
-                    done.set()
-            elif isinstance(event, ConnectionClosed):
-                done.set()
-
-        stream = await trio.open_tcp_stream("127.0.0.1", sim.port)
-        link = Link(stream, Role.ESME, SessionConfig(), "test")
+        client = SmppClient(ClientConfig("127.0.0.1", sim.port, "t", "p"))
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(link.run, on_event)
-            link.send(BindTransceiver(system_id="t", password="p"))
-            await bound.wait()
-            link.send(
-                DataSm(
-                    source_addr="1",
-                    destination_addr="2",
-                    data_coding=8,
-                    tlvs=(Tlv(int(Tag.message_payload), "Привет".encode("utf-16-be")),),
-                )
-            )
-            link.send(
-                SubmitMulti(
-                    source_addr="1",
-                    short_message=b"to many",
-                    dest_address=(SmeDestination(1, 1, "447700900001"), SmeDestination(1, 1, "447700900002")),
-                )
-            )
+            await nursery.start(client.run)
             with trio.fail_after(5):
-                await done.wait()
-            link.abort()
-    assert [r.command_status for r in responses] == [0, 0]
-    assert [getattr(r, "message_id", None) for r in responses] == ["0001", "0002"]
-    data, multi = list(sim.messages)
-    assert (data.command, data.text) == ("data_sm", "Привет")
-    assert (multi.command, multi.text, multi.destinations) == (
+                await client.wait_bound()
+                data = await client.request(
+                    DataSm(
+                        source_addr="1",
+                        destination_addr="2",
+                        data_coding=8,
+                        tlvs=(Tlv(int(Tag.message_payload), "Привет".encode("utf-16-be")),),
+                    )
+                )
+                multi = await client.request(
+                    SubmitMulti(
+                        source_addr="1",
+                        short_message=b"to many",
+                        dest_address=(
+                            SmeDestination(1, 1, "447700900001"),
+                            SmeDestination(1, 1, "447700900002"),
+                        ),
+                    )
+                )
+                # a command the simulator does not handle is refused, the session stays up
+                query = await client.request(QuerySm(message_id="0001", source_addr="1"))
+            await client.aclose()
+    answers = [(r.command_status, getattr(r, "message_id", None)) for r in (data, multi)]
+    assert answers == [(0, "0001"), (0, "0002")]
+    assert query.command_status == CommandStatus.ESME_RINVCMDID
+    stored_data, stored_multi = list(sim.messages)
+    assert (stored_data.command, stored_data.text) == ("data_sm", "Привет")
+    assert (stored_multi.command, stored_multi.text, stored_multi.destinations) == (
         "submit_multi",
         "to many",
         ("447700900001", "447700900002"),
     )
-    assert (sim.stats.data_sm, sim.stats.submit_multi) == (1, 1)
+    assert (sim.stats.data_sm, sim.stats.submit_multi, sim.stats.other) == (1, 1, 1)
+    assert sim.stats.unbinds == 1

@@ -21,7 +21,6 @@ from catalyst_smpp.transport.errors import BindError, NotBoundError, SessionClos
 from catalyst_smpp.transport.net import open_stream, peer_name
 from catalyst_smpp.transport.session import BindType, Handler, SmppSession
 from catalyst_smpp.util.backoff import Backoff
-from catalyst_smpp.util.ratelimit import TokenBucket
 
 __all__ = ["ClientConfig", "ClientSession", "ClientStats", "SmppClient"]
 
@@ -72,6 +71,8 @@ class ClientConfig:
     throttle_retries: int = 5
     #: ...after this delay (doubling each time); the session takes no new requests meanwhile
     throttle_delay: float = 0.1
+    #: False: each bind is tried once; run() returns when every bind has ended (tools, tests)
+    reconnect: bool = True
     max_send_buffer: int = 256 * 1024
     handler_concurrency: int = 64
 
@@ -127,10 +128,18 @@ class SmppClient:
         self._rr = 0
         self._window_lot = trio.lowlevel.ParkingLot()  # any change that may let a request go
         self._bound_lot = trio.lowlevel.ParkingLot()
-        self._bucket: TokenBucket | None = None
+        # TPS limit as a token bucket in its "virtual scheduling" form (GCRA): each request
+        # reserves the next emission time, so waiters are served in order, each sleeps once
+        # to an exact deadline, and no float remainder can make a waiter spin on a tiny sleep.
+        self._interval = 0.0  # seconds per request; 0 = unlimited
+        self._tolerance = 0.0  # (burst - 1) * interval: how far ahead of schedule a burst may run
+        self._tat = -math.inf  # theoretical arrival time of the next request
         if config.tps is not None:
             burst = config.tps_burst if config.tps_burst is not None else max(1.0, config.tps / 10)
-            self._bucket = TokenBucket(config.tps, burst)
+            if burst < 1:
+                raise ValueError("tps_burst must be at least 1")
+            self._interval = 1.0 / config.tps
+            self._tolerance = (burst - 1.0) * self._interval
         self._cancel: trio.CancelScope | None = None
         self._done = trio.Event()
 
@@ -178,6 +187,8 @@ class SmppClient:
         first = True
         while not self.closed:
             if not first:
+                if not cfg.reconnect:
+                    return
                 delay = backoff.next_delay()
                 self.stats.reconnects += 1
                 logger.info("%s:%d bind %d (%s): reconnecting in %.2fs", cfg.host, cfg.port, index,
@@ -294,14 +305,25 @@ class SmppClient:
                 continue
             return resp
 
+    async def acquire(self) -> ClientSession:
+        """A TPS token and a bound TX/TRX session with a free window slot (waits for both).
+
+        For pipelined senders: call ``session.send_request(pdu, on_done)`` before the next
+        checkpoint, so the slot is still free.  Raises NotBoundError once the client is closed.
+        """
+        await self._take_token()
+        return await self._pick()
+
     async def _take_token(self) -> None:
-        bucket = self._bucket
-        if bucket is None:
+        interval = self._interval
+        if not interval:
             return
         now = trio.current_time()
-        while not bucket.try_take(now):
-            await trio.sleep(bucket.wait_time(now))
-            now = trio.current_time()
+        tat = self._tat if self._tat > now else now
+        allowed_at = tat - self._tolerance
+        self._tat = tat + interval
+        if allowed_at > now:
+            await trio.sleep_until(allowed_at)
 
     async def _pick(self) -> ClientSession:
         while True:

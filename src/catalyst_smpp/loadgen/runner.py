@@ -1,11 +1,14 @@
-"""The load generator on trio: binds, windows, pacing, receipts and the final report.
+"""The load generator on trio, built on :class:`catalyst_smpp.client.SmppClient`.
 
 ``await run_load(config)`` returns a :class:`LoadReport`; :func:`run_cli` wraps it
-for the command (progress line, Ctrl-C).  Every bind keeps up to ``window``
-submit_sm unanswered; a shared pacer holds the total rate when one is given.  A
-lost connection is bound again (``reconnect``); the submits it left unanswered are
-counted as ``unanswered`` and not sent again, so the counts on both sides of a
-fault test add up exactly.
+for the command (progress line, Ctrl-C).  The client keeps ``binds`` sessions up
+(and binds again after a loss when ``reconnect``); one sender task takes a free
+window slot from the client (``client.acquire()``) and pipelines submit_sm with
+``session.send_request``, so every bind keeps up to ``window`` submit_sm
+unanswered without a task per message.  A shared pacer holds the total rate when
+one is given.  Submits a lost connection left unanswered are counted as
+``unanswered`` and not sent again, so the counts on both sides of a fault test add
+up exactly; a message none of whose parts went out is sent on another bind.
 """
 
 from __future__ import annotations
@@ -18,27 +21,24 @@ from collections.abc import Callable
 import attrs
 import trio
 
+from catalyst_smpp.client import ClientConfig, ClientSession, SmppClient
+from catalyst_smpp.encoding import Encoding, SegmentMethod, segment
 from catalyst_smpp.encoding.receipts import ReceiptParseError, parse_receipt
 from catalyst_smpp.loadgen.config import BindMode, LoadConfig, TextEncoding
 from catalyst_smpp.loadgen.report import LoadReport
 from catalyst_smpp.loadgen.tracker import Tracker
 from catalyst_smpp.protocol.constants import ESM_TYPE_MASK, EsmClass
 from catalyst_smpp.protocol.errors import LocalProtocolError
-from catalyst_smpp.protocol.events import (
-    BindFailed,
-    Bound,
-    ConnectionClosed,
-    Event,
-    RequestReceived,
-    ResponseReceived,
-    ResponseTimeout,
-)
-from catalyst_smpp.protocol.pdu import BindTransceiver, BindTransmitter, DeliverSm, Pdu, SubmitSm, Unbind
+from catalyst_smpp.protocol.pdu import DeliverSm, Pdu, SubmitSm
 from catalyst_smpp.protocol.session import SessionConfig
-from catalyst_smpp.protocol.states import Role
 from catalyst_smpp.protocol.tlv import Tag, Tlv
-from catalyst_smpp.sim.link import Link
-from catalyst_smpp.sim.textcodec import DataCoding, choose_data_coding, encode_for_data_coding, split_octets
+from catalyst_smpp.transport import (
+    BindType,
+    NotBoundError,
+    Reply,
+    SessionClosedError,
+    SmppSession,
+)
 
 __all__ = ["MessagePlan", "plan_message", "run_cli", "run_load"]
 
@@ -61,19 +61,19 @@ class MessagePlan:
         return 1 if self.payload else len(self.parts)
 
 
+_ENCODINGS = {
+    TextEncoding.AUTO: None,  # GSM 03.38 (unpacked) when the text fits it, else UCS-2
+    TextEncoding.GSM: Encoding.GSM7,
+    TextEncoding.UCS2: Encoding.UCS2,
+    TextEncoding.LATIN1: Encoding.LATIN1,
+}
+
+
 def plan_message(text: str, encoding: TextEncoding, use_payload: bool = False) -> MessagePlan:
-    dc = {
-        TextEncoding.AUTO: None,
-        TextEncoding.GSM: int(DataCoding.DEFAULT),
-        TextEncoding.UCS2: int(DataCoding.UCS2),
-        TextEncoding.LATIN1: int(DataCoding.LATIN1),
-    }[encoding]
-    if dc is None:
-        dc = choose_data_coding(text)
-    octets = encode_for_data_coding(text, dc)
-    if use_payload:
-        return MessagePlan(dc, (octets,), True)
-    return MessagePlan(dc, tuple(split_octets(octets, dc)), False)
+    """Encode and split ``text`` once (catalyst_smpp.encoding); each message adds its own UDH reference."""
+    method = SegmentMethod.PAYLOAD if use_payload else SegmentMethod.UDH8
+    seg = segment(text, encoding=_ENCODINGS[encoding], method=method)
+    return MessagePlan(seg.data_coding, tuple(p.payload for p in seg.parts), use_payload)
 
 
 class _Pacer:
@@ -112,11 +112,8 @@ class _Run:
         self.finish = trio.Event()
         self.sending_over = False
         self.dest_base = int(config.dest_addr) if config.dest_addr.isdigit() else None
-        self.session_config = SessionConfig(
-            window_size=config.window,
-            response_timeout=config.response_timeout,
-            enquire_link_interval=30.0,
-        )
+        self.stopped = False
+        """The client is gone for good (no reconnect): nothing more can be sent."""
 
     def touch(self) -> None:
         self.changed.set()
@@ -178,206 +175,125 @@ class _Run:
     def more_work(self) -> bool:
         return bool(self.returned) or not self.sending_over
 
-
-class _Bind:
-    """One bind of the run: connects, binds, sends within its window, answers deliver_sm, reconnects."""
-
-    def __init__(self, run: _Run, index: int) -> None:
-        self.run = run
-        self.index = index
-        self.link: Link | None = None
-        self.pending: dict[int, tuple[float, bool]] = {}
-        self.slot = trio.Event()
-        self.bound = trio.Event()
-        self.bind_ok = False
-        self.ever_bound = False
-
     @property
-    def name(self) -> str:
-        return f"bind{self.index}"
+    def all_answered(self) -> bool:
+        return (
+            self.in_flight == 0
+            and self.composing == 0
+            and (self.stopped or (self.sending_over and not self.returned))
+        )
 
-    def on_event(self, event: Event) -> None:
-        run = self.run
-        if isinstance(event, ResponseReceived):
-            entry = self.pending.pop(event.request.sequence_number, None)
-            if entry is not None:
-                sent_at, wants = entry
-                now = trio.current_time()
-                pdu = event.pdu
-                run.tracker.response(sent_at, now, pdu.command_status, getattr(pdu, "message_id", ""), wants)
-                run.in_flight -= 1
-                run.last_response_at = now
-                self.slot.set()
-                if run.in_flight == 0:
-                    run.touch()
-        elif isinstance(event, RequestReceived):
-            self.on_request(event.pdu)
-        elif isinstance(event, ResponseTimeout):
-            if self.pending.pop(event.request.sequence_number, None) is not None:
-                run.tracker.unanswered()
-                run.in_flight -= 1
-                self.slot.set()
-                run.touch()
-        elif isinstance(event, Bound):
-            self.bind_ok = True
-            self.ever_bound = True
-            self.bound.set()
-        elif isinstance(event, BindFailed):
-            logger.warning("%s: bind refused with status 0x%X", self.name, event.response.command_status)
-            run.report.bind_failures += 1
-            self.bound.set()
-        elif isinstance(event, ConnectionClosed):
-            self.connection_lost()
-            self.bound.set()
+    # -- the client's side -----------------------------------------------------------
 
-    def connection_lost(self) -> None:
-        run = self.run
-        if self.pending:
-            run.tracker.unanswered(len(self.pending))
-            run.in_flight -= len(self.pending)
-            self.pending.clear()
-            run.touch()
-        self.slot.set()
+    def client_config(self) -> ClientConfig:
+        cfg = self.config
+        bind = BindType.TRANSCEIVER if cfg.bind_mode is BindMode.TRX else BindType.TRANSMITTER
+        return ClientConfig(
+            cfg.host,
+            cfg.port,
+            cfg.system_id,
+            cfg.password,
+            system_type=cfg.system_type,
+            binds=(bind,) * cfg.binds,
+            session=SessionConfig(
+                window_size=cfg.window,
+                response_timeout=cfg.response_timeout,
+                enquire_link_interval=30.0,
+                bind_timeout=None,
+            ),
+            connect_timeout=cfg.bind_timeout,
+            reconnect=cfg.reconnect,
+            reconnect_initial=cfg.reconnect_delay,
+            reconnect_max=max(cfg.reconnect_delay, 5.0),
+            reconnect_jitter=0.0,
+        )
 
-    def on_request(self, pdu: Pdu) -> None:
-        assert self.link is not None
-        if isinstance(pdu, DeliverSm):
-            now = trio.current_time()
-            if (pdu.esm_class & ESM_TYPE_MASK) in _RECEIPT_TYPES:
-                tlvs: dict[str | int, object] = {t.tag: t.value for t in pdu.tlvs}
-                try:
-                    receipt = parse_receipt(pdu.short_message, tlvs)
-                except ReceiptParseError as exc:
-                    logger.warning("%s: unreadable receipt: %s", self.name, exc)
-                    self.run.report.receipts_unmatched += 1
-                else:
-                    self.run.tracker.receipt(receipt, now)
-                    self.run.touch()
+    def on_deliver(self, session: SmppSession, pdu: Pdu) -> Reply:
+        """deliver_sm from the SMSC: a receipt (matched by the tracker) or an MO; anything else refused."""
+        if not isinstance(pdu, DeliverSm):
+            return 0x03  # ESME_RINVCMDID: not something a load tool handles
+        if (pdu.esm_class & ESM_TYPE_MASK) in _RECEIPT_TYPES:
+            tlvs: dict[str | int, object] = {t.tag: t.value for t in pdu.tlvs}
+            try:
+                receipt = parse_receipt(pdu.short_message, tlvs)
+            except ReceiptParseError as exc:
+                session.log.warning("unreadable receipt: %s", exc)
+                self.report.receipts_unmatched += 1
             else:
-                self.run.report.mo += 1
-            self.link.send(pdu.make_response(0))
+                self.tracker.receipt(receipt, trio.current_time())
+                self.touch()
         else:
-            try:
-                self.link.send(pdu.make_response(0x03))  # ESME_RINVCMDID: not something a load tool handles
-            except LocalProtocolError:
-                pass
+            self.report.mo += 1
+        return None
 
-    async def run_forever(self) -> None:
-        run = self.run
-        cfg = run.config
-        while True:
-            try:
-                await self.connection()
-            except OSError as exc:
-                logger.warning("%s: cannot connect to %s:%d: %s", self.name, cfg.host, cfg.port, exc)
-                run.report.bind_failures += 1
-                if not self.ever_bound:
-                    return
-            if not self.bind_ok and not self.ever_bound:
-                return  # the first bind failed: credentials or config, not worth retrying
-            needed = run.more_work or (
-                cfg.wants_receipts and run.tracker.receipts_outstanding and not run.finish.is_set()
-            )
-            if not cfg.reconnect or not needed:
+    def _done_callback(self, sent_at: float, wants: bool) -> Callable[[Pdu | BaseException], None]:
+        def done(result: Pdu | BaseException) -> None:
+            self.in_flight -= 1
+            if isinstance(result, BaseException):
+                self.tracker.unanswered()
+                self.touch()
                 return
-            await trio.sleep(cfg.reconnect_delay)
-            run.report.reconnects += 1
-            logger.info("%s: reconnecting", self.name)
-
-    async def connection(self) -> None:
-        run = self.run
-        cfg = run.config
-        with trio.fail_after(cfg.bind_timeout):
-            stream = await trio.open_tcp_stream(cfg.host, cfg.port)
-        link = Link(stream, Role.ESME, run.session_config, self.name)
-        self.link = link
-        self.bound = trio.Event()
-        self.bind_ok = False
-        bind_cls = BindTransceiver if cfg.bind_mode is BindMode.TRX else BindTransmitter
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(link.run, self.on_event)
-            link.send(bind_cls(system_id=cfg.system_id, password=cfg.password, system_type=cfg.system_type))
-            with trio.move_on_after(cfg.bind_timeout):
-                await self.bound.wait()
-            if not self.bind_ok:
-                link.abort()
-                return
-            await self.send_loop(link)
-            # all sent: wait for the responses, then for the run to finish (receipts), then unbind
-            while self.pending and not link.closed:
-                await self.slot.wait()
-                self.slot = trio.Event()
-            if link.closed:
-                return
-            closed = trio.Event()
-            nursery.start_soon(self._watch_close, link, closed)
-            with trio.move_on_at(math.inf):
-                async with trio.open_nursery() as waiters:
-
-                    async def stop_waiting_on(event: trio.Event) -> None:
-                        await event.wait()
-                        waiters.cancel_scope.cancel()
-
-                    waiters.start_soon(stop_waiting_on, run.finish)
-                    waiters.start_soon(stop_waiting_on, closed)
-            if link.closed:
-                return
-            try:
-                link.send(Unbind())
-            except LocalProtocolError:
-                return
-            with trio.move_on_after(5.0):
-                await closed.wait()
-            link.abort()
-
-    async def _watch_close(self, link: Link, closed: trio.Event) -> None:
-        while not link.closed:
-            await self.slot.wait()
-            self.slot = trio.Event()
-        closed.set()
-
-    async def send_loop(self, link: Link) -> None:
-        run = self.run
-        wants = run.config.wants_receipts
-        while not link.closed:
-            index = run.take_message()
-            if index is None:
-                return
-            run.composing += 1
-            try:
-                if not await self.send_message(link, index, wants):
-                    return
-            finally:
-                run.composing -= 1
-                if run.composing == 0:
-                    run.touch()
-
-    async def send_message(self, link: Link, index: int, wants: bool) -> bool:
-        """Send every part of one message; False when the connection was lost on the way."""
-        run = self.run
-        conn = link.conn
-        await run.pacer.wait()
-        for part, pdu in enumerate(run.build(index)):
-            while conn.window_available <= 0 and not link.closed:
-                await self.slot.wait()
-                self.slot = trio.Event()
-            if link.closed:
-                if part == 0:
-                    run.give_back(index)
-                return False
             now = trio.current_time()
-            if run.started_at is None:
-                run.started_at = now
-            try:
-                seq = link.send(pdu)
-            except LocalProtocolError:
-                if part == 0:
-                    run.give_back(index)
-                return False
-            self.pending[seq] = (now, wants)
-            run.in_flight += 1
-            run.tracker.submitted()
-        return True
+            self.tracker.response(
+                sent_at, now, result.command_status, getattr(result, "message_id", ""), wants
+            )
+            self.last_response_at = now
+            if self.in_flight == 0:
+                self.touch()
+
+        return done
+
+    async def sender(self, client: SmppClient) -> None:
+        """Take messages and send their parts within the client's windows until none is left."""
+        wants = self.config.wants_receipts
+        try:
+            while True:
+                index = self.take_message()
+                if index is None:
+                    return
+                await self.pacer.wait()
+                self.composing += 1
+                try:
+                    await self.send_message(client, index, wants)
+                finally:
+                    self.composing -= 1
+                    if self.composing == 0 and self.in_flight == 0:  # only then can the run be over
+                        self.touch()
+        except NotBoundError:  # the client stopped (no reconnect, or bind refused)
+            self.stopped = True
+            self.touch()
+
+    async def send_message(self, client: SmppClient, index: int, wants: bool) -> None:
+        """Every part of one message on one session; the rest is lost if that session goes away."""
+        pdus = self.build(index)
+        session: ClientSession | None = None
+        for part, pdu in enumerate(pdus):
+            while True:
+                try:
+                    if session is None:
+                        session = await client.acquire()
+                    else:
+                        await session.wait_window()
+                    now = trio.current_time()
+                    session.send_request(pdu, self._done_callback(now, wants))
+                except trio.WouldBlock:
+                    if part == 0:
+                        session = None
+                    continue
+                except (SessionClosedError, LocalProtocolError):
+                    if part == 0:  # nothing of it went out: another bind takes it
+                        session = None
+                        continue
+                    return
+                except NotBoundError:
+                    if part == 0:
+                        self.give_back(index)
+                    raise
+                break
+            if self.started_at is None:
+                self.started_at = now
+            self.in_flight += 1
+            self.tracker.submitted()
 
 
 async def run_load(
@@ -388,16 +304,17 @@ async def run_load(
     began = trio.current_time()
     if config.duration is not None:
         run.deadline = began + config.duration
-    binds = [_Bind(run, i) for i in range(config.binds)]
+    client = SmppClient(run.client_config(), run.on_deliver)
 
-    async def coordinator(cancel: trio.CancelScope) -> None:
-        while not (run.sending_over and run.in_flight == 0 and run.composing == 0 and not run.returned):
-            await run.changed.wait()
-        if config.wants_receipts:
-            with trio.move_on_after(config.receipt_timeout):
-                while run.tracker.receipts_outstanding:
-                    await run.changed.wait()
-        run.finish.set()
+    async def watch_binds() -> bool:
+        """Until every bind is up; a refused (or impossible) first bind ends the run: not worth retrying."""
+        stats = client.stats
+        while client.bound_count < config.binds:
+            if stats.binds == 0 and (stats.bind_failures or stats.connect_failures or client.closed):
+                run.report.bind_failures += max(1, stats.bind_failures + stats.connect_failures)
+                return False
+            await trio.sleep(0.01)
+        return True
 
     async def ticker() -> None:
         assert progress is not None
@@ -406,14 +323,22 @@ async def run_load(
             progress(run.report, trio.current_time() - began)
 
     async with trio.open_nursery() as outer:
-        outer.start_soon(coordinator, outer.cancel_scope)
+        outer.start_soon(client.run)
         if progress is not None:
             outer.start_soon(ticker)
-        async with trio.open_nursery() as workers:
-            for b in binds:
-                workers.start_soon(b.run_forever)
+        if await watch_binds():
+            outer.start_soon(run.sender, client)
+            while not run.all_answered:
+                await run.changed.wait()
+            if config.wants_receipts and not run.stopped:
+                with trio.move_on_after(config.receipt_timeout):
+                    while run.tracker.receipts_outstanding:
+                        await run.changed.wait()
+        run.finish.set()
+        await client.aclose()
         outer.cancel_scope.cancel()
 
+    run.report.reconnects = client.stats.reconnects
     run.tracker.finish()
     end = run.last_response_at if run.last_response_at is not None else trio.current_time()
     run.report.elapsed = max(0.0, end - (run.started_at if run.started_at is not None else began))

@@ -27,49 +27,32 @@ import sys
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import attrs
 import trio
 
+from catalyst_smpp.encoding import SegmentMethod, segment
 from catalyst_smpp.encoding.receipts import Receipt, format_receipt, stat_for_state
 from catalyst_smpp.protocol.constants import CommandStatus, EsmClass, MessageState
-from catalyst_smpp.protocol.errors import LocalProtocolError, WindowFullError
-from catalyst_smpp.protocol.events import (
-    ConnectionClosed,
-    Event,
-    RequestReceived,
-    ResponseReceived,
-    ResponseTimeout,
-    Unbound,
-)
-from catalyst_smpp.protocol.pdu import (
-    BindReceiver,
-    BindTransceiver,
-    BindTransmitter,
-    DataSm,
-    DeliverSm,
-    Pdu,
-    SubmitMulti,
-    SubmitSm,
-)
+from catalyst_smpp.protocol.errors import LocalProtocolError
+from catalyst_smpp.protocol.pdu import DataSm, DeliverSm, Pdu, SubmitMulti, SubmitSm
 from catalyst_smpp.protocol.session import SessionConfig
-from catalyst_smpp.protocol.states import Role
 from catalyst_smpp.protocol.tlv import Tag, Tlv
+from catalyst_smpp.server import Account, BindRequest, ServerConfig, ServerSession, SmppServer
 from catalyst_smpp.sim.config import SimConfig
 from catalyst_smpp.sim.engine import Action, ConnectionFaults, SimEngine, Verdict
-from catalyst_smpp.sim.link import Link
 from catalyst_smpp.sim.stats import SimStats
 from catalyst_smpp.sim.store import AssembledMessage, MessageStore, StoredMessage, assemble, stored_from_pdu
-from catalyst_smpp.sim.textcodec import choose_data_coding, encode_for_data_coding, split_octets
+from catalyst_smpp.transport import DEFERRED, Reply, SessionClosedError, SessionError, SmppSession
 
 __all__ = ["SmscSimulator", "open_simulator", "run_cli"]
 
 logger = logging.getLogger(__name__)
 
 _SUBMITS = (SubmitSm, DataSm, SubmitMulti)
-_BINDS = (BindTransmitter, BindReceiver, BindTransceiver)
 _SAFE_TEXT = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,:;!?'-+*/()=%&#")
 _DROP_GRACE = 5.0
 
@@ -84,141 +67,95 @@ class _Job:
     stat: str | None
 
 
-class _Session:
-    """One connection of the simulator."""
+class _Conn:
+    """The simulator's state for one connection (a :class:`ServerSession` of its server)."""
 
-    def __init__(self, sim: SmscSimulator, link: Link, peer: str) -> None:
+    def __init__(self, sim: SmscSimulator, session: ServerSession) -> None:
         self.sim = sim
-        self.link = link
-        self.peer = peer
-        self.system_id = ""
-        self.can_receive = False
-        self.bound = False
+        self.session = session
         self.faults = ConnectionFaults()
         self.dropping = False
         self.outbox: deque[_Job] = deque()
-        self.in_flight: dict[int, _Job] = {}
-        self.nursery: trio.Nursery | None = None
         self.gone = False
         self.delayed = 0
         """Responses held back by injected latency and not yet sent."""
 
     @property
-    def name(self) -> str:
-        return f"{self.system_id or '-'}@{self.peer}"
+    def usable(self) -> bool:
+        return not self.dropping and not self.gone and not self.session.is_closed
 
-    # -- events ----------------------------------------------------------------------
+    # -- requests --------------------------------------------------------------------
 
-    def on_event(self, event: Event) -> None:
-        if isinstance(event, RequestReceived):
-            self.on_request(event.pdu)
-        elif isinstance(event, ResponseReceived):
-            self.on_response(event.request, event.pdu.command_status)
-        elif isinstance(event, ResponseTimeout):
-            self.on_response(event.request, None)
-        elif isinstance(event, Unbound):
-            self.sim.stats.unbinds += 1
-            self.link.half_close()
-        elif isinstance(event, ConnectionClosed):
-            self.sim._closed(self)
-            logger.info("%s: connection closed (%s %s)", self.name, event.reason.value, event.detail)
-
-    def on_request(self, pdu: Pdu) -> None:
-        sim = self.sim
-        stats = sim.stats
+    def on_request(self, pdu: Pdu) -> Reply:
+        stats = self.sim.stats
         if isinstance(pdu, SubmitSm):
             stats.submit_sm += 1
-            self.on_submit(pdu)
-        elif isinstance(pdu, DataSm):
+            return self.on_submit(pdu)
+        if isinstance(pdu, DataSm):
             stats.data_sm += 1
-            self.on_submit(pdu)
-        elif isinstance(pdu, SubmitMulti):
+            return self.on_submit(pdu)
+        if isinstance(pdu, SubmitMulti):
             stats.submit_multi += 1
-            self.on_submit(pdu)
-        elif isinstance(pdu, _BINDS):
-            self.on_bind(pdu)
-        elif pdu.command_id in (0x0000000B, 0x00000102):  # outbind, alert_notification: no response
-            stats.other += 1
-        else:
-            stats.other += 1
-            status = int(CommandStatus.ESME_RINVCMDID)
-            stats.count_invalid(status)
-            self.link.send(pdu.make_response(status))
+            return self.on_submit(pdu)
+        stats.other += 1
+        status = int(CommandStatus.ESME_RINVCMDID)
+        stats.count_invalid(status)
+        return status
 
-    def on_bind(self, pdu: BindTransmitter | BindReceiver | BindTransceiver) -> None:
-        sim = self.sim
-        status = sim.engine.check_bind(pdu.system_id, pdu.password)
-        self.link.send(pdu.make_response(status, system_id=sim.config.system_id))
-        if status:
-            logger.info("%s: bind of %r refused (0x%X)", self.peer, pdu.system_id, status)
-            return
-        self.system_id = pdu.system_id
-        self.bound = True
-        self.can_receive = not isinstance(pdu, BindTransmitter)
-        logger.info("%s: bound (%s)", self.name, type(pdu).__name__)
-        if self.can_receive:
-            sim._receiver_bound(self)
-
-    def on_submit(self, pdu: SubmitSm | DataSm | SubmitMulti) -> None:
+    def on_submit(self, pdu: SubmitSm | DataSm | SubmitMulti) -> Reply:
         sim = self.sim
         if self.dropping:
             sim.stats.unanswered += 1
-            return
+            return DEFERRED  # never answered
         now = trio.current_time()
         verdict = sim.engine.on_submit(self.faults, now, pdu.registered_delivery)
         if verdict.action is Action.DROP:
             sim.engine.record(verdict)
             self.drop()
-            return
+            return DEFERRED
         if verdict.action is Action.REJECT:
             resp = pdu.make_response(verdict.status)
         else:
             resp = pdu.make_response(0, message_id=verdict.message_id)
         if verdict.delay <= 0:
-            self.link.send(resp)
+            # answered now, so a receipt due at once follows the response on the wire
+            self.session.respond(pdu, resp)
             self.sent(pdu, verdict, now)
-        elif self.nursery is not None:
+        else:
             self.delayed += 1
-            self.nursery.start_soon(self._respond_later, pdu, resp, verdict, now)
+            sim._later(verdict.delay, self._respond_later, pdu, resp, verdict, now)
+        return DEFERRED
 
     def sent(self, pdu: SubmitSm | DataSm | SubmitMulti, verdict: Verdict, now: float) -> None:
         """The response is on its way: count it, keep the message and plan its receipt."""
         self.sim.engine.record(verdict)
         if verdict.action is Action.ACCEPT:
-            # after the response, so a receipt due at once follows it on the wire
             self.sim._accepted(self, pdu, verdict, now)
 
-    async def _respond_later(
+    def _respond_later(
         self, pdu: SubmitSm | DataSm | SubmitMulti, resp: Pdu, verdict: Verdict, received_at: float
     ) -> None:
-        await trio.sleep(verdict.delay)
         if self.gone:
             return  # counted as unanswered when the connection closed
         self.delayed -= 1
-        if self.dropping or self.link.closed:
+        if not self.usable:
             self.sim.stats.unanswered += 1
             return
-        try:
-            self.link.send(resp)
-        except LocalProtocolError:
-            self.sim.stats.unanswered += 1
-            return
+        self.session.respond(pdu, resp)
         self.sent(pdu, verdict, received_at)
 
     def drop(self) -> None:
-        """Fault injection: answer nothing more and end the connection (see Link.half_close)."""
+        """Fault injection: answer nothing more and end the connection.
+
+        What was answered so far is written, then EOF (``shutdown_write``); we keep reading until the
+        peer closes, so every submit it sent is still counted (as unanswered), and abort after a grace."""
         if self.dropping:
             return
-        logger.info("%s: dropping the connection (fault injection)", self.name)
+        self.session.log.info("dropping the connection (fault injection)")
         self.dropping = True
         self.sim.stats.drops += 1
-        self.link.half_close()
-        if self.nursery is not None:
-            self.nursery.start_soon(self._abort_later)
-
-    async def _abort_later(self) -> None:
-        await trio.sleep(_DROP_GRACE)
-        self.link.abort()
+        self.session.shutdown_write()
+        self.sim._later(_DROP_GRACE, self.session.close)
 
     # -- deliver_sm out --------------------------------------------------------------
 
@@ -227,21 +164,21 @@ class _Session:
         self.pump()
 
     def pump(self) -> None:
-        conn = self.link.conn
-        while self.outbox and not self.dropping and not self.link.closed and conn.window_available > 0:
+        session = self.session
+        while self.outbox and self.usable and session.window_available > 0:
             job = self.outbox.popleft()
             try:
-                seq = self.link.send(job.pdu)
-            except (LocalProtocolError, WindowFullError):
+                session.send_request(job.pdu, partial(self.on_response, job))
+            except (trio.WouldBlock, SessionError, LocalProtocolError):
                 self.outbox.appendleft(job)
                 return
-            self.in_flight[seq] = job
 
-    def on_response(self, request: Pdu, status: int | None) -> None:
-        job = self.in_flight.pop(request.sequence_number, None)
-        if job is None:
-            return
+    def on_response(self, job: _Job, result: Pdu | BaseException) -> None:
         stats = self.sim.stats
+        if isinstance(result, SessionClosedError):
+            self.sim._dispatch(job)  # the connection went away first: another bind (or later) takes it
+            return
+        status = result.command_status if isinstance(result, Pdu) else None
         if job.stat is not None:
             if status == 0:
                 stats.count_receipt(job.stat)
@@ -253,15 +190,40 @@ class _Session:
             stats.mo_failed += 1
         self.pump()
 
-    def take_undelivered(self) -> list[_Job]:
-        jobs = [*self.in_flight.values(), *self.outbox]
-        self.in_flight.clear()
-        self.outbox.clear()
-        return jobs
+
+class _Authenticator:
+    """Binds are checked by the engine (credentials, counters)."""
+
+    def __init__(self, engine: SimEngine) -> None:
+        self.engine = engine
+
+    async def authenticate(self, bind: BindRequest) -> Account | int:
+        status = self.engine.check_bind(bind.system_id, bind.password)
+        if status:
+            logger.info("%s: bind of %r refused (0x%X)", bind.peer, bind.system_id, status)
+            return status
+        return Account(bind.system_id)
+
+
+class _SimServer(SmppServer):
+    def __init__(self, sim: SmscSimulator, config: ServerConfig) -> None:
+        super().__init__(
+            config, _Authenticator(sim.engine), sim._handle, on_bound=sim._on_bound, on_closed=sim._on_closed
+        )
+        self.sim = sim
+
+    async def serve_stream(self, stream: trio.abc.Stream, peer: str | None = None) -> None:
+        self.sim.stats.connections += 1
+        await super().serve_stream(stream, peer)
 
 
 class SmscSimulator:
-    """The simulator; start it with ``await nursery.start(sim.serve)`` or :func:`open_simulator`."""
+    """The simulator; start it with ``await nursery.start(sim.serve)`` or :func:`open_simulator`.
+
+    Built on :class:`catalyst_smpp.server.SmppServer`: its handler answers submits (at once, or later
+    through ``DEFERRED`` + ``session.respond`` for injected latency, or never for a drop), and receipts
+    and MO messages go out with ``session.send_request`` within each session's window.
+    """
 
     def __init__(
         self, config: SimConfig | None = None, on_stats: Callable[[SimStats], None] | None = None
@@ -272,19 +234,29 @@ class SmscSimulator:
         self.messages = MessageStore(self.config.keep_messages)
         self.port = 0
         self._on_stats = on_stats
-        self._sessions: set[_Session] = set()
-        self._receivers: dict[str, list[_Session]] = {}
+        self._conns: dict[ServerSession, _Conn] = {}
+        self._receivers: dict[str, list[_Conn]] = {}
         self._rr = itertools.count()
         self._pending: dict[str, deque[_Job]] = {}
         self._heap: list[tuple[float, int, _Job]] = []
+        self._timers: list[tuple[float, int, Callable[..., object], tuple[Any, ...]]] = []
         self._heap_seq = itertools.count()
         self._heap_wake = trio.Event()
         self._changed = trio.Event()
-        self._session_config = SessionConfig(
-            window_size=self.config.window,
-            response_timeout=10.0,
-            enquire_link_interval=None,
-            bind_timeout=30.0,
+        self.server = _SimServer(
+            self,
+            ServerConfig(
+                host=self.config.host,
+                port=self.config.port,
+                system_id=self.config.system_id,
+                session=SessionConfig(
+                    window_size=self.config.window,
+                    response_timeout=10.0,
+                    enquire_link_interval=None,
+                    bind_timeout=30.0,
+                ),
+                shutdown_timeout=1.0,
+            ),
         )
 
     # -- queries for tests -------------------------------------------------------------
@@ -299,7 +271,7 @@ class SmscSimulator:
 
     @property
     def bound_sessions(self) -> int:
-        return sum(1 for s in self._sessions if s.bound and not s.link.closed)
+        return sum(1 for s in self.server.sessions() if s.is_bound and not s.is_closed)
 
     @property
     def receipts_scheduled(self) -> int:
@@ -325,17 +297,18 @@ class SmscSimulator:
     # -- serving -----------------------------------------------------------------------
 
     async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
-        listeners = await trio.open_tcp_listeners(self.config.port, host=self.config.host)
-        self.port = listeners[0].socket.getsockname()[1]
-        logger.info("smsc-sim listening on %s:%d (%s)", self.config.host, self.port, self.config.describe())
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._receipt_scheduler)
+            await nursery.start(self.server.serve)
+            self.port = self.server.ports[0]
+            logger.info(
+                "smsc-sim listening on %s:%d (%s)", self.config.host, self.port, self.config.describe()
+            )
+            nursery.start_soon(self._scheduler)
             if self.config.mo_rate > 0:
                 nursery.start_soon(self._mo_generator)
             if self.config.stats_interval > 0 and self._on_stats is not None:
                 nursery.start_soon(self._stats_reporter)
             nursery.start_soon(self._watch_changes)
-            await nursery.start(trio.serve_listeners, self._handle, listeners)
             task_status.started(self.port)
 
     async def _watch_changes(self) -> None:
@@ -344,74 +317,64 @@ class SmscSimulator:
             await trio.sleep(0.02)
             self._touch()
 
-    async def _handle(self, stream: trio.SocketStream) -> None:
-        try:
-            host, port = stream.socket.getpeername()[:2]
-            peer = f"{host}:{port}"
-        except OSError:
-            peer = "?"
-        self.stats.connections += 1
-        link = Link(stream, Role.SMSC, self._session_config, f"sim<{peer}>")
-        session = _Session(self, link, peer)
-        self._sessions.add(session)
-        try:
-            async with trio.open_nursery() as nursery:
-                session.nursery = nursery
-                await link.run(session.on_event)
-                nursery.cancel_scope.cancel()
-        finally:
-            if not link.closed or session in self._sessions:
-                self._closed(session)
+    def _conn(self, session: ServerSession) -> _Conn:
+        conn = self._conns.get(session)
+        if conn is None:
+            conn = self._conns[session] = _Conn(self, session)
+        return conn
 
-    def _closed(self, session: _Session) -> None:
-        if session not in self._sessions:
-            return
-        self._sessions.discard(session)
+    def _handle(self, session: SmppSession, pdu: Pdu) -> Reply:
+        return self._conn(session).on_request(pdu)  # type: ignore[arg-type]
+
+    def _on_bound(self, session: ServerSession) -> None:
+        conn = self._conn(session)
+        if session.can_deliver:
+            self._receivers.setdefault(session.system_id, []).append(conn)
+            pending = self._pending.pop(session.system_id, None)
+            if pending:
+                self.stats.receipts_pending -= len(pending)
+                for job in pending:
+                    conn.push(job)
+
+    def _on_closed(self, session: ServerSession) -> None:
         self.stats.disconnects += 1
-        # responses still held back by injected latency will never be sent
-        self.stats.unanswered += session.delayed
-        session.delayed = 0
-        session.gone = True
-        if session.can_receive:
+        if session.unbound_by_peer:
+            self.stats.unbinds += 1
+        conn = self._conns.pop(session, None)
+        if conn is not None:
+            # responses still held back by injected latency will never be sent
+            self.stats.unanswered += conn.delayed
+            conn.delayed = 0
+            conn.gone = True
             receivers = self._receivers.get(session.system_id, [])
-            if session in receivers:
-                receivers.remove(session)
-        for job in session.take_undelivered():
-            self._dispatch(job)
+            if conn in receivers:
+                receivers.remove(conn)
+            jobs = list(conn.outbox)
+            conn.outbox.clear()
+            for job in jobs:
+                self._dispatch(job)
         self._touch()
-
-    def _receiver_bound(self, session: _Session) -> None:
-        self._receivers.setdefault(session.system_id, []).append(session)
-        pending = self._pending.pop(session.system_id, None)
-        if pending:
-            self.stats.receipts_pending -= len(pending)
-            for job in pending:
-                session.push(job)
 
     # -- accepted messages and their receipts ------------------------------------------
 
     def _accepted(
-        self, session: _Session, pdu: SubmitSm | DataSm | SubmitMulti, verdict: Verdict, now: float
+        self, conn: _Conn, pdu: SubmitSm | DataSm | SubmitMulti, verdict: Verdict, now: float
     ) -> None:
         keep = self.config.keep_messages != 0
+        system_id = conn.session.system_id
         stored = (
-            stored_from_pdu(pdu, session.system_id, verdict.message_id, verdict.receipt_id, now)
-            if keep
-            else None
+            stored_from_pdu(pdu, system_id, verdict.message_id, verdict.receipt_id, now) if keep else None
         )
         if stored is not None:
             self.messages.add(stored)
         if verdict.receipt_due_in is None or verdict.state is None:
             return
-        job = _Job(session.system_id, self._receipt_pdu(pdu, verdict, stored), stat_for_state(verdict.state))
-        due = trio.current_time() + verdict.receipt_due_in
+        job = _Job(system_id, self._receipt_pdu(pdu, verdict, stored), stat_for_state(verdict.state))
         if verdict.receipt_due_in <= 0:
-            # due at once: queue behind the response, which the session sends first
+            # due at once: queued behind the response, which the session sent first
             self._dispatch(job)
         else:
-            heapq.heappush(self._heap, (due, next(self._heap_seq), job))
-            if self._heap[0][2] is job:
-                self._heap_wake.set()
+            self._push_heap(trio.current_time() + verdict.receipt_due_in, job)
 
     def _receipt_pdu(
         self, pdu: SubmitSm | DataSm | SubmitMulti, verdict: Verdict, stored: StoredMessage | None
@@ -466,30 +429,46 @@ class SmscSimulator:
     def _dispatch(self, job: _Job) -> None:
         """Hand a deliver_sm to a receiving session (round-robin), or park it until one binds."""
         if job.system_id is None:
-            candidates = [s for s in self._sessions if s.can_receive and not s.dropping and not s.link.closed]
+            candidates = [c for c in self._conns.values() if c.session.can_deliver and c.usable]
         else:
-            candidates = [
-                s for s in self._receivers.get(job.system_id, ()) if not s.dropping and not s.link.closed
-            ]
+            candidates = [c for c in self._receivers.get(job.system_id, ()) if c.usable]
         if not candidates:
             if job.system_id is None:
                 return  # an MO with nobody to take it is simply not sent
             self._pending.setdefault(job.system_id, deque()).append(job)
             self.stats.receipts_pending += 1
             return
-        session = candidates[next(self._rr) % len(candidates)]
-        session.push(job)
+        candidates[next(self._rr) % len(candidates)].push(job)
 
-    async def _receipt_scheduler(self) -> None:
+    # -- time: receipts due later, delayed responses, drop grace -------------------------
+
+    def _push_heap(self, due: float, job: _Job) -> None:
+        heapq.heappush(self._heap, (due, next(self._heap_seq), job))
+        if self._heap[0][2] is job:
+            self._heap_wake.set()
+
+    def _later(self, delay: float, fn: Callable[..., object], *args: Any) -> None:
+        """Call ``fn(*args)`` after ``delay`` seconds from the scheduler task (no task per call)."""
+        entry = (trio.current_time() + delay, next(self._heap_seq), fn, args)
+        heapq.heappush(self._timers, entry)
+        if self._timers[0] is entry:
+            self._heap_wake.set()
+
+    async def _scheduler(self) -> None:
         heap = self._heap
+        timers = self._timers
         while True:
-            if not heap:
+            due = min(heap[0][0] if heap else math.inf, timers[0][0] if timers else math.inf)
+            with trio.move_on_at(due):
                 await self._heap_wake.wait()
-            else:
-                with trio.move_on_at(heap[0][0]):
-                    await self._heap_wake.wait()
             self._heap_wake = trio.Event()
             now = trio.current_time()
+            while timers and timers[0][0] <= now:
+                _, _, fn, args = heapq.heappop(timers)
+                try:
+                    fn(*args)
+                except Exception:
+                    logger.exception("simulator timer failed")
             while heap and heap[0][0] <= now:
                 _, _, job = heapq.heappop(heap)
                 self._dispatch(job)
@@ -497,9 +476,9 @@ class SmscSimulator:
     async def _mo_generator(self) -> None:
         cfg = self.config
         interval = 1.0 / cfg.mo_rate
-        data_coding = choose_data_coding(cfg.mo_text)
-        octets = encode_for_data_coding(cfg.mo_text, data_coding)
-        fits = len(split_octets(octets, data_coding)) == 1
+        fits = len(segment(cfg.mo_text).parts) == 1
+        whole = segment(cfg.mo_text, method=SegmentMethod.PAYLOAD)
+        octets = whole.parts[0].payload
         sent = 0
         next_at = trio.current_time()
         while cfg.mo_count is None or sent < cfg.mo_count:
@@ -512,7 +491,7 @@ class SmscSimulator:
                 dest_addr_ton=0,
                 dest_addr_npi=0,
                 destination_addr=cfg.mo_dest,
-                data_coding=data_coding,
+                data_coding=whole.data_coding,
                 short_message=octets if fits else b"",
                 tlvs=() if fits else (Tlv(int(Tag.message_payload), octets),),
             )

@@ -13,11 +13,11 @@ from collections.abc import Iterable, Iterator
 
 import attrs
 
+from catalyst_smpp.encoding import decode_short_message
 from catalyst_smpp.encoding.reassembly import ConcatPart, Split, split_message
 from catalyst_smpp.protocol.constants import EsmClass
 from catalyst_smpp.protocol.pdu import DataSm, SmeDestination, SubmitMulti, SubmitSm
 from catalyst_smpp.protocol.tlv import Tag, Tlv
-from catalyst_smpp.sim.textcodec import decode_for_data_coding
 
 __all__ = ["AssembledMessage", "MessageStore", "StoredMessage", "assemble", "decode_text", "stored_from_pdu"]
 
@@ -25,11 +25,11 @@ _SAR_TAGS = (Tag.sar_msg_ref_num, Tag.sar_total_segments, Tag.sar_segment_seqnum
 
 
 def decode_text(data_coding: int, body: bytes) -> str | None:
-    """The text of ``body`` under ``data_coding``, or None for binary / undecodable data."""
-    try:
-        return decode_for_data_coding(body, data_coding)
-    except (ValueError, LookupError):
-        return None
+    """The text of ``body`` (after any UDH) under ``data_coding``, or None for binary data.
+
+    data_coding 0 is GSM 03.38, one septet per octet (what SMPP carries); invalid octets decode
+    to U+FFFD instead of failing."""
+    return decode_short_message(bytes(body), data_coding).text
 
 
 @attrs.frozen

@@ -184,6 +184,11 @@ class SmppSession:
         self._draining = False  # graceful close in progress: do not close on our own Unbound
         self._finished = trio.Event()
         self._started = False
+        self._processing = False  # inside _process_events (respond() must not re-enter it)
+        self._eof = False  # shutdown_write(): later output is discarded, EOF follows what was queued
+        self._eof_sent = False
+        #: the peer sent unbind (and was answered)
+        self.unbound_by_peer = False
 
     # ------------------------------------------------------------------ properties
 
@@ -292,6 +297,18 @@ class SmppSession:
             self._process_events()
         self._begin_close()
 
+    def shutdown_write(self) -> None:
+        """Half-close: what is queued so far is written, then EOF (TCP FIN); anything queued later
+        (responses, deliver_sm, the core's own answers) is discarded.  Reading goes on until the peer
+        closes, so everything it sent is still seen (fault injection with exact counts on both sides).
+        ``close()`` ends it at once."""
+        if self._eof:
+            return
+        self._flush_out()
+        self._eof = True
+        if self._writer_lot:
+            self._writer_lot.unpark()
+
     async def unbind(self, timeout: float = 5.0) -> None:
         """Graceful close: unbind (if bound), wait up to ``timeout`` for the unbind_resp, for our
         requests in flight and for the responses we still owe, then close."""
@@ -388,9 +405,13 @@ class SmppSession:
     # ------------------------------------------------------------------ answering
 
     def respond(self, request: Pdu, reply: Reply) -> None:
-        """Answer ``request`` (whose handler returned DEFERRED); a closed session ignores it."""
+        """Answer ``request`` (whose handler returned DEFERRED); a closed session ignores it.
+
+        May also be called from inside a plain handler (then the response is queued at once,
+        before anything the handler queues after it)."""
         self._answer(request, reply)
-        self._process_events()
+        if not self._processing:
+            self._process_events()
         self._flush_out()
         if self._change_lot:
             self._change_lot.unpark_all()
@@ -485,15 +506,19 @@ class SmppSession:
         conn = self.conn
         waiters = self._waiters
         stats = self.stats
-        while (ev := conn.next_event()) is not None:
-            t = type(ev)
-            if t is ResponseReceived:
-                stats.responses_received += 1
-                self._complete(waiters.pop(ev.pdu.sequence_number, None), outcome.Value(ev.pdu))  # type: ignore[attr-defined]
-            elif t is RequestReceived:
-                self._on_request(ev.pdu)  # type: ignore[attr-defined]
-            else:
-                self._other_event(ev)
+        self._processing = True
+        try:
+            while (ev := conn.next_event()) is not None:
+                t = type(ev)
+                if t is ResponseReceived:
+                    stats.responses_received += 1
+                    self._complete(waiters.pop(ev.pdu.sequence_number, None), outcome.Value(ev.pdu))  # type: ignore[attr-defined]
+                elif t is RequestReceived:
+                    self._on_request(ev.pdu)  # type: ignore[attr-defined]
+                else:
+                    self._other_event(ev)
+        finally:
+            self._processing = False
 
     def _other_event(self, ev: Event) -> None:
         waiters = self._waiters
@@ -514,6 +539,8 @@ class SmppSession:
             if not ev.by_peer:
                 self._complete(waiters.pop(ev.pdu.sequence_number, None), outcome.Value(ev.pdu))
             self.log.info("unbound (%s)", "by peer" if ev.by_peer else "by us")
+            if ev.by_peer:
+                self.unbound_by_peer = True
             if ev.by_peer or not self._draining:
                 self.conn.close()
         elif isinstance(ev, ConnectionClosed):
@@ -574,7 +601,7 @@ class SmppSession:
 
     def _flush_out(self) -> None:
         data = self.conn.data_to_send()
-        if data:
+        if data and not self._eof:
             self._out.append(data)
             n = self._out_bytes + len(data)
             self._out_bytes = n
@@ -620,6 +647,14 @@ class SmppSession:
         stream = self.stream
         while True:
             if not self._out:
+                if self._eof and not self._eof_sent:
+                    self._eof_sent = True
+                    if isinstance(stream, trio.abc.HalfCloseableStream):
+                        try:
+                            await stream.send_eof()
+                        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                            pass
+                    continue
                 if self._closing:
                     return
                 await self._writer_lot.park()
