@@ -556,5 +556,18 @@ def load(
         sys.exit(2)
 
 
+# ------------------------------------------------------------------------------------------
+# daemon and operations: run, demo, migrate, partner, operator, route, mo-route
+# (defined in catalyst_smpp.daemon / catalyst_smpp.admin; heavy imports happen inside the commands)
+
+from catalyst_smpp import admin as _admin  # noqa: E402
+from catalyst_smpp import daemon as _daemon  # noqa: E402
+from catalyst_smpp import demo as _demo  # noqa: E402
+
+_admin.register(main)
+_daemon.register(main)
+_demo.register(main)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,0 +1,484 @@
+"""``catalyst-smpp run``: the gateway daemon — config, infrastructure, gateway, signals, systemd.
+
+Life of the process:
+
+1. load the config (``ConfigError`` → ``file: key: problem`` on stderr, exit 2), set up logging;
+2. start the metrics endpoint (``[metrics]``; it answers during start-up, ``catalyst_smpp_ready`` 0);
+3. ``open_infrastructure(cfg)`` (embedded nats-server / Postgres when no URLs are configured);
+4. ``Gateway(cfg, infra, node_id=..., metrics=...)``, ``nursery.start(gw.run)`` → ``READY=1``;
+5. signals: ``SIGHUP`` re-reads the config file (an invalid file is logged and the old config stays),
+   applies the log level and calls ``gw.reload()`` (``RELOADING=1`` … ``READY=1``); ``SIGTERM``/``SIGINT``
+   drain gracefully within ``limits.shutdown_grace`` (``STOPPING=1``) and exit 0; a second one stops at once
+   (exit 1); a third exits the process immediately.
+
+systemd: ``sd_notify`` over ``$NOTIFY_SOCKET`` (own implementation, abstract ``@`` sockets too),
+``WATCHDOG=1`` every half ``$WATCHDOG_USEC`` from the trio loop (so a stuck loop is restarted), ``STATUS=``
+lines.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import attrs
+import click
+import trio
+
+from catalyst_smpp.config import Config, ConfigError, load_config
+
+__all__ = ["EXIT_CONFIG", "Daemon", "SdNotifier", "main_run", "register"]
+
+log = logging.getLogger("catalyst_smpp.daemon")
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+
+# config sections a running gateway cannot change without a restart
+_RESTART_SECTIONS = ("node", "nats", "database", "listeners", "metrics")
+
+
+def version() -> str:
+    try:
+        return metadata.version("catalyst-smpp")
+    except metadata.PackageNotFoundError:  # pragma: no cover
+        return "0+unknown"
+
+
+# --------------------------------------------------------------------------- systemd notify
+
+
+class SdNotifier:
+    """``sd_notify(3)`` without libsystemd: datagrams to ``$NOTIFY_SOCKET`` (path or ``@abstract``).
+
+    Does nothing when the variable is unset (not started by systemd with Type=notify).
+    """
+
+    def __init__(self, address: str | None = None) -> None:
+        addr = os.environ.get("NOTIFY_SOCKET") if address is None else address
+        self.address: str | None = addr or None
+        self._sock: socket.socket | None = None
+        self._warned = False
+        if self.address:
+            target = self.address
+            if target.startswith("@"):
+                target = "\0" + target[1:]
+            self._target = target
+            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            self._sock.setblocking(False)
+
+    @property
+    def enabled(self) -> bool:
+        return self._sock is not None
+
+    def notify(self, *lines: str) -> bool:
+        """Send ``KEY=VALUE`` lines in one datagram; False if not sent (logged once)."""
+        if self._sock is None:
+            return False
+        try:
+            self._sock.sendto("\n".join(lines).encode("utf-8"), self._target)
+            return True
+        except OSError as e:
+            if not self._warned:
+                self._warned = True
+                log.warning("sd_notify to %s failed: %s", self.address, e)
+            return False
+
+    def ready(self, status: str = "") -> bool:
+        return self.notify("READY=1", *([f"STATUS={status}"] if status else []))
+
+    def reloading(self) -> bool:
+        usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+        return self.notify("RELOADING=1", f"MONOTONIC_USEC={usec}")
+
+    def stopping(self, status: str = "") -> bool:
+        return self.notify("STOPPING=1", *([f"STATUS={status}"] if status else []))
+
+    def status(self, text: str) -> bool:
+        return self.notify(f"STATUS={text}")
+
+    def watchdog(self) -> bool:
+        return self.notify("WATCHDOG=1")
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+
+def watchdog_interval() -> float | None:
+    """Half of ``$WATCHDOG_USEC`` in seconds, or None (unset, or meant for another ``$WATCHDOG_PID``)."""
+    usec = os.environ.get("WATCHDOG_USEC", "")
+    pid = os.environ.get("WATCHDOG_PID", "")
+    if not usec:
+        return None
+    if pid and pid.isdigit() and int(pid) != os.getpid():
+        return None
+    try:
+        value = int(usec)
+    except ValueError:
+        return None
+    return value / 2e6 if value > 0 else None
+
+
+# --------------------------------------------------------------------------- the daemon
+
+
+def _gateway_class() -> Any:
+    from catalyst_smpp.gateway.gateway import Gateway  # lazily: built in parallel with this module
+
+    return Gateway
+
+
+def _with_node_id(cfg: Config, node_id: str | None) -> Config:
+    if node_id:
+        return attrs.evolve(cfg, node=attrs.evolve(cfg.node, id=node_id))
+    return cfg
+
+
+class Daemon:
+    """One gateway node: owns the config, logging, metrics endpoint, infrastructure and the Gateway."""
+
+    def __init__(self, config_path: Path, cfg: Config, *, node_id: str | None = None) -> None:
+        from catalyst_smpp.metrics import Metrics
+
+        self.config_path = config_path
+        self.node_id_override = node_id
+        self.cfg = _with_node_id(cfg, node_id)
+        self.node = self.cfg.node.effective_id
+        self.metrics = Metrics()
+        self.metrics.set_info(self.node, version())
+        self.notifier = SdNotifier()
+        self.gateway: Any = None
+        self.metrics_port: int | None = None
+        self.exit_code = EXIT_OK
+        self._stop_requested = trio.Event()
+        self._signals = 0
+        self._main_scope: trio.CancelScope | None = None
+        self._reload_lock = trio.Lock()
+
+    # ---------------------------------------------------------------- entry
+
+    async def run(self) -> int:
+        try:
+            # installed before anything starts, so an early SIGTERM is a graceful stop, not a kill
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+                async with trio.open_nursery() as outer:
+                    outer.start_soon(self._signal_loop, signals, outer)
+                    if self.cfg.metrics.port:
+                        from catalyst_smpp.metrics import serve_metrics
+
+                        self.metrics_port = await outer.start(
+                            serve_metrics, self.metrics, self.cfg.metrics.host, self.cfg.metrics.port
+                        )
+                    wd = watchdog_interval()
+                    if wd is not None and self.notifier.enabled:
+                        outer.start_soon(self._watchdog, wd)
+                    with trio.CancelScope() as self._main_scope:
+                        await self._serve()
+                    outer.cancel_scope.cancel()
+        finally:
+            self.metrics.ready.set(0)
+            self.notifier.close()
+        log.info("stopped", extra={"exit_code": self.exit_code})
+        return self.exit_code
+
+    async def _serve(self) -> None:
+        from catalyst_smpp.embedded import open_infrastructure
+
+        self.notifier.status("starting: NATS and Postgres")
+        log.info(
+            "starting catalyst-smpp %s",
+            version(),
+            extra={"config": str(self.config_path), "state_dir": str(self.cfg.node.state_dir)},
+        )
+        async with open_infrastructure(self.cfg) as infra:
+            log.info(
+                "infrastructure up",
+                extra={
+                    "nats": ",".join(infra.nats_urls),
+                    "embedded_nats": infra.embedded_nats is not None,
+                    "embedded_postgres": infra.embedded_postgres is not None,
+                },
+            )
+            self.notifier.status("starting: gateway")
+            gateway_cls = _gateway_class()
+            gw = gateway_cls(self.cfg, infra, node_id=self.node, metrics=self.metrics)
+            self.gateway = gw
+            async with trio.open_nursery() as n:
+                await n.start(gw.run)
+                sampler = _Sampler(gw, infra.bus, self.metrics)
+                with trio.move_on_after(5):
+                    await sampler.sample()  # so the first scrape after READY=1 has the gauges
+                n.start_soon(sampler.run)
+                ports = list(getattr(gw, "ports", []) or [])
+                self.metrics.ready.set(1)
+                status = f"ready: SMPP on {', '.join(map(str, ports)) or '-'}"
+                if self.metrics_port:
+                    status += f"; metrics on {self.metrics_port}"
+                self.notifier.ready(status)
+                log.info(
+                    "ready", extra={"smpp_ports": ",".join(map(str, ports)), "metrics": self.metrics_port}
+                )
+                await self._stop_requested.wait()
+                await self._drain(gw)
+                n.cancel_scope.cancel()
+
+    async def _drain(self, gw: Any) -> None:
+        grace = self.cfg.limits.shutdown_grace
+        self.metrics.ready.set(0)
+        self.notifier.stopping(f"draining (up to {grace:g}s)")
+        log.info("draining", extra={"grace": grace})
+        started = trio.current_time()
+        # the gateway bounds its own wait by grace; the extra seconds only guard against a hung drain
+        with trio.move_on_after(grace + 2.0) as scope:
+            await gw.drain(grace)
+        if scope.cancelled_caught:
+            log.warning(
+                "drain did not finish within the grace period; stopping anyway", extra={"grace": grace}
+            )
+        else:
+            log.info("drained", extra={"seconds": round(trio.current_time() - started, 3)})
+
+    # ---------------------------------------------------------------- signals
+
+    async def _signal_loop(self, signals: Any, nursery: trio.Nursery) -> None:
+        async for signum in signals:
+            if signum == signal.SIGHUP:
+                if self._signals == 0:
+                    nursery.start_soon(self.reload)  # in a task: a stop signal is never held up
+                continue
+            self._signals += 1
+            name = signal.Signals(signum).name
+            if self._signals == 1:
+                log.info("%s: graceful stop", name, extra={"signal": name})
+                self._stop_requested.set()
+                if self.gateway is None and self._main_scope is not None:
+                    # still starting: nothing to drain
+                    self._main_scope.cancel()
+            elif self._signals == 2:
+                log.warning("%s again: stopping now without draining", name, extra={"signal": name})
+                self.exit_code = EXIT_FAILURE
+                self.notifier.stopping("stopping now")
+                if self._main_scope is not None:
+                    self._main_scope.cancel()
+            else:
+                log.error("%s a third time: exiting immediately", name, extra={"signal": name})
+                logging.shutdown()
+                os._exit(EXIT_FAILURE)
+
+    async def reload(self) -> bool:
+        """Re-read the config file; apply the log level and reload the gateway.  False if invalid."""
+        from catalyst_smpp.logs import set_level, setup_logging
+
+        async with self._reload_lock:
+            self.notifier.reloading()
+            self.notifier.status("reloading")
+            ok = True
+            try:
+                try:
+                    new = _with_node_id(
+                        await trio.to_thread.run_sync(load_config, self.config_path), self.node_id_override
+                    )
+                except ConfigError as e:
+                    ok = False
+                    self.metrics.config_reloads_total.labels(result="invalid").inc()
+                    log.error(
+                        "config reload refused, keeping the running config: %s",
+                        e,
+                        extra={"file": e.path, "key": e.key, "problem": e.problem},
+                    )
+                    return False
+                changed = [s for s in _RESTART_SECTIONS if getattr(new, s) != getattr(self.cfg, s)]
+                if changed:
+                    log.warning(
+                        "config sections changed that take effect only after a restart: %s",
+                        ", ".join(changed),
+                        extra={"sections": ",".join(changed)},
+                    )
+                if new.logging != self.cfg.logging:
+                    if (new.logging.format, new.logging.file) != (
+                        self.cfg.logging.format,
+                        self.cfg.logging.file,
+                    ):
+                        setup_logging(
+                            new.logging.level, new.logging.format, file=new.logging.file, node=self.node
+                        )
+                    else:
+                        set_level(new.logging.level)
+                    log.info(
+                        "logging now %s, %s",
+                        new.logging.level,
+                        new.logging.format,
+                        extra={"level": new.logging.level, "format": new.logging.format},
+                    )
+                self.cfg = attrs.evolve(self.cfg, limits=new.limits, logging=new.logging)
+                if self.gateway is not None:
+                    await _call_reload(self.gateway, self.cfg)
+                self.metrics.config_reloads_total.labels(result="ok").inc()
+                log.info("config reloaded", extra={"config": str(self.config_path)})
+                return True
+            except Exception:
+                ok = False
+                self.metrics.config_reloads_total.labels(result="error").inc()
+                log.exception("reload failed; still running")
+                return False
+            finally:
+                state = "ready" if ok else "ready (last reload failed, see the log)"
+                self.notifier.ready(state)
+
+    async def _watchdog(self, interval: float) -> None:
+        while True:
+            self.notifier.watchdog()
+            await trio.sleep(interval)
+
+
+SAMPLE_INTERVAL = 15.0
+
+
+class _Sampler:
+    """Gauges the gateway parts do not keep themselves: partner binds on this node and the JetStream backlog
+    (stored + unacknowledged) per operator (``mt``) and per partner (``dlr``, ``mo``), every 15 s."""
+
+    def __init__(self, gw: Any, bus: Any, metrics: Any) -> None:
+        self.gw = gw
+        self.bus = bus
+        self.metrics = metrics
+        self._consumers: dict[tuple[Any, str], Any] = {}
+        self._seen: set[tuple[str, str]] = set()
+        self._seen_binds: set[str] = set()
+        self._warned = False
+
+    async def run(self) -> None:
+        while True:
+            await trio.sleep(SAMPLE_INTERVAL)
+            await self.sample()
+
+    async def sample(self) -> None:
+        from catalyst_smpp.bus import Kind
+
+        snap = getattr(self.gw, "snapshot", None)
+        if snap is None:
+            return
+        receivers = getattr(self.gw, "receivers", None)
+        binds: set[str] = set()
+        if receivers is not None:
+            for p in snap.partners:
+                self.metrics.binds.labels(side="partner", name=p.system_id).set(
+                    len(receivers.bound_sessions(p.system_id))
+                )
+                binds.add(p.system_id)
+        for gone in self._seen_binds - binds:
+            _remove(self.metrics.binds, "partner", gone)
+        self._seen_binds = binds
+        wanted = [(Kind.MT, "mt", o.name) for o in snap.operators if o.enabled]
+        wanted += [
+            (k, label, p.system_id)
+            for p in snap.partners
+            for k, label in ((Kind.DLR, "dlr"), (Kind.MO, "mo"))
+        ]
+        seen: set[tuple[str, str]] = set()
+        for kind, label, name in wanted:
+            try:
+                c = self._consumers.get((kind, name))
+                if c is None:
+                    c = self._consumers[(kind, name)] = await self.bus.consumer(kind, name)
+                info = await c.info()
+            except Exception as e:  # NATS away: keep the last values, say it once
+                if not self._warned:
+                    self._warned = True
+                    log.warning("backlog sampling failed: %s", e, extra={"kind": label, "name": name})
+                return
+            self.metrics.backlog.labels(kind=label, name=name).set(info.num_pending + info.num_ack_pending)
+            seen.add((label, name))
+        self._warned = False
+        for label, name in self._seen - seen:
+            _remove(self.metrics.backlog, label, name)
+        self._seen = seen
+
+
+def _remove(gauge: Any, *labels: str) -> None:
+    try:
+        gauge.remove(*labels)
+    except KeyError:
+        pass
+
+
+async def _call_reload(gw: Any, cfg: Config) -> None:
+    """``gw.reload()``; passes the new config if the Gateway's reload accepts one."""
+    try:
+        params = inspect.signature(gw.reload).parameters
+    except (TypeError, ValueError):  # pragma: no cover
+        params = {}  # type: ignore[assignment]
+    if "cfg" in params:
+        await gw.reload(cfg=cfg)
+    elif "config" in params:
+        await gw.reload(config=cfg)
+    else:
+        await gw.reload()
+
+
+def main_run(config_path: Path, node_id: str | None = None) -> int:
+    """The ``run`` command: returns the process exit code."""
+    from catalyst_smpp.logs import setup_logging
+
+    try:
+        cfg = load_config(config_path)
+    except ConfigError as e:
+        print(str(e), file=sys.stderr)
+        return EXIT_CONFIG
+    node = node_id or cfg.node.effective_id
+    try:
+        setup_logging(cfg.logging.level, cfg.logging.format, file=cfg.logging.file, node=node)
+    except OSError as e:
+        print(f"{config_path}: logging.file: cannot open: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    daemon = Daemon(config_path, cfg, node_id=node_id)
+    try:
+        return trio.run(daemon.run)
+    except KeyboardInterrupt:  # pragma: no cover - SIGINT before the signal receiver was installed
+        return EXIT_FAILURE
+    except Exception as e:
+        log.critical("gateway failed: %s", e, exc_info=True)
+        daemon.notifier.notify(f"STATUS=failed: {e}", "ERRNO=1")
+        return EXIT_FAILURE
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def register(main: click.Group) -> None:
+    ctx = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
+
+    @main.command("run", context_settings=ctx)
+    @click.option(
+        "--config",
+        "-c",
+        "config",
+        envvar="CATALYST_SMPP_CONFIG",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default="/etc/catalyst-smpp/catalyst-smpp.toml",
+        show_default=True,
+        help="TOML config file (see config/catalyst-smpp.toml) [env CATALYST_SMPP_CONFIG].",
+    )
+    @click.option("--node-id", help="Node id for logs, metrics and NATS names (overrides node.id).")
+    def run_cmd(config: Path, node_id: str | None) -> None:
+        """Run the gateway daemon in the foreground (systemd: Type=notify).
+
+        \b
+        Signals:  SIGHUP   re-read the config file (log level, limits; partners, operators and
+                           routes are re-read from Postgres); an invalid file is logged, the old
+                           config stays in force
+                  SIGTERM  graceful drain within limits.shutdown_grace, then exit 0
+                  SIGINT   same (Ctrl-C); a second SIGTERM/SIGINT stops at once (exit 1)
+        Exit codes: 0 stopped cleanly, 1 failed, 2 invalid config (message: file: key: problem)."""
+        sys.exit(main_run(config, node_id))

@@ -1,0 +1,460 @@
+"""The daemon: config errors, structured logs, sd_notify, and ``catalyst-smpp run`` as a real process.
+
+The process test runs the gateway on the local NATS (a unique namespace) and this module's Postgres schema,
+with ``NOTIFY_SOCKET`` pointing at a datagram socket of the test (as systemd would).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from catalyst_smpp.config import NatsConfig
+from catalyst_smpp.daemon import SdNotifier, watchdog_interval
+from catalyst_smpp.embedded import free_port
+from catalyst_smpp.logs import set_level, setup_logging
+
+
+def _cli() -> list[str]:
+    return [sys.executable, "-c", "from catalyst_smpp.cli import main; main()"]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("NOTIFY_SOCKET", "WATCHDOG_", "CATALYST_"))
+    }
+    env.update(extra)
+    return env
+
+
+# --------------------------------------------------------------------------- config errors
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "problem"),
+    [
+        ("[listeners]\nport = 70000\n", "listeners", "expected an array, got a table"),
+        ("[[listeners]]\nport = 70000\n", "listeners[0].port", "70000 is out of range (maximum 65535)"),
+        ("[logging]\nlevel = 'INFOO'\n", "logging.level", "did you mean 'INFO'?"),
+        ("[nats]\nreplica = 3\n", "nats.replica", "unknown key (did you mean 'replicas'?)"),
+    ],
+)
+def test_run_with_a_bad_config_exits_2_naming_file_key_and_problem(
+    tmp_path: Path, text: str, key: str, problem: str
+) -> None:
+    cfg = tmp_path / "gw.toml"
+    cfg.write_text(text)
+    p = subprocess.run([*_cli(), "run", "--config", str(cfg)], capture_output=True, text=True, env=_env())
+    assert p.returncode == 2, p.stderr
+    line = p.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"{cfg}: {key}: ")
+    assert problem in line
+
+
+def test_run_with_a_missing_config_exits_2(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.toml"
+    p = subprocess.run([*_cli(), "run", "--config", str(missing)], capture_output=True, text=True, env=_env())
+    assert p.returncode == 2
+    assert str(missing) in p.stderr and "cannot read" in p.stderr
+
+
+# --------------------------------------------------------------------------- logs
+
+
+def _record(logger: logging.Logger) -> None:
+    logger.warning("operator bind failed", extra={"operator": "op 1", "status": "ESME_RBINDFAIL"})
+
+
+def test_text_logs_carry_timestamp_level_logger_message_and_fields() -> None:
+    buf = io.StringIO()
+    h = setup_logging("INFO", "text", node="n1", stream=buf)
+    try:
+        _record(logging.getLogger("catalyst_smpp.test"))
+        logging.getLogger("catalyst_smpp.test").debug("hidden")
+    finally:
+        logging.getLogger().removeHandler(h)
+    lines = buf.getvalue().splitlines()
+    assert len(lines) == 1
+    ts, level, rest = lines[0].split(" ", 2)
+    assert ts.endswith("Z") and ts[4] == "-" and ts[10] == "T"
+    assert level == "WARNING"
+    assert rest == ('catalyst_smpp.test: operator bind failed node=n1 operator="op 1" status=ESME_RBINDFAIL')
+
+
+def test_json_logs_and_level_change() -> None:
+    buf = io.StringIO()
+    h = setup_logging("WARNING", "json", node="n2", stream=buf)
+    try:
+        lg = logging.getLogger("catalyst_smpp.test")
+        lg.info("not yet")
+        set_level("DEBUG")
+        lg.debug("now visible", extra={"partner": "acme"})
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            lg.exception("failed")
+    finally:
+        logging.getLogger().removeHandler(h)
+        set_level("WARNING")
+    recs = [json.loads(line) for line in buf.getvalue().splitlines()]
+    assert [r["msg"] for r in recs] == ["now visible", "failed"]
+    assert recs[0]["level"] == "DEBUG" and recs[0]["logger"] == "catalyst_smpp.test"
+    assert recs[0]["node"] == "n2" and recs[0]["partner"] == "acme" and recs[0]["ts"].endswith("Z")
+    assert "ValueError: boom" in recs[1]["exc"]
+
+
+# --------------------------------------------------------------------------- sd_notify
+
+
+@pytest.fixture
+def notify_socket() -> Iterator[tuple[str, socket.socket]]:
+    """An abstract-namespace datagram socket: ('@name', sock)."""
+    name = f"catalyst-test-{uuid.uuid4().hex}"
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind("\0" + name)
+    try:
+        yield "@" + name, s
+    finally:
+        s.close()
+
+
+def test_sd_notifier_path_and_abstract_sockets(
+    tmp_path: Path, notify_socket: tuple[str, socket.socket]
+) -> None:
+    path = Path("/tmp") / f"cs-{uuid.uuid4().hex[:8]}.sock"  # short: AF_UNIX paths are limited to 108 bytes
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind(str(path))
+    try:
+        n = SdNotifier(str(path))
+        assert n.ready("ready: SMPP on 2775")
+        assert s.recv(4096) == b"READY=1\nSTATUS=ready: SMPP on 2775"
+        n.close()
+    finally:
+        s.close()
+        path.unlink()
+
+    addr, sock = notify_socket
+    n = SdNotifier(addr)
+    assert n.reloading() and n.watchdog() and n.stopping()
+    reload_msg = sock.recv(4096).decode().split("\n")
+    assert reload_msg[0] == "RELOADING=1" and reload_msg[1].startswith("MONOTONIC_USEC=")
+    assert sock.recv(4096) == b"WATCHDOG=1"
+    assert sock.recv(4096) == b"STOPPING=1"
+    n.close()
+
+    assert SdNotifier("").enabled is False and SdNotifier("").ready() is False
+
+
+def test_watchdog_interval_is_half_of_watchdog_usec(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WATCHDOG_PID", raising=False)
+    monkeypatch.delenv("WATCHDOG_USEC", raising=False)
+    assert watchdog_interval() is None
+    monkeypatch.setenv("WATCHDOG_USEC", "30000000")
+    assert watchdog_interval() == 15.0
+    monkeypatch.setenv("WATCHDOG_PID", str(os.getpid() + 1))
+    assert watchdog_interval() is None
+    monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
+    assert watchdog_interval() == 15.0
+
+
+# --------------------------------------------------------------------------- the daemon as a process
+
+
+class Notifications:
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.seen: list[str] = []
+
+    def wait_for(self, line: str, proc: subprocess.Popen[bytes], timeout: float = 120.0) -> list[str]:
+        """Read datagrams until one has the line ``line``; returns those read (timeout: a hang guard)."""
+        got: list[str] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise AssertionError(f"daemon exited with {proc.returncode} while waiting for {line}")
+            self.sock.settimeout(0.5)
+            try:
+                msg = self.sock.recv(4096).decode()
+            except TimeoutError:
+                continue
+            self.seen.append(msg)
+            got.append(msg)
+            if line in msg.split("\n"):
+                return got
+        raise AssertionError(f"no {line} from the daemon; got {got}")
+
+
+def _scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        body = r.read().decode()
+    out = {}
+    for fam in text_string_to_metric_families(body):
+        for s in fam.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def _config_text(
+    *, state: Path, nats_url: str, ns: str, dsn: str, schema: str, smpp: int, metrics: int, level: str
+) -> str:
+    return f"""
+[node]
+id = "t-node"
+state_dir = "{state}"
+
+[nats]
+urls = ["{nats_url}"]
+namespace = "{ns}"
+
+[database]
+dsn = "{dsn}"
+schema = "{schema}"
+
+[[listeners]]
+host = "127.0.0.1"
+port = {smpp}
+reuse_port = false
+
+[limits]
+shutdown_grace = "3s"
+
+[metrics]
+host = "127.0.0.1"
+port = {metrics}
+
+[logging]
+level = "{level}"
+format = "json"
+
+[[partners]]
+system_id = "dmnpartner"
+password = "pw123"
+"""
+
+
+def _smpplib_bind(port: int) -> None:
+    import smpplib.client
+
+    client = smpplib.client.Client("127.0.0.1", port, timeout=10, allow_unknown_opt_params=True)
+    client.connect()
+    try:
+        resp = client.bind_transceiver(system_id="dmnpartner", password="pw123")
+        assert resp.status == 0
+        client.unbind()
+    finally:
+        client.disconnect()
+
+
+def test_run_as_a_process_notify_metrics_reload_and_graceful_stop(
+    tmp_path: Path,
+    nats_url: str,
+    nats_config: NatsConfig,
+    pg_dsn: str,
+    pg_schema: str,
+    notify_socket: tuple[str, socket.socket],
+) -> None:
+    smpp_port, metrics_port = free_port(), free_port()
+    make: Callable[[str], str] = lambda level: _config_text(  # noqa: E731
+        state=tmp_path / "state",
+        nats_url=nats_url,
+        ns=nats_config.namespace,
+        dsn=pg_dsn,
+        schema=pg_schema,
+        smpp=smpp_port,
+        metrics=metrics_port,
+        level=level,
+    )
+    cfg = tmp_path / "gw.toml"
+    cfg.write_text(make("INFO"))
+    addr, sock = notify_socket
+    log_path = tmp_path / "stderr.log"
+    with log_path.open("wb") as err:
+        proc = subprocess.Popen(
+            [*_cli(), "run", "--config", str(cfg)],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env=_env(NOTIFY_SOCKET=addr, WATCHDOG_USEC="1000000"),
+        )
+    notes = Notifications(sock)
+    try:
+        got = notes.wait_for("READY=1", proc)
+        assert any(m.startswith("STATUS=starting") for m in got)
+        ready = next(m for m in got if "READY=1" in m.split("\n"))
+        assert f"SMPP on {smpp_port}" in ready and f"metrics on {metrics_port}" in ready
+
+        m = _scrape(metrics_port)
+        assert m[("catalyst_smpp_ready", ())] == 1
+        # sampled before READY=1: nothing bound yet, nothing queued for the seeded partner
+        assert m[("catalyst_smpp_binds", (("name", "dmnpartner"), ("side", "partner")))] == 0
+        assert m[("catalyst_smpp_backlog", (("kind", "dlr"), ("name", "dmnpartner")))] == 0
+        assert m[("catalyst_smpp_backlog", (("kind", "mo"), ("name", "dmnpartner")))] == 0
+        assert m[("catalyst_smpp_info", (("node", "t-node"), ("version", m_version(m))))] == 1
+
+        _smpplib_bind(smpp_port)
+
+        # SIGHUP with a valid, changed file: RELOADING=1 then READY=1, still serving
+        cfg.write_text(make("DEBUG"))
+        proc.send_signal(signal.SIGHUP)
+        notes.wait_for("RELOADING=1", proc)
+        notes.wait_for("READY=1", proc)
+        assert _scrape(metrics_port)[("catalyst_smpp_config_reloads_total", (("result", "ok"),))] == 1
+
+        # SIGHUP with a broken file: refused, logged, the old config stays and the gateway keeps serving
+        cfg.write_text("[[listeners]]\nport = 'x'\n")
+        proc.send_signal(signal.SIGHUP)
+        notes.wait_for("RELOADING=1", proc)
+        notes.wait_for("READY=1", proc)
+        m = _scrape(metrics_port)
+        assert m[("catalyst_smpp_config_reloads_total", (("result", "invalid"),))] == 1
+        assert m[("catalyst_smpp_ready", ())] == 1
+        _smpplib_bind(smpp_port)
+
+        assert "WATCHDOG=1" in notes.seen  # every 0.5 s with WATCHDOG_USEC=1 s
+
+        proc.send_signal(signal.SIGTERM)
+        notes.wait_for("STOPPING=1", proc)
+        assert proc.wait(timeout=60) == 0  # hang guard; the drain grace is 3 s
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    records = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
+    assert records, log_path.read_text()
+    assert all({"ts", "level", "logger", "msg"} <= r.keys() for r in records)
+    msgs = [r["msg"] for r in records]
+    assert "ready" in msgs and "drained" in msgs and "stopped" in msgs
+    refused = next(r for r in records if r["msg"].startswith("config reload refused"))
+    assert (
+        refused["level"] == "ERROR" and refused["key"] == "listeners[0].port" and refused["file"] == str(cfg)
+    )
+    assert any(r["level"] == "DEBUG" for r in records)  # the reload applied the new level
+    assert all(r.get("node") == "t-node" for r in records)
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5)
+
+
+def m_version(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> str:
+    for (name, labels), _ in samples.items():
+        if name == "catalyst_smpp_info":
+            return dict(labels)["version"]
+    raise AssertionError("no catalyst_smpp_info")
+
+
+# --------------------------------------------------------------------------- systemd unit
+
+UNIT = Path(__file__).resolve().parents[1] / "systemd" / "catalyst-smpp.service"
+
+
+def _unit_keys() -> dict[str, dict[str, list[str]]]:
+    sections: dict[str, dict[str, list[str]]] = {}
+    current = ""
+    for raw in UNIT.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            current = line[1:-1]
+            sections.setdefault(current, {})
+            continue
+        key, _, value = line.partition("=")
+        sections[current].setdefault(key.strip(), []).append(value.strip())
+    return sections
+
+
+def _seconds(value: str) -> float:
+    units = {"ms": 0.001, "s": 1, "min": 60, "m": 60}
+    for u, f in units.items():
+        if value.endswith(u) and value[: -len(u)].isdigit():
+            return int(value[: -len(u)]) * f
+    return float(value)
+
+
+def test_systemd_unit_has_what_operations_rely_on() -> None:
+    from catalyst_smpp.config import LimitsConfig
+
+    svc = _unit_keys()["Service"]
+    one = {k: v[-1] for k, v in svc.items()}
+    assert one["Type"] == "notify"
+    assert one["ExecStart"].split()[:3] == ["/usr/bin/env", "catalyst-smpp", "run"]
+    assert "--config" in one["ExecStart"]
+    assert one["ExecReload"] == "/bin/kill -HUP $MAINPID"
+    assert one["KillSignal"] == "SIGTERM"
+    assert _seconds(one["TimeoutStopSec"]) > LimitsConfig().shutdown_grace + 5
+    assert _seconds(one["WatchdogSec"]) > 0
+    assert one["Restart"] == "on-failure" and one["RestartPreventExitStatus"] == "2"
+    assert (one["User"], one["Group"]) == ("catalyst", "catalyst")
+    assert one["StateDirectory"] == "catalyst-smpp" and one["LogsDirectory"] == "catalyst-smpp"
+    for key, value in [("NoNewPrivileges", "yes"), ("ProtectSystem", "strict"), ("ProtectHome", "yes"),
+                       ("PrivateTmp", "yes")]:  # fmt: skip
+        assert one[key] == value, key
+    assert int(one["LimitNOFILE"]) >= 65536
+    assert _unit_keys()["Install"]["WantedBy"] == ["multi-user.target"]
+
+
+def test_systemd_unit_verifies() -> None:
+    """``systemd-analyze verify`` when the machine has it; else the unit must at least be well-formed."""
+    import shutil
+
+    tool = shutil.which("systemd-analyze")
+    if tool is not None:
+        p = subprocess.run([tool, "verify", str(UNIT)], capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+        assert "catalyst-smpp.service" not in p.stderr, p.stderr  # no warnings about our unit
+    else:
+        sections = _unit_keys()
+        assert set(sections) == {"Unit", "Service", "Install"}
+        assert all(all(len(v) == 1 for k, v in s.items() if k != "After") for s in sections.values())
+
+
+# --------------------------------------------------------------------------- demo
+
+
+@pytest.fixture
+def demo_state() -> Iterator[Path]:
+    """A state dir outside pytest's basetemp: run as root, the embedded Postgres runs as another user, and a
+    pytest session starting meanwhile resets /tmp/pytest-of-<user> to 0700, cutting that user off."""
+    import shutil
+    import tempfile
+
+    d = Path(tempfile.mkdtemp(prefix="catalyst-demo-test-"))
+    try:
+        yield d / "state"
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_demo_runs_end_to_end_and_again_on_the_same_state_dir(demo_state: Path) -> None:
+    """Embedded NATS and Postgres, the simulator as operator, our client as partner; a second run reuses the
+    state directory (the seeded operator is pointed at the new simulator)."""
+    state = demo_state
+    for _ in range(2):
+        p = subprocess.run(
+            [*_cli(), "demo", "--state-dir", str(state), "--timeout", "60"],
+            capture_output=True,
+            text=True,
+            env=_env(),
+            timeout=280,
+        )
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert p.stdout.count("[ok]") == 4 and "[FAIL]" not in p.stdout
+        assert "operator received: the same text in 3 part(s), data_coding 0" in p.stdout  # segmented
+        assert "data_coding 8" in p.stdout  # UCS-2 kept
+        assert p.stdout.count("receipt: DELIVRD") == 4
+        assert "all messages delivered and all receipts back" in p.stdout
+    assert (state / "nats").is_dir() and (state / "postgres").is_dir()
