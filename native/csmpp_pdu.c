@@ -2,6 +2,9 @@
 
 #include "csmpp_pdu.h"
 
+/* where the TLV count, flags and table start in the record (after the mandatory fields) */
+#define CSMPP_SM_RECORD_BASE 365
+
 static inline uint32_t rd32(const uint8_t *p)
 {
     return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | (uint32_t)p[3];
@@ -40,7 +43,68 @@ static inline int esm_ok(uint32_t cid, uint8_t esm)
     return t == 0x00 || t == 0x04 || t == 0x08 || t == 0x10 || t == 0x18 || t == 0x20;
 }
 
-int csmpp_pdu_decode_sm(const char *cbuf, size_t len, size_t offset, uint8_t *rec)
+static inline void wr16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)(v >> 8);
+    p[1] = (uint8_t)v;
+}
+
+static const csmpp_tlv_spec *find_spec(const csmpp_tlv_spec *specs, size_t nspecs, uint16_t tag)
+{
+    for (size_t i = 0; i < nspecs; i++)
+        if (specs[i].tag == tag)
+            return &specs[i];
+    return NULL;
+}
+
+/* 1 if the value buf[p, p + n) is acceptable for spec (NULL: an unknown tag). */
+static int tlv_ok(const csmpp_tlv_spec *spec, const uint8_t *value, size_t n)
+{
+    if (spec == NULL)
+        return 1;
+    if (spec->kind == CSMPP_TLV_INT)
+        return n >= 1 && n <= 8 && ((spec->sizes >> (n - 1)) & 1);
+    if (n < spec->min_len || n > spec->max_len)
+        return 0;
+    if (spec->kind == CSMPP_TLV_COCTET && n > 1 && memchr(value, 0, n - 1) != NULL)
+        return 0;
+    return 1;
+}
+
+/* Walk the TLVs in buf[p, end) into rec (count, flags, table); 1 if they are all good. */
+static int walk_tlvs(const uint8_t *buf, size_t p, size_t end,
+                     const csmpp_tlv_spec *specs, size_t nspecs, uint8_t *rec)
+{
+    uint8_t *table = rec + CSMPP_SM_RECORD_BASE + 2;
+    unsigned n = 0;
+    uint8_t flags = 0;
+    while (p < end) {
+        if (end - p < 4 || n == CSMPP_SM_MAX_TLVS)
+            return 0;
+        uint16_t tag = (uint16_t)((buf[p] << 8) | buf[p + 1]);
+        size_t vlen = (size_t)((buf[p + 2] << 8) | buf[p + 3]);
+        p += 4;
+        if (end - p < vlen)
+            return 0;
+        const csmpp_tlv_spec *spec = find_spec(specs, nspecs, tag);
+        if (!tlv_ok(spec, buf + p, vlen))
+            return 0;
+        if (spec != NULL)
+            flags |= spec->flags;
+        uint8_t *e = table + 10 * n;
+        wr16(e, tag);
+        wr32(e + 2, (uint32_t)p);
+        wr32(e + 6, (uint32_t)(p + vlen));
+        p += vlen;
+        n++;
+    }
+    rec[CSMPP_SM_RECORD_BASE] = (uint8_t)n;
+    rec[CSMPP_SM_RECORD_BASE + 1] = flags;
+    return 1;
+}
+
+int csmpp_pdu_decode_sm(const char *cbuf, size_t len, size_t offset,
+                        const csmpp_tlv_spec *specs, size_t nspecs, uint8_t *rec)
 {
     const uint8_t *buf = (const uint8_t *)cbuf;
     if (len > 0xFFFFFFFFu || offset > len || len - offset < 16)
@@ -100,6 +164,8 @@ int csmpp_pdu_decode_sm(const char *cbuf, size_t len, size_t offset, uint8_t *re
     rec[110] = (uint8_t)sm_len;
     memcpy(rec + 111, buf + p, sm_len);
     p += sm_len;
+    if (!walk_tlvs(buf, p, end, specs, nspecs, rec))
+        return 0;
 
     wr32(rec, (uint32_t)p);
     wr32(rec + 4, (uint32_t)end);

@@ -8,8 +8,8 @@ never ``_native`` itself.
 
 from __future__ import annotations
 
-from array import array
-from typing import Final
+import threading
+from typing import Any, Final
 
 from catalyst_smpp._native import ffi, lib  # the one import of the C core
 
@@ -50,6 +50,16 @@ def raise_for_code(code: int, where: str) -> None:
 
 _SCAN_SLOTS: Final = 4096
 _new = ffi.new
+# frame_scan's output slots and counters, allocated once per thread and reused (allocating
+# 16 KB of slots per call cost more than scanning a typical read); per thread because cffi
+# releases the GIL during the C call
+_scan_local = threading.local()
+
+
+def _scan_buffers() -> tuple[Any, Any, Any]:
+    bufs = (_new("uint32_t[]", _SCAN_SLOTS), _new("size_t *"), _new("size_t *"))
+    _scan_local.bufs = bufs
+    return bufs
 
 
 def frame_scan(buf: bytes | bytearray | memoryview, max_len: int, start: int = 0) -> tuple[list[int], int, int]:
@@ -63,11 +73,11 @@ def frame_scan(buf: bytes | bytearray | memoryview, max_len: int, start: int = 0
     """
     total = len(buf)
     src = ffi.from_buffer(buf)
-    consumed = _new("size_t *")
-    need = _new("size_t *")
+    try:
+        dst, consumed, need = _scan_local.bufs
+    except AttributeError:
+        dst, consumed, need = _scan_buffers()
     out: list[int] = []
-    slots = array("I", bytes(4 * _SCAN_SLOTS))
-    dst = ffi.cast("uint32_t *", ffi.from_buffer(slots))
     pos = start
     while True:
         n = lib.csmpp_frame_scan(src + pos, total - pos, max_len, dst, _SCAN_SLOTS, consumed, need)
@@ -76,7 +86,7 @@ def frame_scan(buf: bytes | bytearray | memoryview, max_len: int, start: int = 0
                 break
             raise NativeError(n, "frame_scan")
         if n:
-            chunk = slots[:n].tolist() if n < _SCAN_SLOTS else slots.tolist()
+            chunk: list[int] = ffi.unpack(dst, n)
             if pos:
                 chunk = [o + pos for o in chunk]
             out.extend(chunk)

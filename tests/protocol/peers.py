@@ -262,8 +262,14 @@ _SAR: tuple[int, ...] = (Tag.sar_msg_ref_num, Tag.sar_total_segments, Tag.sar_se
 
 
 def tlv_value(tag: int, *, alphabet: st.SearchStrategy[str] = LATIN1, non_empty: bool = False) -> st.SearchStrategy[Tlv]:
-    """A spec-valid TLV with ``tag`` (C-octet strings NUL-terminated, as the spec writes them)."""
-    spec = TLV_SPECS[tag]
+    """A spec-valid TLV with ``tag`` (C-octet strings NUL-terminated, as the spec writes them).
+
+    A tag we do not know (a vendor tag) gets an arbitrary octet string: that is all the spec
+    says about it, and it must cross byte for byte.
+    """
+    spec = TLV_SPECS.get(tag)
+    if spec is None:
+        return st.binary(min_size=1 if non_empty else 0, max_size=40).map(lambda b: Tlv(tag, b))
     if spec.kind is TlvKind.INT:
         size = spec.sizes[0]
         return st.integers(0, (1 << (8 * size)) - 1).map(lambda v: Tlv.make(tag, v))

@@ -177,8 +177,8 @@ def test_tlv_make_refuses_values_outside_the_spec(tag: int, value: int | str | b
 
 def test_check_tlv() -> None:
     assert check_tlv(Tag.message_state, b"\x02") == 0
-    assert check_tlv(Tag.message_state, b"\x00\x02") == CommandStatus.ESME_RINVPARLEN
-    assert check_tlv(Tag.receipted_message_id, b"") == CommandStatus.ESME_RINVPARLEN
+    assert check_tlv(Tag.message_state, b"\x00\x02") == CommandStatus.ESME_RINVOPTPARAMVAL
+    assert check_tlv(Tag.receipted_message_id, b"") == CommandStatus.ESME_RINVOPTPARAMVAL
     assert check_tlv(Tag.receipted_message_id, b"a\x00b\x00") == CommandStatus.ESME_RINVOPTPARAMVAL
     # a receipted_message_id without its NUL is accepted (seen from SMSCs), value read whole
     assert check_tlv(Tag.receipted_message_id, b"abc") == 0

@@ -87,7 +87,7 @@ INT_TLV_WRITTEN_AT_WRONG_SIZE = Deviation(
     "5.3.2.2 source_addr_subunit Integer(1); 5.3.2.9 source_telematics_id Integer(1)",
     "submit_sm/data_sm source_addr_subunit and data_sm source_telematics_id are written as "
     "2-octet integers",
-    "refuse them: PduDecodeError ESME_RINVPARLEN naming the TLV",
+    "refuse them: PduDecodeError ESME_RINVOPTPARAMVAL naming the TLV",
 )
 INT_TLV_DECODED_AT_OWN_SIZE = Deviation(
     "SMPPLIB_INT_TLV_DECODED_AT_OWN_SIZE",
@@ -113,7 +113,7 @@ DATA_SM_RESP_CSTRING_TLVS = Deviation(
     "5.3.2.33 delivery_failure_reason Integer(1); 5.3.2.31 network_error_code Octet String(3)",
     "data_sm_resp's delivery_failure_reason and network_error_code are written (and read) as "
     "C-octet strings; an int value cannot be encoded at all",
-    "refuse the wrong lengths with ESME_RINVPARLEN; encode the spec's forms, which smpplib then "
+    "refuse the wrong lengths with ESME_RINVOPTPARAMVAL; encode the spec's forms, which smpplib then "
     "reads one octet short",
 )
 STRING_TLV_LAST_OCTET_DROPPED = Deviation(
@@ -138,7 +138,7 @@ STRING_TLV_MAX_OFF_BY_ONE = Deviation(
     "5.3.2.19 receipted_message_id: at most 65 octets including the NUL",
     "a string TLV of exactly max characters is written with max+1 octets; a longer one is cut to "
     "max-1 characters",
-    "refuse the 66-octet receipted_message_id with ESME_RINVPARLEN",
+    "refuse the 66-octet receipted_message_id with ESME_RINVOPTPARAMVAL",
 )
 SILENT_TRUNCATION = Deviation(
     "SMPPLIB_SILENT_TRUNCATION",
@@ -469,7 +469,7 @@ def test_int_tlv_written_at_wrong_size(command: str, name: str) -> None:
     assert wire.endswith(struct.pack(">HH", tag, 2) + b"\x00\x01")  # 2 octets, the spec says 1
     with pytest.raises(PduDecodeError) as exc:
         decode_pdu(wire)
-    assert exc.value.status == S.ESME_RINVPARLEN
+    assert exc.value.status == S.ESME_RINVOPTPARAMVAL
     assert exc.value.field == name
     assert exc.value.command_id == _cid(command)
 
@@ -533,7 +533,7 @@ def test_data_sm_resp_cstring_tlvs() -> None:
     assert wire.endswith(struct.pack(">HH", Tag.delivery_failure_reason, 2) + b"1\x00")
     with pytest.raises(PduDecodeError) as exc:
         decode_pdu(wire)
-    assert (exc.value.status, exc.value.field) == (S.ESME_RINVPARLEN, "delivery_failure_reason")
+    assert (exc.value.status, exc.value.field) == (S.ESME_RINVOPTPARAMVAL, "delivery_failure_reason")
     with pytest.raises(TypeError):  # the spec's int cannot be given
         smpplib_encode("data_sm_resp", message_id="m1", delivery_failure_reason=1)
     # network_error_code: 2 characters + NUL happen to make 3 octets; 3 characters make 4
@@ -542,7 +542,7 @@ def test_data_sm_resp_cstring_tlvs() -> None:
     wire = smpplib_encode("data_sm_resp", message_id="m1", network_error_code="abc")
     with pytest.raises(PduDecodeError) as exc:
         decode_pdu(wire)
-    assert (exc.value.status, exc.value.field) == (S.ESME_RINVPARLEN, "network_error_code")
+    assert (exc.value.status, exc.value.field) == (S.ESME_RINVOPTPARAMVAL, "network_error_code")
     # ours (the spec's forms) -> smpplib reads each one octet short
     ours = DataSmResp(
         sequence_number=3,
@@ -583,7 +583,7 @@ def test_string_tlv_max_off_by_one() -> None:
     assert struct.pack(">HH", Tag.receipted_message_id, 66) in wire
     with pytest.raises(PduDecodeError) as exc:
         decode_pdu(wire)
-    assert (exc.value.status, exc.value.field) == (S.ESME_RINVPARLEN, "receipted_message_id")
+    assert (exc.value.status, exc.value.field) == (S.ESME_RINVOPTPARAMVAL, "receipted_message_id")
     wire = smpplib_encode("deliver_sm", esm_class=4, receipted_message_id="a" * 66)
     assert decode_pdu(wire).get_tlv(Tag.receipted_message_id) == "a" * 64  # cut, silently
     with pytest.raises(ValueError):

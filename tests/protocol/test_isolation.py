@@ -28,3 +28,16 @@ def test_protocol_imports_no_io_libraries() -> None:
     loaded = set(json.loads(out.stdout))
     bad = sorted(m for m in loaded if m.split(".")[0] in FORBIDDEN)
     assert bad == [], bad
+
+
+def test_public_api_is_re_exported() -> None:
+    """Every name in the package's __all__ resolves, and is the object of its home module."""
+    from catalyst_smpp.protocol import codec, pdu, session
+
+    api = catalyst_smpp.protocol
+    assert len(api.__all__) == len(set(api.__all__))
+    for name in api.__all__:
+        assert getattr(api, name) is not None, name
+    assert api.SmppConnection is session.SmppConnection
+    assert api.decode_pdu is codec.decode_pdu and api.encode_pdu is codec.encode_pdu
+    assert {c.__name__ for c in pdu.PDU_CLASSES.values()} <= set(api.__all__)

@@ -71,7 +71,6 @@ def test_vector_file_covers_enough() -> None:
         "ESME_RINVMSGLEN",
         "ESME_RINVOPTPARSTREAM",
         "ESME_RINVOPTPARAMVAL",
-        "ESME_RINVPARLEN",
         "ESME_RINVCMDLEN",
         "ESME_RINVNUMDESTS",
         "ESME_RINVDESTFLAG",

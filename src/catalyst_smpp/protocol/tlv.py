@@ -10,6 +10,7 @@ C-octet strings, ``bytes`` for octet strings and for unknown tags.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from typing import Final, NamedTuple
 
 from catalyst_smpp.protocol.constants import CommandStatus
@@ -177,12 +178,12 @@ class Tlv(NamedTuple):
     @property
     def value(self) -> TlvValue:
         """The value typed by the tag's spec: int, str (C-octet string, NUL removed) or bytes."""
-        kind = _VALUE_KIND.get(self[0])
-        raw = self[1]
+        tag, raw = self
+        kind = _VALUE_KIND.get(tag)
         if kind is None:  # octet string or unknown tag
             return raw
         if kind == 1:
-            return int.from_bytes(raw, "big")
+            return raw[0] if len(raw) == 1 else int.from_bytes(raw, "big")
         end = raw.find(0)
         return (raw if end < 0 else raw[:end]).decode("latin-1")
 
@@ -192,6 +193,11 @@ class Tlv(NamedTuple):
 
         Raises ``ValueError`` when the value does not fit the tag's spec.
         """
+        fast = _MAKERS.get(tag)
+        if fast is not None:
+            raw = fast(value)
+            if raw is not None:
+                return _tuple_new(cls, (tag, raw))
         spec = TLV_SPECS.get(tag)
         if not 0 <= tag <= 0xFFFF:
             raise ValueError(f"TLV tag 0x{tag:X} out of range")
@@ -233,7 +239,6 @@ class Tlv(NamedTuple):
         return f"Tlv({self.name}, {self.raw!r})"
 
 
-_RINVPARLEN: Final = int(CommandStatus.ESME_RINVPARLEN)
 _RINVOPTPARAMVAL: Final = int(CommandStatus.ESME_RINVOPTPARAMVAL)
 
 
@@ -254,8 +259,12 @@ _VALUE_KIND: Final[dict[int, int]] = {
 def check_tlv(tag: int, raw: bytes) -> int:
     """0 if ``raw`` is an acceptable value for ``tag``, else the command_status it earns.
 
-    * a length the spec does not allow for a known tag -> ``ESME_RINVPARLEN``
+    * a length the spec does not allow for a known tag -> ``ESME_RINVOPTPARAMVAL``
     * a C-octet string with a NUL before its last octet -> ``ESME_RINVOPTPARAMVAL``
+
+    (``ESME_RINVPARLEN`` is not used for TLVs: a TLV whose length field is self-consistent
+    but wrong for its tag has an invalid value; one whose length overruns the body breaks the
+    optional parameter stream, ``ESME_RINVOPTPARSTREAM``, which the decoder reports.)
 
     A C-octet string TLV that lacks its terminating NUL is accepted (some SMSCs send
     receipted_message_id that way; dropping a receipt for it helps nobody).  Unknown tags
@@ -266,9 +275,64 @@ def check_tlv(tag: int, raw: bytes) -> int:
         return 0
     n = len(raw)
     if n not in allowed:
-        return _RINVPARLEN
+        return _RINVOPTPARAMVAL
     if tag in COCTET_TAGS:
         i = raw.find(0)
         if 0 <= i < n - 1:
             return _RINVOPTPARAMVAL
     return 0
+
+
+# --- Tlv.make fast paths -----------------------------------------------------------------
+# One small function per known tag that returns the wire value for a good typed value, or
+# None (then make's general path explains the problem).  Measured here: ~0.8-1.0 us per make
+# through the general path, ~0.3 us through these.
+
+_tuple_new: Final = tuple.__new__
+
+
+def _int_maker(size: int) -> Callable[[object], bytes | None]:
+    top = 1 << (8 * size)
+
+    def make(value: object) -> bytes | None:
+        if type(value) is int and 0 <= value < top:
+            return value.to_bytes(size, "big")
+        return None
+
+    return make
+
+
+def _coctet_maker(lo: int, hi: int) -> Callable[[object], bytes | None]:
+    def make(value: object) -> bytes | None:
+        if type(value) is str and "\x00" not in value:
+            try:
+                raw = value.encode("latin-1") + b"\x00"
+            except UnicodeEncodeError:
+                return None
+            if lo <= len(raw) <= hi:
+                return raw
+        return None
+
+    return make
+
+
+def _octet_maker(lo: int, hi: int) -> Callable[[object], bytes | None]:
+    def make(value: object) -> bytes | None:
+        if type(value) is bytes and lo <= len(value) <= hi:
+            return value
+        return None
+
+    return make
+
+
+def _maker(spec: TlvSpec) -> Callable[[object], bytes | None] | None:
+    if spec.kind is _INT:
+        return _int_maker(spec.sizes[0]) if len(spec.sizes) == 1 else None
+    if spec.kind is _COCTET:
+        return _coctet_maker(spec.min_len, spec.max_len)
+    return _octet_maker(spec.min_len, spec.max_len)
+
+
+_MAKERS: Final[dict[int, Callable[[object], bytes | None]]] = {
+    int(tag): m for tag, spec in TLV_SPECS.items() if (m := _maker(spec)) is not None
+}
