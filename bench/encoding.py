@@ -14,6 +14,9 @@ Workloads (texts made once from a fixed seed, so every run times the same input)
   reference UDH (7 parts each).  catalyst: ``encoding.segment(text, ref=r)`` (automatic
   choice: GSM 7-bit, else UCS-2); smpplib: ``smpplib.gsm.make_parts(text)`` (the same
   choice); reference: ``ref_segment`` with the same candidates.
+* ``catalyst +parts``: ``segment`` returns the short messages in one buffer and makes the
+  ``Part`` tuples on first access of ``.parts``; this row also makes them and takes every
+  part's ``short_message`` (a list of bytes, what smpplib returns).
 * ``ucs2 encode+segment``: 64 texts of 300 characters mixing Latin, Cyrillic, Greek and
   emoji (a third of the characters beyond the BMP) -> UCS-2 parts.  Same three functions.
 
@@ -108,6 +111,9 @@ def main() -> None:
     refs = iter(range(1 << 30))
     auto = (1 << ref.GSM7) | (1 << ref.UCS2)
 
+    def with_parts(t: str) -> list[bytes]:
+        return [p.short_message for p in segment(t, ref=next(refs) & 0xFF).parts]
+
     # every implementation must accept the workload before it is timed
     for t in gsm:
         assert segment(t, ref=1).encoding is Encoding.GSM7
@@ -130,6 +136,7 @@ def main() -> None:
             gsm,
             [
                 ("catalyst_smpp", lambda t: segment(t, ref=next(refs) & 0xFF), False),
+                ("catalyst +parts", with_parts, False),
                 ("smpplib", smpplib.gsm.make_parts, False),
                 ("reference", lambda t: ref.ref_segment(t, ref.AUTO, auto_encs=auto, ref=7), True),
             ],
@@ -139,6 +146,7 @@ def main() -> None:
             emo,
             [
                 ("catalyst_smpp", lambda t: segment(t, ref=next(refs) & 0xFF), False),
+                ("catalyst +parts", with_parts, False),
                 ("smpplib", smpplib.gsm.make_parts, False),
                 ("reference", lambda t: ref.ref_segment(t, ref.AUTO, auto_encs=auto, ref=7), True),
             ],

@@ -114,9 +114,11 @@ ALWAYS_INLINE int units_k(const codec_t *c, const int kind, uint32_t cp)
     }
     if (kind == K_OCTET)
         return cp <= c->octet_max;
-    if (cp < 0xD800 || (cp >= 0xE000 && cp <= 0xFFFF))
-        return 1;
-    return cp >= 0x10000 && cp <= 0x10FFFF ? 2 : 0;
+    /* branch-free on the mix of BMP and supplementary characters (emoji text mixes them at
+     * random: a branch on the plane is mispredicted about every other character) */
+    if (__builtin_expect(cp - 0xD800u < 0x800u || cp > 0x10FFFFu, 0))
+        return 0;
+    return 1 + (cp > 0xFFFF);
 }
 
 static int lang_ok(int32_t lang) { return lang >= 0 && lang < CSMPP_GSM_NLANG; }
@@ -226,37 +228,72 @@ static inline int writer_finish(writer_t *w)
 ALWAYS_INLINE int32_t encode_body(const codec_t *c, const uint8_t *t, const int32_t width, const int kind,
                                   const int packed, size_t start, size_t end, writer_t *w, size_t *bad)
 {
+    /* the writer's fields live in locals: a store through `out` (uint8_t) could alias them,
+     * which would make the compiler reload and store them around every octet */
+    uint8_t *const out = w->out;
+    const size_t cap = w->cap;
+    const uint8_t *const main_lo = c->main_lo, *const shift_lo = c->shift_lo;
+    size_t pos = w->pos, i, next_try = start;
     uint8_t code[4];
-    int32_t units = 0;
-    size_t i;
+    int32_t units = 0, rc = 0;
     for (i = start; i < end; i++) {
-        uint32_t cp = cp_at(t, width, i);
+        uint32_t cp;
         int k;
+        if (kind == K_UCS2 && i >= next_try) {
+            /* runs of four BMP characters (no surrogates) at a time; after a run ends, the
+             * next 16 characters go one by one (text that mixes in emoji would otherwise
+             * make this test unpredictable) */
+            while (end - i >= 4 && cap - pos >= 8) {
+                uint32_t a = cp_at(t, width, i), b = cp_at(t, width, i + 1);
+                uint32_t d = cp_at(t, width, i + 2), e = cp_at(t, width, i + 3);
+                if (((a | b | d | e) > 0xFFFF) | (a - 0xD800u < 0x800u) | (b - 0xD800u < 0x800u) |
+                    (d - 0xD800u < 0x800u) | (e - 0xD800u < 0x800u)) {
+                    next_try = i + 16;
+                    break;
+                }
+                out[pos] = (uint8_t)(a >> 8), out[pos + 1] = (uint8_t)a;
+                out[pos + 2] = (uint8_t)(b >> 8), out[pos + 3] = (uint8_t)b;
+                out[pos + 4] = (uint8_t)(d >> 8), out[pos + 5] = (uint8_t)d;
+                out[pos + 6] = (uint8_t)(e >> 8), out[pos + 7] = (uint8_t)e;
+                pos += 8;
+                units += 4;
+                i += 4;
+            }
+            if (i >= end)
+                break;
+        }
+        cp = cp_at(t, width, i);
         if (kind == K_GSM && !packed && cp < 0x100) {
             /* the common case: one table look-up, written straight out */
-            uint8_t v = c->main_lo[cp];
+            uint8_t v = main_lo[cp];
             if (v != 0xFF) {
-                if (w->pos >= w->cap)
-                    return CSMPP_E_OUTPUT;
-                w->out[w->pos++] = v;
+                if (pos >= cap)
+                    goto output;
+                out[pos++] = v;
                 units++;
                 continue;
             }
-            if ((v = c->shift_lo[cp]) != 0xFF) {
-                if (w->cap - w->pos < 2)
-                    return CSMPP_E_OUTPUT;
-                w->out[w->pos++] = ESC;
-                w->out[w->pos++] = v;
+            if ((v = shift_lo[cp]) != 0xFF) {
+                if (cap - pos < 2)
+                    goto output;
+                out[pos++] = ESC;
+                out[pos++] = v;
                 units += 2;
                 continue;
             }
         }
-        if (kind == K_UCS2 && cp < 0xD800) {
-            if (w->cap - w->pos < 2)
-                return CSMPP_E_OUTPUT;
-            w->out[w->pos++] = (uint8_t)(cp >> 8);
-            w->out[w->pos++] = (uint8_t)cp;
-            units++;
+        if (kind == K_UCS2 && !(cp - 0xD800u < 0x800u || cp > 0x10FFFFu) && cap - pos >= 4) {
+            /* one code unit or a surrogate pair, without a branch on which (emoji text mixes
+             * them at random): four octets are written, the last two of a BMP character are
+             * overwritten by what follows or lie past the end */
+            uint32_t sup = cp > 0xFFFF, u = cp - 0x10000;
+            uint32_t hi = sup ? 0xD800 | (u >> 10) : cp, lo = 0xDC00 | (u & 0x3FF);
+            out[pos] = (uint8_t)(hi >> 8);
+            out[pos + 1] = (uint8_t)hi;
+            out[pos + 2] = (uint8_t)(lo >> 8);
+            out[pos + 3] = (uint8_t)lo;
+            pos += 2 + 2 * sup;
+            units += 1 + (int32_t)sup;
             continue;
         }
         k = enc_char_k(c, kind, cp, code);
@@ -266,23 +303,31 @@ ALWAYS_INLINE int32_t encode_body(const codec_t *c, const uint8_t *t, const int3
         }
         if (k == 0) {
             *bad = i;
-            return CSMPP_E_UNMAPPABLE;
+            rc = CSMPP_E_UNMAPPABLE;
+            goto done;
         }
-        if (kind == K_GSM) {
-            int j, rc;
+        if (kind == K_GSM && packed) {
+            int j;
+            w->pos = pos;
             for (j = 0; j < k; j++)
                 if ((rc = put_septet(w, code[j])) < 0)
                     return rc;
+            pos = w->pos;
         } else {
             int j, octets = kind == K_UCS2 ? 2 * k : k;
-            if (w->cap - w->pos < (size_t)octets)
-                return CSMPP_E_OUTPUT;
+            if (cap - pos < (size_t)octets)
+                goto output;
             for (j = 0; j < octets; j++)
-                w->out[w->pos++] = code[j];
+                out[pos++] = code[j];
         }
         units += k;
     }
-    return units;
+done:
+    w->pos = pos;
+    return rc < 0 ? rc : units;
+output:
+    w->pos = pos;
+    return CSMPP_E_OUTPUT;
 }
 
 static int32_t encode_range(const codec_t *c, const uint8_t *t, int32_t width, size_t start, size_t end,
@@ -825,4 +870,51 @@ int32_t csmpp_seg_plan(const void *text, size_t n, int32_t width, int32_t enc,
         }
     }
     return best.nparts;
+}
+
+/* --- the one-buffer form for the Python face ------------------------------------------- */
+
+#define SEG_TABLE_MAX (CSMPP_SEG_HEAD + 16 * CSMPP_SEG_MAX_PARTS)
+
+size_t csmpp_seg_run_max_len(size_t n, int32_t method)
+{
+    return SEG_TABLE_MAX + csmpp_seg_max_len(n, method);
+}
+
+int32_t csmpp_seg_run(const char *text1, const char32_t *text4, size_t n, int32_t ref,
+                      const int32_t *cfg, uint8_t *out, size_t out_cap)
+{
+    int32_t parts[CSMPP_SEG_PART_FIELDS * CSMPP_SEG_MAX_PARTS];
+    int32_t info[CSMPP_SEG_INFO_LEN];
+    int32_t tab[4 * CSMPP_SEG_MAX_PARTS];
+    const void *text = text1 ? (const void *)text1 : (const void *)text4;
+    int32_t width = text1 ? 1 : 4;
+    int32_t rc, np, i;
+    size_t base, end;
+
+    if (out_cap < SEG_TABLE_MAX)
+        return CSMPP_E_OUTPUT;
+    if (!text || !cfg) {
+        memset(out, 0, CSMPP_SEG_HEAD);
+        return CSMPP_E_ARG;
+    }
+    rc = csmpp_seg_plan(text, n, width, cfg[0], cfg[1], cfg[2], (uint32_t)cfg[3], (uint32_t)cfg[4], cfg[5], ref,
+                        cfg[6], cfg[7], cfg[8], cfg[9], out + SEG_TABLE_MAX, out_cap - SEG_TABLE_MAX, parts,
+                        CSMPP_SEG_MAX_PARTS, info);
+    memcpy(out, info, sizeof info);
+    if (rc <= 0)
+        return rc < 0 ? rc : CSMPP_E_ARG;
+    np = rc;
+    base = CSMPP_SEG_HEAD + 16 * (size_t)np;
+    end = (size_t)parts[5 * (np - 1)] + (size_t)parts[5 * (np - 1) + 2];
+    memmove(out + base, out + SEG_TABLE_MAX, end);
+    for (i = 0; i < np; i++) {
+        int32_t start = (int32_t)base + parts[5 * i];
+        tab[i] = start;
+        tab[np + i] = start + parts[5 * i + 2];
+        tab[2 * np + i] = parts[5 * i + 3];
+        tab[3 * np + i] = parts[5 * i + 4];
+    }
+    memcpy(out + CSMPP_SEG_HEAD, tab, 16 * (size_t)np);
+    return (int32_t)(base + end);
 }

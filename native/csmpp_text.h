@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <uchar.h>
 
 #include "csmpp_common.h"
 
@@ -105,6 +106,25 @@ int32_t csmpp_seg_plan(const void *text, size_t n, int32_t width, int32_t enc,
                        uint32_t auto_langs, int32_t method, int32_t ref, int32_t port_ie,
                        int32_t dst_port, int32_t src_port, int32_t replacement, uint8_t *out,
                        size_t out_cap, int32_t *parts, size_t max_parts, int32_t *info);
+/* The hot path of the Python face: csmpp_seg_plan with its settings in one array and its
+ * results in one buffer, so that a call converts 7 arguments and the caller copies one
+ * block of octets.
+ *
+ * Text: text1 (n octets, width 1) or, when text1 is NULL, text4 (n code points).
+ * cfg (CSMPP_SEG_CFG_LEN int32): enc, single_lang, locking_lang, auto_encs, auto_langs,
+ * method, port_ie, dst_port, src_port, replacement -- csmpp_seg_plan's arguments.
+ * out (at least csmpp_seg_run_max_len(n, method) octets) gets, from its start:
+ *   CSMPP_SEG_INFO_LEN int32 (native order): csmpp_seg_plan's info;
+ *   then for the np parts four arrays of np int32: the offset in out of each part's
+ *   short_message, the offset of its end, its first code point index, its end index;
+ *   then the short messages one after another.
+ * Returns the octets written (the info, the table and the messages), or an error code as
+ * csmpp_seg_plan's (the info is written then too). */
+#define CSMPP_SEG_CFG_LEN 10
+#define CSMPP_SEG_HEAD 32
+size_t csmpp_seg_run_max_len(size_t n, int32_t method);
+int32_t csmpp_seg_run(const char *text1, const char32_t *text4, size_t n, int32_t ref,
+                      const int32_t *cfg, uint8_t *out, size_t out_cap);
 /* cdef:end */
 
 #endif
