@@ -31,6 +31,7 @@ reconnect times.
 from __future__ import annotations
 
 import logging
+import re
 import ssl
 import time
 from collections.abc import Callable
@@ -84,6 +85,7 @@ TEMPORARY_STATUSES = frozenset(
 )
 _SAR_TAGS = frozenset({int(Tag.sar_msg_ref_num), int(Tag.sar_total_segments), int(Tag.sar_segment_seqnum)})
 _PAYLOAD_TAG = int(Tag.message_payload)
+_PLAIN_GSM = re.compile(rb"[\x00-\x1a\x1c-\x7f]*")  # GSM 7-bit octets, no escape (extension table)
 _ALPHABETS = {"gsm7": Alphabet.GSM7, "latin1": Alphabet.LATIN1, "ascii": Alphabet.IA5}
 _METHODS = {
     "udh8": SegmentMethod.UDH8,
@@ -157,6 +159,19 @@ def build_submits(mt: MtMessage, operator: Operator, ref: int) -> list[SubmitSm]
     reg = (mt.registered_delivery & ~0x03) | 0x01
     udhi = bool(mt.esm_class & UDHI)
     has_sar = any(t in _SAR_TAGS for t, _ in mt.tlvs)
+    payload = mt.payload
+    if (
+        mt.data_coding == 0
+        and not udhi
+        and 0 < len(payload) <= 160
+        and mt.partner_dc0 == "gsm7"
+        and operator.data_coding_0 == "gsm7"
+        and _PLAIN_GSM.fullmatch(payload) is not None
+        and not any(t == _PAYLOAD_TAG or t in _SAR_TAGS for t, _ in mt.tlvs)
+    ):
+        # fast path: one GSM 7-bit part, same meaning of data_coding 0 on both sides -- the partner's
+        # octets are already what the operator needs (what decoding and re-encoding would give)
+        return [_submit(mt, payload, 0, mt.esm_class, reg, tuple(Tlv(t, raw) for t, raw in mt.tlvs))]
     payload = mt.payload
     payload_tlv = next((raw for t, raw in mt.tlvs if t == _PAYLOAD_TAG), None)
     if payload_tlv is not None and not payload:
@@ -555,9 +570,12 @@ class OperatorConnector:
 
     async def _submit_job(self, job: _Job) -> None:
         try:
-            async with trio.open_nursery() as n:
-                for i, pdu in enumerate(job.pdus):
-                    n.start_soon(self._submit_part, job, i, pdu)
+            if len(job.pdus) == 1:  # the common case: no nursery, no second task
+                await self._submit_part(job, 0, job.pdus[0])
+            else:
+                async with trio.open_nursery() as n:
+                    for i, pdu in enumerate(job.pdus):
+                        n.start_soon(self._submit_part, job, i, pdu)
         finally:
             if not job.settled:
                 self._classify(job)
@@ -569,9 +587,15 @@ class OperatorConnector:
             client = self.client
             if client is None:
                 raise NotBoundError("operator disabled")
-            with trio.fail_after(self.submit_timeout):
+            # a bare CancelScope: trio.fail_after's generator context manager cost more than the request
+            scope = trio.CancelScope(deadline=trio.current_time() + self.submit_timeout)
+            with scope:
                 resp = await client.request(pdu)
+            if scope.cancelled_caught:
+                raise trio.TooSlowError
             job.results[i] = resp
+            if resp.command_status == 0 and job.mt is not None:
+                self._remember(job.mt, i, len(job.pdus), resp.message_id)
             if self.metrics is not None:
                 self.metrics.operator_submit_seconds.observe(trio.current_time() - t0)
                 st = "ok" if resp.command_status == 0 else f"0x{resp.command_status:08X}"
@@ -583,6 +607,14 @@ class OperatorConnector:
         finally:
             self._inflight_parts -= 1
             self._slot.set()
+
+    def _remember(self, mt: MtMessage, i: int, n: int, operator_id: str) -> None:
+        """The id mapping for an early receipt on this node (the KV gets it in :meth:`_settle`)."""
+        try:
+            key = normalise_operator_id(operator_id, self.operator.submit_id_format)
+        except ValueError:
+            return
+        self.inbound.recent.put(key, IdMapping(mt.message_id, mt.partner, mt.registered_delivery, i + 1, n))
 
     def _classify(self, job: _Job) -> None:
         perm = temp = None

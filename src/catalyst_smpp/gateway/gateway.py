@@ -67,8 +67,11 @@ def _ssl_context(listener: ListenerConfig) -> ssl.SSLContext | None:
 
 class Gateway:
     def __init__(self, cfg: Config, infra: Any, *, node_id: str, metrics: Any = None,
-                 node_num: int | None = None, connectors: bool = True) -> None:
+                 node_num: int | None = None, connectors: bool = True,
+                 connector_options: dict[str, Any] | None = None) -> None:
         self.cfg = cfg
+        # extra OperatorConnector keywords (down_after, retry_delays, client_options, ...): tests, tuning
+        self.connector_options = dict(connector_options or {})
         self.infra = infra
         self.bus = infra.bus
         self.db = infra.db
@@ -117,7 +120,7 @@ class Gateway:
         self._apply_snapshot(await self.db.snapshot())
         async with trio.open_nursery() as n:
             self._nursery = n
-            self.events = EventPublisher(self.bus, node=self.node_id)
+            self.events = EventPublisher(self.bus, node=self.node_id, pack=True)
             await n.start(self.events.run)
             self.writer = EventWriter(self.bus, self.db, batch=cfg.limits.event_batch)
             n.start_soon(self.writer.run)
@@ -216,7 +219,8 @@ class Gateway:
                     log.exception("updating connector %s failed", name)
                 continue
             conn = OperatorConnector(op, self.bus, node=self.node_id, events=self.events,
-                                     router=self._router, metrics=self.metrics, ids=self.ids.next_str)
+                                     router=self._router, metrics=self.metrics, ids=self.ids.next_str,
+                                     **self.connector_options)
             scope = trio.CancelScope()
             self.connectors[name] = (conn, scope)
             self._nursery.start_soon(self._run_connector, op, conn, scope)

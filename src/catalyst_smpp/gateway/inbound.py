@@ -11,8 +11,13 @@ or the text (:func:`catalyst_smpp.encoding.receipts.parse_receipt`), the id norm
 operator's ``receipt_id_format``, looked up in the KV (``bus.opids``) → ``DlrMessage`` on
 ``DLR.<partner>`` with msg_id ``"dlr:<message_id>:<part>:<state>"``.
 
+* The ids this node's connector got in submit_sm_resp are remembered in memory (:class:`RecentIds`,
+  bounded, filled by the connector as each response arrives): a receipt that comes back on this node
+  -- the common case -- is mapped without a KV read, even before the connector has stored the mapping.
+  The KV stays the source of truth across nodes and restarts (it is read for every id not found here).
 * An unknown id (a fast SMSC can send the receipt before the connector has stored the mapping of
-  the submit_sm_resp) is looked up again after each of ``lookup_delays`` (default 0.25, 0.5, 1, 2 s)
+  the submit_sm_resp) is looked up again once after ``quick_retry`` (20 ms: the response may just
+  not have been processed yet), then after each of ``lookup_delays`` (default 0.25, 0.5, 1, 2 s)
   while its deliver_sm stays unanswered; then it is answered ``ESME_ROK``, counted
   (``stats.unknown``) and logged.
 * Intermediate notifications (ENROUTE) are answered and not forwarded.
@@ -39,6 +44,7 @@ reassembles.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import logging
 import time
 from collections.abc import Callable
@@ -57,7 +63,7 @@ from catalyst_smpp.protocol.tlv import Tag
 from catalyst_smpp.store import Operator, normalise_operator_id
 from catalyst_smpp.transport import DEFERRED
 
-__all__ = ["FAILED_STATES", "PARTS_KEY", "InboundHandler", "InboundStats", "wants_receipt"]
+__all__ = ["FAILED_STATES", "PARTS_KEY", "InboundHandler", "InboundStats", "RecentIds", "wants_receipt"]
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +105,34 @@ class _Router(Protocol):
     def route_mo(self, dest: str, source: str = "") -> str | None: ...
 
 
+class RecentIds:
+    """Normalised operator id → :class:`IdMapping` for the ids this node submitted lately (bounded, oldest
+    out first).  A cache in front of the KV, never instead of it: the connector still stores every mapping
+    in the KV before acking the MT message."""
+
+    __slots__ = ("_d", "max_entries")
+
+    def __init__(self, max_entries: int = 200_000) -> None:
+        self._d: dict[str, IdMapping] = {}
+        self.max_entries = max_entries
+
+    def put(self, key: str, mapping: IdMapping) -> None:
+        d = self._d
+        d[key] = mapping
+        if len(d) > self.max_entries:
+            for k in list(itertools.islice(d, len(d) - self.max_entries)):
+                del d[k]
+
+    def get(self, key: str) -> IdMapping | None:
+        return self._d.get(key)
+
+    def discard(self, key: str) -> None:
+        self._d.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+
 @attrs.define
 class InboundStats:
     receipts: int = 0
@@ -109,6 +143,8 @@ class InboundStats:
     unknown: int = 0
     """Receipts whose id never showed up in the KV (answered ESME_ROK)."""
     lookup_retries: int = 0
+    local_hits: int = 0
+    """Receipts mapped from :class:`RecentIds` (no KV read)."""
     bad_receipts: int = 0
     mo: int = 0
     mo_unrouted: int = 0
@@ -123,6 +159,7 @@ class _In:
     key: str = ""
     attempts: int = 0
     due: float = 0.0
+    quick: bool = False
 
 
 def _payload(pdu: Pdu) -> bytes:
@@ -153,6 +190,8 @@ class InboundHandler:
         metrics: Any = None,
         lookup_delays: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0),
         max_batch: int = 1000,
+        quick_retry: float = 0.02,
+        recent_size: int = 200_000,
     ) -> None:
         self.operator = operator
         self.bus = bus
@@ -162,6 +201,8 @@ class InboundHandler:
         self.metrics = metrics
         self.lookup_delays = lookup_delays
         self.max_batch = max_batch
+        self.quick_retry = quick_retry
+        self.recent = RecentIds(recent_size)
         self.stats = InboundStats()
         if ids is None:
             from catalyst_smpp.gateway.ids import IdGenerator, node_number
@@ -301,21 +342,41 @@ class InboundHandler:
         publish: list[tuple[PublishItem, list[_In], Callable[[], None] | None]],
         answered_ok: list[_In],
     ) -> None:
-        try:
-            found = await self.bus.opids.get_many([(op.name, it.key) for it in receipts])
-        except BusError as exc:
-            self.stats.bus_errors += 1
-            log.warning(
-                "operator %s: KV lookup failed (%s); receipts answered with a temporary error", op.name, exc
-            )
-            for it in receipts:
-                self._respond(it, _TEMP)
-            return
+        recent = self.recent
+        found: list[IdMapping | None] = [recent.get(it.key) for it in receipts]
+        missing = [k for k, m in enumerate(found) if m is None]
+        if missing and any(not receipts[k].quick for k in missing):
+            # the submit_sm_resp of these may have arrived with the receipt, its task not yet run: let it
+            await trio.sleep(0)
+            for k in missing:
+                found[k] = recent.get(receipts[k].key)
+            missing = [k for k in missing if found[k] is None]
+        self.stats.local_hits += len(found) - len(missing)
+        if missing:
+            try:
+                got_kv = await self.bus.opids.get_many([(op.name, receipts[k].key) for k in missing])
+            except BusError as exc:
+                self.stats.bus_errors += 1
+                log.warning(
+                    "operator %s: KV lookup failed (%s); receipts answered with a temporary error",
+                    op.name,
+                    exc,
+                )
+                for it in receipts:
+                    self._respond(it, _TEMP)
+                return
+            for k, m in zip(missing, got_kv, strict=True):
+                found[k] = m if m is not None else recent.get(receipts[k].key)
         known: list[tuple[_In, IdMapping]] = []
         now = trio.current_time()
         for it, m in zip(receipts, found, strict=True):
             if m is not None:
                 known.append((it, m))
+                continue
+            if not it.quick and self.quick_retry > 0:
+                it.quick = True
+                it.due = now + self.quick_retry
+                self._parked.append(it)
                 continue
             if it.attempts < len(self.lookup_delays):
                 it.due = now + self.lookup_delays[it.attempts]
@@ -363,6 +424,7 @@ class InboundHandler:
                 answered_ok.append(it)
                 continue
             state = stat_for_state(r.state)
+            recent.discard(it.key)
             if m.parts == 1:
                 decided.append(([it], m, state, 1, r))
                 continue
