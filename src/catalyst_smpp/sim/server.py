@@ -12,7 +12,8 @@ bounded by ``keep_messages``) with its octets, data_coding, UDH / SAR details an
 decoded text.  Receipts go to a receiver or transceiver bind of the same
 system_id; while there is none they wait (store-and-forward) and go out on the
 next such bind.  A receipt whose deliver_sm goes unanswered because the
-connection was lost is queued again.
+connection was lost is queued again; one answered with a temporary error
+(``ESME_RX_T_APPN``, ``ESME_RTHROTTLED``, ``ESME_RMSGQFUL``) is sent again a second later.
 """
 
 from __future__ import annotations
@@ -55,6 +56,11 @@ logger = logging.getLogger(__name__)
 _SUBMITS = (SubmitSm, DataSm, SubmitMulti)
 _SAFE_TEXT = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,:;!?'-+*/()=%&#")
 _DROP_GRACE = 5.0
+#: deliver_sm answered with one of these is sent again after _RETRY_DELAY (as SMSCs do), not counted failed
+_RETRY_DELIVER = frozenset(
+    {int(CommandStatus.ESME_RX_T_APPN), int(CommandStatus.ESME_RTHROTTLED), int(CommandStatus.ESME_RMSGQFUL)}
+)
+_RETRY_DELAY = 1.0
 
 
 @attrs.define
@@ -179,6 +185,12 @@ class _Conn:
             self.sim._dispatch(job)  # the connection went away first: another bind (or later) takes it
             return
         status = result.command_status if isinstance(result, Pdu) else None
+        if status in _RETRY_DELIVER:
+            # a temporary refusal (the ESME could not take it now): an SMSC tries again later
+            stats.deliver_retries += 1
+            self.sim._later(_RETRY_DELAY, self.sim._dispatch, job)
+            self.pump()
+            return
         if job.stat is not None:
             if status == 0:
                 stats.count_receipt(job.stat)

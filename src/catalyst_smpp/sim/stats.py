@@ -38,7 +38,10 @@ class SimStats:
     receipts_pending: int = 0
     """Receipts due but waiting for the ESME to bind a receiver or transceiver."""
     receipts_failed: int = 0
-    """deliver_sm receipts answered with an error status or never answered."""
+    """deliver_sm receipts answered with a permanent error status or never answered."""
+    deliver_retries: int = 0
+    """deliver_sm (receipts, MO) answered with a temporary error (ESME_RX_T_APPN, ESME_RTHROTTLED,
+    ESME_RMSGQFUL) and sent again a second later."""
     mo_sent: int = 0
     mo_failed: int = 0
     enquire_link: int = 0

@@ -1,0 +1,292 @@
+"""Faults under load, each with an exact count at the end: every message the partner got ESME_ROK for is at
+the simulator (none lost); copies beyond the first are counted and allowed only where the fault makes them
+unavoidable, and then bounded.
+
+Load: our SmppClient as the partner, unique texts, each submitted until acknowledged (see harness.py).
+"""
+
+from __future__ import annotations
+
+import trio
+
+from catalyst_smpp.client import BindType
+from catalyst_smpp.protocol.constants import MessageState
+from catalyst_smpp.sim import DelayRange, IdForm, IdFormat, SimConfig
+
+from .harness import (
+    Env,
+    GatewayProcess,
+    Receipts,
+    RecordingSim,
+    SimSlot,
+    check_delivered,
+    open_gateway,
+    open_sim,
+    partner_client,
+    submit_load,
+    texts,
+    wait_delivered,
+    wait_for,
+    wait_receipts,
+)
+
+OP_WINDOW = 50  # operator window in harness.Env.add_operator: at most this many submits in flight per bind
+
+
+def _sim(**kw: object) -> SimConfig:
+    kw.setdefault("receipt_delay", DelayRange(0.01, 0.05))
+    kw.setdefault("id_format", IdFormat(IdForm.HEX, width=10, upper=True))
+    return SimConfig(**kw)  # type: ignore[arg-type]
+
+
+def _setup(env: Env, port: int, **op: object) -> None:
+    env.add_partner("acme")
+    op.setdefault("submit_id_format", "hex")
+    op.setdefault("receipt_id_format", "hex")
+    env.add_operator("opA", port, **op)
+    env.add_route(None, "44", ["opA"])
+
+
+# --------------------------------------------------------------------------- (a) SIGKILL of the gateway
+
+
+async def test_gateway_killed_with_sigkill_mid_load_and_restarted(env: Env) -> None:
+    n = 300
+    all_texts = texts("kill", n)
+    receipts = Receipts()
+    async with open_sim(_sim()) as sim:
+        _setup(env, sim.port)
+        gw = GatewayProcess(env, env.tmp)
+        gw.start()
+        try:
+            await gw.wait_listening()
+            client = partner_client(gw.port, handler=receipts.handler)
+            killed = trio.Event()
+            async with trio.open_nursery() as n_:
+                await n_.start(client.run)
+                await client.wait_bound()
+
+                def on_ack(count: int) -> None:
+                    if count == n // 3 and not killed.is_set():
+                        killed.set()
+
+                async def killer() -> None:
+                    await killed.wait()
+                    gw.kill()  # SIGKILL: no drain, in-flight submits and acks lost
+                    gw.start()
+                    await gw.wait_listening()
+
+                n_.start_soon(killer)
+                with trio.fail_after(150):
+                    load = await submit_load(client, all_texts, on_ack=on_ack)
+                assert killed.is_set() and gw.runs == 2
+                await wait_delivered(load, lambda: [sim], 90)
+                await wait_receipts(load, receipts, 90)
+                await client.aclose()
+        finally:
+            gw.stop()
+        count = check_delivered(all_texts, load, sim)
+    assert count.acked == n and count.missing == [] and count.unexpected == 0
+    # copies: partner re-submits after an unknown outcome, and submits in flight at the operator when the
+    # gateway died (redelivered by JetStream after ack_wait)
+    assert count.duplicates <= len(load.uncertain) + OP_WINDOW, count
+    assert set(load.acked.values()) <= {r for r, _ in receipts.items}
+
+
+# --------------------------------------------------------------------------- (b) NATS restarted
+
+
+async def test_nats_server_restarted_mid_load(env: Env, nats_server_factory: object) -> None:
+    srv = nats_server_factory()  # type: ignore[operator]
+    env.nats_url = srv.url
+    n = 300
+    all_texts = texts("nats", n)
+    receipts = Receipts()
+    restarted = trio.Event()
+    async with open_sim(_sim()) as sim:
+        _setup(env, sim.port)
+        async with open_gateway(env, "gw-a") as gw:
+            client = partner_client(gw.ports[0], handler=receipts.handler)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(client.run)
+                await client.wait_bound()
+                started = trio.Event()
+
+                def on_ack(count: int) -> None:
+                    if count == n // 3:
+                        started.set()
+
+                async def restart() -> None:
+                    await started.wait()
+                    srv.stop()
+                    await trio.sleep(1.5)
+                    srv.start()
+                    restarted.set()
+
+                nursery.start_soon(restart)
+                with trio.fail_after(150):
+                    load = await submit_load(client, all_texts, on_ack=on_ack)
+                assert restarted.is_set()
+                await wait_delivered(load, lambda: [sim], 90)
+                await wait_receipts(load, receipts, 90)
+                await client.aclose()
+            assert gw.bus.reconnects >= 1
+        count = check_delivered(all_texts, load, sim)
+    assert count.acked == n and count.missing == [] and count.unexpected == 0
+    assert count.duplicates <= len(load.uncertain) + OP_WINDOW, count
+
+
+# --------------------------------------------------------------------------- (c) operator drops, SMSC down
+
+
+async def test_operator_connection_dropped_and_simulator_down_for_a_while(env: Env) -> None:
+    n = 300
+    all_texts = texts("drop", n)
+    receipts = Receipts()
+    sims: list[RecordingSim] = []
+    async with trio.open_nursery() as sim_nursery:
+        # the first SMSC drops each connection after 40 PDUs and at random (p=0.01; that submit is never
+        # answered); once a third of the messages reached it, it goes away for 2 s; a second one comes back
+        # on the same port (its ids from another range) and drops each connection after 60 PDUs
+        slot1 = SimSlot()
+        sim1 = await slot1.start(sim_nursery, _sim(drop_after=40, drop_probability=0.01))
+        sims.append(sim1)
+        _setup(env, sim1.port)
+        async with open_gateway(env, "gw-a") as gw:
+            client = partner_client(gw.ports[0], handler=receipts.handler)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(client.run)
+                await client.wait_bound()
+                back = trio.Event()
+
+                async def outage() -> None:
+                    # a third of the messages reached the first SMSC: it goes away
+                    await wait_for(lambda: len(sim1.messages) >= n // 3, 120, "a third at the first SMSC")
+                    slot1.stop()
+                    await trio.sleep(2.0)
+                    slot2 = SimSlot()
+                    sims.append(
+                        await slot2.start(
+                            sim_nursery, _sim(port=sim1.port, id_start=10_000_000, drop_after=60)
+                        )
+                    )
+                    back.set()
+
+                nursery.start_soon(outage)
+                with trio.fail_after(150):
+                    load = await submit_load(client, all_texts)
+                await wait_for(back.is_set, 120, "the second SMSC up")
+                await wait_delivered(load, lambda: sims, 120)
+                await client.aclose()
+        sim_nursery.cancel_scope.cancel()
+    count = check_delivered(all_texts, load, *sims)
+    assert count.acked == n and count.missing == [] and count.unexpected == 0
+    drops = sum(s.stats.drops for s in sims)
+    assert sims[0].stats.drops >= 1 and sims[1].stats.drops >= 1
+    # an operator that drops the connection after accepting a message but before its response is read
+    # makes a copy unavoidable; at most the in-flight submits of each lost connection
+    assert count.duplicates <= OP_WINDOW * (drops + 1), (count, drops)
+    print(f"drops {drops}; receipts at the partner {len(receipts.items)}")
+
+
+# --------------------------------------------------------------------------- (d) operator throttling
+
+
+async def test_operator_throttling(env: Env) -> None:
+    n = 300
+    all_texts = texts("thr", n)
+    receipts = Receipts()
+    # the SMSC takes 100 submits/s and answers ESME_RTHROTTLED above that; the operator record says 1000 TPS
+    async with open_sim(_sim(throttle_rate=100.0, throttle_burst=10.0)) as sim:
+        _setup(env, sim.port, tps=1000.0)
+        async with open_gateway(env, "gw-a") as gw:
+            client = partner_client(gw.ports[0], handler=receipts.handler)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(client.run)
+                await client.wait_bound()
+                with trio.fail_after(120):
+                    load = await submit_load(client, all_texts)
+                await wait_delivered(load, lambda: [sim], 120)
+                await wait_receipts(load, receipts, 60)
+                await trio.sleep(0.5)  # a copy would arrive now
+                await client.aclose()
+        count = check_delivered(all_texts, load, sim)
+        throttled = sim.stats.throttled
+    print(f"throttled by the SMSC: {throttled}")
+    assert throttled > 0
+    assert count.acked == n and count.missing == [] and count.unexpected == 0
+    assert count.duplicates == 0  # a throttled submit was not accepted: retrying it makes no copy
+    assert sorted(r for r, _ in receipts.items) == sorted(load.acked.values())  # one receipt each
+
+
+# --------------------------------------------------------------------------- (e) partner offline
+
+
+async def test_partner_offline_while_receipts_arrive_then_binds_again(env: Env) -> None:
+    n = 200
+    all_texts = texts("off", n)
+    async with open_sim(
+        _sim(receipt_mix=((MessageState.DELIVERED, 50.0), (MessageState.UNDELIVERABLE, 50.0)))
+    ) as sim:
+        _setup(env, sim.port)
+        async with open_gateway(env, "gw-a") as gw:
+            # a transmitter bind only: nobody can take the receipts
+            tx = partner_client(gw.ports[0], binds=(BindType.TRANSMITTER,))
+            async with trio.open_nursery() as nursery:
+                await nursery.start(tx.run)
+                await tx.wait_bound()
+                with trio.fail_after(120):
+                    load = await submit_load(tx, all_texts)
+                await tx.aclose()
+            await wait_delivered(load, lambda: [sim], 60)
+            await wait_for(lambda: sim.stats.receipts_sent == n, 60, "the SMSC sent every receipt")
+            await trio.sleep(1.0)
+            assert "acme" not in gw.deliveries
+            # now bind a receiver: every receipt comes, once
+            receipts = Receipts()
+            rx = partner_client(gw.ports[0], handler=receipts.handler, binds=(BindType.RECEIVER,))
+            async with trio.open_nursery() as nursery:
+                await nursery.start(rx.run)
+                await wait_receipts(load, receipts, 60)
+                await trio.sleep(1.0)  # a copy would arrive now
+                await rx.aclose()
+        count = check_delivered(all_texts, load, sim)
+    assert count.acked == n and count.missing == [] and count.duplicates == 0
+    ids = [r for r, _ in receipts.items]
+    assert sorted(ids) == sorted(load.acked.values()), "each receipt exactly once"
+    by_op = {m.text: sim.receipt_stats[m.message_id] for m in sim.messages}
+    want = {load.acked[t]: by_op[t] for t in all_texts}
+    assert dict(receipts.items) == want
+    assert set(want.values()) == {"DELIVRD", "UNDELIV"}
+
+
+# --------------------------------------------------------------------------- (f) two gateways
+
+
+async def test_two_gateways_partner_on_one_operator_on_the_other(env: Env) -> None:
+    n = 200
+    all_texts = texts("two", n)
+    receipts = Receipts()
+    async with open_sim(_sim()) as sim:
+        _setup(env, sim.port)
+        # A: partner side only (no operator connector); B: operator connector (nobody binds to it)
+        async with (
+            open_gateway(env, "gw-a", connectors=False, node_num=1) as gw_a,
+            open_gateway(env, "gw-b", node_num=2) as gw_b,
+        ):
+            assert gw_a.connectors == {} and set(gw_b.connectors) == {"opA"}
+            client = partner_client(gw_a.ports[0], handler=receipts.handler)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(client.run)
+                await client.wait_bound()
+                with trio.fail_after(120):
+                    load = await submit_load(client, all_texts)
+                await wait_delivered(load, lambda: [sim], 60)
+                await wait_receipts(load, receipts, 60)
+                await trio.sleep(0.5)
+                await client.aclose()
+            assert gw_b.receivers.bound_sessions("acme") == []
+            assert sim.stats.binds >= 1
+        count = check_delivered(all_texts, load, sim)
+    assert count.acked == n and count.missing == [] and count.duplicates == 0
+    assert sorted(r for r, _ in receipts.items) == sorted(load.acked.values())
