@@ -244,6 +244,9 @@ class ConnectorStats:
     duplicate_parts: int = 0
     """Parts accepted by the operator in an attempt that was then retried (they will be sent again)."""
     kv_errors: int = 0
+    kv_retries: int = 0
+    ack_retries: int = 0
+    """Retries of storing id mappings (NATS unavailable); each one that succeeds saves a re-submission."""
 
 
 @attrs.define(slots=True, eq=False)
@@ -709,18 +712,25 @@ class OperatorConnector:
                     owners.append(j)
             failed_jobs: set[int] = set()
             results: list[Any] = []
-            for attempt in range(3):
+            # The operator has accepted these: giving one back to the queue means submitting it again (a
+            # duplicate at the handset).  So keep trying to store the mapping -- through a NATS reconnect --
+            # until shortly before JetStream would redeliver the message anyway (ack_wait after the fetch).
+            ack_wait = self.bus.cfg.streams.mt.ack_wait
+            deadline = min(j.started for j in ok) + 0.8 * ack_wait
+            delay = 0.1
+            while True:
                 try:
                     results = await self.bus.opids.put_many(items)
                 except BusError as exc:
                     results = [exc] * len(items)
                 bad = [k for k, r in enumerate(results) if not getattr(r, "ok", False)]
-                if not bad:
+                if not bad or trio.current_time() + delay >= deadline:
                     break
-                if attempt < 2:
-                    await trio.sleep(0.2 * (attempt + 1))
-                    items = [items[k] for k in bad]
-                    owners = [owners[k] for k in bad]
+                self.stats.kv_retries += 1
+                await trio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                items = [items[k] for k in bad]
+                owners = [owners[k] for k in bad]
             failed_jobs = {id(owners[k]) for k, r in enumerate(results) if not getattr(r, "ok", False)}
             for j in ok:
                 if id(j) in failed_jobs:
@@ -841,7 +851,20 @@ class OperatorConnector:
                     self._failed(j, "REJECTD" if j.outcome == "perm" else "UNDELIV")
 
         if ack:
-            await c.ack(ack)
+            # an ack lost to a NATS outage means a redelivery and so a second submit: retry it through the
+            # reconnect (the consumer's pending state survives a server restart) until ack_wait is near
+            deadline = min(j.started for j in batch) + 0.8 * self.bus.cfg.streams.mt.ack_wait
+            delay = 0.1
+            while True:
+                try:
+                    await c.ack(ack)
+                    break
+                except BusError:
+                    if trio.current_time() + delay >= deadline:
+                        raise
+                    self.stats.ack_retries += 1
+                    await trio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
         if term:
             self.stats.termed += len(term)
             await c.term(term)
