@@ -2,8 +2,20 @@
 
 #include "csmpp_pdu.h"
 
-/* where the TLV count, flags and table start in the record (after the mandatory fields) */
-#define CSMPP_SM_RECORD_BASE 365
+/* where the fields sit in the record (see csmpp_pdu.h) */
+#define R_SEQ 0
+#define R_ST 8
+#define R_SATON 14
+#define R_SA 16
+#define R_DATON 37
+#define R_DA 39
+#define R_ESM 60
+#define R_SD 63
+#define R_VP 80
+#define R_RD 97
+#define R_SM 101
+#define R_CID 356
+#define R_FLAGS 357
 
 static inline uint32_t rd32(const uint8_t *p)
 {
@@ -71,36 +83,55 @@ static int tlv_ok(const csmpp_tlv_spec *spec, const uint8_t *value, size_t n)
     return 1;
 }
 
-/* Walk the TLVs in buf[p, end) into rec (count, flags, table); 1 if they are all good. */
+static inline void wr64(uint8_t *p, uint64_t v)
+{
+    wr32(p, (uint32_t)(v >> 32));
+    wr32(p + 4, (uint32_t)v);
+}
+
+/* Walk the TLVs in buf[p, end) into rec (flags, table); the number of TLVs, or -1 if one is bad. */
 static int walk_tlvs(const uint8_t *buf, size_t p, size_t end,
                      const csmpp_tlv_spec *specs, size_t nspecs, uint8_t *rec)
 {
-    uint8_t *table = rec + CSMPP_SM_RECORD_BASE + 2;
-    unsigned n = 0;
+    uint8_t *table = rec + CSMPP_SM_RECORD_BASE;
+    int n = 0;
     uint8_t flags = 0;
     while (p < end) {
         if (end - p < 4 || n == CSMPP_SM_MAX_TLVS)
-            return 0;
+            return -1;
         uint16_t tag = (uint16_t)((buf[p] << 8) | buf[p + 1]);
         size_t vlen = (size_t)((buf[p + 2] << 8) | buf[p + 3]);
         p += 4;
         if (end - p < vlen)
-            return 0;
+            return -1;
         const csmpp_tlv_spec *spec = find_spec(specs, nspecs, tag);
         if (!tlv_ok(spec, buf + p, vlen))
-            return 0;
-        if (spec != NULL)
+            return -1;
+        uint8_t kind = 0;
+        uint64_t v = 0;
+        if (spec != NULL) {
             flags |= spec->flags;
-        uint8_t *e = table + 10 * n;
+            if (spec->kind == CSMPP_TLV_INT) {
+                kind = CSMPP_TLV_INT;
+                for (size_t i = 0; i < vlen; i++)
+                    v = (v << 8) | buf[p + i];
+            } else if (spec->kind == CSMPP_TLV_COCTET) {
+                const uint8_t *nul = vlen ? memchr(buf + p, 0, vlen) : NULL;
+                kind = CSMPP_TLV_COCTET;
+                v = nul != NULL ? (uint64_t)(nul - buf) : (uint64_t)(p + vlen);
+            }
+        }
+        uint8_t *e = table + CSMPP_SM_TLV_ENTRY_LEN * n;
         wr16(e, tag);
         wr32(e + 2, (uint32_t)p);
         wr32(e + 6, (uint32_t)(p + vlen));
+        e[10] = kind;
+        wr64(e + 11, v);
         p += vlen;
         n++;
     }
-    rec[CSMPP_SM_RECORD_BASE] = (uint8_t)n;
-    rec[CSMPP_SM_RECORD_BASE + 1] = flags;
-    return 1;
+    rec[R_FLAGS] = flags;
+    return n;
 }
 
 int csmpp_pdu_decode_sm(const char *cbuf, size_t len, size_t offset,
@@ -118,58 +149,54 @@ int csmpp_pdu_decode_sm(const char *cbuf, size_t len, size_t offset,
         return 0;
     size_t end = offset + cl;
     size_t p = offset + 16;
-    uint8_t *ints = rec + 17;
     int n;
 
-    if (take_cstr(buf, &p, end, 6, rec + 28) < 0)
+    if (take_cstr(buf, &p, end, 6, rec + R_ST) < 0)
         return 0;
     if (end - p < 2)
         return 0;
-    ints[0] = buf[p];
-    ints[1] = buf[p + 1];
+    rec[R_SATON] = buf[p];
+    rec[R_SATON + 1] = buf[p + 1];
     p += 2;
-    if (take_cstr(buf, &p, end, 21, rec + 34) < 0)
+    if (take_cstr(buf, &p, end, 21, rec + R_SA) < 0)
         return 0;
     if (end - p < 2)
         return 0;
-    ints[2] = buf[p];
-    ints[3] = buf[p + 1];
+    rec[R_DATON] = buf[p];
+    rec[R_DATON + 1] = buf[p + 1];
     p += 2;
-    if (take_cstr(buf, &p, end, 21, rec + 55) < 0)
+    if (take_cstr(buf, &p, end, 21, rec + R_DA) < 0)
         return 0;
     if (end - p < 3)
         return 0;
-    ints[4] = buf[p];
-    ints[5] = buf[p + 1];
-    ints[6] = buf[p + 2];
+    rec[R_ESM] = buf[p];
+    rec[R_ESM + 1] = buf[p + 1];
+    rec[R_ESM + 2] = buf[p + 2];
     p += 3;
-    if (!esm_ok(cid, ints[4]))
+    if (!esm_ok(cid, rec[R_ESM]))
         return 0;
-    n = take_cstr(buf, &p, end, 17, rec + 76);
+    n = take_cstr(buf, &p, end, 17, rec + R_SD);
     if (n != 0 && n != 16)
         return 0;
-    n = take_cstr(buf, &p, end, 17, rec + 93);
+    n = take_cstr(buf, &p, end, 17, rec + R_VP);
     if (n != 0 && n != 16)
         return 0;
     if (end - p < 5)
         return 0;
-    ints[7] = buf[p];
-    ints[8] = buf[p + 1];
-    ints[9] = buf[p + 2];
-    ints[10] = buf[p + 3];
+    memcpy(rec + R_RD, buf + p, 4); /* registered_delivery .. sm_default_msg_id */
     size_t sm_len = buf[p + 4];
     p += 5;
     if (sm_len > 254 || end - p < sm_len)
         return 0;
-    rec[110] = (uint8_t)sm_len;
-    memcpy(rec + 111, buf + p, sm_len);
+    rec[R_SM] = (uint8_t)sm_len;
+    memcpy(rec + R_SM + 1, buf + p, sm_len);
     p += sm_len;
-    if (!walk_tlvs(buf, p, end, specs, nspecs, rec))
+    n = walk_tlvs(buf, p, end, specs, nspecs, rec);
+    if (n < 0)
         return 0;
 
-    wr32(rec, (uint32_t)p);
-    wr32(rec + 4, (uint32_t)end);
-    memcpy(rec + 8, h + 8, 8); /* command_status, sequence_number */
-    rec[16] = (uint8_t)cid;
-    return 1;
+    memcpy(rec + R_SEQ, h + 12, 4); /* sequence_number */
+    memcpy(rec + R_SEQ + 4, h + 8, 4); /* command_status */
+    rec[R_CID] = (uint8_t)cid;
+    return 1 + n;
 }

@@ -8,8 +8,10 @@
 #include "csmpp_common.h"
 
 /* cdef:begin */
-#define CSMPP_SM_RECORD_LEN 687
+#define CSMPP_SM_RECORD_LEN 966
 #define CSMPP_SM_MAX_TLVS 32
+#define CSMPP_SM_RECORD_BASE 358
+#define CSMPP_SM_TLV_ENTRY_LEN 19
 
 /* What the decoder knows about one TLV tag (the caller builds the table from its spec). */
 typedef struct {
@@ -29,20 +31,24 @@ typedef struct {
 /* Decode the submit_sm or deliver_sm PDU at buf[offset] (buf holds len octets).
  *
  * Only a PDU that is complete and valid in every mandatory field and every TLV is
- * handled: then record (CSMPP_SM_RECORD_LEN octets, caller-owned) receives, big-endian,
- *   u32 offset of the first TLV, u32 offset of the PDU's end (equal when there are no TLVs),
- *   u32 command_status,
- *   u32 sequence_number, u8 command_id (4 or 5), 11 x u8 (source_addr_ton, source_addr_npi,
- *   dest_addr_ton, dest_addr_npi, esm_class, protocol_id, priority_flag,
- *   registered_delivery, replace_if_present_flag, data_coding, sm_default_msg_id),
- *   then Pascal strings (length octet + data, fixed slot sizes) service_type[6],
- *   source_addr[21], destination_addr[21], schedule_delivery_time[17],
- *   validity_period[17], short_message[255] (365 octets so far),
- *   u8 number of TLVs, u8 flags (bit 0: a TLV whose spec has CSMPP_TLV_TRIGGER is present),
- *   then for each TLV in wire order: u16 tag, u32 offset of its value, u32 offset past it,
- * and the result is 1.  A TLV whose tag is in specs (nspecs entries) must have a length
- * its entry allows, and a C-octet string no NUL before its last octet; other tags are
- * taken as they are.
+ * handled: then record (CSMPP_SM_RECORD_LEN octets, caller-owned) receives, big-endian and
+ * in the order of the Python constructor (so that one precompiled struct reads it back),
+ *   u32 sequence_number, u32 command_status,
+ *   service_type[6], u8 source_addr_ton, u8 source_addr_npi, source_addr[21],
+ *   u8 dest_addr_ton, u8 dest_addr_npi, destination_addr[21], u8 esm_class,
+ *   u8 protocol_id, u8 priority_flag, schedule_delivery_time[17], validity_period[17],
+ *   u8 registered_delivery, u8 replace_if_present_flag, u8 data_coding,
+ *   u8 sm_default_msg_id, short_message[255]
+ *   (the strings as Pascal strings: length octet + data, in fixed slots),
+ *   u8 command_id (4 or 5), u8 flags (bit 0: a TLV whose spec has CSMPP_TLV_TRIGGER is
+ *   present) -- CSMPP_SM_RECORD_BASE (358) octets so far --
+ *   then for each TLV in wire order (CSMPP_SM_TLV_ENTRY_LEN octets each): u16 tag, u32 offset
+ *   of its value, u32 offset past it, u8 value kind, u64 v: kind CSMPP_TLV_INT -> v is the
+ *   Integer value; kind CSMPP_TLV_COCTET -> v is the offset of the string's end (its first NUL,
+ *   or the value's end when it has none); kind 0 (octet string, unknown tag) -> v is 0,
+ * and the result is 1 + the number of TLVs.  A TLV whose tag is in specs (nspecs entries)
+ * must have a length its entry allows, and a C-octet string no NUL before its last octet;
+ * other tags are taken as they are.
  *
  * Anything else (another command, a short or bad command_length, an over-long or
  * unterminated string, a time that is neither empty nor 16 characters, an esm_class
