@@ -9,14 +9,23 @@ import sys
 import time
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
 from catalyst_smpp.cli import main
 
 
-def _commands() -> list[list[str]]:
-    return [[], *[[name] for name in sorted(main.commands)]]  # type: ignore[attr-defined]
+def _commands(group: click.Group = main, path: tuple[str, ...] = ()) -> list[list[str]]:
+    """Every command path: [], ["load"], ["partner"], ["partner", "add"], ..."""
+    out = [list(path)]
+    for name in sorted(group.commands):
+        cmd = group.commands[name]
+        if isinstance(cmd, click.Group):
+            out += _commands(cmd, (*path, name))
+        else:
+            out.append([*path, name])
+    return out
 
 
 @pytest.mark.parametrize("args", _commands(), ids=lambda a: " ".join(a) or "catalyst-smpp")
@@ -28,7 +37,7 @@ def test_every_command_has_help(args: list[str]) -> None:
 
 
 def test_expected_commands_are_there() -> None:
-    assert {"smsc-sim", "load"} <= set(main.commands)  # type: ignore[attr-defined]
+    assert {"smsc-sim", "load"} <= set(main.commands)
 
 
 @pytest.mark.parametrize(

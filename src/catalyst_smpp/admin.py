@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import ipaddress
 import json
 import sys
@@ -30,6 +31,7 @@ __all__ = ["DEFAULT_CONFIG", "db_connection", "register"]
 DEFAULT_CONFIG = Path("/etc/catalyst-smpp/catalyst-smpp.toml")
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
+NO_RESTART = "Changes take effect on running gateways without a restart."
 LIVE_NOTE = (
     "Changes take effect on running gateways without a restart (a database trigger sends "
     "NOTIFY catalyst_config; every node reloads its snapshot)."
@@ -74,14 +76,6 @@ def _operator_dict(o: Any) -> dict[str, Any]:
     d = _record_dict(o)
     d["password"] = "(set)" if d.get("password") else ""
     return d
-
-
-def _route_dict(r: Any) -> dict[str, Any]:
-    return _record_dict(r)
-
-
-def _mo_route_dict(r: Any) -> dict[str, Any]:
-    return _record_dict(r)
 
 
 def _cell(v: Any) -> str:
@@ -174,33 +168,49 @@ def db_connection(
             embedded.stop()
 
 
+def _stack(*decorators: Callable[[Any], Any]) -> Callable[[F], F]:
+    """The decorators applied as if written one above the other (the first on top)."""
+
+    def apply(f: F) -> F:
+        for d in reversed(decorators):
+            f = d(f)
+        return f
+
+    return apply
+
+
 def db_options(f: F) -> F:
-    f = click.option(
-        "--schema",
-        envvar="CATALYST_SMPP_SCHEMA",
-        help="Postgres schema of the tables (default: the config's database.schema, else public).",
+    return _stack(
+        click.option(
+            "--config",
+            "-c",
+            "config",
+            envvar="CATALYST_SMPP_CONFIG",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help=f"Gateway config file; its [database] is used (default {DEFAULT_CONFIG} if it exists) "
+            "[env CATALYST_SMPP_CONFIG].",
+        ),
+        click.option(
+            "--dsn",
+            envvar="CATALYST_SMPP_DSN",
+            help="Postgres connection string, e.g. 'host=db1 dbname=catalyst user=catalyst' "
+            "(overrides --config) [env CATALYST_SMPP_DSN].",
+        ),
+        click.option(
+            "--schema",
+            envvar="CATALYST_SMPP_SCHEMA",
+            help="Postgres schema of the tables (default: the config's database.schema, else public).",
+        ),
     )(f)
-    f = click.option(
-        "--dsn",
-        envvar="CATALYST_SMPP_DSN",
-        help="Postgres connection string, e.g. 'host=db1 dbname=catalyst user=catalyst' "
-        "(overrides --config) [env CATALYST_SMPP_DSN].",
-    )(f)
-    f = click.option(
-        "--config",
-        "-c",
-        "config",
-        envvar="CATALYST_SMPP_CONFIG",
-        type=click.Path(dir_okay=False, path_type=Path),
-        help=f"Gateway config file; its [database] is used (default {DEFAULT_CONFIG} if it exists) "
-        "[env CATALYST_SMPP_CONFIG].",
-    )(f)
-    return f
+
+
+def _json_option(help: str) -> Callable[[F], F]:
+    return click.option("--json", "as_json", is_flag=True, help=help)
 
 
 @contextlib.contextmanager
-def _errors(kind: str, name: Any) -> Iterator[None]:
-    """Turn store/database errors into one clear line and exit 1."""
+def _errors(what: str) -> Iterator[None]:
+    """Turn store/database errors about ``what`` (e.g. "partner 'acme'") into one clear line and exit 1."""
     from catalyst_smpp.store import NotFound
 
     try:
@@ -208,12 +218,12 @@ def _errors(kind: str, name: Any) -> Iterator[None]:
     except NotFound as e:
         fail(str(e).replace("no ", "unknown ", 1) if str(e).startswith("no ") else str(e))
     except psycopg.errors.UniqueViolation:
-        fail(f"{kind} {name!r} already exists")
+        fail(f"{what} already exists")
     except psycopg.errors.ForeignKeyViolation as e:
         detail = (e.diag.message_detail or "").strip()
-        fail(f"{kind} {name!r} is still referenced ({detail or e.diag.message_primary}); remove those first")
+        fail(f"{what} is still referenced ({detail or e.diag.message_primary}); remove those first")
     except psycopg.errors.CheckViolation as e:
-        fail(f"invalid value for {kind} {name!r}: {e.diag.message_primary} ({e.diag.constraint_name})")
+        fail(f"invalid value for {what}: {e.diag.message_primary} ({e.diag.constraint_name})")
     except psycopg.errors.UndefinedTable:
         fail("the database has no catalyst-smpp tables (in this schema); run `catalyst-smpp migrate` first")
     except psycopg.Error as e:
@@ -255,21 +265,216 @@ def _max_len(n: int) -> Callable[[click.Context, click.Parameter, str | None], s
     return check
 
 
+def _digits(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and value != "" and not value.isdigit():
+        raise click.BadParameter("digits only (e.g. 4477)")
+    return value
+
+
+# --------------------------------------------------------------------------- the shared command machinery
+
+
+@attrs.frozen
+class _Kind:
+    """One kind of record the commands administer, and how they speak of it."""
+
+    label: str  # in messages: "partner", "MO route"
+    repo_name: str  # its repository class in catalyst_smpp.store
+    key_arg: str  # the argument that names one (change, show) ...
+    key_attr: str  # ... and the record attribute that does
+    key_type: Any = str
+    to_dict: Callable[[Any], dict[str, Any]] = _record_dict  # --json and show (secrets left out)
+    fields: Callable[..., dict[str, Any]] = _given  # option values -> repository keyword arguments
+    any_field: str | None = None  # show: this field, when empty, reads "any"
+
+    def named(self, key: Any) -> str:
+        return f"{self.label} {key!r}"
+
+    def repo(self, conn: psycopg.Connection[Any]) -> Any:
+        import catalyst_smpp.store as store
+
+        repo_cls = getattr(store, self.repo_name, None)
+        if repo_cls is None:
+            fail(f"this build has no {self.label} store yet (catalyst_smpp.store.{self.repo_name})")
+        return repo_cls(conn)
+
+    def argument(self, name: str | None = None) -> Callable[[F], F]:
+        return click.argument(name or self.key_arg, type=self.key_type)
+
+    def emit(self, as_json: bool, record: Any, verb: str, detail: str = "") -> None:
+        """The record as JSON, or "<kind> <key> <verb><detail>"."""
+        _emit(as_json, self.to_dict(record), f"{self.named(getattr(record, self.key_attr))} {verb}{detail}")
+
+
+@attrs.frozen
+class _Db:
+    """Where the database is (--config / --dsn / --schema)."""
+
+    config: Path | None
+    dsn: str | None
+    schema: str | None
+
+    def connect(self) -> contextlib.AbstractContextManager[psycopg.Connection[Any]]:
+        return db_connection(self.config, self.dsn, self.schema)
+
+    @contextlib.contextmanager
+    def repo(self, kind: _Kind, key: Any, *, write: bool = False) -> Iterator[Any]:
+        """The kind's repository, its errors about ``key`` reported; ``write``: in one transaction."""
+        with self.connect() as conn, _errors(kind.named(key)):
+            with conn.transaction() if write else contextlib.nullcontext():
+                yield kind.repo(conn)
+
+
+def _with_db(f: Callable[..., None]) -> Callable[..., None]:
+    """``db_options``, handed to the command as one ``db`` argument."""
+
+    @functools.wraps(f)
+    def command(*, config: Path | None, dsn: str | None, schema: str | None, **kw: Any) -> None:
+        f(db=_Db(config, dsn, schema), **kw)
+
+    return db_options(command)
+
+
+@attrs.frozen
+class _Setting:
+    """An option of a kind's add and change commands: add shows its default, change leaves it unset."""
+
+    decls: tuple[str, ...]
+    kwargs: dict[str, Any]
+    help: str
+    add_help: str = ""
+    change_help: str = ""
+
+    def option(self, adding: bool) -> Callable[[F], F]:
+        help = self.help + (self.add_help if adding else self.change_help)
+        return click.option(*self.decls, help=help, **self.kwargs)
+
+
+def _setting(
+    *decls: str,
+    help: str,
+    shown_default: str | None = None,
+    add_help: str = "",
+    change_help: str = "",
+    **kwargs: Any,
+) -> _Setting:
+    """``shown_default``: the default the add command applies, for its help (the option has none)."""
+    if shown_default is not None:
+        add_help = f" [default: {shown_default}]"
+    return _Setting(decls, kwargs, help, add_help, change_help)
+
+
+@attrs.frozen
+class _Settings:
+    """A kind's settings options: add has them with --enabled/--disabled, change with ``change_only`` first
+    (what add takes as arguments or required options)."""
+
+    options: tuple[_Setting, ...]
+    enabled_help: str
+    change_only: tuple[Callable[[Any], Any], ...] = ()
+
+    def add(self, f: F) -> F:
+        enabled = click.option(
+            "--enabled/--disabled", default=True, show_default=True, help=self.enabled_help
+        )
+        return _stack(*(s.option(True) for s in self.options), enabled)(f)
+
+    def change(self, f: F) -> F:
+        return _stack(*self.change_only, *(s.option(False) for s in self.options))(f)
+
+
+_DESCRIPTION = _setting("--description", help="Free text.")
+_PRIORITY = _setting(
+    "--priority", type=int, help="Higher wins among routes with the same prefix length.", shown_default="0"
+)
+
+
+def _change_command(group: click.Group, kind: _Kind, options: Callable[[Any], Any], doc: str) -> None:
+    @group.command("change", context_settings=CONTEXT_SETTINGS, help=doc)
+    @kind.argument()
+    @options
+    @_with_db
+    @_json_option(f"Print the {kind.label} as JSON.")
+    def change(db: _Db, as_json: bool, **fields: Any) -> None:
+        key = fields.pop(kind.key_arg)
+        with db.repo(kind, key, write=True) as repo:
+            record = repo.change(key, **kind.fields(**fields))
+        kind.emit(as_json, record, "changed")
+
+
+def _key_commands(group: click.Group, kind: _Kind, key_arg: str, docs: dict[str, str]) -> None:
+    """disable / enable / delete KEY (``docs`` by verb)."""
+    for verb, doc in docs.items():
+        _key_command(group, kind, key_arg, verb, doc)
+
+
+def _key_command(group: click.Group, kind: _Kind, key_arg: str, verb: str, doc: str) -> None:
+    @group.command(verb, context_settings=CONTEXT_SETTINGS, help=f"{doc}\n\n{LIVE_NOTE}")
+    @kind.argument(key_arg)
+    @_with_db
+    def cmd(db: _Db, **kw: Any) -> None:
+        key = kw[key_arg]
+        with db.repo(kind, key, write=True) as repo:
+            result = getattr(repo, verb)(key)
+            if verb == "delete" and not result:
+                fail(f"unknown {kind.named(key)}")
+        click.echo(f"{kind.named(key)} {verb}d")
+
+
+def _list_command(
+    group: click.Group,
+    kind: _Kind,
+    doc: str,
+    headers: Sequence[str],
+    row: Callable[[Any], Sequence[Any]],
+    *,
+    partner_help: str | None = None,
+) -> None:
+    filters = [click.option("--partner", help=partner_help)] if partner_help else []
+
+    @group.command("list", context_settings=CONTEXT_SETTINGS, help=doc)
+    @_stack(*filters, click.option("--enabled-only", is_flag=True, help=f"Only enabled {kind.label}s."))
+    @_with_db
+    @_json_option("JSON instead of a table.")
+    def list_(db: _Db, as_json: bool, **filters: Any) -> None:
+        with db.repo(kind, "*") as repo:
+            records = repo.list(**filters)
+        _emit(as_json, [kind.to_dict(r) for r in records], table(headers, [row(r) for r in records]))
+
+
+def _show_command(group: click.Group, kind: _Kind, doc: str) -> None:
+    @group.command("show", context_settings=CONTEXT_SETTINGS, help=doc)
+    @kind.argument()
+    @_with_db
+    @_json_option("JSON instead of text.")
+    def show(db: _Db, as_json: bool, **kw: Any) -> None:
+        key = kw[kind.key_arg]
+        with db.repo(kind, key) as repo:
+            record = repo.get(key)
+        if record is None:
+            fail(f"unknown {kind.named(key)}")
+        data = kind.to_dict(record)
+        text = dict(data)
+        if kind.any_field:
+            text[kind.any_field] = text[kind.any_field] or "any"
+        _emit(as_json, data, _show(text))
+
+
 # --------------------------------------------------------------------------- migrate
 
 
 @click.command("migrate", context_settings=CONTEXT_SETTINGS)
-@db_options
-def migrate_cmd(config: Path | None, dsn: str | None, schema: str | None) -> None:
+@_with_db
+def migrate_cmd(db: _Db) -> None:
     """Apply pending database schema migrations and print the applied and available versions.
 
     Safe while gateways run and when several nodes migrate at once (an advisory lock serialises them).
     `catalyst-smpp run` also migrates at start unless database.migrate_on_start = false."""
     from catalyst_smpp.store import MigrationError, available_migrations, migrate
 
-    with db_connection(config, dsn, schema) as conn:
+    with db.connect() as conn:
         try:
-            done = migrate(conn, schema=schema or "")
+            done = migrate(conn, schema=db.schema or "")
             rows = conn.execute(
                 "SELECT version, name, applied_at FROM schema_migrations ORDER BY version"
             ).fetchall()
@@ -295,81 +500,83 @@ def migrate_cmd(config: Path | None, dsn: str | None, schema: str | None) -> Non
 # --------------------------------------------------------------------------- partners
 
 
-@click.group("partner", context_settings=CONTEXT_SETTINGS)
-def partner_group() -> None:
-    """Partners: the ESMEs that bind to this gateway (system_id, password, limits).
+def _partner_fields(**kw: Any) -> dict[str, Any]:
+    if kw.get("receipt_date_digits") is not None:
+        kw["receipt_date_digits"] = int(kw["receipt_date_digits"])
+    return _given(**kw)
 
-    Changes take effect on running gateways without a restart."""
 
+PARTNER = _Kind(
+    "partner",
+    "PartnerRepo",
+    key_arg="system_id",
+    key_attr="system_id",
+    to_dict=_partner_dict,
+    fields=_partner_fields,
+    any_field="allowed_ips",
+)
 
-def _partner_options(f: F, *, adding: bool) -> F:
-    opts = [
-        click.option(
+_PARTNER_SETTINGS = _Settings(
+    (
+        _setting(
             "--allowed-ips",
             callback=_comma_list,
             metavar="NET,...",
             help="Comma-separated addresses/networks the partner may bind from; '' = any address.",
         ),
-        click.option(
+        _setting(
             "--max-binds",
             type=click.IntRange(min=1),
-            help="Binds at once (all nodes each)." + (" [default: 4]" if adding else ""),
+            help="Binds at once (all nodes each).",
+            shown_default="4",
         ),
-        click.option(
+        _setting(
             "--throttle-rate",
             type=click.FloatRange(min=0, min_open=True),
-            help="Submits per second (token bucket); above it ESME_RTHROTTLED."
-            + (" [default: 100]" if adding else ""),
+            help="Submits per second (token bucket); above it ESME_RTHROTTLED.",
+            shown_default="100",
         ),
-        click.option(
+        _setting(
             "--throttle-burst",
             type=click.IntRange(min=1),
-            help="Token bucket size: submits allowed in a burst." + (" [default: 100]" if adding else ""),
+            help="Token bucket size: submits allowed in a burst.",
+            shown_default="100",
         ),
-        click.option(
+        _setting(
             "--window",
             type=click.IntRange(min=1),
-            help="deliver_sm (receipts, MO) in flight toward the partner."
-            + (" [default: 10]" if adding else ""),
+            help="deliver_sm (receipts, MO) in flight toward the partner.",
+            shown_default="10",
         ),
-        click.option(
+        _setting(
             "--message-id-format",
             type=click.Choice(["hex", "dec"]),
-            help="How our message ids are shown to this partner." + (" [default: hex]" if adding else ""),
+            help="How our message ids are shown to this partner.",
+            shown_default="hex",
         ),
-        click.option(
+        _setting(
             "--data-coding-0",
             type=click.Choice(["gsm7", "latin1", "ascii"]),
-            help="What data_coding 0 means in this partner's submits."
-            + (" [default: gsm7]" if adding else ""),
+            help="What data_coding 0 means in this partner's submits.",
+            shown_default="gsm7",
         ),
-        click.option(
+        _setting(
             "--receipt-date-digits",
             type=click.Choice(["10", "12"]),
-            help="Dates in receipt text: 10 = YYMMDDhhmm, 12 = YYMMDDhhmmss."
-            + (" [default: 10]" if adding else ""),
+            help="Dates in receipt text: 10 = YYMMDDhhmm, 12 = YYMMDDhhmmss.",
+            shown_default="10",
         ),
-        click.option("--description", help="Free text (who, contract, contact)."),
-    ]
-    if adding:
-        opts.append(click.option("--enabled/--disabled", default=True, show_default=True, help="May bind."))
-    for o in reversed(opts):
-        f = o(f)
-    return f
+        _setting("--description", help="Free text (who, contract, contact)."),
+    ),
+    enabled_help="May bind.",
+)
 
 
-def _partner_change_options(f: F) -> F:
-    return _partner_options(f, adding=False)
+@click.group("partner", context_settings=CONTEXT_SETTINGS)
+def partner_group() -> None:
+    """Partners: the ESMEs that bind to this gateway (system_id, password, limits).
 
-
-def _partner_add_options(f: F) -> F:
-    return _partner_options(f, adding=True)
-
-
-def _partner_fields(**kw: Any) -> dict[str, Any]:
-    if kw.get("receipt_date_digits") is not None:
-        kw["receipt_date_digits"] = int(kw["receipt_date_digits"])
-    return _given(**kw)
+    Changes take effect on running gateways without a restart."""
 
 
 @partner_group.command("add", context_settings=CONTEXT_SETTINGS)
@@ -382,165 +589,158 @@ def _partner_fields(**kw: Any) -> dict[str, Any]:
     callback=_max_len(8),
     help="Bind password (at most 8 characters; stored as a scrypt hash). Prompted for when not given.",
 )
-@_partner_add_options
-@db_options
-@click.option("--json", "as_json", is_flag=True, help="Print the new partner as JSON.")
-def partner_add(
-    system_id: str,
-    password: str,
-    config: Path | None,
-    dsn: str | None,
-    schema: str | None,
-    as_json: bool,
-    enabled: bool,
-    **fields: Any,
-) -> None:
+@_PARTNER_SETTINGS.add
+@_with_db
+@_json_option("Print the new partner as JSON.")
+def partner_add(db: _Db, as_json: bool, system_id: str, password: str, **fields: Any) -> None:
     """Add a partner SYSTEM_ID (at most 15 characters).
 
     Changes take effect on running gateways without a restart."""
-    from catalyst_smpp.store import PartnerRepo
-
-    with db_connection(config, dsn, schema) as conn, _errors("partner", system_id), conn.transaction():
-        p = PartnerRepo(conn).add(system_id, password, enabled=enabled, **_partner_fields(**fields))
-    _emit(as_json, _partner_dict(p), f"partner {p.system_id!r} added")
+    with db.repo(PARTNER, system_id, write=True) as repo:
+        p = repo.add(system_id, password, **_partner_fields(**fields))
+    PARTNER.emit(as_json, p, "added")
 
 
-@partner_group.command("change", context_settings=CONTEXT_SETTINGS)
-@click.argument("system_id")
-@click.option(
-    "--password",
-    prompt="New password",
-    prompt_required=False,
-    hide_input=True,
-    confirmation_prompt=True,
-    default=None,
-    callback=_max_len(8),
-    help="New bind password; give --password without a value to be prompted.",
-)
-@_partner_change_options
-@db_options
-@click.option("--json", "as_json", is_flag=True, help="Print the partner as JSON.")
-def partner_change(
-    system_id: str,
-    password: str | None,
-    config: Path | None,
-    dsn: str | None,
-    schema: str | None,
-    as_json: bool,
-    **fields: Any,
-) -> None:
-    """Change settings of partner SYSTEM_ID; only the options given change.
-
-    Changes take effect on running gateways without a restart (new limits apply to new binds and
-    submits; a new password to the next bind)."""
-    from catalyst_smpp.store import PartnerRepo
-
-    with db_connection(config, dsn, schema) as conn, _errors("partner", system_id), conn.transaction():
-        p = PartnerRepo(conn).change(system_id, password=password, **_partner_fields(**fields))
-    _emit(as_json, _partner_dict(p), f"partner {p.system_id!r} changed")
-
-
-def _simple(group: click.Group, kind: str, repo_name: str, verb: str, doc: str) -> None:
-    """disable / enable / delete for partners and operators (key = name)."""
-
-    @group.command(verb, context_settings=CONTEXT_SETTINGS, help=doc + "\n\n" + LIVE_NOTE)
-    @click.argument("name")
-    @db_options
-    def cmd(name: str, config: Path | None, dsn: str | None, schema: str | None) -> None:
-        import catalyst_smpp.store as store
-
-        repo_cls = getattr(store, repo_name)
-        with db_connection(config, dsn, schema) as conn, _errors(kind, name), conn.transaction():
-            result = getattr(repo_cls(conn), verb)(name)
-            if verb == "delete" and not result:
-                fail(f"unknown {kind} {name!r}")
-        click.echo(f"{kind} {name!r} {verb}d")
-
-
-_simple(
+_change_command(
     partner_group,
-    "partner",
-    "PartnerRepo",
-    "disable",
-    "Disable partner NAME: new binds are refused; open binds are closed by running gateways.",
-)
-_simple(partner_group, "partner", "PartnerRepo", "enable", "Enable partner NAME again.")
-_simple(
-    partner_group,
-    "partner",
-    "PartnerRepo",
-    "delete",
-    "Delete partner NAME and its routes (messages already queued for it stay in JetStream "
-    "until they expire).",
-)
-
-
-@partner_group.command("list", context_settings=CONTEXT_SETTINGS)
-@click.option("--enabled-only", is_flag=True, help="Only enabled partners.")
-@db_options
-@click.option("--json", "as_json", is_flag=True, help="JSON instead of a table.")
-def partner_list(
-    enabled_only: bool, config: Path | None, dsn: str | None, schema: str | None, as_json: bool
-) -> None:
-    """List partners (passwords are never shown)."""
-    from catalyst_smpp.store import PartnerRepo
-
-    with db_connection(config, dsn, schema) as conn, _errors("partner", "*"):
-        ps = PartnerRepo(conn).list(enabled_only=enabled_only)
-    rows = [
-        (
-            p.system_id,
-            p.enabled,
-            p.max_binds,
-            f"{p.throttle_rate:g}/{p.throttle_burst}",
-            p.window,
-            p.message_id_format,
-            p.data_coding_0,
-            ",".join(map(str, p.allowed_ips)) or "any",
-            p.description,
-        )
-        for p in ps
-    ]
-    _emit(
-        as_json,
-        [_partner_dict(p) for p in ps],
-        table(
-            [
-                "SYSTEM_ID",
-                "ENABLED",
-                "MAX_BINDS",
-                "RATE/BURST",
-                "WINDOW",
-                "IDS",
-                "DC0",
-                "ALLOWED_IPS",
-                "DESCRIPTION",
-            ],
-            rows,
+    PARTNER,
+    _stack(
+        click.option(
+            "--password",
+            prompt="New password",
+            prompt_required=False,
+            hide_input=True,
+            confirmation_prompt=True,
+            default=None,
+            callback=_max_len(8),
+            help="New bind password; give --password without a value to be prompted.",
         ),
+        _PARTNER_SETTINGS.change,
+    ),
+    "Change settings of partner SYSTEM_ID; only the options given change.\n\n"
+    "Changes take effect on running gateways without a restart (new limits apply to new binds and "
+    "submits; a new password to the next bind).",
+)
+_key_commands(
+    partner_group,
+    PARTNER,
+    "name",
+    {
+        "disable": "Disable partner NAME: new binds are refused; open binds are closed by running gateways.",
+        "enable": "Enable partner NAME again.",
+        "delete": "Delete partner NAME and its routes (messages already queued for it stay in JetStream "
+        "until they expire).",
+    },
+)
+
+
+def _partner_row(p: Any) -> tuple[Any, ...]:
+    return (
+        p.system_id,
+        p.enabled,
+        p.max_binds,
+        f"{p.throttle_rate:g}/{p.throttle_burst}",
+        p.window,
+        p.message_id_format,
+        p.data_coding_0,
+        ",".join(map(str, p.allowed_ips)) or "any",
+        p.description,
     )
 
 
-@partner_group.command("show", context_settings=CONTEXT_SETTINGS)
-@click.argument("system_id")
-@db_options
-@click.option("--json", "as_json", is_flag=True, help="JSON instead of text.")
-def partner_show(
-    system_id: str, config: Path | None, dsn: str | None, schema: str | None, as_json: bool
-) -> None:
-    """Show one partner (the password is never shown)."""
-    from catalyst_smpp.store import PartnerRepo
-
-    with db_connection(config, dsn, schema) as conn, _errors("partner", system_id):
-        p = PartnerRepo(conn).get(system_id)
-    if p is None:
-        fail(f"unknown partner {system_id!r}")
-    d = _partner_dict(p)
-    d["allowed_ips"] = d["allowed_ips"] or "any"
-    _emit(as_json, _partner_dict(p), _show(d))
+_list_command(
+    partner_group,
+    PARTNER,
+    "List partners (passwords are never shown).",
+    (
+        "SYSTEM_ID",
+        "ENABLED",
+        "MAX_BINDS",
+        "RATE/BURST",
+        "WINDOW",
+        "IDS",
+        "DC0",
+        "ALLOWED_IPS",
+        "DESCRIPTION",
+    ),
+    _partner_row,
+)
+_show_command(partner_group, PARTNER, "Show one partner (the password is never shown).")
 
 
 # --------------------------------------------------------------------------- operators
+
+
+OPERATOR = _Kind("operator", "OperatorRepo", key_arg="name", key_attr="name", to_dict=_operator_dict)
+
+
+def _operator_address(required: bool) -> tuple[Callable[[Any], Any], ...]:
+    """--host, --port and --system-id: required by add, optional in change."""
+    return (
+        click.option("--host", required=required, help="SMSC host name or address."),
+        click.option("--port", type=click.IntRange(1, 65535), required=required, help="SMSC port."),
+        click.option("--system-id", required=required, callback=_max_len(15), help="system_id we bind with."),
+    )
+
+
+_ID_FORMAT = click.Choice(["text", "hex", "dec"])
+
+_OPERATOR_SETTINGS = _Settings(
+    (
+        _setting(
+            "--password",
+            callback=_max_len(8),
+            help="Password we bind with (stored in clear: needed to bind).",
+        ),
+        _setting(
+            "--system-type", callback=_max_len(12), help="system_type of our binds.", shown_default="''"
+        ),
+        _setting("--tls/--no-tls", default=None, help="TLS to the SMSC.", shown_default="no"),
+        _setting(
+            "--bind-type",
+            type=click.Choice(["transceiver", "transmitter", "receiver", "tx_rx"]),
+            help="How we bind; tx_rx = one transmitter + one receiver bind.",
+            shown_default="transceiver",
+        ),
+        _setting("--bind-count", type=click.IntRange(min=1), help="Binds per node.", shown_default="1"),
+        _setting(
+            "--window", type=click.IntRange(min=1), help="submit_sm in flight per bind.", shown_default="10"
+        ),
+        _setting(
+            "--tps",
+            type=click.FloatRange(min=0, min_open=True),
+            help="Submits per second to this operator, per node.",
+            shown_default="100",
+        ),
+        _setting(
+            "--data-coding-0",
+            type=click.Choice(["gsm7", "latin1", "ascii"]),
+            help="What data_coding 0 means at this SMSC.",
+            shown_default="gsm7",
+        ),
+        _setting(
+            "--segmentation",
+            type=click.Choice(["udh8", "udh16", "sar", "payload"]),
+            help="How long messages are split for this SMSC.",
+            shown_default="udh8",
+        ),
+        _setting(
+            "--submit-id-format",
+            type=_ID_FORMAT,
+            help="Message ids in its submit_sm_resp (for matching receipts).",
+            shown_default="text",
+        ),
+        _setting(
+            "--receipt-id-format",
+            type=_ID_FORMAT,
+            help="Message ids in its receipts: hex/dec ids are compared as numbers.",
+            shown_default="text",
+        ),
+        _DESCRIPTION,
+    ),
+    enabled_help="Connect to it.",
+    change_only=_operator_address(required=False),
+)
 
 
 @click.group("operator", context_settings=CONTEXT_SETTINGS)
@@ -550,205 +750,80 @@ def operator_group() -> None:
     Changes take effect on running gateways without a restart (connectors rebind when needed)."""
 
 
-def _operator_options(f: F, *, adding: bool) -> F:
-    def d(value: str) -> str:
-        return f" [default: {value}]" if adding else ""
-
-    opts: list[Callable[[F], F]] = []
-    if not adding:
-        opts += [
-            click.option("--host", help="SMSC host name or address."),
-            click.option("--port", type=click.IntRange(1, 65535), help="SMSC port."),
-            click.option("--system-id", callback=_max_len(15), help="system_id we bind with."),
-        ]
-    opts += [
-        click.option(
-            "--password",
-            callback=_max_len(8),
-            help="Password we bind with (stored in clear: needed to bind).",
-        ),
-        click.option("--system-type", callback=_max_len(12), help="system_type of our binds." + d("''")),
-        click.option("--tls/--no-tls", default=None, help="TLS to the SMSC." + d("no")),
-        click.option(
-            "--bind-type",
-            type=click.Choice(["transceiver", "transmitter", "receiver", "tx_rx"]),
-            help="How we bind; tx_rx = one transmitter + one receiver bind." + d("transceiver"),
-        ),
-        click.option("--bind-count", type=click.IntRange(min=1), help="Binds per node." + d("1")),
-        click.option("--window", type=click.IntRange(min=1), help="submit_sm in flight per bind." + d("10")),
-        click.option(
-            "--tps",
-            type=click.FloatRange(min=0, min_open=True),
-            help="Submits per second to this operator, per node." + d("100"),
-        ),
-        click.option(
-            "--data-coding-0",
-            type=click.Choice(["gsm7", "latin1", "ascii"]),
-            help="What data_coding 0 means at this SMSC." + d("gsm7"),
-        ),
-        click.option(
-            "--segmentation",
-            type=click.Choice(["udh8", "udh16", "sar", "payload"]),
-            help="How long messages are split for this SMSC." + d("udh8"),
-        ),
-        click.option(
-            "--submit-id-format",
-            type=click.Choice(["text", "hex", "dec"]),
-            help="Message ids in its submit_sm_resp (for matching receipts)." + d("text"),
-        ),
-        click.option(
-            "--receipt-id-format",
-            type=click.Choice(["text", "hex", "dec"]),
-            help="Message ids in its receipts: hex/dec ids are compared as numbers." + d("text"),
-        ),
-        click.option("--description", help="Free text."),
-    ]
-    if adding:
-        opts.append(
-            click.option("--enabled/--disabled", default=True, show_default=True, help="Connect to it.")
-        )
-    for o in reversed(opts):
-        f = o(f)
-    return f
-
-
-def _operator_change_options(f: F) -> F:
-    return _operator_options(f, adding=False)
-
-
-def _operator_add_options(f: F) -> F:
-    return _operator_options(f, adding=True)
-
-
 @operator_group.command("add", context_settings=CONTEXT_SETTINGS)
 @click.argument("name")
-@click.option("--host", required=True, help="SMSC host name or address.")
-@click.option("--port", type=click.IntRange(1, 65535), required=True, help="SMSC port.")
-@click.option("--system-id", required=True, callback=_max_len(15), help="system_id we bind with.")
-@_operator_add_options
-@db_options
-@click.option("--json", "as_json", is_flag=True, help="Print the new operator as JSON.")
+@_stack(*_operator_address(required=True))
+@_OPERATOR_SETTINGS.add
+@_with_db
+@_json_option("Print the new operator as JSON.")
 def operator_add(
-    name: str,
-    host: str,
-    port: int,
-    system_id: str,
-    config: Path | None,
-    dsn: str | None,
-    schema: str | None,
-    as_json: bool,
-    **fields: Any,
+    db: _Db, as_json: bool, name: str, host: str, port: int, system_id: str, **fields: Any
 ) -> None:
     """Add operator NAME (letters, digits, '_', '.', '-'; used in stream subjects).
 
     Changes take effect on running gateways without a restart."""
-    from catalyst_smpp.store import OperatorRepo
-
-    with db_connection(config, dsn, schema) as conn, _errors("operator", name), conn.transaction():
-        o = OperatorRepo(conn).add(name, host, port, system_id, **_given(**fields))
-    _emit(as_json, _operator_dict(o), f"operator {o.name!r} added")
+    with db.repo(OPERATOR, name, write=True) as repo:
+        o = repo.add(name, host, port, system_id, **_given(**fields))
+    OPERATOR.emit(as_json, o, "added")
 
 
-@operator_group.command("change", context_settings=CONTEXT_SETTINGS)
-@click.argument("name")
-@_operator_change_options
-@db_options
-@click.option("--json", "as_json", is_flag=True, help="Print the operator as JSON.")
-def operator_change(
-    name: str, config: Path | None, dsn: str | None, schema: str | None, as_json: bool, **fields: Any
-) -> None:
-    """Change settings of operator NAME; only the options given change.
-
-    Changes take effect on running gateways without a restart."""
-    from catalyst_smpp.store import OperatorRepo
-
-    with db_connection(config, dsn, schema) as conn, _errors("operator", name), conn.transaction():
-        o = OperatorRepo(conn).change(name, **_given(**fields))
-    _emit(as_json, _operator_dict(o), f"operator {o.name!r} changed")
-
-
-_simple(
+_change_command(
     operator_group,
-    "operator",
-    "OperatorRepo",
-    "disable",
-    "Disable operator NAME: connectors unbind; its queue keeps accumulating (routes fail over).",
+    OPERATOR,
+    _OPERATOR_SETTINGS.change,
+    f"Change settings of operator NAME; only the options given change.\n\n{NO_RESTART}",
 )
-_simple(operator_group, "operator", "OperatorRepo", "enable", "Enable operator NAME again.")
-_simple(
+_key_commands(
     operator_group,
-    "operator",
-    "OperatorRepo",
-    "delete",
-    "Delete operator NAME (refused while a route still uses it).",
+    OPERATOR,
+    "name",
+    {
+        "disable": "Disable operator NAME: connectors unbind; its queue keeps accumulating "
+        "(routes fail over).",
+        "enable": "Enable operator NAME again.",
+        "delete": "Delete operator NAME (refused while a route still uses it).",
+    },
 )
 
 
-@operator_group.command("list", context_settings=CONTEXT_SETTINGS)
-@click.option("--enabled-only", is_flag=True, help="Only enabled operators.")
-@db_options
-@click.option("--json", "as_json", is_flag=True, help="JSON instead of a table.")
-def operator_list(
-    enabled_only: bool, config: Path | None, dsn: str | None, schema: str | None, as_json: bool
-) -> None:
-    """List operators (passwords are never shown)."""
-    from catalyst_smpp.store import OperatorRepo
-
-    with db_connection(config, dsn, schema) as conn, _errors("operator", "*"):
-        os_ = OperatorRepo(conn).list(enabled_only=enabled_only)
-    rows = [
-        (
-            o.name,
-            o.enabled,
-            f"{o.host}:{o.port}",
-            "yes" if o.tls else "no",
-            o.system_id,
-            f"{o.bind_type}x{o.bind_count}",
-            o.window,
-            o.tps,
-            o.data_coding_0,
-            o.segmentation,
-            f"{o.submit_id_format}/{o.receipt_id_format}",
-            o.description,
-        )
-        for o in os_
-    ]
-    _emit(
-        as_json,
-        [_operator_dict(o) for o in os_],
-        table(
-            [
-                "NAME",
-                "ENABLED",
-                "ADDRESS",
-                "TLS",
-                "SYSTEM_ID",
-                "BINDS",
-                "WINDOW",
-                "TPS",
-                "DC0",
-                "SEGMENTS",
-                "IDS",
-                "DESCRIPTION",
-            ],
-            rows,
-        ),
+def _operator_row(o: Any) -> tuple[Any, ...]:
+    return (
+        o.name,
+        o.enabled,
+        f"{o.host}:{o.port}",
+        "yes" if o.tls else "no",
+        o.system_id,
+        f"{o.bind_type}x{o.bind_count}",
+        o.window,
+        o.tps,
+        o.data_coding_0,
+        o.segmentation,
+        f"{o.submit_id_format}/{o.receipt_id_format}",
+        o.description,
     )
 
 
-@operator_group.command("show", context_settings=CONTEXT_SETTINGS)
-@click.argument("name")
-@db_options
-@click.option("--json", "as_json", is_flag=True, help="JSON instead of text.")
-def operator_show(name: str, config: Path | None, dsn: str | None, schema: str | None, as_json: bool) -> None:
-    """Show one operator (the password is never shown)."""
-    from catalyst_smpp.store import OperatorRepo
-
-    with db_connection(config, dsn, schema) as conn, _errors("operator", name):
-        o = OperatorRepo(conn).get(name)
-    if o is None:
-        fail(f"unknown operator {name!r}")
-    _emit(as_json, _operator_dict(o), _show(_operator_dict(o)))
+_list_command(
+    operator_group,
+    OPERATOR,
+    "List operators (passwords are never shown).",
+    (
+        "NAME",
+        "ENABLED",
+        "ADDRESS",
+        "TLS",
+        "SYSTEM_ID",
+        "BINDS",
+        "WINDOW",
+        "TPS",
+        "DC0",
+        "SEGMENTS",
+        "IDS",
+        "DESCRIPTION",
+    ),
+    _operator_row,
+)
+_show_command(operator_group, OPERATOR, "Show one operator (the password is never shown).")
 
 
 # --------------------------------------------------------------------------- routes
@@ -777,77 +852,17 @@ def _targets(ctx: click.Context, param: click.Parameter, value: tuple[str, ...])
     return out
 
 
-def _digits(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    if value is not None and value != "" and not value.isdigit():
-        raise click.BadParameter("digits only (e.g. 4477)")
-    return value
+def _any_partner(partner: str | None) -> str | None:
+    """The partner of a route: None (every partner) for '', 'any' or not given."""
+    return None if partner in (None, "", "any") else partner
 
 
-@click.group("route", context_settings=CONTEXT_SETTINGS)
-def route_group() -> None:
-    """MT routes: which operator(s) get a partner's message, by destination prefix and source filter.
-
-    Longest destination prefix wins, then priority; failover tries the operators in order, weighted
-    shares by weight.  Changes take effect on running gateways without a restart."""
-
-
-def _route_options(f: F, *, adding: bool) -> F:
-    opts = [
-        click.option(
-            "--partner",
-            help="Partner system_id the route applies to; 'any' (or omitted when adding) = every partner.",
-        ),
-        click.option(
-            "--dest-prefix",
-            callback=_digits,
-            help="Destination number prefix (digits); '' = every destination.",
-        ),
-        click.option(
-            "--operator",
-            "operators",
-            multiple=True,
-            callback=_targets,
-            metavar="NAME[:WEIGHT]",
-            help="Target operator (repeatable or comma-separated): failover order, or NAME:WEIGHT for "
-            "--strategy weighted." + (" Required." if adding else " Replaces all targets."),
-        ),
-        click.option(
-            "--source-prefix",
-            callback=_digits,
-            help="Only sources starting with these digits; '' = no filter.",
-        ),
-        click.option("--source-regex", help="Only sources matching this Python regex; '' = no filter."),
-        click.option(
-            "--priority",
-            type=int,
-            help="Higher wins among routes with the same prefix length."
-            + (" [default: 0]" if adding else ""),
-        ),
-        click.option(
-            "--strategy",
-            type=click.Choice(["failover", "weighted"]),
-            help="failover: operators in order; weighted: share by weight."
-            + (" [default: failover]" if adding else ""),
-        ),
-        click.option("--description", help="Free text."),
-    ]
-    if adding:
-        opts.append(click.option("--enabled/--disabled", default=True, show_default=True, help="In use."))
-    for o in reversed(opts):
-        f = o(f)
-    return f
-
-
-def _route_change_options(f: F) -> F:
-    return _route_options(f, adding=False)
-
-
-def _route_add_options(f: F) -> F:
-    return _route_options(f, adding=True)
-
-
-def _route_fields(source_prefix: str | None, source_regex: str | None, **kw: Any) -> dict[str, Any]:
+def _route_fields(
+    partner: str | None = None, source_prefix: str | None = None, source_regex: str | None = None, **kw: Any
+) -> dict[str, Any]:
     out = _given(**kw)
+    if partner is not None:
+        out["partner"] = _any_partner(partner)
     if source_prefix is not None:
         out["source_prefix"] = source_prefix or None
     if source_regex is not None:
@@ -861,156 +876,154 @@ def _route_text(r: Any) -> str:
     )
 
 
+ROUTE = _Kind(
+    "route",
+    "RouteRepo",
+    key_arg="route_id",
+    key_attr="id",
+    key_type=int,
+    fields=_route_fields,
+    any_field="partner",
+)
+
+_ROUTE_SETTINGS = _Settings(
+    (
+        _setting(
+            "--partner",
+            help="Partner system_id the route applies to; 'any' (or omitted when adding) = every partner.",
+        ),
+        _setting(
+            "--dest-prefix",
+            callback=_digits,
+            help="Destination number prefix (digits); '' = every destination.",
+        ),
+        _setting(
+            "--operator",
+            "operators",
+            multiple=True,
+            callback=_targets,
+            metavar="NAME[:WEIGHT]",
+            help="Target operator (repeatable or comma-separated): failover order, or NAME:WEIGHT for "
+            "--strategy weighted.",
+            add_help=" Required.",
+            change_help=" Replaces all targets.",
+        ),
+        _setting(
+            "--source-prefix",
+            callback=_digits,
+            help="Only sources starting with these digits; '' = no filter.",
+        ),
+        _setting("--source-regex", help="Only sources matching this Python regex; '' = no filter."),
+        _PRIORITY,
+        _setting(
+            "--strategy",
+            type=click.Choice(["failover", "weighted"]),
+            help="failover: operators in order; weighted: share by weight.",
+            shown_default="failover",
+        ),
+        _DESCRIPTION,
+    ),
+    enabled_help="In use.",
+)
+
+
+@click.group("route", context_settings=CONTEXT_SETTINGS)
+def route_group() -> None:
+    """MT routes: which operator(s) get a partner's message, by destination prefix and source filter.
+
+    Longest destination prefix wins, then priority; failover tries the operators in order, weighted
+    shares by weight.  Changes take effect on running gateways without a restart."""
+
+
 @route_group.command("add", context_settings=CONTEXT_SETTINGS)
-@_route_add_options
-@db_options
-@click.option("--json", "as_json", is_flag=True, help="Print the new route as JSON.")
+@_ROUTE_SETTINGS.add
+@_with_db
+@_json_option("Print the new route as JSON.")
 def route_add(
+    db: _Db,
+    as_json: bool,
     partner: str | None,
     dest_prefix: str | None,
     operators: list[Any] | None,
-    config: Path | None,
-    dsn: str | None,
-    schema: str | None,
-    as_json: bool,
     **fields: Any,
 ) -> None:
     """Add an MT route; prints its id (used by change/disable/enable/delete).
 
     Changes take effect on running gateways without a restart."""
-    from catalyst_smpp.store import RouteRepo
-
     if not operators:
         raise click.UsageError("give at least one --operator")
-    p = None if partner in (None, "", "any") else partner
-    with db_connection(config, dsn, schema) as conn, _errors("route", dest_prefix or ""), conn.transaction():
-        r = RouteRepo(conn).add(p, dest_prefix or "", operators, **_route_fields(**fields))
-    _emit(
+    with db.repo(ROUTE, dest_prefix or "", write=True) as repo:
+        r = repo.add(_any_partner(partner), dest_prefix or "", operators, **_route_fields(**fields))
+    ROUTE.emit(
         as_json,
-        _route_dict(r),
-        f"route {r.id} added: {r.partner or 'any partner'} "
-        f"{r.dest_prefix or '*'} -> {_route_text(r)} ({r.strategy})",
+        r,
+        "added",
+        f": {r.partner or 'any partner'} {r.dest_prefix or '*'} -> {_route_text(r)} ({r.strategy})",
     )
 
 
-@route_group.command("change", context_settings=CONTEXT_SETTINGS)
-@click.argument("route_id", type=int)
-@_route_change_options
-@db_options
-@click.option("--json", "as_json", is_flag=True, help="Print the route as JSON.")
-def route_change(
-    route_id: int,
-    partner: str | None,
-    operators: list[Any] | None,
-    config: Path | None,
-    dsn: str | None,
-    schema: str | None,
-    as_json: bool,
-    **fields: Any,
-) -> None:
-    """Change route ROUTE_ID; only the options given change.
-
-    Changes take effect on running gateways without a restart."""
-    from catalyst_smpp.store import RouteRepo
-
-    kw: dict[str, Any] = {}
-    if partner is not None:
-        kw["partner"] = None if partner in ("", "any") else partner
-    with db_connection(config, dsn, schema) as conn, _errors("route", route_id), conn.transaction():
-        r = RouteRepo(conn).change(route_id, operators=operators, **kw, **_route_fields(**fields))
-    _emit(as_json, _route_dict(r), f"route {r.id} changed")
+_change_command(
+    route_group,
+    ROUTE,
+    _ROUTE_SETTINGS.change,
+    f"Change route ROUTE_ID; only the options given change.\n\n{NO_RESTART}",
+)
+_key_commands(
+    route_group,
+    ROUTE,
+    "route_id",
+    {verb: f"{verb.capitalize()} route ROUTE_ID." for verb in ("disable", "enable", "delete")},
+)
 
 
-def _by_id(group: click.Group, kind: str, repo_name: str, verb: str, doc: str) -> None:
-    @group.command(verb, context_settings=CONTEXT_SETTINGS, help=doc + "\n\n" + LIVE_NOTE)
-    @click.argument("route_id", type=int)
-    @db_options
-    def cmd(route_id: int, config: Path | None, dsn: str | None, schema: str | None) -> None:
-        import catalyst_smpp.store as store
-
-        repo_cls = getattr(store, repo_name)
-        with db_connection(config, dsn, schema) as conn, _errors(kind, route_id), conn.transaction():
-            result = getattr(repo_cls(conn), verb)(route_id)
-            if verb == "delete" and not result:
-                fail(f"unknown {kind} {route_id}")
-        click.echo(f"{kind} {route_id} {verb}d")
-
-
-_by_id(route_group, "route", "RouteRepo", "disable", "Disable route ROUTE_ID.")
-_by_id(route_group, "route", "RouteRepo", "enable", "Enable route ROUTE_ID.")
-_by_id(route_group, "route", "RouteRepo", "delete", "Delete route ROUTE_ID.")
-
-
-@route_group.command("list", context_settings=CONTEXT_SETTINGS)
-@click.option("--partner", help="Only routes that apply to this partner (its own and the 'any' routes).")
-@click.option("--enabled-only", is_flag=True, help="Only enabled routes.")
-@db_options
-@click.option("--json", "as_json", is_flag=True, help="JSON instead of a table.")
-def route_list(
-    partner: str | None,
-    enabled_only: bool,
-    config: Path | None,
-    dsn: str | None,
-    schema: str | None,
-    as_json: bool,
-) -> None:
-    """List MT routes in evaluation order (priority, then longest prefix)."""
-    from catalyst_smpp.store import RouteRepo
-
-    with db_connection(config, dsn, schema) as conn, _errors("route", "*"):
-        rs = RouteRepo(conn).list(partner=partner, enabled_only=enabled_only)
-    rows = [
-        (
-            r.id,
-            r.enabled,
-            r.partner or "any",
-            r.dest_prefix or "*",
-            r.source_prefix or (f"/{r.source_regex}/" if r.source_regex else "*"),
-            r.priority,
-            r.strategy,
-            _route_text(r),
-            r.description,
-        )
-        for r in rs
-    ]
-    _emit(
-        as_json,
-        [_route_dict(r) for r in rs],
-        table(
-            ["ID", "ENABLED", "PARTNER", "DEST", "SOURCE", "PRIO", "STRATEGY", "OPERATORS", "DESCRIPTION"],
-            rows,
-        ),
+def _route_row(r: Any) -> tuple[Any, ...]:
+    return (
+        r.id,
+        r.enabled,
+        r.partner or "any",
+        r.dest_prefix or "*",
+        r.source_prefix or (f"/{r.source_regex}/" if r.source_regex else "*"),
+        r.priority,
+        r.strategy,
+        _route_text(r),
+        r.description,
     )
 
 
-@route_group.command("show", context_settings=CONTEXT_SETTINGS)
-@click.argument("route_id", type=int)
-@db_options
-@click.option("--json", "as_json", is_flag=True, help="JSON instead of text.")
-def route_show(
-    route_id: int, config: Path | None, dsn: str | None, schema: str | None, as_json: bool
-) -> None:
-    """Show one MT route."""
-    from catalyst_smpp.store import RouteRepo
-
-    with db_connection(config, dsn, schema) as conn, _errors("route", route_id):
-        r = RouteRepo(conn).get(route_id)
-    if r is None:
-        fail(f"unknown route {route_id}")
-    d = _route_dict(r)
-    d["partner"] = r.partner or "any"
-    _emit(as_json, _route_dict(r), _show(d))
+_list_command(
+    route_group,
+    ROUTE,
+    "List MT routes in evaluation order (priority, then longest prefix).",
+    ("ID", "ENABLED", "PARTNER", "DEST", "SOURCE", "PRIO", "STRATEGY", "OPERATORS", "DESCRIPTION"),
+    _route_row,
+    partner_help="Only routes that apply to this partner (its own and the 'any' routes).",
+)
+_show_command(route_group, ROUTE, "Show one MT route.")
 
 
 # --------------------------------------------------------------------------- MO routes
 
 
-def _mo_repo(conn: psycopg.Connection[Any]) -> Any:
-    try:
-        from catalyst_smpp.store import MoRouteRepo
-    except ImportError:
-        fail("this build has no MO route store yet (catalyst_smpp.store.MoRouteRepo)")
-    return MoRouteRepo(conn)
+MO_ROUTE = _Kind("MO route", "MoRouteRepo", key_arg="route_id", key_attr="id", key_type=int)
+
+_MO_PARTNER_HELP = "Partner system_id that receives the MO."
+
+_MO_ROUTE_SETTINGS = _Settings(
+    (
+        _setting(
+            "--source-prefix",
+            callback=_digits,
+            help="Only sources starting with these digits; '' = any source.",
+        ),
+        _PRIORITY,
+        _DESCRIPTION,
+    ),
+    enabled_help="In use.",
+    change_only=(
+        click.option("--dest-prefix", callback=_digits, help="Destination prefix (digits); '' = any."),
+        click.option("--partner", help=_MO_PARTNER_HELP),
+    ),
+)
 
 
 @click.group("mo-route", context_settings=CONTEXT_SETTINGS)
@@ -1022,42 +1035,6 @@ def mo_route_group() -> None:
     a restart."""
 
 
-def _mo_options(f: F, *, adding: bool) -> F:
-    opts = [
-        click.option(
-            "--source-prefix",
-            callback=_digits,
-            help="Only sources starting with these digits; '' = any source.",
-        ),
-        click.option(
-            "--priority",
-            type=int,
-            help="Higher wins among routes with the same prefix length."
-            + (" [default: 0]" if adding else ""),
-        ),
-        click.option("--description", help="Free text."),
-    ]
-    if adding:
-        opts.append(click.option("--enabled/--disabled", default=True, show_default=True, help="In use."))
-    else:
-        opts = [
-            click.option("--dest-prefix", callback=_digits, help="Destination prefix (digits); '' = any."),
-            click.option("--partner", help="Partner system_id that receives the MO."),
-            *opts,
-        ]
-    for o in reversed(opts):
-        f = o(f)
-    return f
-
-
-def _mo_change_options(f: F) -> F:
-    return _mo_options(f, adding=False)
-
-
-def _mo_add_options(f: F) -> F:
-    return _mo_options(f, adding=True)
-
-
 @mo_route_group.command("add", context_settings=CONTEXT_SETTINGS)
 @click.option(
     "--dest-prefix",
@@ -1065,100 +1042,48 @@ def _mo_add_options(f: F) -> F:
     default="",
     help="Destination prefix (digits: a short code or number prefix); '' = any destination.",
 )
-@click.option("--partner", required=True, help="Partner system_id that receives the MO.")
-@_mo_add_options
-@db_options
-@click.option("--json", "as_json", is_flag=True, help="Print the new MO route as JSON.")
-def mo_route_add(
-    dest_prefix: str,
-    partner: str,
-    config: Path | None,
-    dsn: str | None,
-    schema: str | None,
-    as_json: bool,
-    **fields: Any,
-) -> None:
+@click.option("--partner", required=True, help=_MO_PARTNER_HELP)
+@_MO_ROUTE_SETTINGS.add
+@_with_db
+@_json_option("Print the new MO route as JSON.")
+def mo_route_add(db: _Db, as_json: bool, dest_prefix: str, partner: str, **fields: Any) -> None:
     """Add an MO route; prints its id.
 
     Changes take effect on running gateways without a restart."""
-    with db_connection(config, dsn, schema) as conn, _errors("MO route", dest_prefix), conn.transaction():
-        r = _mo_repo(conn).add(dest_prefix, partner, **_given(**fields))
-    _emit(as_json, _mo_route_dict(r), f"MO route {r.id} added: {r.dest_prefix or '*'} -> {r.partner}")
+    with db.repo(MO_ROUTE, dest_prefix, write=True) as repo:
+        r = repo.add(dest_prefix, partner, **_given(**fields))
+    MO_ROUTE.emit(as_json, r, "added", f": {r.dest_prefix or '*'} -> {r.partner}")
 
 
-@mo_route_group.command("change", context_settings=CONTEXT_SETTINGS)
-@click.argument("route_id", type=int)
-@_mo_change_options
-@db_options
-@click.option("--json", "as_json", is_flag=True, help="Print the MO route as JSON.")
-def mo_route_change(
-    route_id: int, config: Path | None, dsn: str | None, schema: str | None, as_json: bool, **fields: Any
-) -> None:
-    """Change MO route ROUTE_ID; only the options given change.
-
-    Changes take effect on running gateways without a restart."""
-    with db_connection(config, dsn, schema) as conn, _errors("MO route", route_id), conn.transaction():
-        r = _mo_repo(conn).change(route_id, **_given(**fields))
-    _emit(as_json, _mo_route_dict(r), f"MO route {r.id} changed")
-
-
-def _mo_by_id(verb: str, doc: str) -> None:
-    @mo_route_group.command(verb, context_settings=CONTEXT_SETTINGS, help=doc + "\n\n" + LIVE_NOTE)
-    @click.argument("route_id", type=int)
-    @db_options
-    def cmd(route_id: int, config: Path | None, dsn: str | None, schema: str | None) -> None:
-        with db_connection(config, dsn, schema) as conn, _errors("MO route", route_id), conn.transaction():
-            result = getattr(_mo_repo(conn), verb)(route_id)
-            if verb == "delete" and not result:
-                fail(f"unknown MO route {route_id}")
-        click.echo(f"MO route {route_id} {verb}d")
-
-
-_mo_by_id("disable", "Disable MO route ROUTE_ID.")
-_mo_by_id("enable", "Enable MO route ROUTE_ID.")
-_mo_by_id("delete", "Delete MO route ROUTE_ID.")
-
-
-@mo_route_group.command("list", context_settings=CONTEXT_SETTINGS)
-@click.option("--partner", help="Only the MO routes of this partner.")
-@click.option("--enabled-only", is_flag=True, help="Only enabled MO routes.")
-@db_options
-@click.option("--json", "as_json", is_flag=True, help="JSON instead of a table.")
-def mo_route_list(
-    partner: str | None,
-    enabled_only: bool,
-    config: Path | None,
-    dsn: str | None,
-    schema: str | None,
-    as_json: bool,
-) -> None:
-    """List MO routes in matching order (longest destination prefix, then priority)."""
-    with db_connection(config, dsn, schema) as conn, _errors("MO route", "*"):
-        rs = _mo_repo(conn).list(partner=partner, enabled_only=enabled_only)
-    rows = [
-        (r.id, r.enabled, r.dest_prefix or "*", r.source_prefix or "*", r.priority, r.partner, r.description)
-        for r in rs
-    ]
-    _emit(
-        as_json,
-        [_mo_route_dict(r) for r in rs],
-        table(["ID", "ENABLED", "DEST", "SOURCE", "PRIO", "PARTNER", "DESCRIPTION"], rows),
-    )
-
-
-@mo_route_group.command("show", context_settings=CONTEXT_SETTINGS)
-@click.argument("route_id", type=int)
-@db_options
-@click.option("--json", "as_json", is_flag=True, help="JSON instead of text.")
-def mo_route_show(
-    route_id: int, config: Path | None, dsn: str | None, schema: str | None, as_json: bool
-) -> None:
-    """Show one MO route."""
-    with db_connection(config, dsn, schema) as conn, _errors("MO route", route_id):
-        r = _mo_repo(conn).get(route_id)
-    if r is None:
-        fail(f"unknown MO route {route_id}")
-    _emit(as_json, _mo_route_dict(r), _show(_mo_route_dict(r)))
+_change_command(
+    mo_route_group,
+    MO_ROUTE,
+    _MO_ROUTE_SETTINGS.change,
+    f"Change MO route ROUTE_ID; only the options given change.\n\n{NO_RESTART}",
+)
+_key_commands(
+    mo_route_group,
+    MO_ROUTE,
+    "route_id",
+    {verb: f"{verb.capitalize()} MO route ROUTE_ID." for verb in ("disable", "enable", "delete")},
+)
+_list_command(
+    mo_route_group,
+    MO_ROUTE,
+    "List MO routes in matching order (longest destination prefix, then priority).",
+    ("ID", "ENABLED", "DEST", "SOURCE", "PRIO", "PARTNER", "DESCRIPTION"),
+    lambda r: (
+        r.id,
+        r.enabled,
+        r.dest_prefix or "*",
+        r.source_prefix or "*",
+        r.priority,
+        r.partner,
+        r.description,
+    ),
+    partner_help="Only the MO routes of this partner.",
+)
+_show_command(mo_route_group, MO_ROUTE, "Show one MO route.")
 
 
 # --------------------------------------------------------------------------- registration

@@ -8,16 +8,20 @@ same group.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 
+from catalyst_smpp.admin import CONTEXT_SETTINGS
 from catalyst_smpp.encoding.msgid import parse_id_rule
 from catalyst_smpp.loadgen.config import BindMode, LoadConfig, TextEncoding, make_text
+from catalyst_smpp.logs import verbosity_level
 from catalyst_smpp.sim.config import (
     DelayRange,
     SimConfig,
@@ -27,17 +31,19 @@ from catalyst_smpp.sim.config import (
     parse_status,
 )
 from catalyst_smpp.sim.ids import IdForm, IdFormat
-from catalyst_smpp.sim.mix import MixError, parse_mix
+from catalyst_smpp.sim.mix import parse_mix
 
 __all__ = ["main"]
 
-CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
+# the tools show every option's default (-v and empty-string defaults opt out)
+TOOL_SETTINGS = {**CONTEXT_SETTINGS, "show_default": True}
 
 
 def _setup_logging(verbose: int) -> None:
-    level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(
-        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=verbosity_level(verbose),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
 
 
@@ -66,31 +72,46 @@ class _Delay(click.ParamType[DelayRange]):
 DELAY = _Delay()
 
 
-def _status_mix(
-    ctx: click.Context, param: click.Parameter, value: str | None
-) -> tuple[tuple[int, float], ...]:
-    if not value:
-        return ()
+_UNSET: Any = object()
+
+
+def _parsed(
+    parse: Callable[[Any], Any], *, empty: Any = _UNSET
+) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """An option callback: ``parse(value)``, its ValueError a bad-parameter error; an empty value gives
+    ``empty`` when that is given."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if not value and empty is not _UNSET:
+            return empty
+        try:
+            return parse(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+
+    return callback
+
+
+def _mix_of(parse_item: Callable[[str], Any]) -> Callable[[str], tuple[tuple[Any, float], ...]]:
+    return lambda value: tuple(parse_mix(value, parse_item))
+
+
+@contextlib.contextmanager
+def _usage_errors() -> Iterator[None]:
+    """A ValueError (e.g. from a settings object that checks its fields) as a usage error, exit 2."""
     try:
-        return tuple(parse_mix(value, parse_status))
-    except MixError as exc:
-        raise click.BadParameter(str(exc)) from None
-
-
-def _state_mix(ctx: click.Context, param: click.Parameter, value: str) -> tuple[tuple[Any, float], ...]:
-    try:
-        return tuple(parse_mix(value, parse_state))
-    except MixError as exc:
-        raise click.BadParameter(str(exc)) from None
-
-
-def _credentials(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> dict[str, str] | None:
-    if not value:
-        return None
-    try:
-        return parse_credentials(value)
+        yield
     except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+        raise click.UsageError(str(exc)) from None
+
+
+def _json_option(what: str) -> Callable[[Any], Any]:
+    return click.option("--json", "as_json", is_flag=True, help=f"Print the final {what} as JSON on stdout.")
+
+
+_verbose_option = click.option(
+    "-v", "--verbose", count=True, show_default=False, help="More log output (-v info, -vv debug)."
+)
 
 
 def _fraction(ctx: click.Context, param: click.Parameter, value: float) -> float:
@@ -103,13 +124,12 @@ def _fraction(ctx: click.Context, param: click.Parameter, value: float) -> float
 # smsc-sim
 
 
-@main.command("smsc-sim", context_settings=CONTEXT_SETTINGS)
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@main.command("smsc-sim", context_settings=TOOL_SETTINGS)
+@click.option("--host", default="127.0.0.1", help="Address to listen on.")
 @click.option(
     "--port",
     type=click.IntRange(0, 65535),
     default=2775,
-    show_default=True,
     help="TCP port (0: any free port; see --port-file).",
 )
 @click.option(
@@ -117,14 +137,12 @@ def _fraction(ctx: click.Context, param: click.Parameter, value: float) -> float
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the listening port to this file once ready (for scripts).",
 )
-@click.option(
-    "--system-id", default="CATALYSTSIM", show_default=True, help="The SMSC's system_id in bind responses."
-)
+@click.option("--system-id", default="CATALYSTSIM", help="The SMSC's system_id in bind responses.")
 @click.option(
     "--credentials",
     "credentials",
     multiple=True,
-    callback=_credentials,
+    callback=_parsed(parse_credentials, empty=None),
     metavar="SYSTEM_ID:PASSWORD",
     help="Accept only these binds (repeatable). Default: any system_id and password.",
 )
@@ -132,33 +150,27 @@ def _fraction(ctx: click.Context, param: click.Parameter, value: float) -> float
     "--window",
     type=click.IntRange(min=1),
     default=64,
-    show_default=True,
     help="deliver_sm (receipts, MO) in flight per bind.",
 )
 @click.option(
     "--id-format",
     type=click.Choice(["hex", "dec"]),
     default="hex",
-    show_default=True,
     help="How message ids are written in submit_sm_resp.",
 )
 @click.option(
     "--id-width",
     type=click.IntRange(0, 64),
     default=0,
-    show_default=True,
     help="Pad message ids with leading zeros to this many digits.",
 )
 @click.option("--id-upper", is_flag=True, help="Hex message ids in upper case.")
-@click.option(
-    "--id-start", type=click.IntRange(0), default=1, show_default=True, help="First message id number."
-)
+@click.option("--id-start", type=click.IntRange(0), default=1, help="First message id number.")
 @click.option(
     "--receipt-id",
     "receipt_id",
     type=click.Choice(["same", "hex", "dec"]),
     default="same",
-    show_default=True,
     help="How receipts spell the message id: the very submit_sm_resp string, or the "
     "same number in hex or decimal (as operators do).",
 )
@@ -166,7 +178,6 @@ def _fraction(ctx: click.Context, param: click.Parameter, value: float) -> float
     "--receipt-id-width",
     type=click.IntRange(0, 64),
     default=0,
-    show_default=True,
     help="Leading-zero width of the receipt's id (with --receipt-id hex/dec).",
 )
 @click.option("--receipt-id-upper", is_flag=True, help="Upper-case hex in the receipt's id.")
@@ -174,7 +185,6 @@ def _fraction(ctx: click.Context, param: click.Parameter, value: float) -> float
     "--latency",
     type=DELAY,
     default="0",
-    show_default=True,
     help="Delay before each response: fixed (20ms) or a uniform range (5-50ms).",
 )
 @click.option(
@@ -182,7 +192,6 @@ def _fraction(ctx: click.Context, param: click.Parameter, value: float) -> float
     type=float,
     default=0.0,
     callback=_fraction,
-    show_default=True,
     help="Fraction of submits answered ESME_RTHROTTLED.",
 )
 @click.option(
@@ -197,7 +206,7 @@ def _fraction(ctx: click.Context, param: click.Parameter, value: float) -> float
 )
 @click.option(
     "--status-mix",
-    callback=_status_mix,
+    callback=_parsed(_mix_of(parse_status), empty=()),
     metavar="STATUS=PCT,...",
     help="Answer this percentage of submits with these error statuses, e.g. "
     "ESME_RSYSERR=2,ESME_RMSGQFUL=1,0x45=1.",
@@ -205,21 +214,18 @@ def _fraction(ctx: click.Context, param: click.Parameter, value: float) -> float
 @click.option(
     "--receipts/--no-receipts",
     default=True,
-    show_default=True,
     help="Send delivery receipts when registered_delivery asks for them.",
 )
 @click.option(
     "--receipt-delay",
     type=DELAY,
     default="0",
-    show_default=True,
     help="Delay from submit_sm_resp to the receipt: fixed or a range (100ms-2s).",
 )
 @click.option(
     "--receipt-mix",
-    callback=_state_mix,
+    callback=_parsed(_mix_of(parse_state)),
     default="DELIVRD=100",
-    show_default=True,
     metavar="STAT=WEIGHT,...",
     help="Final states of receipts, e.g. DELIVRD=90,UNDELIV=5,EXPIRED=5.",
 )
@@ -227,7 +233,6 @@ def _fraction(ctx: click.Context, param: click.Parameter, value: float) -> float
     "--receipt-format",
     type=click.Choice(["both", "text", "tlv"]),
     default="both",
-    show_default=True,
     help="Receipt as text in short_message, as TLVs (receipted_message_id, message_state), or both.",
 )
 @click.option(
@@ -240,22 +245,18 @@ def _fraction(ctx: click.Context, param: click.Parameter, value: float) -> float
     type=float,
     default=0.0,
     callback=_fraction,
-    show_default=True,
     help="Chance that a submit drops its connection instead of being answered.",
 )
 @click.option(
     "--mo-rate",
     type=click.FloatRange(min=0),
     default=0.0,
-    show_default=True,
     help="MO deliver_sm per second to receiver/transceiver binds.",
 )
 @click.option("--mo-count", type=click.IntRange(min=0), help="Stop sending MO after this many.")
-@click.option(
-    "--mo-text", default="Hello from the SMSC simulator", show_default=True, help="Text of MO messages."
-)
-@click.option("--mo-source", default="447700900001", show_default=True, help="source_addr of MO messages.")
-@click.option("--mo-dest", default="12345", show_default=True, help="destination_addr of MO messages.")
+@click.option("--mo-text", default="Hello from the SMSC simulator", help="Text of MO messages ({n}: the MO's number).")
+@click.option("--mo-source", default="447700900001", help="source_addr of MO messages.")
+@click.option("--mo-dest", default="12345", help="destination_addr of MO messages.")
 @click.option(
     "--seed",
     type=int,
@@ -267,14 +268,12 @@ def _fraction(ctx: click.Context, param: click.Parameter, value: float) -> float
     "keep_messages",
     type=click.IntRange(min=0),
     default=0,
-    show_default=True,
     help="Keep the last N messages for --dump (0: none).",
 )
 @click.option(
     "--stats-interval",
     type=click.FloatRange(min=0),
     default=5.0,
-    show_default=True,
     help="Seconds between stats lines on stderr (0: none).",
 )
 @click.option(
@@ -282,44 +281,22 @@ def _fraction(ctx: click.Context, param: click.Parameter, value: float) -> float
     type=click.FloatRange(min=0, min_open=True),
     help="Stop after this many seconds (default: run until interrupted).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON on stdout.")
-@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+@_json_option("summary")
+@_verbose_option
 def smsc_sim(
-    host: str,
-    port: int,
+    *,
     port_file: Path | None,
-    system_id: str,
-    credentials: dict[str, str] | None,
-    window: int,
+    duration: float | None,
     id_format: str,
     id_width: int,
     id_upper: bool,
-    id_start: int,
     receipt_id: str,
     receipt_id_width: int,
     receipt_id_upper: bool,
-    latency: DelayRange,
-    throttle_fraction: float,
-    throttle_rate: float | None,
-    throttle_burst: float | None,
-    status_mix: tuple[tuple[int, float], ...],
-    receipts: bool,
-    receipt_delay: DelayRange,
-    receipt_mix: tuple[tuple[Any, float], ...],
     receipt_format: str,
-    drop_after: int | None,
-    drop_probability: float,
-    mo_rate: float,
-    mo_count: int | None,
-    mo_text: str,
-    mo_source: str,
-    mo_dest: str,
-    seed: int | None,
-    keep_messages: int,
-    stats_interval: float,
-    duration: float | None,
     as_json: bool,
     verbose: int,
+    **settings: Any,
 ) -> None:
     """An SMSC simulator: accepts binds, answers submit_sm / data_sm / submit_multi with message ids,
     sends delivery receipts and MO messages, and injects latency, throttling, error statuses and dropped
@@ -328,46 +305,18 @@ def smsc_sim(
     from catalyst_smpp.sim.server import run_cli
 
     _setup_logging(verbose)
-    try:
+    with _usage_errors():
         config = SimConfig(
-            host=host,
-            port=port,
-            system_id=system_id,
-            credentials=credentials,
-            window=window,
             id_format=IdFormat(IdForm(id_format), id_width, id_upper),
             receipt_id_format=None
             if receipt_id == "same"
             else IdFormat(IdForm(receipt_id), receipt_id_width, receipt_id_upper),
-            id_start=id_start,
-            latency=latency,
-            throttle_fraction=throttle_fraction,
-            throttle_rate=throttle_rate,
-            throttle_burst=throttle_burst,
-            status_mix=status_mix,
-            receipts=receipts,
-            receipt_delay=receipt_delay,
-            receipt_mix=receipt_mix,
             receipt_text=receipt_format in ("both", "text"),
             receipt_tlvs=receipt_format in ("both", "tlv"),
-            drop_after=drop_after,
-            drop_probability=drop_probability,
-            mo_rate=mo_rate,
-            mo_count=mo_count,
-            mo_text=mo_text,
-            mo_source=mo_source,
-            mo_dest=mo_dest,
-            seed=seed,
-            keep_messages=keep_messages,
-            stats_interval=stats_interval,
+            **settings,  # the other options are SimConfig's fields by name
         )
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
     summary = run_cli(config, port_file=port_file, duration=duration)
-    if as_json:
-        click.echo(json.dumps(summary, indent=2, sort_keys=True))
-    else:
-        click.echo(_format_sim_summary(summary), err=False)
+    click.echo(json.dumps(summary, indent=2, sort_keys=True) if as_json else _format_sim_summary(summary))
 
 
 def _format_sim_summary(summary: dict[str, Any]) -> str:
@@ -383,25 +332,23 @@ def _format_sim_summary(summary: dict[str, Any]) -> str:
 # load
 
 
-@main.command("load", context_settings=CONTEXT_SETTINGS)
-@click.option("--host", default="127.0.0.1", show_default=True, help="SMSC (or gateway) address.")
-@click.option("--port", type=click.IntRange(1, 65535), default=2775, show_default=True, help="SMSC port.")
-@click.option("--system-id", default="loadgen", show_default=True)
-@click.option("--password", default="secret", show_default=True)
-@click.option("--system-type", default="", help="system_type of the binds.")
+@main.command("load", context_settings=TOOL_SETTINGS)
+@click.option("--host", default="127.0.0.1", help="SMSC (or gateway) address.")
+@click.option("--port", type=click.IntRange(1, 65535), default=2775, help="SMSC port.")
+@click.option("--system-id", default="loadgen")
+@click.option("--password", default="secret")
+@click.option("--system-type", default="", show_default=False, help="system_type of the binds.")
 @click.option(
     "--bind-mode",
     type=click.Choice(["trx", "tx"]),
     default="trx",
-    show_default=True,
     help="Transceiver binds (receipts and MO come back) or transmitter binds.",
 )
-@click.option("--binds", type=click.IntRange(min=1), default=1, show_default=True, help="Parallel binds.")
+@click.option("--binds", type=click.IntRange(min=1), default=1, help="Parallel binds.")
 @click.option(
     "--window",
     type=click.IntRange(min=1),
     default=10,
-    show_default=True,
     help="Unanswered submit_sm allowed per bind.",
 )
 @click.option(
@@ -423,7 +370,6 @@ def _format_sim_summary(summary: dict[str, Any]) -> str:
     "--encoding",
     type=click.Choice([e.value for e in TextEncoding]),
     default="auto",
-    show_default=True,
     help="Text encoding: auto picks GSM 03.38 when the text fits it, else UCS-2.",
 )
 @click.option(
@@ -432,26 +378,23 @@ def _format_sim_summary(summary: dict[str, Any]) -> str:
     is_flag=True,
     help="Send long texts whole in message_payload instead of concatenated segments.",
 )
-@click.option("--source", "source_addr", default="CATALYST", show_default=True, help="source_addr.")
-@click.option("--dest", "dest_addr", default="447700900000", show_default=True, help="destination_addr.")
+@click.option("--source", "source_addr", default="CATALYST", help="source_addr.")
+@click.option("--dest", "dest_addr", default="447700900000", help="destination_addr.")
 @click.option(
     "--dest-count",
     type=click.IntRange(min=1),
     default=1,
-    show_default=True,
     help="Use this many consecutive destination numbers in turn.",
 )
 @click.option(
     "--registered-delivery",
     type=click.IntRange(0, 255),
     default=0,
-    show_default=True,
     help="registered_delivery of each submit_sm (1: receipt always, 2: on failure).",
 )
 @click.option(
     "--id-rule",
     default="as_is",
-    show_default=True,
     help="How receipt ids match submit_sm_resp ids: as_is, case_insensitive, strip_leading_zeros, "
     "hex, dec, hex_to_dec, dec_to_hex, numeric.",
 )
@@ -459,20 +402,17 @@ def _format_sim_summary(summary: dict[str, Any]) -> str:
     "--response-timeout",
     type=click.FloatRange(min=0, min_open=True),
     default=30.0,
-    show_default=True,
     help="Seconds to wait for a submit_sm_resp.",
 )
 @click.option(
     "--receipt-timeout",
     type=click.FloatRange(min=0),
     default=10.0,
-    show_default=True,
     help="Seconds to wait for outstanding receipts after the last response.",
 )
 @click.option(
     "--reconnect/--no-reconnect",
     default=True,
-    show_default=True,
     help="Bind again when a connection is lost.",
 )
 @click.option(
@@ -480,35 +420,19 @@ def _format_sim_summary(summary: dict[str, Any]) -> str:
     default=None,
     help="Live progress line on stderr (default: only when stderr is a terminal).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the final report as JSON on stdout.")
-@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+@_json_option("report")
+@_verbose_option
 def load(
-    host: str,
-    port: int,
-    system_id: str,
-    password: str,
-    system_type: str,
+    *,
     bind_mode: str,
-    binds: int,
-    window: int,
-    rate: float | None,
-    count: int | None,
-    duration: float | None,
     text: str | None,
     length: int | None,
     encoding: str,
-    use_payload: bool,
-    source_addr: str,
-    dest_addr: str,
-    dest_count: int,
-    registered_delivery: int,
     id_rule: str,
-    response_timeout: float,
-    receipt_timeout: float,
-    reconnect: bool,
     progress: bool | None,
     as_json: bool,
     verbose: int,
+    **settings: Any,
 ) -> None:
     """A load generator: N binds with a window each send submit_sm at a target rate (or as fast as
     possible) for a count or a duration, and report accepted / rejected by status, receipts by final
@@ -519,39 +443,17 @@ def load(
     if text is not None and length is not None:
         raise click.UsageError("give --text or --length, not both")
     enc = TextEncoding(encoding)
-    try:
+    with _usage_errors():
         config = LoadConfig(
-            host=host,
-            port=port,
-            system_id=system_id,
-            password=password,
-            system_type=system_type,
             bind_mode=BindMode(bind_mode),
-            binds=binds,
-            window=window,
-            rate=rate,
-            count=count,
-            duration=duration,
             text=make_text(length, enc) if length is not None else (text or "Hello from catalyst-smpp load"),
             encoding=enc,
-            use_payload=use_payload,
-            source_addr=source_addr,
-            dest_addr=dest_addr,
-            dest_count=dest_count,
-            registered_delivery=registered_delivery,
             id_rule=parse_id_rule(id_rule),
-            response_timeout=response_timeout,
-            receipt_timeout=receipt_timeout,
-            reconnect=reconnect,
+            **settings,  # the other options are LoadConfig's fields by name
         )
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
     show_progress = sys.stderr.isatty() if progress is None else progress
     report = run_cli(config, progress=show_progress)
-    if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2))
-    else:
-        click.echo(report.format_text())
+    click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.format_text())
     if report.bind_failures and not report.submitted:
         sys.exit(2)
 

@@ -21,6 +21,8 @@ import attrs
 import click
 import trio
 
+from catalyst_smpp.admin import CONTEXT_SETTINGS
+
 __all__ = ["DEMO_MESSAGES", "run_demo"]
 
 log = logging.getLogger(__name__)
@@ -248,7 +250,7 @@ def run_demo(state_dir: Path | None = None, *, out: TextIO | None = None, timeou
 
 def register(main: click.Group) -> None:
 
-    @main.command("demo", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+    @main.command("demo", context_settings=CONTEXT_SETTINGS)
     @click.option(
         "--state-dir",
         type=click.Path(file_okay=False, path_type=Path),
@@ -267,8 +269,7 @@ def register(main: click.Group) -> None:
         operator, a demo partner, operator and route; sends a few messages (short, long, UCS-2) as the
         partner and prints what the operator received and which receipts came back.  Exit 0 when all
         receipts arrived."""
-        from catalyst_smpp.logs import setup_logging
+        from catalyst_smpp.logs import setup_logging, verbosity_level
 
-        level = "WARNING" if verbose <= 0 else "INFO" if verbose == 1 else "DEBUG"
-        setup_logging(level, "text")
+        setup_logging(verbosity_level(verbose), "text")
         sys.exit(run_demo(state_dir, timeout=timeout))

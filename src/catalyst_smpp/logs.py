@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["JsonFormatter", "TextFormatter", "set_level", "setup_logging"]
+__all__ = ["JsonFormatter", "TextFormatter", "set_level", "setup_logging", "verbosity_level"]
 
 # attributes every LogRecord has; anything else came in through extra={...}
 _STANDARD = frozenset(
@@ -54,32 +54,43 @@ def _text_value(v: Any) -> str:
     return s
 
 
-class TextFormatter(logging.Formatter):
-    """``<ts> <LEVEL> <logger>: <message> key=value ...`` (values quoted when they contain spaces)."""
+class _Formatter(logging.Formatter):
+    """What both formats share: the static fields (e.g. the node id) and the extra fields of a record,
+    and its exception and stack text."""
 
     def __init__(self, static: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.static = dict(static or {})
+
+    def fields(self, record: logging.LogRecord) -> dict[str, Any]:
+        return _fields(record, self.static)
+
+    def traces(self, record: logging.LogRecord) -> dict[str, str]:
+        """``exc`` and ``stack``, when the record has them."""
+        out = {}
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            out["stack"] = self.formatStack(record.stack_info)
+        return out
+
+
+class TextFormatter(_Formatter):
+    """``<ts> <LEVEL> <logger>: <message> key=value ...`` (values quoted when they contain spaces)."""
 
     def format(self, record: logging.LogRecord) -> str:
         msg = record.getMessage()
         line = f"{_timestamp(record)} {record.levelname} {record.name}: {msg}"
-        fields = _fields(record, self.static)
+        fields = self.fields(record)
         if fields:
             line += " " + " ".join(f"{k}={_text_value(v)}" for k, v in fields.items())
-        if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
-        if record.stack_info:
-            line += "\n" + self.formatStack(record.stack_info)
+        for text in self.traces(record).values():
+            line += "\n" + text
         return line
 
 
-class JsonFormatter(logging.Formatter):
+class JsonFormatter(_Formatter):
     """One JSON object per line: ts, level, logger, msg, the static fields, extra fields, exc."""
-
-    def __init__(self, static: dict[str, Any] | None = None) -> None:
-        super().__init__()
-        self.static = dict(static or {})
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
@@ -88,12 +99,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        for k, v in _fields(record, self.static).items():
+        for k, v in self.fields(record).items():
             out.setdefault(k, v)
-        if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
-        if record.stack_info:
-            out["stack"] = self.formatStack(record.stack_info)
+        out.update(self.traces(record))
         return json.dumps(out, ensure_ascii=False, default=str)
 
 
@@ -134,3 +142,8 @@ def set_level(level: str) -> None:
     quiet = lvl if lvl <= logging.DEBUG else max(lvl, logging.WARNING)
     for name in ("nats", "asyncio", "psycopg"):
         logging.getLogger(name).setLevel(quiet)
+
+
+def verbosity_level(verbose: int) -> str:
+    """The level for a command's -v count: WARNING without, INFO with -v, DEBUG with -vv or more."""
+    return "WARNING" if verbose <= 0 else "INFO" if verbose == 1 else "DEBUG"

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, TypeVar
 
 import trio
 from prometheus_client import (
@@ -34,6 +35,8 @@ __all__ = ["NAMESPACE", "Metrics", "serve_metrics"]
 log = logging.getLogger(__name__)
 
 NAMESPACE = "catalyst_smpp"
+
+_M = TypeVar("_M", Counter, Gauge, Histogram)
 
 # Latency buckets: loopback sub-millisecond up to operator links with seconds of delay.
 _LATENCY_BUCKETS = (
@@ -60,100 +63,85 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
-        r, ns = self.registry, NAMESPACE
+        m = self._metric
         # --- pinned in docs/gateway.md (used by the gateway parts)
-        self.submits_total = Counter(
+        self.submits_total = m(
+            Counter,
             "submits_total",
             "Partner submits answered, by partner and SMPP status name (ok = accepted).",
             ["partner", "status"],
-            namespace=ns,
-            registry=r,
         )
-        self.operator_submits_total = Counter(
+        self.operator_submits_total = m(
+            Counter,
             "operator_submits_total",
             "submit_sm sent to operators, by operator and outcome (ok, or the status/error).",
             ["operator", "status"],
-            namespace=ns,
-            registry=r,
         )
-        self.receipts_total = Counter(
+        self.receipts_total = m(
+            Counter,
             "receipts_total",
             "Delivery receipts received from operators and queued for partners, by final state.",
             ["partner", "state"],
-            namespace=ns,
-            registry=r,
         )
-        self.mo_total = Counter(
-            "mo_total", "MO messages routed to a partner.", ["partner"], namespace=ns, registry=r
-        )
-        self.deliver_total = Counter(
+        self.mo_total = m(Counter, "mo_total", "MO messages routed to a partner.", ["partner"])
+        self.deliver_total = m(
+            Counter,
             "deliver_total",
             "deliver_sm (receipts and MO) sent to partners, by partner and outcome.",
             ["partner", "status"],
-            namespace=ns,
-            registry=r,
         )
-        self.binds = Gauge(
+        self.binds = m(
+            Gauge,
             "binds",
             "Open SMPP binds: side=partner (binds to us, name=system_id) or operator "
             "(our binds, name=operator).",
             ["side", "name"],
-            namespace=ns,
-            registry=r,
         )
-        self.backlog = Gauge(
+        self.backlog = m(
+            Gauge,
             "backlog",
             "Messages waiting in JetStream: kind=mt (per operator), dlr / mo (per partner).",
             ["kind", "name"],
-            namespace=ns,
-            registry=r,
         )
-        self.connector_up = Gauge(
+        self.connector_up = m(
+            Gauge,
             "connector_up",
             "1 while at least one bind to the operator is up on this node, else 0.",
             ["operator"],
-            namespace=ns,
-            registry=r,
         )
-        self.accept_seconds = Histogram(
+        self.accept_seconds = m(
+            Histogram,
             "accept_seconds",
             "Partner submit to submit_sm_resp (includes the JetStream publish ack).",
-            namespace=ns,
-            registry=r,
             buckets=_LATENCY_BUCKETS,
         )
-        self.operator_submit_seconds = Histogram(
+        self.operator_submit_seconds = m(
+            Histogram,
             "operator_submit_seconds",
             "submit_sm to the operator until its submit_sm_resp.",
-            namespace=ns,
-            registry=r,
             buckets=_LATENCY_BUCKETS,
         )
         # --- the daemon's own
-        self.info = Gauge(
-            "info",
-            "Always 1; labels name this node and the software version.",
-            ["node", "version"],
-            namespace=ns,
-            registry=r,
+        self.info = m(
+            Gauge, "info", "Always 1; labels name this node and the software version.", ["node", "version"]
         )
-        self.start_time_seconds = Gauge(
-            "start_time_seconds", "Unix time the process started.", namespace=ns, registry=r
+        self.start_time_seconds = m(Gauge, "start_time_seconds", "Unix time the process started.")
+        self.ready = m(
+            Gauge, "ready", "1 once listeners and connectors are up; 0 while starting or draining."
         )
-        self.ready = Gauge(
-            "ready",
-            "1 once listeners and connectors are up; 0 while starting or draining.",
-            namespace=ns,
-            registry=r,
-        )
-        self.config_reloads_total = Counter(
+        self.config_reloads_total = m(
+            Counter,
             "config_reloads_total",
             "Config reloads (SIGHUP), by result: ok, or invalid (the old config stays in force).",
             ["result"],
-            namespace=ns,
-            registry=r,
         )
         self.start_time_seconds.set(time.time())
+
+    def _metric(
+        self, kind: type[_M], name: str, documentation: str, labels: Sequence[str] = (), **kw: Any
+    ) -> _M:
+        """A metric ``catalyst_smpp_<name>`` on this object's registry."""
+        return kind(name, documentation, labels, namespace=NAMESPACE, registry=self.registry, **kw)
 
     def set_info(self, node: str, version: str) -> None:
         self.info.clear()
