@@ -25,6 +25,13 @@ def test_empty_config_is_all_defaults() -> None:
     assert parse_config("") == Config()
 
 
+def test_node_without_connectors() -> None:
+    assert Config().node.connectors is True
+    assert parse_config("[node]\nconnectors = false").node.connectors is False
+    e = _err("[node]\nconnectors = 0")
+    assert e.key == "node.connectors" and "boolean" in e.problem
+
+
 def test_values_and_units() -> None:
     cfg = parse_config(
         """
@@ -120,3 +127,74 @@ def test_invalid_toml_and_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as ei:
         load_config(tmp_path / "absent.toml")
     assert ei.value.path == str(tmp_path / "absent.toml") and "cannot read" in ei.value.problem
+
+
+# --------------------------------------------------------------------------- workers and node numbers
+
+
+def test_workers_and_node_number_keys() -> None:
+    from catalyst_smpp.config import cpu_count, resolve_workers
+
+    assert Config().node.workers == 1 and Config().node.number == -1
+    cfg = parse_config("[node]\nworkers = 4\nnumber = 32")
+    assert (cfg.node.workers, cfg.node.number) == (4, 32)
+    assert parse_config("[node]\nworkers = 'auto'").node.workers == 0
+    assert parse_config("[node]\nworkers = 'AUTO'").node.workers == 0
+    assert resolve_workers(0) == cpu_count() >= 1 and resolve_workers(3) == 3
+    e = _err("[node]\nworkers = 'many'")
+    assert e.key == "node.workers" and 'an integer or "auto"' in e.problem
+    e = _err("[node]\nworkers = -1")
+    assert e.key == "node.workers" and "out of range" in e.problem
+    e = _err("[node]\nnumber = 1024")
+    assert e.key == "node.number" and "maximum 1023" in e.problem
+    example = load_config(EXAMPLE)
+    assert (example.node.workers, example.node.number) == (1, -1)
+
+
+def test_workers_need_a_node_number_block_that_fits() -> None:
+    parse_config("[node]\nworkers = 4\nnumber = 1020")  # 1020..1023
+    e = _err("[node]\nworkers = 4\nnumber = 1021")
+    assert e.key == "node.number"
+    assert "1021 + 4 workers - 1 = 1024 is above 1023" in e.problem and "at most 1020" in e.problem
+
+
+def test_workers_need_reuse_port_and_metrics_ports() -> None:
+    e = _err("[node]\nworkers = 2\n[[listeners]]\nport = 2775\nreuse_port = false")
+    assert e.key == "listeners[0].reuse_port" and "SO_REUSEPORT" in e.problem
+    parse_config("[node]\nworkers = 1\n[[listeners]]\nport = 2775\nreuse_port = false")  # one process: fine
+    e = _err("[node]\nworkers = 3\n[metrics]\nport = 65534")
+    assert e.key == "metrics.port" and "metrics.port + k" in e.problem
+    parse_config("[node]\nworkers = 3\n[metrics]\nport = 0")  # no endpoints at all
+
+
+def test_check_workers_for_a_count_given_at_run_time() -> None:
+    from catalyst_smpp.config import check_workers
+
+    cfg = parse_config("[node]\nnumber = 1000\nworkers = 'auto'")  # auto: checked when resolved
+    check_workers(cfg, 24, "f.toml")
+    with pytest.raises(ConfigError) as ei:
+        check_workers(cfg, 25, "f.toml")
+    assert str(ei.value).startswith("f.toml: node.number: 1000 + 25 workers - 1 = 1024 is above 1023")
+    with pytest.raises(ConfigError) as ei:
+        check_workers(Config(), 1025, "f.toml")
+    assert ei.value.key == "node.workers"
+
+
+def test_worker_node_numbers() -> None:
+    from catalyst_smpp.gateway.ids import node_number, worker_base, worker_node_number
+
+    # an explicit base: worker k uses base + k; hosts with blocks h * 32 never share a number
+    assert [worker_node_number(worker_base("any", 64, 4), k) for k in range(4)] == [64, 65, 66, 67]
+    blocks = [
+        {worker_node_number(worker_base(f"h{h}", h * 32, n), k) for k in range(n)}
+        for h, n in enumerate((32, 8, 32, 1))
+    ]
+    assert sum(len(b) for b in blocks) == len(set().union(*blocks)) == 73
+    with pytest.raises(ValueError):
+        worker_base("any", 1021, 4)
+    # derived from the node id (numbered or hashed), moved down so the block fits
+    assert worker_base("gw-7", -1, 4) == 7 == node_number("gw-7")
+    assert worker_base("gw-1022", -1, 4) == 1020
+    assert worker_base("gw-1022", -1, 1) == 1022  # a single process: unchanged
+    with pytest.raises(ValueError):
+        worker_node_number(1020, 4)

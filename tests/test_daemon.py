@@ -296,6 +296,7 @@ def test_run_as_a_process_notify_metrics_reload_and_graceful_stop(
         assert any(m.startswith("STATUS=starting") for m in got)
         ready = next(m for m in got if "READY=1" in m.split("\n"))
         assert f"SMPP on {smpp_port}" in ready and f"metrics on {metrics_port}" in ready
+        assert _worker_pids(proc.pid) == {}  # one worker (the default): a single process, no parent
 
         m = _scrape(metrics_port)
         assert m[("catalyst_smpp_ready", ())] == 1
@@ -347,6 +348,202 @@ def test_run_as_a_process_notify_metrics_reload_and_graceful_stop(
     assert all(r.get("node") == "t-node" for r in records)
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5)
+
+
+# --------------------------------------------------------------------------- workers
+
+
+def _free_ports(n: int) -> int:
+    """A base port with ``n`` consecutive free ports (worker k serves metrics on base + k)."""
+    for _ in range(100):
+        base = free_port()
+        if base + n - 1 > 65535:
+            continue
+        try:
+            for k in range(1, n):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", base + k))
+        except OSError:
+            continue
+        return base
+    raise AssertionError("no consecutive free ports")
+
+
+def _worker_pids(parent: int) -> dict[int, int]:
+    """{worker index: pid} of the supervising parent's worker processes."""
+    import psutil
+
+    out = {}
+    for child in psutil.Process(parent).children():
+        try:
+            cmd = child.cmdline()
+        except psutil.Error:
+            continue
+        if "--worker" in cmd:
+            out[int(cmd[cmd.index("--worker") + 1])] = child.pid
+    return out
+
+
+def _bind_and_submit(port: int, n: int) -> None:
+    """``n`` smpplib partners bound at the same time (separate connections: SO_REUSEPORT spreads them over the
+    workers), each submitting one message (no route: ESME_RINVDSTADR, counted by the worker that answered)."""
+    import smpplib.client
+
+    clients = []
+    try:
+        for _ in range(n):
+            c = smpplib.client.Client("127.0.0.1", port, timeout=10, allow_unknown_opt_params=True)
+            c.connect()
+            clients.append(c)
+            assert c.bind_transceiver(system_id="dmnmulti", password="pw123").status == 0
+        for c in clients:
+            c.send_message(source_addr="TEST", destination_addr="999123", short_message=b"hello")
+            resp = c.read_pdu()
+            assert resp.command == "submit_sm_resp" and resp.status != 0  # answered, no route
+        for c in clients:
+            c.unbind()
+    finally:
+        for c in clients:
+            c.disconnect()
+
+
+def _submits(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> float:
+    return sum(
+        v
+        for (name, labels), v in samples.items()
+        if name == "catalyst_smpp_submits_total" and dict(labels).get("partner") == "dmnmulti"
+    )
+
+
+def _wait(predicate: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except (OSError, KeyError):
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_run_with_two_workers_notify_share_the_port_restart_reload_and_stop(
+    tmp_path: Path,
+    nats_url: str,
+    nats_config: NatsConfig,
+    pg_dsn: str,
+    pg_schema: str,
+    notify_socket: tuple[str, socket.socket],
+) -> None:
+    """``run --workers 2``: one parent (sd_notify, signals, restarts) and two workers on one SMPP port."""
+    smpp_port, metrics_base = free_port(), _free_ports(2)
+    text = _config_text(
+        state=tmp_path / "state",
+        nats_url=nats_url,
+        ns=nats_config.namespace,
+        dsn=pg_dsn,
+        schema=pg_schema,
+        smpp=smpp_port,
+        metrics=metrics_base,
+        level="INFO",
+    )
+    # its own partner (seeds are inserted only when absent, and this module shares one schema);
+    # max_binds is per node (per worker): 12 binds over 2 workers may land unevenly
+    text = (
+        text.replace('id = "t-node"', 'id = "t-multi"\nnumber = 40')
+        .replace("reuse_port = false", "reuse_port = true")
+        .replace('system_id = "dmnpartner"', 'system_id = "dmnmulti"')
+        .replace('password = "pw123"', 'password = "pw123"\nmax_binds = 32')
+    )
+    cfg = tmp_path / "gw.toml"
+    cfg.write_text(text)
+    addr, sock = notify_socket
+    log_path = tmp_path / "stderr.log"
+    with log_path.open("wb") as err:
+        proc = subprocess.Popen(
+            [*_cli(), "run", "--config", str(cfg), "--workers", "2"],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env=_env(NOTIFY_SOCKET=addr, WATCHDOG_USEC="1000000"),
+        )
+    notes = Notifications(sock)
+    try:
+        got = notes.wait_for("READY=1", proc)
+        ready = next(m for m in got if "READY=1" in m.split("\n"))
+        assert f"ready: 2 workers, SMPP on {smpp_port}" in ready
+        assert f"metrics on {metrics_base}-{metrics_base + 1}" in ready
+        pids = _worker_pids(proc.pid)
+        assert sorted(pids) == [0, 1] and proc.pid not in pids.values()
+        for k in (0, 1):  # each worker: its own metrics port and node id, ready when the parent said READY
+            m = _scrape(metrics_base + k)
+            assert m[("catalyst_smpp_ready", ())] == 1
+            assert m[("catalyst_smpp_info", (("node", f"t-multi/w{k}"), ("version", m_version(m))))] == 1
+
+        # both workers answer on the one SMPP port
+        _bind_and_submit(smpp_port, 12)
+        per_worker = [_submits(_scrape(metrics_base + k)) for k in (0, 1)]
+        assert sum(per_worker) == 12 and all(n > 0 for n in per_worker), per_worker
+
+        # a worker that dies is restarted (same index, node id and metrics port; a new pid)
+        os.kill(pids[1], signal.SIGKILL)
+        _wait(lambda: _worker_pids(proc.pid).get(1) not in (None, pids[1]), "worker 1 restarted")
+        _wait(lambda: _scrape(metrics_base + 1)[("catalyst_smpp_ready", ())] == 1, "worker 1 ready again")
+        assert _worker_pids(proc.pid)[0] == pids[0]
+        assert "WATCHDOG=1" in notes.seen
+        _bind_and_submit(smpp_port, 4)
+
+        # SIGHUP goes to both workers; the parent says READY=1 when both have reloaded
+        proc.send_signal(signal.SIGHUP)
+        notes.wait_for("RELOADING=1", proc)
+        notes.wait_for("READY=1", proc)
+        for k in (0, 1):
+            reloads = _scrape(metrics_base + k)[("catalyst_smpp_config_reloads_total", (("result", "ok"),))]
+            assert reloads == 1
+
+        proc.send_signal(signal.SIGTERM)
+        notes.wait_for("STOPPING=1", proc)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pid in _worker_pids(proc.pid).values() if proc.poll() is None else ():
+            os.kill(pid, signal.SIGKILL)
+
+    records = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
+    nodes = {r.get("node") for r in records}
+    assert nodes == {"t-multi", "t-multi/w0", "t-multi/w1"}, nodes
+    parent = [r for r in records if r.get("node") == "t-multi"]
+    died = next(r for r in parent if r["msg"].startswith("WORKER DIED: w1"))
+    assert died["level"] == "ERROR" and died["exit"] == "killed by SIGKILL" and died["pid"] == pids[1]
+    started = {
+        r["worker"]: r["node_number"]
+        for r in parent
+        if r["msg"].startswith("worker w") and "started" in r["msg"]
+    }
+    assert started == {"t-multi/w0": 40, "t-multi/w1": 41}
+    assert parent[-1]["msg"] == "stopped" and parent[-1]["exit_code"] == 0
+    for k in (0, 1):
+        worker = [r["msg"] for r in records if r.get("node") == f"t-multi/w{k}"]
+        assert "drained" in worker and "stopped" in worker
+    for k in (0, 1):
+        with pytest.raises(urllib.error.URLError):
+            urllib.request.urlopen(f"http://127.0.0.1:{metrics_base + k}/metrics", timeout=5)
+
+
+def test_run_workers_whose_node_numbers_do_not_fit_exits_2(tmp_path: Path) -> None:
+    cfg = tmp_path / "gw.toml"
+    cfg.write_text("[node]\nnumber = 1022\n")
+    p = subprocess.run(
+        [*_cli(), "run", "--config", str(cfg), "--workers", "3"], capture_output=True, text=True, env=_env()
+    )
+    assert p.returncode == 2, p.stderr
+    line = p.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"{cfg}: node.number: 1022 + 3 workers - 1 = 1024 is above 1023")
+    p = subprocess.run(
+        [*_cli(), "run", "--config", str(cfg), "--workers", "x"], capture_output=True, text=True, env=_env()
+    )
+    assert p.returncode == 2 and "'x': a number of processes or 'auto'" in p.stderr
 
 
 def m_version(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> str:

@@ -254,7 +254,9 @@ def _fraction(ctx: click.Context, param: click.Parameter, value: float) -> float
     help="MO deliver_sm per second to receiver/transceiver binds.",
 )
 @click.option("--mo-count", type=click.IntRange(min=0), help="Stop sending MO after this many.")
-@click.option("--mo-text", default="Hello from the SMSC simulator", help="Text of MO messages ({n}: the MO's number).")
+@click.option(
+    "--mo-text", default="Hello from the SMSC simulator", help="Text of MO messages ({n}: the MO's number)."
+)
 @click.option("--mo-source", default="447700900001", help="source_addr of MO messages.")
 @click.option("--mo-dest", default="12345", help="destination_addr of MO messages.")
 @click.option(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 import re
 import socket
 import tomllib
@@ -28,6 +29,7 @@ from typing import Any, TypeVar
 import attrs
 
 __all__ = [
+    "MAX_WORKERS",
     "Config",
     "ConfigError",
     "DatabaseConfig",
@@ -42,9 +44,15 @@ __all__ = [
     "PartnerSeed",
     "StreamConfig",
     "StreamsConfig",
+    "check_workers",
+    "cpu_count",
     "load_config",
     "parse_config",
+    "resolve_workers",
 ]
+
+MAX_WORKERS = 1024
+"""One node number (0..1023) per worker process."""
 
 
 class ConfigError(Exception):
@@ -90,6 +98,15 @@ class NodeConfig:
     """Node id used in logs, NATS client names and metrics; empty = the host name."""
     state_dir: Path = _f(Path("state"), kind="path")
     """Embedded nats-server and Postgres keep their data under this directory."""
+    number: int = _f(-1, min=-1, max=1023)
+    """Node number (message ids) of this host's first worker; worker k uses number + k.  -1 = derived from
+    ``id`` (see :mod:`catalyst_smpp.gateway.ids`).  Set it on multi-host deployments: one block per host."""
+    workers: int = _f(1, min=0, max=MAX_WORKERS, kind="workers")
+    """Gateway worker processes sharing the listeners (SO_REUSEPORT) under one supervising parent;
+    1 = a single process (no parent); 0 or "auto" = one per CPU this process may run on."""
+    connectors: bool = _f(True)
+    """False: this node runs no operator connectors (partner side only: listeners, accept, delivery); the
+    operators' queues are served by the other nodes sharing NATS and Postgres (split deployments)."""
 
     @property
     def effective_id(self) -> str:
@@ -286,7 +303,58 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
     return cfg
 
 
+def cpu_count() -> int:
+    """CPUs this process may run on (its affinity mask: cpusets, systemd CPUAffinity=), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def resolve_workers(workers: int) -> int:
+    """``node.workers`` (or ``--workers``) as a count: 0 ("auto") → :func:`cpu_count`."""
+    return workers if workers > 0 else cpu_count()
+
+
+def check_workers(cfg: Config, workers: int, source: str) -> None:
+    """What running ``workers`` processes from ``cfg`` needs (a resolved count); ConfigError otherwise.
+
+    Worker k uses node number ``node.number + k`` and metrics port ``metrics.port + k``, and every worker
+    listens on every listener's port, which needs ``reuse_port``.
+    """
+    if workers > MAX_WORKERS:
+        raise ConfigError(
+            source, "node.workers", f"{workers} workers: at most {MAX_WORKERS} (one node number each)"
+        )
+    if workers <= 1:
+        return
+    base = cfg.node.number
+    if base >= 0 and base + workers - 1 > 1023:
+        raise ConfigError(
+            source,
+            "node.number",
+            f"{base} + {workers} workers - 1 = {base + workers - 1} is above 1023 (worker k uses node number "
+            f"node.number + k): set node.number to at most {1024 - workers} or run fewer workers",
+        )
+    for i, lst in enumerate(cfg.listeners):
+        if not lst.reuse_port:
+            raise ConfigError(
+                source,
+                f"listeners[{i}].reuse_port",
+                f"must be true with {workers} workers (they share the port through SO_REUSEPORT)",
+            )
+    port = cfg.metrics.port
+    if port and port + workers - 1 > 65535:
+        raise ConfigError(
+            source,
+            "metrics.port",
+            f"{port} + {workers} workers - 1 is above 65535 (worker k serves metrics on metrics.port + k)",
+        )
+
+
 def _check_cross_fields(cfg: Config, source: str) -> None:
+    if cfg.node.workers > 1:
+        check_workers(cfg, cfg.node.workers, source)
     for i, lst in enumerate(cfg.listeners):
         if (lst.tls_cert is None) != (lst.tls_key is None):
             missing = "tls_key" if lst.tls_key is None else "tls_cert"
@@ -392,6 +460,11 @@ class _Loader:
         if attrs.has(tp):
             return self.build(tp, value, key)
         kind = meta.get("kind")
+        if kind == "workers":
+            if isinstance(value, str) and value.strip().lower() == "auto":
+                value = 0
+            elif isinstance(value, bool) or not isinstance(value, int):
+                raise self.err(key, f'expected an integer or "auto", got {_type_name(value)}')
         if kind == "duration":
             out: Any = self.duration(value, key)
         elif kind == "size":

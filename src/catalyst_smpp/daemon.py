@@ -14,11 +14,18 @@ Life of the process:
 systemd: ``sd_notify`` over ``$NOTIFY_SOCKET`` (own implementation, abstract ``@`` sockets too),
 ``WATCHDOG=1`` every half ``$WATCHDOG_USEC`` from the trio loop (so a stuck loop is restarted), ``STATUS=``
 lines.
+
+Workers: ``--workers N`` (or ``node.workers``) with N > 1 runs :mod:`catalyst_smpp.supervisor` instead:
+a supervising parent that starts N copies of this daemon as worker processes (``run --worker K``, their
+:class:`WorkerSpec` in ``$CATALYST_SMPP_WORKER``).  A worker is this same daemon with its node id, node
+number, metrics port and (embedded) NATS URL / DSN taken from the spec, sd_notify going to its parent, and a
+stop of its own when the parent disappears.  N = 1 is the single process described above, with no parent.
 """
 
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import os
 import signal
@@ -35,7 +42,7 @@ import trio
 
 from catalyst_smpp.config import Config, ConfigError, load_config
 
-__all__ = ["EXIT_CONFIG", "Daemon", "SdNotifier", "main_run", "register"]
+__all__ = ["EXIT_CONFIG", "WORKER_ENV", "Daemon", "SdNotifier", "WorkerSpec", "main_run", "register"]
 
 log = logging.getLogger("catalyst_smpp.daemon")
 
@@ -45,6 +52,43 @@ EXIT_CONFIG = 2
 
 # config sections a running gateway cannot change without a restart
 _RESTART_SECTIONS = ("node", "nats", "database", "listeners", "metrics")
+
+WORKER_ENV = "CATALYST_SMPP_WORKER"
+"""Environment variable carrying a worker's :class:`WorkerSpec` (JSON) from the supervising parent."""
+
+
+@attrs.frozen
+class WorkerSpec:
+    """What the supervising parent decides for worker ``index``; applied over the worker's config file."""
+
+    index: int
+    count: int
+    node_id: str
+    node_number: int
+    metrics_port: int
+    parent_pid: int
+    nats_urls: tuple[str, ...] = ()
+    """Set when the parent started the embedded nats-server (else the config's ``nats.urls``)."""
+    dsn: str = ""
+    """Set when the parent started the embedded Postgres (else the config's ``database.dsn``)."""
+
+    def to_json(self) -> str:
+        return json.dumps(attrs.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> WorkerSpec:
+        data = json.loads(text)
+        data["nats_urls"] = tuple(data.get("nats_urls") or ())
+        return cls(**data)
+
+    def apply(self, cfg: Config) -> Config:
+        node = attrs.evolve(cfg.node, id=self.node_id, number=self.node_number, workers=1)
+        out = attrs.evolve(cfg, node=node, metrics=attrs.evolve(cfg.metrics, port=self.metrics_port))
+        if self.nats_urls:
+            out = attrs.evolve(out, nats=attrs.evolve(out.nats, urls=self.nats_urls))
+        if self.dsn:
+            out = attrs.evolve(out, database=attrs.evolve(out.database, dsn=self.dsn))
+        return out
 
 
 def version() -> str:
@@ -139,7 +183,9 @@ def _gateway_class() -> Any:
     return Gateway
 
 
-def _with_node_id(cfg: Config, node_id: str | None) -> Config:
+def _with_node_id(cfg: Config, node_id: str | None, worker: WorkerSpec | None = None) -> Config:
+    if worker is not None:
+        return worker.apply(cfg)
     if node_id:
         return attrs.evolve(cfg, node=attrs.evolve(cfg.node, id=node_id))
     return cfg
@@ -148,12 +194,15 @@ def _with_node_id(cfg: Config, node_id: str | None) -> Config:
 class Daemon:
     """One gateway node: owns the config, logging, metrics endpoint, infrastructure and the Gateway."""
 
-    def __init__(self, config_path: Path, cfg: Config, *, node_id: str | None = None) -> None:
+    def __init__(
+        self, config_path: Path, cfg: Config, *, node_id: str | None = None, worker: WorkerSpec | None = None
+    ) -> None:
         from catalyst_smpp.metrics import Metrics
 
         self.config_path = config_path
         self.node_id_override = node_id
-        self.cfg = _with_node_id(cfg, node_id)
+        self.worker = worker
+        self.cfg = _with_node_id(cfg, node_id, worker)
         self.node = self.cfg.node.effective_id
         self.metrics = Metrics()
         self.metrics.set_info(self.node, version())
@@ -183,6 +232,8 @@ class Daemon:
                     wd = watchdog_interval()
                     if wd is not None and self.notifier.enabled:
                         outer.start_soon(self._watchdog, wd)
+                    if self.worker is not None:
+                        outer.start_soon(self._watch_parent, self.worker.parent_pid)
                     with trio.CancelScope() as self._main_scope:
                         await self._serve()
                     outer.cancel_scope.cancel()
@@ -212,7 +263,10 @@ class Daemon:
             )
             self.notifier.status("starting: gateway")
             gateway_cls = _gateway_class()
-            gw = gateway_cls(self.cfg, infra, node_id=self.node, metrics=self.metrics)
+            extra: dict[str, Any] = {}
+            if self.cfg.node.number >= 0:  # else the Gateway derives it from the node id, as it always did
+                extra["node_num"] = self.cfg.node.number
+            gw = gateway_cls(self.cfg, infra, node_id=self.node, metrics=self.metrics, **extra)
             self.gateway = gw
             async with trio.open_nursery() as n:
                 await n.start(gw.run)
@@ -261,10 +315,7 @@ class Daemon:
             name = signal.Signals(signum).name
             if self._signals == 1:
                 log.info("%s: graceful stop", name, extra={"signal": name})
-                self._stop_requested.set()
-                if self.gateway is None and self._main_scope is not None:
-                    # still starting: nothing to drain
-                    self._main_scope.cancel()
+                self._graceful_stop()
             elif self._signals == 2:
                 log.warning("%s again: stopping now without draining", name, extra={"signal": name})
                 self.exit_code = EXIT_FAILURE
@@ -275,6 +326,23 @@ class Daemon:
                 log.error("%s a third time: exiting immediately", name, extra={"signal": name})
                 logging.shutdown()
                 os._exit(EXIT_FAILURE)
+
+    def _graceful_stop(self) -> None:
+        self._stop_requested.set()
+        if self.gateway is None and self._main_scope is not None:
+            # still starting: nothing to drain
+            self._main_scope.cancel()
+
+    async def _watch_parent(self, parent_pid: int) -> None:
+        """A worker whose supervising parent is gone (killed) drains and exits instead of running alone."""
+        while os.getppid() == parent_pid:
+            await trio.sleep(1.0)
+        if self._signals == 0:
+            log.error(
+                "the supervising parent (pid %d) is gone; stopping", parent_pid, extra={"parent": parent_pid}
+            )
+            self._signals = 1
+            self._graceful_stop()
 
     async def reload(self) -> bool:
         """Re-read the config file; apply the log level and reload the gateway.  False if invalid."""
@@ -287,7 +355,9 @@ class Daemon:
             try:
                 try:
                     new = _with_node_id(
-                        await trio.to_thread.run_sync(load_config, self.config_path), self.node_id_override
+                        await trio.to_thread.run_sync(load_config, self.config_path),
+                        self.node_id_override,
+                        self.worker,
                     )
                 except ConfigError as e:
                     ok = False
@@ -427,8 +497,15 @@ async def _call_reload(gw: Any, cfg: Config) -> None:
         await gw.reload()
 
 
-def main_run(config_path: Path, node_id: str | None = None) -> int:
-    """The ``run`` command: returns the process exit code."""
+def main_run(
+    config_path: Path, node_id: str | None = None, workers: int | None = None, worker: int | None = None
+) -> int:
+    """The ``run`` command: returns the process exit code.
+
+    ``workers``: the ``--workers`` option (None = ``node.workers``; 0 = one per CPU); more than one runs the
+    supervising parent.  ``worker``: the internal ``--worker K`` of a process that parent started.
+    """
+    from catalyst_smpp.config import check_workers, resolve_workers
     from catalyst_smpp.logs import setup_logging
 
     try:
@@ -436,13 +513,38 @@ def main_run(config_path: Path, node_id: str | None = None) -> int:
     except ConfigError as e:
         print(str(e), file=sys.stderr)
         return EXIT_CONFIG
-    node = node_id or cfg.node.effective_id
+    spec: WorkerSpec | None = None
+    if worker is not None:
+        raw = os.environ.get(WORKER_ENV, "")
+        try:
+            spec = WorkerSpec.from_json(raw)
+        except (ValueError, TypeError, KeyError):
+            print(
+                f"--worker is internal: run by the supervising parent (no valid ${WORKER_ENV})",
+                file=sys.stderr,
+            )
+            return EXIT_CONFIG
+        if spec.index != worker:
+            print(f"--worker {worker} does not match ${WORKER_ENV} (worker {spec.index})", file=sys.stderr)
+            return EXIT_CONFIG
+    else:
+        count = resolve_workers(cfg.node.workers if workers is None else workers)
+        if count > 1:
+            try:
+                check_workers(cfg, count, str(config_path))
+            except ConfigError as e:
+                print(str(e), file=sys.stderr)
+                return EXIT_CONFIG
+            from catalyst_smpp.supervisor import main_supervise
+
+            return main_supervise(config_path, cfg, count, node_id=node_id)
+    node = spec.node_id if spec is not None else (node_id or cfg.node.effective_id)
     try:
         setup_logging(cfg.logging.level, cfg.logging.format, file=cfg.logging.file, node=node)
     except OSError as e:
         print(f"{config_path}: logging.file: cannot open: {e}", file=sys.stderr)
         return EXIT_CONFIG
-    daemon = Daemon(config_path, cfg, node_id=node_id)
+    daemon = Daemon(config_path, cfg, node_id=node_id, worker=spec)
     try:
         return trio.run(daemon.run)
     except KeyboardInterrupt:  # pragma: no cover - SIGINT before the signal receiver was installed
@@ -471,7 +573,17 @@ def register(main: click.Group) -> None:
         help="TOML config file (see config/catalyst-smpp.toml) [env CATALYST_SMPP_CONFIG].",
     )
     @click.option("--node-id", help="Node id for logs, metrics and NATS names (overrides node.id).")
-    def run_cmd(config: Path, node_id: str | None) -> None:
+    @click.option(
+        "--workers",
+        "-w",
+        "workers",
+        callback=_workers_option,
+        metavar="N|auto",
+        help="Gateway worker processes sharing the listeners (overrides node.workers; default 1 = one "
+        "process, no supervisor; auto or 0 = one per CPU).",
+    )
+    @click.option("--worker", "worker", type=int, hidden=True)  # internal: a worker the parent started
+    def run_cmd(config: Path, node_id: str | None, workers: int | None, worker: int | None) -> None:
         """Run the gateway daemon in the foreground (systemd: Type=notify).
 
         \b
@@ -480,5 +592,23 @@ def register(main: click.Group) -> None:
                            config stays in force
                   SIGTERM  graceful drain within limits.shutdown_grace, then exit 0
                   SIGINT   same (Ctrl-C); a second SIGTERM/SIGINT stops at once (exit 1)
+        With --workers N (N > 1) a supervising parent starts N worker processes, forwards these
+        signals to them, restarts one that dies, and owns sd_notify; worker k is <node>/w<k>,
+        node number node.number + k, metrics on metrics.port + k.
         Exit codes: 0 stopped cleanly, 1 failed, 2 invalid config (message: file: key: problem)."""
-        sys.exit(main_run(config, node_id))
+        sys.exit(main_run(config, node_id, workers, worker))
+
+
+def _workers_option(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    if value is None:
+        return None
+    text = value.strip().lower()
+    if text == "auto":
+        return 0
+    try:
+        n = int(text)
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: a number of processes or 'auto'") from None
+    if n < 0:
+        raise click.BadParameter(f"{value!r}: 0 (auto) or more")
+    return n

@@ -10,6 +10,7 @@
   acknowledged (a submit whose outcome is unknown — connection lost, no response — is sent again and counted
   in ``uncertain``: such a text may reach the simulator twice, unavoidably).
 * :func:`check_delivered`: the exact count (every acknowledged text is at the simulator; duplicates counted).
+* :func:`smpplib_session`: smpplib (a third-party client, blocking: run it in a thread) bound to a gateway.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import smpplib.client  # type: ignore[import-untyped]
 import trio
 
 from catalyst_smpp.bus import Bus
@@ -40,8 +42,10 @@ from catalyst_smpp.protocol.pdu import DeliverSm, Pdu, SubmitSm
 from catalyst_smpp.protocol.session import SessionConfig
 from catalyst_smpp.protocol.tlv import Tag
 from catalyst_smpp.sim import SimConfig, SmscSimulator
+from catalyst_smpp.sim.store import decode_text
 from catalyst_smpp.store import (
     Database,
+    MoRouteRepo,
     OperatorRepo,
     PartnerRepo,
     RouteRepo,
@@ -113,6 +117,9 @@ class Env:
     def add_route(self, partner: str | None, prefix: str, operators: list[Any], **fields: Any) -> None:
         self.setup(lambda c: RouteRepo(c).add(partner, prefix, operators, **fields))
 
+    def add_mo_route(self, dest_prefix: str, partner: str, **fields: Any) -> None:
+        self.setup(lambda c: MoRouteRepo(c).add(dest_prefix, partner, **fields))
+
     def config(self, *, nats_url: str | None = None, port: int = 0, node_id: str = "gw") -> Config:
         return Config(
             listeners=(ListenerConfig(host="127.0.0.1", port=port, reuse_port=False),),
@@ -168,16 +175,27 @@ async def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> 
 
 
 class RecordingSim(SmscSimulator):
-    """The simulator, also remembering the receipt state it decided for each operator id."""
+    """The simulator, also remembering the receipt state it decided for each operator id and which receipts
+    the gateway acknowledged (deliver_sm_resp ESME_ROK: the gateway took them over, durably)."""
 
     def __init__(self, config: SimConfig | None = None) -> None:
         super().__init__(config)
         self.receipt_stats: dict[str, str] = {}
+        self._by_receipt_id: dict[str, str] = {}
+        self.receipts_acked: list[str] = []
+        """operator message ids (as in the submit_sm_resp) whose receipt the gateway acknowledged"""
 
     def _accepted(self, conn: Any, pdu: Any, verdict: Any, now: float) -> None:
         super()._accepted(conn, pdu, verdict, now)
         if verdict.state is not None and verdict.receipt_due_in is not None:
             self.receipt_stats[verdict.message_id] = stat_for_state(verdict.state)
+            self._by_receipt_id[verdict.receipt_id] = verdict.message_id
+
+    def _receipt_answered(self, pdu: DeliverSm, status: int | None) -> None:
+        rid = pdu.get_tlv(Tag.receipted_message_id)
+        rid_text = (rid.decode() if isinstance(rid, bytes) else str(rid)).rstrip("\0")
+        if status == 0 and rid_text in self._by_receipt_id:
+            self.receipts_acked.append(self._by_receipt_id[rid_text])
 
 
 @contextlib.asynccontextmanager
@@ -226,22 +244,26 @@ def sim_texts(*sims: SmscSimulator) -> collections.Counter[str]:
 
 @attrs.define
 class Receipts:
-    """deliver_sm receipts a partner got: (receipted id, stat) in arrival order."""
+    """deliver_sm a partner got: receipts as (receipted id, stat) in arrival order (``sources``: receipted id →
+    the receipt's source_addr, i.e. the original destination), MO messages as (source, destination, text)."""
 
     items: list[tuple[str, str]] = attrs.Factory(list)
+    sources: dict[str, str] = attrs.Factory(dict)
+    mo: list[tuple[str, str, str | None]] = attrs.Factory(list)
     other: int = 0
 
     def handler(self, session: Any, pdu: Pdu) -> Any:
         if isinstance(pdu, DeliverSm) and pdu.esm_class & 0x04:
             rid = pdu.get_tlv(Tag.receipted_message_id)
             state = pdu.get_tlv(Tag.message_state)
-            rid_text = rid.decode() if isinstance(rid, bytes) else str(rid)
+            rid_text = (rid.decode() if isinstance(rid, bytes) else str(rid)).rstrip("\0")
             self.items.append(
-                (
-                    rid_text.rstrip("\0"),
-                    RECEIPT_STATES.get(state, str(state)) if isinstance(state, int) else str(state),
-                )
+                (rid_text, RECEIPT_STATES.get(state, str(state)) if isinstance(state, int) else str(state))
             )
+            self.sources[rid_text] = pdu.source_addr
+        elif isinstance(pdu, DeliverSm):
+            body = pdu.short_message or (pdu.get_tlv(Tag.message_payload) or b"")
+            self.mo.append((pdu.source_addr, pdu.destination_addr, decode_text(pdu.data_coding, bytes(body))))
         else:
             self.other += 1
         return None
@@ -405,6 +427,64 @@ async def wait_receipts(load: LoadResult, receipts: Receipts, timeout: float) ->
         raise AssertionError(f"{e}: {len(missing())} of {len(load.acked)} without a receipt") from None
 
 
+# --------------------------------------------------------------------------- smpplib as the partner
+
+
+class SmpplibPartner:
+    """smpplib (a third-party client; blocking: use it from ``trio.to_thread.run_sync``) bound to a gateway.
+
+    Every deliver_sm it gets is answered ESME_ROK (by smpplib) and kept in ``received``."""
+
+    def __init__(self, port: int, system_id: str = "acme", bind: str = "transceiver") -> None:
+        self.client = smpplib.client.Client("127.0.0.1", port, timeout=15, allow_unknown_opt_params=True)
+        self.system_id = system_id
+        self.bind = bind
+        self.received: list[Any] = []
+        self.client.set_message_received_handler(lambda pdu: self.received.append(pdu))
+
+    def __enter__(self) -> SmpplibPartner:
+        self.client.connect()
+        getattr(self.client, f"bind_{self.bind}")(system_id=self.system_id, password=PASSWORD)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if exc[0] is None:
+                self.client.unbind()
+        finally:
+            self.client.disconnect()
+
+    def request(self, command: str, **fields: Any) -> Any:
+        """Send ``command`` (an smpplib PDU name: ``submit_sm``, ``data_sm``) and return its response,
+        handling deliver_sm / enquire_link that arrive meanwhile."""
+        import smpplib.smpp  # type: ignore[import-untyped]
+
+        c = self.client
+        pdu = smpplib.smpp.make_pdu(command, client=c, **fields)
+        c.send_pdu(pdu)
+        while True:
+            p = c.read_pdu()
+            if p.command == f"{command}_resp" and p.sequence == pdu.sequence:
+                return p
+            if p.command == "deliver_sm":
+                c._message_received(p)
+            elif p.command == "enquire_link":
+                c._enquire_link_received(p)
+
+    def read_until(self, done: Callable[[], bool], timeout: float, then: float = 1.0) -> None:
+        """Read PDUs until ``done()`` (or ``timeout`` s), then ``then`` s more (a copy would arrive then)."""
+        c = self.client
+        c._socket.settimeout(0.2)
+        try:
+            for limit, check in ((timeout, True), (then, False)):
+                end = time.monotonic() + limit
+                while time.monotonic() < end and not (check and done()):
+                    with contextlib.suppress(TimeoutError):
+                        c.read_once(auto_send_enquire_link=False)
+        finally:
+            c._socket.settimeout(15)
+
+
 # --------------------------------------------------------------------------- the daemon in a subprocess
 
 
@@ -418,8 +498,16 @@ class GatewayProcess:
     """``catalyst-smpp run --config FILE`` as a child process (log in ``<dir>/gw-N.log``)."""
 
     def __init__(
-        self, env: Env, directory: Path, *, node_id: str = "gw-proc", port: int | None = None
+        self,
+        env: Env,
+        directory: Path,
+        *,
+        node_id: str = "gw-proc",
+        port: int | None = None,
+        connectors: bool = True,
     ) -> None:
+        """``connectors=False``: ``[node] connectors = false`` (partner side only, no operator connector)."""
+        directory.mkdir(parents=True, exist_ok=True)
         self.env = env
         self.dir = directory
         self.port = port or free_port()
@@ -431,6 +519,7 @@ class GatewayProcess:
 [node]
 id = "{node_id}"
 state_dir = "{directory / "state"}"
+connectors = {"true" if connectors else "false"}
 
 [nats]
 urls = ["{env.nats_url}"]
@@ -538,6 +627,7 @@ __all__ = [
     "Receipts",
     "RecordingSim",
     "SimSlot",
+    "SmpplibPartner",
     "check_delivered",
     "open_gateway",
     "open_sim",

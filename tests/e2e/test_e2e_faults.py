@@ -10,6 +10,7 @@ from __future__ import annotations
 import trio
 
 from catalyst_smpp.client import BindType
+from catalyst_smpp.gateway.ids import id_node
 from catalyst_smpp.protocol.constants import MessageState
 from catalyst_smpp.sim import DelayRange, IdForm, IdFormat, SimConfig
 
@@ -263,19 +264,25 @@ async def test_partner_offline_while_receipts_arrive_then_binds_again(env: Env) 
 # --------------------------------------------------------------------------- (f) two gateways
 
 
-async def test_two_gateways_partner_on_one_operator_on_the_other(env: Env) -> None:
+async def test_two_gateway_processes_partner_on_one_operator_on_the_other(env: Env) -> None:
+    """Two ``catalyst-smpp run`` processes on the same NATS and Postgres: A with ``[node] connectors = false``
+    (the operator is reachable only from B), the partner bound to A only.  Submits go A → JetStream → B's
+    connector → the simulator; receipts go the simulator → B → JetStream → A → the partner."""
     n = 200
     all_texts = texts("two", n)
     receipts = Receipts()
     async with open_sim(_sim()) as sim:
         _setup(env, sim.port)
-        # A: partner side only (no operator connector); B: operator connector (nobody binds to it)
-        async with (
-            open_gateway(env, "gw-a", connectors=False, node_num=1) as gw_a,
-            open_gateway(env, "gw-b", node_num=2) as gw_b,
-        ):
-            assert gw_a.connectors == {} and set(gw_b.connectors) == {"opA"}
-            client = partner_client(gw_a.ports[0], handler=receipts.handler)
+        gw_a = GatewayProcess(env, env.tmp / "a", node_id="gw-a-1", connectors=False)
+        gw_b = GatewayProcess(env, env.tmp / "b", node_id="gw-b-2")
+        try:
+            gw_a.start()
+            gw_b.start()
+            await gw_a.wait_listening()
+            await gw_b.wait_listening()
+            # only B binds to the operator (one bind: opA's bind_count)
+            await wait_for(lambda: sim.bound_sessions == 1, 30, "B's connector bound to the SMSC")
+            client = partner_client(gw_a.port, handler=receipts.handler)
             async with trio.open_nursery() as nursery:
                 await nursery.start(client.run)
                 await client.wait_bound()
@@ -283,10 +290,20 @@ async def test_two_gateways_partner_on_one_operator_on_the_other(env: Env) -> No
                     load = await submit_load(client, all_texts)
                 await wait_delivered(load, lambda: [sim], 60)
                 await wait_receipts(load, receipts, 60)
-                await trio.sleep(0.5)
+                await trio.sleep(0.5)  # a copy would arrive now
                 await client.aclose()
-            assert gw_b.receivers.bound_sessions("acme") == []
-            assert sim.stats.binds >= 1
+            assert sim.stats.binds == 1 and sim.bound_sessions == 1, "A never connected to the operator"
+        finally:
+            gw_a.stop()
+            gw_b.stop()
         count = check_delivered(all_texts, load, sim)
-    assert count.acked == n and count.missing == [] and count.duplicates == 0
-    assert sorted(r for r, _ in receipts.items) == sorted(load.acked.values())
+    assert "gateway gw-a-1 up" in gw_a.tail(400) and "0 operator(s)" in _up_line(gw_a)
+    assert "1 operator(s)" in _up_line(gw_b)
+    assert count.acked == n and count.missing == [] and count.duplicates == 0 and count.unexpected == 0
+    assert sorted(r for r, _ in receipts.items) == sorted(load.acked.values()), "one receipt each"
+    # our ids were made by A (node number 1), shown to the partner in hex
+    assert {id_node(int(i, 16)) for i in load.acked.values()} == {1}
+
+
+def _up_line(gw: GatewayProcess) -> str:
+    return next(line for line in gw.tail(400).splitlines() if f"gateway {gw.node_id} up" in line)

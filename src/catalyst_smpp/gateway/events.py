@@ -13,10 +13,17 @@ On the wire an event is one compact JSON object (``event_to_json`` / ``event_fro
 makes a re-publish within the duplicate window a no-op.
 
 Packed (``EventPublisher(pack=True)``, what the Gateway uses): the events of one batch that share a
-type travel as ONE JetStream message on ``EVENTS.<type>`` -- their JSON objects joined by newlines,
-msg_id ``"p:<sha1 of the payload>"`` -- so the message log costs one publish and one fetch+ack per
-batch instead of per event (three events per message made it the largest cost of the bus).  The writer
-reads both forms (:func:`events_from_bytes`); an unreadable line is dropped alone.
+type travel as ONE JetStream message on ``EVENTS.<type>``, msg_id ``"p:<sha1 of the payload>"`` -- so the
+message log costs one publish and one fetch+ack per batch instead of per event.  The payload is one JSON
+array of rows (:data:`ROW_FIELDS` order, ``event_at`` as unix seconds: ``[["123","accepted",1714564801.005,
+"acme",...],...]``), written with one ``json.dumps`` per batch and read with one ``json.loads``.  Earlier
+nodes packed JSON objects joined by newlines; the writer reads every form (:func:`events_from_bytes`: one
+object, objects joined by newlines, an array of rows); an unreadable line or row is dropped alone.
+(Upgrade the writers -- every node runs one -- before the publishers: an older writer cannot read rows.)
+
+The producers (accept, connector, inbound) hand rows to :meth:`EventPublisher.emit_row` (a tuple, no
+``MessageEvent`` object and no ``datetime`` per event); :meth:`EventPublisher.emit` takes a
+``MessageEvent`` as before.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import time
 from collections import deque
 from typing import Any
 
@@ -37,12 +45,15 @@ from catalyst_smpp.store import Database, MessageEvent
 
 __all__ = [
     "EVENT_TYPES",
+    "ROW_FIELDS",
     "EventPublisher",
     "EventWriter",
     "event_from_json",
+    "event_row",
     "event_to_json",
     "events_from_bytes",
     "make_event",
+    "row_to_event",
 ]
 
 log = logging.getLogger(__name__)
@@ -50,11 +61,102 @@ log = logging.getLogger(__name__)
 EVENT_TYPES = ("accepted", "submitted", "delivered", "failed", "rejected")
 
 _FIELDS = tuple(f.name for f in attrs.fields(MessageEvent))
+ROW_FIELDS = (
+    "message_id",
+    "event",
+    "event_at",
+    "partner",
+    "operator",
+    "source_addr",
+    "dest_addr",
+    "parts",
+    "status",
+    "final_state",
+    "error",
+    "operator_message_id",
+    "node",
+)
+"""A packed event row: these fields in this order (``event_at`` as unix seconds, a float)."""
+assert _FIELDS == ROW_FIELDS, "MessageEvent changed: update ROW_FIELDS (and keep reading old rows)"
+_NODE = ROW_FIELDS.index("node")
+_UTC = dt.UTC
+_fromtimestamp = dt.datetime.fromtimestamp
+
+Row = tuple[Any, ...]
 
 
 def make_event(message_id: str, event: str, **fields: Any) -> MessageEvent:
     """A :class:`MessageEvent` stamped now (UTC)."""
     return MessageEvent(message_id, event, dt.datetime.now(dt.UTC), **fields)
+
+
+def event_row(
+    message_id: str,
+    event: str,
+    partner: str = "",
+    operator: str = "",
+    source_addr: str = "",
+    dest_addr: str = "",
+    parts: int = 1,
+    status: int | None = None,
+    final_state: str | None = None,
+    error: str | None = None,
+    operator_message_id: str | None = None,
+    node: str = "",
+    at: float | None = None,
+) -> Row:
+    """An event row for :meth:`EventPublisher.emit_row` (stamped now unless ``at``, unix seconds)."""
+    return (
+        message_id,
+        event,
+        time.time() if at is None else at,
+        partner,
+        operator,
+        source_addr,
+        dest_addr,
+        parts,
+        status,
+        final_state,
+        error,
+        operator_message_id,
+        node,
+    )
+
+
+def _event_to_row(ev: MessageEvent) -> Row:
+    at = ev.event_at
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=_UTC)
+    return (
+        ev.message_id,
+        ev.event,
+        at.timestamp(),
+        ev.partner,
+        ev.operator,
+        ev.source_addr,
+        ev.dest_addr,
+        ev.parts,
+        ev.status,
+        ev.final_state,
+        ev.error,
+        ev.operator_message_id,
+        ev.node,
+    )
+
+
+def row_to_event(row: Any) -> MessageEvent:
+    """A packed row → :class:`MessageEvent`; ValueError for anything that is not one."""
+    if not isinstance(row, list | tuple) or len(row) < 3:
+        raise ValueError("not an event row")
+    mid, event, at = row[0], row[1], row[2]
+    if not isinstance(mid, str) or not isinstance(event, str) or not event:
+        raise ValueError("not an event row: bad message_id/event")
+    if not isinstance(at, float | int) or isinstance(at, bool):
+        raise ValueError("not an event row: bad event_at")
+    try:
+        return MessageEvent(mid, event, _fromtimestamp(at, _UTC), *row[3:13])
+    except (TypeError, OverflowError, OSError) as exc:
+        raise ValueError(f"not an event row: {exc}") from None
 
 
 def event_to_json(ev: MessageEvent) -> bytes:
@@ -86,8 +188,23 @@ def event_from_json(data: bytes) -> MessageEvent:
 
 
 def events_from_bytes(data: bytes) -> tuple[list[MessageEvent], int]:
-    """The events of one EVENTS message (one object, or several joined by newlines) and the number of
-    unreadable lines."""
+    """The events of one EVENTS message (one object, several joined by newlines, or an array of rows) and
+    the number of unreadable lines/rows."""
+    if data[:1] == b"[":
+        try:
+            rows = json.loads(data)
+        except ValueError:
+            return [], 1
+        if not isinstance(rows, list):
+            return [], 1
+        out_rows: list[MessageEvent] = []
+        bad_rows = 0
+        for row in rows:
+            try:
+                out_rows.append(row_to_event(row))
+            except ValueError:
+                bad_rows += 1
+        return out_rows, bad_rows
     if b"\n" not in data:
         try:
             return [event_from_json(data)], 0

@@ -77,7 +77,8 @@ class Gateway:
         self.db = infra.db
         self.node_id = node_id
         self.metrics = metrics
-        self.start_connectors = connectors  # False: partner side only (tests, split deployments)
+        # False (argument or [node] connectors = false): partner side only (tests, split deployments)
+        self.start_connectors = connectors and getattr(cfg.node, "connectors", True)
         self.ids = IdGenerator(node_num if node_num is not None else node_number(node_id))
         self.snapshot: ConfigSnapshot | None = None
         self.router: Router | None = None

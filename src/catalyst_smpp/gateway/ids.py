@@ -21,6 +21,14 @@ number; any other id is hashed (CRC-32 mod 1024).  Hashing can collide: with k n
 them share a number is about k²/2048 (10 nodes ≈ 4 %), so multi-node deployments should give numbered ids or an
 explicit number (:class:`IdGenerator` takes any int 0..1023).
 
+Worker processes (``catalyst-smpp run --workers N``, config ``node.workers``): each host owns a *block*
+of N consecutive numbers starting at its base, and worker k uses ``base + k`` (:func:`worker_node_number`).
+The base is ``node.number`` when set (then ``base + N - 1 <= 1023`` is checked at start: a clear config
+error otherwise); unset (-1), it is :func:`node_number` of ``node.id``, moved down so the block fits
+(``min(n, 1024 - N)``, :func:`worker_base`).  Two hosts never collide when their blocks do not overlap: give
+host h the base ``h * B`` with B at least the largest worker count of any host (e.g. B = 32: 32 hosts of up
+to 32 workers, or B = 64: 16 hosts of up to 64).  A single process (N = 1) keeps the numbering above.
+
 Formats: canonical is decimal (KV, records, log); toward a partner ``hex`` (lower case, no leading zeros) or
 ``dec``, per the partner's ``message_id_format``.
 """
@@ -42,6 +50,8 @@ __all__ = [
     "id_time",
     "node_number",
     "parse_id",
+    "worker_base",
+    "worker_node_number",
 ]
 
 EPOCH_MS: Final = 1_704_067_200_000  # 2024-01-01T00:00:00Z
@@ -66,6 +76,26 @@ def node_number(node_id: str) -> int:
         if n <= MAX_NODE:
             return n
     return zlib.crc32(node_id.encode("utf-8")) & MAX_NODE
+
+
+def worker_base(node_id: str, number: int, workers: int) -> int:
+    """First node number of a host running ``workers`` workers: ``number`` (config ``node.number``) when it is
+    0..1023, else :func:`node_number` of ``node_id`` moved down so that the block fits below 1024."""
+    if not 1 <= workers <= MAX_NODE + 1:
+        raise ValueError(f"{workers} workers: 1..{MAX_NODE + 1}")
+    if number >= 0:
+        if number + workers - 1 > MAX_NODE:
+            raise ValueError(f"node number {number} + {workers} workers - 1 is above {MAX_NODE}")
+        return number
+    return min(node_number(node_id), MAX_NODE + 1 - workers)
+
+
+def worker_node_number(base: int, index: int) -> int:
+    """Node number of worker ``index`` (0-based) of a host whose block starts at ``base``."""
+    n = base + index
+    if not 0 <= n <= MAX_NODE:
+        raise ValueError(f"node number {base} + {index} outside 0..{MAX_NODE}")
+    return n
 
 
 class IdGenerator:

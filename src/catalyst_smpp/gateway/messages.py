@@ -1,17 +1,27 @@
 """What the gateway puts on JetStream: MT messages, receipts and MO messages for partners.
 
-Each record travels as one JetStream message: a compact JSON header line, a newline, then the raw
-payload bytes (the short message exactly as received, never re-encoded on the way).  The header holds
-only ASCII-safe fields, so the split at the first newline is unambiguous.
+Each record travels as one JetStream message.  Two encodings, both read by every reader:
 
-These records are the contract between the accept pipeline, the operator connectors and partner
-delivery; keep them backward compatible (new fields get defaults; readers ignore unknown keys), since
-messages written by an older node may be read by a newer one after an upgrade.
+* **binary** (what :meth:`to_bytes` writes): ``0xCA``, a version octet (``1``), a kind octet (``M`` MT,
+  ``D`` DLR, ``O`` MO), the length of the fixed part, then the fixed part (little-endian integers and
+  doubles, one layout per kind, ending in the length of the string block and the TLV count), the string
+  block (the record's text fields in UTF-8, joined by NUL), the TLVs (tag u16, length u16, value) and the
+  payload (the short message exactly as received) to the end.  See docs/gateway.md for the layouts.
+* **JSON** (written by nodes before the binary form; still written for a record the binary form cannot
+  carry -- a NUL in a text field, an integer out of its field's range): a compact JSON header line, a
+  newline, then the raw payload bytes.
+
+These records are the contract between the accept pipeline, the operator connectors and partner delivery;
+keep them backward compatible, since messages written by an older node may be read by a newer one after an
+upgrade.  Binary form: a new field is appended (at the end of the fixed part, or of the string block) and
+readers ignore what follows the fields they know; a reader refuses a version it does not know.  JSON form:
+new fields get defaults; readers ignore unknown keys.
 """
 
 from __future__ import annotations
 
 import json
+import struct
 from typing import Any, ClassVar, TypeVar
 
 import attrs
@@ -19,6 +29,9 @@ import attrs
 __all__ = ["Address", "DecodeError", "DlrMessage", "MoMessage", "MtMessage", "decode_record"]
 
 T = TypeVar("T", bound="_Record")
+
+MAGIC = 0xCA
+VERSION = 1
 
 
 class DecodeError(ValueError):
@@ -45,6 +58,17 @@ class _Record:
     _ADDRESS_FIELDS: ClassVar[tuple[str, ...]] = ("source", "dest")
 
     def to_bytes(self) -> bytes:
+        """The binary form (the JSON form when a field does not fit the binary one)."""
+        try:
+            return self._to_binary()
+        except (struct.error, UnicodeEncodeError, TypeError, _NoBinary):
+            return self.to_json_bytes()
+
+    def _to_binary(self) -> bytes:  # pragma: no cover - every kind has its own
+        raise _NoBinary
+
+    def to_json_bytes(self) -> bytes:
+        """The JSON form (older nodes wrote only this one; every reader reads it)."""
         head: dict[str, Any] = {"k": self.KIND}
         for f in attrs.fields(type(self)):  # type: ignore[arg-type]
             if f.name == "payload":
@@ -60,6 +84,12 @@ class _Record:
 
     @classmethod
     def from_bytes(cls: type[T], data: bytes) -> T:
+        if data[:1] == _MAGIC_BYTE:
+            return _FROM_BINARY[cls](data)  # type: ignore[return-value]
+        return cls._from_json(data)
+
+    @classmethod
+    def _from_json(cls: type[T], data: bytes) -> T:
         nl = data.find(b"\n")
         if nl < 0:
             raise DecodeError(f"not a {cls.KIND} record: no header line")
@@ -88,6 +118,10 @@ class _Record:
             return cls(**kwargs)
         except (TypeError, ValueError) as exc:
             raise DecodeError(f"bad {cls.KIND} record: {exc}") from None
+
+
+class _NoBinary(Exception):
+    """This record cannot be written in the binary form (the JSON form is written instead)."""
 
 
 @attrs.frozen(slots=True)
@@ -126,6 +160,36 @@ class MtMessage(_Record):
     accepted_at: float = 0.0  # unix time
     node: str = ""
 
+    def _to_binary(self) -> bytes:
+        s, d = self.source, self.dest
+        targets = self.targets
+        strs = "\x00".join(
+            (
+                self.message_id,
+                self.partner,
+                s.addr,
+                d.addr,
+                self.service_type,
+                self.schedule_delivery_time,
+                self.validity_period,
+                self.partner_dc0,
+                self.node,
+                *targets,
+            )
+        )
+        if strs.count("\x00") != 8 + len(targets):
+            raise _NoBinary
+        sb = strs.encode("utf-8")
+        tlvs = self.tlvs
+        head = _MT.pack(
+            MAGIC, VERSION, 77, _MT_FIXED, s.ton, s.npi, d.ton, d.npi, self.data_coding, self.esm_class,
+            self.protocol_id, self.priority_flag, self.registered_delivery, len(targets), self.part,
+            self.parts, self.attempt, self.accepted_at, len(sb), len(tlvs),
+        )  # fmt: skip
+        if tlvs:
+            return b"".join((head, sb, _pack_tlvs(tlvs), self.payload))
+        return head + sb + self.payload
+
 
 @attrs.frozen(slots=True)
 class DlrMessage(_Record):
@@ -154,6 +218,31 @@ class DlrMessage(_Record):
     parts: int = 1
     payload: bytes = b""
 
+    def _to_binary(self) -> bytes:
+        s, d = self.source, self.dest
+        strs = "\x00".join(
+            (
+                self.message_id,
+                self.partner,
+                self.state,
+                s.addr,
+                d.addr,
+                self.error,
+                self.operator,
+                self.operator_message_id,
+                self.network_error_code,
+                self.text,
+            )
+        )
+        if strs.count("\x00") != 9:
+            raise _NoBinary
+        sb = strs.encode("utf-8")
+        head = _DLR.pack(
+            MAGIC, VERSION, 68, _DLR_FIXED, s.ton, s.npi, d.ton, d.npi, self.part, self.parts,
+            self.submit_date, self.done_date, len(sb), 0,
+        )  # fmt: skip
+        return head + sb + self.payload
+
 
 @attrs.frozen(slots=True)
 class MoMessage(_Record):
@@ -173,17 +262,162 @@ class MoMessage(_Record):
     operator: str = ""
     received_at: float = 0.0
 
+    def _to_binary(self) -> bytes:
+        s, d = self.source, self.dest
+        strs = "\x00".join((self.message_id, self.partner, s.addr, d.addr, self.operator))
+        if strs.count("\x00") != 4:
+            raise _NoBinary
+        sb = strs.encode("utf-8")
+        tlvs = self.tlvs
+        head = _MO.pack(
+            MAGIC, VERSION, 79, _MO_FIXED, s.ton, s.npi, d.ton, d.npi, self.data_coding, self.esm_class,
+            self.protocol_id, self.received_at, len(sb), len(tlvs),
+        )  # fmt: skip
+        return b"".join((head, sb, _pack_tlvs(tlvs), self.payload))
+
+
+# --------------------------------------------------------------------------- the binary form
+
+_MAGIC_BYTE = bytes([MAGIC])
+# magic, version, kind, length of the fixed part (what follows the 4 octets up to the string block)
+_PREFIX = "<BBBB"
+# MT: source ton/npi, dest ton/npi, data_coding, esm_class, protocol_id, priority_flag, registered_delivery,
+#     number of targets, part, parts, attempt, accepted_at, string block length, TLV count
+_MT = struct.Struct(_PREFIX + "BBBBBBBBBBHHHdIH")
+# DLR: source ton/npi, dest ton/npi, part, parts, submit_date, done_date, string block length, TLV count
+_DLR = struct.Struct(_PREFIX + "BBBBHHddIH")
+# MO: source ton/npi, dest ton/npi, data_coding, esm_class, protocol_id, received_at, string block length,
+#     TLV count
+_MO = struct.Struct(_PREFIX + "BBBBBBBdIH")
+_MT_FIXED = _MT.size - 4
+_DLR_FIXED = _DLR.size - 4
+_MO_FIXED = _MO.size - 4
+_TLV = struct.Struct("<HH")
+_KIND_CODES = {77: "mt", 68: "dlr", 79: "mo"}
+
+
+def _pack_tlvs(tlvs: tuple[tuple[int, bytes], ...]) -> bytes:
+    pack = _TLV.pack
+    return b"".join(pack(tag, len(raw)) + raw for tag, raw in tlvs)
+
+
+def _unpack_tlvs(data: bytes, pos: int, n: int) -> tuple[tuple[tuple[int, bytes], ...], int]:
+    out = []
+    unpack = _TLV.unpack_from
+    for _ in range(n):
+        tag, ln = unpack(data, pos)
+        pos += 4
+        raw = data[pos : pos + ln]
+        if len(raw) != ln:
+            raise DecodeError("truncated TLV")
+        out.append((tag, raw))
+        pos += ln
+    return tuple(out), pos
+
+
+def _head(data: bytes, st: struct.Struct, code: int, kind: str) -> tuple[Any, ...]:
+    if len(data) < st.size:
+        raise DecodeError(f"not a {kind} record: {len(data)} octets")
+    head = st.unpack_from(data)
+    if head[1] != VERSION:
+        raise DecodeError(f"{kind} record of unknown version {head[1]}")
+    if head[2] != code:
+        raise DecodeError(f"not a {kind} record (kind {_KIND_CODES.get(head[2], head[2])!r})")
+    if head[3] < st.size - 4:
+        raise DecodeError(f"bad {kind} record: fixed part of {head[3]} octets")
+    return head
+
+
+def _strings(data: bytes, pos: int, n: int, kind: str) -> list[str]:
+    raw = data[pos : pos + n]
+    if len(raw) != n:
+        raise DecodeError(f"bad {kind} record: truncated")
+    try:
+        return raw.decode("utf-8").split("\x00")
+    except UnicodeDecodeError as exc:
+        raise DecodeError(f"bad {kind} record: {exc}") from None
+
+
+def _mt_from_binary(data: bytes) -> MtMessage:
+    (_m, _v, _k, fixed, s_ton, s_npi, d_ton, d_npi, dc, esm, pid, prio, reg, ntargets, part, parts, attempt,
+     accepted_at, slen, ntlv) = _head(data, _MT, 77, "mt")  # fmt: skip
+    pos = 4 + fixed
+    strs = _strings(data, pos, slen, "mt")
+    if len(strs) < 9 + ntargets:
+        raise DecodeError("bad mt record: missing fields")
+    pos += slen
+    tlvs: tuple[tuple[int, bytes], ...] = ()
+    if ntlv:
+        tlvs, pos = _unpack_tlvs(data, pos, ntlv)
+    return MtMessage(
+        strs[0], strs[1], Address(s_ton, s_npi, strs[2]), Address(d_ton, d_npi, strs[3]),
+        tuple(strs[9 : 9 + ntargets]), data[pos:], dc, esm, pid, prio, strs[4], strs[5], strs[6], reg, strs[7],
+        tlvs, part, parts, attempt, accepted_at, strs[8],
+    )  # fmt: skip
+
+
+def _dlr_from_binary(data: bytes) -> DlrMessage:
+    (_m, _v, _k, fixed, s_ton, s_npi, d_ton, d_npi, part, parts, submit_date, done_date, slen,
+     ntlv) = _head(data, _DLR, 68, "dlr")  # fmt: skip
+    pos = 4 + fixed
+    strs = _strings(data, pos, slen, "dlr")
+    if len(strs) < 10:
+        raise DecodeError("bad dlr record: missing fields")
+    pos += slen
+    if ntlv:
+        _, pos = _unpack_tlvs(data, pos, ntlv)  # a DLR has none today
+    return DlrMessage(
+        strs[0], strs[1], strs[2], Address(s_ton, s_npi, strs[3]), Address(d_ton, d_npi, strs[4]), strs[5],
+        submit_date, done_date, strs[6], strs[7], strs[8], strs[9], part, parts, data[pos:],
+    )  # fmt: skip
+
+
+def _mo_from_binary(data: bytes) -> MoMessage:
+    (_m, _v, _k, fixed, s_ton, s_npi, d_ton, d_npi, dc, esm, pid, received_at, slen,
+     ntlv) = _head(data, _MO, 79, "mo")  # fmt: skip
+    pos = 4 + fixed
+    strs = _strings(data, pos, slen, "mo")
+    if len(strs) < 5:
+        raise DecodeError("bad mo record: missing fields")
+    pos += slen
+    tlvs: tuple[tuple[int, bytes], ...] = ()
+    if ntlv:
+        tlvs, pos = _unpack_tlvs(data, pos, ntlv)
+    return MoMessage(
+        strs[0], strs[1], Address(s_ton, s_npi, strs[2]), Address(d_ton, d_npi, strs[3]), data[pos:], dc, esm,
+        pid, tlvs, strs[4], received_at,
+    )  # fmt: skip
+
+
+def _guarded(fn: Any) -> Any:
+    def decode(data: bytes) -> Any:
+        try:
+            return fn(data)
+        except (struct.error, IndexError, TypeError) as exc:
+            raise DecodeError(f"bad record: {exc}") from None
+
+    return decode
+
+
+_FROM_BINARY: dict[type[_Record], Any] = {
+    MtMessage: _guarded(_mt_from_binary),
+    DlrMessage: _guarded(_dlr_from_binary),
+    MoMessage: _guarded(_mo_from_binary),
+}
 
 _KINDS: dict[bytes, type[_Record]] = {b"mt": MtMessage, b"dlr": DlrMessage, b"mo": MoMessage}
 
 
 def decode_record(data: bytes) -> MtMessage | DlrMessage | MoMessage:
-    """Decode a record of any kind (dispatching on the header's ``k``)."""
-    nl = data.find(b"\n")
-    try:
-        kind = json.loads(data[:nl]).get("k", "") if nl > 0 else ""
-    except (ValueError, AttributeError):
-        kind = ""
+    """Decode a record of any kind, either form (dispatching on the kind octet or the header's ``k``)."""
+    if data[:1] == _MAGIC_BYTE:
+        kind = _KIND_CODES.get(data[2]) if len(data) > 2 else None
+    else:
+        nl = data.find(b"\n")
+        try:
+            kind = json.loads(data[:nl]).get("k", "") if nl > 0 else ""
+        except (ValueError, AttributeError):
+            kind = ""
     cls = _KINDS.get(str(kind).encode())
     if cls is None:
         raise DecodeError("not a gateway record")

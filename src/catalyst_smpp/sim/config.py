@@ -156,6 +156,7 @@ class SimConfig:
     """MO deliver_sm per second, spread over the receiver/transceiver binds."""
     mo_count: int | None = None
     mo_text: str = "Hello from the SMSC simulator"
+    """``{n}`` in it is replaced by the MO's number (1, 2, ...)."""
     mo_source: str = "447700900001"
     mo_dest: str = "12345"
 

@@ -196,6 +196,7 @@ class _Conn:
                 stats.count_receipt(job.stat)
             else:
                 stats.receipts_failed += 1
+            self.sim._receipt_answered(job.pdu, status)
         elif status == 0:
             stats.mo_sent += 1
         else:
@@ -250,6 +251,8 @@ class SmscSimulator:
         self._receivers: dict[str, list[_Conn]] = {}
         self._rr = itertools.count()
         self._pending: dict[str, deque[_Job]] = {}
+        self._pending_mo: deque[_Job] = deque()
+        """MO generated while no receiver/transceiver was bound: sent when one binds (an SMSC stores them)."""
         self._heap: list[tuple[float, int, _Job]] = []
         self._timers: list[tuple[float, int, Callable[..., object], tuple[Any, ...]]] = []
         self._heap_seq = itertools.count()
@@ -294,6 +297,7 @@ class SmscSimulator:
         out = self.stats.as_dict()
         out["receipts_pending"] = sum(len(q) for q in self._pending.values())
         out["receipts_scheduled"] = len(self._heap)
+        out["mo_pending"] = len(self._pending_mo)
         return out
 
     async def wait_until(self, predicate: Callable[[SmscSimulator], bool], timeout: float = 10.0) -> None:
@@ -347,6 +351,8 @@ class SmscSimulator:
                 self.stats.receipts_pending -= len(pending)
                 for job in pending:
                     conn.push(job)
+            while self._pending_mo:
+                conn.push(self._pending_mo.popleft())
 
     def _on_closed(self, session: ServerSession) -> None:
         self.stats.disconnects += 1
@@ -446,11 +452,15 @@ class SmscSimulator:
             candidates = [c for c in self._receivers.get(job.system_id, ()) if c.usable]
         if not candidates:
             if job.system_id is None:
-                return  # an MO with nobody to take it is simply not sent
+                self._pending_mo.append(job)  # an MO waits for a receiver, like a receipt
+                return
             self._pending.setdefault(job.system_id, deque()).append(job)
             self.stats.receipts_pending += 1
             return
         candidates[next(self._rr) % len(candidates)].push(job)
+
+    def _receipt_answered(self, pdu: DeliverSm, status: int | None) -> None:
+        """A receipt got its final answer (``status``; None: no response).  A hook for tests."""
 
     # -- time: receipts due later, delayed responses, drop grace -------------------------
 
@@ -488,6 +498,7 @@ class SmscSimulator:
     async def _mo_generator(self) -> None:
         cfg = self.config
         interval = 1.0 / cfg.mo_rate
+        numbered = "{n}" in cfg.mo_text
         fits = len(segment(cfg.mo_text).parts) == 1
         whole = segment(cfg.mo_text, method=SegmentMethod.PAYLOAD)
         octets = whole.parts[0].payload
@@ -496,6 +507,11 @@ class SmscSimulator:
         while cfg.mo_count is None or sent < cfg.mo_count:
             next_at += interval
             await trio.sleep_until(next_at)
+            if numbered:  # "{n}" in the text: the MO's number (1, 2, ...), so each one can be told apart
+                text = cfg.mo_text.replace("{n}", str(sent + 1))
+                fits = len(segment(text).parts) == 1
+                whole = segment(text, method=SegmentMethod.PAYLOAD)
+                octets = whole.parts[0].payload
             pdu = DeliverSm(
                 source_addr_ton=1,
                 source_addr_npi=1,
