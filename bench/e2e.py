@@ -5,6 +5,7 @@ One command, every part in its own process, durable JetStream (file storage, wor
     .venv/bin/python bench/e2e.py                          # 20,000 messages, receipts asked for and awaited
     .venv/bin/python bench/e2e.py --count 50000 --binds 4 --window 256
     .venv/bin/python bench/e2e.py --gateways 2             # two gateway processes on one port (SO_REUSEPORT)
+    .venv/bin/python bench/e2e.py --workers 2              # one gateway, `run --workers 2`: two workers
     .venv/bin/python bench/e2e.py --profile                # + py-spy of the gateway(s) while the load runs
     .venv/bin/python bench/e2e.py --nats nats://h:4222 --dsn "host=h dbname=x"   # other servers
     .venv/bin/python bench/e2e.py --json
@@ -67,6 +68,33 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
         return int(s.getsockname()[1])
+
+
+def _free_ports(n: int) -> int:
+    """A base port followed by n - 1 free ones (``run --workers n`` serves metrics on base + k)."""
+    for _ in range(100):
+        base = _free_port()
+        try:
+            for k in range(1, n):
+                with socket.socket() as s:
+                    s.bind((HOST, base + k))
+        except OSError:
+            continue
+        if base + n - 1 <= 65535:
+            return base
+    raise RuntimeError(f"no {n} consecutive free ports")
+
+
+def _worker_pids(pid: int) -> list[int]:
+    """The worker processes of a ``run --workers N`` parent (none for a single process)."""
+    out = []
+    for child in psutil.Process(pid).children():
+        try:
+            if "--worker" in child.cmdline():
+                out.append(child.pid)
+        except psutil.Error:
+            pass
+    return out
 
 
 def _wait_for_port_file(path: Path, proc: subprocess.Popen[Any], timeout: float = 30.0) -> int:
@@ -200,13 +228,15 @@ def _write_config(
     metrics_port: int,
     node: str,
     state_dir: Path,
+    node_number: int | None = None,
 ) -> None:
+    number = f"number = {node_number}\n" if node_number is not None else ""
     path.write_text(
         f"""
 [node]
 id = "{node}"
 state_dir = "{state_dir}"
-
+{number}
 [nats]
 urls = ["{args.nats}"]
 namespace = "{namespace}"
@@ -371,7 +401,7 @@ def run_e2e(args: argparse.Namespace) -> dict[str, Any]:
             port = _free_port()
             metrics_ports = []
             for i in range(args.gateways):
-                mport = _free_port()
+                mport = _free_ports(args.workers)
                 metrics_ports.append(mport)
                 cfg = tmp / f"gw{i + 1}.toml"
                 _write_config(
@@ -383,9 +413,13 @@ def run_e2e(args: argparse.Namespace) -> dict[str, Any]:
                     metrics_port=mport,
                     node=f"e2e-{i + 1}",
                     state_dir=tmp / f"state{i + 1}",
+                    # with workers, each gateway's block of node numbers: i * workers .. + workers - 1
+                    node_number=i * args.workers if args.workers > 1 else None,
                 )
                 log = open(tmp / f"gw{i + 1}.log", "w")
                 gw_cmd = [*cmd, "run", "--config", str(cfg)]
+                if args.workers != 1:
+                    gw_cmd += ["--workers", str(args.workers)]
                 if args.switch_interval:
                     gw_cmd = [
                         sys.executable,
@@ -396,6 +430,7 @@ def run_e2e(args: argparse.Namespace) -> dict[str, Any]:
                         "run",
                         "--config",
                         str(cfg),
+                        *gw_cmd[gw_cmd.index("run") + 3 :],
                     ]
                 env = None
                 if args.gateway_src:  # another source tree for the gateway only (before/after comparisons)
@@ -411,17 +446,21 @@ def run_e2e(args: argparse.Namespace) -> dict[str, Any]:
                 gateways.append(gw)
                 procs.append(gw)
             for gw, mport in zip(gateways, metrics_ports, strict=True):
-                _wait_gateway(gw, mport)
+                for k in range(args.workers):  # worker k of a gateway serves metrics on its base port + k
+                    _wait_gateway(gw, mport + k)
+            # the processes doing the work: each gateway, or with --workers its workers (and their parent)
+            gateway_pids = [pid for g in gateways for pid in (g.pid, *_worker_pids(g.pid))]
+            busy_pids = [pid for g in gateways for pid in (_worker_pids(g.pid) or [g.pid])]
             if args.profile:
                 spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-                for i, gw in enumerate(gateways):
+                for i, gw_pid in enumerate(busy_pids):
                     out = tmp / f"gateway{i + 1}.txt"
                     sp = subprocess.Popen(
                         [
                             spy,
                             "record",
                             "--pid",
-                            str(gw.pid),
+                            str(gw_pid),
                             "--format",
                             "raw",
                             "--threads",
@@ -439,7 +478,7 @@ def run_e2e(args: argparse.Namespace) -> dict[str, Any]:
             pg_pids = _postgres_pids(args.dsn)
             watched = {
                 "sim": [sim.pid],
-                "gateway": [g.pid for g in gateways],
+                "gateway": gateway_pids,
                 "nats-server": [nats_pid] if nats_pid else [],
                 "postgres": pg_pids,
             }
@@ -507,7 +546,7 @@ def run_e2e(args: argparse.Namespace) -> dict[str, Any]:
             backlog_t0 = time.monotonic()
             events = _wait_events(args, schema, report["accepted"] * 3, timeout=args.events_timeout)
             events_lag = time.monotonic() - backlog_t0
-            gw_cpu_total = sum(_cpu(g.pid) - b for g, b in zip(gateways, before["gateway"], strict=True))
+            gw_cpu_total = sum(_cpu(pid) - b for pid, b in zip(gateway_pids, before["gateway"], strict=True))
             profile_text = ""
             if args.profile:
                 profile_text = "\n".join(_summarise_py_spy(out_file, args.top) for _sp, out_file in spies)
@@ -560,6 +599,8 @@ def run_e2e(args: argparse.Namespace) -> dict[str, Any]:
     lat = report["latency"]
     return {
         "gateways": args.gateways,
+        "workers": args.workers,
+        "gateway_processes": len(gateway_pids),
         "binds": args.binds,
         "window": args.window,
         "count": args.count,
@@ -656,14 +697,16 @@ def _ms(v: float | None) -> str:
 
 def print_table(rows: list[dict[str, Any]]) -> None:
     header = (
-        f"{'gw':>2} {'binds':>5} {'win':>4} {'messages':>8} {'receipts':>8} {'msgs/s e2e':>10} {'rcpt/s':>7} "
+        f"{'gw':>2} {'wk':>2} {'binds':>5} {'win':>4} {'messages':>8} {'receipts':>8} {'msgs/s e2e':>10} "
+        f"{'rcpt/s':>7} "
         f"{'submit/s':>8} {'resp p50':>8} {'p99':>7} {'rcpt p50':>8} {'p99':>7}"
     )
     print(header)
     print("-" * len(header))
     for r in rows:
         print(
-            f"{r['gateways']:>2} {r['binds']:>5} {r['window']:>4} {r['accepted']:>8} {r['receipts']:>8} "
+            f"{r['gateways']:>2} {r['workers']:>2} {r['binds']:>5} {r['window']:>4} {r['accepted']:>8} "
+            f"{r['receipts']:>8} "
             f"{r['msgs_per_s']:>10.0f} {r['receipts_per_s']:>7.0f} {r['submit_per_s']:>8.0f} "
             f"{_ms(r['resp_p50']):>8} {_ms(r['resp_p99']):>7} "
             f"{_ms(r['receipt_p50']):>8} {_ms(r['receipt_p99']):>7}"
@@ -705,6 +748,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--binds", type=int, default=2, help="load generator binds (default 2)")
     p.add_argument("--window", type=int, default=256, help="load generator window per bind (default 256)")
     p.add_argument("--gateways", type=int, default=1, help="gateway processes sharing the port (default 1)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes per gateway: `run --workers N`, one supervising parent (default 1: no parent)",
+    )
     p.add_argument("--op-binds", type=int, default=2, help="operator binds per gateway (default 2)")
     p.add_argument("--op-window", type=int, default=256, help="operator window per bind (default 256)")
     p.add_argument("--partner-window", type=int, default=512, help="deliver_sm window toward the partner")
@@ -731,14 +780,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--switch-interval",
         type=float,
         default=0.0,
-        help="sys.setswitchinterval for the gateway process(es) (default: Python's, 5 ms)",
+        help="sys.setswitchinterval for the gateway process(es) (default: Python's, 5 ms; with --workers: "
+        "the parent only)",
     )
     p.add_argument("--keep-logs", metavar="DIR", help="copy the gateway logs (and raw py-spy profiles) here")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     print(
         f"e2e: {args.count} messages, load {args.binds} bind(s) x window {args.window}, "
-        f"{args.gateways} gateway(s), "
+        f"{args.gateways} gateway(s) x {args.workers} worker(s), "
         f"operator {args.op_binds} bind(s) x window {args.op_window}, receipts on ...",
         file=sys.stderr,
         flush=True,
