@@ -266,6 +266,8 @@ class Daemon:
             extra: dict[str, Any] = {}
             if self.cfg.node.number >= 0:  # else the Gateway derives it from the node id, as it always did
                 extra["node_num"] = self.cfg.node.number
+            if self.worker is not None:  # operator binds and TPS are shared out among the host's workers
+                extra["worker"] = (self.worker.index, self.worker.count)
             gw = gateway_cls(self.cfg, infra, node_id=self.node, metrics=self.metrics, **extra)
             self.gateway = gw
             async with trio.open_nursery() as n:

@@ -19,6 +19,7 @@ import logging
 import ssl
 from typing import Any
 
+import attrs
 import trio
 
 from catalyst_smpp.config import Config, ListenerConfig
@@ -68,8 +69,9 @@ def _ssl_context(listener: ListenerConfig) -> ssl.SSLContext | None:
 class Gateway:
     def __init__(self, cfg: Config, infra: Any, *, node_id: str, metrics: Any = None,
                  node_num: int | None = None, connectors: bool = True,
-                 connector_options: dict[str, Any] | None = None) -> None:
+                 connector_options: dict[str, Any] | None = None, worker: tuple[int, int] = (0, 1)) -> None:
         self.cfg = cfg
+        self.worker = worker  # (index, count) of this process among the host's workers (run --workers N)
         # extra OperatorConnector keywords (down_after, retry_delays, client_options, ...): tests, tuning
         self.connector_options = dict(connector_options or {})
         self.infra = infra
@@ -206,7 +208,12 @@ class Gateway:
 
     def _sync_connectors(self) -> None:
         assert self.snapshot is not None and self._nursery is not None
-        wanted = {op.name: op for op in self.snapshot.operators if op.enabled and self.start_connectors}
+        wanted = {}
+        for op in self.snapshot.operators:
+            if op.enabled and self.start_connectors:
+                mine = self._worker_share(op)
+                if mine is not None:
+                    wanted[op.name] = mine
         for name in list(self.connectors):
             if name not in wanted:
                 conn, scope = self.connectors.pop(name)
@@ -225,6 +232,20 @@ class Gateway:
             scope = trio.CancelScope()
             self.connectors[name] = (conn, scope)
             self._nursery.start_soon(self._run_connector, op, conn, scope)
+
+    def _worker_share(self, op: Operator) -> Operator | None:
+        """This worker's part of an operator's limits when ``worker=(index, count)`` splits a host's gateway
+        into processes: the binds are dealt out (a worker with none does not serve the operator; the shared
+        JetStream consumer lets the others carry its queue) and the TPS is divided by the workers that bind,
+        so the operator never sees more than its configured binds and TPS from this host."""
+        index, count = self.worker
+        if count <= 1:
+            return op
+        binds = op.bind_count // count + (1 if index < op.bind_count % count else 0)
+        if binds == 0:
+            return None
+        serving = min(count, op.bind_count)
+        return attrs.evolve(op, bind_count=binds, tps=op.tps / serving if op.tps else op.tps)
 
     async def _run_connector(self, op: Operator, conn: Any, scope: trio.CancelScope) -> None:
         # A connector that fails (e.g. NATS unreachable while it sets up its consumer) is restarted with
