@@ -37,6 +37,7 @@ __all__ = [
     "nats_url",
     "pg_dsn",
     "pg_schema",
+    "state_tmp",
     "unique_name",
 ]
 
@@ -46,6 +47,27 @@ LOCAL_PG = "host=127.0.0.1 port=5432 dbname=test user=postgres connect_timeout=2
 
 def _force_embedded() -> bool:
     return os.environ.get("CATALYST_TEST_EMBEDDED", "") not in ("", "0")
+
+
+def private_tempdir(prefix: str) -> Path:
+    """A temporary directory outside pytest's basetemp.  As root, the embedded Postgres runs as another user;
+    a pytest session starting meanwhile (another checkout, a helper) resets /tmp/pytest-of-<user> to 0700 and
+    would cut that user off from a data directory below it."""
+    import tempfile
+
+    return Path(tempfile.mkdtemp(prefix="catalyst-test-"))
+
+
+@pytest.fixture
+def state_tmp() -> Iterator[Path]:
+    """Like ``tmp_path``, for tests that start an embedded Postgres; removed afterwards."""
+    import shutil
+
+    d = private_tempdir("catalyst-test-")
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def unique_name(prefix: str = "t") -> str:
@@ -154,12 +176,16 @@ def pg_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if not _force_embedded() and _local_pg_ok():
         yield LOCAL_PG
         return
-    pg = EmbeddedPostgres(tmp_path_factory.mktemp("pg-session") / "data")
+    import shutil
+
+    base = private_tempdir("catalyst-pg-session-")
+    pg = EmbeddedPostgres(base / "data")
     pg.start()
     try:
         yield pg.dsn
     finally:
         pg.stop()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

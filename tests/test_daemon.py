@@ -623,17 +623,9 @@ def test_systemd_unit_verifies() -> None:
 
 
 @pytest.fixture
-def demo_state() -> Iterator[Path]:
-    """A state dir outside pytest's basetemp: run as root, the embedded Postgres runs as another user, and a
-    pytest session starting meanwhile resets /tmp/pytest-of-<user> to 0700, cutting that user off."""
-    import shutil
-    import tempfile
-
-    d = Path(tempfile.mkdtemp(prefix="catalyst-demo-test-"))
-    try:
-        yield d / "state"
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
+def demo_state(state_tmp: Path) -> Path:
+    """The demo's state dir, outside pytest's basetemp (see ``tests.services.private_tempdir``)."""
+    return state_tmp / "state"
 
 
 def test_demo_runs_end_to_end_and_again_on_the_same_state_dir(demo_state: Path) -> None:

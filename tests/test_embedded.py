@@ -27,8 +27,8 @@ def test_binaries_are_found() -> None:
     assert (find_postgres_bin() / "pg_ctl").is_file()
 
 
-async def test_start_connect_stop_and_restart_with_data(tmp_path: Path) -> None:
-    state = tmp_path / "state"
+async def test_start_connect_stop_and_restart_with_data(state_tmp: Path) -> None:
+    state = state_tmp / "state"
     async with open_embedded_nats(state) as srv, open_embedded_postgres(state) as pg:
         assert srv.owned and pg.owned
         nats_url, dsn = srv.url, pg.dsn
@@ -68,11 +68,11 @@ def test_second_process_reuses_running_nats(tmp_path: Path) -> None:
     assert not a.running
 
 
-def test_second_process_reuses_running_postgres(tmp_path: Path) -> None:
-    a = EmbeddedPostgres(tmp_path / "pg")
+def test_second_process_reuses_running_postgres(state_tmp: Path) -> None:
+    a = EmbeddedPostgres(state_tmp / "pg")
     a.start()
     try:
-        b = EmbeddedPostgres(tmp_path / "pg")
+        b = EmbeddedPostgres(state_tmp / "pg")
         assert b.start() == a.dsn and not b.owned
         b.stop()
         with psycopg.connect(a.dsn) as c:
@@ -81,7 +81,7 @@ def test_second_process_reuses_running_postgres(tmp_path: Path) -> None:
         a.stop()
 
 
-async def test_open_infrastructure_from_an_empty_config(tmp_path: Path) -> None:
+async def test_open_infrastructure_from_an_empty_config(state_tmp: Path) -> None:
     from catalyst_smpp.config import parse_config
     from catalyst_smpp.embedded import open_infrastructure
 
@@ -99,7 +99,7 @@ async def test_open_infrastructure_from_an_empty_config(tmp_path: Path) -> None:
         port = 2775
         system_id = "gw"
         """,
-        base_dir=tmp_path,
+        base_dir=state_tmp,
     )
     async with open_infrastructure(cfg) as infra:
         assert infra.embedded_nats is not None and infra.embedded_postgres is not None
@@ -113,4 +113,4 @@ async def test_open_infrastructure_from_an_empty_config(tmp_path: Path) -> None:
     # seeding twice leaves the rows alone (no duplicate error), data is kept
     async with open_infrastructure(cfg, watch=False) as infra:
         assert len((await infra.db.snapshot()).partners) == 1
-    assert (tmp_path / "state" / "nats").is_dir() and (tmp_path / "state" / "postgres").is_dir()
+    assert (state_tmp / "state" / "nats").is_dir() and (state_tmp / "state" / "postgres").is_dir()
