@@ -31,7 +31,7 @@ import attrs
 import smpplib.client  # type: ignore[import-untyped]
 import trio
 
-from catalyst_smpp.bus import Bus
+from catalyst_smpp.bus import Bus, ConsumerState, Kind
 from catalyst_smpp.client import BindType, ClientConfig, SmppClient
 from catalyst_smpp.config import Config, DatabaseConfig, ListenerConfig, NatsConfig
 from catalyst_smpp.embedded import Infrastructure
@@ -42,7 +42,6 @@ from catalyst_smpp.protocol.pdu import DeliverSm, Pdu, SubmitSm
 from catalyst_smpp.protocol.session import SessionConfig
 from catalyst_smpp.protocol.tlv import Tag
 from catalyst_smpp.sim import SimConfig, SmscSimulator
-from catalyst_smpp.sim.store import decode_text
 from catalyst_smpp.store import (
     Database,
     MoRouteRepo,
@@ -244,12 +243,11 @@ def sim_texts(*sims: SmscSimulator) -> collections.Counter[str]:
 
 @attrs.define
 class Receipts:
-    """deliver_sm a partner got: receipts as (receipted id, stat) in arrival order (``sources``: receipted id →
-    the receipt's source_addr, i.e. the original destination), MO messages as (source, destination, text)."""
+    """deliver_sm receipts a partner got: (receipted id, stat) in arrival order; ``sources``: receipted id →
+    the receipt's source_addr (the original destination); ``other``: anything else it got."""
 
     items: list[tuple[str, str]] = attrs.Factory(list)
     sources: dict[str, str] = attrs.Factory(dict)
-    mo: list[tuple[str, str, str | None]] = attrs.Factory(list)
     other: int = 0
 
     def handler(self, session: Any, pdu: Pdu) -> Any:
@@ -261,9 +259,6 @@ class Receipts:
                 (rid_text, RECEIPT_STATES.get(state, str(state)) if isinstance(state, int) else str(state))
             )
             self.sources[rid_text] = pdu.source_addr
-        elif isinstance(pdu, DeliverSm):
-            body = pdu.short_message or (pdu.get_tlv(Tag.message_payload) or b"")
-            self.mo.append((pdu.source_addr, pdu.destination_addr, decode_text(pdu.data_coding, bytes(body))))
         else:
             self.other += 1
         return None
@@ -417,6 +412,28 @@ async def wait_delivered(
     await wait_for(done, timeout, "every acknowledged message at the simulator")
 
 
+async def wait_settled(gw: Gateway, kind: Kind, name: str, timeout: float) -> ConsumerState:
+    """Until the durable consumer of ``kind``/``name`` has nothing pending and nothing unacknowledged.
+
+    ``Kind.MT``: every submit_sm_resp read and its id mapping stored (a message being at the simulator is not
+    enough: its response may still be on the wire, and an SMSC going away now makes the gateway send it
+    again).  ``Kind.DLR``/``Kind.MO``: every deliver_sm_resp of the partner taken into account."""
+    consumer = await gw.bus.consumer(kind, name)
+    info: ConsumerState | None = None
+    try:
+        with trio.fail_after(timeout):
+            while True:
+                info = await consumer.info()
+                assert info is not None
+                if info.num_pending == 0 and info.num_ack_pending == 0:
+                    return info
+                await trio.sleep(0.05)
+    except trio.TooSlowError:
+        raise AssertionError(
+            f"timed out after {timeout:g}s: {kind.name}.{name} not settled: {info}"
+        ) from None
+
+
 async def wait_receipts(load: LoadResult, receipts: Receipts, timeout: float) -> None:
     def missing() -> set[str]:
         return set(load.acked.values()) - {r for r, _ in receipts.items}
@@ -431,7 +448,8 @@ async def wait_receipts(load: LoadResult, receipts: Receipts, timeout: float) ->
 
 
 class SmpplibPartner:
-    """smpplib (a third-party client; blocking: use it from ``trio.to_thread.run_sync``) bound to a gateway.
+    """smpplib (a third-party client) as the partner.  Blocking: ``await trio.to_thread.run_sync(partner.run,
+    fn)`` connects, binds, calls ``fn(partner)``, unbinds and disconnects, all in a worker thread.
 
     Every deliver_sm it gets is answered ESME_ROK (by smpplib) and kept in ``received``."""
 
@@ -442,15 +460,13 @@ class SmpplibPartner:
         self.received: list[Any] = []
         self.client.set_message_received_handler(lambda pdu: self.received.append(pdu))
 
-    def __enter__(self) -> SmpplibPartner:
+    def run(self, fn: Callable[[SmpplibPartner], Any]) -> Any:
         self.client.connect()
-        getattr(self.client, f"bind_{self.bind}")(system_id=self.system_id, password=PASSWORD)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
         try:
-            if exc[0] is None:
-                self.client.unbind()
+            getattr(self.client, f"bind_{self.bind}")(system_id=self.system_id, password=PASSWORD)
+            out = fn(self)
+            self.client.unbind()
+            return out
         finally:
             self.client.disconnect()
 
@@ -638,4 +654,5 @@ __all__ = [
     "wait_delivered",
     "wait_for",
     "wait_receipts",
+    "wait_settled",
 ]

@@ -17,6 +17,7 @@ from catalyst_smpp.sim import DelayRange, IdForm, IdFormat, SimConfig
 from .harness import (
     Env,
     GatewayProcess,
+    LoadResult,
     Receipts,
     RecordingSim,
     SimSlot,
@@ -178,6 +179,20 @@ async def test_operator_connection_dropped_and_simulator_down_for_a_while(env: E
                     load = await submit_load(client, all_texts)
                 await wait_for(back.is_set, 120, "the second SMSC up")
                 await wait_delivered(load, lambda: sims, 120)
+                # the second SMSC stays up: every receipt it has is sent (and acknowledged) in the end
+                sim2 = sims[1]
+                await wait_for(
+                    lambda: set(sim2.receipts_acked) == set(sim2.receipt_stats),
+                    60,
+                    "the second SMSC's receipts",
+                )
+                # every receipt the gateway acknowledged, at either SMSC, reaches the partner
+                want = _receipted_ids(load, sims)
+                await wait_for(
+                    lambda: want <= {r for r, _ in receipts.items},
+                    60,
+                    "each acknowledged receipt at the partner",
+                )
                 await client.aclose()
         sim_nursery.cancel_scope.cancel()
     count = check_delivered(all_texts, load, *sims)
@@ -187,7 +202,28 @@ async def test_operator_connection_dropped_and_simulator_down_for_a_while(env: E
     # an operator that drops the connection after accepting a message but before its response is read
     # makes a copy unavoidable; at most the in-flight submits of each lost connection
     assert count.duplicates <= OP_WINDOW * (drops + 1), (count, drops)
-    print(f"drops {drops}; receipts at the partner {len(receipts.items)}")
+    # the first SMSC had sent receipts before it went away (they were not lost with it)
+    sent_before = {m for m in sims[0].receipts_acked}
+    assert len(sent_before) >= n // 10, len(sent_before)
+    # receipts the first SMSC never sent (due, or unanswered, when it went away) never come: the gateway does
+    # not make one up (docs/gateway.md, "Receipts an operator never sends")
+    never_sent = set(sims[0].receipt_stats) - sent_before
+    at_partner = {r for r, _ in receipts.items}
+    assert at_partner <= set(load.acked.values()), "receipts only for our ids"
+    print(
+        f"drops {drops}; receipts at the partner {len(receipts.items)} ({len(at_partner)} ids); the first "
+        f"SMSC sent {len(sent_before)} and never sent {len(never_sent)}; the second sent "
+        f"{len(set(sims[1].receipts_acked))}"
+    )
+
+
+def _receipted_ids(load: LoadResult, sims: list[RecordingSim]) -> set[str]:
+    """Our ids (as the partner sees them) of the messages whose receipt a simulator got ESME_ROK for."""
+    out: set[str] = set()
+    for sim in sims:
+        text_of = {m.message_id: m.text for m in sim.messages}
+        out.update(load.acked[text_of[op_id] or ""] for op_id in set(sim.receipts_acked))
+    return out
 
 
 # --------------------------------------------------------------------------- (d) operator throttling

@@ -9,23 +9,20 @@ than in the submit_sm_resp (hex/decimal, upper case, leading zeros).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
 import textwrap
-import time
 from typing import Any
 
 import pytest
-import smpplib.client  # type: ignore[import-untyped]
 import trio
 
 from catalyst_smpp.encoding import Encoding, encode
 from catalyst_smpp.protocol.constants import MessageState
 from catalyst_smpp.sim import DelayRange, IdForm, IdFormat, SimConfig
 
-from .harness import PASSWORD, Env, RecordingSim, open_gateway, open_sim, wait_for
+from .harness import PASSWORD, Env, RecordingSim, SmpplibPartner, open_gateway, open_sim, wait_for
 
 DELIVRD, UNDELIV = "DELIVRD", "UNDELIV"
 STATE_STAT = {2: DELIVRD, 5: UNDELIV}
@@ -87,17 +84,12 @@ def _smpplib_partner(
     port: int, submits: list[tuple[str, dict[str, Any]]], deadline: float = 60.0
 ) -> tuple[dict[str, str], list[Any]]:
     """Bind TRX, submit each (waiting for its response), then read deliver_sm until one per submit."""
-    c = smpplib.client.Client("127.0.0.1", port, timeout=15, allow_unknown_opt_params=True)
-    ids: dict[str, str] = {}
-    receipts: list[Any] = []
-    resps: list[Any] = []
-    c.set_message_received_handler(lambda pdu: receipts.append(pdu))
-    c.set_message_sent_handler(lambda pdu: resps.append(pdu))
-    c.connect()
-    try:
-        c.bind_transceiver(system_id="acme", password=PASSWORD)
+
+    def session(p: SmpplibPartner) -> dict[str, str]:
+        ids: dict[str, str] = {}
         for label, fields in submits:
-            pdu = c.send_message(
+            resp = p.request(
+                "submit_sm",
                 source_addr_ton=1,
                 source_addr_npi=1,
                 source_addr="12345",
@@ -107,25 +99,14 @@ def _smpplib_partner(
                 registered_delivery=1,
                 **fields,
             )
-            while not any(r.sequence == pdu.sequence for r in resps):
-                c.read_once(auto_send_enquire_link=False)
-            resp = next(r for r in resps if r.sequence == pdu.sequence)
             assert resp.status == 0, (label, resp.status)
             ids[label] = resp.message_id.decode()
-        end = time.monotonic() + deadline
-        c._socket.settimeout(0.5)
-        while len(receipts) < len(submits) and time.monotonic() < end:
-            with contextlib.suppress(TimeoutError):
-                c.read_once(auto_send_enquire_link=False)
-        # anything more (a duplicate receipt) would show up here
-        end = time.monotonic() + 1.0
-        while time.monotonic() < end:
-            with contextlib.suppress(TimeoutError):
-                c.read_once(auto_send_enquire_link=False)
-        c.unbind()
-    finally:
-        c.disconnect()
-    return ids, receipts
+        # then a second more: anything more (a duplicate receipt) would show up
+        p.read_until(lambda: len(p.received) >= len(submits), deadline)
+        return ids
+
+    partner = SmpplibPartner(port)
+    return partner.run(session), partner.received
 
 
 def _check_at_sim(sim: RecordingSim) -> dict[str, tuple[str, ...]]:

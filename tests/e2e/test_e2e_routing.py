@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import trio
 
+from catalyst_smpp.bus import Kind
 from catalyst_smpp.protocol.constants import CommandStatus
 from catalyst_smpp.protocol.pdu import SubmitSm
 from catalyst_smpp.sim import DelayRange, SimConfig
@@ -20,6 +21,7 @@ from .harness import (
     submit_load,
     texts,
     wait_delivered,
+    wait_settled,
 )
 
 
@@ -97,6 +99,9 @@ async def test_failover_when_the_first_operator_is_down(env: Env) -> None:
                 with trio.fail_after(60):
                     load = await submit_load(client, first)
                 await wait_delivered(load, lambda: [sim_a], 60)
+                await wait_settled(
+                    gw, Kind.MT, "opA", 30
+                )  # (else a response on the wire is lost: a copy at opB)
                 slot_a.stop()  # the first operator goes down; what comes now goes to the second
                 with trio.fail_after(60):
                     await submit_load(client, second, result=load)
