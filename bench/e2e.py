@@ -566,6 +566,7 @@ def run_e2e(args: argparse.Namespace) -> dict[str, Any]:
                 if p.poll() is None:
                     p.kill()
             if args.keep_logs:
+                Path(args.keep_logs).mkdir(parents=True, exist_ok=True)
                 for f in [*tmp.glob("gw*.log"), *tmp.glob("gateway*.txt")]:
                     shutil.copy(f, Path(args.keep_logs) / f.name)
             errors = []

@@ -220,6 +220,25 @@ async def test_throttling_is_retried_and_all_delivered(bus: Bus) -> None:
         assert await mt_left(bus) == 0
 
 
+async def test_throttled_parts_are_resent_on_the_bind_before_any_nak(bus: Bus) -> None:
+    # the connector sends with callbacks (no task per message): a throttled answer is retried after a pause
+    # on the bind (client throttle_retries), as SmppClient.request would; only then is the message nak'ed
+    async with open_simulator(SimConfig(receipts=False, throttle_fraction=0.3, seed=11)) as sim:
+        op = make_operator(sim.port)
+        msgs = [mt(op.name, f"retry me {i}") for i in range(30)] + [mt(op.name, LONG)]
+        opts = {"throttle_retries": 10, "throttle_delay": 0.005}
+        async with running(bus, op, client_options=opts) as conn:
+            await publish_mt(bus, msgs)
+            await wait_for(lambda: conn.stats.submitted == 31, 60)
+            assert conn.client is not None and conn.client.stats.throttled_retries > 0
+        assert sim.stats.throttled > 0
+        assert conn.stats.nacked == 0 and conn.stats.duplicate_parts == 0
+        texts = [a.text for a in sim.assembled()]
+        assert sorted(texts) == sorted([f"retry me {i}" for i in range(30)] + [LONG])
+        assert conn._inflight_parts == 0 and not conn._active
+        assert await mt_left(bus) == 0
+
+
 async def test_permanent_error_gives_a_failure_receipt(bus: Bus) -> None:
     status = int(CommandStatus.ESME_RINVDSTADR)
     async with open_simulator(SimConfig(receipts=False, status_mix=((status, 100.0),))) as sim:

@@ -232,8 +232,27 @@ def _scan_flat(data: bytes) -> list[int]:
     return _unpack(out, 5 * n) if n else []
 
 
+_DATES: dict[str, _dt.datetime | None] = {}
+
+
 def _parse_date(value: str) -> _dt.datetime | None:
-    """10 (YYMMDDhhmm), 12 (YYMMDDhhmmss) or 14 (YYYYMMDDhhmmss) digits -> datetime; None when not a date."""
+    """10 (YYMMDDhhmm), 12 (YYMMDDhhmmss) or 14 (YYYYMMDDhhmmss) digits -> datetime; None when not a date.
+
+    Cached (bounded): the receipts of a busy minute all carry the same dates."""
+    found = _DATES.get(value, _MISSING)
+    if found is not _MISSING:
+        return found  # type: ignore[return-value]
+    d = _parse_date_uncached(value)
+    if len(_DATES) >= 4096:
+        _DATES.clear()
+    _DATES[value] = d
+    return d
+
+
+_MISSING: Final = object()
+
+
+def _parse_date_uncached(value: str) -> _dt.datetime | None:
     n = len(value)
     if n not in (10, 12, 14) or not value.isdigit() or not value.isascii():
         return None

@@ -30,9 +30,10 @@ submit_multi: one MT message (with its own id) per SME destination; the response
 destination accepted and ``unsuccess_sme`` entries for the others (distribution lists are not supported:
 ``ESME_RINVDLNAME``).  When no destination is accepted the response is the first destination's error status.
 
-query_sm → ``ESME_RQUERYFAIL`` (``ESME_RINVMSGID`` for an id that is not ours in the partner's format);
+query_sm: answered from the message log by :mod:`~catalyst_smpp.gateway.query` when the handler has a ``db``;
+without one → ``ESME_RQUERYFAIL`` (``ESME_RINVMSGID`` for an id that is not ours in the partner's format);
 cancel_sm → ``ESME_RCANCELFAIL``; replace_sm → ``ESME_RREPLACEFAIL``: messages leave for the operator within
-milliseconds, and the gateway keeps no per-message state it could answer from.
+milliseconds (docs/gateway.md, "query_sm, cancel_sm, replace_sm").
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from catalyst_smpp.encoding.datacoding import Alphabet, CodingGroup, parse_data_
 from catalyst_smpp.encoding.reassembly import split_message
 from catalyst_smpp.gateway.ids import IdGenerator, format_id, parse_id
 from catalyst_smpp.gateway.messages import Address, MtMessage
+from catalyst_smpp.gateway.query import QueryHandler
 from catalyst_smpp.gateway.routing import Router
 from catalyst_smpp.protocol.constants import CommandId, CommandStatus
 from catalyst_smpp.protocol.pdu import (
@@ -158,6 +160,7 @@ class AcceptHandler:
         max_message_octets: int = 255 * 140,
         publish_timeout: float | None = None,
         clock: Callable[[], float] = time.time,
+        db: Any = None,
     ) -> None:
         self.bus = bus
         self.router = router
@@ -170,6 +173,8 @@ class AcceptHandler:
         self.max_message_octets = max_message_octets
         self.publish_timeout = publish_timeout
         self.clock = clock
+        # query_sm from the message log (gateway/query.py) when there is a database
+        self.queries = QueryHandler(db, partners) if db is not None else None
         self.stats = AcceptStats()
         self._queue: collections.deque[_Pending] = collections.deque()
         self._lot = trio.lowlevel.ParkingLot()
@@ -180,6 +185,7 @@ class AcceptHandler:
         self._closed = False
         self._dc_cache: dict[tuple[int, str], Any] = {}
         self._subjects: dict[str, str] = {}
+        self._counters: dict[tuple[str, str], Any] = {}
 
     # ------------------------------------------------------------------ the handler
 
@@ -191,6 +197,8 @@ class AcceptHandler:
             if cid == _SUBMIT_MULTI:
                 return self._submit_multi(session, pdu)
             if cid == CommandId.query_sm:
+                if self.queries is not None:
+                    return self.queries.query(session, pdu)
                 return self._query(session, pdu)
             if cid == CommandId.cancel_sm:
                 return int(S.ESME_RCANCELFAIL)
@@ -372,7 +380,10 @@ class AcceptHandler:
         if m is None:
             return
         try:
-            m.submits_total.labels(partner=partner, status=status).inc()
+            c = self._counters.get((partner, status))
+            if c is None:  # .labels() per message cost more than the rest of the count
+                c = self._counters[(partner, status)] = m.submits_total.labels(partner=partner, status=status)
+            c.inc()
         except Exception:  # metrics must never break accepting
             log.debug("metrics update failed", exc_info=True)
 
@@ -382,7 +393,8 @@ class AcceptHandler:
         self._queue.append(p)
         if self._idle.is_set():
             self._idle = trio.Event()
-        self._lot.unpark()
+        if self._lot:  # the batcher is parked (unpark of an empty lot is not free)
+            self._lot.unpark()
 
     @property
     def queued(self) -> int:
@@ -452,26 +464,18 @@ class AcceptHandler:
         ok_ids: list[int] = []
         failures: list[tuple[Any, int]] = list(p.failures)
         first_error = 0
+        events = self.events
         for mt, our_id, r in zip(p.mts, p.ids, results, strict=True):
             if r.ok:
                 ok_ids.append(our_id)
                 self.stats.accepted += 1
                 self._count(mt.partner, "accepted")
-                if self.events is not None:
-                    self._emit(
-                        MessageEvent(
-                            message_id=mt.message_id,
-                            event="accepted",
-                            event_at=dt.datetime.fromtimestamp(now, dt.UTC),
-                            partner=mt.partner,
-                            operator=mt.targets[0],
-                            source_addr=mt.source.addr,
-                            dest_addr=mt.dest.addr,
-                            parts=mt.parts,
-                            status=0,
-                            node=self.node,
-                        )
-                    )
+                if events is not None:
+                    # an event row (events.ROW_FIELDS): no MessageEvent/datetime per message
+                    events.emit_row(
+                        (mt.message_id, "accepted", now, mt.partner, mt.targets[0], mt.source.addr,
+                         mt.dest.addr, mt.parts, 0, None, None, None, self.node)
+                    )  # fmt: skip
             else:
                 status = status_for_publish_error(r.kind)
                 self.stats.failed += 1

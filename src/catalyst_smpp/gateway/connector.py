@@ -10,7 +10,10 @@ What it does (docs/gateway.md):
 * re-encodes and re-segments each text for this operator (:func:`build_submits`: what data_coding 0
   means there, its segmentation udh8/udh16/sar/payload, a per-connector reference counter); binary or
   UDH/SAR messages are kept exactly as the partner sent them;
-* submits every part (pipelined through the client: window and TPS), then settles in batches:
+* submits every part pipelined, without a task per message: the pull loop takes a TPS token and a window
+  slot (``client.acquire``) and sends (``session.send_request``), the response comes back in a callback
+  (``ESME_RTHROTTLED`` / ``ESME_RMSGQFUL`` are resent on the bind after a pause, as ``SmppClient.request``
+  does, up to the client's ``throttle_retries``); then it settles in batches:
   all parts ``ESME_ROK`` → ``opids.put_many`` (ids normalised with ``submit_id_format``) **then** ack,
   event ``submitted``; a temporary error (``ESME_RTHROTTLED``, ``ESME_RMSGQFUL``, ``ESME_RX_T_APPN``,
   response timeout, bind lost) → nak the whole message with a growing delay; a permanent error →
@@ -83,6 +86,8 @@ TEMPORARY_STATUSES = frozenset(
         int(CommandStatus.ESME_RX_T_APPN),
     }
 )
+_THROTTLE_STATUSES = frozenset({int(CommandStatus.ESME_RTHROTTLED), int(CommandStatus.ESME_RMSGQFUL)})
+"""Answers SmppClient.request would retry on the same bind after a pause (``throttle_retries``)."""
 _SAR_TAGS = frozenset({int(Tag.sar_msg_ref_num), int(Tag.sar_total_segments), int(Tag.sar_segment_seqnum)})
 _PAYLOAD_TAG = int(Tag.message_payload)
 _PLAIN_GSM = re.compile(rb"[\x00-\x1a\x1c-\x7f]*")  # GSM 7-bit octets, no escape (extension table)
@@ -260,6 +265,8 @@ class _Job:
     error: str = ""
     started: float = 0.0
     settled: bool = False
+    pending: int = 0  # parts sent (or about to be) whose outcome is not known yet
+    keys: list[Any] = attrs.Factory(list)  # per part: (operator id, normalised key, IdMapping) from _remember
 
 
 class OperatorConnector:
@@ -320,6 +327,7 @@ class OperatorConnector:
         self._consumer: Any = None
         self._cancel: trio.CancelScope | None = None
         self._work_scope: trio.CancelScope | None = None
+        self._counters: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ public
 
@@ -376,6 +384,8 @@ class OperatorConnector:
         if self._work_scope is not None:
             self._work_scope.cancel()
         left = [j for j in self._active.values() if not j.settled]
+        for j in left:
+            j.settled = True  # a response that still comes is ignored: the message is nak'ed here
         self._active.clear()
         if left and self._consumer is not None:
             with trio.move_on_after(5), trio.CancelScope(shield=True):
@@ -515,13 +525,17 @@ class OperatorConnector:
             if not msgs:
                 continue
             self.stats.fetched += len(msgs)
+            jobs: list[_Job] = []
             for m in msgs:
                 job = self._prepare(m)
                 if job is None:
                     continue
                 self._inflight_parts += len(job.pdus)
+                job.pending = len(job.pdus)
                 self._active[id(job)] = job
-                self._work.start_soon(self._submit_job, job)
+                jobs.append(job)
+            if jobs:
+                await self._send_jobs(jobs)
 
     def _prepare(self, m: Msg) -> _Job | None:
         job = _Job(m, started=trio.current_time())
@@ -571,53 +585,136 @@ class OperatorConnector:
 
     # ------------------------------------------------------------------ submitting
 
-    async def _submit_job(self, job: _Job) -> None:
-        try:
-            if len(job.pdus) == 1:  # the common case: no nursery, no second task
-                await self._submit_part(job, 0, job.pdus[0])
-            else:
-                async with trio.open_nursery() as n:
-                    for i, pdu in enumerate(job.pdus):
-                        n.start_soon(self._submit_part, job, i, pdu)
-        finally:
-            if not job.settled:
-                self._classify(job)
-                self._queue(job)
+    async def _send_jobs(self, jobs: list[_Job]) -> None:
+        """Send every part of ``jobs`` in order, each as soon as the client has a TPS token and a window
+        slot (``client.acquire`` + ``session.send_request``: no task per message); the outcome of each
+        part arrives in :meth:`_on_response`.  Parts still unsent ``submit_timeout`` after the fetch fail
+        (temporary: the message is nak'ed)."""
+        k = 0  # jobs[k] is the one being sent
+        i = 0  # its next part
+        with trio.CancelScope(deadline=trio.current_time() + self.submit_timeout):
+            while k < len(jobs):
+                job = jobs[k]
+                if job.settled:  # abandoned by drain
+                    k, i = k + 1, 0
+                    continue
+                err = await self._send_part(job, i, job.pdus[i], 0)
+                if err is not None:
+                    self._part_done(job, i, err)
+                i += 1
+                if i >= len(job.pdus):
+                    k, i = k + 1, 0
+        # what the deadline left unsent
+        while k < len(jobs):
+            job = jobs[k]
+            for j in range(i, len(job.pdus)):
+                self._part_done(job, j, trio.TooSlowError())
+            k, i = k + 1, 0
 
-    async def _submit_part(self, job: _Job, i: int, pdu: SubmitSm) -> None:
-        t0 = trio.current_time()
-        try:
+    async def _send_part(self, job: _Job, i: int, pdu: SubmitSm, retries: int) -> BaseException | None:
+        """Send part ``i`` (waits for a token and a window slot); an exception when it could not be sent."""
+        while True:
             client = self.client
             if client is None:
-                raise NotBoundError("operator disabled")
-            # a bare CancelScope: trio.fail_after's generator context manager cost more than the request
-            scope = trio.CancelScope(deadline=trio.current_time() + self.submit_timeout)
-            with scope:
-                resp = await client.request(pdu)
-            if scope.cancelled_caught:
-                raise trio.TooSlowError
-            job.results[i] = resp
-            if resp.command_status == 0 and job.mt is not None:
-                self._remember(job.mt, i, len(job.pdus), resp.message_id)
-            if self.metrics is not None:
-                self.metrics.operator_submit_seconds.observe(trio.current_time() - t0)
-                st = "ok" if resp.command_status == 0 else f"0x{resp.command_status:08X}"
-                self.metrics.operator_submits_total.labels(self.operator.name, st).inc()
-        except (ResponseTimeoutError, SessionClosedError, NotBoundError, trio.TooSlowError) as exc:
-            job.results[i] = exc
-            if self.metrics is not None:
-                self.metrics.operator_submits_total.labels(self.operator.name, type(exc).__name__).inc()
-        finally:
-            self._inflight_parts -= 1
-            self._slot.set()
+                return NotBoundError("operator disabled")
+            try:
+                session = await client.acquire()
+            except NotBoundError as exc:
+                return exc
+            try:
+                session.send_request(pdu, self._callback(job, i, pdu, session, retries))
+            except (trio.WouldBlock, SessionClosedError):
+                continue  # the slot went meanwhile, or the session closed before sending: another one
+            except Exception as exc:  # not sendable (a temporary failure: the message is nak'ed)
+                log.exception("operator %s: sending a submit_sm failed", self.name)
+                return exc
+            return None
 
-    def _remember(self, mt: MtMessage, i: int, n: int, operator_id: str) -> None:
-        """The id mapping for an early receipt on this node (the KV gets it in :meth:`_settle`)."""
+    def _callback(
+        self, job: _Job, i: int, pdu: SubmitSm, session: Any, retries: int
+    ) -> Callable[[Any], None]:
+        t0 = trio.current_time() if self.metrics is not None else 0.0
+
+        def on_done(result: Any) -> None:
+            self._on_response(job, i, pdu, session, retries, t0, result)
+
+        return on_done
+
+    def _on_response(
+        self, job: _Job, i: int, pdu: SubmitSm, session: Any, retries: int, t0: float, result: Any
+    ) -> None:
+        """A part's outcome (runs in the session's task): the response, or the exception that ended it."""
+        if job.settled:
+            return
+        if isinstance(result, BaseException):
+            if not isinstance(result, ResponseTimeoutError | SessionClosedError | NotBoundError):
+                log.warning("operator %s: submit failed: %r", self.name, result)
+            if self.metrics is not None:
+                self._submit_counter(type(result).__name__).inc()
+            self._part_done(job, i, result)
+            return
+        st = result.command_status
+        client = self.client
+        if st in _THROTTLE_STATUSES and client is not None and retries < client.config.throttle_retries:
+            # what SmppClient.request does: pause this session, send the same PDU again after a delay
+            delay = client.config.throttle_delay * (2**retries)
+            client.stats.throttled_retries += 1
+            session.paused_until = max(session.paused_until, trio.current_time() + delay)
+            session.log.info("peer answered 0x%08X: retry %d in %.3fs", st, retries + 1, delay)
+            self._work.start_soon(self._resend, job, i, pdu, retries + 1, delay)
+            return
+        if st == 0 and job.mt is not None:
+            self._remember(job, i, result.message_id)
+        m = self.metrics
+        if m is not None:
+            m.operator_submit_seconds.observe(trio.current_time() - t0)
+            self._submit_counter("ok" if st == 0 else f"0x{st:08X}").inc()
+        self._part_done(job, i, result)
+
+    def _submit_counter(self, status: str) -> Any:
+        c = self._counters.get(status)
+        if c is None:  # .labels() per part cost more than the rest of the count
+            c = self.metrics.operator_submits_total.labels(self.operator.name, status)
+            self._counters[status] = c
+        return c
+
+    async def _resend(self, job: _Job, i: int, pdu: SubmitSm, retries: int, delay: float) -> None:
+        """A throttled part, again after ``delay`` (within ``submit_timeout`` of the fetch)."""
+        err: BaseException | None = trio.TooSlowError()
+        try:
+            with trio.move_on_at(job.started + self.submit_timeout):
+                await trio.sleep(delay)
+                if job.settled:
+                    return
+                err = await self._send_part(job, i, pdu, retries)
+        finally:
+            if err is not None:
+                self._part_done(job, i, err)
+
+    def _part_done(self, job: _Job, i: int, result: Any) -> None:
+        self._inflight_parts -= 1
+        self._slot.set()
+        if job.settled:
+            return
+        job.results[i] = result
+        job.pending -= 1
+        if job.pending <= 0:
+            self._classify(job)
+            self._queue(job)
+
+    def _remember(self, job: _Job, i: int, operator_id: str) -> None:
+        """The id mapping for an early receipt on this node (the KV gets the same in :meth:`_settle`)."""
+        mt = job.mt
+        assert mt is not None
         try:
             key = normalise_operator_id(operator_id, self.operator.submit_id_format)
         except ValueError:
             return
-        self.inbound.recent.put(key, IdMapping(mt.message_id, mt.partner, mt.registered_delivery, i + 1, n))
+        mapping = IdMapping(mt.message_id, mt.partner, mt.registered_delivery, i + 1, len(job.pdus))
+        self.inbound.recent.put(key, mapping)
+        if not job.keys:
+            job.keys = [None] * len(job.pdus)
+        job.keys[i] = (operator_id, key, mapping)
 
     def _classify(self, job: _Job) -> None:
         perm = temp = None
@@ -700,15 +797,20 @@ class OperatorConnector:
             for j in ok:
                 assert j.mt is not None
                 n = len(j.results)
+                keys = j.keys
                 for i, r in enumerate(j.results):
-                    oid = normalise_operator_id(r.message_id, op.submit_id_format)
-                    items.append(
-                        (
-                            op.name,
-                            oid,
-                            IdMapping(j.mt.message_id, j.mt.partner, j.mt.registered_delivery, i + 1, n),
+                    known = keys[i] if keys else None
+                    if known is not None and known[0] == r.message_id:  # normalised in _remember already
+                        items.append((op.name, known[1], known[2]))
+                    else:
+                        oid = normalise_operator_id(r.message_id, op.submit_id_format)
+                        items.append(
+                            (
+                                op.name,
+                                oid,
+                                IdMapping(j.mt.message_id, j.mt.partner, j.mt.registered_delivery, i + 1, n),
+                            )
                         )
-                    )
                     owners.append(j)
             failed_jobs: set[int] = set()
             results: list[Any] = []
@@ -732,6 +834,8 @@ class OperatorConnector:
                 items = [items[k] for k in bad]
                 owners = [owners[k] for k in bad]
             failed_jobs = {id(owners[k]) for k, r in enumerate(results) if not getattr(r, "ok", False)}
+            events = self.events
+            now = time.time()
             for j in ok:
                 if id(j) in failed_jobs:
                     self.stats.kv_errors += 1
@@ -746,21 +850,14 @@ class OperatorConnector:
                 ack.append(j.msg)
                 self.stats.submitted += 1
                 self.stats.parts_submitted += len(j.results)
-                if self.events is not None and j.mt is not None:
-                    self.events.emit(
-                        make_event(
-                            j.mt.message_id,
-                            "submitted",
-                            partner=j.mt.partner,
-                            operator=op.name,
-                            source_addr=j.mt.source.addr,
-                            dest_addr=j.mt.dest.addr,
-                            parts=len(j.results),
-                            status=0,
-                            operator_message_id=",".join(r.message_id for r in j.results),
-                            node=self.node,
-                        )
-                    )
+                mt = j.mt
+                if events is not None and mt is not None:
+                    rs = j.results
+                    events.emit_row(
+                        (mt.message_id, "submitted", now, mt.partner, op.name, mt.source.addr, mt.dest.addr,
+                         len(rs), 0, None, None, rs[0].message_id if len(rs) == 1 else ",".join(
+                             r.message_id for r in rs), self.node)
+                    )  # fmt: skip
 
         for j in batch:
             mt = j.mt

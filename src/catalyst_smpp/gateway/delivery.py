@@ -31,7 +31,7 @@ from typing import Any, Final
 import trio
 
 from catalyst_smpp.bus import BusError, Kind
-from catalyst_smpp.encoding.receipts import Receipt, format_receipt, state_for_stat
+from catalyst_smpp.encoding.receipts import Receipt, format_receipt, stat_for_state, state_for_stat
 from catalyst_smpp.gateway.ids import format_id
 from catalyst_smpp.gateway.messages import DecodeError, DlrMessage, MoMessage
 from catalyst_smpp.protocol.constants import MessageState
@@ -67,23 +67,74 @@ def partner_message_id(message_id: str, fmt: str) -> str:
     return message_id
 
 
+def _receipt_text(dlr: DlrMessage, shown: str, state: MessageState, digits: int) -> bytes:
+    """``format_receipt`` of the receipt :func:`dlr_pdu` describes (the same octets, checked by the tests),
+    without a ``Receipt`` and ``datetime`` per message."""
+    if digits not in (10, 12):
+        receipt = Receipt(
+            message_id=shown,
+            state=state,
+            stat=dlr.state,
+            sub=1,
+            dlvrd=1 if state is MessageState.DELIVERED else 0,
+            submit_date=_date(dlr.submit_date),
+            done_date=_date(dlr.done_date),
+            err=dlr.error or "000",
+            text=dlr.text,
+        )
+        return format_receipt(receipt, digits)  # raises the error
+    err = dlr.error or "000"
+    if len(err) < 3 and err.isdigit():
+        err = err.zfill(3)
+    return (
+        f"id:{shown} sub:001 dlvrd:{'001' if state is MessageState.DELIVERED else '000'}"
+        f" submit date:{_date_text(dlr.submit_date, digits)} done date:{_date_text(dlr.done_date, digits)}"
+        f" stat:{stat_for_state(state)} err:{err} text:{(dlr.text or '')[:20]}"
+    ).encode("latin-1", errors="replace")
+
+
+_DATES: dict[tuple[int, int], str] = {}
+
+
+def _date_text(ts: float, digits: int) -> str:
+    """A receipt date (YYMMDDhhmm[ss], UTC) of a unix time, zeros when unknown; cached per minute/second."""
+    if not ts:
+        return "0" * digits
+    try:
+        sec = int(ts)
+    except (OverflowError, ValueError):
+        return "0" * digits
+    key = (sec if digits == 12 else sec // 60, digits)
+    # within a millisecond of the next second/minute datetime's rounding may already be there: no cache
+    cacheable = ts - sec < 0.999 if digits == 12 else ts - (sec - sec % 60) < 59.999
+    text = _DATES.get(key) if cacheable else None
+    if text is None:
+        d = _date(ts)
+        if d is None:
+            text = "0" * digits
+        else:
+            text = d.strftime("%y%m%d%H%M%S" if digits == 12 else "%y%m%d%H%M")
+        if cacheable:
+            if len(_DATES) >= 4096:
+                _DATES.clear()
+            _DATES[key] = text
+    return text
+
+
+_STATE_TLVS: dict[MessageState, Tlv] = {s: Tlv(_TLV_STATE, bytes([int(s)])) for s in MessageState}
+_STATES: dict[str, MessageState] = {}
+
+
 def dlr_pdu(dlr: DlrMessage, partner: Partner) -> DeliverSm:
     """The deliver_sm receipt for a partner."""
     shown = partner_message_id(dlr.message_id, partner.message_id_format)
-    state = state_for_stat(dlr.state) or MessageState.UNKNOWN
-    receipt = Receipt(
-        message_id=shown,
-        state=state,
-        stat=dlr.state,
-        sub=1,
-        dlvrd=1 if state is MessageState.DELIVERED else 0,
-        submit_date=_date(dlr.submit_date),
-        done_date=_date(dlr.done_date),
-        err=dlr.error or "000",
-        text=dlr.text,
-    )
-    text = format_receipt(receipt, partner.receipt_date_digits)
-    tlvs = [Tlv(_TLV_RECEIPTED_ID, shown.encode("latin-1", "replace") + b"\x00"), Tlv(_TLV_STATE, bytes([int(state)]))]
+    state = _STATES.get(dlr.state)
+    if state is None:
+        state = state_for_stat(dlr.state) or MessageState.UNKNOWN
+        if len(_STATES) < 256:
+            _STATES[dlr.state] = state
+    text = _receipt_text(dlr, shown, state, partner.receipt_date_digits)
+    tlvs = [Tlv(_TLV_RECEIPTED_ID, shown.encode("latin-1", "replace") + b"\x00"), _STATE_TLVS[state]]
     if dlr.network_error_code:
         try:
             raw = bytes.fromhex(dlr.network_error_code)
@@ -329,7 +380,8 @@ class PartnerDelivery:
 
     def _finish(self, consumer: Any, msg: Any, ok: bool, delay: float) -> None:
         self._done.append((consumer, msg, ok, delay))
-        self._done_lot.unpark()
+        if self._done_lot:  # the settler is parked (unpark of an empty lot is not free)
+            self._done_lot.unpark()
 
     # ------------------------------------------------------------------ acking
 

@@ -256,36 +256,47 @@ class EventPublisher:
         self.max_retry_delay = max_retry_delay
         self.pack = pack
         self.stats = PublisherStats()
-        self._buf: deque[MessageEvent] = deque()
+        self._buf: deque[Row] = deque()
         self._wake = trio.Event()
         self._idle = trio.Event()
         self._idle.set()
         self._in_flight = 0
         self._last_drop_log = -1e9
+        self._subjects: dict[str, str] = {}
 
     # ------------------------------------------------------------------ producing
 
     def emit(self, event: MessageEvent) -> None:
         """Queue an event; never blocks.  A full buffer drops it (counted in ``stats.dropped``)."""
-        if len(self._buf) >= self.max_buffer:
-            self.stats.dropped += 1
-            now = trio.current_time()
-            if now - self._last_drop_log >= 5.0:
-                self._last_drop_log = now
-                log.warning(
-                    "event buffer full (%d): dropped %s/%s (%d dropped so far)",
-                    self.max_buffer,
-                    event.message_id,
-                    event.event,
-                    self.stats.dropped,
-                )
+        self.emit_row(_event_to_row(event))
+
+    def emit_row(self, row: Row) -> None:
+        """Queue an event row (:func:`event_row`, :data:`ROW_FIELDS` order); never blocks.  A full buffer
+        drops it (counted in ``stats.dropped``)."""
+        buf = self._buf
+        if len(buf) >= self.max_buffer:
+            self._drop(row)
             return
-        if not event.node and self.node:
-            event = attrs.evolve(event, node=self.node)
-        self._buf.append(event)
+        if not row[_NODE] and self.node:
+            row = (*row[:_NODE], self.node, *row[_NODE + 1 :])
+        buf.append(row)
         self.stats.emitted += 1
-        self._idle = trio.Event() if self._idle.is_set() else self._idle
+        if self._idle.is_set():
+            self._idle = trio.Event()
         self._wake.set()
+
+    def _drop(self, row: Row) -> None:
+        self.stats.dropped += 1
+        now = trio.current_time()
+        if now - self._last_drop_log >= 5.0:
+            self._last_drop_log = now
+            log.warning(
+                "event buffer full (%d): dropped %s/%s (%d dropped so far)",
+                self.max_buffer,
+                row[0],
+                row[1],
+                self.stats.dropped,
+            )
 
     @property
     def pending(self) -> int:
@@ -299,73 +310,84 @@ class EventPublisher:
 
     # ------------------------------------------------------------------ publishing
 
+    def _subject(self, event: str) -> str:
+        s = self._subjects.get(event)
+        if s is None:
+            s = self._subjects[event] = self.bus.subject(Kind.EVENTS, event)
+        return s
+
     async def run(self, *, task_status: trio.TaskStatus[EventPublisher] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started(self)
         delay = self.retry_delay
+        buf = self._buf
         while True:
-            if not self._buf:
+            if not buf:
                 self._idle.set()
                 await self._wake.wait()
                 self._wake = trio.Event()
                 continue
-            batch = [self._buf.popleft() for _ in range(min(self.max_batch, len(self._buf)))]
-            self._in_flight = len(batch)
-            groups: list[list[MessageEvent]]
+            n = min(self.max_batch, len(buf))
+            popleft = buf.popleft
+            batch = [popleft() for _ in range(n)]
+            self._in_flight = n
+            groups: list[list[Row]]
             try:
                 if self.pack:
-                    by_type: dict[str, list[MessageEvent]] = {}
-                    for ev in batch:
-                        by_type.setdefault(ev.event, []).append(ev)
+                    by_type: dict[str, list[Row]] = {}
+                    for row in batch:
+                        g = by_type.get(row[1])
+                        if g is None:
+                            by_type[row[1]] = [row]
+                        else:
+                            g.append(row)
                     groups = list(by_type.values())
                     items = [self._packed(g) for g in groups]
                 else:
-                    groups = [[ev] for ev in batch]
+                    groups = [[row] for row in batch]
                     items = [
                         PublishItem(
-                            self.bus.subject(Kind.EVENTS, ev.event),
-                            event_to_json(ev),
+                            self._subject(row[1]),
+                            event_to_json(row_to_event(row)),
                             None,
-                            f"{ev.message_id}:{ev.event}",
+                            f"{row[0]}:{row[1]}",
                         )
-                        for ev in batch
+                        for row in batch
                     ]
                 results = await self.bus.publish_batch(items)
             except BusError as exc:
                 log.warning("event publish failed: %s", exc)
                 results = None
-            retry: list[MessageEvent] = []
+            retry: list[Row] = []
             if results is None:
                 retry = batch
             else:
                 for group, r in zip(groups, results, strict=True):
-                    for ev in group:
-                        self._result(ev, r, retry)
+                    if not isinstance(r, PublishError):
+                        self.stats.published += len(group)
+                    elif r.temporary:
+                        retry.extend(group)
+                    else:
+                        self.stats.dropped += len(group)
+                        for row in group:
+                            log.error("event %s/%s not published: %s %s", row[0], row[1], r.kind,
+                                      r.description)  # fmt: skip
             self._in_flight = 0
             if retry:
                 self.stats.retries += len(retry)
                 # back to the front, oldest first; the bound still applies to new events
-                self._buf.extendleft(reversed(retry))
+                buf.extendleft(reversed(retry))
                 await trio.sleep(delay)
                 delay = min(delay * 2, self.max_retry_delay)
             else:
                 delay = self.retry_delay
 
-    def _packed(self, group: list[MessageEvent]) -> PublishItem:
-        subject = self.bus.subject(Kind.EVENTS, group[0].event)
+    def _packed(self, group: list[Row]) -> PublishItem:
+        subject = self._subject(group[0][1])
         if len(group) == 1:
-            ev = group[0]
-            return PublishItem(subject, event_to_json(ev), None, f"{ev.message_id}:{ev.event}")
-        payload = b"\n".join(event_to_json(ev) for ev in group)
+            row = group[0]
+            return PublishItem(subject, event_to_json(row_to_event(row)), None, f"{row[0]}:{row[1]}")
+        payload = json.dumps(group, separators=(",", ":"), ensure_ascii=True).encode("ascii")
         return PublishItem(subject, payload, None, "p:" + hashlib.sha1(payload).hexdigest())
-
-    def _result(self, ev: MessageEvent, r: Any, retry: list[MessageEvent]) -> None:
-        if not isinstance(r, PublishError):
-            self.stats.published += 1
-        elif r.temporary:
-            retry.append(ev)
-        else:
-            self.stats.dropped += 1
-            log.error("event %s/%s not published: %s %s", ev.message_id, ev.event, r.kind, r.description)
 
 
 @attrs.define

@@ -128,7 +128,7 @@ class Gateway:
             self.writer = EventWriter(self.bus, self.db, batch=cfg.limits.event_batch)
             n.start_soon(self.writer.run)
             self.accept = AcceptHandler(self.bus, self._router, self.partner, self.ids, events=self.events,
-                                        node=self.node_id, metrics=self.metrics)
+                                        node=self.node_id, metrics=self.metrics, db=self.db)
             await n.start(self.accept.run)
             self._delivery_nursery = await n.start(_nursery_holder)
             auth = PostgresAuthenticator(self.partner)

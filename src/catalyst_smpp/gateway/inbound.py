@@ -55,7 +55,7 @@ import trio
 
 from catalyst_smpp.bus import Bus, BusError, IdMapping, Kind, PublishItem
 from catalyst_smpp.encoding.receipts import Receipt, ReceiptParseError, parse_receipt, stat_for_state
-from catalyst_smpp.gateway.events import EventPublisher, make_event
+from catalyst_smpp.gateway.events import EventPublisher
 from catalyst_smpp.gateway.messages import Address, DlrMessage, MoMessage
 from catalyst_smpp.protocol.constants import CommandStatus
 from catalyst_smpp.protocol.pdu import DataSm, DeliverSm, Pdu
@@ -171,8 +171,19 @@ def _payload(pdu: Pdu) -> bytes:
     return sm
 
 
+_TIMES: dict[dt.datetime, float] = {}
+
+
 def _date(d: dt.datetime | None) -> float:
-    return d.replace(tzinfo=dt.UTC).timestamp() if d is not None else 0.0
+    """A receipt date (naive, UTC) as unix time; cached (a receipt's dates repeat for a minute)."""
+    if d is None:
+        return 0.0
+    t = _TIMES.get(d)
+    if t is None:
+        if len(_TIMES) >= 4096:
+            _TIMES.clear()
+        t = _TIMES[d] = d.replace(tzinfo=dt.UTC).timestamp()
+    return t
 
 
 class InboundHandler:
@@ -214,6 +225,8 @@ class InboundHandler:
         self._parked: list[_In] = []
         self._wake = trio.Event()
         self._draining = False
+        self._counters: dict[tuple[str, str], Any] = {}
+        self._subjects: dict[str, str] = {}
 
     # ------------------------------------------------------------------ the client handler
 
@@ -482,30 +495,28 @@ class InboundHandler:
 
         def done() -> None:
             if self.metrics is not None:
-                self.metrics.receipts_total.labels(m.partner, state).inc()
+                c = self._counters.get((m.partner, state))
+                if c is None:
+                    c = self.metrics.receipts_total.labels(m.partner, state)
+                    self._counters[(m.partner, state)] = c
+                c.inc()
             if self.events is not None:
-                self.events.emit(
-                    make_event(
-                        m.message_id,
-                        "delivered",
-                        partner=m.partner,
-                        operator=op.name,
-                        source_addr=getattr(pdu, "destination_addr", ""),
-                        dest_addr=getattr(pdu, "source_addr", ""),
-                        parts=m.parts,
-                        final_state=state,
-                        error=r.err,
-                        operator_message_id=r.message_id,
-                        node=self.node,
-                    )
-                )
+                self.events.emit_row(
+                    (m.message_id, "delivered", time.time(), m.partner, op.name,
+                     getattr(pdu, "destination_addr", ""), getattr(pdu, "source_addr", ""), m.parts, None,
+                     state, r.err, r.message_id, self.node)
+                )  # fmt: skip
 
         if not wants_receipt(m.flags, state):
             self.stats.not_wanted += 1
             done()
             answered_ok.extend(items)
             return
-        nec = next((t.raw.hex() for t in pdu.tlvs if t.tag == _TAG_NEC), "")
+        nec = ""
+        for t in pdu.tlvs:
+            if t.tag == _TAG_NEC:
+                nec = t.raw.hex()
+                break
         err = r.err or "000"
         if err.isdigit():
             err = err.zfill(3)[-3:]
@@ -533,7 +544,7 @@ class InboundHandler:
         publish.append(
             (
                 PublishItem(
-                    self.bus.subject(Kind.DLR, m.partner),
+                    self._dlr_subject(m.partner),
                     dlr.to_bytes(),
                     None,
                     f"dlr:{m.message_id}:{part}:{state}",
@@ -542,6 +553,14 @@ class InboundHandler:
                 ok,
             )
         )
+
+    def _dlr_subject(self, partner: str) -> str:
+        s = self._subjects.get(partner)
+        if s is None:
+            if len(self._subjects) > 10_000:
+                self._subjects.clear()
+            s = self._subjects[partner] = self.bus.subject(Kind.DLR, partner)
+        return s
 
     def _mo(
         self, op: Operator, it: _In, publish: list[tuple[PublishItem, list[_In], Callable[[], None] | None]]

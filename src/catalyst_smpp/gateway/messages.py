@@ -85,7 +85,8 @@ class _Record:
     @classmethod
     def from_bytes(cls: type[T], data: bytes) -> T:
         if data[:1] == _MAGIC_BYTE:
-            return _FROM_BINARY[cls](data)  # type: ignore[return-value]
+            rec: T = _FROM_BINARY[cls](data)
+            return rec
         return cls._from_json(data)
 
     @classmethod
@@ -351,8 +352,8 @@ def _mt_from_binary(data: bytes) -> MtMessage:
         tlvs, pos = _unpack_tlvs(data, pos, ntlv)
     return MtMessage(
         strs[0], strs[1], Address(s_ton, s_npi, strs[2]), Address(d_ton, d_npi, strs[3]),
-        tuple(strs[9 : 9 + ntargets]), data[pos:], dc, esm, pid, prio, strs[4], strs[5], strs[6], reg, strs[7],
-        tlvs, part, parts, attempt, accepted_at, strs[8],
+        tuple(strs[9 : 9 + ntargets]), data[pos:], dc, esm, pid, prio, strs[4], strs[5], strs[6], reg,
+        strs[7], tlvs, part, parts, attempt, accepted_at, strs[8],
     )  # fmt: skip
 
 
