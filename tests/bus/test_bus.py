@@ -325,3 +325,26 @@ async def test_late_message_is_kept_for_next_fetch_or_nakd_when_stale(
                 got = await c.fetch(1, 1.0)
         assert (got[0].data, got[0].num_delivered) == (b"stale", 2)
         await c.ack(got)
+
+
+async def test_connection_keeps_reading_after_a_flush_timed_out(bus: Bus) -> None:
+    """A flush that times out leaves nats-py's PONG future cancelled; the late PONG must not stop the
+    connection from reading (with nats-py 2.16 unguarded, the publish below never gets its ack)."""
+    import nats.errors
+
+    async def flush_that_times_out() -> int:
+        nc = bus._aio.nc
+        assert nc is not None
+        timeouts = 0
+        for _ in range(5):
+            try:
+                await nc.flush(timeout=1e-9)  # type: ignore[arg-type]
+            except nats.errors.TimeoutError:
+                timeouts += 1
+        return timeouts
+
+    timeouts = await bus._call(flush_that_times_out)
+    assert timeouts >= 1  # the scenario happened: some PONG futures were cancelled before their PONG
+    await trio.sleep(0.2)  # the late PONGs arrive
+    res = await bus.publish_batch([(bus.subject(Kind.MT, "pong"), b"x", None, None)], timeout=3.0)
+    assert isinstance(res[0], PubAck), res[0]

@@ -341,6 +341,30 @@ class _Puller:
                         await self.nc.publish(m.reply, AckKind.NAK.value)
 
 
+def _guard_pongs(nc: Any) -> None:
+    """Work around a nats-py (2.x) flaw that silently stops a connection from reading.
+
+    ``flush(timeout)`` cancels its PONG future when the timeout expires (or when the awaiting task is
+    cancelled) but leaves it queued; the PONG that arrives later is matched to it and ``set_result`` on the
+    cancelled future raises ``InvalidStateError`` inside the read loop, which logs "encountered error" and
+    *ends the read loop*: no more messages, publish acks or pull replies, and no reconnect until the ping
+    timer notices minutes later.  Matching stays one future per PONG; a future that is already done is just
+    skipped.
+    """
+    if not hasattr(nc, "_pongs"):  # a future nats-py without the queue: nothing to guard
+        return
+
+    async def process_pong() -> None:
+        if nc._pongs:
+            fut = nc._pongs.pop(0)
+            if not fut.done():
+                fut.set_result(True)
+            nc._pongs_received += 1
+            nc._pings_outstanding = 0
+
+    nc._process_pong = process_pong
+
+
 class _AioSide:
     """State that lives on the asyncio thread.  Only its coroutines touch nats-py."""
 
@@ -383,6 +407,7 @@ class _AioSide:
             error_cb=error,
             pending_size=64 * 1024 * 1024,
         )
+        _guard_pongs(self.nc)
         self.js = self.nc.jetstream(timeout=self.cfg.request_timeout)
         await self._init_publish()
         self.on_state(ConnectionState.CONNECTED)
