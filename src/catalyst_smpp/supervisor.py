@@ -46,11 +46,11 @@ import attrs
 import trio
 
 from catalyst_smpp.config import Config, ConfigError, load_config
-from catalyst_smpp.daemon import (
-    _RESTART_SECTIONS,
+from catalyst_smpp.service import (
     EXIT_CONFIG,
     EXIT_FAILURE,
     EXIT_OK,
+    RESTART_SECTIONS,
     WORKER_ENV,
     SdNotifier,
     WorkerSpec,
@@ -567,7 +567,7 @@ class Supervisor:
                         extra={"file": e.path, "key": e.key, "problem": e.problem},
                     )
                 else:
-                    changed = [s for s in _RESTART_SECTIONS if getattr(new, s) != getattr(self.cfg, s)]
+                    changed = [s for s in RESTART_SECTIONS if getattr(new, s) != getattr(self.cfg, s)]
                     if changed:
                         log.warning(
                             "config sections changed that take effect only after a restart: %s",
