@@ -62,7 +62,9 @@ def _scan_buffers() -> tuple[Any, Any, Any]:
     return bufs
 
 
-def frame_scan(buf: bytes | bytearray | memoryview, max_len: int, start: int = 0) -> tuple[list[int], int, int]:
+def frame_scan(
+    buf: bytes | bytearray | memoryview, max_len: int, start: int = 0
+) -> tuple[list[int], int, int]:
     """Find every complete PDU in ``buf[start:]``.
 
     Returns ``(offsets, consumed, need)``: the absolute start offset of each

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import struct
 from collections.abc import AsyncIterator
@@ -66,8 +67,9 @@ def config(**kw: object) -> ClientConfig:
     session = kw.pop("session", None) or SessionConfig(
         window_size=10, response_timeout=10.0, enquire_link_interval=None, bind_timeout=None
     )
-    base: dict[str, object] = dict(reconnect_initial=1.0, reconnect_max=8.0, reconnect_jitter=0.5,
-                                   throttle_delay=0.5, throttle_retries=3)
+    base: dict[str, object] = dict(
+        reconnect_initial=1.0, reconnect_max=8.0, reconnect_jitter=0.5, throttle_delay=0.5, throttle_retries=3
+    )
     base.update(kw)
     return ClientConfig("smsc.invalid", 2775, "esme", "pw", session=session, **base)  # type: ignore[arg-type]
 
@@ -120,8 +122,11 @@ async def test_bind_request_and_close(env: Env) -> None:
 
 
 async def test_window_limits_requests_in_flight(env: Env) -> None:
-    cfg = config(session=SessionConfig(window_size=3, response_timeout=10, enquire_link_interval=None,
-                                       bind_timeout=None))
+    cfg = config(
+        session=SessionConfig(
+            window_size=3, response_timeout=10, enquire_link_interval=None, bind_timeout=None
+        )
+    )
     client = await env.start(cfg)
     peer = await env.smsc.accept()
     done: list[int] = []
@@ -165,7 +170,7 @@ async def test_tps_limit(env: Env, autojump_clock: trio.testing.MockClock) -> No
     assert len(arrivals) == 21
     span = arrivals[-1] - arrivals[0]
     assert 1.95 <= span <= 2.1  # 20 gaps at 10/s
-    assert min(b - a for a, b in zip(arrivals, arrivals[1:], strict=False)) >= 0.099
+    assert min(b - a for a, b in itertools.pairwise(arrivals)) >= 0.099
 
 
 async def test_response_timeout_is_an_error(env: Env, autojump_clock: trio.testing.MockClock) -> None:
@@ -203,7 +208,7 @@ async def test_throttled_is_retried_with_backoff(env: Env, autojump_clock: trio.
     r = await client.request(submit(b"same"))
     assert r.command_status == 0
     assert [m for _, m in seen] == [b"same"] * 3  # the same PDU each time
-    gaps = [b[0] - a[0] for a, b in zip(seen, seen[1:], strict=False)]
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(seen)]
     assert 0.5 <= gaps[0] < 0.6 and 1.0 <= gaps[1] < 1.1  # growing delay
     assert client.stats.throttled_retries == 2
 
@@ -257,7 +262,7 @@ async def test_pdu_in_the_same_segment_as_bind_resp(env: Env) -> None:
     await peer.send_raw(encode_pdu(bind.make_response(0)) + deliver)
     with trio.fail_after(1):
         data = await peer.stream.receive_some(65536)
-    length, cid, status, seq = struct.unpack(">IIII", data[:16])
+    _length, cid, status, seq = struct.unpack(">IIII", data[:16])
     assert (cid, status, seq) == (CommandId.deliver_sm_resp, 0, 1)
     assert got == [b"early"]
 
@@ -271,7 +276,7 @@ async def test_reconnect_with_backoff_and_jitter(env: Env, autojump_clock: trio.
     ref = Backoff(initial=1.0, maximum=8.0, multiplier=2.0, jitter=0.5, rng=random.Random(42))
     expected = [ref.next_delay() for _ in range(3)]
     a = env.smsc.attempts
-    gaps = [b - x for x, b in zip(a, a[1:], strict=False)]
+    gaps = [b - x for x, b in itertools.pairwise(a)]
     assert gaps == pytest.approx(expected, abs=1e-6)
     assert 0.5 <= gaps[0] <= 1.0 and 1.0 <= gaps[1] <= 2.0 and 2.0 <= gaps[2] <= 4.0
     # losing the bound connection: a new attempt after the first (reset) delay
@@ -297,8 +302,11 @@ async def test_bind_failure_is_retried(env: Env, autojump_clock: trio.testing.Mo
 
 
 async def test_enquire_link_keepalive_and_dead_link(env: Env, autojump_clock: trio.testing.MockClock) -> None:
-    cfg = config(session=SessionConfig(window_size=10, response_timeout=5.0, enquire_link_interval=10.0,
-                                       bind_timeout=None))
+    cfg = config(
+        session=SessionConfig(
+            window_size=10, response_timeout=5.0, enquire_link_interval=10.0, bind_timeout=None
+        )
+    )
     client = await env.start(cfg)
     peer = await env.smsc.accept()
     t0 = trio.current_time()
@@ -319,12 +327,15 @@ async def test_enquire_link_keepalive_and_dead_link(env: Env, autojump_clock: tr
 
 async def test_several_binds_tx_and_rx(env: Env) -> None:
     got: list[bytes] = []
-    client = await env.start(config(binds=(BindType.TRANSMITTER, BindType.TRANSMITTER, BindType.RECEIVER)),
-                             lambda s, p: got.append(p.short_message))  # type: ignore[attr-defined]
+    client = await env.start(
+        config(binds=(BindType.TRANSMITTER, BindType.TRANSMITTER, BindType.RECEIVER)),
+        lambda s, p: got.append(p.short_message),
+    )  # type: ignore[attr-defined]
     peers = [await env.smsc.accept() for _ in range(3)]
     await client.wait_bound(3)
-    kinds = sorted(type(p.conn.bind_request).__name__ if p.conn.bind_request else p.conn.state.name
-                   for p in peers)
+    kinds = sorted(
+        type(p.conn.bind_request).__name__ if p.conn.bind_request else p.conn.state.name for p in peers
+    )
     assert kinds == ["BOUND_RX", "BOUND_TX", "BOUND_TX"]
     rx = next(p for p in peers if p.conn.state.name == "BOUND_RX")
     txs = [p for p in peers if p.conn.state.name == "BOUND_TX"]
@@ -344,4 +355,3 @@ async def test_several_binds_tx_and_rx(env: Env) -> None:
     assert sorted(counts.values()) == [5, 5]  # round robin over the transmitters, none on the receiver
     r = await rx.request(DeliverSm(short_message=b"mo"))
     assert r.command_status == 0 and got == [b"mo"]
-

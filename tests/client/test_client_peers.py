@@ -50,7 +50,9 @@ SMPP34_SMSC = textwrap.dedent(
                 out["esme"] = [ev.system_id, ev.can_receive]
                 tasks.append(asyncio.create_task(push(ev)))
             elif isinstance(ev, smpp34.SubmitSmEvent):
-                out["submits"].append([ev.destination_addr, ev.esm_class, ev.data_coding, ev.short_message.hex()])
+                out["submits"].append(
+                    [ev.destination_addr, ev.esm_class, ev.data_coding, ev.short_message.hex()]
+                )
                 if ev.destination_addr == "busy" and busy_once:
                     busy_once = False
                     ev.reject(smpp34.ESME_RTHROTTLED)

@@ -116,9 +116,7 @@ SMPPLIB_COMMANDS: tuple[str, ...] = (
     "enquire_link_resp",
     "alert_notification",
 )
-SMPPLIB_UNSUPPORTED: tuple[str, ...] = tuple(
-    c.name for c in CommandId if c.name not in SMPPLIB_COMMANDS
-)
+SMPPLIB_UNSUPPORTED: tuple[str, ...] = tuple(c.name for c in CommandId if c.name not in SMPPLIB_COMMANDS)
 
 
 def smpplib_class(command: str) -> type[Any]:
@@ -147,9 +145,7 @@ def smpplib_encode(command: str, *, seq: int = 1, status: int = 0, **fields: Any
 
 def smpplib_parse(data: bytes, *, allow_unknown: bool = False) -> Any:
     """smpplib's parse of one PDU (its object: fields as attributes, strings as bytes)."""
-    return smpplib.smpp.parse_pdu(
-        data, client=None, sequence=0, allow_unknown_opt_params=allow_unknown
-    )
+    return smpplib.smpp.parse_pdu(data, client=None, sequence=0, allow_unknown_opt_params=allow_unknown)
 
 
 def smpplib_str(obj: Any, name: str) -> str:
@@ -176,7 +172,9 @@ SM_FIELDS: tuple[str, ...] = tuple(f.name for f in LAYOUTS[CommandId.submit_sm])
 def to_smpp34(pdu: SubmitSm | DeliverSm) -> Any:
     """smpp34's SubmitSm / DeliverSm with the field values of ``pdu`` (its status cannot be set)."""
     cls = smpp34.SubmitSm if isinstance(pdu, SubmitSm) else smpp34.DeliverSm
-    kwargs = {n: getattr(pdu, n) for n in SM_FIELDS if n not in ("source_addr", "destination_addr", "short_message")}
+    kwargs = {
+        n: getattr(pdu, n) for n in SM_FIELDS if n not in ("source_addr", "destination_addr", "short_message")
+    }
     return cls(
         pdu.source_addr,
         pdu.destination_addr,
@@ -216,7 +214,9 @@ smpp_time = st.builds(
 time_field = st.one_of(st.just(""), smpp_time)
 
 
-def cstr(max_len: int, alphabet: st.SearchStrategy[str] = LATIN1, min_size: int = 0) -> st.SearchStrategy[str]:
+def cstr(
+    max_len: int, alphabet: st.SearchStrategy[str] = LATIN1, min_size: int = 0
+) -> st.SearchStrategy[str]:
     """A C-octet string whose encoding (with its NUL) takes at most ``max_len`` octets."""
     return st.text(alphabet, min_size=min_size, max_size=max_len - 1)
 
@@ -261,7 +261,9 @@ def _field_strategy(f: FieldSpec, alphabet: st.SearchStrategy[str], cap: int | N
 _SAR: tuple[int, ...] = (Tag.sar_msg_ref_num, Tag.sar_total_segments, Tag.sar_segment_seqnum)
 
 
-def tlv_value(tag: int, *, alphabet: st.SearchStrategy[str] = LATIN1, non_empty: bool = False) -> st.SearchStrategy[Tlv]:
+def tlv_value(
+    tag: int, *, alphabet: st.SearchStrategy[str] = LATIN1, non_empty: bool = False
+) -> st.SearchStrategy[Tlv]:
     """A spec-valid TLV with ``tag`` (C-octet strings NUL-terminated, as the spec writes them).
 
     A tag we do not know (a vendor tag) gets an arbitrary octet string: that is all the spec
@@ -276,7 +278,9 @@ def tlv_value(tag: int, *, alphabet: st.SearchStrategy[str] = LATIN1, non_empty:
     lo = max(spec.min_len, 1 if non_empty else 0)
     if spec.kind is TlvKind.COCTET:
         lo = max(lo - 1, 1 if non_empty else 0)
-        return st.text(alphabet, min_size=lo, max_size=min(spec.max_len, 70) - 1).map(lambda s: Tlv.make(tag, s))
+        return st.text(alphabet, min_size=lo, max_size=min(spec.max_len, 70) - 1).map(
+            lambda s: Tlv.make(tag, s)
+        )
     return st.binary(min_size=lo, max_size=max(lo, min(spec.max_len, 70))).map(lambda b: Tlv.make(tag, b))
 
 
@@ -323,7 +327,9 @@ def our_pdus(
     if status is None:
         status = st.one_of(st.just(0), u32) if cid & 0x80000000 else st.just(0)
     cls: Any = PDU_CLASSES[cid]
-    pdu: Pdu = cls(sequence_number=draw(st.integers(1, 0x7FFFFFFF)), command_status=draw(status), tlvs=tlvs, **values)
+    pdu: Pdu = cls(
+        sequence_number=draw(st.integers(1, 0x7FFFFFFF)), command_status=draw(status), tlvs=tlvs, **values
+    )
     return pdu
 
 
@@ -463,7 +469,10 @@ def random_pdu_bytes(rng: random.Random) -> bytes:
     cid = rng.choice((*PDU_CLASSES, rng.randrange(1 << 32)))
     body = rng.randbytes(rng.choice((0, 1, 2, 5, rng.randint(0, 64), rng.randint(0, 400))))
     length = 16 + len(body) if rng.random() < 0.9 else rng.randrange(1 << 32)
-    return struct.pack(">IIII", length, cid, rng.choice((0, rng.randrange(1 << 32))), rng.randrange(1 << 32)) + body
+    return (
+        struct.pack(">IIII", length, cid, rng.choice((0, rng.randrange(1 << 32))), rng.randrange(1 << 32))
+        + body
+    )
 
 
 # data_sm's addresses may be 64 characters (v3.4 section 4.7.1)

@@ -19,12 +19,6 @@ import pytest
 import smpp34
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from catalyst_smpp.protocol.codec import PduEncodeError, decode_pdu, encode_pdu
-from catalyst_smpp.protocol.constants import CommandId, CommandStatus
-from catalyst_smpp.protocol.errors import PduDecodeError
-from catalyst_smpp.protocol.pdu import PDU_CLASSES, DeliverSm, Pdu, SubmitSm
-from catalyst_smpp.protocol.tlv import TLV_SPECS, Tag, Tlv
 from tests.protocol.peers import (
     ASCII,
     LATIN1,
@@ -37,6 +31,12 @@ from tests.protocol.peers import (
     to_smpp34,
     undemonstrated,
 )
+
+from catalyst_smpp.protocol.codec import PduEncodeError, decode_pdu, encode_pdu
+from catalyst_smpp.protocol.constants import CommandId, CommandStatus
+from catalyst_smpp.protocol.errors import PduDecodeError
+from catalyst_smpp.protocol.pdu import PDU_CLASSES, DeliverSm, Pdu, SubmitSm
+from catalyst_smpp.protocol.tlv import TLV_SPECS, Tag, Tlv
 
 S = CommandStatus
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -121,8 +121,7 @@ SM_AND_PAYLOAD = Deviation(
     PEER,
     "5.3.2.32 (message_payload only with sm_length 0)",
     "encodes and decodes short_message and message_payload together",
-    "PduDecodeError ESME_RINVOPTPARAMVAL (our encoder, which leaves semantics to the decoder, "
-    "writes it too)",
+    "PduDecodeError ESME_RINVOPTPARAMVAL (our encoder, which leaves semantics to the decoder, writes it too)",
 )
 ESM_CLASS_UNCHECKED = Deviation(
     "SMPP34_ESM_CLASS_UNCHECKED",
@@ -224,7 +223,9 @@ def test_other_commands_frame_as_raw_pdu(cid: int, data: st.DataObject) -> None:
     )
     assert raw.body == wire[16:]
     # and the raw body, put back behind the header smpp34 reports, decodes to the same PDU
-    rebuilt = struct.pack(">IIII", raw.command_length, raw.command_id, raw.command_status, raw.sequence_number)
+    rebuilt = struct.pack(
+        ">IIII", raw.command_length, raw.command_id, raw.command_status, raw.sequence_number
+    )
     assert decode_pdu(rebuilt + raw.body) == pdu
 
 

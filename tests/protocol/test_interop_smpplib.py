@@ -21,24 +21,7 @@ import smpplib.command
 import smpplib.exceptions
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from catalyst_smpp.protocol.codec import PduEncodeError, decode_pdu, encode_pdu
-from catalyst_smpp.protocol.constants import CommandId, CommandStatus
-from catalyst_smpp.protocol.errors import PduDecodeError
-from catalyst_smpp.protocol.fields import LAYOUTS, FieldKind
-from catalyst_smpp.protocol.pdu import (
-    PDU_CLASSES,
-    AlertNotification,
-    DataSm,
-    DataSmResp,
-    DeliverSm,
-    Pdu,
-    QuerySm,
-    SubmitSm,
-)
-from catalyst_smpp.protocol.tlv import TLV_SPECS, Tag, Tlv, TlvKind
 from tests.protocol.peers import (
-    ASCII,
     LATIN1,
     SMPPLIB_COMMANDS,
     SMPPLIB_UNSUPPORTED,
@@ -55,6 +38,22 @@ from tests.protocol.peers import (
     smpplib_tlv_names,
     undemonstrated,
 )
+
+from catalyst_smpp.protocol.codec import PduEncodeError, decode_pdu, encode_pdu
+from catalyst_smpp.protocol.constants import CommandId, CommandStatus
+from catalyst_smpp.protocol.errors import PduDecodeError
+from catalyst_smpp.protocol.fields import LAYOUTS, FieldKind
+from catalyst_smpp.protocol.pdu import (
+    PDU_CLASSES,
+    AlertNotification,
+    DataSm,
+    DataSmResp,
+    DeliverSm,
+    Pdu,
+    QuerySm,
+    SubmitSm,
+)
+from catalyst_smpp.protocol.tlv import TLV_SPECS, Tag, Tlv, TlvKind
 
 S = CommandStatus
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -85,8 +84,7 @@ INT_TLV_WRITTEN_AT_WRONG_SIZE = Deviation(
     "SMPPLIB_INT_TLV_WRITTEN_AT_WRONG_SIZE",
     PEER,
     "5.3.2.2 source_addr_subunit Integer(1); 5.3.2.9 source_telematics_id Integer(1)",
-    "submit_sm/data_sm source_addr_subunit and data_sm source_telematics_id are written as "
-    "2-octet integers",
+    "submit_sm/data_sm source_addr_subunit and data_sm source_telematics_id are written as 2-octet integers",
     "refuse them: PduDecodeError ESME_RINVOPTPARAMVAL naming the TLV",
 )
 INT_TLV_DECODED_AT_OWN_SIZE = Deviation(
@@ -120,8 +118,7 @@ STRING_TLV_LAST_OCTET_DROPPED = Deviation(
     "SMPPLIB_STRING_TLV_LAST_OCTET_DROPPED",
     PEER,
     "5.3.2.19 receipted_message_id C-Octet String (we tolerate a missing NUL)",
-    "drops the last octet of every string TLV, so a value sent without its NUL loses its last "
-    "character",
+    "drops the last octet of every string TLV, so a value sent without its NUL loses its last character",
     "keep the raw value; tlv.value strips the NUL only if there is one",
 )
 STRING_TLV_UTF8 = Deviation(
@@ -173,8 +170,7 @@ UNKNOWN_TLV_RAISES = Deviation(
     "SMPPLIB_UNKNOWN_TLV_RAISES",
     PEER,
     "5.3 (an unrecognised optional parameter is to be ignored)",
-    "raises UnknownCommandError on a vendor TLV unless allow_unknown_opt_params=True, and then "
-    "drops it",
+    "raises UnknownCommandError on a vendor TLV unless allow_unknown_opt_params=True, and then drops it",
     "keep unknown TLVs byte for byte",
 )
 FLAG_TLV_IGNORED = Deviation(
@@ -438,7 +434,9 @@ def _header(wire: bytes) -> tuple[int, int, int, int]:
 def test_bind_interface_version_forced(command: str, version: int) -> None:
     wire = smpplib_encode(command, system_id="esme", password="pw", interface_version=version)
     assert decode_pdu(wire).interface_version == 0x34  # not `version`
-    ours = PDU_CLASSES[_cid(command)](sequence_number=5, system_id="esme", password="pw", interface_version=version)
+    ours = PDU_CLASSES[_cid(command)](
+        sequence_number=5, system_id="esme", password="pw", interface_version=version
+    )
     assert smpplib_parse(encode_pdu(ours)).interface_version == version  # its decoder is right
 
 

@@ -60,8 +60,12 @@ async def env() -> AsyncIterator[Env]:
         session=SessionConfig(window_size=10, response_timeout=10, enquire_link_interval=30, bind_timeout=10),
         max_send_buffer=LIMIT,
     )
-    server = SmppServer(cfg, StaticAuthenticator([Account("acme", "pw"), Account("slow", "pw", throttle_rate=100,
-                                                                                   throttle_burst=50)]))
+    server = SmppServer(
+        cfg,
+        StaticAuthenticator(
+            [Account("acme", "pw"), Account("slow", "pw", throttle_rate=100, throttle_burst=50)]
+        ),
+    )
     async with trio.open_nursery() as nursery:
         await nursery.start(server.serve)
         e = Env(server)
@@ -132,7 +136,11 @@ async def test_submit_before_bind_and_second_bind(env: Env) -> None:
     await s.send_all(encode_pdu(SubmitSm(destination_addr="1", sequence_number=7)))
     with trio.fail_after(5):
         r = decode_pdu(await s.receive_some(65536))
-    assert (r.command_id, r.command_status, r.sequence_number) == (CommandId.submit_sm_resp, S.ESME_RINVBNDSTS, 7)
+    assert (r.command_id, r.command_status, r.sequence_number) == (
+        CommandId.submit_sm_resp,
+        S.ESME_RINVBNDSTS,
+        7,
+    )
     await env.check_witness()
     await s.send_all(encode_pdu(BindTransceiver(system_id="acme", password="pw", sequence_number=8)))
     with trio.fail_after(5):
@@ -153,8 +161,10 @@ async def test_flood_ignoring_the_window(env: Env) -> None:
     with trio.fail_after(5):
         assert decode_pdu(await s.receive_some(65536)).command_status == 0
     n = 2000
-    flood = b"".join(encode_pdu(SubmitSm(destination_addr="1", short_message=b"x" * 20, sequence_number=i + 2))
-                     for i in range(n))
+    flood = b"".join(
+        encode_pdu(SubmitSm(destination_addr="1", short_message=b"x" * 20, sequence_number=i + 2))
+        for i in range(n)
+    )
     statuses: dict[int, int] = {}
     buf = b""
 
@@ -196,8 +206,9 @@ async def test_client_that_never_reads(env: Env) -> None:
     await s.send_all(encode_pdu(BindTransmitter(system_id="acme", password="pw", sequence_number=1)))
     with trio.fail_after(5):
         assert decode_pdu(await s.receive_some(65536)).command_status == 0
-    session: ServerSession = [x for x in env.server.sessions() if x.bind_type and x.peer.endswith(
-        str(sock.getsockname()[1]))][0]
+    session: ServerSession = next(
+        x for x in env.server.sessions() if x.bind_type and x.peer.endswith(str(sock.getsockname()[1]))
+    )
     one = encode_pdu(EnquireLink(sequence_number=5))
     chunk = one * 4096  # 64 KiB
     chunks = 32  # 2 MiB, far more than the socket buffers and our limit together

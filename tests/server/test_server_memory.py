@@ -88,15 +88,21 @@ async def harness() -> AsyncIterator[Harness]:
 
 
 async def test_bind_kinds_and_submit(harness: Harness) -> None:
-    for kind, state in (("tx", SessionState.BOUND_TX), ("rx", SessionState.BOUND_RX),
-                        ("trx", SessionState.BOUND_TRX)):
+    for kind, state in (
+        ("tx", SessionState.BOUND_TX),
+        ("rx", SessionState.BOUND_RX),
+        ("trx", SessionState.BOUND_TRX),
+    ):
         peer = harness.connect()
         resp = await peer.bind(kind, "acme", "secret")
         assert resp.command_status == 0
         assert resp.system_id == "catalyst"  # type: ignore[attr-defined]
         assert peer.conn.state is state
     assert len(harness.server.bound_sessions("acme")) == 3
-    assert {s.bind_type for s in harness.server.receivers("acme")} == {BindType.RECEIVER, BindType.TRANSCEIVER}
+    assert {s.bind_type for s in harness.server.receivers("acme")} == {
+        BindType.RECEIVER,
+        BindType.TRANSCEIVER,
+    }
     peer = await harness.bound("tx")
     r1 = await peer.request(SubmitSm(source_addr="1", destination_addr="2", short_message=b"hi"))
     r2 = await peer.request(SubmitSm(source_addr="1", destination_addr="2", short_message=b"ho"))
@@ -335,7 +341,7 @@ async def test_graceful_shutdown_unbinds_and_waits() -> None:
         delivered: list[int] = []
 
         async def push() -> None:
-            s = [x for x in server.receivers("acme") if x.bind_type is BindType.RECEIVER][0]
+            s = next(x for x in server.receivers("acme") if x.bind_type is BindType.RECEIVER)
             delivered.append((await s.request(DeliverSm(destination_addr="9"))).command_status)
 
         nursery.start_soon(push)

@@ -75,14 +75,28 @@ def _smpplib_transmitter(port: int) -> dict[str, Any]:
     try:
         c.bind_transmitter(system_id="acme", password="pw")
         sent = []
-        sent.append(c.send_message(source_addr="12345", destination_addr="447700900001", short_message=b"hello"))
+        sent.append(
+            c.send_message(source_addr="12345", destination_addr="447700900001", short_message=b"hello")
+        )
         parts = [LONG_TEXT[i : i + 153] for i in range(0, len(LONG_TEXT), 153)]
         for n, part in enumerate(parts, 1):
             udh = bytes([5, 0, 3, 0x42, len(parts), n])
-            sent.append(c.send_message(source_addr="12345", destination_addr="447700900001",
-                                       esm_class=smpplib.consts.SMPP_GSMFEAT_UDHI, short_message=udh + part))
-        sent.append(c.send_message(source_addr="12345", destination_addr="447700900001",
-                                   data_coding=smpplib.consts.SMPP_ENCODING_ISO10646, short_message=UCS2_TEXT))
+            sent.append(
+                c.send_message(
+                    source_addr="12345",
+                    destination_addr="447700900001",
+                    esm_class=smpplib.consts.SMPP_GSMFEAT_UDHI,
+                    short_message=udh + part,
+                )
+            )
+        sent.append(
+            c.send_message(
+                source_addr="12345",
+                destination_addr="447700900001",
+                data_coding=smpplib.consts.SMPP_ENCODING_ISO10646,
+                short_message=UCS2_TEXT,
+            )
+        )
         resps = [c.read_pdu() for _ in sent]
         out["submit"] = [(r.command, r.status, r.sequence, r.message_id.decode()) for r in resps]
         out["sent_seq"] = [p.sequence for p in sent]
@@ -101,7 +115,7 @@ async def test_smpplib_transmitter(server: tuple[SmppServer, Recorder]) -> None:
     assert len({r[3] for r in out["submit"]}) == 5
     assert out["unbind"] == ("unbind_resp", 0)
     subs = [p for p in rec.received if isinstance(p, SubmitSm)]
-    assert [p.short_message for p in subs][0] == b"hello"
+    assert next(p.short_message for p in subs) == b"hello"
     long_parts = subs[1:4]
     assert all(p.esm_class & 0x40 for p in long_parts)
     assert b"".join(p.short_message[6:] for p in long_parts) == LONG_TEXT
@@ -162,8 +176,12 @@ async def test_smpplib_receives_deliver_sm(server: tuple[SmppServer, Recorder], 
         [session] = srv.receivers("acme")
         assert session.bind_type is (BindType.RECEIVER if kind == "rx" else BindType.TRANSCEIVER)
         for i in range(3):
-            resp = await srv.deliver("acme", DeliverSm(source_addr="447700900001", destination_addr="12345",
-                                                       short_message=f"mo {i}".encode()))
+            resp = await srv.deliver(
+                "acme",
+                DeliverSm(
+                    source_addr="447700900001", destination_addr="12345", short_message=f"mo {i}".encode()
+                ),
+            )
             statuses.append(resp.command_status)
     assert statuses == [0, 0x64, 0]
     assert result["got"] == [b"mo 0", b"mo 1", b"mo 2"]
@@ -224,7 +242,9 @@ async def test_smpp34_asyncio_client(server: tuple[SmppServer, Recorder]) -> Non
                 chunk = await proc.stdout.receive_some()
                 assert chunk, "smpp34 client exited early"
                 buf += chunk
-            resp = await srv.deliver("acme", DeliverSm(source_addr="1", destination_addr="2", short_message=b"mo!"))
+            resp = await srv.deliver(
+                "acme", DeliverSm(source_addr="1", destination_addr="2", short_message=b"mo!")
+            )
             assert resp.command_status == 0
             while True:
                 chunk = await proc.stdout.receive_some()

@@ -29,7 +29,9 @@ def test_jitter_spreads_delays() -> None:
     assert len(delays) > 10
 
 
-@pytest.mark.parametrize("kwargs", [{"initial": 0}, {"initial": 5, "maximum": 1}, {"multiplier": 0.5}, {"jitter": 2}])
+@pytest.mark.parametrize(
+    "kwargs", [{"initial": 0}, {"initial": 5, "maximum": 1}, {"multiplier": 0.5}, {"jitter": 2}]
+)
 def test_bad_settings(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         Backoff(**kwargs)  # type: ignore[arg-type]

@@ -22,7 +22,10 @@ def test_empty_is_nan() -> None:
     assert math.isnan(LatencyRecorder().percentile(50))
 
 
-@given(st.lists(st.floats(min_value=0, max_value=10), min_size=1, max_size=300), st.floats(min_value=0, max_value=100))
+@given(
+    st.lists(st.floats(min_value=0, max_value=10), min_size=1, max_size=300),
+    st.floats(min_value=0, max_value=100),
+)
 def test_percentile_is_a_sample_and_ordered(values: list[float], p: float) -> None:
     r = LatencyRecorder()
     r.extend(values)

@@ -39,7 +39,9 @@ def test_invalid_settings_rejected(rate: float, burst: float) -> None:
     burst=st.integers(min_value=1, max_value=50),
     gaps=st.lists(st.floats(min_value=0, max_value=0.5), min_size=1, max_size=200),
 )
-def test_admitted_count_is_bounded_by_burst_plus_rate_times_time(rate: float, burst: int, gaps: list[float]) -> None:
+def test_admitted_count_is_bounded_by_burst_plus_rate_times_time(
+    rate: float, burst: int, gaps: list[float]
+) -> None:
     b = TokenBucket(rate=rate, burst=burst)
     now = 0.0
     admitted = 0

@@ -98,7 +98,9 @@ class ClientStats:
 class ClientSession(SmppSession):
     """A session of the client (adds the bind type and the throttle pause)."""
 
-    def __init__(self, stream: trio.abc.Stream, conn: SmppConnection, *, bind_type: BindType, **kw: Any) -> None:
+    def __init__(
+        self, stream: trio.abc.Stream, conn: SmppConnection, *, bind_type: BindType, **kw: Any
+    ) -> None:
         super().__init__(stream, conn, **kw)
         self.bind_type = bind_type
         self.paused_until = -math.inf
@@ -191,8 +193,14 @@ class SmppClient:
                     return
                 delay = backoff.next_delay()
                 self.stats.reconnects += 1
-                logger.info("%s:%d bind %d (%s): reconnecting in %.2fs", cfg.host, cfg.port, index,
-                            bind_type.value, delay)
+                logger.info(
+                    "%s:%d bind %d (%s): reconnecting in %.2fs",
+                    cfg.host,
+                    cfg.port,
+                    index,
+                    bind_type.value,
+                    delay,
+                )
                 await trio.sleep(delay)
                 if self.closed:
                     return
@@ -203,7 +211,10 @@ class SmppClient:
                         stream = await self._connect()
                     else:
                         stream = await open_stream(
-                            cfg.host, cfg.port, ssl_context=cfg.ssl_context, server_hostname=cfg.server_hostname
+                            cfg.host,
+                            cfg.port,
+                            ssl_context=cfg.ssl_context,
+                            server_hostname=cfg.server_hostname,
                         )
             except (OSError, trio.TooSlowError, trio.BrokenResourceError, ssl.SSLError) as exc:
                 self.stats.connect_failures += 1
@@ -299,7 +310,9 @@ class SmppClient:
                 self.stats.throttled_retries += 1
                 now = trio.current_time()
                 session.paused_until = max(session.paused_until, now + delay)
-                session.log.info("peer answered 0x%08X: retry %d in %.3fs", resp.command_status, retries, delay)
+                session.log.info(
+                    "peer answered 0x%08X: retry %d in %.3fs", resp.command_status, retries, delay
+                )
                 await trio.sleep(delay)
                 delay *= 2
                 continue
@@ -370,4 +383,3 @@ class SmppClient:
             self._window_lot.unpark_all()
         if self._bound_lot:
             self._bound_lot.unpark_all()
-

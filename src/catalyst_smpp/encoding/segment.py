@@ -339,7 +339,7 @@ def _make_parts(seg: Segmentation) -> tuple[Part, ...]:
     dc = seg[1]
     esm = UDHI if udh else 0
     new = _new_tuple
-    bounds = zip(tab[:n], tab[n : 2 * n], tab[2 * n : 3 * n], tab[3 * n :])
+    bounds = zip(tab[:n], tab[n : 2 * n], tab[2 * n : 3 * n], tab[3 * n :], strict=False)
     if seg[5] == SegmentMethod.SAR and n > 1:
         ref = seg[8]
         return tuple(

@@ -81,7 +81,9 @@ def accept_all_handler() -> Handler:
             return pdu.make_response(0, message_id=f"{next(counter):x}")
         if cid == CommandId.query_sm:
             return pdu.make_response(
-                0, message_id=pdu.message_id, message_state=int(MessageState.ENROUTE)  # type: ignore[attr-defined]
+                0,
+                message_id=pdu.message_id,
+                message_state=int(MessageState.ENROUTE),  # type: ignore[attr-defined]
             )
         return None
 
@@ -138,8 +140,9 @@ class ServerSession(SmppSession):
         if server.closing:
             return pdu.make_response(_RBINDFAIL, system_id=server.config.system_id)
         if not server._reserve_bind(account):
-            self.log.info("bind %s as %r refused: max_binds %s reached", bind_type.value, system_id,
-                          account.max_binds)
+            self.log.info(
+                "bind %s as %r refused: max_binds %s reached", bind_type.value, system_id, account.max_binds
+            )
             return pdu.make_response(_RBINDFAIL, system_id=server.config.system_id)
         self._reserved = True
         self.account = account
@@ -207,7 +210,9 @@ class SmppServer:
         cfg = self.config
         if not cfg.reuse_port:
             return await trio.open_tcp_listeners(cfg.port, host=cfg.host, backlog=cfg.backlog)
-        infos = await trio.socket.getaddrinfo(cfg.host, cfg.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        infos = await trio.socket.getaddrinfo(
+            cfg.host, cfg.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
         listeners = []
         for family, type_, proto, _canon, addr in infos:
             sock = trio.socket.socket(family, type_, proto)
@@ -228,9 +233,15 @@ class SmppServer:
         self.ports = [lst.socket.getsockname()[1] for lst in raw]
         listeners: list[trio.abc.Listener[Any]] = list(raw)
         if self.config.ssl_context is not None:
-            listeners = [trio.SSLListener(lst, self.config.ssl_context, https_compatible=False) for lst in raw]
-        logger.info("listening on %s port(s) %s%s", self.config.host, self.ports,
-                    " (TLS)" if self.config.ssl_context is not None else "")
+            listeners = [
+                trio.SSLListener(lst, self.config.ssl_context, https_compatible=False) for lst in raw
+            ]
+        logger.info(
+            "listening on %s port(s) %s%s",
+            self.config.host,
+            self.ports,
+            " (TLS)" if self.config.ssl_context is not None else "",
+        )
         async with trio.open_nursery() as sessions:
             with trio.CancelScope() as accept_scope:
                 self._accept_scope = accept_scope
@@ -310,7 +321,9 @@ class SmppServer:
         return [s for s in self._bound.get(system_id, ()) if s.can_deliver]
 
     async def deliver(self, system_id: str, pdu: Pdu) -> Pdu:
-        """deliver_sm / data_sm to a bound RX/TRX session of ``system_id`` (most free window); its response."""
+        """deliver_sm / data_sm to a bound RX/TRX session of ``system_id`` (the most free window).
+
+        Returns the response."""
         candidates = self.receivers(system_id)
         if not candidates:
             raise NotBoundError(f"{system_id!r} has no receiver bind")
@@ -336,7 +349,9 @@ class SmppServer:
     def _bucket_for(self, account: Account) -> TokenBucket | None:
         if account.throttle_rate is None:
             return None
-        burst = account.throttle_burst if account.throttle_burst is not None else max(1.0, account.throttle_rate)
+        burst = (
+            account.throttle_burst if account.throttle_burst is not None else max(1.0, account.throttle_rate)
+        )
         bucket = self._buckets.get(account.system_id)
         if bucket is None:
             bucket = TokenBucket(account.throttle_rate, burst)

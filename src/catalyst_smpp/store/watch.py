@@ -61,6 +61,7 @@ class ConfigWatcher:
 
     async def _run(self) -> None:
         backoff = Backoff(initial=0.2, maximum=10.0, rng=random.Random())
+        failures = 0
         while True:
             conn: psycopg.Connection[Any] | None = None
             try:
@@ -68,6 +69,13 @@ class ConfigWatcher:
                 await trio.to_thread.run_sync(conn.execute, f"LISTEN {CHANNEL}")
                 self.connected = True
                 backoff.reset()
+                if failures:
+                    log.warning(
+                        "config watcher reconnected to Postgres after %d failed attempt(s); "
+                        "re-reading the configuration version",
+                        failures,
+                    )
+                    failures = 0
                 self._update(await trio.to_thread.run_sync(config_version, conn))
                 self._ready.set()
                 while True:
@@ -78,8 +86,14 @@ class ConfigWatcher:
                     self._update(await trio.to_thread.run_sync(config_version, conn))
             except (psycopg.Error, OSError) as e:
                 self.connected = False
+                failures += 1
                 delay = backoff.next_delay()
-                log.warning("config watcher lost its connection (%s); retrying in %.1fs", e, delay)
+                log.warning(
+                    "config watcher lost its connection to Postgres (%s); running on the last loaded "
+                    "configuration, retrying in %.1fs",
+                    str(e).strip(),
+                    delay,
+                )
                 await trio.sleep(delay)
             finally:
                 if conn is not None:

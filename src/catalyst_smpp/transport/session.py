@@ -95,7 +95,7 @@ class Deferred(enum.Enum):
 DEFERRED: Final = Deferred.DEFERRED
 
 #: what a request handler returns: a response PDU, a command_status, ``None`` (ESME_ROK), or DEFERRED
-Reply: TypeAlias = "Pdu | int | None | Deferred"
+Reply: TypeAlias = "Pdu | int | Deferred | None"
 #: a request handler: plain (runs inline in the reader) or async (runs on the worker pool)
 Handler: TypeAlias = "Callable[[SmppSession, Pdu], Reply | Awaitable[Reply]]"
 #: completion callback of :meth:`SmppSession.send_request`
@@ -284,8 +284,11 @@ class SmppSession:
                     await trio.aclose_forcefully(self.stream)
             self._wake_all()
             self._finished.set()
-            self.log.info("closed: %s%s", self.close_reason and self.close_reason.value,
-                          f" ({self.close_detail})" if self.close_detail else "")
+            self.log.info(
+                "closed: %s%s",
+                self.close_reason and self.close_reason.value,
+                f" ({self.close_detail})" if self.close_detail else "",
+            )
 
     async def wait_closed(self) -> None:
         await self._finished.wait()
@@ -390,7 +393,6 @@ class SmppSession:
                 await self._window_lot.park()
 
     async def _wait_sendable(self, pdu: Pdu) -> None:
-        conn = self.conn
         windowed = pdu.command_id in _WINDOWED
         while True:
             if self.is_closed:
@@ -430,13 +432,18 @@ class SmppSession:
                 resp = reply
             self.conn.send(resp, trio.current_time())
         except PduEncodeError:
-            self.log.exception("cannot encode the response to %s; answering ESME_RSYSERR",
-                               request.command_id.name)
+            self.log.exception(
+                "cannot encode the response to %s; answering ESME_RSYSERR", request.command_id.name
+            )
             self.conn.send(request.make_response(_RSYSERR), trio.current_time())
         except LocalProtocolError as exc:
             if not _closed(self.conn):
-                self.log.warning("response to %s seq=%d not sent: %s", request.command_id.name,
-                                 request.sequence_number, exc)
+                self.log.warning(
+                    "response to %s seq=%d not sent: %s",
+                    request.command_id.name,
+                    request.sequence_number,
+                    exc,
+                )
 
     def _dispatch(self, pdu: Pdu) -> None:
         """An inbound request: call the handler (subclasses add checks before it)."""
@@ -557,12 +564,14 @@ class SmppSession:
             self.stats.violations += 1
             ans = ev.answered_with
             self.log.warning(
-                "peer violation: %s%s", ev.error,
+                "peer violation: %s%s",
+                ev.error,
                 f" (answered {ans.command_id.name} 0x{ans.command_status:08X})" if ans is not None else "",
             )
         elif isinstance(ev, UnexpectedResponse):
-            self.log.info("unexpected %s seq=%d: %s", ev.pdu.command_id.name, ev.pdu.sequence_number,
-                          ev.reason.value)
+            self.log.info(
+                "unexpected %s seq=%d: %s", ev.pdu.command_id.name, ev.pdu.sequence_number, ev.reason.value
+            )
 
     def _complete(self, waiter: Any, result: outcome.Outcome[Pdu]) -> None:
         if waiter is None:
@@ -618,7 +627,9 @@ class SmppSession:
         while not self._closing:
             # back-pressure: do not read (and so do not produce responses) while the peer
             # is not reading what we already owe it, or the handlers are behind
-            while (self._out_bytes > limit or len(self._jobs) > self.handler_concurrency) and not self._closing:
+            while (
+                self._out_bytes > limit or len(self._jobs) > self.handler_concurrency
+            ) and not self._closing:
                 await self._drain_lot.park()
             if self._closing:
                 return

@@ -46,7 +46,14 @@ class LatencyRecorder:
         """count, p50, p90, p99, max and mean, in seconds."""
         n = len(self._samples)
         if n == 0:
-            return {"count": 0, "p50": math.nan, "p90": math.nan, "p99": math.nan, "max": math.nan, "mean": math.nan}
+            return {
+                "count": 0,
+                "p50": math.nan,
+                "p90": math.nan,
+                "p99": math.nan,
+                "max": math.nan,
+                "mean": math.nan,
+            }
         self._sort()
         return {
             "count": n,
