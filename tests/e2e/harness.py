@@ -2,6 +2,8 @@
 
 * :class:`Env` (fixture ``env`` in ``conftest.py``): a fresh Postgres schema (migrated) and a unique NATS
   namespace per test; ``add_partner`` / ``add_operator`` / ``add_route`` write the records the gateway reads.
+  :func:`open_env` makes one on any DSN (a test's own embedded Postgres that it stops and starts);
+  :func:`message_log` / :func:`wait_message_log` read the gateway's message log.
 * :func:`open_gateway`: a :class:`Gateway` in this process with its own bus connection, database pool and
   config watcher (two of them = two nodes sharing NATS and Postgres).
 * :class:`GatewayProcess`: ``catalyst-smpp run --config`` in a subprocess (SIGKILL and restart).
@@ -23,13 +25,15 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
+import psycopg
 import smpplib.client  # type: ignore[import-untyped]
 import trio
+from psycopg import sql
 
 from catalyst_smpp.bus import Bus, ConsumerState, Kind
 from catalyst_smpp.client import BindType, ClientConfig, SmppClient
@@ -49,6 +53,7 @@ from catalyst_smpp.store import (
     PartnerRepo,
     RouteRepo,
     connect_sync,
+    migrate,
     open_config_watcher,
 )
 from catalyst_smpp.transport import SessionError
@@ -127,6 +132,67 @@ class Env:
         )
 
 
+@contextlib.contextmanager
+def open_env(tmp: Path, nats_url: str, dsn: str) -> Iterator[Env]:
+    """An :class:`Env` on ``dsn``: a fresh, migrated schema (dropped afterwards, if the server is up then) and
+    a unique NATS namespace on ``nats_url`` (its streams deleted afterwards).  The ``env`` fixture uses the
+    shared Postgres; a test that stops its database gives the DSN of its own embedded one."""
+    from tests.services import delete_namespace_streams, unique_name
+
+    schema = unique_name("e2e_")
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    with connect_sync(dsn, schema=schema) as conn:
+        migrate(conn, schema=schema)
+    e = Env(tmp=tmp, nats_url=nats_url, nats=e2e_nats_config(unique_name("e")), dsn=dsn, schema=schema)
+    try:
+        yield e
+    finally:
+        delete_namespace_streams(nats_url, e.nats)
+        with contextlib.suppress(psycopg.OperationalError), psycopg.connect(dsn, autocommit=True) as c:
+            c.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+def message_log(env: Env) -> dict[str, collections.Counter[str]]:
+    """The message log of ``env``: event → Counter of message ids (blocking; a count > 1 is a duplicate)."""
+
+    def read(conn: Any) -> dict[str, collections.Counter[str]]:
+        out: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+        for mid, event in conn.execute("SELECT message_id, event FROM message_log"):
+            out[event][mid] += 1
+        return out
+
+    out: dict[str, collections.Counter[str]] = env.setup(read)
+    return out
+
+
+async def wait_message_log(
+    env: Env, want: dict[str, set[str]], timeout: float
+) -> dict[str, collections.Counter[str]]:
+    """Until the message log has a row of each event for each of its message ids (decimal, as logged);
+    returns the log then.  Reads while the database is down count as "not yet"."""
+    log_: dict[str, collections.Counter[str]] = {}
+
+    def missing() -> dict[str, int]:
+        return {
+            ev: len(ids - set(log_.get(ev, ()))) for ev, ids in want.items() if ids - set(log_.get(ev, ()))
+        }
+
+    deadline = trio.current_time() + timeout
+    while True:
+        try:
+            log_ = await trio.to_thread.run_sync(message_log, env)
+        except psycopg.OperationalError:
+            log_ = {}
+        if not missing():
+            return log_
+        if trio.current_time() > deadline:
+            raise AssertionError(
+                f"timed out after {timeout:g}s waiting for the message log: missing {missing()}"
+            )
+        await trio.sleep(0.25)
+
+
 @contextlib.asynccontextmanager
 async def open_gateway(
     env: Env,
@@ -136,8 +202,12 @@ async def open_gateway(
     connectors: bool = True,
     connector_options: dict[str, Any] | None = None,
     node_num: int | None = None,
+    before_run: Callable[[], Awaitable[Any]] | None = None,
 ) -> AsyncIterator[Gateway]:
-    """A gateway node in this process (own bus connection, pool and watcher), drained on exit."""
+    """A gateway node in this process (own bus connection, pool and watcher), drained on exit.
+
+    ``before_run``: awaited once the infrastructure is open, just before the Gateway starts (e.g. to stop
+    NATS: the Gateway then starts with a bus that is reconnecting)."""
     url = nats_url or env.nats_url
     cfg = env.config(nats_url=url, node_id=node_id)
     opts = dict(FAST_CONNECTOR if connector_options is None else connector_options)
@@ -150,6 +220,8 @@ async def open_gateway(
         gw = Gateway(
             cfg, infra, node_id=node_id, node_num=node_num, connectors=connectors, connector_options=opts
         )
+        if before_run is not None:
+            await before_run()
         async with trio.open_nursery() as n:
             await n.start(gw.run)
             try:
@@ -321,9 +393,21 @@ async def submit_load(
     registered_delivery: int = 1,
     result: LoadResult | None = None,
     on_ack: Callable[[int], None] | None = None,
+    rate: float | None = None,
 ) -> LoadResult:
-    """Submit every text (retrying until acknowledged); ``on_ack(n)`` after each acknowledgement."""
+    """Submit every text (retrying until acknowledged); ``on_ack(n)`` after each acknowledgement; ``rate``:
+    at most that many submit attempts per second (over all workers), so a load lasts long enough for a fault
+    in its middle."""
     res = result if result is not None else LoadResult()
+    next_slot = trio.current_time()
+
+    async def pace() -> None:
+        nonlocal next_slot
+        if rate:
+            now = trio.current_time()
+            slot, next_slot = max(now, next_slot), max(now, next_slot) + 1.0 / rate
+            await trio.sleep_until(slot)
+
     todo = list(enumerate(texts))
     send, recv = trio.open_memory_channel[tuple[int, str]](len(todo))
     for item in todo:
@@ -334,6 +418,7 @@ async def submit_load(
         async for i, text in recv:
             addr = dest(i) if callable(dest) else dest
             while True:
+                await pace()
                 res.attempts += 1
                 pdu = SubmitSm(
                     source_addr="12345",
@@ -645,6 +730,8 @@ __all__ = [
     "SimSlot",
     "SmpplibPartner",
     "check_delivered",
+    "message_log",
+    "open_env",
     "open_gateway",
     "open_sim",
     "partner_client",
@@ -653,6 +740,7 @@ __all__ = [
     "texts",
     "wait_delivered",
     "wait_for",
+    "wait_message_log",
     "wait_receipts",
     "wait_settled",
 ]

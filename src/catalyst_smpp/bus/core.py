@@ -13,6 +13,7 @@ import contextlib
 import enum
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -147,25 +148,58 @@ class AckKind(enum.Enum):
     IN_PROGRESS = b"+WPI"
 
 
+def _decimal(s: str) -> bool:
+    """A canonical decimal id (what the gateway's ids are)."""
+    return s.isascii() and s.isdigit() and (s == "0" or s[0] != "0")
+
+
 @attrs.frozen
 class IdMapping:
-    """What an operator message id maps to (stored in the KV bucket)."""
+    """What an operator message id maps to (stored in the KV bucket).
+
+    ``display_id`` is the id the partner was given for the message (default: ``message_id``; different for
+    the destinations of a submit_multi after the first, which all show the first one's id).
+
+    Value: the JSON array ``[message_id, partner, flags, part, parts]`` -- what every node reads.  A
+    ``display_id`` other than ``message_id`` is folded into ``flags`` when both ids are canonical decimal
+    and ``flags`` fits an octet: bits 8 and up hold ``int(message_id) - int(display_id)`` (``flags >> 8``;
+    0 = none), bits 0..7 the flags.  Older nodes read that value as before (they only look at
+    ``flags & 0x03``) and show ``message_id``.  Other ids go in a sixth element, which older nodes cannot
+    read (the gateway's ids are always decimal, so it never writes one).  :meth:`decode` reads both and
+    ignores further elements.
+    """
 
     message_id: str
     partner: str
     flags: int = 0
     part: int = 1
     parts: int = 1
+    display_id: str = attrs.field(default=attrs.Factory(lambda self: self.message_id, takes_self=True))
 
     def encode(self) -> bytes:
-        return json.dumps(
-            [self.message_id, self.partner, self.flags, self.part, self.parts], separators=(",", ":")
-        ).encode()
+        m, d, flags = self.message_id, self.display_id, self.flags
+        if d != m:
+            if 0 <= flags <= 0xFF and _decimal(m) and _decimal(d):
+                flags |= (int(m) - int(d)) << 8
+            else:
+                return json.dumps(
+                    [m, self.partner, flags, self.part, self.parts, d], separators=(",", ":")
+                ).encode()
+        return json.dumps([m, self.partner, flags, self.part, self.parts], separators=(",", ":")).encode()
 
     @classmethod
     def decode(cls, data: bytes) -> IdMapping:
-        m, p, f, part, parts = json.loads(data)
-        return cls(str(m), str(p), int(f), int(part), int(parts))
+        v = json.loads(data)
+        if not isinstance(v, list) or len(v) < 5:
+            raise ValueError("not an id mapping")
+        m, f = str(v[0]), int(v[2])
+        display = m
+        if len(v) > 5 and v[5]:
+            display = str(v[5])
+        elif f >> 8 and _decimal(m):
+            display = str(int(m) - (f >> 8))
+            f &= 0xFF
+        return cls(m, str(v[1]), f, int(v[3]), int(v[4]), display)
 
 
 def _pub_error(exc: BaseException) -> PublishError:
@@ -385,14 +419,45 @@ class _AioSide:
             if not self.closing:
                 self.on_state(ConnectionState.RECONNECTING)
 
+        # Unreachable servers: nats-py reports every failed attempt (each reconnect_wait, for as long as NATS
+        # is down).  Say once, clearly, that NATS is unreachable and that we keep trying, then remind every
+        # 30 s; other errors are logged as they come.
+        down: dict[str, float] = {"since": 0.0, "attempts": 0, "logged": 0.0}
+        where = ", ".join(urls)
+
+        def reachable() -> None:
+            if down["attempts"]:
+                log.warning(
+                    "NATS %s reachable again after %.1fs (%d failed attempts)",
+                    where, time.monotonic() - down["since"], down["attempts"],
+                )  # fmt: skip
+            down.update(since=0.0, attempts=0, logged=0.0)
+
         async def reconnected() -> None:
+            reachable()
             self.on_state(ConnectionState.CONNECTED)
 
         async def closed() -> None:
             self.on_state(ConnectionState.CLOSED)
 
         async def error(e: Exception) -> None:
-            log.warning("nats: %s: %s", type(e).__name__, e)
+            if not isinstance(e, (OSError, TimeoutError, asyncio.TimeoutError, nats.errors.NoServersError)):
+                log.warning("nats: %s: %s", type(e).__name__, e)
+                return
+            now = time.monotonic()
+            down["attempts"] += 1
+            if down["attempts"] == 1:
+                down["since"] = down["logged"] = now
+                log.warning(
+                    "NATS %s not reachable (%s: %s); retrying every %gs until it is (messages cannot be "
+                    "accepted meanwhile)", where, type(e).__name__, e, self.cfg.reconnect_wait,
+                )  # fmt: skip
+            elif now - down["logged"] >= 30.0:
+                down["logged"] = now
+                log.warning(
+                    "NATS %s still not reachable after %.0fs (%d attempts; last: %s: %s)",
+                    where, now - down["since"], down["attempts"], type(e).__name__, e,
+                )  # fmt: skip
 
         self.nc = await nats.connect(
             servers=urls,
@@ -407,6 +472,7 @@ class _AioSide:
             error_cb=error,
             pending_size=64 * 1024 * 1024,
         )
+        reachable()
         _guard_pongs(self.nc)
         self.js = self.nc.jetstream(timeout=self.cfg.request_timeout)
         await self._init_publish()

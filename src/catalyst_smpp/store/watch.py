@@ -91,7 +91,7 @@ class ConfigWatcher:
                 log.warning(
                     "config watcher lost its connection to Postgres (%s); running on the last loaded "
                     "configuration, retrying in %.1fs",
-                    str(e).strip(),
+                    " ".join(str(e).split()),
                     delay,
                 )
                 await trio.sleep(delay)
