@@ -1,9 +1,10 @@
 """submit_multi and data_sm end to end: every destination reaches the simulator as sent, and a receipt comes
 back for each of our message ids with the state the simulator reported.
 
-* submit_multi (our client; smpplib has none): the gateway gives each destination its own id; the
-  submit_multi_resp carries the first one, and a destination without a route is listed in ``unsuccess_sme``.
-  Each receipt names its destination in source_addr, which is how a partner tells the destinations apart.
+* submit_multi (our client; smpplib has none): the gateway gives each destination its own id internally, but
+  the partner sees one: the submit_multi_resp's, which every destination's receipt carries (text id and
+  receipted_message_id); each receipt names its destination in source_addr, which is how a partner tells the
+  destinations apart.  A destination without a route is listed in ``unsuccess_sme``.
 * data_sm (smpplib): text in ``message_payload``; a long one is segmented for the operator, and the partner
   gets one receipt for it (the worst state of its parts).
 """
@@ -14,8 +15,10 @@ from typing import Any
 
 import trio
 
+from catalyst_smpp.encoding.receipts import parse_receipt
 from catalyst_smpp.protocol.constants import CommandStatus, MessageState
-from catalyst_smpp.protocol.pdu import SmeDestination, SubmitMulti
+from catalyst_smpp.protocol.pdu import DeliverSm, Pdu, SmeDestination, SubmitMulti
+from catalyst_smpp.protocol.tlv import Tag
 from catalyst_smpp.sim import DelayRange, SimConfig
 
 from .harness import (
@@ -48,10 +51,19 @@ def _setup(env: Env, sim: RecordingSim, partner_fmt: str = "hex") -> None:
 async def test_submit_multi_each_destination_with_its_receipt(env: Env) -> None:
     k, per = 20, 3  # 20 submit_multi, each to 3 routed destinations and one without a route
     receipts = Receipts()
+    seen: list[tuple[str, str, str]] = []  # every receipt: (receipted_message_id, text id, source_addr)
+
+    def handler(session: Any, pdu: Pdu) -> Any:
+        if isinstance(pdu, DeliverSm) and pdu.esm_class & 0x04:
+            rid = pdu.get_tlv(Tag.receipted_message_id)
+            rid_text = (rid.decode() if isinstance(rid, bytes) else str(rid)).rstrip("\0")
+            seen.append((rid_text, parse_receipt(pdu.short_message, {}).message_id, pdu.source_addr))
+        return receipts.handler(session, pdu)
+
     async with open_sim(_sim()) as sim:
         _setup(env, sim)
         async with open_gateway(env, "gw-a") as gw:
-            client = partner_client(gw.ports[0], handler=receipts.handler)
+            client = partner_client(gw.ports[0], handler=handler)
             async with trio.open_nursery() as nursery:
                 await nursery.start(client.run)
                 await client.wait_bound()
@@ -84,14 +96,20 @@ async def test_submit_multi_each_destination_with_its_receipt(env: Env) -> None:
         ]
         for j in range(per):
             assert by_dest[f"4477009{i:02d}{j:03d}"].text == f"multi {i:03d}"
-    # one receipt per destination, each with its own id of ours; the first destination's is the id of the resp
-    ids = [r for r, _ in receipts.items]
-    assert len(ids) == len(set(ids)) == k * per
-    dest_of = receipts.sources
-    for i in range(k):
-        assert dest_of[resps[i].message_id] == f"4477009{i:02d}000"
+    # one receipt per destination (none lost to JetStream de-duplication: our ids differ per destination),
+    # each carrying the one id of its submit_multi_resp -- in the TLV and the text -- told apart by
+    # source_addr
+    assert len(seen) == len(receipts.items) == k * per
+    assert all(rid == text_id for rid, text_id, _ in seen)
+    assert len({(rid, src) for rid, _, src in seen}) == k * per
+    ids = {resps[i].message_id: i for i in range(k)}
+    assert len(ids) == k
+    by_id: dict[str, set[str]] = {}
+    for rid, _, src in seen:
+        by_id.setdefault(rid, set()).add(src)
+    assert by_id == {resps[i].message_id: {f"4477009{i:02d}{j:03d}" for j in range(per)} for i in range(k)}
     # the state of each receipt is the one the simulator gave that destination's message
-    got = {dest_of[r]: stat for r, stat in receipts.items}
+    got = {src: stat for (_, _, src), (_, stat) in zip(seen, receipts.items, strict=True)}
     want = {d: sim.receipt_stats[m.message_id] for d, m in by_dest.items()}
     assert got == want
     assert set(got.values()) == {"DELIVRD", "UNDELIV"}

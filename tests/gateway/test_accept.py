@@ -248,3 +248,8 @@ async def test_submit_multi_and_data_sm_with_our_client(bus: Bus) -> None:
     assert on_b[0].dest.addr == "3373"
     first = parse_id(r.message_id, "hex")
     assert str(first) == next(m.message_id for m in on_a if m.dest.addr == "4471")
+    # each destination its own id, all shown to the partner as the one id of the response
+    multi = [m for m in [*on_a, *on_b] if m.payload == b"multi"]
+    assert len({m.message_id for m in multi}) == 2 and {m.display_id for m in multi} == {str(first)}
+    data_sm = next(m for m in on_a if m.dest.addr == "4474")
+    assert data_sm.display_id == data_sm.message_id

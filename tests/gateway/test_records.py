@@ -7,6 +7,7 @@ import json
 import random
 import struct
 
+import attrs
 import pytest
 
 from catalyst_smpp.encoding.receipts import Receipt, format_receipt, state_for_stat
@@ -171,12 +172,58 @@ def test_newer_writer_with_appended_fields_is_read() -> None:
     fixed = data[3]
     slen_at = 4 + fixed - 6
     (slen,) = struct.unpack_from("<I", data, slen_at)
-    strings = data[4 + fixed : 4 + fixed + slen] + b"\x00a new field"
+    # after DLR's strings: display_id (empty: = message_id), then a field this reader does not know
+    strings = data[4 + fixed : 4 + fixed + slen] + b"\x00\x00a new field"
     newer = (
         data[:3] + bytes([fixed + 2]) + data[4:slen_at] + struct.pack("<IH", len(strings), 0) + b"\x01\x02"
         + strings + data[4 + fixed + slen :]
     )  # fmt: skip
     assert DlrMessage.from_bytes(newer) == DLR
+
+
+def _without_last_string(data: bytes) -> bytes:
+    """``data`` (an MT or DLR record) with the last string of its string block cut (and S adjusted)."""
+    fixed = data[3]
+    slen_at = 4 + fixed - 6
+    (slen,) = struct.unpack_from("<I", data, slen_at)
+    strings = data[4 + fixed : 4 + fixed + slen]
+    cut = strings[: strings.rindex(b"\x00")]
+    head = data[:slen_at] + struct.pack("<I", len(cut)) + data[slen_at + 4 : 4 + fixed]
+    return head + cut + data[4 + fixed + slen :]
+
+
+def test_display_id_defaults_to_message_id_and_travels_when_different() -> None:
+    # default: the message's own id, and nothing more on the wire than before
+    assert MT.display_id == MT.message_id and DLR.display_id == DLR.message_id
+    assert MtMessage.from_bytes(MT.to_bytes()).display_id == MT.message_id
+    mt = attrs.evolve(MT, display_id="7212345678901234500")
+    dlr = attrs.evolve(DLR, display_id="7212345678901234500")
+    for rec in (mt, dlr):
+        data = rec.to_bytes()
+        assert data[1] == 1  # still version 1: older readers read it
+        back = type(rec).from_bytes(data)
+        assert back == rec and back.display_id == "7212345678901234500"
+        assert back.message_id == "7212345678901234567"
+        # the binary form is the record without display_id plus one appended string: a reader that knows only
+        # the older fields (the extension rule above) reads it, with display_id = message_id
+        assert _without_last_string(data) == attrs.evolve(rec, display_id=rec.message_id).to_bytes()
+        # JSON form: the key is there; a header without it (older nodes) gives message_id
+        assert type(rec).from_bytes(rec.to_json_bytes()) == rec
+        head, _, payload = rec.to_json_bytes().partition(b"\n")
+        old = json.loads(head)
+        del old["display_id"]
+        older = type(rec).from_bytes(json.dumps(old).encode() + b"\n" + payload)
+        assert older.display_id == older.message_id == rec.message_id
+    # the failover copy keeps it
+    assert attrs.evolve(mt, targets=mt.targets[1:]).display_id == mt.display_id
+
+
+def test_receipt_shows_display_id() -> None:
+    p = partner(message_id_format="hex")
+    dlr = attrs.evolve(DLR, display_id="255")
+    pdu = dlr_pdu(dlr, p)
+    assert pdu.short_message.startswith(b"id:ff ")
+    assert pdu.get_tlv(0x001E) in (b"ff\x00", "ff")
 
 
 # --------------------------------------------------------------------------- receipts toward the partner

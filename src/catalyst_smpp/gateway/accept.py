@@ -26,9 +26,12 @@ with data_coding, esm_class, the partner's data_coding 0 meaning (``partner_dc0`
 (SAR included); the connector decodes and re-encodes/re-segments for its operator.  A part of a message the
 partner concatenated itself (UDH 8/16-bit or SAR) gets ``part``/``parts`` from its numbering.
 
-submit_multi: one MT message (with its own id) per SME destination; the response carries the id of the first
-destination accepted and ``unsuccess_sme`` entries for the others (distribution lists are not supported:
-``ESME_RINVDLNAME``).  When no destination is accepted the response is the first destination's error status.
+submit_multi: one MT message (with its own id: its JetStream msg_id, KV mapping and log rows) per SME
+destination; every one carries the same ``display_id`` -- the id of the first destination built -- which is
+the one id of the submit_multi_resp and what each destination's receipt shows (SMPP v3.4 has one message_id
+per submit_multi; the receipts' source_addr tell the destinations apart).  ``unsuccess_sme`` lists the
+destinations refused or not stored (distribution lists are not supported: ``ESME_RINVDLNAME``).  When no
+destination is accepted the response is the first destination's error status.
 
 query_sm: answered from the message log by :mod:`~catalyst_smpp.gateway.query` when the handler has a ``db``;
 without one → ``ESME_RQUERYFAIL`` (``ESME_RINVMSGID`` for an id that is not ours in the partner's format);
@@ -248,17 +251,20 @@ class AcceptHandler:
         mts: list[MtMessage] = []
         ids: list[int] = []
         failures: list[tuple[SmeDestination, int]] = []
+        display: str | None = None  # the first destination's id: the one the partner gets for all of them
         for d in dests:
             if isinstance(d, DistributionListDestination):
                 failures.append((SmeDestination(0, 0, d.dl_name), int(S.ESME_RINVDLNAME)))
                 continue
             dest = Address(d.dest_addr_ton, d.dest_addr_npi, d.destination_addr)
             try:
-                mt, our_id = self._build(session.system_id, dc0, pdu, source, dest)
+                mt, our_id = self._build(session.system_id, dc0, pdu, source, dest, display)
             except _Reject as r:
                 self._rejected(session.system_id, source.addr, dest.addr, r)
                 failures.append((d, r.status))
                 continue
+            if display is None:
+                display = mt.message_id
             mts.append(mt)
             ids.append(our_id)
         if not mts:
@@ -274,7 +280,11 @@ class AcceptHandler:
             self._dc_cache[key] = dc
         return dc
 
-    def _build(self, partner: str, dc0: str, pdu: Pdu, source: Address, dest: Address) -> tuple[MtMessage, int]:
+    def _build(
+        self, partner: str, dc0: str, pdu: Pdu, source: Address, dest: Address, display: str | None = None
+    ) -> tuple[MtMessage, int]:
+        """The MT record (and our id) of one destination; ``display``: the id the partner is shown when it is
+        not this message's own (the destinations of a submit_multi after the first)."""
         if not dest.addr or len(dest.addr) > 20:
             raise _Reject(_RINVDSTADR, "empty or too long destination")
         if len(source.addr) > 20:
@@ -325,8 +335,9 @@ class AcceptHandler:
         if not targets:
             raise _Reject(_RINVDSTADR, "no route")
         our_id = self.ids.next()
+        mid = str(our_id)
         mt = MtMessage(
-            message_id=str(our_id),
+            message_id=mid,
             partner=partner,
             source=source,
             dest=dest,
@@ -346,6 +357,7 @@ class AcceptHandler:
             parts=parts,
             accepted_at=self.clock(),
             node=self.node,
+            display_id=display or mid,
         )
         return mt, our_id
 
@@ -465,6 +477,7 @@ class AcceptHandler:
         failures: list[tuple[Any, int]] = list(p.failures)
         first_error = 0
         events = self.events
+        multi = p.pdu.command_id == _SUBMIT_MULTI
         for mt, our_id, r in zip(p.mts, p.ids, results, strict=True):
             if r.ok:
                 ok_ids.append(our_id)
@@ -472,9 +485,11 @@ class AcceptHandler:
                 self._count(mt.partner, "accepted")
                 if events is not None:
                     # an event row (events.ROW_FIELDS): no MessageEvent/datetime per message
+                    # display_id on every destination of a submit_multi (the first too): the log finds them all
                     events.emit_row(
                         (mt.message_id, "accepted", now, mt.partner, mt.targets[0], mt.source.addr,
-                         mt.dest.addr, mt.parts, 0, None, None, None, self.node)
+                         mt.dest.addr, mt.parts, 0, None, None, None, self.node,
+                         mt.display_id if multi else None)
                     )  # fmt: skip
             else:
                 status = status_for_publish_error(r.kind)
@@ -498,9 +513,9 @@ class AcceptHandler:
             unsuccess = tuple(
                 UnsuccessSme(d.dest_addr_ton, d.dest_addr_npi, d.destination_addr, status) for d, status in failures
             )
-            p.session.respond(
-                pdu, pdu.make_response(0, message_id=format_id(ok_ids[0], p.partner_fmt), unsuccess_sme=unsuccess)
-            )
+            # the one id of the submit_multi (the first destination's, also when that one was not stored)
+            shown = format_id(int(p.mts[0].display_id), p.partner_fmt)
+            p.session.respond(pdu, pdu.make_response(0, message_id=shown, unsuccess_sme=unsuccess))
             return
         if ok_ids:
             p.session.respond(pdu, pdu.make_response(0, message_id=format_id(ok_ids[0], p.partner_fmt)))

@@ -710,7 +710,9 @@ class OperatorConnector:
             key = normalise_operator_id(operator_id, self.operator.submit_id_format)
         except ValueError:
             return
-        mapping = IdMapping(mt.message_id, mt.partner, mt.registered_delivery, i + 1, len(job.pdus))
+        mapping = IdMapping(
+            mt.message_id, mt.partner, mt.registered_delivery, i + 1, len(job.pdus), mt.display_id
+        )
         self.inbound.recent.put(key, mapping)
         if not job.keys:
             job.keys = [None] * len(job.pdus)
@@ -808,7 +810,14 @@ class OperatorConnector:
                             (
                                 op.name,
                                 oid,
-                                IdMapping(j.mt.message_id, j.mt.partner, j.mt.registered_delivery, i + 1, n),
+                                IdMapping(
+                                    j.mt.message_id,
+                                    j.mt.partner,
+                                    j.mt.registered_delivery,
+                                    i + 1,
+                                    n,
+                                    j.mt.display_id,
+                                ),
                             )
                         )
                     owners.append(j)
@@ -856,7 +865,8 @@ class OperatorConnector:
                     events.emit_row(
                         (mt.message_id, "submitted", now, mt.partner, op.name, mt.source.addr, mt.dest.addr,
                          len(rs), 0, None, None, rs[0].message_id if len(rs) == 1 else ",".join(
-                             r.message_id for r in rs), self.node)
+                             r.message_id for r in rs), self.node,
+                         mt.display_id if mt.display_id != mt.message_id else None)
                     )  # fmt: skip
 
         for j in batch:
@@ -906,6 +916,7 @@ class OperatorConnector:
                         text="",
                         part=1,
                         parts=max(1, len(j.pdus)),
+                        display_id=mt.display_id,
                     )
                     publish.append(
                         (
@@ -989,5 +1000,6 @@ class OperatorConnector:
                     final_state=state,
                     error=j.error[:200],
                     node=self.node,
+                    display_id=mt.display_id if mt.display_id != mt.message_id else None,
                 )
             )

@@ -10,8 +10,9 @@ session's loss it is nak'ed with a delay (the next fetch, here or on another nod
 that cannot be decoded is terminated (never redelivered) with an error log.  A partner that is not bound
 anywhere is not fetched for at all: its messages stay in JetStream, bounded by the stream's limits.
 
-Receipts: ``esm_class`` 0x04, the common receipt text (``encoding.receipts.format_receipt``: our id in the
-partner's ``message_id_format``, dates with the partner's ``receipt_date_digits``), and the
+Receipts: ``esm_class`` 0x04, the common receipt text (``encoding.receipts.format_receipt``: the id the partner
+was given -- the record's ``display_id``, for a submit_multi the one id of its response -- in the partner's
+``message_id_format``, dates with the partner's ``receipt_date_digits``), and the
 ``receipted_message_id`` / ``message_state`` (and ``network_error_code`` when known) TLVs; the receipt goes
 from the original destination to the original source.  Whether the partner wants a receipt at all
 (registered_delivery) is decided upstream, where the flags are known (the KV mapping); a record that carries a
@@ -127,7 +128,8 @@ _STATES: dict[str, MessageState] = {}
 
 def dlr_pdu(dlr: DlrMessage, partner: Partner) -> DeliverSm:
     """The deliver_sm receipt for a partner."""
-    shown = partner_message_id(dlr.message_id, partner.message_id_format)
+    # the id the partner was given (a submit_multi's one id for each of its destinations' receipts)
+    shown = partner_message_id(dlr.display_id, partner.message_id_format)
     state = _STATES.get(dlr.state)
     if state is None:
         state = state_for_stat(dlr.state) or MessageState.UNKNOWN

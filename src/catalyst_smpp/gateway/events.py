@@ -75,8 +75,11 @@ ROW_FIELDS = (
     "error",
     "operator_message_id",
     "node",
+    "display_id",
 )
-"""A packed event row: these fields in this order (``event_at`` as unix seconds, a float)."""
+"""A packed event row: these fields in this order (``event_at`` as unix seconds, a float).  ``display_id``
+(the id the partner was given, when it is not ``message_id``'s own: submit_multi) came last, later: rows
+without it are read (None), and older writers read the first 13 fields and ignore it."""
 assert _FIELDS == ROW_FIELDS, "MessageEvent changed: update ROW_FIELDS (and keep reading old rows)"
 _NODE = ROW_FIELDS.index("node")
 _UTC = dt.UTC
@@ -104,6 +107,7 @@ def event_row(
     operator_message_id: str | None = None,
     node: str = "",
     at: float | None = None,
+    display_id: str | None = None,
 ) -> Row:
     """An event row for :meth:`EventPublisher.emit_row` (stamped now unless ``at``, unix seconds)."""
     return (
@@ -120,6 +124,7 @@ def event_row(
         error,
         operator_message_id,
         node,
+        display_id,
     )
 
 
@@ -141,6 +146,7 @@ def _event_to_row(ev: MessageEvent) -> Row:
         ev.error,
         ev.operator_message_id,
         ev.node,
+        ev.display_id,
     )
 
 
@@ -154,7 +160,7 @@ def row_to_event(row: Any) -> MessageEvent:
     if not isinstance(at, float | int) or isinstance(at, bool):
         raise ValueError("not an event row: bad event_at")
     try:
-        return MessageEvent(mid, event, _fromtimestamp(at, _UTC), *row[3:13])
+        return MessageEvent(mid, event, _fromtimestamp(at, _UTC), *row[3:14])
     except (TypeError, OverflowError, OSError) as exc:
         raise ValueError(f"not an event row: {exc}") from None
 
@@ -421,9 +427,20 @@ class EventWriter:
         self.stats = WriterStats()
 
     async def run(self, *, task_status: trio.TaskStatus[EventWriter] = trio.TASK_STATUS_IGNORED) -> None:
-        consumer = await self.bus.consumer(Kind.EVENTS)
+        delay = self.retry_delay
+        while True:  # NATS unreachable as the node starts: the events wait in the stream, the writer retries
+            try:
+                consumer = await self.bus.consumer(Kind.EVENTS)
+                break
+            except BusError as exc:
+                log.warning("events consumer unavailable (NATS: %s); message log writer retrying in %.1fs",
+                            exc, delay)  # fmt: skip
+                await trio.sleep(delay)
+                delay = min(delay * 2, self.max_retry_delay)
         task_status.started(self)
         delay = self.retry_delay
+        failing_since: float | None = None  # Postgres unreachable since (logged once it is back)
+        failures = 0
         per_msg = 1.0  # events per message lately (packed ones carry many): a write stays near `batch` rows
         while True:
             try:
@@ -455,11 +472,16 @@ class EventWriter:
                         n = await self.db.write_events(events)
                     except (psycopg.Error, OSError) as exc:
                         self.stats.db_errors += 1
+                        if failing_since is None:
+                            failing_since, failures = trio.current_time(), 0
+                        failures += 1
                         log.warning(
-                            "message log write of %d events failed (%s); retry in %.1fs",
+                            "message log write of %d events failed (Postgres: %s); the events wait in the "
+                            "EVENTS stream, retry in %.1fs (%d failed attempt(s) so far)",
                             len(events),
-                            exc,
+                            " ".join(str(exc).split()),
                             delay,
+                            failures,
                         )
                         await consumer.nak(good, delay=delay)
                         await trio.sleep(delay)
@@ -468,6 +490,14 @@ class EventWriter:
                     self.stats.written += n
                     await consumer.ack(good)
                     delay = self.retry_delay
+                    if failing_since is not None:
+                        log.warning(
+                            "message log writes to Postgres resumed after %.1fs (%d failed attempt(s)); "
+                            "catching up with the waiting events",
+                            trio.current_time() - failing_since,
+                            failures,
+                        )
+                        failing_since = None
             except BusError as exc:
                 # the ack is lost: the events come back after ack_wait and are skipped as duplicates
                 log.warning("events ack failed: %s", exc)

@@ -22,6 +22,7 @@ from typing import Any
 import attrs
 import trio
 
+from catalyst_smpp.bus import BusError
 from catalyst_smpp.config import Config, ListenerConfig
 from catalyst_smpp.gateway.accept import AcceptHandler
 from catalyst_smpp.gateway.auth import PostgresAuthenticator
@@ -253,10 +254,18 @@ class Gateway:
         delay = 1.0
         with scope:
             while True:
+                started = trio.current_time()
                 try:
                     await conn.run()
                     return
+                except BusError as e:  # NATS unreachable (as the node starts, or a restart): say so, no trace
+                    if trio.current_time() - started > 60.0:
+                        delay = 1.0  # it ran for a while: this is a new failure, not the same one again
+                    log.warning("connector %s stopped: NATS unavailable (%s); restarting in %.0f s", op.name,
+                                e, delay)  # fmt: skip
                 except Exception:
+                    if trio.current_time() - started > 60.0:
+                        delay = 1.0
                     log.exception("connector %s failed; restarting in %.0f s", op.name, delay)
                 await trio.sleep(delay)
                 delay = min(delay * 2, 30.0)

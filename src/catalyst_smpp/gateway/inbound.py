@@ -9,7 +9,8 @@ publish ack, ``ESME_RX_T_APPN`` (temporary, the SMSC sends it again) when the bu
 Receipts (esm_class message-type bits set, or a ``receipted_message_id`` TLV): parsed from the TLVs
 or the text (:func:`catalyst_smpp.encoding.receipts.parse_receipt`), the id normalised with the
 operator's ``receipt_id_format``, looked up in the KV (``bus.opids``) → ``DlrMessage`` on
-``DLR.<partner>`` with msg_id ``"dlr:<message_id>:<part>:<state>"``.
+``DLR.<partner>`` with msg_id ``"dlr:<message_id>:<part>:<state>"`` (our own id: unique per destination of a
+submit_multi) and the mapping's ``display_id`` (the id the partner was given: the submit_multi's one id).
 
 * The ids this node's connector got in submit_sm_resp are remembered in memory (:class:`RecentIds`,
   bounded, filled by the connector as each response arrives): a receipt that comes back on this node
@@ -504,7 +505,8 @@ class InboundHandler:
                 self.events.emit_row(
                     (m.message_id, "delivered", time.time(), m.partner, op.name,
                      getattr(pdu, "destination_addr", ""), getattr(pdu, "source_addr", ""), m.parts, None,
-                     state, r.err, r.message_id, self.node)
+                     state, r.err, r.message_id, self.node,
+                     m.display_id if m.display_id != m.message_id else None)
                 )  # fmt: skip
 
         if not wants_receipt(m.flags, state):
@@ -535,6 +537,7 @@ class InboundHandler:
             text=r.text or "",
             part=part,
             parts=m.parts,
+            display_id=m.display_id,
         )
 
         def ok() -> None:

@@ -125,6 +125,11 @@ class _NoBinary(Exception):
     """This record cannot be written in the binary form (the JSON form is written instead)."""
 
 
+def _own_id(rec: Any) -> str:
+    """The default ``display_id``: the record's own ``message_id``."""
+    return str(rec.message_id)
+
+
 @attrs.frozen(slots=True)
 class MtMessage(_Record):
     """A partner's message on its way to an operator (stream MT, subject ``MT.<targets[0]>``).
@@ -160,10 +165,15 @@ class MtMessage(_Record):
     attempt: int = 1
     accepted_at: float = 0.0  # unix time
     node: str = ""
+    display_id: str = attrs.field(default=attrs.Factory(_own_id, takes_self=True))
+    """The id the partner was given for this message (its submit_sm_resp / submit_multi_resp): ``message_id``
+    except for the destinations of a submit_multi after the first, which share the first one's id."""
 
     def _to_binary(self) -> bytes:
         s, d = self.source, self.dest
         targets = self.targets
+        # display_id only when it is not message_id (the number of strings tells a reader whether it is there)
+        extra = (self.display_id,) if self.display_id != self.message_id else ()
         strs = "\x00".join(
             (
                 self.message_id,
@@ -176,9 +186,10 @@ class MtMessage(_Record):
                 self.partner_dc0,
                 self.node,
                 *targets,
+                *extra,
             )
         )
-        if strs.count("\x00") != 8 + len(targets):
+        if strs.count("\x00") != 8 + len(targets) + len(extra):
             raise _NoBinary
         sb = strs.encode("utf-8")
         tlvs = self.tlvs
@@ -218,9 +229,13 @@ class DlrMessage(_Record):
     part: int = 1
     parts: int = 1
     payload: bytes = b""
+    display_id: str = attrs.field(default=attrs.Factory(_own_id, takes_self=True))
+    """The id the partner was given (what its receipt shows): the MT's ``display_id``.  ``message_id`` stays
+    our own id of the message (the record's JetStream msg_id and the message log use it)."""
 
     def _to_binary(self) -> bytes:
         s, d = self.source, self.dest
+        extra = (self.display_id,) if self.display_id != self.message_id else ()
         strs = "\x00".join(
             (
                 self.message_id,
@@ -233,9 +248,10 @@ class DlrMessage(_Record):
                 self.operator_message_id,
                 self.network_error_code,
                 self.text,
+                *extra,
             )
         )
-        if strs.count("\x00") != 9:
+        if strs.count("\x00") != 9 + len(extra):
             raise _NoBinary
         sb = strs.encode("utf-8")
         head = _DLR.pack(
@@ -350,10 +366,12 @@ def _mt_from_binary(data: bytes) -> MtMessage:
     tlvs: tuple[tuple[int, bytes], ...] = ()
     if ntlv:
         tlvs, pos = _unpack_tlvs(data, pos, ntlv)
+    # after the targets: display_id when it is not message_id (records of older nodes: never)
+    display = strs[9 + ntargets] if len(strs) > 9 + ntargets and strs[9 + ntargets] else strs[0]
     return MtMessage(
         strs[0], strs[1], Address(s_ton, s_npi, strs[2]), Address(d_ton, d_npi, strs[3]),
         tuple(strs[9 : 9 + ntargets]), data[pos:], dc, esm, pid, prio, strs[4], strs[5], strs[6], reg,
-        strs[7], tlvs, part, parts, attempt, accepted_at, strs[8],
+        strs[7], tlvs, part, parts, attempt, accepted_at, strs[8], display,
     )  # fmt: skip
 
 
@@ -367,9 +385,10 @@ def _dlr_from_binary(data: bytes) -> DlrMessage:
     pos += slen
     if ntlv:
         _, pos = _unpack_tlvs(data, pos, ntlv)  # a DLR has none today
+    display = strs[10] if len(strs) > 10 and strs[10] else strs[0]  # display_id when not message_id
     return DlrMessage(
         strs[0], strs[1], strs[2], Address(s_ton, s_npi, strs[3]), Address(d_ton, d_npi, strs[4]), strs[5],
-        submit_date, done_date, strs[6], strs[7], strs[8], strs[9], part, parts, data[pos:],
+        submit_date, done_date, strs[6], strs[7], strs[8], strs[9], part, parts, data[pos:], display,
     )  # fmt: skip
 
 

@@ -31,6 +31,16 @@ Answers (``query_sm_resp``: ``message_id`` in the partner's format, ``final_date
   belongs to someone else, so this reveals nothing either (it only says "too young to know").
 * the database fails or is slower than ``timeout`` → ``ESME_RSYSERR`` (temporary: ask again).
 
+**submit_multi** (one id of ours per destination, the partner was given the first destination's id for all of
+them: the log's ``display_id``): the query reads the rows of the id itself and of every message whose rows
+carry it as ``display_id`` (``message_log_display_id``, a partial index: migration 0003), and answers for the
+submit_multi as a whole -- the **most pending** state while any destination has no final row (``ENROUTE``, or
+``UNKNOWN`` when none can still get a receipt), else the **worst** final state (REJECTED, UNDELIVERABLE,
+EXPIRED, DELETED, UNKNOWN, ACCEPTED, DELIVERED in that order) with that destination's ``error_code`` and the
+latest ``final_date`` (when the last destination became final).  Rows of another partner among them →
+``ESME_RQUERYFAIL`` as above.  (The accepted rows of all destinations are emitted at the same moment and
+normally reach the log in the same write; a destination not logged yet is not counted.)
+
 ``source_addr`` of the query is not compared with the message's (partners fill it inconsistently: with or
 without ``+``, another TON); the partner check above is what keeps messages private.
 """
@@ -61,7 +71,28 @@ _RQUERYFAIL: Final = int(S.ESME_RQUERYFAIL)
 _RINVMSGID: Final = int(S.ESME_RINVMSGID)
 _RSYSERR: Final = int(S.ESME_RSYSERR)
 
-_COLUMNS: Final = "message_id, event, event_at, partner, final_state, error, status"
+_COLUMNS: Final = "message_id, event, event_at, partner, final_state, error, status, display_id"
+# the id's own rows, then those of the other destinations of a submit_multi shown as that id (migration 0003)
+_READ: Final = (
+    f"SELECT {_COLUMNS} FROM message_log WHERE message_id = ANY(%(ids)s)"
+    f" UNION ALL SELECT {_COLUMNS} FROM message_log JOIN (SELECT DISTINCT message_id FROM message_log"
+    " WHERE display_id = ANY(%(ids)s) AND message_id <> ALL(%(ids)s)) d USING (message_id)"
+)
+# worst first (the answer for a submit_multi whose destinations are all final)
+_RANK: Final = {
+    int(s): i
+    for i, s in enumerate(
+        (
+            MessageState.REJECTED,
+            MessageState.UNDELIVERABLE,
+            MessageState.EXPIRED,
+            MessageState.DELETED,
+            MessageState.UNKNOWN,
+            MessageState.ACCEPTED,
+            MessageState.DELIVERED,
+        )
+    )
+}
 
 
 @attrs.frozen
@@ -75,6 +106,8 @@ class LogRow:
     final_state: str | None = None
     error: str | None = None
     status: int | None = None
+    display_id: str | None = None
+    """The id the partner was given, when not ``message_id`` (submit_multi; migration 0003)."""
 
 
 @attrs.frozen
@@ -114,7 +147,17 @@ def answer_query(
     max_skew: float = 60.0,
     unknown_after: float = 3 * 86400.0,
 ) -> QueryAnswer:
-    """The answer to ``partner``'s query for ``our_id`` from the id's log rows (pure; module notes)."""
+    """The answer to ``partner``'s query for ``our_id`` from the id's log rows (pure; module notes).  Rows of
+    several messages (the destinations of a submit_multi shown as ``our_id``) give the most pending / worst
+    state over them."""
+    groups: dict[str, list[LogRow]] = {}
+    for r in rows:
+        groups.setdefault(r.message_id, []).append(r)
+    if len(groups) > 1:
+        if any(r.partner != partner for r in rows):
+            return QueryAnswer(_RQUERYFAIL)
+        kw = {"pending_window": pending_window, "max_skew": max_skew, "unknown_after": unknown_after}
+        return _overall([answer_query(g, partner, our_id, now, **kw) for g in groups.values()])
     made = id_time(our_id)
     if rows:
         if any(r.partner != partner for r in rows):
@@ -136,10 +179,36 @@ def answer_query(
     return QueryAnswer(_RQUERYFAIL)
 
 
+def _overall(answers: list[QueryAnswer]) -> QueryAnswer:
+    """A submit_multi's answer from its destinations' (each a state, no refusal): see the module notes."""
+    pending = [a for a in answers if not a.final_date]
+    if pending:
+        return next((a for a in pending if a.message_state == int(MessageState.ENROUTE)), pending[0])
+    worst = min(answers, key=lambda a: _RANK.get(a.message_state, _RANK[int(MessageState.UNKNOWN)]))
+    return attrs.evolve(worst, final_date=max(a.final_date for a in answers))
+
+
 def _read_rows(conn: Any, ids: list[str], timeout_ms: int) -> list[LogRow]:
     conn.execute(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
-    cur = conn.execute(f"SELECT {_COLUMNS} FROM message_log WHERE message_id = ANY(%s)", (ids,))
+    cur = conn.execute(_READ, {"ids": ids})
     return [LogRow(*r) for r in cur.fetchall()]
+
+
+def _by_query(rows: list[LogRow], wanted: set[str]) -> dict[str, list[LogRow]]:
+    """The rows of each queried id: its own, and those of every message shown to the partner as that id (found
+    through the ``display_id`` of any of its rows -- the accepted one has it)."""
+    shown: dict[str, set[str]] = {}
+    for r in rows:
+        d = r.display_id
+        if d and d != r.message_id and d in wanted:
+            shown.setdefault(r.message_id, set()).add(d)
+    by_id: dict[str, list[LogRow]] = {}
+    for r in rows:
+        if r.message_id in wanted:
+            by_id.setdefault(r.message_id, []).append(r)
+        for d in shown.get(r.message_id, ()):
+            by_id.setdefault(d, []).append(r)
+    return by_id
 
 
 class _Wait:
@@ -264,9 +333,7 @@ class QueryHandler:
                         w.error = exc
                         w.done = True
                 else:
-                    by_id: dict[str, list[LogRow]] = {}
-                    for r in rows:
-                        by_id.setdefault(r.message_id, []).append(r)
+                    by_id = _by_query(rows, set(ids))
                     for w in batch:
                         w.rows = by_id.get(w.message_id, [])
                         w.done = True

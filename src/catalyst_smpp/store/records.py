@@ -195,6 +195,10 @@ class MessageEvent:
     error: str | None = None
     operator_message_id: str | None = None
     node: str = ""
+    display_id: str | None = None
+    """The id the partner was given when it is not ``message_id`` (submit_multi: the ``accepted`` row of every
+    destination, the first one's too, and the other rows of the destinations after the first; migration
+    0003)."""
 
 
 @attrs.frozen

@@ -540,6 +540,7 @@ _LOG_COLS = (
     "error",
     "operator_message_id",
     "node",
+    "display_id",
 )
 
 
@@ -599,6 +600,7 @@ class MessageLogRepo:
                         e.error,
                         e.operator_message_id,
                         e.node,
+                        e.display_id,
                     )
                 )
 
