@@ -1,4 +1,4 @@
-"""Shared pieces of the gateway tests: records, a partner-facing server on real JetStream, smpplib in a thread."""
+"""Shared pieces of the gateway tests: records, a partner server on real JetStream, smpplib in a thread."""
 
 from __future__ import annotations
 
@@ -102,7 +102,7 @@ def receive_deliveries(
     on_bound: Callable[[], None] | None = None,
     status_for: Callable[[Any, int], int] | None = None,
 ) -> list[Any]:
-    """Bind with smpplib and collect ``count`` deliver_sm (answered ESME_ROK unless status_for says otherwise)."""
+    """Bind with smpplib; collect ``count`` deliver_sm (answered ESME_ROK unless ``status_for`` says so)."""
     c = smpplib_client(port)
     got: list[Any] = []
 

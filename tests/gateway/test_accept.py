@@ -91,7 +91,7 @@ async def test_submit_published_then_answered_with_our_id(bus: Bus) -> None:
         answers = await trio.to_thread.run_sync(_submits, ps.port, sends)
         assert [a[0] for a in answers] == [0, 0, 0, 0]
         ids = [parse_id(a[1], "hex") for a in answers]
-        assert all(a[1] == format(i, "x") for a, i in zip(answers, ids))
+        assert all(a[1] == format(i, "x") for a, i in zip(answers, ids, strict=True))
         assert len(set(ids)) == 4 and ids == sorted(ids)
         on_a = await _fetch_all(bus, "opA", 3)
         on_b = await _fetch_all(bus, "opB", 1)

@@ -22,8 +22,12 @@ def _partner_session(port: int, submitted: list[str], want_deliveries: int) -> l
     c.set_message_received_handler(lambda pdu: got.append(pdu))
     try:
         c.bind_transceiver(system_id="acme", password="secret")
-        c.send_message(source_addr="12345", destination_addr="447700900001", short_message=b"via gateway",
-                       registered_delivery=1)
+        c.send_message(
+            source_addr="12345",
+            destination_addr="447700900001",
+            short_message=b"via gateway",
+            registered_delivery=1,
+        )
         resp = c.read_pdu()
         assert resp.status == 0
         submitted.append(resp.message_id.decode())
@@ -68,14 +72,25 @@ async def test_gateway_end_to_end_partner_side(bus: Bus, db: Database, nats_url:
                     msgs = await mt_consumer.fetch(10, 1.0)
             await mt_consumer.ack(msgs)
             mt = MtMessage.from_bytes(msgs[0].data)
-            assert (mt.partner, mt.payload, mt.targets, mt.registered_delivery) == ("acme", b"via gateway", ("opA",), 1)
+            assert (mt.partner, mt.payload, mt.targets, mt.registered_delivery) == (
+                "acme",
+                b"via gateway",
+                ("opA",),
+                1,
+            )
             with trio.fail_after(20):  # the partner thread records the submit_sm_resp id after reading it
                 while not submitted:
                     await trio.sleep(0.05)
             assert submitted == [format(int(mt.message_id), "x")]
-            # the partner is bound (TRX): a receipt for it is delivered through the bind hook's PartnerDelivery
-            dlr = DlrMessage(message_id=mt.message_id, partner="acme", state="DELIVRD",
-                             source=mt.source, dest=mt.dest, operator="opA")
+            # the partner is bound (TRX): a receipt is delivered through the bind hook's PartnerDelivery
+            dlr = DlrMessage(
+                message_id=mt.message_id,
+                partner="acme",
+                state="DELIVRD",
+                source=mt.source,
+                dest=mt.dest,
+                operator="opA",
+            )
             res = await bus.publish_batch([(bus.subject(Kind.DLR, "acme"), dlr.to_bytes(), None, "dlr:x")])
             assert res[0].ok
             with trio.fail_after(30):
@@ -96,7 +111,9 @@ async def test_gateway_end_to_end_partner_side(bus: Bus, db: Database, nats_url:
                 while gw.router is None or gw.router.route("acme", "1", "3312") != ["opA"]:
                     await trio.sleep(0.05)
             client_conn = smpplib_client(gw.ports[0])
-            await trio.to_thread.run_sync(lambda: client_conn.bind_receiver(system_id="acme", password="secret"))
+            await trio.to_thread.run_sync(
+                lambda: client_conn.bind_receiver(system_id="acme", password="secret")
+            )
             with trio.fail_after(10):
                 while "acme" not in gw.deliveries:
                     await trio.sleep(0.05)

@@ -92,7 +92,9 @@ _PAYLOAD_TAG: Final = int(Tag.message_payload)
 _SAR_TAGS: Final = (int(Tag.sar_msg_ref_num), int(Tag.sar_total_segments), int(Tag.sar_segment_seqnum))
 _DC0: Final = {"gsm7": Alphabet.GSM7, "latin1": Alphabet.LATIN1, "ascii": Alphabet.IA5}
 
-_TEMPORARY: Final = frozenset({PublishErrorKind.STORE_FULL, PublishErrorKind.TIMEOUT, PublishErrorKind.CONNECTION})
+_TEMPORARY: Final = frozenset(
+    {PublishErrorKind.STORE_FULL, PublishErrorKind.TIMEOUT, PublishErrorKind.CONNECTION}
+)
 
 
 def status_for_publish_error(kind: PublishErrorKind) -> int:
@@ -485,7 +487,8 @@ class AcceptHandler:
                 self._count(mt.partner, "accepted")
                 if events is not None:
                     # an event row (events.ROW_FIELDS): no MessageEvent/datetime per message
-                    # display_id on every destination of a submit_multi (the first too): the log finds them all
+                    # display_id on every destination of a submit_multi (the first too): the log finds
+                    # them all
                     events.emit_row(
                         (mt.message_id, "accepted", now, mt.partner, mt.targets[0], mt.source.addr,
                          mt.dest.addr, mt.parts, 0, None, None, None, self.node,
@@ -495,8 +498,14 @@ class AcceptHandler:
                 status = status_for_publish_error(r.kind)
                 self.stats.failed += 1
                 self._count(mt.partner, "queue_full" if status == _RMSGQFUL else "error")
-                log.warning("[%s] message %s not stored (%s: %s): answering 0x%08X", mt.partner, mt.message_id,
-                            r.kind.value, getattr(r, "description", ""), status)
+                log.warning(
+                    "[%s] message %s not stored (%s: %s): answering 0x%08X",
+                    mt.partner,
+                    mt.message_id,
+                    r.kind.value,
+                    getattr(r, "description", ""),
+                    status,
+                )
                 first_error = first_error or status
                 failures.append((SmeDestination(mt.dest.ton, mt.dest.npi, mt.dest.addr), status))
         m = self.metrics
@@ -511,7 +520,8 @@ class AcceptHandler:
                 p.session.respond(pdu, failures[0][1] if failures else _RSYSERR)
                 return
             unsuccess = tuple(
-                UnsuccessSme(d.dest_addr_ton, d.dest_addr_npi, d.destination_addr, status) for d, status in failures
+                UnsuccessSme(d.dest_addr_ton, d.dest_addr_npi, d.destination_addr, status)
+                for d, status in failures
             )
             # the one id of the submit_multi (the first destination's, also when that one was not stored)
             shown = format_id(int(p.mts[0].display_id), p.partner_fmt)
@@ -525,7 +535,7 @@ class AcceptHandler:
     # ------------------------------------------------------------------ draining
 
     async def drain(self) -> None:
-        """Refuse new messages (``ESME_RMSGQFUL``) and wait until every queued one is published and answered."""
+        """Refuse new messages (``ESME_RMSGQFUL``); wait until every queued one is published and answered."""
         self._closed = True
         if not self._running:
             while self._queue:

@@ -10,16 +10,16 @@ session's loss it is nak'ed with a delay (the next fetch, here or on another nod
 that cannot be decoded is terminated (never redelivered) with an error log.  A partner that is not bound
 anywhere is not fetched for at all: its messages stay in JetStream, bounded by the stream's limits.
 
-Receipts: ``esm_class`` 0x04, the common receipt text (``encoding.receipts.format_receipt``: the id the partner
-was given -- the record's ``display_id``, for a submit_multi the one id of its response -- in the partner's
-``message_id_format``, dates with the partner's ``receipt_date_digits``), and the
+Receipts: ``esm_class`` 0x04, the common receipt text (``encoding.receipts.format_receipt``: the id the
+partner was given -- the record's ``display_id``, for a submit_multi the one id of its response -- in the
+partner's ``message_id_format``, dates with the partner's ``receipt_date_digits``), and the
 ``receipted_message_id`` / ``message_state`` (and ``network_error_code`` when known) TLVs; the receipt goes
 from the original destination to the original source.  Whether the partner wants a receipt at all
 (registered_delivery) is decided upstream, where the flags are known (the KV mapping); a record that carries a
 ``registered_delivery`` value of its own is honoured here too (0: none; 2: failures only).
 
-MO: source/destination, esm_class (UDHI kept), protocol_id, data_coding and the TLVs as received; the payload in
-``short_message`` up to 254 octets, else in ``message_payload``.
+MO: source/destination, esm_class (UDHI kept), protocol_id, data_coding and the TLVs as received; the payload
+in ``short_message`` up to 254 octets, else in ``message_payload``.
 """
 
 from __future__ import annotations
@@ -269,7 +269,9 @@ class PartnerDelivery:
                 await trio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
-    async def _pull(self, kind: Kind, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def _pull(
+        self, kind: Kind, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         self._pullers += 1
         try:
             consumer = await self._consumer(kind)
@@ -315,8 +317,13 @@ class PartnerDelivery:
                 else:
                     pdu = mo_pdu(MoMessage.from_bytes(m.data))
             except (DecodeError, ValueError) as e:
-                log.error("[%s] %s message seq %d is not a record (%s); terminated", self.system_id, kind.value,
-                          m.stream_seq, e)
+                log.error(
+                    "[%s] %s message seq %d is not a record (%s); terminated",
+                    self.system_id,
+                    kind.value,
+                    m.stream_seq,
+                    e,
+                )
                 poison.append(m)
                 continue
             if not await self._send(consumer, m, pdu):
@@ -370,11 +377,17 @@ class PartnerDelivery:
                 if result.command_status == 0:
                     self._finish(consumer, msg, True, 0.0)
                 else:
-                    log.info("[%s] deliver_sm answered 0x%08X; redelivery in %.1fs", self.system_id,
-                             result.command_status, self.nak_delay)
+                    log.info(
+                        "[%s] deliver_sm answered 0x%08X; redelivery in %.1fs",
+                        self.system_id,
+                        result.command_status,
+                        self.nak_delay,
+                    )
                     self._finish(consumer, msg, False, self.nak_delay)
             else:
-                log.info("[%s] deliver_sm not answered (%s); redelivery", self.system_id, type(result).__name__)
+                log.info(
+                    "[%s] deliver_sm not answered (%s); redelivery", self.system_id, type(result).__name__
+                )
                 delay = self.nak_delay if isinstance(result, ResponseTimeoutError) else self.lost_delay
                 self._finish(consumer, msg, False, delay)
 
@@ -409,7 +422,9 @@ class PartnerDelivery:
                 self._count("ok", len(msgs))
                 try:
                     await consumer.ack(msgs)
-                except BusError as e:  # redelivered after ack_wait: a duplicate for the partner, counted there
+                except (
+                    BusError
+                ) as e:  # redelivered after ack_wait: a duplicate for the partner, counted there
                     log.warning("[%s] ack of %d message(s) failed: %s", self.system_id, len(msgs), e)
             for (_cid, delay), (consumer, msgs) in naks.items():
                 self.failed += len(msgs)

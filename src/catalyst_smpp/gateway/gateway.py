@@ -1,4 +1,4 @@
-"""The Gateway: partners in (listeners, auth, accept), operators out (connectors), receipts/MO back (delivery).
+"""The Gateway: partners in (listeners, auth, accept), operators out (connectors), receipts/MO back.
 
 Built from a :class:`Config` and open infrastructure (bus, database, watcher); see docs/gateway.md::
 
@@ -68,9 +68,18 @@ def _ssl_context(listener: ListenerConfig) -> ssl.SSLContext | None:
 
 
 class Gateway:
-    def __init__(self, cfg: Config, infra: Any, *, node_id: str, metrics: Any = None,
-                 node_num: int | None = None, connectors: bool = True,
-                 connector_options: dict[str, Any] | None = None, worker: tuple[int, int] = (0, 1)) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        infra: Any,
+        *,
+        node_id: str,
+        metrics: Any = None,
+        node_num: int | None = None,
+        connectors: bool = True,
+        connector_options: dict[str, Any] | None = None,
+        worker: tuple[int, int] = (0, 1),
+    ) -> None:
         self.cfg = cfg
         self.worker = worker  # (index, count) of this process among the host's workers (run --workers N)
         # extra OperatorConnector keywords (down_after, retry_delays, client_options, ...): tests, tuning
@@ -128,8 +137,16 @@ class Gateway:
             await n.start(self.events.run)
             self.writer = EventWriter(self.bus, self.db, batch=cfg.limits.event_batch)
             n.start_soon(self.writer.run)
-            self.accept = AcceptHandler(self.bus, self._router, self.partner, self.ids, events=self.events,
-                                        node=self.node_id, metrics=self.metrics, db=self.db)
+            self.accept = AcceptHandler(
+                self.bus,
+                self._router,
+                self.partner,
+                self.ids,
+                events=self.events,
+                node=self.node_id,
+                metrics=self.metrics,
+                db=self.db,
+            )
             await n.start(self.accept.run)
             self._delivery_nursery = await n.start(_nursery_holder)
             auth = PostgresAuthenticator(self.partner)
@@ -143,9 +160,14 @@ class Gateway:
             )
             for listener in cfg.listeners:
                 server = SmppServer(
-                    ServerConfig(host=listener.host, port=listener.port, ssl_context=_ssl_context(listener),
-                                 session=session, reuse_port=listener.reuse_port,
-                                 shutdown_timeout=lim.shutdown_grace),
+                    ServerConfig(
+                        host=listener.host,
+                        port=listener.port,
+                        ssl_context=_ssl_context(listener),
+                        session=session,
+                        reuse_port=listener.reuse_port,
+                        shutdown_timeout=lim.shutdown_grace,
+                    ),
                     auth,
                     self.accept.handle,
                     on_bound=self._on_bound,
@@ -156,9 +178,14 @@ class Gateway:
             self._sync_connectors()
             if getattr(self.infra, "watcher", None) is not None:
                 n.start_soon(self._watch)
-            log.info("gateway %s up: ports %s, %d partner(s), %d operator(s), %d route(s)", self.node_id,
-                     self.ports, len(self.snapshot.partners) if self.snapshot else 0,
-                     len(self.connectors), len(self.snapshot.routes) if self.snapshot else 0)
+            log.info(
+                "gateway %s up: ports %s, %d partner(s), %d operator(s), %d route(s)",
+                self.node_id,
+                self.ports,
+                len(self.snapshot.partners) if self.snapshot else 0,
+                len(self.connectors),
+                len(self.snapshot.routes) if self.snapshot else 0,
+            )
             task_status.started(self)
             await self._done.wait()
             n.cancel_scope.cancel()
@@ -185,8 +212,14 @@ class Gateway:
         partner = self.partner(sid)
         if partner is None or self._delivery_nursery is None:
             return
-        pd = PartnerDelivery(self.receivers, self.bus, partner, events=self.events, metrics=self.metrics,
-                             max_batch=self.cfg.limits.fetch_batch)
+        pd = PartnerDelivery(
+            self.receivers,
+            self.bus,
+            partner,
+            events=self.events,
+            metrics=self.metrics,
+            max_batch=self.cfg.limits.fetch_batch,
+        )
         self.deliveries[sid] = pd
         self._delivery_nursery.start_soon(self._run_delivery, pd)
 
@@ -227,9 +260,16 @@ class Gateway:
                 except Exception:
                     log.exception("updating connector %s failed", name)
                 continue
-            conn = OperatorConnector(op, self.bus, node=self.node_id, events=self.events,
-                                     router=self._router, metrics=self.metrics, ids=self.ids.next_str,
-                                     **self.connector_options)
+            conn = OperatorConnector(
+                op,
+                self.bus,
+                node=self.node_id,
+                events=self.events,
+                router=self._router,
+                metrics=self.metrics,
+                ids=self.ids.next_str,
+                **self.connector_options,
+            )
             scope = trio.CancelScope()
             self.connectors[name] = (conn, scope)
             self._nursery.start_soon(self._run_connector, op, conn, scope)
@@ -270,7 +310,9 @@ class Gateway:
                 await trio.sleep(delay)
                 delay = min(delay * 2, 30.0)
 
-    async def _stop_connector(self, name: str, conn: Any, scope: trio.CancelScope, grace: float = 5.0) -> None:
+    async def _stop_connector(
+        self, name: str, conn: Any, scope: trio.CancelScope, grace: float = 5.0
+    ) -> None:
         try:
             with trio.move_on_after(grace):
                 await conn.drain(grace)
@@ -288,13 +330,19 @@ class Gateway:
             snap = await self.db.snapshot()
             old = self._partners
             self._apply_snapshot(snap)
-            for sid in set(old) | {s.system_id for srv in self.servers for s in srv.sessions() if s.system_id}:
+            for sid in set(old) | {
+                s.system_id for srv in self.servers for s in srv.sessions() if s.system_id
+            }:
                 p = self._partners.get(sid)
                 if p is None or not p.enabled:
                     sessions = self.receivers.bound_sessions(sid)
                     if sessions:
-                        log.info("partner %r %s: unbinding %d session(s)", sid,
-                                 "removed" if p is None else "disabled", len(sessions))
+                        log.info(
+                            "partner %r %s: unbinding %d session(s)",
+                            sid,
+                            "removed" if p is None else "disabled",
+                            len(sessions),
+                        )
                     for s in sessions:
                         assert self._nursery is not None
                         self._nursery.start_soon(s.unbind, 5.0)
@@ -310,7 +358,7 @@ class Gateway:
             log.info("configuration version %d loaded", snap.version)
 
     async def drain(self, grace: float) -> None:
-        """Stop accepting binds, flush the accept batcher, unbind partners, stop connectors — within ``grace``."""
+        """Stop taking binds, flush the accept batcher, unbind partners, stop connectors: within ``grace``."""
         self._draining = True
         deadline = trio.current_time() + grace
         for s in self.servers:
@@ -345,4 +393,3 @@ async def _nursery_holder(*, task_status: trio.TaskStatus[trio.Nursery] = trio.T
     async with trio.open_nursery() as n:
         task_status.started(n)
         await trio.sleep_forever()
-

@@ -15,11 +15,11 @@ millisecond it used, so ids stay strictly increasing.  Across a restart uniquene
 having stepped back further than the downtime (an NTP step of minutes during a restart faster than that step
 could repeat ids of the previous run for the same node).
 
-Node numbers: :func:`node_number` derives one from the config's ``node.id``.  An id that is a plain number
-(``"7"``) or ends in ``#<number>`` / ``-<number>`` with a number below 1024 (``"gw-3"``, ``"host#12"``) uses that
-number; any other id is hashed (CRC-32 mod 1024).  Hashing can collide: with k nodes the chance that two of
-them share a number is about k²/2048 (10 nodes ≈ 4 %), so multi-node deployments should give numbered ids or an
-explicit number (:class:`IdGenerator` takes any int 0..1023).
+Node numbers: :func:`node_number` derives one from the config's ``node.id``.  An id that is a plain
+number (``"7"``) or ends in ``#<number>`` / ``-<number>`` with a number below 1024 (``"gw-3"``,
+``"host#12"``) uses that number; any other id is hashed (CRC-32 mod 1024).  Hashing can collide: with k nodes
+the chance that two of them share a number is about k²/2048 (10 nodes ≈ 4 %), so multi-node deployments
+should give numbered ids or an explicit number (:class:`IdGenerator` takes any int 0..1023).
 
 Worker processes (``catalyst-smpp run --workers N``, config ``node.workers``): each host owns a *block*
 of N consecutive numbers starting at its base, and worker k uses ``base + k`` (:func:`worker_node_number`).

@@ -99,7 +99,9 @@ class _Record:
         except ValueError as exc:
             raise DecodeError(f"not a {cls.KIND} record: {exc}") from None
         if not isinstance(head, dict) or head.get("k") != cls.KIND:
-            raise DecodeError(f"not a {cls.KIND} record (kind {head.get('k') if isinstance(head, dict) else '?'})")
+            raise DecodeError(
+                f"not a {cls.KIND} record (kind {head.get('k') if isinstance(head, dict) else '?'})"
+            )
         kwargs: dict[str, Any] = {}
         try:
             for f in attrs.fields(cls):  # type: ignore[arg-type]
