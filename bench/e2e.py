@@ -208,6 +208,7 @@ def _nats_cleanup(url: str, namespace: str) -> dict[str, int]:
             js = nc.jetstream()
             for info in await js.streams_info():
                 name = info.config.name
+                assert name is not None  # a stream always has a name
                 if name.startswith(namespace + "_") or name.startswith(f"KV_{namespace}_"):
                     left[name] = int(info.state.messages)
                     await js.delete_stream(name)
@@ -530,7 +531,7 @@ def run_e2e(args: argparse.Namespace) -> dict[str, Any]:
                     time.sleep(0.05)
             except psutil.Error:
                 pass
-            out = load.stdout.read() if load.stdout is not None else ""
+            load_out = load.stdout.read() if load.stdout is not None else ""
             load.wait()
             wall = time.monotonic() - wall0
             after = {k: [_cpu(p) for p in v] for k, v in watched.items()}
@@ -541,7 +542,7 @@ def run_e2e(args: argparse.Namespace) -> dict[str, Any]:
                 _stop(sp, signal.SIGINT)
             if load.returncode != 0:
                 raise RuntimeError(f"load failed ({load.returncode}): {' | '.join(reader.other[-5:])}")
-            report = json.loads(out)
+            report = json.loads(load_out)
             # after the load: the message log catches up (EVENTS → Postgres) — measured, not on the path
             backlog_t0 = time.monotonic()
             events = _wait_events(args, schema, report["accepted"] * 3, timeout=args.events_timeout)
@@ -569,7 +570,7 @@ def run_e2e(args: argparse.Namespace) -> dict[str, Any]:
                 Path(args.keep_logs).mkdir(parents=True, exist_ok=True)
                 for f in [*tmp.glob("gw*.log"), *tmp.glob("gateway*.txt")]:
                     shutil.copy(f, Path(args.keep_logs) / f.name)
-            errors = []
+            errors: list[str] = []
             for f in sorted(tmp.glob("gw*.log")):
                 lines = [
                     ln

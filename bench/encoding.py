@@ -34,8 +34,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import smpplib.consts  # type: ignore[import-untyped]
-import smpplib.gsm  # type: ignore[import-untyped]
+import smpplib.consts
+import smpplib.gsm
 
 from catalyst_smpp.encoding import Encoding, encode, segment
 

@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -138,7 +138,7 @@ async def _smpp34_client(port: int, binds: int, window: int, count: int) -> dict
             statuses[resp.command_status] = statuses.get(resp.command_status, 0) + 1
 
     started = time.perf_counter()
-    tasks = []
+    tasks: list[Coroutine[Any, Any, None]] = []
     for session, n in zip(sessions, per_bind, strict=True):
         quota = [n]
         tasks.extend(submitter(session, quota) for _ in range(window))
@@ -269,7 +269,7 @@ def run_our_pair(
             "0",
             "--json",
         ]
-        wrap = {
+        wrap: Callable[[list[str], str], list[str]] = {
             None: lambda c, _name: c,
             "cprofile": lambda c, name: _profiled(c, profile_dir / f"{name}.prof"),  # type: ignore[operator]
             "py-spy": lambda c, name: _py_spy(c, profile_dir / f"{name}.txt"),  # type: ignore[operator]

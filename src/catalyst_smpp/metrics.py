@@ -83,6 +83,13 @@ class Metrics:
             "Delivery receipts received from operators and queued for partners, by final state.",
             ["partner", "state"],
         )
+        self.receipts_unmatched_total = m(
+            Counter,
+            "receipts_unmatched_total",
+            "Receipts from operators that reached no partner: reason=unknown_id (no message of ours has that "
+            "id: check the operator's submit_id_format / receipt_id_format) or unreadable (no id in it).",
+            ["operator", "reason"],
+        )
         self.mo_total = m(Counter, "mo_total", "MO messages routed to a partner.", ["partner"])
         self.deliver_total = m(
             Counter,

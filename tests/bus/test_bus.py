@@ -261,7 +261,7 @@ async def test_backoff_is_applied_to_redeliveries(nats_url: str, nats_config: Na
     async with Bus.connect(nats_url, cfg) as bus:
         await bus.publish_batch([(bus.subject(Kind.MT, "op1"), b"x", None, "b1")])
         c = await bus.consumer(Kind.MT, "op1")
-        seqs = []
+        seqs: list[int] = []
         with trio.fail_after(10):
             while len(seqs) < 3:  # first delivery + 2 redeliveries (max_deliver=3), 0.3 s apart
                 seqs += [m.consumer_seq for m in await c.fetch(1, 1.0)]

@@ -254,7 +254,7 @@ async def test_deliver_sm_handler_decides_status(env: Env) -> None:
 
 async def test_pdu_in_the_same_segment_as_bind_resp(env: Env) -> None:
     got: list[bytes] = []
-    await env.start(config(), lambda s, p: got.append(p.short_message))  # type: ignore[attr-defined]
+    await env.start(config(), lambda s, p: got.append(p.short_message))
     with trio.fail_after(1):
         peer = await env.smsc.recv.receive()
     bind = await peer.expect_request()
@@ -330,7 +330,7 @@ async def test_several_binds_tx_and_rx(env: Env) -> None:
     client = await env.start(
         config(binds=(BindType.TRANSMITTER, BindType.TRANSMITTER, BindType.RECEIVER)),
         lambda s, p: got.append(p.short_message),
-    )  # type: ignore[attr-defined]
+    )
     peers = [await env.smsc.accept() for _ in range(3)]
     await client.wait_bound(3)
     kinds = sorted(

@@ -109,7 +109,7 @@ async def test_our_client_against_smpp34_server() -> None:
     )
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     async with trio.open_nursery() as nursery:
-        proc: trio.Process = await nursery.start(  # type: ignore[assignment]
+        proc: trio.Process = await nursery.start(
             lambda task_status: trio.run_process(
                 [sys.executable, "-c", SMPP34_SMSC, str(port)],
                 stdout=subprocess.PIPE,

@@ -31,7 +31,7 @@ from typing import Any
 
 import attrs
 import psycopg
-import smpplib.client  # type: ignore[import-untyped]
+import smpplib.client
 import trio
 from psycopg import sql
 
@@ -558,7 +558,7 @@ class SmpplibPartner:
     def request(self, command: str, **fields: Any) -> Any:
         """Send ``command`` (an smpplib PDU name: ``submit_sm``, ``data_sm``) and return its response,
         handling deliver_sm / enquire_link that arrive meanwhile."""
-        import smpplib.smpp  # type: ignore[import-untyped]
+        import smpplib.smpp
 
         c = self.client
         pdu = smpplib.smpp.make_pdu(command, client=c, **fields)

@@ -4,8 +4,8 @@ choice, properties under hypothesis, the slow reference, and smpplib's make_part
 from __future__ import annotations
 
 import pytest
-import smpplib.consts  # type: ignore[import-untyped]
-import smpplib.gsm  # type: ignore[import-untyped]
+import smpplib.consts
+import smpplib.gsm
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

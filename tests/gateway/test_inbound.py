@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import trio
 
@@ -9,6 +11,7 @@ from catalyst_smpp.bus import Bus, IdMapping, Kind
 from catalyst_smpp.gateway.inbound import PARTS_KEY, wants_receipt, worst_state
 from catalyst_smpp.gateway.messages import DlrMessage, MoMessage
 from catalyst_smpp.protocol.constants import MessageState
+from catalyst_smpp.protocol.tlv import Tag
 from catalyst_smpp.sim import IdForm, IdFormat, SimConfig, open_simulator
 from tests.gateway.test_connector import (
     LONG,
@@ -170,3 +173,116 @@ async def test_mo_without_route_is_refused(bus: Bus) -> None:
             await wait_for(lambda: sim.stats.mo_failed == 2)
             assert conn.inbound.stats.mo_unrouted == 2 and conn.inbound.stats.mo == 0
         assert (await bus.stream_info(Kind.MO)).messages == 0
+
+
+@pytest.mark.parametrize(
+    ("odd", "why"),
+    [
+        ((Tag.message_state, b"\x00\x02"), "message_state of 2 octets (the spec: 1)"),
+        ((Tag.network_error_code, b"030022\x00"), "network_error_code as a C-string (as smpplib writes it)"),
+        ((Tag.sar_msg_ref_num, b"\x00\x01"), "an incomplete SAR set (ESME_RMISSINGOPTPARAM)"),
+    ],
+)
+async def test_receipt_with_odd_tlvs_is_not_lost(bus: Bus, odd: tuple[int, bytes], why: str) -> None:
+    """field-lessons 6: a receipt whose TLVs break the spec is still mapped and published, and the SMSC gets
+    ESME_ROK.  Without SessionConfig.keep_odd_tlvs the strict decoder answered ESME_RINVOPTPARAMVAL /
+    ESME_RMISSINGOPTPARAM and the SMSC dropped the receipt: the partner never got it."""
+    from catalyst_smpp.protocol.constants import CommandId
+    from catalyst_smpp.protocol.pdu import DeliverSm, Pdu
+    from catalyst_smpp.protocol.session import SessionConfig
+    from catalyst_smpp.protocol.tlv import Tlv
+    from catalyst_smpp.server import ServerConfig, SmppServer
+    from catalyst_smpp.server.auth import Account, StaticAuthenticator
+    from catalyst_smpp.transport.session import SmppSession
+
+    sessions: list[SmppSession] = []
+
+    def smsc(session: SmppSession, pdu: Pdu) -> Any:  # the operator's SMSC (our server): a fixed id
+        if pdu.command_id == CommandId.submit_sm:
+            sessions.append(session)
+            return pdu.make_response(0, message_id="0A1F")
+        return None
+
+    server = SmppServer(
+        ServerConfig(port=0, session=SessionConfig(bind_timeout=10, enquire_link_interval=30)),
+        StaticAuthenticator([Account("gw", "pw")]),
+        smsc,
+    )
+    async with trio.open_nursery() as n:
+        await n.start(server.serve)
+        op = make_operator(server.ports[0], submit_id_format="hex", receipt_id_format="hex")
+        m = mt(op.name, "odd receipt please")
+        async with running(bus, op) as conn:
+            await publish_mt(bus, [m])
+            await wait_for(lambda: bool(sessions) and conn.stats.submitted == 1)
+            receipt = DeliverSm(
+                source_addr="447700900123",
+                destination_addr="Catalyst",
+                esm_class=0x04,
+                short_message=b"id:0A1F sub:001 dlvrd:001 submit date:2405011200 done date:2405011201 "
+                b"stat:DELIVRD err:000",
+                # our encoder leaves TLV semantics to the decoder: it writes the odd TLV as given
+                tlvs=(Tlv.make(Tag.receipted_message_id, "0A1F"), Tlv(*odd)),
+            )
+            resp = await sessions[0].request(receipt)
+            assert resp.command_status == 0, why
+            raw = await collect(bus, Kind.DLR, PARTNER, 1)
+        n.cancel_scope.cancel()
+    d = DlrMessage.from_bytes(raw[0])
+    assert (d.message_id, d.state, d.operator_message_id) == (m.message_id, "DELIVRD", "0A1F"), why
+
+
+@pytest.mark.parametrize(
+    ("sim_kw", "op_kw", "reason"),
+    [
+        # the resp says hex "A1F", the receipt decimal "2591", the operator is set up as "text" both ways
+        (
+            {"id_format": HEX_UP_PADDED, "receipt_id_format": DEC, "id_start": 0xA1F},
+            {"submit_id_format": "text", "receipt_id_format": "text"},
+            "unknown_id",
+        ),
+        ({"receipt_text": False, "receipt_tlvs": False}, {}, "unreadable"),  # no id anywhere in the receipt
+    ],
+)
+async def test_unmatched_receipts_are_counted_per_operator(
+    bus: Bus, sim_kw: dict[str, Any], op_kw: dict[str, Any], reason: str
+) -> None:
+    """field-lessons 1: receipts that never match are what a NOC must see without reading logs --
+    ``receipts_unmatched_total{operator, reason}`` (before, only a log line and an in-process stat)."""
+    from catalyst_smpp.metrics import Metrics
+
+    metrics = Metrics()
+    async with open_simulator(SimConfig(**sim_kw)) as sim:
+        op = make_operator(sim.port, **op_kw)
+        async with running(bus, op, metrics=metrics) as conn:
+            await publish_mt(bus, [mt(op.name, f"lost receipt {i}") for i in range(2)])
+            await wait_for(lambda: conn.inbound.stats.unknown + conn.inbound.stats.bad_receipts == 2)
+        assert sim.stats.receipts_sent == 2
+    value = metrics.registry.get_sample_value(
+        "catalyst_smpp_receipts_unmatched_total", {"operator": op.name, "reason": reason}
+    )
+    assert value == 2
+    assert (await bus.stream_info(Kind.DLR)).messages == 0
+
+
+async def test_partner_split_message_kannel_style_gets_one_receipt(bus: Bus) -> None:
+    """field-lessons 10 / peers.md (Kannel 1.4.5): a long message the partner split itself (UDH, esm_class
+    0x43 with the store-and-forward mode bits) asks for a receipt on part 1 only and expects one receipt per
+    message, for part 1's id.  Every part still reaches the operator as sent (mode bits kept, not refused)."""
+    from catalyst_smpp.encoding import Encoding, encode
+
+    udh = [bytes([0x05, 0x00, 0x03, 0x7A, 0x02, k]) for k in (1, 2)]
+    texts = [encode(LONG[:150], Encoding.GSM7), encode(LONG[150:], Encoding.GSM7)]
+    cfg = SimConfig(receipt_mix=((MessageState.DELIVERED, 100.0),), keep_messages=10)
+    async with open_simulator(cfg) as sim:
+        op = make_operator(sim.port)
+        parts = [mt(op.name, raw=udh[k] + texts[k], esm=0x43, reg=1 if k == 0 else 0) for k in range(2)]
+        async with running(bus, op) as conn:
+            await publish_mt(bus, parts)
+            raw = await collect(bus, Kind.DLR, PARTNER, 1)
+            await wait_for(lambda: conn.inbound.stats.receipts == 2 and conn.inbound.stats.not_wanted == 1)
+            assert conn.stats.submitted == 2 and conn.stats.failed == 0
+        assert sorted((m.esm_class, m.short_message[:6]) for m in sim.messages) == [(0x43, h) for h in udh]
+    d = DlrMessage.from_bytes(raw[0])
+    assert (d.message_id, d.state) == (parts[0].message_id, "DELIVRD")
+    assert (await bus.stream_info(Kind.DLR)).messages == 0  # part 2 asked for none: one receipt in all

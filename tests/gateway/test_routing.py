@@ -119,7 +119,7 @@ def test_weighted_share_and_failover_tail() -> None:
         rng=random.Random(1234),
     )
     n = 20_000
-    firsts = Counter()
+    firsts: Counter[str] = Counter()
     for _ in range(n):
         order = r.route("acme", "1", "4412")
         assert sorted(order) == ["A", "B", "C"]  # the others follow as failover

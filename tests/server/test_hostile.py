@@ -95,7 +95,7 @@ async def read_all(stream: trio.abc.ReceiveStream, limit: float = 5) -> bytes:
 
 
 def header(data: bytes, off: int = 0) -> tuple[int, int, int, int]:
-    return struct.unpack_from(">IIII", data, off)  # type: ignore[return-value]
+    return struct.unpack_from(">IIII", data, off)
 
 
 async def test_garbage_bytes_get_nack_and_close(env: Env) -> None:

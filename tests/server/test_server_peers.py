@@ -225,7 +225,7 @@ async def test_smpp34_asyncio_client(server: tuple[SmppServer, Recorder]) -> Non
     srv, rec = server
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     async with trio.open_nursery() as nursery:
-        proc: trio.Process = await nursery.start(  # type: ignore[assignment]
+        proc: trio.Process = await nursery.start(
             lambda task_status: trio.run_process(
                 [sys.executable, "-c", SMPP34_CLIENT, str(srv.ports[0])],
                 stdout=subprocess.PIPE,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 import trio
@@ -29,7 +30,7 @@ def submit(i: int = 0, registered_delivery: int = 0) -> SubmitSm:
 
 
 @asynccontextmanager
-async def client_for(sim: SmscSimulator, handler: object = None, **kw: object) -> AsyncIterator[SmppClient]:
+async def client_for(sim: SmscSimulator, handler: object = None, **kw: Any) -> AsyncIterator[SmppClient]:
     session = kw.pop(
         "session",
         SessionConfig(window_size=10, response_timeout=5.0, enquire_link_interval=None, bind_timeout=None),
@@ -39,11 +40,11 @@ async def client_for(sim: SmscSimulator, handler: object = None, **kw: object) -
         sim.port,
         "esme",
         "pw",
-        session=session,  # type: ignore[arg-type]
+        session=session,
         reconnect_initial=0.05,
         reconnect_max=0.2,
         **kw,
-    )  # type: ignore[arg-type]
+    )
     client = SmppClient(cfg, handler)  # type: ignore[arg-type]
     async with trio.open_nursery() as nursery:
         await nursery.start(client.run)

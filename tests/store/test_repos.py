@@ -120,7 +120,7 @@ async def test_routes_with_ordered_and_weighted_operators(db: Database) -> None:
     sid = _sid()
     a, b, c_ = (unique_name("op") for _ in range(3))
 
-    def setup(conn: psycopg.Connection) -> None:  # type: ignore[type-arg]
+    def setup(conn: psycopg.Connection) -> None:
         PartnerRepo(conn).add(sid, "pw")
         for n in (a, b, c_):
             OperatorRepo(conn).add(n, "h", 2775, "s")

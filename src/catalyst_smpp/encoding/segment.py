@@ -24,7 +24,7 @@ from __future__ import annotations
 import enum
 import struct
 from operator import itemgetter
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, overload
 
 import attrs
 
@@ -71,12 +71,18 @@ class SegmentationError(ValueError):
 
 
 _new_tuple: Final = tuple.__new__
-try:
-    from _collections import _tuplegetter
-except ImportError:  # not CPython
+if TYPE_CHECKING:
+    # CPython's C field getter of namedtuple; typeshed has no stub for ``_collections``.  The
+    # class attributes below declare each field's type.
+    def _tuplegetter(index: int, doc: str) -> Any: ...
 
-    def _tuplegetter(index: int, doc: str) -> Any:
-        return property(itemgetter(index), doc=doc)
+else:
+    try:
+        from _collections import _tuplegetter
+    except ImportError:  # not CPython
+
+        def _tuplegetter(index: int, doc: str) -> Any:
+            return property(itemgetter(index), doc=doc)
 
 
 _CFGS: dict[tuple[int, ...], Any] = {}
@@ -204,29 +210,17 @@ class Part(tuple):  # type: ignore[type-arg]
             ),
         )
 
-    short_message: bytes = _tuplegetter(  # type: ignore[assignment]
-        0, "The UDH then the payload: the PDU's short_message."
-    )
-    udh_length: int = _tuplegetter(  # type: ignore[assignment]
-        1, "Octets of the UDH (with its length octet), or 0."
-    )
-    data_coding: int = _tuplegetter(2, "The data_coding octet.")  # type: ignore[assignment]
-    esm_class: int = _tuplegetter(  # type: ignore[assignment]
+    short_message: bytes = _tuplegetter(0, "The UDH then the payload: the PDU's short_message.")
+    udh_length: int = _tuplegetter(1, "Octets of the UDH (with its length octet), or 0.")
+    data_coding: int = _tuplegetter(2, "The data_coding octet.")
+    esm_class: int = _tuplegetter(
         3, "0x40 (UDHI) when there is a UDH, else 0; OR it into the PDU's esm_class."
     )
-    sar_msg_ref_num: int | None = _tuplegetter(  # type: ignore[assignment]
-        4, "SAR: the reference; else None."
-    )
-    sar_total_segments: int | None = _tuplegetter(  # type: ignore[assignment]
-        5, "SAR: the number of parts; else None."
-    )
-    sar_segment_seqnum: int | None = _tuplegetter(  # type: ignore[assignment]
-        6, "SAR: this part's number from 1; else None."
-    )
-    text_start: int = _tuplegetter(  # type: ignore[assignment]
-        7, "Index in the text of the first character of this part."
-    )
-    text_end: int = _tuplegetter(8, "Index in the text just past this part.")  # type: ignore[assignment]
+    sar_msg_ref_num: int | None = _tuplegetter(4, "SAR: the reference; else None.")
+    sar_total_segments: int | None = _tuplegetter(5, "SAR: the number of parts; else None.")
+    sar_segment_seqnum: int | None = _tuplegetter(6, "SAR: this part's number from 1; else None.")
+    text_start: int = _tuplegetter(7, "Index in the text of the first character of this part.")
+    text_end: int = _tuplegetter(8, "Index in the text just past this part.")
 
     @property
     def udh(self) -> bytes:
@@ -252,7 +246,11 @@ class Part(tuple):  # type: ignore[type-arg]
 class _LazyParts:
     """``Segmentation.parts``: built from the C core's buffer on first access, then cached."""
 
-    def __get__(self, seg: Segmentation | None, owner: type | None = None) -> object:
+    @overload
+    def __get__(self, seg: None, owner: type | None = None) -> _LazyParts: ...
+    @overload
+    def __get__(self, seg: Segmentation, owner: type | None = None) -> tuple[Part, ...]: ...
+    def __get__(self, seg: Segmentation | None, owner: type | None = None) -> _LazyParts | tuple[Part, ...]:
         if seg is None:
             return self
         parts = _make_parts(seg)
@@ -268,20 +266,14 @@ class Segmentation(tuple):  # type: ignore[type-arg]
     """
 
     # no __slots__: the instance __dict__ (made on first use) caches ``parts``
-    encoding: Encoding = _tuplegetter(0, "The encoding chosen (or given).")  # type: ignore[assignment]
-    data_coding: int = _tuplegetter(1, "The data_coding octet for this peer.")  # type: ignore[assignment]
-    single_shift: NationalLanguage = _tuplegetter(  # type: ignore[assignment]
-        2, "GSM national single-shift table."
-    )
-    locking_shift: NationalLanguage = _tuplegetter(  # type: ignore[assignment]
-        3, "GSM national locking-shift table."
-    )
-    units: int = _tuplegetter(  # type: ignore[assignment]
-        4, "Septets, octets or UTF-16 units of the whole text."
-    )
-    method: SegmentMethod = _tuplegetter(5, "How the parts are tied together.")  # type: ignore[assignment]
-    fill_bits: int = _tuplegetter(6, "Packed GSM: fill bits after the UDH.")  # type: ignore[assignment]
-    parts: tuple[Part, ...] = _LazyParts()  # type: ignore[assignment]
+    encoding: Encoding = _tuplegetter(0, "The encoding chosen (or given).")
+    data_coding: int = _tuplegetter(1, "The data_coding octet for this peer.")
+    single_shift: NationalLanguage = _tuplegetter(2, "GSM national single-shift table.")
+    locking_shift: NationalLanguage = _tuplegetter(3, "GSM national locking-shift table.")
+    units: int = _tuplegetter(4, "Septets, octets or UTF-16 units of the whole text.")
+    method: SegmentMethod = _tuplegetter(5, "How the parts are tied together.")
+    fill_bits: int = _tuplegetter(6, "Packed GSM: fill bits after the UDH.")
+    parts = _LazyParts()
 
     def __new__(
         cls,
@@ -297,11 +289,11 @@ class Segmentation(tuple):  # type: ignore[type-arg]
         fields = (encoding, data_coding, single_shift, locking_shift, units, method, fill_bits, None, 0)
         seg = _new_tuple(cls, fields)
         seg.__dict__["parts"] = tuple(parts)
-        return seg  # type: ignore[no-any-return]
+        return seg
 
     @property
     def use_message_payload(self) -> bool:
-        return self[5] == SegmentMethod.PAYLOAD
+        return self.method == SegmentMethod.PAYLOAD
 
     def _key(self) -> tuple[object, ...]:
         return (self.parts, *self[:7])
@@ -399,7 +391,7 @@ def segment(
     raw = sc.out_bytes[:rc]
     enc_v, single_v, locking_v, units, _err, _np, fill, _udh = _HEAD.unpack_from(raw)
     enc, data_coding = dcs[enc_v] or _raise_dc(enc_v, policy)
-    return _new_tuple(  # type: ignore[no-any-return]
+    return _new_tuple(
         Segmentation,
         (enc, data_coding, _LANGUAGES[single_v], _LANGUAGES[locking_v], units, seg_method, fill, raw, ref),
     )

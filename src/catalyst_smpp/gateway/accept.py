@@ -45,7 +45,7 @@ import collections
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 import attrs
@@ -194,7 +194,7 @@ class AcceptHandler:
 
     # ------------------------------------------------------------------ the handler
 
-    def handle(self, session: SmppSession, pdu: Pdu) -> Reply:
+    def handle(self, session: SmppSession, pdu: Pdu) -> Reply | Awaitable[Reply]:
         cid = pdu.command_id
         try:
             if cid == _SUBMIT_SM or cid == _DATA_SM:

@@ -309,6 +309,7 @@ class InboundHandler:
                 it.receipt = parse_receipt(_payload(pdu), tlvs)
             except ReceiptParseError as exc:
                 self.stats.bad_receipts += 1
+                self._unmatched(op.name, "unreadable")
                 log.warning("operator %s: unusable receipt (%s); answered ESME_ROK", op.name, exc)
                 self._respond(it, _OK)
                 continue
@@ -399,6 +400,7 @@ class InboundHandler:
                 self._parked.append(it)
                 continue
             self.stats.unknown += 1
+            self._unmatched(op.name, "unknown_id")
             assert it.receipt is not None
             log.warning(
                 "operator %s: receipt for unknown id %r (key %s); answered ESME_ROK",
@@ -556,6 +558,15 @@ class InboundHandler:
                 ok,
             )
         )
+
+    def _unmatched(self, operator: str, reason: str) -> None:
+        """``receipts_unmatched_total``: what a NOC alerts on (ids in the wrong format lose every receipt)."""
+        if self.metrics is None:
+            return
+        try:
+            self.metrics.receipts_unmatched_total.labels(operator, reason).inc()
+        except Exception:  # metrics must never cost a receipt
+            log.debug("metrics update failed", exc_info=True)
 
     def _dlr_subject(self, partner: str) -> str:
         s = self._subjects.get(partner)

@@ -80,7 +80,7 @@ from catalyst_smpp.protocol.pdu import (
 )
 from catalyst_smpp.protocol.tlv import COCTET_TAGS, TLV_ALLOWED_LEN, TLV_SPECS, Tlv, TlvKind
 
-__all__ = ["PduEncodeError", "decode_pdu", "encode_pdu"]
+__all__ = ["PduEncodeError", "decode_pdu", "decode_pdu_keeping_tlvs", "encode_pdu"]
 
 Buffer = bytes | bytearray | memoryview
 
@@ -178,7 +178,7 @@ def decode_pdu(data: Buffer, offset: int = 0) -> Pdu:
                     (),
                 )
             if n:
-                return _SM_BUILD[n](data, buf)
+                return _SM_BUILD[n](data, buf)  # type: ignore[misc]  # n >= 1: slot 0 (None) is never called
     if offset < 0 or len(data) - offset < 16:
         raise FramingError("fewer than 16 octets for a PDU header")
     length, cid, status, seq = _HDR.unpack_from(data, offset)
@@ -195,8 +195,12 @@ def decode_pdu(data: Buffer, offset: int = 0) -> Pdu:
     return _decode_general(data, offset, offset + length, cid, status, seq)
 
 
-def _decode_general(data: bytes, off: int, end: int, cid: int, status: int, seq: int) -> Pdu:
-    """The table-driven decoder every command can go through (the reference for the fast paths)."""
+def _decode_general(
+    data: bytes, off: int, end: int, cid: int, status: int, seq: int, keep_tlvs: bool = False
+) -> Pdu:
+    """The table-driven decoder every command can go through (the reference for the fast paths).
+
+    ``keep_tlvs``: no TLV checks (see :func:`decode_pdu_keeping_tlvs`)."""
     cls = PDU_CLASSES.get(cid)
     if cls is None:
         raise UnknownCommandError(cid, seq)
@@ -238,11 +242,50 @@ def _decode_general(data: bytes, off: int, end: int, cid: int, status: int, seq:
         else:  # _UNSUCCESS_SME
             smes, p = _read_unsuccess(data, p, end, cid, seq)
             values.append(smes)
+    if keep_tlvs:
+        values.append(_tlvs_as_received(data, p, end))
+        return cls(*values)
     tlvs = _decode_tlvs(data, p, end, cid, seq) if p < end else ()
     if tlvs and cid in SHORT_MESSAGE_XOR_PAYLOAD:
         _check_sm_xor_payload(values[-1], tlvs, cid, seq)
     values.append(tlvs)
     return cls(*values)
+
+
+def decode_pdu_keeping_tlvs(data: Buffer, offset: int = 0) -> Pdu:
+    """:func:`decode_pdu` without the TLV checks, for a request that must not be lost to an odd TLV.
+
+    Every whole TLV is kept exactly as received -- a known tag with a length or a NUL its spec does not
+    allow too (``tlv.raw`` is the wire value; ``tlv.value`` types it as well as it can); octets after
+    the last whole TLV (a truncated or overrunning one) are dropped; short_message and message_payload
+    may both be present; the TLV rules (SAR set) are not applied.  The header and the mandatory fields
+    are checked as by :func:`decode_pdu` (same errors).  Used by the ESME side of a session for a
+    deliver_sm / data_sm (a receipt or an MO) that the strict decoder refused only for its TLVs
+    (field-lessons 6: never drop a receipt because a TLV was odd).
+    """
+    if offset < 0 or len(data) - offset < 16:
+        raise FramingError("fewer than 16 octets for a PDU header")
+    length, cid, status, seq = _HDR.unpack_from(data, offset)
+    if length < 16:
+        raise FramingError(f"command_length {length} below 16", command_length=length)
+    if length > len(data) - offset:
+        raise FramingError(f"command_length {length} past the end of the data", command_length=length)
+    if type(data) is not bytes:
+        data = bytes(memoryview(data).cast("B")[offset : offset + length])
+        offset = 0
+    return _decode_general(data, offset, offset + length, cid, status, seq, keep_tlvs=True)
+
+
+def _tlvs_as_received(data: bytes, p: int, end: int) -> tuple[Tlv, ...]:
+    out: list[Tlv] = []
+    while p + 4 <= end:
+        tag = data[p] << 8 | data[p + 1]
+        q = p + 4 + (data[p + 2] << 8 | data[p + 3])
+        if q > end:
+            break
+        out.append(_tuple_new(Tlv, (tag, data[p + 4 : q])))
+        p = q
+    return tuple(out)
 
 
 def _read_coctet(data: bytes, p: int, end: int, f: FieldSpec, cid: int, seq: int) -> tuple[str, int]:
@@ -556,7 +599,7 @@ def _decode_sm_native(data: bytes, off: int, end: int, cid: int, status: int, se
     n = _native_decode_sm(data, len(data), off, _specs, _nspecs, rec)  # type: ignore[misc]
     if not n:
         return _decode_general(data, off, end, cid, status, seq)
-    return _SM_BUILD[n](data, buf)
+    return _SM_BUILD[n](data, buf)  # type: ignore[misc]  # n >= 1: slot 0 (None) is never called
 
 
 def _build_sm(data: bytes, r: tuple[Any, ...]) -> Pdu:
@@ -653,7 +696,9 @@ def _build_sm_any(n: int) -> Callable[[bytes, Any], Pdu]:
 
 
 # the csmpp_pdu_decode_sm result (1 + number of TLVs) -> the function that unpacks and builds
-_SM_BUILD: Final = [None] + [
+# indexed by the csmpp_pdu_decode_sm result n (1 + number of TLVs); n == 0 (the C scanner
+# declined the PDU) is sent to the general decoder before the lookup, so slot 0 is never called
+_SM_BUILD: Final[list[Callable[[bytes, Any], Pdu] | None]] = [None] + [
     _make_sm_builder(n - 1) if n <= 5 else _build_sm_any(n) for n in range(1, _SM_MAX_TLVS + 2)
 ]
 

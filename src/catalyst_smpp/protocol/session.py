@@ -43,7 +43,7 @@ from typing import Any, Final
 
 import attrs
 
-from catalyst_smpp.protocol.codec import decode_pdu, encode_pdu
+from catalyst_smpp.protocol.codec import decode_pdu, decode_pdu_keeping_tlvs, encode_pdu
 from catalyst_smpp.protocol.constants import (
     DEFAULT_MAX_COMMAND_LENGTH,
     MAX_SEQUENCE_NUMBER,
@@ -105,6 +105,15 @@ _RINVBNDSTS: Final = int(CommandStatus.ESME_RINVBNDSTS)
 _RALYBND: Final = int(CommandStatus.ESME_RALYBND)
 _RINVCMDLEN: Final = int(CommandStatus.ESME_RINVCMDLEN)
 _RSYSERR: Final = int(CommandStatus.ESME_RSYSERR)
+# what the decoder says about TLVs only: a receipt / MO refused for one of these is taken as received
+_TLV_STATUSES: Final = frozenset(
+    {
+        int(CommandStatus.ESME_RINVOPTPARAMVAL),
+        int(CommandStatus.ESME_RINVOPTPARSTREAM),
+        int(CommandStatus.ESME_RMISSINGOPTPARAM),
+    }
+)
+_KEEP_TLVS_CMDS: Final = frozenset({int(C.deliver_sm), int(C.data_sm)})
 
 #: requests that take a place in the window (session management does not)
 _WINDOWED: Final = frozenset(
@@ -141,6 +150,11 @@ class SessionConfig:
         default=DEFAULT_MAX_COMMAND_LENGTH,
         validator=[attrs.validators.ge(16), attrs.validators.le(0xFFFFFFFF)],
     )
+    #: ESME role: a deliver_sm / data_sm (a receipt or an MO) whose only fault is in its TLVs (a known tag
+    #: with a length its spec does not allow, a truncated TLV stream, an incomplete SAR set) is taken with
+    #: its TLVs as received (``codec.decode_pdu_keeping_tlvs``) and reported as a ProtocolViolation that
+    #: was not answered with an error -- instead of being refused, which loses the receipt at the SMSC
+    keep_odd_tlvs: bool = True
 
 
 class _InFlight:
@@ -465,6 +479,21 @@ class SmppConnection:
             return
         status = exc.status
         refusal = self._refusal_status(cid)
+        if (
+            refusal is None
+            and cid in _KEEP_TLVS_CMDS
+            and status in _TLV_STATUSES
+            and self.role is Role.ESME
+            and self.config.keep_odd_tlvs
+        ):
+            try:
+                pdu = decode_pdu_keeping_tlvs(buf, off)
+            except ProtocolError:
+                pass
+            else:
+                self._events.append(ProtocolViolation(exc, None, pdu))  # logged; taken as received
+                self._receive_request(pdu)
+                return
         if refusal is not None:  # the state error comes first
             status = refusal
             state_error = StateError(

@@ -280,7 +280,7 @@ class Tlv(_TlvFields):
 
 # the descriptor is set after the class body (a NamedTuple body would take an annotated
 # class attribute for a field)
-Tlv.value = _TypedValue()  # type: ignore[assignment,misc]
+Tlv.value = _TypedValue()  # type: ignore[assignment]  # a descriptor for the TlvValue attribute
 
 
 _RINVOPTPARAMVAL: Final = int(CommandStatus.ESME_RINVOPTPARAMVAL)

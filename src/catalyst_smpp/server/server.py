@@ -14,7 +14,7 @@ import trio
 
 from catalyst_smpp.protocol.constants import CommandId, CommandStatus, MessageState
 from catalyst_smpp.protocol.events import Bound, ConnectionClosed
-from catalyst_smpp.protocol.pdu import Pdu
+from catalyst_smpp.protocol.pdu import Pdu, QuerySm
 from catalyst_smpp.protocol.session import SessionConfig, SmppConnection
 from catalyst_smpp.protocol.states import Role
 from catalyst_smpp.server.auth import Account, Authenticator, BindRequest
@@ -79,11 +79,11 @@ def accept_all_handler() -> Handler:
         cid = pdu.command_id
         if cid == CommandId.submit_sm or cid == CommandId.data_sm or cid == CommandId.submit_multi:
             return pdu.make_response(0, message_id=f"{next(counter):x}")
-        if cid == CommandId.query_sm:
+        if isinstance(pdu, QuerySm):  # the class of every query_sm (command_id is a ClassVar)
             return pdu.make_response(
                 0,
                 message_id=pdu.message_id,
-                message_state=int(MessageState.ENROUTE),  # type: ignore[attr-defined]
+                message_state=int(MessageState.ENROUTE),
             )
         return None
 

@@ -563,11 +563,14 @@ class SmppSession:
         elif isinstance(ev, ProtocolViolation):
             self.stats.violations += 1
             ans = ev.answered_with
-            self.log.warning(
-                "peer violation: %s%s",
-                ev.error,
-                f" (answered {ans.command_id.name} 0x{ans.command_status:08X})" if ans is not None else "",
-            )
+            if ans is not None:
+                note = f" (answered {ans.command_id.name} 0x{ans.command_status:08X})"
+            elif ev.pdu is not None:  # SessionConfig.keep_odd_tlvs: handled, not refused
+                pdu = ev.pdu
+                note = f" ({pdu.command_id.name} seq={pdu.sequence_number} taken with its TLVs as received)"
+            else:
+                note = ""
+            self.log.warning("peer violation: %s%s", ev.error, note)
         elif isinstance(ev, UnexpectedResponse):
             self.log.info(
                 "unexpected %s seq=%d: %s", ev.pdu.command_id.name, ev.pdu.sequence_number, ev.reason.value
