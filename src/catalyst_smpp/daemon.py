@@ -41,10 +41,10 @@ from catalyst_smpp.service import (  # the daemon re-exports these names
     EXIT_CONFIG,
     EXIT_FAILURE,
     EXIT_OK,
-    RESTART_SECTIONS,
     WORKER_ENV,
     SdNotifier,
     WorkerSpec,
+    apply_reloaded_config,
     version,
     watchdog_interval,
 )
@@ -227,7 +227,6 @@ class Daemon:
 
     async def reload(self) -> bool:
         """Re-read the config file; apply the log level and reload the gateway.  False if invalid."""
-        from catalyst_smpp.logs import set_level, setup_logging
 
         async with self._reload_lock:
             self.notifier.reloading()
@@ -249,30 +248,7 @@ class Daemon:
                         extra={"file": e.path, "key": e.key, "problem": e.problem},
                     )
                     return False
-                changed = [s for s in RESTART_SECTIONS if getattr(new, s) != getattr(self.cfg, s)]
-                if changed:
-                    log.warning(
-                        "config sections changed that take effect only after a restart: %s",
-                        ", ".join(changed),
-                        extra={"sections": ",".join(changed)},
-                    )
-                if new.logging != self.cfg.logging:
-                    if (new.logging.format, new.logging.file) != (
-                        self.cfg.logging.format,
-                        self.cfg.logging.file,
-                    ):
-                        setup_logging(
-                            new.logging.level, new.logging.format, file=new.logging.file, node=self.node
-                        )
-                    else:
-                        set_level(new.logging.level)
-                    log.info(
-                        "logging now %s, %s",
-                        new.logging.level,
-                        new.logging.format,
-                        extra={"level": new.logging.level, "format": new.logging.format},
-                    )
-                self.cfg = attrs.evolve(self.cfg, limits=new.limits, logging=new.logging)
+                self.cfg = apply_reloaded_config(self.cfg, new, self.node)
                 if self.gateway is not None:
                     await _call_reload(self.gateway, self.cfg)
                 self.metrics.config_reloads_total.labels(result="ok").inc()

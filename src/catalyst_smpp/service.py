@@ -25,6 +25,7 @@ __all__ = [
     "WORKER_ENV",
     "SdNotifier",
     "WorkerSpec",
+    "apply_reloaded_config",
     "version",
     "watchdog_interval",
 ]
@@ -157,3 +158,31 @@ def watchdog_interval() -> float | None:
     except ValueError:
         return None
     return value / 2e6 if value > 0 else None
+
+
+def apply_reloaded_config(running: Config, new: Config, node: str) -> Config:
+    """What a SIGHUP can change in a running process: warn about sections that need a restart, apply the
+    logging settings, and return the running config with the reloadable sections (limits, logging) taken
+    from ``new``."""
+    from catalyst_smpp.logs import set_level, setup_logging
+
+    changed = [s for s in RESTART_SECTIONS if getattr(new, s) != getattr(running, s)]
+    if changed:
+        log.warning(
+            "config sections changed that take effect only after a restart: %s",
+            ", ".join(changed),
+            extra={"sections": ",".join(changed)},
+        )
+    if new.logging != running.logging:
+        old = running.logging
+        if (new.logging.format, new.logging.file) != (old.format, old.file):
+            setup_logging(new.logging.level, new.logging.format, file=new.logging.file, node=node)
+        else:
+            set_level(new.logging.level)
+        log.info(
+            "logging now %s, %s",
+            new.logging.level,
+            new.logging.format,
+            extra={"level": new.logging.level, "format": new.logging.format},
+        )
+    return attrs.evolve(running, limits=new.limits, logging=new.logging)

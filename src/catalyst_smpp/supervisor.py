@@ -50,10 +50,10 @@ from catalyst_smpp.service import (
     EXIT_CONFIG,
     EXIT_FAILURE,
     EXIT_OK,
-    RESTART_SECTIONS,
     WORKER_ENV,
     SdNotifier,
     WorkerSpec,
+    apply_reloaded_config,
     version,
     watchdog_interval,
 )
@@ -549,7 +549,6 @@ class Supervisor:
     async def reload(self) -> bool:
         """SIGHUP: check the file here (the parent's log level), forward SIGHUP to the ready workers (each
         re-reads the file itself) and report READY=1 when they all have."""
-        from catalyst_smpp.logs import set_level, setup_logging
 
         async with self._reload_lock:
             self._reloading = True
@@ -567,24 +566,7 @@ class Supervisor:
                         extra={"file": e.path, "key": e.key, "problem": e.problem},
                     )
                 else:
-                    changed = [s for s in RESTART_SECTIONS if getattr(new, s) != getattr(self.cfg, s)]
-                    if changed:
-                        log.warning(
-                            "config sections changed that take effect only after a restart: %s",
-                            ", ".join(changed),
-                            extra={"sections": ",".join(changed)},
-                        )
-                    if new.logging != self.cfg.logging:
-                        if (new.logging.format, new.logging.file) != (
-                            self.cfg.logging.format,
-                            self.cfg.logging.file,
-                        ):
-                            setup_logging(
-                                new.logging.level, new.logging.format, file=new.logging.file, node=self.node
-                            )
-                        else:
-                            set_level(new.logging.level)
-                    self.cfg = attrs.evolve(self.cfg, limits=new.limits, logging=new.logging)
+                    self.cfg = apply_reloaded_config(self.cfg, new, self.node)
                 # the workers re-read the file themselves (an invalid file: each refuses it and says so)
                 targets = [s for s in self.slots if s.alive and s.ready]
                 for slot in targets:
