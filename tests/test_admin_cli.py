@@ -238,6 +238,42 @@ def test_operator_route_and_mo_route_lifecycle(cli: Any, pg_dsn: str, pg_schema:
     assert cli("operator", "show", op1).exit_code == 1
 
 
+def test_operator_temporary_statuses(cli: Any, pg_dsn: str, pg_schema: str) -> None:
+    name = _name("o")
+    r = cli("operator", "add", name, "--host", "h", "--port", "2775", "--system-id", "gw",
+            "--temporary-statuses", "0x4C1, 0x401,0x401", "--json")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["temporary_statuses"] == [0x401, 0x4C1]  # JSON: integers, sorted, once
+    with connect_sync(pg_dsn, schema=pg_schema) as conn:
+        o = OperatorRepo(conn).get(name)
+    assert o is not None and o.temporary_statuses == (0x401, 0x4C1)
+    # text output: hex, as the SMSC's documents write them
+    shown = cli("operator", "show", name).stdout
+    assert any(ln.split() == ["temporary_statuses", "0x401,0x4C1"] for ln in shown.splitlines()), shown
+    listed = cli("operator", "list").stdout.splitlines()
+    assert "TEMPORARY" in listed[0]
+    assert "0x401,0x4C1" in next(ln for ln in listed if ln.split()[0] == name)
+    # change replaces the list; other changes keep it; '' clears it
+    assert cli("operator", "change", name, "--temporary-statuses", "0x58,0x4FF").exit_code == 0
+    assert cli("operator", "change", name, "--window", "5").exit_code == 0
+    shown_json = json.loads(cli("operator", "show", name, "--json").stdout)
+    assert shown_json["temporary_statuses"] == [0x58, 0x4FF] and shown_json["window"] == 5
+    assert cli("operator", "change", name, "--temporary-statuses", "").exit_code == 0
+    assert json.loads(cli("operator", "show", name, "--json").stdout)["temporary_statuses"] == []
+    shown = cli("operator", "show", name).stdout
+    assert any(ln.split() == ["temporary_statuses", "-"] for ln in shown.splitlines()), shown
+    # refused clearly (usage error, nothing changed)
+    for bad, problem in (
+        ("401", "'401' is not a command_status in hex (write it with 0x, such as 0x401)"),
+        ("0x0", "'0x0' is ESME_ROK"),
+        ("0x401,nope", "'nope' is not a command_status in hex"),
+    ):
+        r = cli("operator", "change", name, "--temporary-statuses", bad)
+        assert r.exit_code == 2 and problem in r.output, r.output
+    assert json.loads(cli("operator", "show", name, "--json").stdout)["temporary_statuses"] == []
+    assert cli("operator", "delete", name).exit_code == 0
+
+
 def test_config_file_names_the_database(cli: Any, pg_dsn: str, pg_schema: str, tmp_path: Path) -> None:
     cfg = tmp_path / "gw.toml"
     cfg.write_text(f'[database]\ndsn = "{pg_dsn}"\nschema = "{pg_schema}"\n')

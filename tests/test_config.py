@@ -121,6 +121,34 @@ def test_cross_field_rules() -> None:
     assert e.key == "partners[1].system_id" and "duplicate" in e.problem
 
 
+_OP = '[[operators]]\nname = "op"\nhost = "h"\nport = 2775\nsystem_id = "s"\n'
+
+
+def test_operator_temporary_statuses() -> None:
+    assert load_config(EXAMPLE).operators[0].temporary_statuses == ()
+    assert parse_config(_OP).operators[0].temporary_statuses == ()
+    # TOML integers (hex literals too) or hex strings with 0x; kept in the order given
+    cfg = parse_config(_OP + 'temporary_statuses = [0x4C1, "0x401", 1279, " 0X4a0 "]')
+    assert cfg.operators[0].temporary_statuses == (0x4C1, 0x401, 0x4FF, 0x4A0)
+    for value, problem in (
+        ('["401"]', "'401' is not a command_status in hex (write it with 0x, such as 0x401)"),
+        ('["0x4zz"]', "'0x4zz' is not a command_status in hex (write it with 0x, such as 0x401)"),
+        ("[0]", "0 is ESME_ROK, not an error status"),
+        ('["0x0"]', "'0x0' is ESME_ROK, not an error status"),
+        ("[-1]", "-1 is out of range (0x1 to 0x7FFFFFFF)"),
+        ("[0x80000000]", "2147483648 is out of range (0x1 to 0x7FFFFFFF)"),
+        ("[1.5]", 'expected a command_status (an integer or a hex string such as "0x401"), got a number'),
+        ("[true]", 'expected a command_status (an integer or a hex string such as "0x401"), got a boolean'),
+    ):
+        e = _err(_OP + f"temporary_statuses = {value}")
+        assert (e.key, e.problem) == ("operators[0].temporary_statuses[0]", problem), value
+    e = _err(_OP + 'temporary_statuses = "0x401"')
+    assert (e.key, e.problem) == ("operators[0].temporary_statuses", "expected an array, got a string")
+    e = _err(_OP + 'temporary_statuses = [0x401, 0x402, "0x401"]')
+    assert e.key == "operators[0].temporary_statuses[2]"
+    assert e.problem == "0x401 is listed twice (also temporary_statuses[0])"
+
+
 def test_invalid_toml_and_missing_file(tmp_path: Path) -> None:
     e = _err("[nats\nurls = []")
     assert e.key == "" and e.problem.startswith("invalid TOML") and str(e).startswith("gw.toml: invalid TOML")

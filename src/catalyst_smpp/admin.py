@@ -78,6 +78,17 @@ def _operator_dict(o: Any) -> dict[str, Any]:
     return d
 
 
+def _hex_statuses(statuses: Sequence[int]) -> str:
+    return ",".join(f"0x{s:X}" for s in statuses)
+
+
+def _operator_text(d: dict[str, Any]) -> dict[str, Any]:
+    """``operator show`` as text: statuses in hex, as SMSC documents write them (JSON keeps integers)."""
+    d = dict(d)
+    d["temporary_statuses"] = _hex_statuses(d.get("temporary_statuses") or ())
+    return d
+
+
 def _cell(v: Any) -> str:
     if v is None:
         return "-"
@@ -286,6 +297,7 @@ class _Kind:
     to_dict: Callable[[Any], dict[str, Any]] = _record_dict  # --json and show (secrets left out)
     fields: Callable[..., dict[str, Any]] = _given  # option values -> repository keyword arguments
     any_field: str | None = None  # show: this field, when empty, reads "any"
+    to_text: Callable[[dict[str, Any]], dict[str, Any]] | None = None  # show as text (default: to_dict's)
 
     def named(self, key: Any) -> str:
         return f"{self.label} {key!r}"
@@ -454,7 +466,7 @@ def _show_command(group: click.Group, kind: _Kind, doc: str) -> None:
         if record is None:
             fail(f"unknown {kind.named(key)}")
         data = kind.to_dict(record)
-        text = dict(data)
+        text = kind.to_text(data) if kind.to_text is not None else dict(data)
         if kind.any_field:
             text[kind.any_field] = text[kind.any_field] or "any"
         _emit(as_json, data, _show(text))
@@ -671,7 +683,14 @@ _show_command(partner_group, PARTNER, "Show one partner (the password is never s
 # --------------------------------------------------------------------------- operators
 
 
-OPERATOR = _Kind("operator", "OperatorRepo", key_arg="name", key_attr="name", to_dict=_operator_dict)
+OPERATOR = _Kind(
+    "operator",
+    "OperatorRepo",
+    key_arg="name",
+    key_attr="name",
+    to_dict=_operator_dict,
+    to_text=_operator_text,
+)
 
 
 def _operator_address(required: bool) -> tuple[Callable[[Any], Any], ...]:
@@ -684,6 +703,19 @@ def _operator_address(required: bool) -> tuple[Callable[[Any], Any], ...]:
 
 
 _ID_FORMAT = click.Choice(["text", "hex", "dec"])
+
+
+def _statuses(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:
+    """--temporary-statuses 0x401,0x402 → [1025, 1026]; "" → [] (none)."""
+    if value is None:
+        return None
+    from catalyst_smpp.store import parse_command_statuses
+
+    try:
+        return list(parse_command_statuses(value))
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
 
 _OPERATOR_SETTINGS = _Settings(
     (
@@ -735,6 +767,15 @@ _OPERATOR_SETTINGS = _Settings(
             type=_ID_FORMAT,
             help="Message ids in its receipts: hex/dec ids are compared as numbers.",
             shown_default="text",
+        ),
+        _setting(
+            "--temporary-statuses",
+            callback=_statuses,
+            metavar="0xNNN,...",
+            help="submit_sm_resp statuses this SMSC means as 'try again later' (its vendor codes, in hex "
+            "with 0x, comma-separated): retried with back-off instead of failing.",
+            shown_default="none",
+            change_help=" Replaces the list; '' clears it.",
         ),
         _DESCRIPTION,
     ),
@@ -799,6 +840,7 @@ def _operator_row(o: Any) -> tuple[Any, ...]:
         o.data_coding_0,
         o.segmentation,
         f"{o.submit_id_format}/{o.receipt_id_format}",
+        _hex_statuses(o.temporary_statuses),
         o.description,
     )
 
@@ -819,6 +861,7 @@ _list_command(
         "DC0",
         "SEGMENTS",
         "IDS",
+        "TEMPORARY",
         "DESCRIPTION",
     ),
     _operator_row,

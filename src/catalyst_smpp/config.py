@@ -246,6 +246,9 @@ class OperatorSeed:
     segmentation: str = _f("udh8", choices=("udh8", "udh16", "sar", "payload"))
     submit_id_format: str = _f("text", choices=("text", "hex", "dec"))
     receipt_id_format: str = _f("text", choices=("text", "hex", "dec"))
+    temporary_statuses: tuple[int, ...] = _f(factory=tuple, kind="status")
+    """submit_sm_resp command_statuses this SMSC uses for "try again later" (vendor codes 0x400-0x4FF ...):
+    integers or hex strings (``"0x401"``); retried with back-off instead of failing (docs/operations.md)."""
     enabled: bool = _f(True)
 
 
@@ -379,6 +382,16 @@ def _check_cross_fields(cfg: Config, source: str) -> None:
                     source, f"{section}[{i}].{keyname}", f"duplicate of {section}[{names[name]}]"
                 )
             names[name] = i
+    for i, op in enumerate(cfg.operators):
+        seen_status: dict[int, int] = {}
+        for j, st in enumerate(op.temporary_statuses):
+            if st in seen_status:
+                raise ConfigError(
+                    source,
+                    f"operators[{i}].temporary_statuses[{j}]",
+                    f"0x{st:X} is listed twice (also temporary_statuses[{seen_status[st]}])",
+                )
+            seen_status[st] = j
     for i, ps in enumerate(cfg.partners):
         if len(ps.system_id) > 15:
             raise ConfigError(source, f"partners[{i}].system_id", "longer than 15 characters (SMPP limit)")
@@ -467,6 +480,8 @@ class _Loader:
                 raise self.err(key, f'expected an integer or "auto", got {_type_name(value)}')
         if kind == "duration":
             out: Any = self.duration(value, key)
+        elif kind == "status":
+            out = self.status(value, key)
         elif kind == "size":
             out = self.size(value, key)
         elif tp is bool:
@@ -523,6 +538,17 @@ class _Loader:
                 key, f"{value!r} is not a duration (use seconds or e.g. '500ms', '30s', '5m', '2h', '3d')"
             )
         raise self.err(key, f"expected a duration, got {_type_name(value)}")
+
+    def status(self, value: Any, key: str) -> int:
+        from catalyst_smpp.store.records import parse_command_status  # (the store imports this module)
+
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            what = 'a command_status (an integer or a hex string such as "0x401")'
+            raise self.err(key, f"expected {what}, got {_type_name(value)}")
+        try:
+            return parse_command_status(value)
+        except ValueError as e:
+            raise self.err(key, str(e)) from None
 
     def size(self, value: Any, key: str) -> int:
         if isinstance(value, bool):

@@ -7,19 +7,20 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import attrs
 import pytest
 import trio
 
 from catalyst_smpp.bus import Bus, Kind
 from catalyst_smpp.encoding import Encoding, encode
 from catalyst_smpp.encoding.reassembly import Scheme
-from catalyst_smpp.gateway.connector import OperatorConnector, build_submits
-from catalyst_smpp.gateway.events import EventPublisher
+from catalyst_smpp.gateway.connector import OperatorConnector, build_submits, receipt_err
+from catalyst_smpp.gateway.events import EventPublisher, events_from_bytes
 from catalyst_smpp.gateway.messages import Address, DlrMessage, MtMessage
-from catalyst_smpp.protocol.constants import CommandStatus
+from catalyst_smpp.protocol.constants import CommandStatus, status_name
 from catalyst_smpp.protocol.tlv import Tag
 from catalyst_smpp.sim import SimConfig, open_simulator
-from catalyst_smpp.store import Operator, normalise_operator_id
+from catalyst_smpp.store import MessageEvent, Operator, normalise_operator_id
 from tests.services import unique_name
 
 PARTNER = "acme"
@@ -253,13 +254,97 @@ async def test_permanent_error_gives_a_failure_receipt(bus: Bus) -> None:
             wants.message_id,
             PARTNER,
             "REJECTD",
-            "011",
+            "00B",  # the status in hex (receipt_err), not 11 decimal
         )
         assert dlr.dest.addr == wants.dest.addr and dlr.operator == op.name
         assert conn.stats.failure_receipts == 1 and conn.stats.termed == 2
         assert sim.stats.submits == 2
         assert await mt_left(bus) == 0
         assert (await bus.stream_info(Kind.DLR)).messages == 0  # only the one receipt (collected, acked)
+
+
+async def _failed_events(bus: Bus, n: int) -> list[MessageEvent]:
+    c = await bus.consumer(Kind.EVENTS)
+    out: list[MessageEvent] = []
+    with trio.fail_after(20):
+        while len([e for e in out if e.event == "failed"]) < n:
+            msgs = await c.fetch(100, 0.5)
+            for m in msgs:
+                out.extend(events_from_bytes(m.data)[0])
+            await c.ack(msgs)
+    return [e for e in out if e.event == "failed"]
+
+
+def test_receipt_err_is_the_status_in_hex() -> None:
+    assert receipt_err(int(CommandStatus.ESME_RSYSERR)) == "008"
+    assert receipt_err(int(CommandStatus.ESME_RINVDSTADR)) == "00B"
+    assert receipt_err(0x45) == "045"  # ESME_RSUBMITFAIL
+    assert receipt_err(0x400) == "400" and receipt_err(0x4FF) == "4FF"  # vendor range: as the SMSC's docs
+    assert receipt_err(0x10400) == "10400"  # beyond 0xFFF: longer rather than ambiguous
+
+
+async def test_operator_temporary_vendor_status_is_retried_until_delivered(bus: Bus) -> None:
+    # lesson 6c: the SMSC answers vendor status 0x4C1 for "busy, try again"; listed in the operator's
+    # temporary_statuses it is nak'ed with back-off (no failover, no failure receipt) until accepted
+    vendor = 0x4C1
+    async with (
+        open_simulator(SimConfig(receipts=False, status_mix=((vendor, 40.0),), seed=5)) as sim,
+        open_simulator(SimConfig(receipts=False)) as other,
+    ):
+        op = make_operator(sim.port, temporary_statuses=["0x4C1"])
+        assert op.temporary_statuses == (vendor,)
+        spare = make_operator(other.port, name=unique_name("spare"))
+        msgs = [mt((op.name, spare.name), f"vendor retry {i}") for i in range(30)]
+        async with running(bus, op) as conn:
+            await publish_mt(bus, msgs)
+            await wait_for(lambda: conn.stats.submitted == 30, 60)
+        assert sim.stats.errors.get(status_name(vendor), 0) > 0 and conn.stats.nacked > 0
+        assert conn.stats.failed == conn.stats.failed_over == conn.stats.failure_receipts == 0
+        texts = [a.text for a in sim.assembled()]
+        assert sorted(texts) == sorted(f"vendor retry {i}" for i in range(30))  # each exactly once
+        assert other.stats.submits == 0
+        assert await mt_left(bus) == 0
+        assert (await bus.stream_info(Kind.DLR)).messages == 0
+
+
+async def test_unlisted_vendor_status_is_permanent_with_a_clear_err(bus: Bus) -> None:
+    # the same vendor status at an operator that does not list it (it lists another one): one failure
+    # receipt, err "4C1" (the status in hex), the full status in the failed event (message log)
+    vendor = 0x4C1
+    async with open_simulator(SimConfig(receipts=False, status_mix=((vendor, 100.0),))) as sim:
+        op = make_operator(sim.port, temporary_statuses=(0x4C2,))
+        m = mt(op.name, "vendor says no", reg=1)
+        async with running(bus, op) as conn:
+            await publish_mt(bus, [m])
+            await wait_for(lambda: conn.stats.failed == 1)
+            raw = await collect(bus, Kind.DLR, PARTNER, 1)
+            (failed,) = await _failed_events(bus, 1)
+        dlr = DlrMessage.from_bytes(raw[0])
+        assert (dlr.message_id, dlr.state, dlr.error) == (m.message_id, "REJECTD", "4C1")
+        assert (failed.message_id, failed.status, failed.final_state) == (m.message_id, vendor, "REJECTD")
+        assert failed.error == "operator answered 0x000004C1"
+        assert conn.stats.failure_receipts == 1 and conn.stats.nacked == 0 and sim.stats.submits == 1
+        assert await mt_left(bus) == 0
+
+
+async def test_temporary_statuses_change_applies_without_reconnect(bus: Bus) -> None:
+    # a snapshot reload hands the connector the changed operator (Gateway._sync_connectors → update):
+    # temporary_statuses is not a connection setting, so the binds stay and the next answers use it
+    vendor = 0x4C1
+    async with open_simulator(SimConfig(receipts=False, status_mix=((vendor, 100.0),))) as sim:
+        op = make_operator(sim.port)
+        async with running(bus, op, retry_delays=(0.05,)) as conn:
+            await wait_for(lambda: conn.is_up)
+            client = conn.client
+            conn.update(attrs.evolve(op, temporary_statuses=(vendor,)))
+            await publish_mt(bus, [mt(op.name, "held back")])
+            await wait_for(lambda: conn.stats.nacked >= 2)
+            assert conn.client is client and sim.stats.binds == 1  # no rebind
+            assert conn.stats.failed == 0
+            conn.update(op)  # removed again: the next answer fails the message
+            await wait_for(lambda: conn.stats.failed == 1)
+            assert conn.client is client and sim.stats.binds == 1
+        assert await mt_left(bus) == 0
 
 
 def _free_port() -> int:

@@ -95,3 +95,21 @@ def test_changed_applied_migration_is_an_error(pg_dsn: str, fresh_schema: str) -
 def test_needs_autocommit(pg_dsn: str, fresh_schema: str) -> None:
     with connect_sync(pg_dsn, schema=fresh_schema, autocommit=False) as conn, pytest.raises(MigrationError):
         migrate(conn, schema=fresh_schema)
+
+
+def test_0004_gives_existing_operators_no_temporary_statuses(pg_dsn: str, fresh_schema: str) -> None:
+    ms = available_migrations()
+    assert [m.version for m in ms][:4] == [1, 2, 3, 4] and ms[3].name == "operator_temporary_statuses"
+    with connect_sync(pg_dsn, schema=fresh_schema) as conn:
+        assert migrate(conn, schema=fresh_schema, migrations=ms[:3]) == [1, 2, 3]
+        conn.execute("INSERT INTO operators (name, host, port, system_id) VALUES ('old', 'h', 2775, 's')")
+        before = conn.execute("SELECT version FROM config_version").fetchone()
+        assert migrate(conn, schema=fresh_schema) == [m.version for m in ms[3:]]
+        assert conn.execute("SELECT temporary_statuses FROM operators WHERE name = 'old'").fetchone() == ([],)
+        # adding the column is not a config change (no reload of every node)
+        assert conn.execute("SELECT version FROM config_version").fetchone() == before
+        for bad in ("'{0}'", "'{-1025}'", "'{1025,NULL}'", "'{{1025}}'", "NULL"):
+            with pytest.raises(psycopg.errors.IntegrityError):
+                with conn.transaction():
+                    conn.execute(f"UPDATE operators SET temporary_statuses = {bad} WHERE name = 'old'")
+        conn.execute("UPDATE operators SET temporary_statuses = '{1025,1279}' WHERE name = 'old'")

@@ -8,6 +8,7 @@ import ipaddress
 import psycopg
 import pytest
 
+from catalyst_smpp.config import parse_config
 from catalyst_smpp.store import (
     AuthResult,
     Database,
@@ -19,6 +20,7 @@ from catalyst_smpp.store import (
     RouteRepo,
     RouteTarget,
     authenticate,
+    seed_from_config,
 )
 from tests.services import unique_name
 
@@ -114,6 +116,45 @@ async def test_operator_crud(db: Database) -> None:
         await db.run(lambda c: OperatorRepo(c).add("bad name", "h", 1, "s"))
     with pytest.raises(psycopg.errors.CheckViolation):
         await db.run(lambda c: OperatorRepo(c).add(unique_name("op"), "h", 70000, "s"))
+
+
+async def test_operator_temporary_statuses(db: Database) -> None:
+    name = unique_name("op")
+    o = await db.run(lambda c: OperatorRepo(c).add(name, "h", 2775, "s"))
+    assert o.temporary_statuses == ()
+    # ints or "0x" strings; stored sorted without repeats
+    o = await db.run(lambda c: OperatorRepo(c).change(name, temporary_statuses=["0x4ff", 0x401, "0x401"]))
+    assert o.temporary_statuses == (0x401, 0x4FF)
+    assert (await db.run(lambda c: OperatorRepo(c).get(name))).temporary_statuses == (0x401, 0x4FF)
+    snap = await db.snapshot()
+    assert next(x for x in snap.operators if x.name == name).temporary_statuses == (0x401, 0x4FF)
+    # other changes keep it; an empty list clears it
+    o = await db.run(lambda c: OperatorRepo(c).change(name, tps=5.0))
+    assert o.temporary_statuses == (0x401, 0x4FF)
+    o = await db.run(lambda c: OperatorRepo(c).change(name, temporary_statuses=[]))
+    assert o.temporary_statuses == ()
+    n2 = unique_name("op")
+    o2 = await db.run(lambda c: OperatorRepo(c).add(n2, "h", 1, "s", temporary_statuses=(0x58, 0x4C0)))
+    assert o2.temporary_statuses == (0x58, 0x4C0)
+    for bad in (["401"], [0], ["0x"], [2**31], [True]):
+        with pytest.raises(ValueError):
+            await db.run(lambda c, bad=bad: OperatorRepo(c).change(n2, temporary_statuses=bad))
+    assert (await db.run(lambda c: OperatorRepo(c).get(n2))).temporary_statuses == (0x58, 0x4C0)
+
+
+async def test_seed_from_config_takes_temporary_statuses(db: Database) -> None:
+    name = unique_name("op")
+    cfg = parse_config(
+        f'[[operators]]\nname = "{name}"\nhost = "h"\nport = 2775\nsystem_id = "s"\n'
+        'temporary_statuses = [0x4C1, "0x401"]\n'
+    )
+    assert await db.run(lambda c: seed_from_config(c, cfg)) == ([name], [])
+    o = await db.run(lambda c: OperatorRepo(c).get(name))
+    assert o is not None and o.temporary_statuses == (0x401, 0x4C1)
+    # later changes are made with the CLI: a second seed leaves the row alone
+    await db.run(lambda c: OperatorRepo(c).change(name, temporary_statuses=[]))
+    assert await db.run(lambda c: seed_from_config(c, cfg)) == ([], [])
+    assert (await db.run(lambda c: OperatorRepo(c).get(name))).temporary_statuses == ()
 
 
 async def test_routes_with_ordered_and_weighted_operators(db: Database) -> None:

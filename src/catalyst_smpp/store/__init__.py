@@ -17,6 +17,8 @@ from .records import (
     RouteTarget,
     authenticate,
     normalise_operator_id,
+    parse_command_status,
+    parse_command_statuses,
 )
 from .repos import (
     MessageLogRepo,
@@ -61,6 +63,8 @@ __all__ = [
     "needs_rehash",
     "normalise_operator_id",
     "open_config_watcher",
+    "parse_command_status",
+    "parse_command_statuses",
     "seed_from_config",
     "verify_password",
 ]

@@ -6,7 +6,8 @@ import base64
 import datetime as dt
 import enum
 import ipaddress
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Sequence
 
 import attrs
 
@@ -23,6 +24,8 @@ __all__ = [
     "RouteTarget",
     "authenticate",
     "normalise_operator_id",
+    "parse_command_status",
+    "parse_command_statuses",
 ]
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -34,6 +37,9 @@ BIND_TYPES = ("transceiver", "transmitter", "receiver", "tx_rx")
 SEGMENTATION = ("udh8", "udh16", "sar", "payload")
 ID_FORMATS = ("text", "hex", "dec")
 STRATEGIES = ("failover", "weighted")
+_HEX_STATUS = re.compile(r"0[xX][0-9a-fA-F]{1,8}")
+MAX_COMMAND_STATUS = 0x7FFFFFFF
+"""The largest status ``Operator.temporary_statuses`` takes (the column is a Postgres ``integer[]``)."""
 
 
 def _networks(value: Sequence[object]) -> tuple[IpNetwork, ...]:
@@ -43,6 +49,39 @@ def _networks(value: Sequence[object]) -> tuple[IpNetwork, ...]:
         else ipaddress.ip_network(str(v), strict=False)
         for v in value
     )
+
+
+def parse_command_status(value: object) -> int:
+    """A command_status from an integer (``1025``) or hex text with its ``0x`` (``"0x401"``).
+
+    Text must be hex with the prefix: ``"401"`` would be read as 401 = 0x191 by one person and 0x401 by
+    another, so it is refused.  ValueError (with a message fit for the user) for anything else, for 0
+    (ESME_ROK) and beyond ``MAX_COMMAND_STATUS``.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(f"{value!r} is not a command_status (an integer, or hex such as 0x401)")
+    if isinstance(value, str):
+        text = value.strip()
+        if not _HEX_STATUS.fullmatch(text):
+            raise ValueError(f"{value!r} is not a command_status in hex (write it with 0x, such as 0x401)")
+        n = int(text, 16)
+    else:
+        n = value
+    if n == 0:
+        raise ValueError(f"{value!r} is ESME_ROK, not an error status")
+    if not 0 < n <= MAX_COMMAND_STATUS:
+        raise ValueError(f"{value!r} is out of range (0x1 to 0x{MAX_COMMAND_STATUS:X})")
+    return n
+
+
+def parse_command_statuses(values: object) -> tuple[int, ...]:
+    """Several statuses (:func:`parse_command_status` each), sorted, without repeats.  A string is a
+    comma-separated list (``"0x401,0x402"``); an empty one gives ``()``."""
+    if isinstance(values, str):
+        values = [v for v in values.split(",") if v.strip()]
+    if not isinstance(values, Iterable):
+        raise ValueError(f"{values!r} is not a list of command_statuses")
+    return tuple(sorted({parse_command_status(v) for v in values}))
 
 
 @attrs.frozen
@@ -128,6 +167,10 @@ class Operator:
     """How this operator writes message ids in submit_sm_resp."""
     receipt_id_format: str = attrs.field(default="text", validator=attrs.validators.in_(ID_FORMATS))
     """How it writes them in receipts (receipted_message_id TLV or the id: field of the text)."""
+    temporary_statuses: tuple[int, ...] = attrs.field(default=(), converter=parse_command_statuses)
+    """command_statuses this SMSC answers submit_sm with for "try again later" besides the standard
+    ESME_RTHROTTLED / ESME_RMSGQFUL / ESME_RX_T_APPN (typically vendor codes 0x400-0x4FF): the message is
+    retried with a growing delay, no failover, no failure receipt (migration 0004).  Sorted, no repeats."""
     enabled: bool = True
     description: str = ""
     created_at: dt.datetime | None = None

@@ -29,6 +29,7 @@ from .records import (
     Partner,
     Route,
     RouteTarget,
+    parse_command_statuses,
 )
 
 __all__ = [
@@ -177,9 +178,18 @@ _OPERATOR_COLS = {
     "segmentation": "segmentation",
     "submit_id_format": "submit_id_format",
     "receipt_id_format": "receipt_id_format",
+    "temporary_statuses": "temporary_statuses",
     "enabled": "enabled",
     "description": "description",
 }
+
+
+def _operator_values(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Record fields → column values (``temporary_statuses``: ints or "0x401" strings → a sorted int list)."""
+    return {
+        _OPERATOR_COLS[k]: (list(parse_command_statuses(v)) if k == "temporary_statuses" else v)
+        for k, v in fields.items()
+    }
 
 
 def _operator(row: Mapping[str, Any]) -> Operator:
@@ -200,6 +210,7 @@ def _operator(row: Mapping[str, Any]) -> Operator:
         segmentation=row["segmentation"],
         submit_id_format=row["submit_id_format"],
         receipt_id_format=row["receipt_id_format"],
+        temporary_statuses=tuple(row["temporary_statuses"] or ()),
         enabled=row["enabled"],
         description=row["description"],
         created_at=row["created_at"],
@@ -214,7 +225,7 @@ class OperatorRepo:
     def add(self, name: str, host: str, port: int, system_id: str, **fields: Any) -> Operator:
         _check_fields(fields, _OPERATOR_COLS, "operator")
         values: dict[str, Any] = {"name": name, "host": host, "port": port, "system_id": system_id}
-        values.update({_OPERATOR_COLS[k]: v for k, v in fields.items()})
+        values.update(_operator_values(fields))
         cols = list(values)
         q = sql.SQL("INSERT INTO operators ({}) VALUES ({}) RETURNING *").format(
             sql.SQL(", ").join(map(sql.Identifier, cols)), sql.SQL(", ").join(sql.Placeholder() * len(cols))
@@ -236,10 +247,10 @@ class OperatorRepo:
             if o is None:
                 raise NotFound(f"no operator {name!r}")
             return o
-        cols = [_OPERATOR_COLS[k] for k in fields]
-        sets = sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in cols)
+        values = _operator_values(fields)
+        sets = sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in values)
         q = sql.SQL("UPDATE operators SET {}, updated_at = now() WHERE name = %s RETURNING *").format(sets)
-        rows = _rows(self.conn, q, [*fields.values(), name])
+        rows = _rows(self.conn, q, [*values.values(), name])
         if not rows:
             raise NotFound(f"no operator {name!r}")
         return _operator(rows[0])
