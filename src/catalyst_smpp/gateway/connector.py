@@ -16,9 +16,10 @@ What it does (docs/gateway.md):
   does, up to the client's ``throttle_retries``); then it settles in batches:
   all parts ``ESME_ROK`` → ``opids.put_many`` (ids normalised with ``submit_id_format``) **then** ack,
   event ``submitted``; a temporary error (``ESME_RTHROTTLED``, ``ESME_RMSGQFUL``, ``ESME_RX_T_APPN``,
-  response timeout, bind lost) → nak the whole message with a growing delay; a permanent error →
-  failover to the next target if there is one, else term + a failure receipt on ``DLR.<partner>``
-  (when the partner asked for one) + event ``failed``.
+  a status in the operator's ``temporary_statuses``, response timeout, bind lost) → nak the whole
+  message with a growing delay; any other status is permanent → failover to the next target if there
+  is one, else term + a failure receipt on ``DLR.<partner>`` (when the partner asked for one; ``err`` =
+  :func:`receipt_err`) + event ``failed`` (with the full status).
 * failover: while this operator has not been bound on this node for ``down_after`` seconds, messages
   that have further targets are republished to ``MT.<next>`` (msg_id ``"<id>@<operator>"``, then ack);
   the others are nak'ed with ``down_retry`` delay.
@@ -74,6 +75,7 @@ __all__ = [
     "OperatorConnector",
     "build_submits",
     "operator_alphabet",
+    "receipt_err",
 ]
 
 log = logging.getLogger(__name__)
@@ -98,6 +100,13 @@ _METHODS = {
     "sar": SegmentMethod.SAR,
     "payload": SegmentMethod.PAYLOAD,
 }
+
+
+def receipt_err(status: int) -> str:
+    """The ``err`` of a failure receipt we write for a command_status: the status in hex, at least 3 digits
+    (``00B`` = ESME_RINVDSTADR 0x0B, ``401`` = vendor status 0x401; longer only beyond 0xFFF).  The full
+    status is in the ``failed`` event / message log (``status``)."""
+    return f"{status:03X}"
 
 
 class _Router(Protocol):
@@ -720,12 +729,13 @@ class OperatorConnector:
 
     def _classify(self, job: _Job) -> None:
         perm = temp = None
+        vendor_temp = self.operator.temporary_statuses  # the operator's own "try again" codes (lesson 6c)
         for r in job.results:
             if r is None or isinstance(r, BaseException):
                 temp = temp or (r if r is not None else "cancelled")
             elif r.command_status == 0:
                 continue
-            elif r.command_status in TEMPORARY_STATUSES:
+            elif r.command_status in TEMPORARY_STATUSES or r.command_status in vendor_temp:
                 temp = temp or r
             elif perm is None:
                 perm = r
@@ -909,7 +919,7 @@ class OperatorConnector:
                         state=state,
                         source=mt.source,
                         dest=mt.dest,
-                        error=f"{(j.status or 0) % 1000:03d}",
+                        error=receipt_err(j.status or 0),
                         submit_date=mt.accepted_at,
                         done_date=time.time(),
                         operator=op.name,
