@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from _procs import catalyst_command, stop, wait_for_port_file  # bench/ is on sys.path when run as a script
 
 HOST = "127.0.0.1"
 TEXT = "Benchmark message 0123456789"
@@ -55,13 +56,6 @@ DEST = "447700900123"
 SOURCE = "CATALYST"
 PARTNER, PASSWORD = "loadgen", "secret"
 OPERATOR = "sim"
-
-
-def _catalyst_command() -> list[str]:
-    script = Path(sys.executable).with_name("catalyst-smpp")
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-c", "from catalyst_smpp.cli import main; main()"]
 
 
 def _free_port() -> int:
@@ -95,31 +89,6 @@ def _worker_pids(pid: int) -> list[int]:
         except psutil.Error:
             pass
     return out
-
-
-def _wait_for_port_file(path: Path, proc: subprocess.Popen[Any], timeout: float = 30.0) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"process exited early with code {proc.returncode}")
-        try:
-            text = path.read_text().strip()
-        except FileNotFoundError:
-            text = ""
-        if text:
-            return int(text)
-        time.sleep(0.02)
-    raise RuntimeError("no port reported in time")
-
-
-def _stop(proc: subprocess.Popen[Any], sig: int = signal.SIGINT, timeout: float = 30.0) -> None:
-    if proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _cpu(pid: int) -> float:
@@ -365,7 +334,7 @@ def _reached(samples: list[tuple[float, int, int, int]], idx: int, target: int, 
 
 
 def run_e2e(args: argparse.Namespace) -> dict[str, Any]:
-    cmd = _catalyst_command()
+    cmd = catalyst_command()
     tag = f"{os.getpid()}{int(time.time()) % 100000}"
     namespace = f"e2e{tag}"
     schema = f"bench_e2e_{tag}"
@@ -397,7 +366,7 @@ def run_e2e(args: argparse.Namespace) -> dict[str, Any]:
         procs.append(sim)
         gateways: list[subprocess.Popen[Any]] = []
         try:
-            sim_port = _wait_for_port_file(tmp / "sim.port", sim)
+            sim_port = wait_for_port_file(tmp / "sim.port", sim)
             _setup_database(args.dsn, schema, sim_port, args)
             port = _free_port()
             metrics_ports = []
@@ -539,7 +508,7 @@ def run_e2e(args: argparse.Namespace) -> dict[str, Any]:
             cpu = {k: sum(a - b for a, b in zip(after[k], before[k], strict=True)) for k in watched}
             cpu["load"] = load_cpu
             for sp, _out in spies:
-                _stop(sp, signal.SIGINT)
+                stop(sp, signal.SIGINT)
             if load.returncode != 0:
                 raise RuntimeError(f"load failed ({load.returncode}): {' | '.join(reader.other[-5:])}")
             report = json.loads(load_out)
@@ -553,9 +522,9 @@ def run_e2e(args: argparse.Namespace) -> dict[str, Any]:
                 profile_text = "\n".join(_summarise_py_spy(out_file, args.top) for _sp, out_file in spies)
         finally:
             for sp, _out in spies:
-                _stop(sp, signal.SIGINT)
+                stop(sp, signal.SIGINT)
             for gw in gateways:
-                _stop(gw, signal.SIGTERM)
+                stop(gw, signal.SIGTERM)
             sim_out = ""
             if sim.poll() is None:
                 sim.send_signal(signal.SIGINT)

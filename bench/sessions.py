@@ -34,6 +34,8 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
+from _procs import catalyst_command, stop, wait_for_port_file  # bench/ is on sys.path when run as a script
+
 HOST = "127.0.0.1"
 TEXT = "Benchmark message 0123456789"
 DEST = "447700900123"
@@ -50,31 +52,6 @@ def _percentile(sorted_values: Sequence[float], p: float) -> float:
         return math.nan
     rank = max(1, math.ceil(p / 100.0 * len(sorted_values)))
     return sorted_values[rank - 1]
-
-
-def _wait_for_port_file(path: Path, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited early with code {proc.returncode}")
-        try:
-            text = path.read_text().strip()
-        except FileNotFoundError:
-            text = ""
-        if text:
-            return int(text)
-        time.sleep(0.02)
-    raise RuntimeError("server did not report its port in time")
-
-
-def _stop(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 # ------------------------------------------------------------------------------------------
@@ -193,7 +170,7 @@ def run_smpp34_pair(binds: int, window: int, count: int) -> dict[str, Any]:
             stdout=subprocess.PIPE,
         )
         try:
-            port = _wait_for_port_file(port_file, server)
+            port = wait_for_port_file(port_file, server)
             out = subprocess.run(
                 [
                     sys.executable,
@@ -214,19 +191,12 @@ def run_smpp34_pair(binds: int, window: int, count: int) -> dict[str, Any]:
                 timeout=600,
             ).stdout
         finally:
-            _stop(server)
+            stop(server)
         return dict(json.loads(out.strip().splitlines()[-1]))
 
 
 # ------------------------------------------------------------------------------------------
 # our pair: catalyst-smpp smsc-sim + catalyst-smpp load
-
-
-def _catalyst_command() -> list[str]:
-    script = Path(sys.executable).with_name("catalyst-smpp")
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-c", "from catalyst_smpp.cli import main; main()"]
 
 
 def _profiled(command: list[str], prof_file: Path) -> list[str]:
@@ -253,7 +223,7 @@ def _py_spy(command: list[str], out_file: Path) -> list[str]:
 def run_our_pair(
     binds: int, window: int, count: int, profile: str | None = None, profile_dir: Path | None = None
 ) -> dict[str, Any]:
-    cmd = _catalyst_command()
+    cmd = catalyst_command()
     with tempfile.TemporaryDirectory(prefix="bench-catalyst-") as tmp:
         port_file = Path(tmp) / "port"
         sim_cmd = [
@@ -276,7 +246,7 @@ def run_our_pair(
         }[profile]
         sim = subprocess.Popen(wrap(sim_cmd, "smsc-sim"), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         try:
-            port = _wait_for_port_file(port_file, sim)
+            port = wait_for_port_file(port_file, sim)
             load_cmd = [
                 *cmd,
                 "load",
@@ -302,7 +272,7 @@ def run_our_pair(
                 wrap(load_cmd, "load"), check=True, capture_output=True, text=True, timeout=600
             ).stdout
         finally:
-            _stop(sim)
+            stop(sim)
     report = json.loads(out)
     latency = report["latency"]["submit_resp"]
     return {
