@@ -341,6 +341,16 @@ async def test_connection_keeps_reading_after_a_flush_timed_out(bus: Bus) -> Non
                 await nc.flush(timeout=1e-9)  # type: ignore[arg-type]
             except nats.errors.TimeoutError:
                 timeouts += 1
+        if not timeouts:
+            # on an idle machine the PONG can beat every 1 ns timeout: leave what a timed-out flush leaves,
+            # a cancelled PONG future still queued, directly
+            import asyncio
+
+            for _ in range(5):
+                fut = asyncio.get_running_loop().create_future()
+                await nc._send_ping(fut)
+                fut.cancel()
+                timeouts += 1
         return timeouts
 
     timeouts = await bus._call(flush_that_times_out)
@@ -348,3 +358,47 @@ async def test_connection_keeps_reading_after_a_flush_timed_out(bus: Bus) -> Non
     await trio.sleep(0.2)  # the late PONGs arrive
     res = await bus.publish_batch([(bus.subject(Kind.MT, "pong"), b"x", None, None)], timeout=3.0)
     assert isinstance(res[0], PubAck), res[0]
+
+
+async def test_publish_batch_fails_bad_items_alone_and_acks_the_rest(bus: Bus) -> None:
+    """The batch is written as one buffer of PUB/HPUB lines: an item nats-py would refuse (bad subject,
+    payload over max_payload, bad header key) fails on its own and the others in the batch are stored."""
+    subj = bus.subject(Kind.MT, "mixed")
+    big = b"x" * (2 * 1024 * 1024)  # over nats-server's default max_payload (1 MiB)
+    res = await bus.publish_batch(
+        [
+            (subj, b"a", None, "a"),
+            (subj + " x", b"b", None, None),
+            (subj, big, None, None),
+            (subj, b"c", {"bad key": "v"}, None),
+            (subj, b"d", {"x-h": " multi\r\nline "}, "d"),
+        ]
+    )
+    assert isinstance(res[0], PubAck) and isinstance(res[4], PubAck), res
+    assert [type(r) for r in res[1:4]] == [PublishError] * 3, res
+    c = await bus.consumer(Kind.MT, "mixed")
+    msgs = await _drain(c, 2)
+    assert [m.data for m in msgs] == [b"a", b"d"]
+    assert msgs[1].headers == {"Nats-Msg-Id": "d", "x-h": "multi  line"}
+    assert msgs[0].msg_id == "a" and msgs[0].stream_seq == res[0].seq  # type: ignore[union-attr]
+    await c.ack(msgs)
+
+
+def test_wire_message_metadata_and_headers() -> None:
+    from catalyst_smpp.bus.core import _encode_headers, _js_msg, _parse_headers
+
+    v1 = b"$JS.ACK.ns_MT.d1.2.17.9.1700000000123456789.4"
+    m = _js_msg(b"ns.MT.op", v1, b"x", b"NATS/1.0\r\nA: b\r\n\r\n")
+    assert (m.subject, m.stream_seq, m.consumer_seq) == ("ns.MT.op", 17, 9)
+    assert (m.num_delivered, m.num_pending) == (2, 4)
+    assert m.timestamp == pytest.approx(1700000000.123456789) and m.headers == {"A": "b"} and m.msg_id is None
+    v2 = b"$JS.ACK.dom.acc.ns_MT.d1.1.5.6.1700000000000000000.0.tok"
+    m = _js_msg(b"s", v2, b"", None)
+    assert (m.stream_seq, m.consumer_seq, m.num_delivered, m.num_pending, m.headers) == (5, 6, 1, 0, None)
+    status = {"Status": "404", "Description": "No Messages"}
+    assert _parse_headers(b"NATS/1.0 404 No Messages\r\n\r\n") == status
+    assert _encode_headers({"Nats-Msg-Id": "i", " ": "skipped"}) == b"NATS/1.0\r\nNats-Msg-Id: i\r\n\r\n"
+    import nats.errors
+
+    with pytest.raises(nats.errors.NotJSMessageError):
+        _js_msg(b"s", b"not.a.js.reply", b"", None)

@@ -86,9 +86,15 @@ class AsyncioThread:
         return asyncio.run_coroutine_threadsafe(runner(), self.loop)
 
     async def call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-        """Run ``fn(*args)`` on the asyncio loop and await its result from trio (one crossing)."""
+        """Run ``fn(*args)`` on the asyncio loop and await its result from trio (one crossing).
+
+        Leaner than :meth:`submit` (no concurrent future, no chained callbacks): one ``call_soon_threadsafe``
+        starts the task, its done callback wakes trio with one ``run_sync_soon``.
+        """
+        loop = self.loop
         token = trio.lowlevel.current_trio_token()
         done = trio.Event()
+        box: list[asyncio.Task[T]] = []
 
         def wake(_: object) -> None:
             try:
@@ -96,14 +102,28 @@ class AsyncioThread:
             except trio.RunFinishedError:  # pragma: no cover - trio already gone
                 pass
 
-        fut = self.submit(fn, *args)
-        fut.add_done_callback(wake)
+        async def runner() -> T:
+            return await fn(*args)
+
+        def start() -> None:
+            task = loop.create_task(runner())
+            box.append(task)
+            task.add_done_callback(wake)
+
+        def cancel() -> None:  # runs after start (call_soon_threadsafe keeps the order)
+            if box:
+                box[0].cancel()
+
+        loop.call_soon_threadsafe(start)
         try:
             await done.wait()
         except BaseException:
             # cancelled on the trio side: cancel the asyncio task and wait for it to settle
-            fut.cancel()
+            loop.call_soon_threadsafe(cancel)
             with trio.CancelScope(shield=True):
                 await done.wait()
             raise
-        return fut.result()
+        task = box[0]
+        if task.cancelled():  # cancelled on the asyncio side (loop shutting down), as a concurrent future
+            raise concurrent.futures.CancelledError
+        return task.result()

@@ -13,6 +13,7 @@ import contextlib
 import enum
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -121,24 +122,95 @@ class PublishItem:
 PublishInput = PublishItem | tuple[str, bytes, Mapping[str, str] | None, str | None]
 
 
-@attrs.define(slots=True, eq=False)
 class Msg:
-    """One JetStream message from a pull consumer.  Ack it with the consumer's batch methods."""
+    """One JetStream message from a pull consumer.  Ack it with the consumer's batch methods.
 
-    subject: str
-    data: bytes
-    headers: dict[str, str] | None
-    stream_seq: int
-    consumer_seq: int
-    num_delivered: int
-    num_pending: int
-    timestamp: float
-    """Epoch seconds when the message was stored."""
-    _reply: str = attrs.field(repr=False)
+    ``headers`` is parsed from the wire on first use (the gateway never reads them on its hot path).
+    """
+
+    __slots__ = (
+        "_headers",
+        "_raw_headers",
+        "_reply",
+        "consumer_seq",
+        "data",
+        "num_delivered",
+        "num_pending",
+        "stream_seq",
+        "subject",
+        "timestamp",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        subject: str,
+        data: bytes,
+        headers: dict[str, str] | None,
+        stream_seq: int,
+        consumer_seq: int,
+        num_delivered: int,
+        num_pending: int,
+        timestamp: float,
+        reply: str,
+        raw_headers: bytes | None = None,
+    ) -> None:
+        self.subject = subject
+        self.data = data
+        self._headers = headers
+        self._raw_headers = raw_headers
+        self.stream_seq = stream_seq
+        self.consumer_seq = consumer_seq
+        self.num_delivered = num_delivered
+        self.num_pending = num_pending
+        self.timestamp = timestamp
+        """Epoch seconds when the message was stored."""
+        self._reply = reply
+
+    @property
+    def headers(self) -> dict[str, str] | None:
+        raw = self._raw_headers
+        if raw is not None:
+            self._raw_headers = None
+            self._headers = _parse_headers(raw)
+        return self._headers
 
     @property
     def msg_id(self) -> str | None:
-        return self.headers.get(MSG_ID_HEADER) if self.headers else None
+        h = self.headers
+        return h.get(MSG_ID_HEADER) if h else None
+
+    def __repr__(self) -> str:
+        return (
+            f"Msg(subject={self.subject!r}, data={self.data!r}, headers={self.headers!r}, "
+            f"stream_seq={self.stream_seq}, consumer_seq={self.consumer_seq}, "
+            f"num_delivered={self.num_delivered}, num_pending={self.num_pending}, timestamp={self.timestamp})"
+        )
+
+
+_HDR_LINE = b"NATS/1.0"
+
+
+def _parse_headers(raw: bytes) -> dict[str, str] | None:
+    """A NATS header block (``NATS/1.0[ status]\\r\\nName: Value\\r\\n...``) → dict, as nats-py reads it."""
+    if not raw.startswith(_HDR_LINE):
+        return None
+    first, _, rest = raw.partition(b"\r\n")
+    out: dict[str, str] = {}
+    status = first[len(_HDR_LINE) :].strip()
+    if status:
+        code, _, desc = status.partition(b" ")
+        if code.isdigit():
+            out[api.Header.STATUS.value] = code.decode()
+        if desc:
+            out[api.Header.DESCRIPTION.value] = desc.decode(errors="replace")
+    for line in rest.split(b"\r\n"):
+        name, sep, value = line.partition(b":")
+        if not sep:
+            continue
+        key = name.strip().decode(errors="replace")
+        if key:
+            out[key] = value.strip().decode(errors="replace")
+    return out or None
 
 
 class AckKind(enum.Enum):
@@ -151,6 +223,11 @@ class AckKind(enum.Enum):
 def _decimal(s: str) -> bool:
     """A canonical decimal id (what the gateway's ids are)."""
     return s.isascii() and s.isdigit() and (s == "0" or s[0] != "0")
+
+
+def _json_plain(s: str) -> bool:
+    """``json.dumps(s) == f'"{s}"'``: printable ASCII without quote or backslash."""
+    return s.isascii() and s.isprintable() and '"' not in s and "\\" not in s
 
 
 @attrs.frozen
@@ -185,7 +262,10 @@ class IdMapping:
                 return json.dumps(
                     [m, self.partner, flags, self.part, self.parts, d], separators=(",", ":")
                 ).encode()
-        return json.dumps([m, self.partner, flags, self.part, self.parts], separators=(",", ":")).encode()
+        p = self.partner
+        if _json_plain(m) and _json_plain(p):  # what json.dumps writes, without its encoder
+            return f'["{m}","{p}",{int(flags)},{int(self.part)},{int(self.parts)}]'.encode()
+        return json.dumps([m, p, flags, self.part, self.parts], separators=(",", ":")).encode()
 
     @classmethod
     def decode(cls, data: bytes) -> IdMapping:
@@ -227,19 +307,29 @@ def _pub_error(exc: BaseException) -> PublishError:
     return PublishError(PublishErrorKind.SERVER, f"{type(exc).__name__}: {exc}")
 
 
-def _to_msg(m: NatsMsg) -> Msg:
-    md = m.metadata
-    ts = md.timestamp.timestamp() if md.timestamp is not None else 0.0
+def _js_msg(subject: bytes, reply: bytes, data: bytes, hdr: bytes | None) -> Msg:
+    """A JetStream message straight from the wire: metadata from the ack subject, headers parsed lazily."""
+    r = reply.decode()
+    t = r.split(".")
+    n = len(t)
+    # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>
+    if n == 9 and t[0] == "$JS" and t[1] == "ACK":
+        i = 4
+    elif n >= 11 and t[0] == "$JS" and t[1] == "ACK":  # + <domain>.<account hash> ... [.<token>]
+        i = 6
+    else:
+        raise nats.errors.NotJSMessageError
     return Msg(
-        subject=m.subject,
-        data=m.data,
-        headers=dict(m.headers) if m.headers else None,
-        stream_seq=md.sequence.stream,
-        consumer_seq=md.sequence.consumer,
-        num_delivered=md.num_delivered or 1,
-        num_pending=md.num_pending or 0,
-        timestamp=ts,
-        reply=m.reply,
+        subject.decode(),
+        data,
+        None,
+        int(t[i + 1]),
+        int(t[i + 2]),
+        int(t[i]) or 1,
+        int(t[i + 4]),
+        int(t[i + 3]) / 1e9,
+        r,
+        hdr or None,
     )
 
 
@@ -284,38 +374,44 @@ class _Puller:
         self.ack_wait = ack_wait
         self.next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"
         self.prefix = f"{nc._inbox_prefix.decode()}.{nc._nuid.next().decode()}."
-        self.buf: collections.deque[tuple[float, NatsMsg]] = collections.deque()
+        self.buf: collections.deque[tuple[float, Msg]] = collections.deque()
         self.req = 0
+        self.req_subject = b""
         self.ended = False
         self.deleted = False
         self.event = asyncio.Event()
         self.lock = asyncio.Lock()
         self.sub: Any = None
 
-    async def start(self) -> None:
-        self.sub = await self.nc.subscribe(self.prefix + "*", cb=self._on_msg)
+    async def start(self, fast: dict[int, _WireHandler]) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.sub = await self.nc.subscribe(self.prefix + "*", cb=_unused_cb)
+        self.fast = fast
+        fast[self.sub._id] = self._on_wire
 
     async def stop(self) -> None:
         if self.sub is not None:
+            self.fast.pop(self.sub._id, None)
             with contextlib.suppress(Exception):
                 await self.sub.unsubscribe()
 
-    async def _on_msg(self, msg: NatsMsg) -> None:
-        status = msg.headers.get(api.Header.STATUS) if msg.headers else None
-        if status:
-            if status == "100":  # idle heartbeat / flow control
+    def _on_wire(self, subject: bytes, reply: bytes, data: bytes, hdr: bytes | None) -> None:
+        """A message on our inbox, straight from nats-py's parser (no nats-py ``Msg``, queue or task)."""
+        if hdr and hdr.startswith(b"NATS/1.0 "):  # an inline status: not a stored message
+            status = hdr[9:12]
+            if status == b"100":  # idle heartbeat / flow control
                 return
-            desc = (msg.headers or {}).get(api.Header.DESCRIPTION, "").lower()
-            if status == "503" or (status == "409" and "deleted" in desc):
+            first = hdr.partition(b"\r\n")[0].lower()
+            if status == b"503" or (status == b"409" and b"deleted" in first):
                 self.deleted = True  # no responders: the consumer is gone (deleted, or the stream was)
-            if msg.subject == self.prefix + str(self.req):
+            if subject == self.req_subject:
                 self.ended = True  # 404 no messages, 408 request expired, 409 ...: this request is over
                 self.event.set()
             return
-        self.buf.append((asyncio.get_running_loop().time(), msg))
+        self.buf.append((self.loop.time(), _js_msg(subject, reply, data, hdr)))
         self.event.set()
 
-    def _take(self, n: int, out: list[NatsMsg], stale: list[NatsMsg]) -> None:
+    def _take(self, n: int, out: list[Msg], stale: list[Msg]) -> None:
         now = asyncio.get_running_loop().time()
         while self.buf and len(out) < n:
             t, m = self.buf.popleft()
@@ -325,7 +421,9 @@ class _Puller:
         self.req += 1
         self.ended = False
         self.event.clear()
-        await self.nc.publish(self.next_subject, json.dumps(body).encode(), reply=self.prefix + str(self.req))
+        reply = self.prefix + str(self.req)
+        self.req_subject = reply.encode()
+        await self.nc.publish(self.next_subject, json.dumps(body).encode(), reply=reply)
 
     async def _wait(self, until: float, done: Any) -> None:
         loop = asyncio.get_running_loop()
@@ -341,12 +439,12 @@ class _Puller:
             except TimeoutError:
                 return
 
-    async def fetch(self, batch: int, timeout: float) -> list[NatsMsg]:
+    async def fetch(self, batch: int, timeout: float) -> list[Msg]:
         async with self.lock:
             loop = asyncio.get_running_loop()
             deadline = loop.time() + timeout
-            out: list[NatsMsg] = []
-            stale: list[NatsMsg] = []
+            out: list[Msg] = []
+            stale: list[Msg] = []
             try:
                 self._take(batch, out, stale)
                 if len(out) >= batch or not self.nc.is_connected:
@@ -372,7 +470,70 @@ class _Puller:
             finally:
                 for m in stale:
                     with contextlib.suppress(Exception):
-                        await self.nc.publish(m.reply, AckKind.NAK.value)
+                        await self.nc.publish(m._reply, AckKind.NAK.value)
+
+
+_WireHandler = Callable[[bytes, bytes, bytes, "bytes | None"], None]
+
+
+async def _unused_cb(msg: NatsMsg) -> None:  # pragma: no cover - _install_fast_path takes these subjects
+    pass
+
+
+def _install_fast_path(nc: Any, fast: dict[int, _WireHandler]) -> None:
+    """Hand messages for our own inboxes (publish acks, pull replies) straight from nats-py's parser to a
+    plain function: no nats-py ``Msg``, header dict, subscription queue, task switch or callback coroutine
+    per message.  The subscriptions stay ordinary nats-py subscriptions (nats-py re-subscribes them with
+    the same sid after a reconnect); every other sid goes through nats-py as before.  A handler's error is
+    logged, never raised into the read loop (which would end it).
+    """
+    orig = nc._process_msg
+    stats = nc.stats
+
+    async def process_msg(sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
+        h = fast.get(sid)
+        if h is None:
+            await orig(sid, subject, reply, data, headers)
+            return
+        stats["in_msgs"] += 1
+        stats["in_bytes"] += len(data)
+        try:
+            h(subject, reply, data, headers)
+        except Exception:
+            log.exception("handling a message on %r", subject)
+
+    nc._process_msg = process_msg
+
+
+_SUBJECT_INVALID = re.compile(r"[ \t\r\n]")
+_HEADER_KEY = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_HEADER_VALUE_NEWLINES = str.maketrans({"\r": " ", "\n": " "})
+
+
+def _encode_headers(headers: Mapping[str, str]) -> bytes:
+    """The header block nats-py's publish writes (same validation: bad key → BadHeaderError)."""
+    parts = ["NATS/1.0\r\n"]
+    for k, v in headers.items():
+        key = k.strip()
+        if not key:
+            continue
+        if not _HEADER_KEY.fullmatch(key):
+            raise nats.errors.BadHeaderError(key)
+        parts.append(f"{key}: {v.strip().translate(_HEADER_VALUE_NEWLINES)}\r\n")
+    parts.append("\r\n")
+    return "".join(parts).encode()
+
+
+class _PubBatch:
+    """The publish acks awaited by one ``publish_batch`` (tokens ``base .. base + len(results) - 1``)."""
+
+    __slots__ = ("base", "fut", "left", "results")
+
+    def __init__(self, base: int, n: int, fut: asyncio.Future[None]) -> None:
+        self.base = base
+        self.results: list[PubAck | PublishError | None] = [None] * n
+        self.left = 0
+        self.fut = fut
 
 
 def _guard_pongs(nc: Any) -> None:
@@ -411,8 +572,10 @@ class _AioSide:
         self.pullers: dict[str, _Puller] = {}
         self.closing = False
         self.pub_prefix = ""
-        self.pub_futs: dict[str, asyncio.Future[PubAck | PublishError]] = {}
+        self.pub_plen = 0
+        self.pub_pending: dict[int, _PubBatch] = {}
         self.pub_counter = 0
+        self.fast: dict[int, _WireHandler] = {}
 
     async def connect(self, urls: list[str], name: str) -> None:
         async def disconnected() -> None:
@@ -474,6 +637,7 @@ class _AioSide:
         )
         reachable()
         _guard_pongs(self.nc)
+        _install_fast_path(self.nc, self.fast)
         self.js = self.nc.jetstream(timeout=self.cfg.request_timeout)
         await self._init_publish()
         self.on_state(ConnectionState.CONNECTED)
@@ -561,7 +725,7 @@ class _AioSide:
         if key not in self.pullers:
             assert self.nc is not None
             p = _Puller(self.nc, stream, cc.durable_name, sc.ack_wait)
-            await p.start()
+            await p.start(self.fast)
             self.pullers[key] = p
         else:
             self.pullers[key].deleted = False
@@ -584,78 +748,122 @@ class _AioSide:
     async def _init_publish(self) -> None:
         """Our own async-publish inbox: nats-py's publish_async loses 503 replies ("maximum messages per
         subject exceeded" raises inside its callback, so the future never resolves: it looks like a timeout).
+        Its replies come through the fast path (:func:`_install_fast_path`).
         """
         assert self.nc is not None
         self.pub_prefix = f"{self.nc._inbox_prefix.decode()}.{self.nc._nuid.next().decode()}."
-        self.pub_futs = {}
+        self.pub_plen = len(self.pub_prefix)
+        self.pub_pending = {}
         self.pub_counter = 0
-        await self.nc.subscribe(self.pub_prefix + "*", cb=self._on_pub_reply)
+        sub = await self.nc.subscribe(self.pub_prefix + "*", cb=_unused_cb)
+        self.fast[sub._id] = self._on_pub_reply
 
-    async def _on_pub_reply(self, msg: NatsMsg) -> None:
-        fut = self.pub_futs.pop(msg.subject[len(self.pub_prefix) :], None)
-        if fut is None or fut.done():
-            return
-        if msg.headers and msg.headers.get(api.Header.STATUS) == "503":
-            fut.set_result(PublishError(PublishErrorKind.NO_STREAM, "no stream for subject"))
-            return
+    def _on_pub_reply(self, subject: bytes, reply: bytes, data: bytes, hdr: bytes | None) -> None:
         try:
-            resp = json.loads(msg.data)
+            tok = int(subject[self.pub_plen :])
         except ValueError:
-            fut.set_result(PublishError(PublishErrorKind.SERVER, "unreadable publish ack"))
             return
-        err = resp.get("error")
-        if err:
-            fut.set_result(
-                _pub_error(
-                    nats.js.errors.APIError(
-                        code=err.get("code"), description=err.get("description"), err_code=err.get("err_code")
-                    )
-                )
-            )
+        b = self.pub_pending.pop(tok, None)
+        if b is None:  # timed out already (a late ack is dropped)
+            return
+        res: PubAck | PublishError
+        if hdr and hdr.startswith(b"NATS/1.0 503"):
+            res = PublishError(PublishErrorKind.NO_STREAM, "no stream for subject")
         else:
-            fut.set_result(
-                PubAck(stream=resp["stream"], seq=int(resp["seq"]), duplicate=bool(resp.get("duplicate")))
-            )
+            try:
+                resp = json.loads(data)
+                err = resp.get("error")
+                if err:
+                    res = _pub_error(
+                        nats.js.errors.APIError(
+                            code=err.get("code"),
+                            description=err.get("description"),
+                            err_code=err.get("err_code"),
+                        )
+                    )
+                else:
+                    res = PubAck(resp["stream"], int(resp["seq"]), bool(resp.get("duplicate")))
+            except (ValueError, KeyError, TypeError, AttributeError):
+                res = PublishError(PublishErrorKind.SERVER, "unreadable publish ack")
+        b.results[tok - b.base] = res
+        b.left -= 1
+        if b.left <= 0 and not b.fut.done():
+            b.fut.set_result(None)
 
     async def publish_batch(
         self, items: list[tuple[str, bytes, dict[str, str] | None]], timeout: float
     ) -> list[PubAck | PublishError]:
+        """The whole batch as PUB/HPUB protocol lines in ONE buffer, queued with one ``_send_command``
+        (nats-py's own outbound queue and flusher: its pending-size limit and write ordering hold), acks
+        matched by token in :meth:`_on_pub_reply`, one future per batch.
+        """
         nc = self.nc
         assert nc is not None
+        n = len(items)
         if not nc.is_connected:
             # fail fast instead of letting nats-py buffer the publish until it reconnects: a buffered
             # message would be stored later although the caller was told it failed
-            return [PublishError(PublishErrorKind.CONNECTION, "not connected")] * len(items)
-        loop = asyncio.get_running_loop()
-        results: list[asyncio.Future[PubAck | PublishError] | PublishError] = []
-        for subject, payload, headers in items:
-            self.pub_counter += 1
-            tok = str(self.pub_counter)
-            fut: asyncio.Future[PubAck | PublishError] = loop.create_future()
-            self.pub_futs[tok] = fut
-            try:
-                await nc.publish(subject, payload, reply=self.pub_prefix + tok, headers=headers)
-            except Exception as e:
-                self.pub_futs.pop(tok, None)
-                results.append(_pub_error(e))
-                continue
-            results.append(fut)
-        pending = [f for f in results if isinstance(f, asyncio.Future)]
-        if pending:
-            await asyncio.wait(pending, timeout=timeout)
-        out: list[PubAck | PublishError] = []
-        for f in results:
-            if isinstance(f, PublishError):
-                out.append(f)
-            elif f.done():
-                out.append(f.result())
-            else:
-                f.cancel()
-                out.append(PublishError(PublishErrorKind.TIMEOUT, "no ack in time"))
-        # forget tokens that timed out (a late ack is simply dropped)
-        for tok in [t for t, fut in self.pub_futs.items() if fut.done()]:
-            del self.pub_futs[tok]
-        return out
+            return [PublishError(PublishErrorKind.CONNECTION, "not connected")] * n
+        if nc.is_draining_pubs:
+            return [_pub_error(nats.errors.ConnectionDrainingError())] * n
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        base = self.pub_counter + 1
+        self.pub_counter += n
+        b = _PubBatch(base, n, fut)
+        results = b.results
+        prefix = self.pub_prefix
+        max_payload = nc._max_payload
+        pending = self.pub_pending
+        bad_subject = _SUBJECT_INVALID.search
+        parts: list[bytes] = []
+        add = parts.append
+        size = 0
+        tok = base
+        try:
+            for i, (subject, payload, headers) in enumerate(items):
+                if not subject or bad_subject(subject):
+                    results[i] = _pub_error(nats.errors.BadSubjectError())
+                elif len(payload) > max_payload:
+                    results[i] = _pub_error(nats.errors.MaxPayloadError())
+                else:
+                    if headers:
+                        try:
+                            hdr = _encode_headers(headers)
+                        except nats.errors.Error as e:
+                            results[i] = _pub_error(e)
+                            tok += 1
+                            continue
+                        hl = len(hdr)
+                        add(f"HPUB {subject} {prefix}{tok} {hl} {hl + len(payload)}\r\n".encode())
+                        add(hdr)
+                    else:
+                        add(f"PUB {subject} {prefix}{tok} {len(payload)}\r\n".encode())
+                    add(payload)
+                    add(b"\r\n")
+                    size += len(payload)
+                    pending[tok] = b
+                    b.left += 1
+                tok += 1
+            if b.left:
+                nc.stats["out_msgs"] += b.left
+                nc.stats["out_bytes"] += size
+                try:
+                    await nc._send_command(b"".join(parts))
+                    if nc._flush_queue is not None and nc._flush_queue.empty():
+                        await nc._flush_pending()
+                except Exception as e:
+                    err = _pub_error(e)
+                    for t in range(base, base + n):
+                        if pending.pop(t, None) is not None:
+                            results[t - base] = err
+                    b.left = 0
+                if b.left:
+                    await asyncio.wait((fut,), timeout=timeout)
+        finally:
+            for t in range(base, base + n):
+                pending.pop(t, None)  # timed out (or cancelled): a late ack is simply dropped
+        timeout_err = PublishError(PublishErrorKind.TIMEOUT, "no ack in time")
+        return [timeout_err if r is None else r for r in results]
 
     # ---- consume
 
@@ -663,13 +871,29 @@ class _AioSide:
         p = self.pullers.get(key)
         if p is None:
             raise nats.js.errors.NotFoundError(description="consumer deleted")
-        return [_to_msg(m) for m in await p.fetch(batch, timeout)]
+        return await p.fetch(batch, timeout)
 
     async def respond(self, replies: list[str], payload: bytes, flush: bool) -> None:
-        assert self.nc is not None
-        for r in replies:
-            await self.nc.publish(r, payload)
-        if flush and not self.nc.is_reconnecting:
+        """The same ``payload`` (``+ACK``, ``-NAK``, ...) to every reply subject: one buffer of PUB lines,
+        one ``_send_command`` (as ``nc.publish`` would queue them, also while reconnecting, within nats-py's
+        pending limit)."""
+        nc = self.nc
+        assert nc is not None
+        if nc.is_closed:
+            raise nats.errors.ConnectionClosedError
+        tail = f" {len(payload)}\r\n".encode() + payload + b"\r\n"
+        buf = b"".join([b"PUB " + r.encode() + tail for r in replies if r])
+        if buf:
+            if not nc.is_connected and (
+                nc._max_pending_size <= 0 or len(buf) + nc._pending_data_size > nc._max_pending_size
+            ):
+                raise nats.errors.OutboundBufferLimitError
+            nc.stats["out_msgs"] += len(replies)
+            nc.stats["out_bytes"] += len(payload) * len(replies)
+            await nc._send_command(buf)
+            if nc._flush_queue is not None and nc._flush_queue.empty():
+                await nc._flush_pending()
+        if flush and not nc.is_reconnecting:
             with contextlib.suppress(nats.errors.TimeoutError, asyncio.TimeoutError):
                 await self.nc.flush(timeout=max(1, round(self.cfg.request_timeout)))
 
