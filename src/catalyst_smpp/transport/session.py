@@ -366,10 +366,18 @@ class SmppSession:
         Raises :class:`trio.WouldBlock` when the window is full or the send buffer above
         its limit, :class:`SessionClosedError` when closed.
         """
-        if self.is_closed:
-            raise SessionClosedError(self.close_reason, self.close_detail)
         conn = self.conn
-        if not self.window_available or self._out_bytes > self.max_send_buffer:
+        if self._closing or conn._state is S.CLOSED:
+            raise SessionClosedError(self.close_reason, self.close_detail)
+        if self._out_bytes > self.max_send_buffer:
+            raise trio.WouldBlock
+        # window_available, inlined (one of these per message and direction)
+        size = conn.config.window_size
+        free = size - conn._windowed
+        cap = self._window_cap
+        if cap < size:
+            free = min(free, cap - conn._windowed)
+        if free <= 0:
             raise trio.WouldBlock
         now = trio.current_time()
         seq = conn.send(pdu, now)
@@ -519,7 +527,18 @@ class SmppSession:
                 t = type(ev)
                 if t is ResponseReceived:
                     stats.responses_received += 1
-                    self._complete(waiters.pop(ev.pdu.sequence_number, None), outcome.Value(ev.pdu))  # type: ignore[attr-defined]
+                    pdu = ev.pdu  # type: ignore[attr-defined]
+                    waiter = waiters.pop(pdu.sequence_number, None)
+                    if waiter is None:
+                        continue
+                    if type(waiter) is _Task:
+                        trio.lowlevel.reschedule(waiter, outcome.Value(pdu))
+                        continue
+                    # a send_request callback: called with the PDU itself (no Outcome per response)
+                    try:
+                        waiter(pdu)
+                    except Exception:
+                        self.log.exception("request callback failed")
                 elif t is RequestReceived:
                     self._on_request(ev.pdu)  # type: ignore[attr-defined]
                 else:
@@ -738,6 +757,9 @@ _WINDOWED: Final = frozenset(
         CommandId.submit_multi,
     )
 )
+
+
+_Task: Final = trio.lowlevel.Task
 
 
 def _closed(conn: SmppConnection) -> bool:
