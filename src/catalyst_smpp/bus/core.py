@@ -895,7 +895,7 @@ class _AioSide:
                 await nc._flush_pending()
         if flush and not nc.is_reconnecting:
             with contextlib.suppress(nats.errors.TimeoutError, asyncio.TimeoutError):
-                await self.nc.flush(timeout=max(1, round(self.cfg.request_timeout)))
+                await nc.flush(timeout=max(1, round(self.cfg.request_timeout)))
 
     async def stream_info(self, kind: Kind) -> api.StreamInfo:
         assert self.js is not None
