@@ -4,7 +4,8 @@ Life of the process:
 
 1. load the config (``ConfigError`` → ``file: key: problem`` on stderr, exit 2), set up logging;
 2. start the metrics endpoint (``[metrics]``; it answers during start-up, ``catalyst_smpp_ready`` 0);
-3. ``open_infrastructure(cfg)`` (embedded nats-server / Postgres when no URLs are configured);
+3. ``open_infrastructure(cfg, db_wait=DB_START_WAIT)`` (embedded nats-server / Postgres when no URLs are
+   configured); Postgres down past that wait → the gateway starts from ``<state_dir>/config-snapshot.json``;
 4. ``Gateway(cfg, infra, node_id=..., metrics=...)``, ``nursery.start(gw.run)`` → ``READY=1``;
 5. signals: ``SIGHUP`` re-reads the config file (an invalid file is logged and the old config stays),
    applies the log level and calls ``gw.reload()`` (``RELOADING=1`` … ``READY=1``); ``SIGTERM``/``SIGINT``
@@ -52,6 +53,9 @@ from catalyst_smpp.service import (  # the daemon re-exports these names
 __all__ = ["EXIT_CONFIG", "WORKER_ENV", "Daemon", "SdNotifier", "WorkerSpec", "main_run", "register"]
 
 log = logging.getLogger("catalyst_smpp.daemon")
+
+DB_START_WAIT = 10.0
+"""Seconds the start waits for Postgres (migrations) before it goes on from the saved config snapshot."""
 
 # --------------------------------------------------------------------------- the daemon
 
@@ -131,13 +135,16 @@ class Daemon:
             version(),
             extra={"config": str(self.config_path), "state_dir": str(self.cfg.node.state_dir)},
         )
-        async with open_infrastructure(self.cfg) as infra:
+        # Postgres that does not answer within DB_START_WAIT is not fatal: the gateway starts from its saved
+        # config snapshot (<state_dir>/config-snapshot.json), or waits for Postgres if it has none
+        async with open_infrastructure(self.cfg, db_wait=DB_START_WAIT) as infra:
             log.info(
                 "infrastructure up",
                 extra={
                     "nats": ",".join(infra.nats_urls),
                     "embedded_nats": infra.embedded_nats is not None,
                     "embedded_postgres": infra.embedded_postgres is not None,
+                    "postgres_up": getattr(infra, "db_ready", True),
                 },
             )
             self.notifier.status("starting: gateway")
@@ -147,6 +154,9 @@ class Daemon:
                 extra["node_num"] = self.cfg.node.number
             if self.worker is not None:  # operator binds and TPS are shared out among the host's workers
                 extra["worker"] = (self.worker.index, self.worker.count)
+            from catalyst_smpp.store.snapshot_file import SNAPSHOT_FILE
+
+            extra["snapshot_file"] = self.cfg.node.state_dir / SNAPSHOT_FILE
             gw = gateway_cls(self.cfg, infra, node_id=self.node, metrics=self.metrics, **extra)
             self.gateway = gw
             async with trio.open_nursery() as n:

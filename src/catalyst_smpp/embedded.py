@@ -42,7 +42,7 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -621,13 +621,21 @@ class Infrastructure:
     dsn: str
     embedded_nats: EmbeddedNats | None = None
     embedded_postgres: EmbeddedPostgres | None = None
+    db_ready: bool = True
+    """False: Postgres could not be reached (or migrated) within ``db_wait``; ``db`` raises until it is up."""
+    db_setup: Callable[[], Awaitable[None]] | None = None
+    """With ``db_ready`` False: what was skipped (migrations, seeds); await it once Postgres answers."""
 
 
 @contextlib.asynccontextmanager
 async def open_infrastructure(
-    cfg: Config, *, watch: bool = True, seed: bool = True
+    cfg: Config, *, watch: bool = True, seed: bool = True, db_wait: float | None = None
 ) -> AsyncIterator[Infrastructure]:
     """Start embedded servers where the config names none, migrate, seed, connect the bus, watch for changes.
+
+    ``db_wait=None``: Postgres must answer (the migration/seed error is raised).  A number: retry for that
+    many seconds, then go on without it: ``infra.db_ready`` is False, ``infra.db_setup`` does the skipped
+    migrations and seeds later (the caller retries it), the watcher retries in the background.
 
     Order on exit is the reverse: watcher, bus, database pool, then the embedded servers we started.
     """
@@ -657,15 +665,60 @@ async def open_infrastructure(
                 dsn,
                 schema=cfg.database.schema,
                 pool_size=cfg.database.pool_size,
-                migrate=cfg.database.migrate_on_start,
+                migrate=cfg.database.migrate_on_start and db_wait is None,
                 connect_timeout=cfg.database.connect_timeout,
                 application_name=f"catalyst-smpp {node}"[:63],
             )
         )
-        if seed and (cfg.operators or cfg.partners):
-            await db.run(seed_from_config, cfg)
+
+        async def db_setup() -> None:
+            if db_wait is not None and cfg.database.migrate_on_start:
+                await db.migrate()
+            if seed and (cfg.operators or cfg.partners):
+                await db.run(seed_from_config, cfg)
+
+        db_ready = True
+        if db_wait is None:
+            await db_setup()
+        else:
+            db_ready = await _try_db_setup(db_setup, db_wait)
         bus = await stack.enter_async_context(Bus.connect(urls, cfg.nats, name=f"catalyst-smpp {node}"))
-        watcher = await stack.enter_async_context(open_config_watcher(db)) if watch else None
-        yield Infrastructure(
-            bus=bus, db=db, watcher=watcher, nats_urls=urls, dsn=dsn, embedded_nats=srv, embedded_postgres=pg
+        watcher = (
+            await stack.enter_async_context(open_config_watcher(db, ready_timeout=10.0 if db_ready else 0.0))
+            if watch
+            else None
         )
+        yield Infrastructure(
+            bus=bus,
+            db=db,
+            watcher=watcher,
+            nats_urls=urls,
+            dsn=dsn,
+            embedded_nats=srv,
+            embedded_postgres=pg,
+            db_ready=db_ready,
+            db_setup=None if db_ready else db_setup,
+        )
+
+
+async def _try_db_setup(setup: Callable[[], Awaitable[None]], wait: float) -> bool:
+    """Retry ``setup`` (migrations, seeds) for ``wait`` seconds; False (logged) when Postgres did not answer.
+    Each attempt is bounded by ``database.connect_timeout`` (a thread in libpq cannot be cancelled)."""
+    import psycopg
+
+    deadline = trio.current_time() + wait
+    delay = 0.2
+    while True:
+        try:
+            await setup()
+            return True
+        except (psycopg.Error, OSError) as e:
+            if trio.current_time() + delay > deadline:
+                log.warning(
+                    "Postgres not reachable or not migratable after %.0fs (%s); going on without it",
+                    wait,
+                    " ".join(str(e).split()) or type(e).__name__,
+                )
+                return False
+        await trio.sleep(delay)
+        delay = min(delay * 2, 2.0)

@@ -14,6 +14,7 @@ Load: our SmppClient as the partner, unique texts, each submitted until acknowle
 from __future__ import annotations
 
 import logging
+import stat
 from pathlib import Path
 
 import attrs
@@ -21,6 +22,7 @@ import pytest
 import trio
 
 from catalyst_smpp.embedded import EmbeddedNats, EmbeddedPostgres
+from catalyst_smpp.protocol.pdu import SubmitSm
 from catalyst_smpp.sim import DelayRange, IdForm, IdFormat, SimConfig
 
 from .harness import (
@@ -166,6 +168,91 @@ async def _postgres_outage(env: Env, pg: EmbeddedPostgres, outage: float = 3.0) 
     assert set(log["submitted"]) == acked and set(log["submitted"].values()) == {1}
     assert set(log["delivered"]) == acked and set(log["delivered"].values()) == {1}
     assert set(log) <= {"accepted", "submitted", "delivered"}, {k: len(v) for k, v in log.items()}
+
+
+# --------------------------------------------------------------------------- started while Postgres is down
+
+
+async def test_gateway_started_while_postgres_down(state_tmp: Path, nats_url: str) -> None:
+    """A node restarted while Postgres is down starts from the snapshot it saved on its last run: it binds the
+    partner and relays (receipts too); once Postgres is back the log catches up and config changes apply."""
+    pg = EmbeddedPostgres(state_tmp / "pg")
+    dsn = await trio.to_thread.run_sync(pg.start)
+    try:
+        with open_env(state_tmp, nats_url, dsn) as env:
+            await _start_without_postgres(env, pg)
+    finally:
+        await trio.to_thread.run_sync(pg.stop)
+
+
+async def _start_without_postgres(env: Env, pg: EmbeddedPostgres) -> None:
+    n = 100
+    all_texts = texts("nopg", n)
+    receipts = Receipts()
+    async with open_sim(_sim()) as sim:
+        _setup(env, sim.port, "acme")
+        gw = GatewayProcess(env, env.tmp / "gw")
+        saved = gw.dir / "state" / "config-snapshot.json"
+        # 1. a normal run (Postgres up) saves the snapshot
+        gw.start()
+        try:
+            await gw.wait_listening(timeout=60)
+            await wait_for(saved.exists, 30, "the config snapshot saved")
+        finally:
+            gw.stop()
+        assert stat.S_IMODE(saved.stat().st_mode) == 0o600
+        # 2. Postgres down; the gateway (re)starts: from the saved snapshot, within a bounded time
+        await trio.to_thread.run_sync(pg.stop)
+        gw.start()
+        try:
+            t0 = trio.current_time()
+            await gw.wait_listening(timeout=45)
+            listening_after = trio.current_time() - t0
+            start_log = gw.tail(400)
+            assert "Postgres is DOWN at start: serving from the configuration snapshot saved" in start_log, (
+                start_log
+            )
+            await wait_for(lambda: sim.bound_sessions == 1, 30, "the connector bound to the SMSC")
+            client = partner_client(gw.port, handler=receipts.handler)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(client.run)
+                with trio.fail_after(10):
+                    await client.wait_bound()
+                with trio.fail_after(60):
+                    load = await submit_load(client, all_texts)
+                await wait_delivered(load, lambda: [sim], 60)
+                await wait_receipts(load, receipts, 60)
+                # 3. Postgres back: the message log gets every row, the real snapshot is loaded
+                await trio.to_thread.run_sync(pg.start)
+                acked = {_dec(i) for i in load.acked.values()}
+                log = await wait_message_log(
+                    env, {"accepted": acked, "submitted": acked, "delivered": acked}, 60
+                )
+                await wait_for(
+                    lambda: "Postgres is back" in gw.tail(400), 60, "the gateway noticing Postgres"
+                )
+                # a route added now takes effect (before it, there is no route for 33)
+                refused = await client.request(
+                    SubmitSm(destination_addr="337700900001", dest_addr_ton=1, short_message=b"no route yet")
+                )
+                assert refused.command_status != 0
+                await trio.to_thread.run_sync(env.add_route, None, "33", ["opA"])
+                late = texts("nopg33", 5)
+                with trio.fail_after(30):
+                    load33 = await submit_load(client, late, dest="337700900001")
+                await wait_delivered(load33, lambda: [sim], 30)
+                await client.aclose()
+        finally:
+            gw.stop()
+        count = check_delivered(
+            all_texts + late, attrs.evolve(load, acked={**load.acked, **load33.acked}), sim
+        )
+    print(f"listening {listening_after:.1f}s after the start with Postgres down")
+    assert listening_after < 30
+    assert count.acked == n + 5 and count.missing == [] and count.duplicates == 0 and count.unexpected == 0
+    assert sorted(r for r, _ in receipts.items if _dec(r) in acked) == sorted(load.acked.values())
+    for event in ("accepted", "submitted", "delivered"):
+        assert {m for m in log[event] if m in acked} == acked and set(log[event].values()) == {1}, event
 
 
 # --------------------------------------------------------------------------- started while NATS is down

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import logging
 import ssl
+from pathlib import Path
 from typing import Any
 
 import attrs
+import psycopg
 import trio
 
 from catalyst_smpp.bus import BusError
@@ -34,6 +36,7 @@ from catalyst_smpp.gateway.routing import Router
 from catalyst_smpp.protocol.session import SessionConfig
 from catalyst_smpp.server import ServerConfig, ServerSession, SmppServer
 from catalyst_smpp.store.records import ConfigSnapshot, Operator, Partner
+from catalyst_smpp.store.snapshot_file import load_snapshot_file, save_snapshot_file
 
 __all__ = ["Gateway"]
 
@@ -79,8 +82,14 @@ class Gateway:
         connectors: bool = True,
         connector_options: dict[str, Any] | None = None,
         worker: tuple[int, int] = (0, 1),
+        snapshot_file: Path | None = None,
     ) -> None:
         self.cfg = cfg
+        # the last good config snapshot on disk (the daemon: <state_dir>/config-snapshot.json): written after
+        # every load from Postgres, read when the node starts while Postgres is down (infra.db_ready False)
+        self.snapshot_file = snapshot_file
+        self.db_pending = False
+        """True while running on the saved snapshot, until Postgres is back (migrated, snapshot reloaded)."""
         self.worker = worker  # (index, count) of this process among the host's workers (run --workers N)
         # extra OperatorConnector keywords (down_after, retry_delays, client_options, ...): tests, tuning
         self.connector_options = dict(connector_options or {})
@@ -130,7 +139,7 @@ class Gateway:
 
     async def run(self, *, task_status: trio.TaskStatus[Gateway] = trio.TASK_STATUS_IGNORED) -> None:
         cfg = self.cfg
-        self._apply_snapshot(await self.db.snapshot())
+        self._apply_snapshot(await self._initial_snapshot())
         async with trio.open_nursery() as n:
             self._nursery = n
             self.events = EventPublisher(self.bus, node=self.node_id, pack=True)
@@ -178,6 +187,8 @@ class Gateway:
             self._sync_connectors()
             if getattr(self.infra, "watcher", None) is not None:
                 n.start_soon(self._watch)
+            if self.db_pending:
+                n.start_soon(self._recover_db)
             log.info(
                 "gateway %s up: ports %s, %d partner(s), %d operator(s), %d route(s)",
                 self.node_id,
@@ -190,11 +201,112 @@ class Gateway:
             await self._done.wait()
             n.cancel_scope.cancel()
 
+    # ------------------------------------------------------------------ snapshot on disk; Postgres down
+
+    async def _save_snapshot(self, snap: ConfigSnapshot) -> None:
+        if self.snapshot_file is None:
+            return
+        try:
+            await trio.to_thread.run_sync(save_snapshot_file, self.snapshot_file, snap)
+        except OSError as e:
+            log.warning("could not save the configuration snapshot to %s: %s", self.snapshot_file, e)
+
+    async def _initial_snapshot(self) -> ConfigSnapshot:
+        if getattr(self.infra, "db_ready", True):  # Postgres up: as always
+            snap: ConfigSnapshot = await self.db.snapshot()
+            await self._save_snapshot(snap)
+            return snap
+        saved = None
+        if self.snapshot_file is not None:
+            try:
+                saved = await trio.to_thread.run_sync(load_snapshot_file, self.snapshot_file)
+            except FileNotFoundError:
+                pass
+            except (OSError, ValueError) as e:
+                log.error("cannot use the saved configuration snapshot %s: %s", self.snapshot_file, e)
+        if saved is not None:
+            snap = saved.snapshot
+            age = saved.age()
+            log.warning(
+                "Postgres is DOWN at start: serving from the configuration snapshot saved %s ago (%s, "
+                "version %d: %d partner(s), %d operator(s), %d route(s)) in %s; config changes and message "
+                "log writes wait until Postgres is back (retrying in the background)",
+                _duration(age),
+                saved.saved_at.isoformat(timespec="seconds"),
+                snap.version,
+                len(snap.partners),
+                len(snap.operators),
+                len(snap.routes),
+                self.snapshot_file,
+            )
+            self.db_pending = True
+            return snap
+        # nothing saved: nothing to serve with; wait for Postgres
+        log.warning(
+            "Postgres is DOWN at start and there is no usable saved configuration snapshot (%s): partners "
+            "cannot be served until Postgres is reachable; retrying",
+            self.snapshot_file or "none configured",
+        )
+        delay, waited, reminded = 1.0, 0.0, 0.0
+        while True:
+            try:
+                await self._db_setup()
+                snap = await self.db.snapshot()
+            except (psycopg.Error, OSError) as e:
+                if waited - reminded >= 30.0:
+                    reminded = waited
+                    log.warning("Postgres still not reachable after %.0fs (%s)", waited, _one_line(e))
+                await trio.sleep(delay)
+                waited += delay
+                delay = min(delay * 2, 10.0)
+                continue
+            log.warning(
+                "Postgres reachable after %.0fs: configuration version %d loaded", waited, snap.version
+            )
+            await self._save_snapshot(snap)
+            return snap
+
+    async def _db_setup(self) -> None:
+        setup = getattr(self.infra, "db_setup", None)
+        if setup is not None:
+            await setup()  # migrations and seeds skipped at start; idempotent
+            self.infra.db_setup = None
+
+    async def _recover_db(self) -> None:
+        """Running on the saved snapshot: once Postgres answers, migrate and reload the real snapshot."""
+        delay, waited, reminded = 1.0, 0.0, 0.0
+        while True:
+            await trio.sleep(delay)
+            waited += delay
+            try:
+                await self._db_setup()
+                await self.reload()
+            except (psycopg.Error, OSError) as e:
+                if waited - reminded >= 60.0:
+                    reminded = waited
+                    log.warning(
+                        "Postgres still down after %.0fs; still serving from the saved configuration "
+                        "snapshot (%s)", waited, _one_line(e)
+                    )  # fmt: skip
+                delay = min(delay * 2, 10.0)
+                continue
+            self.db_pending = False
+            assert self.snapshot is not None
+            log.warning(
+                "Postgres is back after %.0fs: configuration version %d loaded from the database "
+                "(no longer running on the saved snapshot)",
+                waited,
+                self.snapshot.version,
+            )
+            return
+
     async def _watch(self) -> None:
         watcher = self.infra.watcher
         seen = watcher.version
         while True:
             seen = await watcher.wait_for_change(seen)
+            while self.db_pending:  # _recover_db migrates first, then reloads; reload again after it
+                await trio.sleep(0.5)
             try:
                 await self.reload()
             except Exception:
@@ -328,6 +440,7 @@ class Gateway:
             if cfg is not None:
                 self.cfg = cfg
             snap = await self.db.snapshot()
+            await self._save_snapshot(snap)
             old = self._partners
             self._apply_snapshot(snap)
             for sid in set(old) | {
@@ -387,6 +500,21 @@ class Gateway:
                 except Exception:
                     log.exception("flushing events failed")
         self._done.set()
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f}h"
+    return f"{seconds / 86400:.1f}d"
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
 
 
 async def _nursery_holder(*, task_status: trio.TaskStatus[trio.Nursery] = trio.TASK_STATUS_IGNORED) -> None:

@@ -31,10 +31,12 @@ from .repos import (
     load_snapshot,
 )
 from .seed import seed_from_config
+from .snapshot_file import SNAPSHOT_FILE, SavedSnapshot, load_snapshot_file, save_snapshot_file
 from .watch import CHANNEL, ConfigWatcher, open_config_watcher
 
 __all__ = [
     "CHANNEL",
+    "SNAPSHOT_FILE",
     "AuthResult",
     "ConfigSnapshot",
     "ConfigWatcher",
@@ -53,18 +55,21 @@ __all__ = [
     "Route",
     "RouteRepo",
     "RouteTarget",
+    "SavedSnapshot",
     "authenticate",
     "available_migrations",
     "config_version",
     "connect_sync",
     "hash_password",
     "load_snapshot",
+    "load_snapshot_file",
     "migrate",
     "needs_rehash",
     "normalise_operator_id",
     "open_config_watcher",
     "parse_command_status",
     "parse_command_statuses",
+    "save_snapshot_file",
     "seed_from_config",
     "verify_password",
 ]

@@ -102,12 +102,15 @@ class ConfigWatcher:
 
 
 @contextlib.asynccontextmanager
-async def open_config_watcher(db: Database, *, poll_interval: float = 30.0) -> AsyncIterator[ConfigWatcher]:
-    """Start watching; on entry the first version has been read (or the first connect is being retried)."""
+async def open_config_watcher(
+    db: Database, *, poll_interval: float = 30.0, ready_timeout: float = 10.0
+) -> AsyncIterator[ConfigWatcher]:
+    """Start watching; on entry the first version has been read (or the first connect is being retried:
+    after ``ready_timeout`` seconds, 0 when Postgres is known to be down)."""
     w = ConfigWatcher(db, poll_interval)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(w._run)
-        with trio.move_on_after(10):
+        with trio.move_on_after(ready_timeout):
             await w._ready.wait()
         try:
             yield w
