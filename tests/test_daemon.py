@@ -182,6 +182,17 @@ class Notifications:
 
     def wait_for(self, line: str, proc: subprocess.Popen[bytes], timeout: float = 120.0) -> list[str]:
         """Read datagrams until one has the line ``line``; returns those read (timeout: a hang guard)."""
+        return self.wait_until(lambda ln: ln == line, proc, timeout, what=line)
+
+    def wait_until(
+        self,
+        match: Callable[[str], bool],
+        proc: subprocess.Popen[bytes],
+        timeout: float = 120.0,
+        what: str = "a matching line",
+    ) -> list[str]:
+        """Read datagrams until one has a line ``match`` accepts; returns those read."""
+        line = what
         got: list[str] = []
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -194,7 +205,7 @@ class Notifications:
                 continue
             self.seen.append(msg)
             got.append(msg)
-            if line in msg.split("\n"):
+            if any(match(ln) for ln in msg.split("\n")):
                 return got
         raise AssertionError(f"no {line} from the daemon; got {got}")
 
@@ -488,6 +499,8 @@ def test_run_with_two_workers_notify_share_the_port_restart_reload_and_stop(
         os.kill(pids[1], signal.SIGKILL)
         _wait(lambda: _worker_pids(proc.pid).get(1) not in (None, pids[1]), "worker 1 restarted")
         _wait(lambda: _scrape(metrics_base + 1)[("catalyst_smpp_ready", ())] == 1, "worker 1 ready again")
+        # and the parent has taken its READY (it forwards SIGHUP to the workers it knows are ready)
+        notes.wait_until(lambda ln: ln.startswith("STATUS=ready: 2 workers"), proc, what="all workers ready")
         assert _worker_pids(proc.pid)[0] == pids[0]
         # the parent pings the watchdog while every worker is alive (read until one comes: seen only
         # holds what earlier waits happened to read)
