@@ -100,6 +100,7 @@ class _Slot:
     status: str = ""
     reload_pending: bool = False
     reload_failed: bool = False
+    stale_config: bool = False  # was starting during a reload: may have read the file before it changed
     restarts: int = 0
     failures_in_row: int = 0
     last_exit: str = ""
@@ -307,6 +308,7 @@ class Supervisor:
             str(slot.index),
         ]
         slot.ready = False
+        slot.stale_config = False  # a new process reads the file as it is now
         slot.proc = await trio.lowlevel.open_process(
             cmd, env=self._worker_env(slot), stdin=subprocess.DEVNULL, process_group=0
         )
@@ -408,6 +410,12 @@ class Supervisor:
                     )
                     if not self._reloading:
                         self.notifier.status(self._status_text())
+            if fields.get("READY") == "1" and slot.stale_config and slot.alive and not self._stopping:
+                # it was starting when a SIGHUP came: it may have read the file before the change
+                slot.stale_config = False
+                log.info("worker %s was starting during a reload: reloading it now", slot.name)
+                assert slot.proc is not None
+                slot.proc.send_signal(signal.SIGHUP)
             if fields.get("STOPPING") == "1":
                 slot.ready = False
             self._kick()
@@ -569,6 +577,9 @@ class Supervisor:
                     self.cfg = apply_reloaded_config(self.cfg, new, self.node)
                 # the workers re-read the file themselves (an invalid file: each refuses it and says so)
                 targets = [s for s in self.slots if s.alive and s.ready]
+                for s in self.slots:  # starting now: reloaded once it is ready (in _listen)
+                    if s.alive and not s.ready:
+                        s.stale_config = True
                 for slot in targets:
                     slot.reload_pending, slot.reload_failed = True, False
                     assert slot.proc is not None
