@@ -170,6 +170,8 @@ class Daemon:
                 status = f"ready: SMPP on {', '.join(map(str, ports)) or '-'}"
                 if self.metrics_port:
                     status += f"; metrics on {self.metrics_port}"
+                if getattr(gw, "db_pending", False):
+                    status += "; Postgres DOWN: configuration from the saved snapshot"
                 self.notifier.ready(status)
                 log.info(
                     "ready", extra={"smpp_ports": ",".join(map(str, ports)), "metrics": self.metrics_port}

@@ -136,6 +136,12 @@ class Metrics:
         self.ready = m(
             Gauge, "ready", "1 once listeners and connectors are up; 0 while starting or draining."
         )
+        self.config_from_snapshot = m(
+            Gauge,
+            "config_from_snapshot",
+            "1 while this node serves from its saved configuration snapshot (Postgres was down at start); "
+            "0 once Postgres is back and the configuration is read from it again.",
+        )
         self.config_reloads_total = m(
             Counter,
             "config_reloads_total",

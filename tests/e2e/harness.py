@@ -612,6 +612,7 @@ class GatewayProcess:
         self.env = env
         self.dir = directory
         self.port = port or free_port()
+        self.metrics_port = free_port()
         self.node_id = node_id
         self.proc: subprocess.Popen[bytes] | None = None
         self.runs = 0
@@ -649,7 +650,8 @@ reuse_port = false
 shutdown_grace = "3s"
 
 [metrics]
-port = 0
+host = "127.0.0.1"
+port = {self.metrics_port}
 
 [logging]
 level = "INFO"
@@ -715,6 +717,21 @@ level = "INFO"
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "(no log)"
+
+    def metric(self, name: str) -> float | None:
+        """One unlabelled sample from the gateway's /metrics (None when absent)."""
+        import urllib.request
+
+        from prometheus_client.parser import text_string_to_metric_families
+
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as r:
+            body = r.read().decode()
+        for fam in text_string_to_metric_families(body):
+            for s in fam.samples:
+                if s.name == name and not s.labels:
+                    return float(s.value)
+        return None
 
 
 __all__ = [

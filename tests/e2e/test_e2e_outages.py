@@ -212,6 +212,7 @@ async def _start_without_postgres(env: Env, pg: EmbeddedPostgres) -> None:
             assert "Postgres is DOWN at start: serving from the configuration snapshot saved" in start_log, (
                 start_log
             )
+            assert gw.metric("catalyst_smpp_config_from_snapshot") == 1  # what the NOC sees
             await wait_for(lambda: sim.bound_sessions == 1, 30, "the connector bound to the SMSC")
             client = partner_client(gw.port, handler=receipts.handler)
             async with trio.open_nursery() as nursery:
@@ -231,6 +232,7 @@ async def _start_without_postgres(env: Env, pg: EmbeddedPostgres) -> None:
                 await wait_for(
                     lambda: "Postgres is back" in gw.tail(400), 60, "the gateway noticing Postgres"
                 )
+                assert gw.metric("catalyst_smpp_config_from_snapshot") == 0
                 # a route added now takes effect (before it, there is no route for 33)
                 refused = await client.request(
                     SubmitSm(destination_addr="337700900001", dest_addr_ton=1, short_message=b"no route yet")

@@ -240,6 +240,8 @@ class Gateway:
                 self.snapshot_file,
             )
             self.db_pending = True
+            if self.metrics is not None:
+                self.metrics.config_from_snapshot.set(1)
             return snap
         # nothing saved: nothing to serve with; wait for Postgres
         log.warning(
@@ -291,6 +293,8 @@ class Gateway:
                 delay = min(delay * 2, 10.0)
                 continue
             self.db_pending = False
+            if self.metrics is not None:
+                self.metrics.config_from_snapshot.set(0)
             assert self.snapshot is not None
             log.warning(
                 "Postgres is back after %.0fs: configuration version %d loaded from the database "
