@@ -36,6 +36,8 @@ from typing import Any
 
 from _procs import catalyst_command, stop, wait_for_port_file  # bench/ is on sys.path when run as a script
 
+from catalyst_smpp.util.latency import LatencyRecorder
+
 HOST = "127.0.0.1"
 TEXT = "Benchmark message 0123456789"
 DEST = "447700900123"
@@ -44,14 +46,6 @@ SOURCE = "CATALYST"
 
 # ------------------------------------------------------------------------------------------
 # helpers shared by both pairs
-
-
-def _percentile(sorted_values: Sequence[float], p: float) -> float:
-    """Nearest-rank percentile, as LatencyRecorder computes it."""
-    if not sorted_values:
-        return math.nan
-    rank = max(1, math.ceil(p / 100.0 * len(sorted_values)))
-    return sorted_values[rank - 1]
 
 
 # ------------------------------------------------------------------------------------------
@@ -127,14 +121,15 @@ async def _smpp34_client(port: int, binds: int, window: int, count: int) -> dict
     for client in clients:
         with contextlib.suppress(Exception):
             await client.stop()
-    latencies.sort()
+    recorder = LatencyRecorder()
+    recorder.extend(latencies)
     return {
         "submitted": len(latencies),
         "accepted": statuses.get(0, 0),
         "elapsed": elapsed,
         "throughput": len(latencies) / elapsed if elapsed > 0 else 0.0,
-        "p50": _percentile(latencies, 50),
-        "p99": _percentile(latencies, 99),
+        "p50": recorder.percentile(50),
+        "p99": recorder.percentile(99),
     }
 
 

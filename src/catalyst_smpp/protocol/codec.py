@@ -154,7 +154,8 @@ def decode_pdu(data: Buffer, offset: int = 0) -> Pdu:
                     cid,
                     _flags,
                 ) = _unpack_sm_record(buf)
-                # '' for empty strings skips a decode call (~35 ns each; most are empty)
+                # the no-TLV case of _SM_BUILD[1] written out here: the call it saves (~70 ns) is a
+                # tenth of the decode.  '' for empty strings skips a decode call (~35 ns; most are empty)
                 return (SubmitSm if cid == 4 else DeliverSm)(
                     seq,
                     status,
