@@ -293,9 +293,7 @@ class SmppClient:
 
     async def request(self, pdu: Pdu) -> Pdu:
         """Send on a TX/TRX bind within window and TPS; the response (see docs/sessions-api.md)."""
-        cfg = self.config
         retries = 0
-        delay = cfg.throttle_delay
         while True:
             await self._take_token()
             session = await self._pick()
@@ -305,18 +303,25 @@ class SmppClient:
                 if not exc.sent:  # the session went away before the request left: try another
                     continue
                 raise
-            if resp.command_status in _RETRY_STATUSES and retries < cfg.throttle_retries:
-                retries += 1
-                self.stats.throttled_retries += 1
-                now = trio.current_time()
-                session.paused_until = max(session.paused_until, now + delay)
-                session.log.info(
-                    "peer answered 0x%08X: retry %d in %.3fs", resp.command_status, retries, delay
-                )
-                await trio.sleep(delay)
-                delay *= 2
-                continue
-            return resp
+            delay = self.throttle_retry(session, resp.command_status, retries)
+            if delay is None:
+                return resp
+            retries += 1
+            await trio.sleep(delay)
+
+    def throttle_retry(self, session: ClientSession, status: int, retries: int) -> float | None:
+        """After a response with ``status`` to a request already retried ``retries`` times: if the peer
+        asked us to slow down (ESME_RTHROTTLED / ESME_RMSGQFUL) and retries are left, pause ``session``,
+        count and log it, and return the delay before sending the same PDU again; else None.
+        ``request`` uses it, and so can pipelined senders (``acquire`` + ``send_request``)."""
+        cfg = self.config
+        if status not in _RETRY_STATUSES or retries >= cfg.throttle_retries:
+            return None
+        delay: float = cfg.throttle_delay * 2.0**retries
+        self.stats.throttled_retries += 1
+        session.paused_until = max(session.paused_until, trio.current_time() + delay)
+        session.log.info("peer answered 0x%08X: retry %d in %.3fs", status, retries + 1, delay)
+        return delay
 
     async def acquire(self) -> ClientSession:
         """A TPS token and a bound TX/TRX session with a free window slot (waits for both).

@@ -664,14 +664,12 @@ class OperatorConnector:
             return
         st = result.command_status
         client = self.client
-        if st in _THROTTLE_STATUSES and client is not None and retries < client.config.throttle_retries:
-            # what SmppClient.request does: pause this session, send the same PDU again after a delay
-            delay = client.config.throttle_delay * (2**retries)
-            client.stats.throttled_retries += 1
-            session.paused_until = max(session.paused_until, trio.current_time() + delay)
-            session.log.info("peer answered 0x%08X: retry %d in %.3fs", st, retries + 1, delay)
-            self._work.start_soon(self._resend, job, i, pdu, retries + 1, delay)
-            return
+        if st in _THROTTLE_STATUSES and client is not None:
+            # as SmppClient.request does: pause this session, send the same PDU again after a delay
+            delay = client.throttle_retry(session, st, retries)
+            if delay is not None:
+                self._work.start_soon(self._resend, job, i, pdu, retries + 1, delay)
+                return
         if st == 0 and job.mt is not None:
             self._remember(job, i, result.message_id)
         m = self.metrics
