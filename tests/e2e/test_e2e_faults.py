@@ -182,7 +182,9 @@ async def test_operator_connection_dropped_and_simulator_down_for_a_while(env: E
 
                 nursery.start_soon(outage)
                 with trio.fail_after(150):
-                    load = await submit_load(client, all_texts)
+                    # paced (~3 s) so that most messages are still to come when the first SMSC goes away:
+                    # the second one must get enough of them to drop connections too
+                    load = await submit_load(client, all_texts, rate=100.0)
                 await wait_for(back.is_set, 120, "the second SMSC up")
                 await wait_delivered(load, lambda: sims, 120)
                 # the second SMSC stays up: every receipt it has is sent (and acknowledged) in the end
