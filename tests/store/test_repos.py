@@ -240,3 +240,31 @@ async def test_message_log_batches_are_idempotent(db: Database) -> None:
     assert rows[1].final_state == "DELIVRD" and rows[1].operator_message_id == "0A1F"
     assert rows[0] == evs[0]
     assert await db.write_events([]) == 0
+
+
+async def test_message_log_rows_postgres_refuses_do_not_stall_the_batch(db: Database) -> None:
+    # An operator's receipt can carry a NUL inside `err:`; Postgres refuses NUL in text (and psycopg a
+    # lone surrogate).  Such a batch must still be written (text cleaned), or the EVENTS writer would
+    # retry it for ever.
+    t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    mid = unique_name("poison")
+    good = [MessageEvent(f"{mid}-{i}", "accepted", t0, partner="acme") for i in range(5)]
+    nul = MessageEvent(f"{mid}-0", "delivered", t0, error="0\x001", operator_message_id="ab\x00cd")
+    surrogate = MessageEvent(f"{mid}-1", "delivered", t0, partner="acme", source_addr="x\udc80y")
+    assert await db.write_events([*good, nul, surrogate]) == 7
+    rows = await db.run(lambda c: MessageLogRepo(c).for_message(f"{mid}-0"))
+    assert [(r.event, r.error, r.operator_message_id) for r in rows] == [
+        ("accepted", None, None),
+        ("delivered", "0\ufffd1", "ab\ufffdcd"),
+    ]
+    rows = await db.run(lambda c: MessageLogRepo(c).for_message(f"{mid}-1"))
+    assert rows[1].source_addr == "x?y"
+    # the same batch again (a redelivery after a lost ack) goes through the duplicate path: nothing new
+    assert await db.write_events([*good, nul, surrogate]) == 0
+    # a row no cleaning can fix (parts out of int range) is dropped alone; the rest of its batch is stored
+    huge = MessageEvent(f"{mid}-9", "accepted", t0, partner="acme", parts=2**40)
+    fine = MessageEvent(f"{mid}-8", "accepted", t0, partner="acme")
+    assert await db.write_events([huge, fine]) == 1
+    assert await db.run(lambda c: MessageLogRepo(c).for_message(f"{mid}-9")) == []
+    rows = await db.run(lambda c: MessageLogRepo(c).for_message(f"{mid}-8"))
+    assert [r.event for r in rows] == ["accepted"]

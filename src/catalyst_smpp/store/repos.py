@@ -16,6 +16,7 @@ import types
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import attrs
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
@@ -555,6 +556,23 @@ _LOG_COLS = (
 )
 
 
+# what Postgres refuses in a row: NUL in text (DataError), a lone surrogate (UnicodeEncodeError while
+# psycopg encodes the text), a number out of its column's range (DataError)
+_UNSTORABLE = (psycopg.DataError, UnicodeEncodeError)
+
+
+def _clean_text(v: Any) -> Any:
+    if isinstance(v, str):
+        return v.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\ufffd")
+    return v
+
+
+def _storable(e: MessageEvent) -> MessageEvent:
+    """``e`` with every text field Postgres can store (NUL → U+FFFD, a lone surrogate → "?")."""
+    changes: dict[str, Any] = {f: _clean_text(getattr(e, f)) for f in _LOG_COLS if f != "event_at"}
+    return attrs.evolve(e, **changes)
+
+
 class MessageLogRepo:
     """Message/CDR log, written in batches with COPY; idempotent on (message_id, event)."""
 
@@ -567,10 +585,36 @@ class MessageLogRepo:
         Fast path: COPY straight into message_log inside a savepoint.  If any row is a duplicate (a replay
         after a crash), the savepoint is rolled back and the batch goes through a temporary table with
         INSERT ... ON CONFLICT DO NOTHING.  Must run inside a transaction.
+
+        A row Postgres cannot store (a NUL or a lone surrogate in a text field, e.g. an operator's
+        receipt ``err:`` with a NUL in it) must not stall the log: the writer would retry the batch
+        for ever.  So the batch is written again with such characters replaced (NUL by U+FFFD, a lone
+        surrogate by "?"), and if it still fails, row by row, dropping (and logging) only the rows that
+        cannot be stored.
         """
         evs = list(events)
         if not evs:
             return 0
+        try:
+            return self._write(evs)
+        except _UNSTORABLE as exc:
+            log.warning("message log batch of %d rows refused (%s); writing it with text cleaned", len(evs),
+                        exc)  # fmt: skip
+        evs = [_storable(e) for e in evs]
+        try:
+            return self._write(evs)
+        except _UNSTORABLE:
+            pass
+        n = 0
+        for e in evs:
+            try:
+                n += self._write([e])
+            except _UNSTORABLE as exc:
+                log.error("message log: event %s/%s cannot be stored, dropped: %s", e.message_id, e.event,
+                          exc)  # fmt: skip
+        return n
+
+    def _write(self, evs: list[MessageEvent]) -> int:
         try:
             with self.conn.transaction():  # savepoint
                 self._copy("message_log", evs)
@@ -578,19 +622,20 @@ class MessageLogRepo:
         except psycopg.errors.UniqueViolation:
             pass
         cols = ", ".join(_LOG_COLS)
-        self.conn.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS _message_log_in (LIKE message_log INCLUDING DEFAULTS) "
-            "ON COMMIT DELETE ROWS"
-        )
-        self._copy("_message_log_in", evs)
-        with self.conn.cursor() as cur:
-            # ON CONFLICT DO NOTHING also skips duplicates within the batch itself
-            cur.execute(
-                f"INSERT INTO message_log ({cols}) SELECT {cols} FROM _message_log_in "
-                "ON CONFLICT (message_id, event) DO NOTHING"
+        with self.conn.transaction():  # savepoint: a refused row leaves the caller's transaction usable
+            self.conn.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS _message_log_in (LIKE message_log INCLUDING DEFAULTS) "
+                "ON COMMIT DELETE ROWS"
             )
-            n = cur.rowcount
-            cur.execute("TRUNCATE _message_log_in")
+            self._copy("_message_log_in", evs)
+            with self.conn.cursor() as cur:
+                # ON CONFLICT DO NOTHING also skips duplicates within the batch itself
+                cur.execute(
+                    f"INSERT INTO message_log ({cols}) SELECT {cols} FROM _message_log_in "
+                    "ON CONFLICT (message_id, event) DO NOTHING"
+                )
+                n = cur.rowcount
+                cur.execute("TRUNCATE _message_log_in")
         return n
 
     def _copy(self, table: str, evs: list[MessageEvent]) -> None:
