@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import attrs
 import trio
@@ -40,11 +42,39 @@ from catalyst_smpp.transport import (
     SmppSession,
 )
 
-__all__ = ["MessagePlan", "plan_message", "run_cli", "run_load"]
+__all__ = ["MessagePlan", "plan_message", "receipt_match", "run_cli", "run_load"]
 
 logger = logging.getLogger(__name__)
 
 _RECEIPT_TYPES = (int(EsmClass.TYPE_DELIVERY_RECEIPT), int(EsmClass.TYPE_INTERMEDIATE_NOTIFICATION))
+_TAG_RECEIPTED_ID = int(Tag.receipted_message_id)
+_ID_STRIP = " \t\r\n\x00"
+
+# The common receipt text exactly as most SMSCs (and the gateway) write it, up to the stat word; anything
+# else (other spellings, other orders, odd ids) is read by the lenient parse_receipt.
+_PLAIN_RECEIPT = re.compile(
+    rb"id:([0-9A-Za-z]+) sub:[0-9]{3} dlvrd:[0-9]{3} submit date:[0-9]{10,14} done date:[0-9]{10,14}"
+    rb" stat:([A-Z]{5,8}) err:"
+)
+
+
+def receipt_match(short_message: bytes, tlvs: Sequence[Tlv]) -> tuple[str, str] | None:
+    """``(message_id, stat)`` of a receipt in the common text form, as ``parse_receipt`` reads them.
+
+    The id is the receipted_message_id TLV's when it has one, else the text's; the stat is the text's
+    word.  None when the text is not in that exact form: then :func:`parse_receipt` must read it.
+    """
+    m = _PLAIN_RECEIPT.match(short_message)
+    if m is None:
+        return None
+    message_id = ""
+    for tlv in tlvs:  # as parse_receipt's {tag: value}: the last one of the tag counts
+        if tlv.tag == _TAG_RECEIPTED_ID:
+            value = tlv.value
+            if isinstance(value, bytes):
+                value = value.decode("latin-1")
+            message_id = value.strip(_ID_STRIP) if isinstance(value, str) else ""
+    return (message_id or m.group(1).decode("ascii"), m.group(2).decode("ascii"))
 
 
 @attrs.frozen
@@ -114,6 +144,16 @@ class _Run:
         self.dest_base = int(config.dest_addr) if config.dest_addr.isdigit() else None
         self.stopped = False
         """The client is gone for good (no reconnect): nothing more can be sent."""
+        self._fields: dict[str, Any] = {
+            "source_addr_ton": config.source_ton,
+            "source_addr_npi": config.source_npi,
+            "source_addr": config.source_addr,
+            "dest_addr_ton": config.dest_ton,
+            "dest_addr_npi": config.dest_npi,
+            "registered_delivery": config.registered_delivery,
+            "data_coding": self.plan.data_coding,
+        }
+        self._payload_tlvs = (Tlv(int(Tag.message_payload), self.plan.parts[0]),) if self.plan.payload else ()
 
     def touch(self) -> None:
         self.changed.set()
@@ -124,7 +164,9 @@ class _Run:
             return self.returned.pop()
         if self.sending_over:
             return None
-        if (self.limit is not None and self.next_index >= self.limit) or trio.current_time() >= self.deadline:
+        if (self.limit is not None and self.next_index >= self.limit) or (
+            self.deadline != math.inf and trio.current_time() >= self.deadline
+        ):
             self.sending_over = True
             self.touch()
             return None
@@ -139,31 +181,21 @@ class _Run:
         dest = cfg.dest_addr
         if cfg.dest_count > 1 and self.dest_base is not None:
             dest = str(self.dest_base + index % cfg.dest_count).zfill(len(cfg.dest_addr))
-
-        def submit(short_message: bytes = b"", esm_class: int = 0, tlvs: tuple[Tlv, ...] = ()) -> SubmitSm:
-            return SubmitSm(
-                source_addr_ton=cfg.source_ton,
-                source_addr_npi=cfg.source_npi,
-                source_addr=cfg.source_addr,
-                dest_addr_ton=cfg.dest_ton,
-                dest_addr_npi=cfg.dest_npi,
-                destination_addr=dest,
-                esm_class=esm_class,
-                registered_delivery=cfg.registered_delivery,
-                data_coding=plan.data_coding,
-                short_message=short_message,
-                tlvs=tlvs,
-            )
-
+        fields = self._fields  # the fields every submit_sm of the run shares, gathered once
         if plan.payload:
-            return [submit(tlvs=(Tlv(int(Tag.message_payload), plan.parts[0]),))]
+            return [SubmitSm(**fields, destination_addr=dest, tlvs=self._payload_tlvs)]
         if len(plan.parts) == 1:
-            return [submit(plan.parts[0])]
+            return [SubmitSm(**fields, destination_addr=dest, short_message=plan.parts[0])]
         ref = index & 0xFF
         total = len(plan.parts)
         udhi = int(EsmClass.UDHI)
         return [
-            submit(bytes((5, 0, 3, ref, total, seq)) + part, udhi)
+            SubmitSm(
+                **fields,
+                destination_addr=dest,
+                esm_class=udhi,
+                short_message=bytes((5, 0, 3, ref, total, seq)) + part,
+            )
             for seq, part in enumerate(plan.parts, start=1)
         ]
 
@@ -213,14 +245,20 @@ class _Run:
         if not isinstance(pdu, DeliverSm):
             return 0x03  # ESME_RINVCMDID: not something a load tool handles
         if (pdu.esm_class & ESM_TYPE_MASK) in _RECEIPT_TYPES:
-            tlvs: dict[str | int, object] = {t.tag: t.value for t in pdu.tlvs}
-            try:
-                receipt = parse_receipt(pdu.short_message, tlvs)
-            except ReceiptParseError as exc:
-                session.log.warning("unreadable receipt: %s", exc)
-                self.report.receipts_unmatched += 1
+            tracker = self.tracker
+            found = receipt_match(pdu.short_message, pdu.tlvs)
+            if found is not None:
+                tracker.receipt_of(found[0], found[1], trio.current_time())
             else:
-                self.tracker.receipt(receipt, trio.current_time())
+                tlvs: dict[str | int, object] = {t.tag: t.value for t in pdu.tlvs}
+                try:
+                    receipt = parse_receipt(pdu.short_message, tlvs)
+                except ReceiptParseError as exc:
+                    session.log.warning("unreadable receipt: %s", exc)
+                    self.report.receipts_unmatched += 1
+                    return None
+                tracker.receipt(receipt, trio.current_time())
+            if not tracker.receipts_outstanding:  # only the end of the run waits on receipts
                 self.touch()
         else:
             self.report.mo += 1
@@ -251,7 +289,8 @@ class _Run:
                 index = self.take_message()
                 if index is None:
                     return
-                await self.pacer.wait()
+                if self.pacer.interval:
+                    await self.pacer.wait()
                 self.composing += 1
                 try:
                     await self.send_message(client, index, wants)

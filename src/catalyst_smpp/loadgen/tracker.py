@@ -25,8 +25,8 @@ class Tracker:
     id_rule: IdRule = IdRule.AS_IS
     _awaiting_receipt: dict[str, float] = attrs.field(init=False, factory=dict)
     """id key -> submit time, for accepted submits that asked for a receipt."""
-    _early: dict[str, tuple[Receipt, float]] = attrs.field(init=False, factory=dict)
-    """id key -> (receipt, arrival time) for receipts whose response has not come yet."""
+    _early: dict[str, tuple[str, float]] = attrs.field(init=False, factory=dict)
+    """id key -> (receipt stat, arrival time) for receipts whose response has not come yet."""
     _matched: set[str] = attrs.field(init=False, factory=set)
 
     def submitted(self) -> None:
@@ -44,9 +44,9 @@ class Tracker:
         key = id_key(message_id, self.id_rule, IdSide.SUBMIT_RESP)
         early = self._early.pop(key, None)
         if early is not None:
-            receipt, arrived = early
+            stat, arrived = early
             report.receipts_early += 1
-            self._complete(key, receipt, sent_at, arrived)
+            self._complete(key, stat, sent_at, arrived)
         else:
             self._awaiting_receipt[key] = sent_at
 
@@ -54,21 +54,24 @@ class Tracker:
         self.report.unanswered += n
 
     def receipt(self, receipt: Receipt, now: float) -> None:
-        key = id_key(receipt.message_id, self.id_rule, IdSide.RECEIPT)
+        self.receipt_of(receipt.message_id, receipt.stat or receipt.state.name, now)
+
+    def receipt_of(self, message_id: str, stat: str, now: float) -> None:
+        """A receipt for ``message_id`` reporting ``stat`` (what :meth:`receipt` counts it under)."""
+        key = id_key(message_id, self.id_rule, IdSide.RECEIPT)
         sent_at = self._awaiting_receipt.pop(key, None)
         if sent_at is not None:
-            self._complete(key, receipt, sent_at, now)
-        elif key in self._matched:
-            self.report.receipts_duplicate += 1
-        elif key in self._early:
+            self._complete(key, stat, sent_at, now)
+        elif key in self._matched or key in self._early:
             self.report.receipts_duplicate += 1
         else:
-            self._early[key] = (receipt, now)
+            self._early[key] = (stat, now)
 
-    def _complete(self, key: str, receipt: Receipt, sent_at: float, arrived: float) -> None:
+    def _complete(self, key: str, stat: str, sent_at: float, arrived: float) -> None:
         self._matched.add(key)
-        self.report.receipt(receipt.stat or receipt.state.name)
-        self.report.submit_receipt.add(max(0.0, arrived - sent_at))
+        receipts = self.report.receipts
+        receipts[stat] = receipts.get(stat, 0) + 1
+        self.report.submit_receipt.add(arrived - sent_at if arrived > sent_at else 0.0)
 
     @property
     def receipts_outstanding(self) -> int:

@@ -135,15 +135,8 @@ class SimEngine:
         due: float | None = None
         if cfg.receipts and receipt_wanted(registered_delivery, state):
             due = self.delay(cfg.receipt_delay)
-        return Verdict(
-            Action.ACCEPT,
-            0,
-            self.ids.resp_id(number),
-            delay,
-            state,
-            due,
-            self.ids.receipt_id(number),
-        )
+        resp_id, receipt_id = self.ids.ids(number)
+        return Verdict(Action.ACCEPT, 0, resp_id, delay, state, due, receipt_id)
 
     def record(self, verdict: Verdict) -> None:
         """Count a verdict once its response has actually been sent (a dropped connection may withhold it)."""

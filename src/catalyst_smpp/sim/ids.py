@@ -28,18 +28,19 @@ class IdFormat:
     width: int = 0
     upper: bool = False
 
+    _spec: str = attrs.field(init=False, repr=False, eq=False, default="")
+    """The format() spec of the whole spelling (zero padding included), made once."""
+
     def __attrs_post_init__(self) -> None:
         if not 0 <= self.width <= 64:
             raise ValueError("id width must be within 0..64 (message_id is at most 65 octets)")
+        kind = "d" if self.form is IdForm.DEC else ("X" if self.upper else "x")
+        object.__setattr__(self, "_spec", f"0{self.width}{kind}" if self.width else kind)
 
     def format(self, number: int) -> str:
         if number < 0:
             raise ValueError("message id numbers are not negative")
-        if self.form is IdForm.DEC:
-            text = str(number)
-        else:
-            text = format(number, "X" if self.upper else "x")
-        return text.zfill(self.width) if self.width else text
+        return format(number, self._spec)
 
     def parse(self, text: str) -> int:
         return int(text, 16 if self.form is IdForm.HEX else 10)
@@ -71,3 +72,10 @@ class IdGenerator:
     def receipt_id(self, number: int) -> str:
         fmt = self.receipt_format or self.resp_format
         return fmt.format(number)
+
+    def ids(self, number: int) -> tuple[str, str]:
+        """``(resp_id(number), receipt_id(number))``, the one string twice when they are spelt alike."""
+        resp = self.resp_format.format(number)
+        if self.receipt_format is None or self.receipt_format == self.resp_format:
+            return resp, resp
+        return resp, self.receipt_format.format(number)

@@ -25,6 +25,7 @@ import logging
 import math
 import signal
 import sys
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -61,6 +62,56 @@ _RETRY_DELIVER = frozenset(
     {int(CommandStatus.ESME_RX_T_APPN), int(CommandStatus.ESME_RTHROTTLED), int(CommandStatus.ESME_RMSGQFUL)}
 )
 _RETRY_DELAY = 1.0
+_TAG_RECEIPTED_ID = int(Tag.receipted_message_id)
+_TAG_MESSAGE_STATE = int(Tag.message_state)
+
+
+class _ReceiptText:
+    """The receipt text of :func:`format_receipt`, with the dates of now, for many receipts a second.
+
+    Per second and state the whole text is formatted once without id and text (``id: sub:001 ...
+    text:``); each receipt splices its id and text snippet in.  The same octets as one
+    ``format_receipt`` per receipt, at a fraction of the cost (no ``Receipt``, ``datetime`` or
+    ``strftime`` per receipt).
+    """
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._middles: dict[MessageState, bytes] = {}
+        """state -> the text after ``id:<id>`` and before the snippet, for the current second."""
+
+    def make(self, receipt_id: str, state: MessageState, snippet: str) -> bytes:
+        second = int(time.time())
+        if second != self._second:
+            self._second = second
+            self._middles.clear()
+        middle = self._middles.get(state)
+        if middle is None:
+            middle = self._middles[state] = self._middle(state)
+        head = b"id:" + receipt_id.encode("latin-1", errors="replace")
+        if snippet:
+            return head + middle + snippet.encode("latin-1", errors="replace")
+        return head + middle
+
+    @staticmethod
+    def _middle(state: MessageState) -> bytes:
+        now = _dt.datetime.now().replace(microsecond=0)
+        delivered = state is MessageState.DELIVERED
+        text = format_receipt(
+            Receipt(
+                message_id="",
+                state=state,
+                stat=stat_for_state(state),
+                sub=1,
+                dlvrd=1 if delivered else 0,
+                submit_date=now,
+                done_date=now,
+                err="000" if delivered else "001",
+                text="",
+            )
+        )
+        assert text.startswith(b"id:")
+        return text[3:]
 
 
 @attrs.define
@@ -258,6 +309,8 @@ class SmscSimulator:
         self._heap_seq = itertools.count()
         self._heap_wake = trio.Event()
         self._changed = trio.Event()
+        self._receipt_text = _ReceiptText()
+        self._state_tlvs = {state: Tlv.make(_TAG_MESSAGE_STATE, int(state)) for state in MessageState}
         self.server = _SimServer(
             self,
             ServerConfig(
@@ -404,28 +457,12 @@ class SmscSimulator:
         if cfg.receipt_text and stored is not None:
             text = stored.text or ""
             snippet = "".join(c if c in _SAFE_TEXT else "?" for c in text[:20])
-        now = _dt.datetime.now().replace(microsecond=0)
-        delivered = state is MessageState.DELIVERED
         tlvs: tuple[Tlv, ...] = ()
         short = b""
         if cfg.receipt_text:
-            receipt = Receipt(
-                message_id=verdict.receipt_id,
-                state=state,
-                stat=stat_for_state(state),
-                sub=1,
-                dlvrd=1 if delivered else 0,
-                submit_date=now,
-                done_date=now,
-                err="000" if delivered else "001",
-                text=snippet,
-            )
-            short = format_receipt(receipt)
+            short = self._receipt_text.make(verdict.receipt_id, state, snippet)
         if cfg.receipt_tlvs:
-            tlvs = (
-                Tlv.make(Tag.receipted_message_id, verdict.receipt_id),
-                Tlv.make(Tag.message_state, int(state)),
-            )
+            tlvs = (Tlv.make(_TAG_RECEIPTED_ID, verdict.receipt_id), self._state_tlvs[state])
         dest = (
             pdu.destination_addr
             if not isinstance(pdu, SubmitMulti)
