@@ -618,3 +618,25 @@ def test_pair_exchange_with_random_chunking(n: int, cuts: list[int], window: int
             break
     assert len(answered) == n and len(set(answered)) == n
     assert esme.in_flight == 0 and smsc.owed_responses == 0
+
+
+def test_hot_path_events_are_ordinary_frozen_events() -> None:
+    """RequestReceived / ResponseReceived are built without their attrs __init__ on the per-PDU path;
+    they must be the same values (eq, repr) and stay frozen."""
+    import attrs
+
+    esme, smsc = bound_esme(), bound_smsc()
+    seq = esme.send(submit(1), T0)
+    (req_ev,) = feed(smsc, *wire(esme.data_to_send()))
+    assert type(req_ev) is RequestReceived and req_ev.pdu.sequence_number == seq
+    assert req_ev == RequestReceived(req_ev.pdu)
+    assert repr(req_ev) == repr(RequestReceived(req_ev.pdu))
+    smsc.send(req_ev.pdu.make_response(message_id="m1"), T0)
+    (resp_ev,) = feed(esme, *wire(smsc.data_to_send()))
+    assert type(resp_ev) is ResponseReceived
+    assert resp_ev == ResponseReceived(resp_ev.pdu, resp_ev.request)
+    assert resp_ev.request.sequence_number == seq and resp_ev.pdu.message_id == "m1"  # type: ignore[attr-defined]
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        resp_ev.pdu = req_ev.pdu  # type: ignore[misc]
+    assert esme.window_available == esme.config.window_size and esme.in_flight == 0
+    assert smsc.owed_responses == 0

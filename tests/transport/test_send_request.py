@@ -6,11 +6,20 @@ import pytest
 import trio
 import trio.testing
 
-from catalyst_smpp.protocol.events import RequestReceived
-from catalyst_smpp.protocol.pdu import BindTransceiver, BindTransceiverResp, SubmitSm, SubmitSmResp
+from catalyst_smpp.protocol.constants import CommandStatus
+from catalyst_smpp.protocol.events import ConnectionClosed, RequestReceived, ResponseReceived
+from catalyst_smpp.protocol.pdu import (
+    BindTransceiver,
+    BindTransceiverResp,
+    DeliverSm,
+    DeliverSmResp,
+    Pdu,
+    SubmitSm,
+    SubmitSmResp,
+)
 from catalyst_smpp.protocol.session import SessionConfig, SmppConnection
 from catalyst_smpp.protocol.states import Role
-from catalyst_smpp.transport import SessionClosedError, SmppSession
+from catalyst_smpp.transport import DEFERRED, Reply, SessionClosedError, SmppSession
 from tests.transport.peer import SansIoPeer
 
 
@@ -87,3 +96,68 @@ async def test_window_full_and_closed() -> None:
         with pytest.raises(SessionClosedError):
             session.send_request(SubmitSm(destination_addr="4"), outcomes.append)
         await session.wait_closed()
+
+
+async def test_plain_handler_reply_that_cannot_be_encoded_is_answered_rsyserr() -> None:
+    """A handler's response PDU goes out on the reader's fast path; one that fails to encode is
+    answered ESME_RSYSERR (and logged) as before, and the session goes on."""
+    a, b = trio.testing.memory_stream_pair()
+    cfg = SessionConfig(enquire_link_interval=None, bind_timeout=None)
+    conn = SmppConnection(Role.SMSC, cfg, now=trio.current_time())
+
+    def handler(session: SmppSession, pdu: Pdu) -> Reply:
+        if isinstance(pdu, SubmitSm):
+            mid = "x" * 300 if pdu.destination_addr == "bad" else "ok"
+            return pdu.make_response(0, message_id=mid)
+        return None
+
+    session = SmppSession(a, conn, session_id="t", peer="p", handler=handler)
+    peer = SansIoPeer(b, Role.ESME)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(session.run)
+        assert (await peer.bind("trx", "esme", "pw")).command_status == 0
+        bad = await peer.request(SubmitSm(destination_addr="bad"))
+        assert bad.command_status == CommandStatus.ESME_RSYSERR
+        good = await peer.request(SubmitSm(destination_addr="good"))
+        assert good.command_status == 0 and good.message_id == "ok"  # type: ignore[attr-defined]
+        assert session.stats.pdus_in == 3 and not session.is_closed  # the bind, two submit_sm
+        session.close()
+
+
+async def test_respond_from_a_handler_keeps_wire_order_and_survives_close() -> None:
+    """respond() inside a plain handler queues the response at once: it goes out before what the
+    handler sends after it (a receipt), and before the stream closes when the handler closes."""
+    a, b = trio.testing.memory_stream_pair()
+    cfg = SessionConfig(enquire_link_interval=None, bind_timeout=None)
+    conn = SmppConnection(Role.SMSC, cfg, now=trio.current_time())
+    receipts: list[object] = []
+
+    def handler(session: SmppSession, pdu: Pdu) -> Reply:
+        if not isinstance(pdu, SubmitSm):
+            return None
+        session.respond(pdu, pdu.make_response(0, message_id=pdu.destination_addr))
+        if pdu.destination_addr == "close":
+            session.close()
+        else:
+            session.send_request(
+                DeliverSm(short_message=b"id:" + pdu.destination_addr.encode()), receipts.append
+            )
+        return DEFERRED
+
+    session = SmppSession(a, conn, session_id="t", peer="p", handler=handler)
+    peer = SansIoPeer(b, Role.ESME)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(session.run)
+        assert (await peer.bind("trx", "esme", "pw")).command_status == 0
+        await peer.send(SubmitSm(destination_addr="r1"))
+        ev = await peer.next_event()
+        assert isinstance(ev, ResponseReceived) and ev.pdu.message_id == "r1"  # type: ignore[attr-defined]
+        dlr = await peer.expect_request()
+        assert isinstance(dlr, DeliverSm) and dlr.short_message == b"id:r1"
+        await peer.send(dlr.make_response())
+        await peer.send(SubmitSm(destination_addr="close"))
+        ev = await peer.next_event()
+        assert isinstance(ev, ResponseReceived) and ev.pdu.message_id == "close"  # type: ignore[attr-defined]
+        assert isinstance(await peer.expect_closed(), ConnectionClosed)
+        await session.wait_closed()
+    assert [type(r) for r in receipts] == [DeliverSmResp]

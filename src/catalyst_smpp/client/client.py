@@ -329,8 +329,29 @@ class SmppClient:
         For pipelined senders: call ``session.send_request(pdu, on_done)`` before the next
         checkpoint, so the slot is still free.  Raises NotBoundError once the client is closed.
         """
-        await self._take_token()
+        if self._interval:
+            await self._take_token()
+        # _pick's first pass without its coroutine (no checkpoint either way when a session is free)
+        if not self.closed:
+            session = self._pick_now()
+            if session is not None:
+                return session
         return await self._pick()
+
+    def _pick_now(self) -> ClientSession | None:
+        """What ``_pick`` would return at once, or None (none free, or a pause to check: ``_pick`` then)."""
+        tx = self._tx
+        n = len(tx)
+        start = self._rr
+        for k in range(n):
+            i = (start + k) % n
+            s = tx[i]
+            if s._sendable():
+                if s.paused_until != -math.inf:
+                    return None
+                self._rr = (i + 1) % n
+                return s
+        return None
 
     async def _take_token(self) -> None:
         interval = self._interval
@@ -355,7 +376,7 @@ class SmppClient:
                 start = self._rr
                 for k in range(n):
                     s = tx[(start + k) % n]
-                    if not s.window_available or s.buffered_bytes > s.max_send_buffer or s.is_closed:
+                    if not s._sendable():
                         continue
                     if s.paused_until > -math.inf:
                         if now == -math.inf:

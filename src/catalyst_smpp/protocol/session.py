@@ -39,7 +39,7 @@ closes the transport on :class:`Unbound` / :class:`ConnectionClosed`.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
 import attrs
 
@@ -123,6 +123,16 @@ _WINDOWED: Final = frozenset(
 _NO_RESPONSE: Final = frozenset({_OUTBIND, _ALERT})
 _BIND_RESPONSES: Final = frozenset(cid | RESPONSE_BIT for cid in BIND_STATE)
 _PRE_BOUND: Final = frozenset({S.OPEN, S.OUTBOUND, S.BINDING})
+#: requests the core acts on itself before (or instead of) reporting them: the rest take the fast path
+_SPECIAL_REQUESTS: Final = frozenset({_ENQUIRE_LINK, _UNBIND, *_NO_RESPONSE, *(int(c) for c in BIND_STATE)})
+# enum members read from module globals: ``S.CLOSED`` costs ~70 ns per access in CPython 3.11
+_CLOSED: Final = S.CLOSED
+# events built on the hot path without the attrs-generated ``__init__`` of a frozen class (which sets
+# each field through ``object.__setattr__``): same class, same fields, same value
+_new: Final = object.__new__
+_set_rq_pdu: Final = RequestReceived.__dict__["pdu"].__set__
+_set_rs_pdu: Final = ResponseReceived.__dict__["pdu"].__set__
+_set_rs_request: Final = ResponseReceived.__dict__["request"].__set__
 
 
 def _positive(_inst: object, attr: attrs.Attribute[Any], value: float | None) -> None:
@@ -157,17 +167,14 @@ class SessionConfig:
     keep_odd_tlvs: bool = True
 
 
-class _InFlight:
-    """A request of ours awaiting its response."""
-
-    __slots__ = ("deadline", "internal", "pdu", "seq", "windowed")
-
-    def __init__(self, pdu: Pdu, seq: int, deadline: float, windowed: bool, internal: bool) -> None:
-        self.pdu = pdu
-        self.seq = seq
-        self.deadline = deadline
-        self.windowed = windowed
-        self.internal = internal
+#: a request of ours awaiting its response: (pdu, seq, deadline, windowed, internal) -- a tuple, built
+#: once per request (a class with an ``__init__`` costs ~0.2 us more)
+_InFlight: TypeAlias = tuple[Pdu, int, float, bool, bool]
+_PDU: Final = 0
+_SEQ: Final = 1
+_DEADLINE: Final = 2
+_WINDOWED_F: Final = 3
+_INTERNAL: Final = 4
 
 
 class SmppConnection:
@@ -238,7 +245,7 @@ class SmppConnection:
 
     def receive_data(self, data: bytes | bytearray | memoryview, now: float) -> None:
         """Feed bytes from the transport; ``b""`` means the peer closed its side."""
-        if self._state is S.CLOSED:
+        if self._state is _CLOSED:
             return
         if self._opened_at is None:
             self._start(now)
@@ -255,7 +262,16 @@ class SmppConnection:
         if offsets:
             self._last_rx = now
             for off in offsets:
-                self._receive_pdu(buf, off)
+                # decode and dispatch inline (one call less per PDU)
+                try:
+                    pdu = decode_pdu(buf, off)
+                except Exception as exc:
+                    self._decode_failed(exc, buf, off)
+                    continue
+                if pdu.command_id & RESPONSE_BIT:
+                    self._receive_response(pdu)
+                else:
+                    self._receive_request(pdu)
         if self._framer.error is not None:
             self._lost_sync(self._framer.error)
 
@@ -275,7 +291,7 @@ class SmppConnection:
         then).
         """
         state = self._state
-        if state is S.CLOSED:
+        if state is _CLOSED:
             raise LocalProtocolError("the connection is closed")
         if self._opened_at is None:
             self._start(now)
@@ -284,7 +300,7 @@ class SmppConnection:
             raise LocalProtocolError(f"{self.role.name} cannot send {C(cid).name} in state {state.name}")
         if cid & RESPONSE_BIT:
             return self._send_response(pdu)
-        return self._send_request(pdu, now, internal=False)
+        return self._send_request(pdu, now, False)
 
     def data_to_send(self) -> bytes:
         """Everything queued for the peer since the last call (possibly ``b""``)."""
@@ -297,7 +313,7 @@ class SmppConnection:
 
     def get_timer(self) -> float | None:
         """When :meth:`handle_timer` must next be called (absolute, the caller's clock), or ``None``."""
-        if self._state is S.CLOSED or self._opened_at is None:
+        if self._state is _CLOSED or self._opened_at is None:
             return None
         cfg = self.config
         t = self._first_deadline()
@@ -311,7 +327,7 @@ class SmppConnection:
 
     def handle_timer(self, now: float) -> None:
         """Act on every deadline that is due at ``now`` (calling it early is harmless)."""
-        if self._state is S.CLOSED:
+        if self._state is _CLOSED:
             return
         if self._opened_at is None:
             self._start(now)
@@ -319,11 +335,11 @@ class SmppConnection:
         cfg = self.config
         while True:
             first = self._first_deadline_entry()
-            if first is None or first.deadline > now:
+            if first is None or first[_DEADLINE] > now:
                 break
             self._retire(first)
-            req = first.pdu
-            if not first.internal:
+            req = first[_PDU]
+            if not first[_INTERNAL]:
                 self._events.append(ResponseTimeout(req))
             rcid = req.command_id
             if rcid == _ENQUIRE_LINK:
@@ -352,7 +368,7 @@ class SmppConnection:
             and not self._enquiries
             and now >= self._last_rx + cfg.enquire_link_interval
         ):
-            self._send_request(EnquireLink(), now, internal=True)
+            self._send_request(EnquireLink(), now, True)
 
     def close(self) -> None:
         """The driver closed (or is closing) the transport: state CLOSED, :class:`ConnectionClosed`."""
@@ -360,21 +376,33 @@ class SmppConnection:
 
     # ------------------------------------------------------------------ sending
 
-    def _send_request(self, pdu: Pdu, now: float, *, internal: bool) -> int:
+    def _send_request(self, pdu: Pdu, now: float, internal: bool) -> int:
         cid = pdu.command_id
-        windowed = cid in _WINDOWED
-        if windowed and self._windowed >= self.config.window_size:
-            raise WindowFullError(f"window of {self.config.window_size} requests is full")
+        inflight = self._inflight
+        if cid in _WINDOWED:  # the per-message path: submit_sm, deliver_sm, ...
+            cfg = self.config
+            if self._windowed >= cfg.window_size:
+                raise WindowFullError(f"window of {cfg.window_size} requests is full")
+            seq = self._seq + 1
+            if seq > MAX_SEQUENCE_NUMBER or seq in inflight:
+                seq = self._next_seq()
+            else:
+                self._seq = seq
+            pdu.sequence_number = seq
+            self._out.append(encode_pdu(pdu))  # raises before anything else changes
+            entry = (pdu, seq, now + cfg.response_timeout, True, internal)
+            inflight[seq] = entry
+            self._deadlines.append(entry)
+            self._windowed += 1
+            return seq
         seq = self._next_seq()
         pdu.sequence_number = seq
         self._out.append(encode_pdu(pdu))  # raises before anything else changes
         if cid not in _NO_RESPONSE:
-            entry = _InFlight(pdu, seq, now + self.config.response_timeout, windowed, internal)
-            self._inflight[seq] = entry
+            entry = (pdu, seq, now + self.config.response_timeout, False, internal)
+            inflight[seq] = entry
             self._deadlines.append(entry)
-            if windowed:
-                self._windowed += 1
-            elif cid == _ENQUIRE_LINK:
+            if cid == _ENQUIRE_LINK:
                 self._enquiries += 1
         if cid in BIND_STATE:
             self._enter(S.BINDING)
@@ -399,7 +427,10 @@ class SmppConnection:
         if owed is None or (owed != cid and cid not in self._owed_more.get(seq, ())):
             raise LocalProtocolError(f"no {C(cid).name} is owed for sequence_number {seq}")
         self._out.append(encode_pdu(pdu))
-        self._settle_owed(seq, cid)
+        if self._owed_more:
+            self._settle_owed(seq, cid)
+        else:  # _settle_owed without a reused sequence number
+            del self._owed[seq]
         if cid in _BIND_RESPONSES:
             self._bind_answered(pdu)
         return seq
@@ -445,26 +476,18 @@ class SmppConnection:
 
     # ------------------------------------------------------------------ receiving
 
-    def _receive_pdu(self, buf: bytes, off: int) -> None:
-        try:
-            pdu = decode_pdu(buf, off)
-        except UnknownCommandError as exc:
+    def _decode_failed(self, exc: Exception, buf: bytes, off: int) -> None:
+        """``decode_pdu(buf, off)`` raised ``exc`` (the PDU itself was framed)."""
+        if isinstance(exc, UnknownCommandError):
             nack = GenericNack(sequence_number=exc.sequence_number or 0, command_status=exc.status)
             self._emit(nack)
             self._events.append(ProtocolViolation(exc, nack))
-            return
-        except ProtocolError as exc:  # PduDecodeError (FramingError cannot happen on a framed PDU)
+        elif isinstance(exc, ProtocolError):  # PduDecodeError (FramingError cannot happen on a framed PDU)
             self._undecodable(exc, buf, off)
-            return
-        except Exception as exc:  # a decoder bug must not take the session down
+        else:  # a decoder bug must not take the session down
             err = ProtocolError(_RSYSERR, f"decoder failed: {exc!r}")
             err.__cause__ = exc
             self._undecodable(err, buf, off)
-            return
-        if pdu.command_id & RESPONSE_BIT:
-            self._receive_response(pdu)
-        else:
-            self._receive_request(pdu)
 
     def _undecodable(self, exc: ProtocolError, buf: bytes, off: int) -> None:
         cid = exc.command_id
@@ -515,6 +538,17 @@ class SmppConnection:
 
     def _receive_request(self, pdu: Pdu) -> None:
         cid = pdu.command_id
+        if cid in self._recv_ok and cid not in _SPECIAL_REQUESTS:  # submit_sm, deliver_sm, ...
+            seq = pdu.sequence_number
+            owed = self._owed
+            if seq in owed:
+                self._owed_more.setdefault(seq, []).append(cid | RESPONSE_BIT)
+            else:
+                owed[seq] = cid | RESPONSE_BIT
+            ev = _new(RequestReceived)
+            _set_rq_pdu(ev, pdu)
+            self._events.append(ev)
+            return
         seq = pdu.sequence_number
         events = self._events
         if cid not in self._recv_ok:
@@ -566,10 +600,22 @@ class SmppConnection:
             )
             events.append(UnexpectedResponse(pdu, reason))
             return
-        request = entry.pdu
+        request = entry[_PDU]
         rcid = request.command_id
         if cid != rcid | RESPONSE_BIT and cid != _GENERIC_NACK:
             events.append(UnexpectedResponse(pdu, UnexpectedReason.COMMAND_MISMATCH))
+            return
+        if entry[_WINDOWED_F]:  # the per-message path: _retire inlined, a ResponseReceived
+            del self._inflight[seq]
+            self._windowed -= 1
+            d = self._deadlines
+            if d and d[0] is entry:
+                d.popleft()
+            if not entry[_INTERNAL]:
+                ev = _new(ResponseReceived)
+                _set_rs_pdu(ev, pdu)
+                _set_rs_request(ev, request)
+                events.append(ev)
             return
         self._retire(entry)
         if rcid in BIND_STATE:
@@ -584,7 +630,7 @@ class SmppConnection:
             if self._state is S.UNBINDING:  # else a crossing unbind already got us to UNBOUND
                 self._enter(S.UNBOUND)
                 events.append(Unbound(False, pdu))
-        elif not entry.internal:
+        elif not entry[_INTERNAL]:
             events.append(ResponseReceived(pdu, request))
 
     # ------------------------------------------------------------------ bookkeeping
@@ -604,10 +650,10 @@ class SmppConnection:
         return 1 <= seq <= MAX_SEQUENCE_NUMBER and (self._seq_wrapped or seq <= self._seq)
 
     def _retire(self, entry: _InFlight) -> None:
-        del self._inflight[entry.seq]
-        if entry.windowed:
+        del self._inflight[entry[_SEQ]]
+        if entry[_WINDOWED_F]:
             self._windowed -= 1
-        elif entry.pdu.command_id == _ENQUIRE_LINK:
+        elif entry[_PDU].command_id == _ENQUIRE_LINK:
             self._enquiries -= 1
         d = self._deadlines
         if d and d[0] is entry:
@@ -618,14 +664,14 @@ class SmppConnection:
         inflight = self._inflight
         while d:
             e = d[0]
-            if inflight.get(e.seq) is e:
+            if inflight.get(e[_SEQ]) is e:
                 return e
             d.popleft()  # answered already: dropped lazily
         return None
 
     def _first_deadline(self) -> float | None:
         e = self._first_deadline_entry()
-        return None if e is None else e.deadline
+        return None if e is None else e[_DEADLINE]
 
     def _settle_owed(self, seq: int, cid: int) -> None:
         more = self._owed_more.get(seq) if self._owed_more else None
@@ -646,9 +692,9 @@ class SmppConnection:
         self._close(CloseReason.FRAMING_ERROR, str(exc))
 
     def _close(self, reason: CloseReason, detail: str) -> None:
-        if self._state is S.CLOSED:
+        if self._state is _CLOSED:
             return
-        unanswered = tuple(e.pdu for e in self._inflight.values() if not e.internal)
+        unanswered = tuple(e[_PDU] for e in self._inflight.values() if not e[_INTERNAL])
         self._inflight.clear()
         self._deadlines.clear()
         self._windowed = 0

@@ -113,7 +113,10 @@ class ServerSession(SmppSession):
                 self.server.stats_throttled += 1
                 self._answer(pdu, _RTHROTTLED)
                 return
-        super()._on_request(pdu)
+        # SmppSession._on_request without its outbind / alert_notification branch: an SMSC never receives them
+        # (the core refuses them in every state), so every request here goes to the handler
+        self.stats.pdus_in += 1
+        self._dispatch(pdu)
 
     async def _authenticate(self, pdu: Pdu, bind_type: BindType) -> Reply:
         server = self.server
