@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from typing import Any
 
 import trio
@@ -136,6 +137,57 @@ async def test_error_answer_is_redelivered(bus: Bus) -> None:
     assert len(got) == 2
     assert [p.receipted_message_id.decode() for p in got] == [str(OUR_ID + 5)] * 2  # dec format
     assert pd.failed == 1 and pd.delivered == 1
+
+
+async def test_refused_for_good_is_dropped_and_other_errors_back_off(bus: Bus) -> None:
+    # ESME_RX_P_APPN / ESME_RX_R_APPN end a message (SMPP v3.4: final for the receiving ESME); any other error
+    # status is retried with a delay that doubles per delivery
+    snap = _snap(message_id_format="dec")
+    await _publish(bus, [(Kind.DLR, _dlr(i), f"dlr:{i}") for i in (1, 2, 3)])
+    refuse = {str(OUR_ID + 1): 0x65, str(OUR_ID + 2): 0x66}
+    answers: dict[str, list[int]] = {}
+    times: dict[str, list[float]] = {}
+
+    def status_for(pdu: Any, _n: int) -> int:
+        mid = pdu.receipted_message_id.decode()
+        st = refuse.get(mid, 0x08 if len(answers.get(mid, [])) < 3 else 0)  # the third: 3 x RSYSERR first
+        answers.setdefault(mid, []).append(st)
+        times.setdefault(mid, []).append(time.monotonic())
+        return st
+
+    async with partner_server(bus, snap) as ps:
+        pd = PartnerDelivery(
+            ps.server,
+            bus,
+            snap.partners[0],
+            fetch_timeout=0.3,
+            nak_delay=0.3,
+            max_nak_delay=0.6,
+            log_every=0.0,
+        )
+        async with trio.open_nursery() as n:
+            await n.start(pd.run)
+            got = await trio.to_thread.run_sync(
+                lambda: receive_deliveries(
+                    ps.port, "acme", "secret", 6, bind="transceiver", status_for=status_for, deadline=20
+                )
+            )
+            with trio.fail_after(20):
+                while pd.delivered + pd.refused < 3:
+                    await trio.sleep(0.05)
+            await trio.sleep(1.0)  # nothing refused for good comes back
+            pd.stop()
+        assert await _pending(bus, Kind.DLR) == 0
+    assert len(got) == 6
+    assert answers == {
+        str(OUR_ID + 1): [0x65],
+        str(OUR_ID + 2): [0x66],
+        str(OUR_ID + 3): [0x08, 0x08, 0x08, 0],
+    }
+    assert pd.refused == 2 and pd.delivered == 1 and pd.failed == 3
+    gaps = [b - a for a, b in zip(times[str(OUR_ID + 3)], times[str(OUR_ID + 3)][1:], strict=False)]
+    # 0.3 s, then 0.6 s, then capped at 0.6 s (plus fetch latency); the second wait is not the first again
+    assert gaps[0] >= 0.25 and gaps[1] >= 0.55 and gaps[2] >= 0.55
 
 
 async def test_poison_record_terminated_and_others_delivered(bus: Bus) -> None:

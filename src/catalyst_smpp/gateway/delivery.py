@@ -6,7 +6,13 @@ consumers — shared with every other node where the partner is bound, so each m
 no more at a time than the free deliver_sm window of the partner's receivers on this node, and sends a
 ``deliver_sm`` per message spread over those receivers (the one with the most free window first, then the
 next).  A message is acked on ``deliver_sm_resp`` ``ESME_ROK``; on an error status, a response timeout or the
-session's loss it is nak'ed with a delay (the next fetch, here or on another node, gets it again).  A record
+session's loss it is nak'ed with a delay (the next fetch, here or on another node, gets it again).  The delay
+after an error status doubles with each delivery of that message (``nak_delay``, 2x, 4x, ... up to
+``max_nak_delay``), so a partner that refuses a message for hours is not sent it every few seconds.  The two
+statuses SMPP v3.4 defines as final for the receiving ESME, ``ESME_RX_P_APPN`` (0x65, permanent application
+error) and ``ESME_RX_R_APPN`` (0x66, reject message), end the message: it is acked, counted as
+``deliver_total{status="refused"}`` and logged, never sent again.  Refusals are logged at most once per
+``log_every`` seconds per partner, with a count.  A record
 that cannot be decoded is terminated (never redelivered) with an error log.  A partner that is not bound
 anywhere is not fetched for at all: its messages stay in JetStream, bounded by the stream's limits.
 
@@ -49,6 +55,9 @@ _TLV_RECEIPTED_ID: Final = int(Tag.receipted_message_id)
 _TLV_STATE: Final = int(Tag.message_state)
 _TLV_NEC: Final = int(Tag.network_error_code)
 _TLV_PAYLOAD: Final = int(Tag.message_payload)
+# deliver_sm_resp statuses that end the message (SMPP v3.4 5.1.3: the ESME will not take it, ever)
+REFUSED_FOR_GOOD: Final = frozenset({0x65, 0x66})  # ESME_RX_P_APPN, ESME_RX_R_APPN
+_OK, _RETRY, _REFUSED = 0, 1, 2
 
 
 def _date(ts: float) -> dt.datetime | None:
@@ -206,7 +215,9 @@ class PartnerDelivery:
         max_batch: int = 256,
         fetch_timeout: float = 1.0,
         nak_delay: float = 5.0,
+        max_nak_delay: float = 300.0,
         lost_delay: float = 0.5,
+        log_every: float = 10.0,
     ) -> None:
         self.server = server
         self.bus = bus
@@ -216,15 +227,22 @@ class PartnerDelivery:
         self.max_batch = max_batch
         self.fetch_timeout = fetch_timeout
         self.nak_delay = nak_delay
+        self.max_nak_delay = max_nak_delay
         self.lost_delay = lost_delay
+        self.log_every = log_every
         self.delivered = 0
         self.failed = 0
+        """Deliveries to be tried again (error status, no answer, session lost)."""
+        self.refused = 0
+        """Messages the partner refused for good (REFUSED_FOR_GOOD): acked, not sent again."""
+        self._refusals: dict[tuple[int, bool], int] = {}  # (status, final) -> count since the last log line
+        self._refusals_logged = -1e9
         self.skipped = 0
         self._stopping = False
         self._scope: trio.CancelScope | None = None
         self._fetch_scopes: list[trio.CancelScope] = []
         self._in_flight = 0
-        self._done: collections.deque[tuple[Any, Any, bool, float]] = collections.deque()
+        self._done: collections.deque[tuple[Any, Any, int, float]] = collections.deque()
         self._done_lot = trio.lowlevel.ParkingLot()
         self._rr = 0
         self._pullers = 0
@@ -328,9 +346,9 @@ class PartnerDelivery:
                 continue
             if not await self._send(consumer, m, pdu):
                 # nobody bound any more: everything left goes back at once
-                self._finish(consumer, m, False, self.lost_delay)
+                self._finish(consumer, m, _RETRY, self.lost_delay)
                 for rest in msgs[i + 1 :]:
-                    self._finish(consumer, rest, False, self.lost_delay)
+                    self._finish(consumer, rest, _RETRY, self.lost_delay)
                 break
         try:
             if poison:
@@ -374,27 +392,46 @@ class PartnerDelivery:
         def on_done(result: Any) -> None:
             self._in_flight -= 1
             if isinstance(result, Pdu):
-                if result.command_status == 0:
-                    self._finish(consumer, msg, True, 0.0)
+                status = result.command_status
+                if status == 0:
+                    self._finish(consumer, msg, _OK, 0.0)
+                elif status in REFUSED_FOR_GOOD:
+                    self._refusal(status, True)
+                    self._finish(consumer, msg, _REFUSED, 0.0)
                 else:
-                    log.info(
-                        "[%s] deliver_sm answered 0x%08X; redelivery in %.1fs",
-                        self.system_id,
-                        result.command_status,
-                        self.nak_delay,
-                    )
-                    self._finish(consumer, msg, False, self.nak_delay)
+                    self._refusal(status, False)
+                    self._finish(consumer, msg, _RETRY, self._backoff(msg))
             else:
                 log.info(
                     "[%s] deliver_sm not answered (%s); redelivery", self.system_id, type(result).__name__
                 )
-                delay = self.nak_delay if isinstance(result, ResponseTimeoutError) else self.lost_delay
-                self._finish(consumer, msg, False, delay)
+                delay = self._backoff(msg) if isinstance(result, ResponseTimeoutError) else self.lost_delay
+                self._finish(consumer, msg, _RETRY, delay)
 
         return on_done
 
-    def _finish(self, consumer: Any, msg: Any, ok: bool, delay: float) -> None:
-        self._done.append((consumer, msg, ok, delay))
+    def _backoff(self, msg: Any) -> float:
+        """nak_delay, doubled for each earlier delivery of ``msg``, at most max_nak_delay."""
+        n = getattr(msg, "num_delivered", 1) or 1
+        return min(self.nak_delay * (1 << min(n - 1, 30)), self.max_nak_delay)
+
+    def _refusal(self, status: int, final: bool) -> None:
+        """Count a refused deliver_sm; log the counts at most once per ``log_every`` seconds."""
+        key = (status, final)
+        self._refusals[key] = self._refusals.get(key, 0) + 1
+        now = trio.current_time()
+        if now - self._refusals_logged < self.log_every:
+            return
+        self._refusals_logged = now
+        parts = [
+            f"{n} x 0x{st:08X} ({'refused for good: dropped' if fin else 'redelivery with back-off'})"
+            for (st, fin), n in sorted(self._refusals.items())
+        ]
+        self._refusals.clear()
+        log.warning("[%s] deliver_sm refused by the partner: %s", self.system_id, ", ".join(parts))
+
+    def _finish(self, consumer: Any, msg: Any, outcome: int, delay: float) -> None:
+        self._done.append((consumer, msg, outcome, delay))
         if self._done_lot:  # the settler is parked (unpark of an empty lot is not free)
             self._done_lot.unpark()
 
@@ -411,15 +448,22 @@ class PartnerDelivery:
                 continue
             acks: dict[int, tuple[Any, list[Any]]] = {}
             naks: dict[tuple[int, float], tuple[Any, list[Any]]] = {}
+            refused = 0
             while done:
-                consumer, msg, ok, delay = done.popleft()
-                if ok:
-                    acks.setdefault(id(consumer), (consumer, []))[1].append(msg)
-                else:
+                consumer, msg, outcome, delay = done.popleft()
+                if outcome == _RETRY:
                     naks.setdefault((id(consumer), delay), (consumer, []))[1].append(msg)
+                else:
+                    acks.setdefault(id(consumer), (consumer, []))[1].append(msg)
+                    refused += outcome == _REFUSED
+            acked = sum(len(msgs) for _c, msgs in acks.values())
+            if acked - refused:
+                self.delivered += acked - refused
+                self._count("ok", acked - refused)
+            if refused:
+                self.refused += refused
+                self._count("refused", refused)
             for consumer, msgs in acks.values():
-                self.delivered += len(msgs)
-                self._count("ok", len(msgs))
                 try:
                     await consumer.ack(msgs)
                 except (
