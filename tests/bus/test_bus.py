@@ -189,6 +189,24 @@ async def test_full_subject_fails_per_message(nats_url: str, nats_config: NatsCo
         assert isinstance(res[-1], PubAck)
 
 
+async def test_partner_streams_drop_the_oldest_at_the_bound(nats_url: str, nats_config: NatsConfig) -> None:
+    # the default for DLR/MO (discard "old"): a partner at its bound loses its oldest receipts; every publish
+    # succeeds, so the operator's deliver_sm are answered ESME_ROK and other partners never wait behind it
+    assert nats_config.streams.dlr.discard == "old" and nats_config.streams.mo.discard == "old"
+    small = attrs.evolve(nats_config.streams.dlr, max_msgs_per_subject=5)
+    cfg = attrs.evolve(nats_config, streams=attrs.evolve(nats_config.streams, dlr=small))
+    async with Bus.connect(nats_url, cfg) as bus:
+        res = await bus.publish_batch(
+            [(bus.subject(Kind.DLR, "slow"), b"%d" % i, None, f"s{i}") for i in range(8)]
+            + [(bus.subject(Kind.DLR, "other"), b"y", None, "o1")]
+        )
+        assert all(isinstance(r, PubAck) for r in res)
+        slow = await bus.consumer(Kind.DLR, "slow")
+        assert sorted(m.data for m in await _drain(slow, 5)) == [b"3", b"4", b"5", b"6", b"7"]
+        other = await bus.consumer(Kind.DLR, "other")
+        assert [m.data for m in await _drain(other, 1)] == [b"y"]
+
+
 async def test_subject_without_stream_is_a_per_message_error(bus: Bus) -> None:
     res = await bus.publish_batch(
         [
