@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import trio
 
 from catalyst_smpp.bus import Bus, Kind
 from catalyst_smpp.gateway.events import (
+    ROW_FIELDS,
     EventPublisher,
     EventWriter,
     event_from_json,
+    event_row,
     event_to_json,
+    events_from_bytes,
     make_event,
+    row_to_event,
+    rows_from_bytes,
 )
 from catalyst_smpp.store import Database, MessageEvent, MessageLogRepo
 from tests.services import unique_name
@@ -117,3 +123,39 @@ async def test_writer_terms_poison_messages(bus: Bus, db: Database) -> None:
     assert writer.stats.poison == 1
     rows = await db.run(lambda c: MessageLogRepo(c).for_message(mid))
     assert [r.event for r in rows] == ["accepted"]
+
+
+def test_rows_from_bytes_reads_every_form_like_events_from_bytes() -> None:
+    # the writer hands rows (no MessageEvent per row) to the log; what it reads and what it drops must be
+    # exactly what events_from_bytes reads and drops, for packed rows and the older object forms alike
+    full = list(event_row("1", "delivered", "acme", "op1", "4477", "Cat", 2, 5, "UNDELIV", "0\t3\\4", "0A",
+                          "n1", at=1714564801.005, display_id="d1"))  # fmt: skip
+    old_row = full[:13]  # a node before display_id
+    short = ["2", "accepted", 1714564801]  # int seconds, every other field defaulted
+    longer = [*full[:14], "a future field"]
+    bad = [["bad"], [1, "x", 2.0], ["3", "", 1.0], ["4", "accepted", True], ["5", "accepted", float("nan")],
+           ["6", "accepted", 1e300], ["7", "accepted", "2024-05-01"], "junk", None]  # fmt: skip
+    payloads = [
+        json.dumps([full, old_row, short, longer, *bad]).encode(),
+        json.dumps([]).encode(),
+        b"[not json",
+        b'{"an": "object"}',
+        event_to_json(make_event("8", "accepted", partner="acme")),
+        event_to_json(make_event("9", "failed", error="x\ny"))
+        + b"\n{oops\n"
+        + event_to_json(make_event("9", "a")),
+    ]
+    for payload in payloads:
+        rows, n_bad = rows_from_bytes(payload)
+        evs, ev_bad = events_from_bytes(payload)
+        assert n_bad == ev_bad
+        assert all(len(r) == len(ROW_FIELDS) for r in rows)
+        as_events = [
+            MessageEvent(*r) if isinstance(r[2], dt.datetime) else row_to_event(list(r)) for r in rows
+        ]
+        assert as_events == evs
+    rows, n_bad = rows_from_bytes(payloads[0])
+    assert n_bad == len(bad)
+    assert list(rows[0]) == full and list(rows[3]) == full
+    assert list(rows[1]) == [*old_row, None]
+    assert list(rows[2]) == ["2", "accepted", 1714564801, "", "", "", "", 1, None, None, None, None, "", None]

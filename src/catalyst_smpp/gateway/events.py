@@ -4,8 +4,10 @@
   bounded buffer that :meth:`EventPublisher.run` flushes with one ``publish_batch`` per batch.  A full
   buffer drops the event (counted and logged): events are the log, never the message itself, so the
   message path must not wait for them.
-* :class:`EventWriter` -- consumes the shared durable ``EVENTS_all`` and writes ``db.write_events``
-  in batches; acks only after the write commits, naks (with a delay) when the database fails.
+* :class:`EventWriter` -- consumes the shared durable ``EVENTS_all`` and writes ``db.write_log_rows``
+  in batches (the rows as read, :func:`rows_from_bytes`: no ``MessageEvent`` or ``datetime`` per row; the
+  repository builds one COPY text per batch); acks only after the write commits, naks (with a delay) when
+  the database fails.
   ``(message_id, event)`` is the log's key, so a redelivered batch is harmless.
 
 On the wire an event is one compact JSON object (``event_to_json`` / ``event_from_json``), with
@@ -41,7 +43,7 @@ import psycopg
 import trio
 
 from catalyst_smpp.bus import Bus, BusError, Kind, PublishError, PublishItem
-from catalyst_smpp.store import Database, MessageEvent
+from catalyst_smpp.store import Database, LogRow, MessageEvent
 
 __all__ = [
     "EVENT_TYPES",
@@ -54,6 +56,7 @@ __all__ = [
     "events_from_bytes",
     "make_event",
     "row_to_event",
+    "rows_from_bytes",
 ]
 
 log = logging.getLogger(__name__)
@@ -226,6 +229,78 @@ def events_from_bytes(data: bytes) -> tuple[list[MessageEvent], int]:
         except ValueError:
             bad += 1
     return out, bad
+
+
+_ROW_DEFAULTS: tuple[Any, ...] = tuple(f.default for f in attrs.fields(MessageEvent))
+_NCOLS = len(ROW_FIELDS)
+# event_at (unix seconds) surely inside datetime's range (years 1..9999); beyond these, fromtimestamp decides
+_AT_MIN = -62_135_596_000.0
+_AT_MAX = 253_402_300_000.0
+
+
+def _log_row(row: Any) -> LogRow:
+    """A packed row → the message log row it stands for (:data:`ROW_FIELDS`, shorter rows padded with the
+    defaults, later fields ignored; ``event_at`` stays unix seconds); ValueError for what
+    :func:`row_to_event` refuses."""
+    if not isinstance(row, list | tuple) or len(row) < 3:
+        raise ValueError("not an event row")
+    mid, event, at = row[0], row[1], row[2]
+    if not isinstance(mid, str) or not isinstance(event, str) or not event:
+        raise ValueError("not an event row: bad message_id/event")
+    if not isinstance(at, float | int) or isinstance(at, bool):
+        raise ValueError("not an event row: bad event_at")
+    if not _AT_MIN < at < _AT_MAX:  # NaN too
+        try:
+            _fromtimestamp(at, _UTC)
+        except (OverflowError, OSError, ValueError) as exc:
+            raise ValueError(f"not an event row: {exc}") from None
+    n = len(row)
+    if n == _NCOLS:
+        return row
+    return (*row[:_NCOLS], *_ROW_DEFAULTS[n:])
+
+
+def _event_log_row(ev: MessageEvent) -> LogRow:
+    return tuple([getattr(ev, name) for name in _FIELDS])
+
+
+def rows_from_bytes(data: bytes) -> tuple[list[LogRow], int]:
+    """Like :func:`events_from_bytes`, but the message log rows themselves (for
+    :meth:`Database.write_log_rows`, no :class:`MessageEvent` per row): a packed row as it came (unix
+    seconds), an event of the older forms with its ``event_at`` datetime."""
+    if data[:1] == b"[":
+        try:
+            rows = json.loads(data)
+        except ValueError:
+            return [], 1
+        if not isinstance(rows, list):
+            return [], 1
+        out: list[LogRow] = []
+        ap = out.append
+        bad = 0
+        str_ = str
+        float_ = float
+        at_min, at_max, ncols = _AT_MIN, _AT_MAX, _NCOLS
+        for row in rows:
+            # the common row, checked inline; anything else through _log_row
+            if (
+                type(row) is list
+                and len(row) == ncols
+                and type(row[0]) is str_
+                and type(row[1]) is str_
+                and row[1]
+                and type(row[2]) is float_
+                and at_min < row[2] < at_max
+            ):
+                ap(row)
+                continue
+            try:
+                ap(_log_row(row))
+            except ValueError:
+                bad += 1
+        return out, bad
+    evs, bad = events_from_bytes(data)
+    return [_event_log_row(ev) for ev in evs], bad
 
 
 @attrs.define
@@ -406,7 +481,7 @@ class WriterStats:
 
 
 class EventWriter:
-    """``EVENTS_all`` → ``db.write_events`` in batches → ack (nak on database errors)."""
+    """``EVENTS_all`` → ``db.write_log_rows`` in batches → ack (nak on database errors)."""
 
     def __init__(
         self,
@@ -452,14 +527,15 @@ class EventWriter:
             if not msgs:
                 continue
             self.stats.received += len(msgs)
-            events, good, poison = [], [], []
+            events: list[LogRow] = []
+            good, poison = [], []
             for m in msgs:
-                evs, bad = events_from_bytes(m.data)
+                rows, bad = rows_from_bytes(m.data)
                 if bad:
                     self.stats.poison += bad
                     log.error("dropping %d undecodable event(s) (seq %d)", bad, m.stream_seq)
-                if evs:
-                    events.extend(evs)
+                if rows:
+                    events.extend(rows)
                     good.append(m)
                 else:
                     poison.append(m)
@@ -469,7 +545,7 @@ class EventWriter:
                     await consumer.term(poison)
                 if events:
                     try:
-                        n = await self.db.write_events(events)
+                        n = await self.db.write_log_rows(events)
                     except (psycopg.Error, OSError) as exc:
                         self.stats.db_errors += 1
                         if failing_since is None:

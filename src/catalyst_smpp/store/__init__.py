@@ -21,6 +21,7 @@ from .records import (
     parse_command_statuses,
 )
 from .repos import (
+    LogRow,
     MessageLogRepo,
     MoRouteRepo,
     NotFound,
@@ -41,6 +42,7 @@ __all__ = [
     "ConfigSnapshot",
     "ConfigWatcher",
     "Database",
+    "LogRow",
     "MessageEvent",
     "MessageLogRepo",
     "Migration",

@@ -20,7 +20,7 @@ from psycopg import sql
 
 from .migrate import migrate
 from .records import ConfigSnapshot, MessageEvent
-from .repos import MessageLogRepo, load_snapshot
+from .repos import LogRow, MessageLogRepo, load_snapshot
 
 __all__ = ["Database", "connect_sync"]
 
@@ -173,6 +173,14 @@ class Database:
         if not evs:
             return 0
         return await self.run(lambda conn: MessageLogRepo(conn).write(evs))
+
+    async def write_log_rows(self, rows: Iterable[LogRow]) -> int:
+        """Batch-insert message log rows given as tuples/lists (:data:`~catalyst_smpp.store.repos.LogRow`,
+        no :class:`MessageEvent` per row); duplicates of (message_id, event) are skipped."""
+        batch = list(rows)
+        if not batch:
+            return 0
+        return await self.run(lambda conn: MessageLogRepo(conn).write_rows(batch))
 
     async def snapshot(self) -> ConfigSnapshot:
         """Partners, operators and routes, read in one REPEATABLE READ transaction."""

@@ -11,12 +11,12 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import logging
+import operator
 import re
 import types
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import attrs
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
@@ -34,6 +34,7 @@ from .records import (
 )
 
 __all__ = [
+    "LogRow",
     "MessageLogRepo",
     "MoRouteRepo",
     "NotFound",
@@ -556,9 +557,129 @@ _LOG_COLS = (
 )
 
 
-# what Postgres refuses in a row: NUL in text (DataError), a lone surrogate (UnicodeEncodeError while
-# psycopg encodes the text), a number out of its column's range (DataError)
-_UNSTORABLE = (psycopg.DataError, UnicodeEncodeError)
+# what Postgres refuses in a row: NUL in text (DataError), a lone surrogate (UnicodeEncodeError while the
+# COPY text is encoded), a number out of its column's range (DataError), a NULL in a NOT NULL column
+# (NotNullViolation: a row with e.g. partner None), a value that has no COPY text (_Unformattable)
+class _Unformattable(ValueError):
+    """A log row that cannot be turned into COPY text (wrong length, an event_at that is no time)."""
+
+
+_UNSTORABLE = (psycopg.DataError, UnicodeEncodeError, psycopg.errors.NotNullViolation, _Unformattable)
+
+LogRow = Sequence[Any]
+"""A message log row: the 14 columns of :data:`_LOG_COLS` in that order (the order of
+:class:`MessageEvent`'s fields); ``event_at`` as unix seconds (float or int) or a datetime."""
+
+_NCOLS = len(_LOG_COLS)
+_NULL = "\\N"
+_count_none = operator.methodcaller("count", None)
+_EPOCH_NAIVE = dt.datetime(1970, 1, 1)
+_SECOND_TEXT: dict[int, str] = {}
+"""Unix second → ``"YYYY-MM-DD HH:MM:SS"`` (UTC): a batch's rows share a few seconds."""
+
+
+def _second_text(sec: int) -> str:
+    text = _SECOND_TEXT.get(sec)
+    if text is None:
+        if len(_SECOND_TEXT) >= 4096:
+            _SECOND_TEXT.clear()
+        text = _SECOND_TEXT[sec] = (_EPOCH_NAIVE + dt.timedelta(seconds=sec)).isoformat(" ")
+    return text
+
+
+def _timestamp_text(at: Any) -> str:
+    """``event_at`` as timestamptz input: unix seconds are rounded to the microsecond exactly as
+    ``datetime.fromtimestamp`` does (half to even); a datetime goes as psycopg would send it."""
+    if type(at) is float or type(at) is int:
+        sec = int(at)
+        us = round((at - sec) * 1e6)
+        if us >= 1_000_000:
+            sec += 1
+            us -= 1_000_000
+        elif us < 0:
+            sec -= 1
+            us += 1_000_000
+        return f"{_second_text(sec)}.{us:06d}+00"
+    if isinstance(at, dt.datetime):
+        return at.isoformat()
+    raise TypeError(f"event_at {at!r} is no time")
+
+
+def _copy_text_fast(rows: Sequence[LogRow]) -> str | None:
+    """COPY text for ``rows`` when every row is plain (text columns str, nullable ones str or None, no
+    backslash/tab/newline/CR in any value), else None.  One ``join`` per row (a None or a number in a text
+    column fails it), checked once per batch: the separators counted must be the ones written, and the
+    only backslashes the ``\\N`` of the Nones."""
+    out: list[str] = []
+    ap = out.append
+    ts = _timestamp_text
+    seconds = _SECOND_TEXT
+    join = "\t".join
+    null = _NULL
+    try:
+        for r in rows:
+            mid, ev, at, pa, op, sa, da, parts, st, fs, er, om, node, di = r
+            if type(at) is float:  # the common case inline: a second already formatted
+                sec = int(at)
+                us = round((at - sec) * 1e6)
+                base = seconds.get(sec)
+                t = f"{base}.{us:06d}+00" if base is not None and 0 <= us < 1_000_000 else ts(at)
+            else:
+                t = ts(at)
+            values = (mid, ev, t, pa, op, sa, da, str(parts), null if st is None else str(st),
+                      null if fs is None else fs, null if er is None else er, null if om is None else om,
+                      node, null if di is None else di)  # fmt: skip
+            ap(join(values))
+        nulls = sum(map(_count_none, rows))
+    except (TypeError, ValueError, OverflowError):
+        return None
+    n = len(out)
+    out.append("")
+    data = "\n".join(out)
+    if (
+        data.count("\t") != (_NCOLS - 1) * n
+        or data.count("\n") != n
+        or "\r" in data
+        or data.count("\\") != nulls
+    ):
+        return None
+    return data
+
+
+def _copy_field(v: Any) -> str:
+    if v is None:
+        return "\\N"
+    s = v if type(v) is str else str(v)
+    if "\\" in s or "\t" in s or "\n" in s or "\r" in s:
+        s = s.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    return s
+
+
+def _copy_line(r: LogRow) -> str:
+    if len(r) != _NCOLS:
+        raise _Unformattable(f"a log row has {_NCOLS} values, not {len(r)}")
+    try:
+        at = _timestamp_text(r[2])
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise _Unformattable(f"event_at: {exc}") from None
+    fields = [_copy_field(v) for v in r]
+    fields[2] = at
+    return "\t".join(fields) + "\n"
+
+
+def copy_text(rows: Sequence[LogRow]) -> str:
+    """The COPY (text format) data of ``rows`` (:data:`LogRow`) for :data:`_LOG_COLS`: values escaped
+    (backslash, tab, newline, carriage return), None as ``\\N``, other values as their ``str``.  Raises
+    a ValueError for a row that has no COPY text."""
+    data = _copy_text_fast(rows)
+    if data is None:
+        data = "".join([_copy_line(r) for r in rows])
+    return data
+
+
+def _storable_row(r: LogRow) -> LogRow:
+    """``r`` with every text value Postgres can store (NUL → U+FFFD, a lone surrogate → "?")."""
+    return tuple([_clean_text(v) for v in r])
 
 
 def _clean_text(v: Any) -> Any:
@@ -567,10 +688,13 @@ def _clean_text(v: Any) -> Any:
     return v
 
 
-def _storable(e: MessageEvent) -> MessageEvent:
-    """``e`` with every text field Postgres can store (NUL → U+FFFD, a lone surrogate → "?")."""
-    changes: dict[str, Any] = {f: _clean_text(getattr(e, f)) for f in _LOG_COLS if f != "event_at"}
-    return attrs.evolve(e, **changes)
+def _row_key(r: LogRow) -> tuple[Any, Any]:
+    return (r[0] if len(r) > 0 else None, r[1] if len(r) > 1 else None)
+
+
+def _event_row(e: MessageEvent) -> LogRow:
+    return (e.message_id, e.event, e.event_at, e.partner, e.operator, e.source_addr, e.dest_addr, e.parts,
+            e.status, e.final_state, e.error, e.operator_message_id, e.node, e.display_id)  # fmt: skip
 
 
 class MessageLogRepo:
@@ -580,11 +704,18 @@ class MessageLogRepo:
         self.conn = conn
 
     def write(self, events: Iterable[MessageEvent]) -> int:
-        """Insert a batch; rows whose (message_id, event) already exist are skipped.  Returns rows inserted.
+        """Insert a batch of events; see :meth:`write_rows`."""
+        return self.write_rows([_event_row(e) for e in events])
 
-        Fast path: COPY straight into message_log inside a savepoint.  If any row is a duplicate (a replay
-        after a crash), the savepoint is rolled back and the batch goes through a temporary table with
-        INSERT ... ON CONFLICT DO NOTHING.  Must run inside a transaction.
+    def write_rows(self, rows: Iterable[LogRow]) -> int:
+        """Insert a batch of rows (:data:`LogRow`: the :class:`MessageEvent` fields in order, ``event_at``
+        as unix seconds or a datetime); rows whose (message_id, event) already exist are skipped.  Returns
+        rows inserted.
+
+        Fast path: the batch's COPY text built at once (:func:`copy_text`), COPY straight into message_log
+        inside a savepoint.  If any row is a duplicate (a replay after a crash), the savepoint is rolled
+        back and the batch goes through a temporary table with INSERT ... ON CONFLICT DO NOTHING.  Must run
+        inside a transaction.
 
         A row Postgres cannot store (a NUL or a lone surrogate in a text field, e.g. an operator's
         receipt ``err:`` with a NUL in it) must not stall the log: the writer would retry the batch
@@ -592,33 +723,33 @@ class MessageLogRepo:
         surrogate by "?"), and if it still fails, row by row, dropping (and logging) only the rows that
         cannot be stored.
         """
-        evs = list(events)
-        if not evs:
+        batch = rows if isinstance(rows, list) else list(rows)
+        if not batch:
             return 0
         try:
-            return self._write(evs)
+            return self._write(batch)
         except _UNSTORABLE as exc:
-            log.warning("message log batch of %d rows refused (%s); writing it with text cleaned", len(evs),
+            log.warning("message log batch of %d rows refused (%s); writing it with text cleaned", len(batch),
                         exc)  # fmt: skip
-        evs = [_storable(e) for e in evs]
+        batch = [_storable_row(r) for r in batch]
         try:
-            return self._write(evs)
+            return self._write(batch)
         except _UNSTORABLE:
             pass
         n = 0
-        for e in evs:
+        for r in batch:
             try:
-                n += self._write([e])
+                n += self._write([r])
             except _UNSTORABLE as exc:
-                log.error("message log: event %s/%s cannot be stored, dropped: %s", e.message_id, e.event,
-                          exc)  # fmt: skip
+                log.error("message log: event %s/%s cannot be stored, dropped: %s", *_row_key(r), exc)
         return n
 
-    def _write(self, evs: list[MessageEvent]) -> int:
+    def _write(self, rows: list[LogRow]) -> int:
+        data = copy_text(rows)
         try:
             with self.conn.transaction():  # savepoint
-                self._copy("message_log", evs)
-            return len(evs)
+                self._copy("message_log", data)
+            return len(rows)
         except psycopg.errors.UniqueViolation:
             pass
         cols = ", ".join(_LOG_COLS)
@@ -627,7 +758,7 @@ class MessageLogRepo:
                 "CREATE TEMP TABLE IF NOT EXISTS _message_log_in (LIKE message_log INCLUDING DEFAULTS) "
                 "ON COMMIT DELETE ROWS"
             )
-            self._copy("_message_log_in", evs)
+            self._copy("_message_log_in", data)
             with self.conn.cursor() as cur:
                 # ON CONFLICT DO NOTHING also skips duplicates within the batch itself
                 cur.execute(
@@ -638,27 +769,9 @@ class MessageLogRepo:
                 cur.execute("TRUNCATE _message_log_in")
         return n
 
-    def _copy(self, table: str, evs: list[MessageEvent]) -> None:
+    def _copy(self, table: str, data: str) -> None:
         with self.conn.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(_LOG_COLS)}) FROM STDIN") as copy:
-            for e in evs:
-                copy.write_row(
-                    (
-                        e.message_id,
-                        e.event,
-                        e.event_at,
-                        e.partner,
-                        e.operator,
-                        e.source_addr,
-                        e.dest_addr,
-                        e.parts,
-                        e.status,
-                        e.final_state,
-                        e.error,
-                        e.operator_message_id,
-                        e.node,
-                        e.display_id,
-                    )
-                )
+            copy.write(data)
 
     def for_message(self, message_id: str) -> list[MessageEvent]:
         rows = _rows(
