@@ -196,15 +196,21 @@ def event_from_json(data: bytes) -> MessageEvent:
     return ev
 
 
+def _packed_rows(data: bytes) -> list[Any] | None:
+    """The JSON array of rows of a packed payload, or None when it is unreadable."""
+    try:
+        rows = json.loads(data)
+    except ValueError:
+        return None
+    return rows if isinstance(rows, list) else None
+
+
 def events_from_bytes(data: bytes) -> tuple[list[MessageEvent], int]:
     """The events of one EVENTS message (one object, several joined by newlines, or an array of rows) and
     the number of unreadable lines/rows."""
     if data[:1] == b"[":
-        try:
-            rows = json.loads(data)
-        except ValueError:
-            return [], 1
-        if not isinstance(rows, list):
+        rows = _packed_rows(data)
+        if rows is None:
             return [], 1
         out_rows: list[MessageEvent] = []
         bad_rows = 0
@@ -269,11 +275,8 @@ def rows_from_bytes(data: bytes) -> tuple[list[LogRow], int]:
     :meth:`Database.write_log_rows`, no :class:`MessageEvent` per row): a packed row as it came (unix
     seconds), an event of the older forms with its ``event_at`` datetime."""
     if data[:1] == b"[":
-        try:
-            rows = json.loads(data)
-        except ValueError:
-            return [], 1
-        if not isinstance(rows, list):
+        rows = _packed_rows(data)
+        if rows is None:
             return [], 1
         out: list[LogRow] = []
         ap = out.append
