@@ -67,6 +67,8 @@ def test_common_receipt_and_tlvs() -> None:
     assert receipt_match(short, tlvs) == ("6699", "DELIVRD") == _parsed(short, tlvs)
     blank = [Tlv.make(Tag.receipted_message_id, "  ")]  # an unusable TLV id: the text's counts
     assert receipt_match(short, blank) == ("1a2b", "DELIVRD") == _parsed(short, blank)
+    spelt = short.replace(b"DELIVRD", b"Delivered")  # the stat word as written, as parse_receipt keeps it
+    assert receipt_match(spelt, []) == ("1a2b", "Delivered") == _parsed(spelt, [])
 
 
 def test_other_forms_are_left_to_parse_receipt() -> None:
@@ -75,7 +77,7 @@ def test_other_forms_are_left_to_parse_receipt() -> None:
         b"id:1a2b stat:DELIVRD",
         b"id:1a2b  sub:001 dlvrd:001 submit date:2401021504 done date:2401021504 stat:DELIVRD err:000",
         b"id:1a2b sub:001 dlvrd:001 submit_date:2401021504 done_date:2401021504 stat:DELIVRD err:000",
-        b"id:1a2b sub:001 dlvrd:001 submit date:2401021504 done date:2401021504 stat:Delivered err:000",
+        b"id:1a2b sub:001 dlvrd:001 submit date:2401021504 done date:2401021504 stat:DELIVRD err:000 x:1",
         b"",
     ):
         assert receipt_match(short, []) is None

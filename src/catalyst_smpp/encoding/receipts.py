@@ -28,11 +28,19 @@ Parsing policy (``parse_receipt``):
 The tokenising of the text (finding the keys and their values) runs in the C
 core (``native/csmpp_receipt.c``); a plain-Python reference of the same grammar
 lives in the tests and the two are compared with hypothesis.
+
+Fast path: the text most SMSCs (and this gateway) write, exactly in the form
+above (one blank between fields, lower-case keys, 10/12/14-digit dates, ``text:``
+optional), with a known stat and valid dates and TLVs that agree with it, is read
+with one regular expression (:func:`common_receipt_fields`) instead of the scan;
+``parse_receipt`` returns the same ``Receipt`` either way (compared with
+hypothesis in the tests) and takes the general path for anything else.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import re
 from collections.abc import Mapping
 from typing import Final, TypeAlias, cast
 
@@ -49,6 +57,7 @@ __all__ = [
     "Receipt",
     "ReceiptParseError",
     "TlvValues",
+    "common_receipt_fields",
     "format_receipt",
     "parse_receipt",
     "receipt_tlvs",
@@ -291,14 +300,14 @@ def _tlv_id(value: object) -> str | None:
     return None
 
 
+_STATE_FOR_NUMBER: Final[dict[int, MessageState]] = {int(s): s for s in MessageState}
+
+
 def _tlv_state(value: object) -> MessageState | None:
     if isinstance(value, (bytes, bytearray)) and len(value) == 1:
         value = value[0]
     if isinstance(value, int):
-        try:
-            return MessageState(value)
-        except ValueError:
-            return None
+        return _STATE_FOR_NUMBER.get(value)  # = MessageState(value), None where that raises
     return None
 
 
@@ -318,6 +327,98 @@ def _tlv_network_error(value: object) -> tuple[int, int] | None:
 _ID_STRIP: Final = " \t\r\n\x00"
 
 
+def _receipt_tlvs(
+    tlvs: TlvValues, problems: list[str]
+) -> tuple[str | None, MessageState | None, tuple[int, int] | None]:
+    """The receipt TLVs' id, state and network error; None where absent or unusable (then in ``problems``)."""
+    raw_id = _tlv(tlvs, "receipted_message_id", TAG_RECEIPTED_MESSAGE_ID)
+    raw_state = _tlv(tlvs, "message_state", TAG_MESSAGE_STATE)
+    raw_nec = _tlv(tlvs, "network_error_code", TAG_NETWORK_ERROR_CODE)
+    tlv_id = _tlv_id(raw_id) if raw_id is not None else None
+    if raw_id is not None and tlv_id is None:
+        problems.append(f"unusable receipted_message_id TLV {raw_id!r}")
+    tlv_state = _tlv_state(raw_state) if raw_state is not None else None
+    if raw_state is not None and tlv_state is None:
+        problems.append(f"unusable message_state TLV {raw_state!r}")
+    tlv_nec = _tlv_network_error(raw_nec) if raw_nec is not None else None
+    if raw_nec is not None and tlv_nec is None:
+        problems.append(f"unusable network_error_code TLV {raw_nec!r}")
+    return tlv_id, tlv_state, tlv_nec
+
+
+# --- the common text form (fast path) ---------------------------------------------------
+
+# A value the scanner would read as one run: no separator (blank, comma, semicolon, NUL) in it, so no key
+# can start inside it either (a key needs a separator before it).
+_RUN: Final = r"[^ \t\r\n,;\x00]"
+_DATE_DIGITS: Final = r"([0-9]{10}(?:[0-9]{2}){0,2})"
+_COMMON: Final = re.compile(
+    rf"id:({_RUN}+) sub:([0-9]+) dlvrd:([0-9]+) submit date:{_DATE_DIGITS} done date:{_DATE_DIGITS}"
+    rf" stat:({_RUN}+) err:({_RUN}*)(?: text:(.*))?",
+    re.DOTALL,
+)
+_common_match: Final = _COMMON.fullmatch
+
+CommonFields: TypeAlias = tuple[str, str, str, str, str, str, str, str | None]
+
+
+def common_receipt_fields(short_message: bytes) -> CommonFields | None:
+    """The fields of a receipt text in exactly the common form, or None for any other text.
+
+    ``id:I sub:S dlvrd:D submit date:YYMMDDhhmm[ss] done date:YYMMDDhhmm[ss] stat:W err:E[ text:T]``
+    with single blanks, lower-case keys, no separator inside a value (I, W, E) and digits for S, D
+    and the dates (10, 12 or 14).  Returns ``(id, sub, dlvrd, submit_date, done_date, stat, err,
+    text)`` as strings -- the values :func:`parse_receipt`'s scan finds in such a text (``text`` as
+    it appears, before trimming; None without ``text:``) -- without running the scan.
+    """
+    m = _common_match(bytes(short_message).rstrip(b"\x00").decode("latin-1"))
+    return None if m is None else m.groups()  # type: ignore[return-value]
+
+
+_TEXT_BLANKS: Final = " \t\r\n"  # what the scanner trims around the text: value
+
+
+def _parse_common(text: str, tlvs: TlvValues | None, id_rule: IdRule) -> Receipt | None:
+    """``parse_receipt`` of a text in the common form whose stat, dates and TLVs read without a problem
+    or conflict; None for anything else (the general path then reads it and says what was wrong)."""
+    m = _common_match(text)
+    if m is None:
+        return None
+    text_id, sub, dlvrd, submit, done, stat, err, rest = m.groups()
+    state = state_for_stat(stat)
+    if state is None:
+        return None
+    submit_date = _parse_date(submit)
+    done_date = _parse_date(done)
+    if submit_date is None or done_date is None:
+        return None
+    message_id = text_id
+    tlv_nec = None
+    if tlvs:
+        problems: list[str] = []
+        tlv_id, tlv_state, tlv_nec = _receipt_tlvs(tlvs, problems)
+        if problems or (tlv_state is not None and tlv_state is not state):
+            return None
+        if tlv_id is not None:
+            if tlv_id != text_id and id_key(text_id, id_rule, IdSide.RECEIPT) != id_key(
+                tlv_id, id_rule, IdSide.RECEIPT
+            ):
+                return None
+            message_id = tlv_id
+    return Receipt(
+        message_id,
+        state,
+        stat,
+        int(sub),
+        int(dlvrd),
+        submit_date,
+        done_date,
+        err,
+        rest.strip(_TEXT_BLANKS) if rest is not None else None,
+        tlv_nec,
+    )
+
+
 def parse_receipt(
     short_message: bytes,
     tlvs: TlvValues | None = None,
@@ -334,6 +435,14 @@ def parse_receipt(
     """
     data = bytes(short_message).rstrip(b"\x00")
     text = data.decode("latin-1")
+    receipt = _parse_common(text, tlvs, id_rule)
+    if receipt is not None:
+        return receipt
+    return _parse_scanned(data, text, tlvs, id_rule)
+
+
+def _parse_scanned(data: bytes, text: str, tlvs: TlvValues | None, id_rule: IdRule) -> Receipt:
+    """The general path of :func:`parse_receipt`: the C scan, then every field checked."""
     problems: list[str] = []
     fields: dict[int, str] = {}
     extras: list[tuple[str, str]] = []
@@ -352,18 +461,7 @@ def parse_receipt(
     # --- the TLVs ---
     tlv_id = tlv_state = tlv_nec = None
     if tlvs:
-        raw_id = _tlv(tlvs, "receipted_message_id", TAG_RECEIPTED_MESSAGE_ID)
-        raw_state = _tlv(tlvs, "message_state", TAG_MESSAGE_STATE)
-        raw_nec = _tlv(tlvs, "network_error_code", TAG_NETWORK_ERROR_CODE)
-        tlv_id = _tlv_id(raw_id)
-        if raw_id is not None and tlv_id is None:
-            problems.append(f"unusable receipted_message_id TLV {raw_id!r}")
-        tlv_state = _tlv_state(raw_state)
-        if raw_state is not None and tlv_state is None:
-            problems.append(f"unusable message_state TLV {raw_state!r}")
-        tlv_nec = _tlv_network_error(raw_nec)
-        if raw_nec is not None and tlv_nec is None:
-            problems.append(f"unusable network_error_code TLV {raw_nec!r}")
+        tlv_id, tlv_state, tlv_nec = _receipt_tlvs(tlvs, problems)
 
     conflicts: list[str] = []
 

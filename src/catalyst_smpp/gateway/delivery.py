@@ -40,7 +40,7 @@ import trio
 from catalyst_smpp.bus import BusError, Kind
 from catalyst_smpp.encoding.receipts import Receipt, format_receipt, stat_for_state, state_for_stat
 from catalyst_smpp.gateway.ids import format_id
-from catalyst_smpp.gateway.messages import DecodeError, DlrMessage, MoMessage
+from catalyst_smpp.gateway.messages import DecodeError, DlrMessage, DlrValues, MoMessage, dlr_values
 from catalyst_smpp.protocol.constants import MessageState
 from catalyst_smpp.protocol.pdu import DeliverSm, Pdu
 from catalyst_smpp.protocol.tlv import Tag, Tlv
@@ -77,29 +77,32 @@ def partner_message_id(message_id: str, fmt: str) -> str:
     return message_id
 
 
-def _receipt_text(dlr: DlrMessage, shown: str, state: MessageState, digits: int) -> bytes:
+def _receipt_text(
+    shown: str, stat: str, state: MessageState, error: str, submit_date: float, done_date: float, text: str,
+    digits: int,
+) -> bytes:  # fmt: skip
     """``format_receipt`` of the receipt :func:`dlr_pdu` describes (the same octets, checked by the tests),
     without a ``Receipt`` and ``datetime`` per message."""
     if digits not in (10, 12):
         receipt = Receipt(
             message_id=shown,
             state=state,
-            stat=dlr.state,
+            stat=stat,
             sub=1,
             dlvrd=1 if state is MessageState.DELIVERED else 0,
-            submit_date=_date(dlr.submit_date),
-            done_date=_date(dlr.done_date),
-            err=dlr.error or "000",
-            text=dlr.text,
+            submit_date=_date(submit_date),
+            done_date=_date(done_date),
+            err=error or "000",
+            text=text,
         )
         return format_receipt(receipt, digits)  # raises the error
-    err = dlr.error or "000"
+    err = error or "000"
     if len(err) < 3 and err.isdigit():
         err = err.zfill(3)
     return (
         f"id:{shown} sub:001 dlvrd:{'001' if state is MessageState.DELIVERED else '000'}"
-        f" submit date:{_date_text(dlr.submit_date, digits)} done date:{_date_text(dlr.done_date, digits)}"
-        f" stat:{stat_for_state(state)} err:{err} text:{(dlr.text or '')[:20]}"
+        f" submit date:{_date_text(submit_date, digits)} done date:{_date_text(done_date, digits)}"
+        f" stat:{stat_for_state(state)} err:{err} text:{(text or '')[:20]}"
     ).encode("latin-1", errors="replace")
 
 
@@ -137,33 +140,56 @@ _STATES: dict[str, MessageState] = {}
 
 def dlr_pdu(dlr: DlrMessage, partner: Partner) -> DeliverSm:
     """The deliver_sm receipt for a partner."""
+    s, d = dlr.source, dlr.dest
+    return _receipt_pdu(
+        dlr.display_id, dlr.state, dlr.error, dlr.submit_date, dlr.done_date, dlr.text,
+        dlr.network_error_code, s.ton, s.npi, s.addr, d.ton, d.npi, d.addr, partner,
+    )  # fmt: skip
+
+
+def _values_pdu(v: DlrValues, partner: Partner) -> DeliverSm:
+    """:func:`dlr_pdu` of a record read with :func:`dlr_values` (no ``DlrMessage``, no ``Address``)."""
+    return _receipt_pdu(
+        v[19], v[2], v[9], v[10], v[11], v[15], v[14], v[3], v[4], v[5], v[6], v[7], v[8], partner
+    )
+
+
+def _receipt_pdu(
+    display_id: str, stat: str, error: str, submit_date: float, done_date: float, text: str,
+    network_error_code: str, s_ton: int, s_npi: int, s_addr: str, d_ton: int, d_npi: int, d_addr: str,
+    partner: Partner,
+) -> DeliverSm:  # fmt: skip
     # the id the partner was given (a submit_multi's one id for each of its destinations' receipts)
-    shown = partner_message_id(dlr.display_id, partner.message_id_format)
-    state = _STATES.get(dlr.state)
+    shown = partner_message_id(display_id, partner.message_id_format)
+    state = _STATES.get(stat)
     if state is None:
-        state = state_for_stat(dlr.state) or MessageState.UNKNOWN
+        state = state_for_stat(stat) or MessageState.UNKNOWN
         if len(_STATES) < 256:
-            _STATES[dlr.state] = state
-    text = _receipt_text(dlr, shown, state, partner.receipt_date_digits)
-    tlvs = [Tlv(_TLV_RECEIPTED_ID, shown.encode("latin-1", "replace") + b"\x00"), _STATE_TLVS[state]]
-    if dlr.network_error_code:
+            _STATES[stat] = state
+    short = _receipt_text(
+        shown, stat, state, error, submit_date, done_date, text, partner.receipt_date_digits
+    )
+    rmi = Tlv(_TLV_RECEIPTED_ID, shown.encode("latin-1", "replace") + b"\x00")
+    tlvs: tuple[Tlv, ...] = (rmi, _STATE_TLVS[state])
+    if network_error_code:
         try:
-            raw = bytes.fromhex(dlr.network_error_code)
+            raw = bytes.fromhex(network_error_code)
         except ValueError:
             raw = b""
         if len(raw) == 3:
-            tlvs.append(Tlv(_TLV_NEC, raw))
+            tlvs = (*tlvs, Tlv(_TLV_NEC, raw))
+    # the receipt goes from the original destination to the original source
     return DeliverSm(
-        source_addr_ton=dlr.dest.ton,
-        source_addr_npi=dlr.dest.npi,
-        source_addr=dlr.dest.addr,
-        dest_addr_ton=dlr.source.ton,
-        dest_addr_npi=dlr.source.npi,
-        destination_addr=dlr.source.addr,
+        source_addr_ton=d_ton,
+        source_addr_npi=d_npi,
+        source_addr=d_addr,
+        dest_addr_ton=s_ton,
+        dest_addr_npi=s_npi,
+        destination_addr=s_addr,
         esm_class=0x04,
         data_coding=0,
-        short_message=text,
-        tlvs=tuple(tlvs),
+        short_message=short,
+        tlvs=tlvs,
     )
 
 
@@ -327,11 +353,15 @@ class PartnerDelivery:
         for i, m in enumerate(msgs):
             try:
                 if kind is Kind.DLR:
-                    dlr = DlrMessage.from_bytes(m.data)
-                    if not _wanted(dlr):
-                        unwanted.append(m)
-                        continue
-                    pdu: Pdu = dlr_pdu(dlr, self.partner)
+                    values = dlr_values(m.data)  # the binary form, read without a DlrMessage
+                    if values is not None:  # (a DlrMessage has no registered_delivery: _wanted is True)
+                        pdu: Pdu = _values_pdu(values, self.partner)
+                    else:
+                        dlr = DlrMessage.from_bytes(m.data)
+                        if not _wanted(dlr):
+                            unwanted.append(m)
+                            continue
+                        pdu = dlr_pdu(dlr, self.partner)
                 else:
                     pdu = mo_pdu(MoMessage.from_bytes(m.data))
             except (DecodeError, ValueError) as e:

@@ -57,7 +57,7 @@ import trio
 from catalyst_smpp.bus import Bus, BusError, IdMapping, Kind, PublishItem
 from catalyst_smpp.encoding.receipts import Receipt, ReceiptParseError, parse_receipt, stat_for_state
 from catalyst_smpp.gateway.events import EventPublisher
-from catalyst_smpp.gateway.messages import Address, DlrMessage, MoMessage
+from catalyst_smpp.gateway.messages import Address, MoMessage, dlr_record
 from catalyst_smpp.protocol.constants import CommandStatus
 from catalyst_smpp.protocol.pdu import DataSm, DeliverSm, Pdu
 from catalyst_smpp.protocol.tlv import Tag
@@ -80,6 +80,8 @@ _TAG_NEC = int(Tag.network_error_code)
 _OK = int(CommandStatus.ESME_ROK)
 _TEMP = int(CommandStatus.ESME_RX_T_APPN)
 _PERM = int(CommandStatus.ESME_RX_P_APPN)
+# what Bus.publish_batch takes: a PublishItem or a (subject, payload, headers, msg_id) tuple
+_Publish = PublishItem | tuple[str, bytes, None, str]
 
 
 def wants_receipt(registered_delivery: int, state: str) -> bool:
@@ -317,7 +319,7 @@ class InboundHandler:
             it.key = normalise_operator_id(it.receipt.message_id, op.receipt_id_format)
             receipts.append(it)
 
-        publish: list[tuple[PublishItem, list[_In], Callable[[], None] | None]] = []
+        publish: list[tuple[_Publish, list[_In], Callable[[], None] | None]] = []
         answered_ok: list[_In] = []
         if receipts:
             await self._receipts(op, receipts, publish, answered_ok)
@@ -354,7 +356,7 @@ class InboundHandler:
         self,
         op: Operator,
         receipts: list[_In],
-        publish: list[tuple[PublishItem, list[_In], Callable[[], None] | None]],
+        publish: list[tuple[_Publish, list[_In], Callable[[], None] | None]],
         answered_ok: list[_In],
     ) -> None:
         recent = self.recent
@@ -491,7 +493,7 @@ class InboundHandler:
         state: str,
         part: int,
         r: Receipt,
-        publish: list[tuple[PublishItem, list[_In], Callable[[], None] | None]],
+        publish: list[tuple[_Publish, list[_In], Callable[[], None] | None]],
         answered_ok: list[_In],
     ) -> None:
         pdu = items[0].pdu
@@ -524,39 +526,20 @@ class InboundHandler:
         err = r.err or "000"
         if err.isdigit():
             err = err.zfill(3)[-3:]
-        dlr = DlrMessage(
-            message_id=m.message_id,
-            partner=m.partner,
-            state=state,
-            source=Address(pdu.dest_addr_ton, pdu.dest_addr_npi, pdu.destination_addr),
-            dest=Address(pdu.source_addr_ton, pdu.source_addr_npi, pdu.source_addr),
-            error=err,
-            submit_date=_date(r.submit_date),
-            done_date=_date(r.done_date) or time.time(),
-            operator=op.name,
-            operator_message_id=r.message_id,
-            network_error_code=nec,
-            text=r.text or "",
-            part=part,
-            parts=m.parts,
-            display_id=m.display_id,
-        )
+        # the DlrMessage's octets straight from the fields (no record and Address objects per receipt)
+        data = dlr_record(
+            m.message_id, m.partner, state, (pdu.dest_addr_ton, pdu.dest_addr_npi, pdu.destination_addr),
+            (pdu.source_addr_ton, pdu.source_addr_npi, pdu.source_addr), err, _date(r.submit_date),
+            _date(r.done_date) or time.time(), op.name, r.message_id, nec, r.text or "", part, m.parts,
+            m.display_id,
+        )  # fmt: skip
 
         def ok() -> None:
             self.stats.published += 1
             done()
 
         publish.append(
-            (
-                PublishItem(
-                    self._dlr_subject(m.partner),
-                    dlr.to_bytes(),
-                    None,
-                    f"dlr:{m.message_id}:{part}:{state}",
-                ),
-                items,
-                ok,
-            )
+            ((self._dlr_subject(m.partner), data, None, f"dlr:{m.message_id}:{part}:{state}"), items, ok)
         )
 
     def _unmatched(self, operator: str, reason: str) -> None:
@@ -577,7 +560,7 @@ class InboundHandler:
         return s
 
     def _mo(
-        self, op: Operator, it: _In, publish: list[tuple[PublishItem, list[_In], Callable[[], None] | None]]
+        self, op: Operator, it: _In, publish: list[tuple[_Publish, list[_In], Callable[[], None] | None]]
     ) -> None:
         pdu = it.pdu
         dest, source = pdu.destination_addr, pdu.source_addr

@@ -22,11 +22,20 @@ from __future__ import annotations
 
 import json
 import struct
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeAlias, TypeVar
 
 import attrs
 
-__all__ = ["Address", "DecodeError", "DlrMessage", "MoMessage", "MtMessage", "decode_record"]
+__all__ = [
+    "Address",
+    "DecodeError",
+    "DlrMessage",
+    "MoMessage",
+    "MtMessage",
+    "decode_record",
+    "dlr_record",
+    "dlr_values",
+]
 
 T = TypeVar("T", bound="_Record")
 
@@ -61,7 +70,7 @@ class _Record:
         """The binary form (the JSON form when a field does not fit the binary one)."""
         try:
             return self._to_binary()
-        except (struct.error, UnicodeEncodeError, TypeError, _NoBinary):
+        except _NOT_BINARY:
             return self.to_json_bytes()
 
     def _to_binary(self) -> bytes:  # pragma: no cover - every kind has its own
@@ -125,6 +134,10 @@ class _Record:
 
 class _NoBinary(Exception):
     """This record cannot be written in the binary form (the JSON form is written instead)."""
+
+
+# what writing the binary form raises for a record it cannot carry (the JSON form is written instead)
+_NOT_BINARY = (struct.error, UnicodeEncodeError, TypeError, _NoBinary)
 
 
 def _own_id(rec: Any) -> str:
@@ -237,30 +250,51 @@ class DlrMessage(_Record):
 
     def _to_binary(self) -> bytes:
         s, d = self.source, self.dest
-        extra = (self.display_id,) if self.display_id != self.message_id else ()
-        strs = "\x00".join(
-            (
-                self.message_id,
-                self.partner,
-                self.state,
-                s.addr,
-                d.addr,
-                self.error,
-                self.operator,
-                self.operator_message_id,
-                self.network_error_code,
-                self.text,
-                *extra,
-            )
-        )
-        if strs.count("\x00") != 9 + len(extra):
-            raise _NoBinary
-        sb = strs.encode("utf-8")
-        head = _DLR.pack(
-            MAGIC, VERSION, 68, _DLR_FIXED, s.ton, s.npi, d.ton, d.npi, self.part, self.parts,
-            self.submit_date, self.done_date, len(sb), 0,
+        return _dlr_binary(
+            self.message_id, self.partner, self.state, s.ton, s.npi, s.addr, d.ton, d.npi, d.addr,
+            self.error, self.submit_date, self.done_date, self.operator, self.operator_message_id,
+            self.network_error_code, self.text, self.part, self.parts, self.display_id, self.payload,
         )  # fmt: skip
-        return head + sb + self.payload
+
+
+def _dlr_binary(
+    message_id: str, partner: str, state: str, s_ton: int, s_npi: int, s_addr: str, d_ton: int, d_npi: int,
+    d_addr: str, error: str, submit_date: float, done_date: float, operator: str, operator_message_id: str,
+    network_error_code: str, text: str, part: int, parts: int, display_id: str, payload: bytes,
+) -> bytes:  # fmt: skip
+    """The binary form of a DLR record from its fields (raises what ``to_bytes`` turns into the JSON form)."""
+    extra = (display_id,) if display_id != message_id else ()
+    strs = "\x00".join(
+        (message_id, partner, state, s_addr, d_addr, error, operator, operator_message_id, network_error_code,
+         text, *extra)
+    )  # fmt: skip
+    if strs.count("\x00") != 9 + len(extra):
+        raise _NoBinary
+    sb = strs.encode("utf-8")
+    head = _DLR.pack(
+        MAGIC, VERSION, 68, _DLR_FIXED, s_ton, s_npi, d_ton, d_npi, part, parts, submit_date, done_date,
+        len(sb), 0,
+    )  # fmt: skip
+    return head + sb + payload if payload else head + sb
+
+
+def dlr_record(
+    message_id: str, partner: str, state: str, source: tuple[int, int, str], dest: tuple[int, int, str],
+    error: str, submit_date: float, done_date: float, operator: str, operator_message_id: str,
+    network_error_code: str, text: str, part: int, parts: int, display_id: str,
+) -> bytes:  # fmt: skip
+    """``DlrMessage(...).to_bytes()`` of these fields (addresses as ``(ton, npi, addr)``), the same octets,
+    without building the record and its two ``Address`` objects (the inbound side, once per receipt)."""
+    try:
+        return _dlr_binary(
+            message_id, partner, state, *source, *dest, error, submit_date, done_date, operator,
+            operator_message_id, network_error_code, text, part, parts, display_id, b"",
+        )  # fmt: skip
+    except _NOT_BINARY:
+        return DlrMessage(
+            message_id, partner, state, Address(*source), Address(*dest), error, submit_date, done_date,
+            operator, operator_message_id, network_error_code, text, part, parts, b"", display_id,
+        ).to_json_bytes()  # fmt: skip
 
 
 @attrs.frozen(slots=True)
@@ -377,7 +411,15 @@ def _mt_from_binary(data: bytes) -> MtMessage:
     )  # fmt: skip
 
 
-def _dlr_from_binary(data: bytes) -> DlrMessage:
+DlrValues: TypeAlias = tuple[
+    str, str, str, int, int, str, int, int, str, str, float, float, str, str, str, str, int, int, bytes, str
+]
+"""A DLR record's fields in :class:`DlrMessage`'s order, each address as its three values: message_id,
+partner, state, source ton, npi, addr, dest ton, npi, addr, error, submit_date, done_date, operator,
+operator_message_id, network_error_code, text, part, parts, payload, display_id."""
+
+
+def _dlr_values(data: bytes) -> DlrValues:
     (_m, _v, _k, fixed, s_ton, s_npi, d_ton, d_npi, part, parts, submit_date, done_date, slen,
      ntlv) = _head(data, _DLR, 68, "dlr")  # fmt: skip
     pos = 4 + fixed
@@ -388,9 +430,18 @@ def _dlr_from_binary(data: bytes) -> DlrMessage:
     if ntlv:
         _, pos = _unpack_tlvs(data, pos, ntlv)  # a DLR has none today
     display = strs[10] if len(strs) > 10 and strs[10] else strs[0]  # display_id when not message_id
+    return (
+        strs[0], strs[1], strs[2], s_ton, s_npi, strs[3], d_ton, d_npi, strs[4], strs[5], submit_date,
+        done_date, strs[6], strs[7], strs[8], strs[9], part, parts, data[pos:], display,
+    )  # fmt: skip
+
+
+def _dlr_from_binary(data: bytes) -> DlrMessage:
+    (mid, partner, state, s_ton, s_npi, s_addr, d_ton, d_npi, d_addr, error, submit_date, done_date, operator,
+     op_mid, nec, text, part, parts, payload, display) = _dlr_values(data)  # fmt: skip
     return DlrMessage(
-        strs[0], strs[1], strs[2], Address(s_ton, s_npi, strs[3]), Address(d_ton, d_npi, strs[4]), strs[5],
-        submit_date, done_date, strs[6], strs[7], strs[8], strs[9], part, parts, data[pos:], display,
+        mid, partner, state, Address(s_ton, s_npi, s_addr), Address(d_ton, d_npi, d_addr), error, submit_date,
+        done_date, operator, op_mid, nec, text, part, parts, payload, display,
     )  # fmt: skip
 
 
@@ -426,6 +477,18 @@ _FROM_BINARY: dict[type[_Record], Any] = {
     DlrMessage: _guarded(_dlr_from_binary),
     MoMessage: _guarded(_mo_from_binary),
 }
+_guarded_dlr_values = _guarded(_dlr_values)
+
+
+def dlr_values(data: bytes) -> DlrValues | None:
+    """The fields of a DLR record in the binary form (see :data:`DlrValues`) without building the
+    :class:`DlrMessage` and its addresses (partner delivery, once per receipt); None for the JSON form
+    (read it with ``DlrMessage.from_bytes``).  A damaged binary record is a :class:`DecodeError`, as there."""
+    if data[:1] != _MAGIC_BYTE:
+        return None
+    values: DlrValues = _guarded_dlr_values(data)
+    return values
+
 
 _KINDS: dict[bytes, type[_Record]] = {b"mt": MtMessage, b"dlr": DlrMessage, b"mo": MoMessage}
 

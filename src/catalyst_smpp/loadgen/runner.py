@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -25,7 +24,7 @@ import trio
 
 from catalyst_smpp.client import ClientConfig, ClientSession, SmppClient
 from catalyst_smpp.encoding import Encoding, SegmentMethod, segment
-from catalyst_smpp.encoding.receipts import ReceiptParseError, parse_receipt
+from catalyst_smpp.encoding.receipts import ReceiptParseError, common_receipt_fields, parse_receipt
 from catalyst_smpp.loadgen.config import BindMode, LoadConfig, TextEncoding
 from catalyst_smpp.loadgen.report import LoadReport
 from catalyst_smpp.loadgen.tracker import Tracker
@@ -50,22 +49,16 @@ _RECEIPT_TYPES = (int(EsmClass.TYPE_DELIVERY_RECEIPT), int(EsmClass.TYPE_INTERME
 _TAG_RECEIPTED_ID = int(Tag.receipted_message_id)
 _ID_STRIP = " \t\r\n\x00"
 
-# The common receipt text exactly as most SMSCs (and the gateway) write it, up to the stat word; anything
-# else (other spellings, other orders, odd ids) is read by the lenient parse_receipt.
-_PLAIN_RECEIPT = re.compile(
-    rb"id:([0-9A-Za-z]+) sub:[0-9]{3} dlvrd:[0-9]{3} submit date:[0-9]{10,14} done date:[0-9]{10,14}"
-    rb" stat:([A-Z]{5,8}) err:"
-)
-
 
 def receipt_match(short_message: bytes, tlvs: Sequence[Tlv]) -> tuple[str, str] | None:
     """``(message_id, stat)`` of a receipt in the common text form, as ``parse_receipt`` reads them.
 
     The id is the receipted_message_id TLV's when it has one, else the text's; the stat is the text's
-    word.  None when the text is not in that exact form: then :func:`parse_receipt` must read it.
+    word.  None when the text is not in that exact form (``common_receipt_fields``, the matcher
+    ``parse_receipt``'s own fast path uses): then :func:`parse_receipt` must read it.
     """
-    m = _PLAIN_RECEIPT.match(short_message)
-    if m is None:
+    fields = common_receipt_fields(short_message)
+    if fields is None:
         return None
     message_id = ""
     for tlv in tlvs:  # as parse_receipt's {tag: value}: the last one of the tag counts
@@ -74,7 +67,7 @@ def receipt_match(short_message: bytes, tlvs: Sequence[Tlv]) -> tuple[str, str] 
             if isinstance(value, bytes):
                 value = value.decode("latin-1")
             message_id = value.strip(_ID_STRIP) if isinstance(value, str) else ""
-    return (message_id or m.group(1).decode("ascii"), m.group(2).decode("ascii"))
+    return (message_id or fields[0], fields[5])
 
 
 @attrs.frozen
