@@ -55,7 +55,7 @@ from catalyst_smpp.bus import Kind, PublishErrorKind
 from catalyst_smpp.encoding.datacoding import Alphabet, CodingGroup, parse_data_coding
 from catalyst_smpp.encoding.reassembly import split_message
 from catalyst_smpp.gateway.ids import IdGenerator, format_id, parse_id
-from catalyst_smpp.gateway.messages import Address, MtMessage
+from catalyst_smpp.gateway.messages import mt_record
 from catalyst_smpp.gateway.query import QueryHandler
 from catalyst_smpp.gateway.routing import Router
 from catalyst_smpp.protocol.constants import CommandId, CommandStatus
@@ -124,28 +124,35 @@ class AcceptStats:
     largest_batch: int = 0
 
 
+_Mt = tuple[int, str, str, bytes, int, int, str, int, str, str]
+"""One MT record to publish (built by ``_build``): our id, its canonical form (the JetStream msg_id), the
+subject, the record's octets, dest ton, npi, addr, parts, display_id, the first target."""
+
+
 class _Pending:
     """One partner request waiting for the publish of its record(s)."""
 
-    __slots__ = ("failures", "ids", "mts", "partner_fmt", "pdu", "session", "started")
+    __slots__ = ("failures", "mts", "partner", "partner_fmt", "pdu", "session", "source_addr", "started")
 
     def __init__(
         self,
         session: SmppSession,
         pdu: Pdu,
-        mts: list[MtMessage],
-        ids: list[int],
+        mts: list[_Mt],
         failures: list[tuple[SmeDestination, int]],
         partner_fmt: str,
         started: float,
+        partner: str,
+        source_addr: str,
     ) -> None:
         self.session = session
         self.pdu = pdu
         self.mts = mts
-        self.ids = ids
         self.failures = failures
         self.partner_fmt = partner_fmt
         self.started = started
+        self.partner = partner
+        self.source_addr = source_addr
 
 
 class AcceptHandler:
@@ -230,48 +237,47 @@ class AcceptHandler:
 
     def _submit(self, session: SmppSession, pdu: Pdu) -> Reply:
         _partner, fmt, dc0 = self._partner(session)
-        source = Address(pdu.source_addr_ton, pdu.source_addr_npi, pdu.source_addr)  # type: ignore[attr-defined]
-        dest = Address(pdu.dest_addr_ton, pdu.dest_addr_npi, pdu.destination_addr)  # type: ignore[attr-defined]
+        system_id = session.system_id
+        source: tuple[int, int, str] = (pdu.source_addr_ton, pdu.source_addr_npi, pdu.source_addr)  # type: ignore[attr-defined]
+        dest: tuple[int, int, str] = (pdu.dest_addr_ton, pdu.dest_addr_npi, pdu.destination_addr)  # type: ignore[attr-defined]
         try:
             if self._closed:
                 raise _Reject(_RMSGQFUL, "draining")
-            mt, our_id = self._build(session.system_id, dc0, pdu, source, dest)
+            mt = self._build(system_id, dc0, pdu, source, dest)
         except _Reject as r:
-            self._rejected(session.system_id, source.addr, dest.addr, r)
+            self._rejected(system_id, source[2], dest[2], r)
             return r.status
-        self._enqueue(_Pending(session, pdu, [mt], [our_id], [], fmt, self.clock()))
+        self._enqueue(_Pending(session, pdu, [mt], [], fmt, self.clock(), system_id, source[2]))
         return DEFERRED
 
     def _submit_multi(self, session: SmppSession, pdu: Pdu) -> Reply:
         _partner, fmt, dc0 = self._partner(session)
-        source = Address(pdu.source_addr_ton, pdu.source_addr_npi, pdu.source_addr)  # type: ignore[attr-defined]
+        source: tuple[int, int, str] = (pdu.source_addr_ton, pdu.source_addr_npi, pdu.source_addr)  # type: ignore[attr-defined]
         dests: tuple[Any, ...] = pdu.dest_address  # type: ignore[attr-defined]
         if not dests:
             return int(S.ESME_RINVNUMDESTS)
         if self._closed:
             return _RMSGQFUL
-        mts: list[MtMessage] = []
-        ids: list[int] = []
+        mts: list[_Mt] = []
         failures: list[tuple[SmeDestination, int]] = []
         display: str | None = None  # the first destination's id: the one the partner gets for all of them
         for d in dests:
             if isinstance(d, DistributionListDestination):
                 failures.append((SmeDestination(0, 0, d.dl_name), int(S.ESME_RINVDLNAME)))
                 continue
-            dest = Address(d.dest_addr_ton, d.dest_addr_npi, d.destination_addr)
+            dest = (d.dest_addr_ton, d.dest_addr_npi, d.destination_addr)
             try:
-                mt, our_id = self._build(session.system_id, dc0, pdu, source, dest, display)
+                mt = self._build(session.system_id, dc0, pdu, source, dest, display)
             except _Reject as r:
-                self._rejected(session.system_id, source.addr, dest.addr, r)
+                self._rejected(session.system_id, source[2], dest[2], r)
                 failures.append((d, r.status))
                 continue
             if display is None:
-                display = mt.message_id
+                display = mt[1]
             mts.append(mt)
-            ids.append(our_id)
         if not mts:
             return failures[0][1]
-        self._enqueue(_Pending(session, pdu, mts, ids, failures, fmt, self.clock()))
+        self._enqueue(_Pending(session, pdu, mts, failures, fmt, self.clock(), session.system_id, source[2]))
         return DEFERRED
 
     def _data_coding(self, value: int, dc0: str) -> Any:
@@ -283,13 +289,21 @@ class AcceptHandler:
         return dc
 
     def _build(
-        self, partner: str, dc0: str, pdu: Pdu, source: Address, dest: Address, display: str | None = None
-    ) -> tuple[MtMessage, int]:
-        """The MT record (and our id) of one destination; ``display``: the id the partner is shown when it is
-        not this message's own (the destinations of a submit_multi after the first)."""
-        if not dest.addr or len(dest.addr) > 20:
+        self,
+        partner: str,
+        dc0: str,
+        pdu: Pdu,
+        source: tuple[int, int, str],
+        dest: tuple[int, int, str],
+        display: str | None = None,
+    ) -> _Mt:
+        """The MT record of one destination (``mt_record``: no ``MtMessage``/``Address`` objects) with what
+        publishing and answering need; ``display``: the id the partner is shown when it is not this
+        message's own (the destinations of a submit_multi after the first)."""
+        dest_addr = dest[2]
+        if not dest_addr or len(dest_addr) > 20:
             raise _Reject(_RINVDSTADR, "empty or too long destination")
-        if len(source.addr) > 20:
+        if len(source[2]) > 20:
             raise _Reject(_RINVSRCADR, "source too long")
         # user data: short_message or message_payload, never both
         payload: bytes = getattr(pdu, "short_message", b"")
@@ -332,36 +346,42 @@ class AcceptHandler:
             raise _Reject(_RINVSCHED, f"schedule_delivery_time {schedule!r}")
         if not _valid_time(validity):
             raise _Reject(_RINVEXPIRY, f"validity_period {validity!r}")
-        route_dest = dest.addr[1:] if dest.addr.startswith("+") else dest.addr
-        targets = self.router().route(partner, source.addr, route_dest)
+        route_dest = dest_addr[1:] if dest_addr.startswith("+") else dest_addr
+        targets = self.router().route(partner, source[2], route_dest)
         if not targets:
             raise _Reject(_RINVDSTADR, "no route")
         our_id = self.ids.next()
         mid = str(our_id)
-        mt = MtMessage(
-            message_id=mid,
-            partner=partner,
-            source=source,
-            dest=dest,
-            targets=tuple(targets),
-            payload=payload,
-            data_coding=data_coding,
-            esm_class=esm_class,
-            protocol_id=getattr(pdu, "protocol_id", 0),
-            priority_flag=getattr(pdu, "priority_flag", 0),
-            service_type=getattr(pdu, "service_type", ""),
-            schedule_delivery_time=schedule,
-            validity_period=validity,
-            registered_delivery=pdu.registered_delivery,  # type: ignore[attr-defined]
-            partner_dc0=dc0,
-            tlvs=tuple(tlvs),
-            part=part,
-            parts=parts,
-            accepted_at=self.clock(),
-            node=self.node,
-            display_id=display or mid,
+        display_id = display or mid
+        target = targets[0]
+        data = mt_record(
+            mid,
+            partner,
+            source,
+            dest,
+            tuple(targets),
+            payload,
+            data_coding,
+            esm_class,
+            getattr(pdu, "protocol_id", 0),
+            getattr(pdu, "priority_flag", 0),
+            getattr(pdu, "service_type", ""),
+            schedule,
+            validity,
+            pdu.registered_delivery,  # type: ignore[attr-defined]
+            dc0,
+            tuple(tlvs),
+            part,
+            parts,
+            1,  # attempt
+            self.clock(),
+            self.node,
+            display_id,
         )
-        return mt, our_id
+        subject = self._subjects.get(target)
+        if subject is None:
+            subject = self._subject(target)
+        return (our_id, mid, subject, data, dest[0], dest[1], dest_addr, parts, display_id, target)
 
     def _rejected(self, partner: str, source: str, dest: str, r: _Reject) -> None:
         self.stats.rejected += 1
@@ -389,7 +409,7 @@ class AcceptHandler:
         except Exception:
             log.exception("emitting a %s event failed", event.event)
 
-    def _count(self, partner: str, status: str) -> None:
+    def _count(self, partner: str, status: str, n: int = 1) -> None:
         m = self.metrics
         if m is None:
             return
@@ -397,7 +417,7 @@ class AcceptHandler:
             c = self._counters.get((partner, status))
             if c is None:  # .labels() per message cost more than the rest of the count
                 c = self._counters[(partner, status)] = m.submits_total.labels(partner=partner, status=status)
-            c.inc()
+            c.inc(n)
         except Exception:  # metrics must never break accepting
             log.debug("metrics update failed", exc_info=True)
 
@@ -453,9 +473,7 @@ class AcceptHandler:
         return s
 
     async def _publish(self, batch: list[_Pending]) -> None:
-        items = [
-            (self._subject(mt.targets[0]), mt.to_bytes(), None, mt.message_id) for p in batch for mt in p.mts
-        ]
+        items = [(mt[2], mt[3], None, mt[1]) for p in batch for mt in p.mts]
         self.stats.batches += 1
         self.stats.largest_batch = max(self.stats.largest_batch, len(items))
         try:
@@ -469,51 +487,61 @@ class AcceptHandler:
             results = [_Failed(PublishErrorKind.CONNECTION)] * len(items)
         i = 0
         now = self.clock()
+        accepted: dict[str, int] = {}  # per partner: counted once per batch
+        observe = None
+        if self.metrics is not None:
+            try:
+                observe = self.metrics.accept_seconds.observe
+            except Exception:
+                log.debug("metrics update failed", exc_info=True)
         for p in batch:
-            res = results[i : i + len(p.mts)]
-            i += len(p.mts)
-            self._answer(p, res, now)
+            n = len(p.mts)
+            res = results[i : i + n] if n != 1 else [results[i]]
+            i += n
+            self._answer(p, res, now, accepted)
+            if observe is not None:
+                try:
+                    observe(max(0.0, now - p.started))
+                except Exception:
+                    log.debug("metrics update failed", exc_info=True)
+        for partner, k in accepted.items():
+            self.stats.accepted += k
+            self._count(partner, "accepted", k)
 
-    def _answer(self, p: _Pending, results: list[Any], now: float) -> None:
+    def _answer(self, p: _Pending, results: list[Any], now: float, accepted: dict[str, int]) -> None:
         ok_ids: list[int] = []
-        failures: list[tuple[Any, int]] = list(p.failures)
+        failures: list[tuple[Any, int]] = list(p.failures) if p.failures else []
         first_error = 0
         events = self.events
+        partner = p.partner
         multi = p.pdu.command_id == _SUBMIT_MULTI
-        for mt, our_id, r in zip(p.mts, p.ids, results, strict=True):
+        for mt, r in zip(p.mts, results, strict=True):
             if r.ok:
-                ok_ids.append(our_id)
-                self.stats.accepted += 1
-                self._count(mt.partner, "accepted")
+                ok_ids.append(mt[0])
                 if events is not None:
                     # an event row (events.ROW_FIELDS): no MessageEvent/datetime per message
                     # display_id on every destination of a submit_multi (the first too): the log finds
                     # them all
                     events.emit_row(
-                        (mt.message_id, "accepted", now, mt.partner, mt.targets[0], mt.source.addr,
-                         mt.dest.addr, mt.parts, 0, None, None, None, self.node,
-                         mt.display_id if multi else None)
+                        (mt[1], "accepted", now, partner, mt[9], p.source_addr, mt[6], mt[7], 0, None, None,
+                         None, self.node, mt[8] if multi else None)
                     )  # fmt: skip
             else:
                 status = status_for_publish_error(r.kind)
                 self.stats.failed += 1
-                self._count(mt.partner, "queue_full" if status == _RMSGQFUL else "error")
+                self._count(partner, "queue_full" if status == _RMSGQFUL else "error")
                 log.warning(
                     "[%s] message %s not stored (%s: %s): answering 0x%08X",
-                    mt.partner,
-                    mt.message_id,
+                    partner,
+                    mt[1],
                     r.kind.value,
                     getattr(r, "description", ""),
                     status,
                 )
                 first_error = first_error or status
-                failures.append((SmeDestination(mt.dest.ton, mt.dest.npi, mt.dest.addr), status))
-        m = self.metrics
-        if m is not None:
-            try:
-                m.accept_seconds.observe(max(0.0, now - p.started))
-            except Exception:
-                log.debug("metrics update failed", exc_info=True)
+                failures.append((SmeDestination(mt[4], mt[5], mt[6]), status))
+        if ok_ids:
+            accepted[partner] = accepted.get(partner, 0) + len(ok_ids)
         pdu = p.pdu
         if pdu.command_id == _SUBMIT_MULTI:
             if not ok_ids:
@@ -524,7 +552,7 @@ class AcceptHandler:
                 for d, status in failures
             )
             # the one id of the submit_multi (the first destination's, also when that one was not stored)
-            shown = format_id(int(p.mts[0].display_id), p.partner_fmt)
+            shown = format_id(int(p.mts[0][8]), p.partner_fmt)
             p.session.respond(pdu, pdu.make_response(0, message_id=shown, unsuccess_sme=unsuccess))
             return
         if ok_ids:

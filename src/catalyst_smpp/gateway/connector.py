@@ -60,7 +60,7 @@ from catalyst_smpp.encoding import (
 )
 from catalyst_smpp.gateway.events import EventPublisher, make_event
 from catalyst_smpp.gateway.inbound import InboundHandler, wants_receipt
-from catalyst_smpp.gateway.messages import DecodeError, DlrMessage, MtMessage
+from catalyst_smpp.gateway.messages import DecodeError, MtFields, MtMessage, dlr_record, mt_fields
 from catalyst_smpp.protocol.constants import CommandStatus
 from catalyst_smpp.protocol.pdu import SubmitSm
 from catalyst_smpp.protocol.session import SessionConfig
@@ -121,7 +121,7 @@ def operator_alphabet(name: str) -> Alphabet:
 # --------------------------------------------------------------------------- building PDUs
 
 
-def _as_sent(mt: MtMessage, registered_delivery: int) -> list[SubmitSm]:
+def _as_sent(mt: MtFields, registered_delivery: int) -> list[SubmitSm]:
     payload = mt.payload
     tlvs = list(Tlv(t, raw) for t, raw in mt.tlvs)
     short = payload
@@ -132,7 +132,7 @@ def _as_sent(mt: MtMessage, registered_delivery: int) -> list[SubmitSm]:
 
 
 def _submit(
-    mt: MtMessage,
+    mt: MtFields,
     short: bytes,
     data_coding: int,
     esm_class: int,
@@ -141,12 +141,12 @@ def _submit(
 ) -> SubmitSm:
     return SubmitSm(
         service_type=mt.service_type,
-        source_addr_ton=mt.source.ton,
-        source_addr_npi=mt.source.npi,
-        source_addr=mt.source.addr,
-        dest_addr_ton=mt.dest.ton,
-        dest_addr_npi=mt.dest.npi,
-        destination_addr=mt.dest.addr,
+        source_addr_ton=mt.source_ton,
+        source_addr_npi=mt.source_npi,
+        source_addr=mt.source_addr,
+        dest_addr_ton=mt.dest_ton,
+        dest_addr_npi=mt.dest_npi,
+        destination_addr=mt.dest_addr,
         esm_class=esm_class,
         protocol_id=mt.protocol_id,
         priority_flag=mt.priority_flag,
@@ -170,6 +170,11 @@ def build_submits(mt: MtMessage, operator: Operator, ref: int) -> list[SubmitSm]
     partner's own wish is kept in the KV mapping's flags.  Raises ``UnencodableCharacterError`` /
     ``SegmentationError`` for text the operator cannot take (a permanent failure).
     """
+    return _build_submits(MtFields.of(mt), operator, ref)
+
+
+def _build_submits(mt: MtFields, operator: Operator, ref: int) -> list[SubmitSm]:
+    """:func:`build_submits` of a record read as :class:`MtFields` (the connector's own path)."""
     reg = (mt.registered_delivery & ~0x03) | 0x01
     udhi = bool(mt.esm_class & UDHI)
     has_sar = any(t in _SAR_TAGS for t, _ in mt.tlvs)
@@ -263,19 +268,24 @@ class ConnectorStats:
     """Retries of storing id mappings (NATS unavailable); each one that succeeds saves a re-submission."""
 
 
-@attrs.define(slots=True, eq=False)
 class _Job:
-    msg: Msg
-    mt: MtMessage | None = None
-    pdus: list[SubmitSm] = attrs.Factory(list)
-    results: list[Any] = attrs.Factory(list)
-    outcome: str = ""  # ok | temp | perm | failover | poison | build
-    status: int | None = None
-    error: str = ""
-    started: float = 0.0
-    settled: bool = False
-    pending: int = 0  # parts sent (or about to be) whose outcome is not known yet
-    keys: list[Any] = attrs.Factory(list)  # per part: (operator id, normalised key, IdMapping) from _remember
+    """One fetched MT message on its way (a plain class: one is made per message)."""
+
+    __slots__ = ("error", "keys", "msg", "mt", "outcome", "pdus", "pending", "results", "settled", "started",
+                 "status")  # fmt: skip
+
+    def __init__(self, msg: Msg, started: float = 0.0) -> None:
+        self.msg = msg
+        self.mt: MtFields | None = None
+        self.pdus: list[SubmitSm] = []
+        self.results: list[Any] = []
+        self.outcome = ""  # ok | temp | perm | failover | poison | build
+        self.status: int | None = None
+        self.error = ""
+        self.started = started
+        self.settled = False
+        self.pending = 0  # parts sent (or about to be) whose outcome is not known yet
+        self.keys: list[Any] = []  # per part: (operator id, normalised key, IdMapping) from _remember
 
 
 class OperatorConnector:
@@ -535,8 +545,9 @@ class OperatorConnector:
                 continue
             self.stats.fetched += len(msgs)
             jobs: list[_Job] = []
+            started = trio.current_time()  # one fetch: the same start (submit_timeout) for all of them
             for m in msgs:
-                job = self._prepare(m)
+                job = self._prepare(m, started)
                 if job is None:
                     continue
                 self._inflight_parts += len(job.pdus)
@@ -546,12 +557,12 @@ class OperatorConnector:
             if jobs:
                 await self._send_jobs(jobs)
 
-    def _prepare(self, m: Msg) -> _Job | None:
-        job = _Job(m, started=trio.current_time())
+    def _prepare(self, m: Msg, started: float) -> _Job | None:
+        job = _Job(m, started)
         if m.num_delivered > 1:
             self.stats.redelivered += 1
         try:
-            job.mt = MtMessage.from_bytes(m.data)
+            job.mt = mt_fields(m.data)
         except DecodeError as exc:
             log.error("operator %s: undecodable MT message (seq %d): %s", self.name, m.stream_seq, exc)
             job.outcome = "poison"
@@ -559,7 +570,7 @@ class OperatorConnector:
             return None
         try:
             self._ref = (self._ref + 1) & 0xFFFF
-            job.pdus = build_submits(job.mt, self.operator, self._ref)
+            job.pdus = _build_submits(job.mt, self.operator, self._ref)
         except (UnencodableCharacterError, SegmentationError, ValueError) as exc:
             job.outcome = "build"
             job.status = int(CommandStatus.ESME_RSYSERR)
@@ -582,7 +593,7 @@ class OperatorConnector:
         for m in msgs:
             job = _Job(m)
             try:
-                job.mt = MtMessage.from_bytes(m.data)
+                job.mt = mt_fields(m.data)
             except DecodeError:
                 job.outcome = "poison"
                 self._queue(job)
@@ -871,7 +882,7 @@ class OperatorConnector:
                 if events is not None and mt is not None:
                     rs = j.results
                     events.emit_row(
-                        (mt.message_id, "submitted", now, mt.partner, op.name, mt.source.addr, mt.dest.addr,
+                        (mt.message_id, "submitted", now, mt.partner, op.name, mt.source_addr, mt.dest_addr,
                          len(rs), 0, None, None, rs[0].message_id if len(rs) == 1 else ",".join(
                              r.message_id for r in rs), self.node,
                          mt.display_id if mt.display_id != mt.message_id else None)
@@ -895,7 +906,7 @@ class OperatorConnector:
                 nak(j, self.down_retry)
             elif j.outcome == "failover":
                 assert mt is not None
-                nxt = attrs.evolve(mt, targets=mt.targets[1:], attempt=mt.attempt + 1)
+                nxt = attrs.evolve(mt.to_message(), targets=mt.targets[1:], attempt=mt.attempt + 1)
                 publish.append(
                     (
                         PublishItem(
@@ -911,28 +922,20 @@ class OperatorConnector:
                 assert mt is not None
                 state = "REJECTD" if j.outcome == "perm" else "UNDELIV"
                 if wants_receipt(mt.registered_delivery, state):
-                    dlr = DlrMessage(
-                        message_id=mt.message_id,
-                        partner=mt.partner,
-                        state=state,
-                        source=mt.source,
-                        dest=mt.dest,
-                        error=receipt_err(j.status or 0),
-                        submit_date=mt.accepted_at,
-                        done_date=time.time(),
-                        operator=op.name,
-                        text="",
-                        part=1,
-                        parts=max(1, len(j.pdus)),
-                        display_id=mt.display_id,
-                    )
+                    parts = max(1, len(j.pdus))
+                    # the octets of DlrMessage(...).to_bytes() (dlr_record: no record/Address objects)
+                    dlr = dlr_record(
+                        mt.message_id, mt.partner, state, (mt.source_ton, mt.source_npi, mt.source_addr),
+                        (mt.dest_ton, mt.dest_npi, mt.dest_addr), receipt_err(j.status or 0), mt.accepted_at,
+                        time.time(), op.name, "", "", "", 1, parts, mt.display_id,
+                    )  # fmt: skip
                     publish.append(
                         (
                             PublishItem(
                                 self.bus.subject(Kind.DLR, mt.partner),
-                                dlr.to_bytes(),
+                                dlr,
                                 None,
-                                f"dlr:{mt.message_id}:{dlr.parts}:{state}",
+                                f"dlr:{mt.message_id}:{parts}:{state}",
                             ),
                             j,
                         )
@@ -1001,8 +1004,8 @@ class OperatorConnector:
                     "failed",
                     partner=mt.partner,
                     operator=self.operator.name,
-                    source_addr=mt.source.addr,
-                    dest_addr=mt.dest.addr,
+                    source_addr=mt.source_addr,
+                    dest_addr=mt.dest_addr,
                     parts=max(1, len(j.pdus)),
                     status=j.status,
                     final_state=state,

@@ -31,10 +31,13 @@ __all__ = [
     "DecodeError",
     "DlrMessage",
     "MoMessage",
+    "MtFields",
     "MtMessage",
     "decode_record",
     "dlr_record",
     "dlr_values",
+    "mt_fields",
+    "mt_record",
 ]
 
 T = TypeVar("T", bound="_Record")
@@ -186,36 +189,338 @@ class MtMessage(_Record):
 
     def _to_binary(self) -> bytes:
         s, d = self.source, self.dest
-        targets = self.targets
-        # display_id only when it is not message_id (the number of strings tells a reader whether it is there)
-        extra = (self.display_id,) if self.display_id != self.message_id else ()
-        strs = "\x00".join(
-            (
-                self.message_id,
-                self.partner,
-                s.addr,
-                d.addr,
-                self.service_type,
-                self.schedule_delivery_time,
-                self.validity_period,
-                self.partner_dc0,
-                self.node,
-                *targets,
-                *extra,
-            )
+        return _mt_binary(
+            self.message_id,
+            self.partner,
+            s.ton,
+            s.npi,
+            s.addr,
+            d.ton,
+            d.npi,
+            d.addr,
+            self.targets,
+            self.payload,
+            self.data_coding,
+            self.esm_class,
+            self.protocol_id,
+            self.priority_flag,
+            self.service_type,
+            self.schedule_delivery_time,
+            self.validity_period,
+            self.registered_delivery,
+            self.partner_dc0,
+            self.tlvs,
+            self.part,
+            self.parts,
+            self.attempt,
+            self.accepted_at,
+            self.node,
+            self.display_id,
         )
-        if strs.count("\x00") != 8 + len(targets) + len(extra):
-            raise _NoBinary
-        sb = strs.encode("utf-8")
-        tlvs = self.tlvs
-        head = _MT.pack(
-            MAGIC, VERSION, 77, _MT_FIXED, s.ton, s.npi, d.ton, d.npi, self.data_coding, self.esm_class,
-            self.protocol_id, self.priority_flag, self.registered_delivery, len(targets), self.part,
-            self.parts, self.attempt, self.accepted_at, len(sb), len(tlvs),
-        )  # fmt: skip
-        if tlvs:
-            return b"".join((head, sb, _pack_tlvs(tlvs), self.payload))
-        return head + sb + self.payload
+
+
+def _mt_binary(
+    message_id: str,
+    partner: str,
+    s_ton: int,
+    s_npi: int,
+    s_addr: str,
+    d_ton: int,
+    d_npi: int,
+    d_addr: str,
+    targets: tuple[str, ...],
+    payload: bytes,
+    data_coding: int,
+    esm_class: int,
+    protocol_id: int,
+    priority_flag: int,
+    service_type: str,
+    schedule_delivery_time: str,
+    validity_period: str,
+    registered_delivery: int,
+    partner_dc0: str,
+    tlvs: tuple[tuple[int, bytes], ...],
+    part: int,
+    parts: int,
+    attempt: int,
+    accepted_at: float,
+    node: str,
+    display_id: str,
+) -> bytes:
+    """The binary form of an MT record from its fields (raises what ``to_bytes`` turns into the JSON form)."""
+    # display_id only when it is not message_id (the number of strings tells a reader whether it is there)
+    extra = (display_id,) if display_id != message_id else ()
+    strs = "\x00".join(
+        (
+            message_id,
+            partner,
+            s_addr,
+            d_addr,
+            service_type,
+            schedule_delivery_time,
+            validity_period,
+            partner_dc0,
+            node,
+            *targets,
+            *extra,
+        )
+    )
+    if strs.count("\x00") != 8 + len(targets) + len(extra):
+        raise _NoBinary
+    sb = strs.encode("utf-8")
+    head = _MT.pack(
+        MAGIC,
+        VERSION,
+        77,
+        _MT_FIXED,
+        s_ton,
+        s_npi,
+        d_ton,
+        d_npi,
+        data_coding,
+        esm_class,
+        protocol_id,
+        priority_flag,
+        registered_delivery,
+        len(targets),
+        part,
+        parts,
+        attempt,
+        accepted_at,
+        len(sb),
+        len(tlvs),
+    )
+    if tlvs:
+        return b"".join((head, sb, _pack_tlvs(tlvs), payload))
+    return head + sb + payload
+
+
+def mt_record(
+    message_id: str,
+    partner: str,
+    source: tuple[int, int, str],
+    dest: tuple[int, int, str],
+    targets: tuple[str, ...],
+    payload: bytes,
+    data_coding: int,
+    esm_class: int,
+    protocol_id: int,
+    priority_flag: int,
+    service_type: str,
+    schedule_delivery_time: str,
+    validity_period: str,
+    registered_delivery: int,
+    partner_dc0: str,
+    tlvs: tuple[tuple[int, bytes], ...],
+    part: int,
+    parts: int,
+    attempt: int,
+    accepted_at: float,
+    node: str,
+    display_id: str,
+) -> bytes:
+    """``MtMessage(...).to_bytes()`` of these fields (addresses as ``(ton, npi, addr)``; arguments in
+    :class:`MtMessage`'s field order), the same octets, without building the record and its two ``Address``
+    objects (the accept side, once per message)."""
+    try:
+        return _mt_binary(
+            message_id,
+            partner,
+            *source,
+            *dest,
+            targets,
+            payload,
+            data_coding,
+            esm_class,
+            protocol_id,
+            priority_flag,
+            service_type,
+            schedule_delivery_time,
+            validity_period,
+            registered_delivery,
+            partner_dc0,
+            tlvs,
+            part,
+            parts,
+            attempt,
+            accepted_at,
+            node,
+            display_id,
+        )
+    except _NOT_BINARY:
+        return MtMessage(
+            message_id,
+            partner,
+            Address(*source),
+            Address(*dest),
+            targets,
+            payload,
+            data_coding,
+            esm_class,
+            protocol_id,
+            priority_flag,
+            service_type,
+            schedule_delivery_time,
+            validity_period,
+            registered_delivery,
+            partner_dc0,
+            tlvs,
+            part,
+            parts,
+            attempt,
+            accepted_at,
+            node,
+            display_id,
+        ).to_json_bytes()
+
+
+class MtFields:
+    """An MT record's fields as plain attributes, each address as its three values (``source_ton``, ...):
+    what an operator connector reads per message, without the frozen :class:`MtMessage` and its two
+    :class:`Address` objects.  :func:`mt_fields` reads both forms; :meth:`to_message` gives the record."""
+
+    __slots__ = (
+        "accepted_at",
+        "attempt",
+        "data_coding",
+        "dest_addr",
+        "dest_npi",
+        "dest_ton",
+        "display_id",
+        "esm_class",
+        "message_id",
+        "node",
+        "part",
+        "partner",
+        "partner_dc0",
+        "parts",
+        "payload",
+        "priority_flag",
+        "protocol_id",
+        "registered_delivery",
+        "schedule_delivery_time",
+        "service_type",
+        "source_addr",
+        "source_npi",
+        "source_ton",
+        "targets",
+        "tlvs",
+        "validity_period",
+    )
+
+    def __init__(
+        self,
+        message_id: str,
+        partner: str,
+        source_ton: int,
+        source_npi: int,
+        source_addr: str,
+        dest_ton: int,
+        dest_npi: int,
+        dest_addr: str,
+        targets: tuple[str, ...],
+        payload: bytes,
+        data_coding: int,
+        esm_class: int,
+        protocol_id: int,
+        priority_flag: int,
+        service_type: str,
+        schedule_delivery_time: str,
+        validity_period: str,
+        registered_delivery: int,
+        partner_dc0: str,
+        tlvs: tuple[tuple[int, bytes], ...],
+        part: int,
+        parts: int,
+        attempt: int,
+        accepted_at: float,
+        node: str,
+        display_id: str,
+    ) -> None:
+        self.message_id = message_id
+        self.partner = partner
+        self.source_ton = source_ton
+        self.source_npi = source_npi
+        self.source_addr = source_addr
+        self.dest_ton = dest_ton
+        self.dest_npi = dest_npi
+        self.dest_addr = dest_addr
+        self.targets = targets
+        self.payload = payload
+        self.data_coding = data_coding
+        self.esm_class = esm_class
+        self.protocol_id = protocol_id
+        self.priority_flag = priority_flag
+        self.service_type = service_type
+        self.schedule_delivery_time = schedule_delivery_time
+        self.validity_period = validity_period
+        self.registered_delivery = registered_delivery
+        self.partner_dc0 = partner_dc0
+        self.tlvs = tlvs
+        self.part = part
+        self.parts = parts
+        self.attempt = attempt
+        self.accepted_at = accepted_at
+        self.node = node
+        self.display_id = display_id
+
+    @classmethod
+    def of(cls, mt: MtMessage) -> MtFields:
+        s, d = mt.source, mt.dest
+        return cls(
+            mt.message_id,
+            mt.partner,
+            s.ton,
+            s.npi,
+            s.addr,
+            d.ton,
+            d.npi,
+            d.addr,
+            mt.targets,
+            mt.payload,
+            mt.data_coding,
+            mt.esm_class,
+            mt.protocol_id,
+            mt.priority_flag,
+            mt.service_type,
+            mt.schedule_delivery_time,
+            mt.validity_period,
+            mt.registered_delivery,
+            mt.partner_dc0,
+            mt.tlvs,
+            mt.part,
+            mt.parts,
+            mt.attempt,
+            mt.accepted_at,
+            mt.node,
+            mt.display_id,
+        )
+
+    def to_message(self) -> MtMessage:
+        return MtMessage(
+            self.message_id,
+            self.partner,
+            Address(self.source_ton, self.source_npi, self.source_addr),
+            Address(self.dest_ton, self.dest_npi, self.dest_addr),
+            self.targets,
+            self.payload,
+            self.data_coding,
+            self.esm_class,
+            self.protocol_id,
+            self.priority_flag,
+            self.service_type,
+            self.schedule_delivery_time,
+            self.validity_period,
+            self.registered_delivery,
+            self.partner_dc0,
+            self.tlvs,
+            self.part,
+            self.parts,
+            self.attempt,
+            self.accepted_at,
+            self.node,
+            self.display_id,
+        )
 
 
 @attrs.frozen(slots=True)
@@ -391,9 +696,30 @@ def _strings(data: bytes, pos: int, n: int, kind: str) -> list[str]:
         raise DecodeError(f"bad {kind} record: {exc}") from None
 
 
-def _mt_from_binary(data: bytes) -> MtMessage:
-    (_m, _v, _k, fixed, s_ton, s_npi, d_ton, d_npi, dc, esm, pid, prio, reg, ntargets, part, parts, attempt,
-     accepted_at, slen, ntlv) = _head(data, _MT, 77, "mt")  # fmt: skip
+def _mt_values(data: bytes) -> tuple[Any, ...]:
+    """The fields of a binary MT record in :class:`MtFields`' order."""
+    (
+        _m,
+        _v,
+        _k,
+        fixed,
+        s_ton,
+        s_npi,
+        d_ton,
+        d_npi,
+        dc,
+        esm,
+        pid,
+        prio,
+        reg,
+        ntargets,
+        part,
+        parts,
+        attempt,
+        accepted_at,
+        slen,
+        ntlv,
+    ) = _head(data, _MT, 77, "mt")
     pos = 4 + fixed
     strs = _strings(data, pos, slen, "mt")
     if len(strs) < 9 + ntargets:
@@ -404,11 +730,89 @@ def _mt_from_binary(data: bytes) -> MtMessage:
         tlvs, pos = _unpack_tlvs(data, pos, ntlv)
     # after the targets: display_id when it is not message_id (records of older nodes: never)
     display = strs[9 + ntargets] if len(strs) > 9 + ntargets and strs[9 + ntargets] else strs[0]
+    return (
+        strs[0],
+        strs[1],
+        s_ton,
+        s_npi,
+        strs[2],
+        d_ton,
+        d_npi,
+        strs[3],
+        tuple(strs[9 : 9 + ntargets]),
+        data[pos:],
+        dc,
+        esm,
+        pid,
+        prio,
+        strs[4],
+        strs[5],
+        strs[6],
+        reg,
+        strs[7],
+        tlvs,
+        part,
+        parts,
+        attempt,
+        accepted_at,
+        strs[8],
+        display,
+    )
+
+
+def _mt_from_binary(data: bytes) -> MtMessage:
+    (
+        mid,
+        partner,
+        s_ton,
+        s_npi,
+        s_addr,
+        d_ton,
+        d_npi,
+        d_addr,
+        targets,
+        payload,
+        dc,
+        esm,
+        pid,
+        prio,
+        service_type,
+        schedule,
+        validity,
+        reg,
+        dc0,
+        tlvs,
+        part,
+        parts,
+        attempt,
+        accepted_at,
+        node,
+        display,
+    ) = _mt_values(data)
     return MtMessage(
-        strs[0], strs[1], Address(s_ton, s_npi, strs[2]), Address(d_ton, d_npi, strs[3]),
-        tuple(strs[9 : 9 + ntargets]), data[pos:], dc, esm, pid, prio, strs[4], strs[5], strs[6], reg,
-        strs[7], tlvs, part, parts, attempt, accepted_at, strs[8], display,
-    )  # fmt: skip
+        mid,
+        partner,
+        Address(s_ton, s_npi, s_addr),
+        Address(d_ton, d_npi, d_addr),
+        targets,
+        payload,
+        dc,
+        esm,
+        pid,
+        prio,
+        service_type,
+        schedule,
+        validity,
+        reg,
+        dc0,
+        tlvs,
+        part,
+        parts,
+        attempt,
+        accepted_at,
+        node,
+        display,
+    )
 
 
 DlrValues: TypeAlias = tuple[
@@ -478,6 +882,15 @@ _FROM_BINARY: dict[type[_Record], Any] = {
     MoMessage: _guarded(_mo_from_binary),
 }
 _guarded_dlr_values = _guarded(_dlr_values)
+_guarded_mt_values = _guarded(_mt_values)
+
+
+def mt_fields(data: bytes) -> MtFields:
+    """An MT record of either form as :class:`MtFields` (the binary form without building an
+    :class:`MtMessage`); a :class:`DecodeError` for what ``MtMessage.from_bytes`` refuses."""
+    if data[:1] == _MAGIC_BYTE:
+        return MtFields(*_guarded_mt_values(data))
+    return MtFields.of(MtMessage._from_json(data))
 
 
 def dlr_values(data: bytes) -> DlrValues | None:
