@@ -8,6 +8,7 @@ One command, every part in its own process, durable JetStream (file storage, wor
     .venv/bin/python bench/e2e.py --workers 2              # one gateway, `run --workers 2`: two workers
     .venv/bin/python bench/e2e.py --profile                # + py-spy of the gateway(s) while the load runs
     .venv/bin/python bench/e2e.py --nats nats://h:4222 --dsn "host=h dbname=x"   # other servers
+    .venv/bin/python bench/e2e.py --op-latency 0 10ms 50ms  # operator answers after 0/10/50 ms: a row each
     .venv/bin/python bench/e2e.py --json
 
 What runs: the simulator answers every submit_sm at once with a hex id and sends a DELIVRD receipt right
@@ -355,6 +356,8 @@ def run_e2e(args: argparse.Namespace) -> dict[str, Any]:
                 str(tmp / "sim.port"),
                 "--window",
                 str(args.sim_window),
+                "--latency",
+                args.op_latency,
                 "--stats-interval",
                 "0",
                 "--json",
@@ -668,7 +671,8 @@ def _ms(v: float | None) -> str:
 
 def print_table(rows: list[dict[str, Any]]) -> None:
     header = (
-        f"{'gw':>2} {'wk':>2} {'binds':>5} {'win':>4} {'messages':>8} {'receipts':>8} {'msgs/s e2e':>10} "
+        f"{'op rtt':>6} {'gw':>2} {'wk':>2} {'binds':>5} {'win':>4} {'messages':>8} {'receipts':>8} "
+        f"{'msgs/s e2e':>10} "
         f"{'rcpt/s':>7} "
         f"{'submit/s':>8} {'resp p50':>8} {'p99':>7} {'rcpt p50':>8} {'p99':>7}"
     )
@@ -676,7 +680,8 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     print("-" * len(header))
     for r in rows:
         print(
-            f"{r['gateways']:>2} {r['workers']:>2} {r['binds']:>5} {r['window']:>4} {r['accepted']:>8} "
+            f"{r.get('op_latency', '0'):>6} {r['gateways']:>2} {r['workers']:>2} {r['binds']:>5} "
+            f"{r['window']:>4} {r['accepted']:>8} "
             f"{r['receipts']:>8} "
             f"{r['msgs_per_s']:>10.0f} {r['receipts_per_s']:>7.0f} {r['submit_per_s']:>8.0f} "
             f"{_ms(r['resp_p50']):>8} {_ms(r['resp_p99']):>7} "
@@ -684,6 +689,8 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         )
     print("(latencies in ms; msgs/s e2e = receipts delivered / first submit → last receipt)")
     for r in rows:
+        if len(rows) > 1:
+            print(f"\n[operator round trip {r.get('op_latency', '0')}]", end="")
         secs = r["e2e_seconds"]
         cpu = r["cpu"]
         parts = "  ".join(
@@ -729,6 +736,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--op-window", type=int, default=256, help="operator window per bind (default 256)")
     p.add_argument("--partner-window", type=int, default=512, help="deliver_sm window toward the partner")
     p.add_argument("--sim-window", type=int, default=512, help="simulator's deliver_sm window per bind")
+    p.add_argument(
+        "--op-latency",
+        nargs="+",
+        default=["0"],
+        metavar="DELAY",
+        help="the simulator answers each submit_sm after this delay (an operator's round trip: 10ms, 50ms, "
+        "5-50ms); several values: one run and one row each (default 0)",
+    )
     p.add_argument("--nats", default=os.environ.get("CATALYST_BENCH_NATS", "nats://127.0.0.1:4222"))
     p.add_argument("--dsn", default=os.environ.get("CATALYST_BENCH_DSN", "host=127.0.0.1 dbname=test"))
     p.add_argument("--receipt-timeout", type=float, default=60.0)
@@ -764,11 +779,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         file=sys.stderr,
         flush=True,
     )
-    row = run_e2e(args)
+    rows = []
+    for latency in args.op_latency:
+        run_args = argparse.Namespace(**{**vars(args), "op_latency": latency})
+        row = run_e2e(run_args)
+        row["op_latency"] = latency
+        rows.append(row)
     if args.json:
-        print(json.dumps(row, indent=2, default=str))
+        print(json.dumps(rows[0] if len(rows) == 1 else rows, indent=2, default=str))
     else:
-        print_table([row])
+        print_table(rows)
     return 0
 
 
