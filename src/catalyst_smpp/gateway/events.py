@@ -153,8 +153,8 @@ def _event_to_row(ev: MessageEvent) -> Row:
     )
 
 
-def row_to_event(row: Any) -> MessageEvent:
-    """A packed row → :class:`MessageEvent`; ValueError for anything that is not one."""
+def _row_head(row: Any) -> tuple[str, str, float]:
+    """message_id, event and event_at of a packed row; ValueError when it is not one."""
     if not isinstance(row, list | tuple) or len(row) < 3:
         raise ValueError("not an event row")
     mid, event, at = row[0], row[1], row[2]
@@ -162,6 +162,12 @@ def row_to_event(row: Any) -> MessageEvent:
         raise ValueError("not an event row: bad message_id/event")
     if not isinstance(at, float | int) or isinstance(at, bool):
         raise ValueError("not an event row: bad event_at")
+    return mid, event, at
+
+
+def row_to_event(row: Any) -> MessageEvent:
+    """A packed row → :class:`MessageEvent`; ValueError for anything that is not one."""
+    mid, event, at = _row_head(row)
     try:
         return MessageEvent(mid, event, _fromtimestamp(at, _UTC), *row[3:14])
     except (TypeError, OverflowError, OSError) as exc:
@@ -248,13 +254,7 @@ def _log_row(row: Any) -> LogRow:
     """A packed row → the message log row it stands for (:data:`ROW_FIELDS`, shorter rows padded with the
     defaults, later fields ignored; ``event_at`` stays unix seconds); ValueError for what
     :func:`row_to_event` refuses."""
-    if not isinstance(row, list | tuple) or len(row) < 3:
-        raise ValueError("not an event row")
-    mid, event, at = row[0], row[1], row[2]
-    if not isinstance(mid, str) or not isinstance(event, str) or not event:
-        raise ValueError("not an event row: bad message_id/event")
-    if not isinstance(at, float | int) or isinstance(at, bool):
-        raise ValueError("not an event row: bad event_at")
+    _mid, _event, at = _row_head(row)
     if not _AT_MIN < at < _AT_MAX:  # NaN too
         try:
             _fromtimestamp(at, _UTC)
