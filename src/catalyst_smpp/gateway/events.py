@@ -260,10 +260,11 @@ def _log_row(row: Any) -> LogRow:
             _fromtimestamp(at, _UTC)
         except (OverflowError, OSError, ValueError) as exc:
             raise ValueError(f"not an event row: {exc}") from None
-    n = len(row)
+    seq: LogRow = row  # a list or tuple (_row_head checked)
+    n = len(seq)
     if n == _NCOLS:
-        return row
-    return (*row[:_NCOLS], *_ROW_DEFAULTS[n:])
+        return seq
+    return (*seq[:_NCOLS], *_ROW_DEFAULTS[n:])
 
 
 def _event_log_row(ev: MessageEvent) -> LogRow:
