@@ -18,6 +18,7 @@ from catalyst_smpp.bus import (
     PublishErrorKind,
     PublishItem,
 )
+from catalyst_smpp.bus.core import opid_key
 from catalyst_smpp.config import NatsConfig, StreamConfig
 
 
@@ -247,6 +248,22 @@ async def test_kv_put_get_delete_batched(bus: Bus) -> None:
     assert await bus.opids.get_many([("op 1", "id/with spaces")]) == [IdMapping("x", "p")]
     await bus.opids.delete_many([("op1", "0"), ("op1", "1")])
     assert await bus.opids.get_many([("op1", "0"), ("op1", "1"), ("op1", "2")]) == [None, None, items[2][2]]
+
+
+async def test_kv_direct_gets_agree_with_nats_py(bus: Bus) -> None:
+    # kv_get reads through JetStream direct gets in one buffer (our inbox, fast path); nats-py's
+    # KeyValue.get per key must see the same values, missing keys and deleted keys
+    aio = bus._aio
+    assert aio.kv is not None and aio.kv._direct  # our bucket allows direct gets: the batched path is taken
+    await bus.opids.put_many([("opd", f"k{i}", IdMapping(f"m{i}", "p", flags=i % 3)) for i in range(50)])
+    await bus.opids.delete_many([("opd", "k3"), ("opd", "k7")])
+    keys = [opid_key("opd", f"k{i}") for i in range(50)] + [opid_key("opd", "never")]
+    direct = await bus._call(aio.kv_get, keys, 5.0)
+    each = await bus._call(aio._kv_get_each, keys, 5.0)
+    assert direct == each
+    assert direct[3] is None and direct[7] is None and direct[-1] is None
+    assert sum(v is not None for v in direct) == 48
+    assert await bus._call(aio.kv_get, [], 5.0) == []
 
 
 async def test_kv_entries_expire_after_ttl(nats_url: str, nats_config: NatsConfig) -> None:

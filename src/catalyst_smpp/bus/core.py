@@ -16,7 +16,7 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import attrs
 import nats
@@ -536,6 +536,21 @@ class _PubBatch:
         self.fut = fut
 
 
+_NO_REPLY: Final = object()
+
+
+class _GetBatch:
+    """The direct-get replies awaited by one ``kv_get`` (tokens ``base .. base + len(results) - 1``)."""
+
+    __slots__ = ("base", "fut", "left", "results")
+
+    def __init__(self, base: int, n: int, fut: asyncio.Future[None]) -> None:
+        self.base = base
+        self.results: list[Any] = [_NO_REPLY] * n
+        self.left = 0
+        self.fut = fut
+
+
 def _guard_pongs(nc: Any) -> None:
     """Work around a nats-py (2.x) flaw that silently stops a connection from reading.
 
@@ -757,6 +772,13 @@ class _AioSide:
         self.pub_counter = 0
         sub = await self.nc.subscribe(self.pub_prefix + "*", cb=_unused_cb)
         self.fast[sub._id] = self._on_pub_reply
+        # KV direct gets: replies on a second inbox of ours, through the same fast path
+        self.get_prefix = f"{self.nc._inbox_prefix.decode()}.{self.nc._nuid.next().decode()}."
+        self.get_plen = len(self.get_prefix)
+        self.get_pending: dict[int, _GetBatch] = {}
+        self.get_counter = 0
+        sub = await self.nc.subscribe(self.get_prefix + "*", cb=_unused_cb)
+        self.fast[sub._id] = self._on_get_reply
 
     def _on_pub_reply(self, subject: bytes, reply: bytes, data: bytes, hdr: bytes | None) -> None:
         try:
@@ -785,6 +807,32 @@ class _AioSide:
                     res = PubAck(resp["stream"], int(resp["seq"]), bool(resp.get("duplicate")))
             except (ValueError, KeyError, TypeError, AttributeError):
                 res = PublishError(PublishErrorKind.SERVER, "unreadable publish ack")
+        b.results[tok - b.base] = res
+        b.left -= 1
+        if b.left <= 0 and not b.fut.done():
+            b.fut.set_result(None)
+
+    def _on_get_reply(self, subject: bytes, reply: bytes, data: bytes, hdr: bytes | None) -> None:
+        """A JetStream direct-get reply: the stored message (headers Nats-Subject, Nats-Sequence, ...), or a
+        status line (404: no such key; anything else: an error)."""
+        try:
+            tok = int(subject[self.get_plen :])
+        except ValueError:
+            return
+        b = self.get_pending.pop(tok, None)
+        if b is None:  # timed out already
+            return
+        res: bytes | BusError | None
+        status = hdr[9:12] if hdr and hdr.startswith(b"NATS/1.0 ") else b""
+        if status == b"404":
+            res = None
+        elif status:
+            line = hdr.split(b"\r\n", 1)[0].decode("latin-1", "replace") if hdr else ""
+            res = BusError(f"KV get failed: {line}")
+        elif hdr and b"KV-Operation:" in hdr:  # a delete or purge marker: the key has no value
+            res = None
+        else:
+            res = data
         b.results[tok - b.base] = res
         b.left -= 1
         if b.left <= 0 and not b.fut.done():
@@ -935,6 +983,52 @@ class _AioSide:
         return await self.publish_batch([(prefix + k, v, None) for k, v in items], timeout)
 
     async def kv_get(self, keys: list[str], timeout: float) -> list[bytes | None]:
+        """The values of ``keys`` (None: no such key, deleted or expired).  With direct gets allowed on the
+        bucket's stream (ours are created so), ONE buffer of direct-get requests on our own inbox, replies
+        through the fast path, one future per batch; else nats-py's ``KeyValue.get`` per key."""
+        nc = self.nc
+        assert nc is not None and self.kv is not None
+        if not getattr(self.kv, "_direct", False):
+            return await self._kv_get_each(keys, timeout)
+        if not nc.is_connected:
+            raise BusError("KV get failed: not connected")
+        n = len(keys)
+        if not n:
+            return []
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        base = self.get_counter + 1
+        self.get_counter += n
+        b = _GetBatch(base, n, fut)
+        pending = self.get_pending
+        api_prefix = f"$JS.API.DIRECT.GET.{self.kv._stream}.{self.kv._pre}"
+        prefix = self.get_prefix
+        parts = []
+        for i, k in enumerate(keys):
+            if not k or _SUBJECT_INVALID.search(k):
+                b.results[i] = BusError(f"KV get failed: bad key {k!r}")
+                continue
+            parts.append(f"PUB {api_prefix}{k} {prefix}{base + i} 0\r\n\r\n".encode())
+            pending[base + i] = b
+            b.left += 1
+        try:
+            if b.left:
+                await nc._send_command(b"".join(parts))
+                if nc._flush_queue is not None and nc._flush_queue.empty():
+                    await nc._flush_pending()
+                await asyncio.wait((fut,), timeout=timeout)
+        finally:
+            for t in range(base, base + n):
+                pending.pop(t, None)  # a late reply is dropped
+        out: list[bytes | None] = []
+        for r in b.results:
+            if isinstance(r, BusError):
+                raise r
+            if r is _NO_REPLY:
+                raise BusError("KV get failed: no reply in time")
+            out.append(r)
+        return out
+
+    async def _kv_get_each(self, keys: list[str], timeout: float) -> list[bytes | None]:
         import nats.js.kv
 
         async def one(k: str) -> bytes | None:
