@@ -94,6 +94,8 @@ async def test_binds_checked_against_postgres(db: Database) -> None:
         ) == (1, 50.0, 20.0, 7)
         assert session.window_size == 7
         assert await trio.to_thread.run_sync(_bind, port, "acme", "secret") == S.ESME_RBINDFAIL
+        # acme's second and third binds skipped scrypt (its password passed already); wrong ones never do
+        assert auth.verified.hits == 2
         await client.aclose()
         await server.shutdown(1.0)
         n.cancel_scope.cancel()

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from catalyst_smpp.store import hash_password, needs_rehash, normalise_operator_id, verify_password
+import catalyst_smpp.store.passwords as passwords
+from catalyst_smpp.store import (
+    VerifiedPasswords,
+    hash_password,
+    needs_rehash,
+    normalise_operator_id,
+    verify_password,
+)
 
 
 def test_password_hash_roundtrip_and_salt() -> None:
@@ -13,6 +20,35 @@ def test_password_hash_roundtrip_and_salt() -> None:
     assert verify_password("secret", h1) and verify_password("secret", h2)
     assert not verify_password("Secret", h1) and not verify_password("", h1)
     assert not needs_rehash(h1)
+
+
+def test_verified_passwords_skip_scrypt_only_for_a_known_good_pair(monkeypatch: pytest.MonkeyPatch) -> None:
+    scrypt_checks: list[str] = []
+    real = passwords.verify_password
+
+    def counting(password: str, stored: str) -> bool:
+        scrypt_checks.append(password)
+        return real(password, stored)
+
+    monkeypatch.setattr(passwords, "verify_password", counting)
+    v = VerifiedPasswords(max_entries=2)
+    h = hash_password("secret")
+    assert v.verify("secret", h) and v.verify("secret", h) and v.verify("secret", h)
+    assert scrypt_checks == ["secret"] and v.hits == 2  # the rebinds came from memory
+    # wrong passwords are never remembered: each one pays scrypt again
+    assert not v.verify("guess", h) and not v.verify("guess", h)
+    assert scrypt_checks == ["secret", "guess", "guess"]
+    # a changed password is a new stored hash (new salt): the old password fails, the new one is checked
+    h2 = hash_password("new")
+    assert not v.verify("secret", h2) and v.verify("new", h2)
+    assert scrypt_checks[-2:] == ["secret", "new"]
+    # bounded: with two entries, the least recently used pair is forgotten and checked again
+    h3 = hash_password("third")
+    assert v.verify("third", h3)  # remembered now: (new, h2), (third, h3); (secret, h) dropped
+    n = len(scrypt_checks)
+    assert v.verify("secret", h) and len(scrypt_checks) == n + 1
+    with pytest.raises(ValueError):
+        VerifiedPasswords(max_entries=0)
 
 
 @pytest.mark.parametrize(

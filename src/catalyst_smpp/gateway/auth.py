@@ -11,6 +11,7 @@ import trio
 
 from catalyst_smpp.protocol.constants import CommandStatus
 from catalyst_smpp.server.auth import Account, BindRequest
+from catalyst_smpp.store.passwords import VerifiedPasswords
 from catalyst_smpp.store.records import AuthResult, Partner, authenticate
 
 __all__ = ["PostgresAuthenticator", "account_for", "peer_ip"]
@@ -59,7 +60,9 @@ class PostgresAuthenticator:
     worker thread.  Unknown system_id → ``ESME_RINVSYSID``, wrong password → ``ESME_RINVPASWD``, disabled
     partner or an address outside ``allowed_ips`` → ``ESME_RBINDFAIL``.  ``bound_counter(system_id)``, when
     given, counts the partner's binds already held (e.g. over all nodes); at ``max_binds`` the bind is refused
-    with ``ESME_RBINDFAIL`` (the server also enforces ``max_binds`` per node).
+    with ``ESME_RBINDFAIL`` (the server also enforces ``max_binds`` per node).  Passwords that passed are
+    remembered (:class:`VerifiedPasswords`), so the rebinds after a restart or a network blip do not queue
+    behind one scrypt check each.
     """
 
     def __init__(
@@ -71,6 +74,7 @@ class PostgresAuthenticator:
         self.partners = partners
         self.bound_counter = bound_counter
         self.refused = 0
+        self.verified = VerifiedPasswords()
 
     async def authenticate(self, bind: BindRequest) -> Account | int:
         partner = self.partners(bind.system_id)
@@ -82,7 +86,7 @@ class PostgresAuthenticator:
         else:
             check_ip = ip
             unreadable = False
-        result = await trio.to_thread.run_sync(authenticate, partner, bind.password, check_ip)
+        result = await trio.to_thread.run_sync(authenticate, partner, bind.password, check_ip, self.verified)
         if result is AuthResult.OK and unreadable:
             result = AuthResult.ADDRESS_NOT_ALLOWED
         if result is not AuthResult.OK:

@@ -5,7 +5,7 @@ psycopg 3 is used synchronously, in worker threads (``Database.run``); see docs/
 
 from .db import Database, connect_sync
 from .migrate import Migration, MigrationError, available_migrations, migrate
-from .passwords import hash_password, needs_rehash, verify_password
+from .passwords import VerifiedPasswords, hash_password, needs_rehash, verify_password
 from .records import (
     AuthResult,
     ConfigSnapshot,
@@ -58,6 +58,7 @@ __all__ = [
     "RouteRepo",
     "RouteTarget",
     "SavedSnapshot",
+    "VerifiedPasswords",
     "authenticate",
     "available_migrations",
     "config_version",

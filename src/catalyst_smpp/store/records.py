@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 
 import attrs
 
-from .passwords import verify_password
+from .passwords import VerifiedPasswords, verify_password
 
 __all__ = [
     "AuthResult",
@@ -126,13 +126,19 @@ class AuthResult(enum.Enum):
     ADDRESS_NOT_ALLOWED = "address_not_allowed"  # ESME_RBINDFAIL
 
 
-def authenticate(partner: Partner | None, password: str, peer_ip: str | None) -> AuthResult:
-    """Check a bind against a partner record (from a snapshot or the repository).  Blocking (scrypt)."""
+def authenticate(
+    partner: Partner | None, password: str, peer_ip: str | None, verified: VerifiedPasswords | None = None
+) -> AuthResult:
+    """Check a bind against a partner record (from a snapshot or the repository).  Blocking (scrypt, unless
+    ``verified`` remembers this password for this partner's stored hash)."""
     if partner is None:
         # spend the same time as a real check so system_ids cannot be probed by timing
         verify_password(password, _DUMMY_HASH)
         return AuthResult.UNKNOWN_SYSTEM_ID
-    ok = partner.check_password(password)
+    if verified is not None:
+        ok = verified.verify(password, partner.password_hash)
+    else:
+        ok = partner.check_password(password)
     if not ok:
         return AuthResult.BAD_PASSWORD
     if not partner.enabled:
