@@ -61,8 +61,8 @@ class PostgresAuthenticator:
     partner or an address outside ``allowed_ips`` → ``ESME_RBINDFAIL``.  ``bound_counter(system_id)``, when
     given, counts the partner's binds already held (e.g. over all nodes); at ``max_binds`` the bind is refused
     with ``ESME_RBINDFAIL`` (the server also enforces ``max_binds`` per node).  Passwords that passed are
-    remembered (:class:`VerifiedPasswords`), so the rebinds after a restart or a network blip do not queue
-    behind one scrypt check each.
+    remembered (:class:`VerifiedPasswords`), so the rebinds after a network blip do not queue behind one
+    scrypt check each.
     """
 
     def __init__(

@@ -65,13 +65,14 @@ def needs_rehash(stored: str) -> bool:
 class VerifiedPasswords:
     """Passwords that passed :func:`verify_password` lately, so a partner's next bind skips scrypt.
 
-    A gateway restart or a network blip makes every partner bind again at once; at ~20 ms of CPU per scrypt
-    check (more on a small host) a few thousand binds queue for minutes.  A successful check is remembered as
-    an HMAC-SHA256 (key random per process) of the stored hash and the password; a bind whose tag is known
-    passes in microseconds.  Only successes are remembered, so every wrong guess still pays scrypt; a changed
-    password changes the stored hash (new salt), so the old tag never matches it.  Bounded: the least recently
-    used tags go first.  Thread-safe (binds are checked in worker threads).  A tag reveals no more than the
-    bind itself does: SMPP v3.4 sends the password in clear.
+    A network blip, or a partner that binds per batch, makes partners bind again and again; at ~20 ms of
+    CPU per scrypt check (more on a small host) a few thousand rebinds queue for minutes.  (After a gateway
+    restart the memory is empty: each partner's first binds pay scrypt once more.)  A successful check is
+    remembered as an HMAC-SHA256 (key random per process) of the stored hash and the password; a bind whose
+    tag is known passes in microseconds.  Only successes are remembered, so every wrong guess still pays
+    scrypt; a changed password changes the stored hash (new salt), so the old tag never matches it.
+    Bounded: the least recently used tags go first.  Thread-safe (binds are checked in worker threads).  A
+    tag reveals no more than the bind itself does: SMPP v3.4 sends the password in clear.
     """
 
     def __init__(self, max_entries: int = 10_000) -> None:
