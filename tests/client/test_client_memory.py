@@ -213,6 +213,40 @@ async def test_throttled_is_retried_with_backoff(env: Env, autojump_clock: trio.
     assert client.stats.throttled_retries == 2
 
 
+async def test_throttle_answers_are_logged_with_counts_not_one_line_each(
+    env: Env, autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    # an operator throttling every submit for a while must not write a log line per answer
+    client = await env.start(config(throttle_delay=0.01, throttle_retries=1000))
+    peer = await env.smsc.accept()
+
+    async def smsc() -> None:
+        while True:
+            req = await peer.expect_request()
+            # throttled for the first 15 s of (mock) time, then accepted
+            status = S.ESME_RTHROTTLED if trio.current_time() < 15 else 0
+            await peer.send(req.make_response(status, message_id="m" if status == 0 else ""))
+
+    env.nursery.start_soon(smsc)
+    caplog.set_level("INFO", logger="catalyst_smpp")
+    statuses: list[int] = []
+
+    async def send(i: int) -> None:
+        statuses.append((await client.request(submit(b"m%d" % i))).command_status)
+
+    async with trio.open_nursery() as n:
+        for i in range(50):
+            n.start_soon(send, i)
+    assert statuses == [0] * 50
+    retries = client.stats.throttled_retries
+    assert retries >= 200  # many throttle answers...
+    lines = [rec.getMessage() for rec in caplog.records if "peer asks to slow down" in rec.getMessage()]
+    assert 1 <= len(lines) <= 3  # ...but one line per 10 s, carrying the counts
+    assert "slow down: 1 x 0x00000058;" in lines[0]  # the first answer is logged at once
+    logged = [int(line.split("down: ", 1)[1].split(" x ")[0]) for line in lines]
+    assert sum(logged) <= retries and max(logged) > 10
+
+
 async def test_throttle_retries_are_bounded(env: Env, autojump_clock: trio.testing.MockClock) -> None:
     client = await env.start(config(throttle_delay=0.1, throttle_retries=2))
     peer = await env.smsc.accept()

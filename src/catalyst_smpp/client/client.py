@@ -26,6 +26,9 @@ __all__ = ["ClientConfig", "ClientSession", "ClientStats", "SmppClient"]
 
 logger = logging.getLogger(__name__)
 
+THROTTLE_LOG_EVERY = 10.0
+"""Seconds between log lines about throttle answers (ESME_RTHROTTLED / ESME_RMSGQFUL), which carry counts."""
+
 _RETRY_STATUSES: Final = frozenset({int(CommandStatus.ESME_RTHROTTLED), int(CommandStatus.ESME_RMSGQFUL)})
 _BIND_CLASSES: Final = {
     BindType.TRANSMITTER: BindTransmitter,
@@ -128,6 +131,10 @@ class SmppClient:
         self._sessions: list[ClientSession] = []  # bound
         self._tx: list[ClientSession] = []  # bound TX/TRX
         self._rr = 0
+        # throttle answers since the last log line about them: status -> count (logged at most every
+        # THROTTLE_LOG_EVERY seconds, so an operator throttling 1,000 submits/s is not 1,000 log lines/s)
+        self._throttled: dict[int, int] = {}
+        self._throttle_logged = -math.inf
         self._window_lot = trio.lowlevel.ParkingLot()  # any change that may let a request go
         self._bound_lot = trio.lowlevel.ParkingLot()
         # TPS limit as a token bucket in its "virtual scheduling" form (GCRA): each request
@@ -319,8 +326,22 @@ class SmppClient:
             return None
         delay: float = cfg.throttle_delay * 2.0**retries
         self.stats.throttled_retries += 1
-        session.paused_until = max(session.paused_until, trio.current_time() + delay)
-        session.log.info("peer answered 0x%08X: retry %d in %.3fs", status, retries + 1, delay)
+        now = trio.current_time()
+        session.paused_until = max(session.paused_until, now + delay)
+        throttled = self._throttled
+        throttled[status] = throttled.get(status, 0) + 1
+        if now - self._throttle_logged >= THROTTLE_LOG_EVERY:
+            counts = ", ".join(f"{n} x 0x{st:08X}" for st, n in sorted(throttled.items()))
+            first = self._throttle_logged == -math.inf
+            session.log.info(
+                "peer asks to slow down: %s%s; sent again after a pause (this one: retry %d in %.3fs)",
+                counts,
+                "" if first else f" in the last {now - self._throttle_logged:.0f}s",
+                retries + 1,
+                delay,
+            )
+            throttled.clear()
+            self._throttle_logged = now
         return delay
 
     async def acquire(self) -> ClientSession:
