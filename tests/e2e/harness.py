@@ -497,6 +497,36 @@ async def wait_delivered(
     await wait_for(done, timeout, "every acknowledged message at the simulator")
 
 
+async def partner_round(
+    port: int,
+    receipts: Receipts,
+    all_texts: list[str],
+    sims: Callable[[], Sequence[SmscSimulator]],
+    *,
+    bind_timeout: float = 30.0,
+    load_timeout: float = 60.0,
+    delivered_timeout: float = 60.0,
+    receipts_timeout: float = 60.0,
+    linger: float = 0.0,
+) -> LoadResult:
+    """A partner binds (TRX) to ``port``, submits every text, waits until the simulators have every
+    acknowledged one and every receipt is back, waits ``linger`` seconds more (a duplicate would arrive
+    then), and unbinds."""
+    client = partner_client(port, handler=receipts.handler)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(client.run)
+        with trio.fail_after(bind_timeout):
+            await client.wait_bound()
+        with trio.fail_after(load_timeout):
+            load = await submit_load(client, all_texts)
+        await wait_delivered(load, sims, delivered_timeout)
+        await wait_receipts(load, receipts, receipts_timeout)
+        if linger:
+            await trio.sleep(linger)
+        await client.aclose()
+    return load
+
+
 async def wait_settled(gw: Gateway, kind: Kind, name: str, timeout: float) -> ConsumerState:
     """Until the durable consumer of ``kind``/``name`` has nothing pending and nothing unacknowledged.
 

@@ -25,6 +25,7 @@ from .harness import (
     open_gateway,
     open_sim,
     partner_client,
+    partner_round,
     submit_load,
     texts,
     wait_delivered,
@@ -245,16 +246,15 @@ async def test_operator_throttling(env: Env) -> None:
     async with open_sim(_sim(throttle_rate=100.0, throttle_burst=10.0)) as sim:
         _setup(env, sim.port, tps=1000.0)
         async with open_gateway(env, "gw-a") as gw:
-            client = partner_client(gw.ports[0], handler=receipts.handler)
-            async with trio.open_nursery() as nursery:
-                await nursery.start(client.run)
-                await client.wait_bound()
-                with trio.fail_after(120):
-                    load = await submit_load(client, all_texts)
-                await wait_delivered(load, lambda: [sim], 120)
-                await wait_receipts(load, receipts, 60)
-                await trio.sleep(0.5)  # a copy would arrive now
-                await client.aclose()
+            load = await partner_round(
+                gw.ports[0],
+                receipts,
+                all_texts,
+                lambda: [sim],
+                load_timeout=120,
+                delivered_timeout=120,
+                linger=0.5,
+            )
         count = check_delivered(all_texts, load, sim)
         throttled = sim.stats.throttled
     print(f"throttled by the SMSC: {throttled}")
@@ -326,16 +326,9 @@ async def test_two_gateway_processes_partner_on_one_operator_on_the_other(env: E
             await gw_b.wait_listening()
             # only B binds to the operator (one bind: opA's bind_count)
             await wait_for(lambda: sim.bound_sessions == 1, 30, "B's connector bound to the SMSC")
-            client = partner_client(gw_a.port, handler=receipts.handler)
-            async with trio.open_nursery() as nursery:
-                await nursery.start(client.run)
-                await client.wait_bound()
-                with trio.fail_after(120):
-                    load = await submit_load(client, all_texts)
-                await wait_delivered(load, lambda: [sim], 60)
-                await wait_receipts(load, receipts, 60)
-                await trio.sleep(0.5)  # a copy would arrive now
-                await client.aclose()
+            load = await partner_round(
+                gw_a.port, receipts, all_texts, lambda: [sim], load_timeout=120, linger=0.5
+            )
             assert sim.stats.binds == 1 and sim.bound_sessions == 1, "A never connected to the operator"
         finally:
             gw_a.stop()

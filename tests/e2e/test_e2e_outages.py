@@ -35,6 +35,7 @@ from .harness import (
     open_gateway,
     open_sim,
     partner_client,
+    partner_round,
     submit_load,
     texts,
     wait_delivered,
@@ -282,16 +283,7 @@ async def test_gateway_started_while_nats_down(env: Env, nats_server_factory: ob
             await gw.wait_listening(timeout=20)
             listening_after = trio.current_time() - t0
             await wait_for(lambda: sim.bound_sessions == 1, 20, "the connector bound to the SMSC")
-            client = partner_client(gw.port, handler=receipts.handler)
-            async with trio.open_nursery() as nursery:
-                await nursery.start(client.run)
-                with trio.fail_after(10):
-                    await client.wait_bound()
-                with trio.fail_after(60):
-                    load = await submit_load(client, all_texts)
-                await wait_delivered(load, lambda: [sim], 60)
-                await wait_receipts(load, receipts, 60)
-                await client.aclose()
+            load = await partner_round(gw.port, receipts, all_texts, lambda: [sim], bind_timeout=10)
         finally:
             gw.stop()
         count = check_delivered(all_texts, load, sim)
@@ -334,16 +326,7 @@ async def test_gateway_started_in_process_while_its_bus_is_reconnecting(
         t0 = trio.current_time()
         async with open_gateway(env, "gw-a", before_run=nats_down) as gw:
             await wait_for(lambda: sim.bound_sessions == 1, 30, "the connector bound to the SMSC")
-            client = partner_client(gw.ports[0], handler=receipts.handler)
-            async with trio.open_nursery() as nursery:
-                await nursery.start(client.run)
-                with trio.fail_after(30):
-                    await client.wait_bound()
-                with trio.fail_after(60):
-                    load = await submit_load(client, all_texts)
-                await wait_delivered(load, lambda: [sim], 60)
-                await wait_receipts(load, receipts, 60)
-                await client.aclose()
+            load = await partner_round(gw.ports[0], receipts, all_texts, lambda: [sim])
             served_after = trio.current_time() - t0
             assert gw.bus.reconnects >= 1
         count = check_delivered(all_texts, load, sim)
