@@ -180,6 +180,17 @@ def decode_pdu(data: Buffer, offset: int = 0) -> Pdu:
                 )
             if n:
                 return _SM_BUILD[n](data, buf)  # type: ignore[misc]  # n >= 1: slot 0 (None) is never called
+    data, offset, length, cid, status, seq = _framed(data, offset)
+    fast = _FAST_DECODE.get(cid)
+    if fast is not None:
+        return fast(data, offset, offset + length, cid, status, seq)
+    return _decode_general(data, offset, offset + length, cid, status, seq)
+
+
+def _framed(data: Buffer, offset: int) -> tuple[bytes, int, int, int, int, int]:
+    """The header of the PDU at ``data[offset]`` checked against the data: ``(data, offset, command_length,
+    command_id, command_status, sequence_number)``, ``data`` as bytes (a copy of the PDU alone when it was
+    another buffer, offset 0 then); FramingError for a length the data cannot hold."""
     if offset < 0 or len(data) - offset < 16:
         raise FramingError("fewer than 16 octets for a PDU header")
     length, cid, status, seq = _HDR.unpack_from(data, offset)
@@ -188,12 +199,8 @@ def decode_pdu(data: Buffer, offset: int = 0) -> Pdu:
     if length > len(data) - offset:
         raise FramingError(f"command_length {length} past the end of the data", command_length=length)
     if type(data) is not bytes:
-        data = bytes(memoryview(data).cast("B")[offset : offset + length])
-        offset = 0
-    fast = _FAST_DECODE.get(cid)
-    if fast is not None:
-        return fast(data, offset, offset + length, cid, status, seq)
-    return _decode_general(data, offset, offset + length, cid, status, seq)
+        return bytes(memoryview(data).cast("B")[offset : offset + length]), 0, length, cid, status, seq
+    return data, offset, length, cid, status, seq
 
 
 def _decode_general(
@@ -264,16 +271,7 @@ def decode_pdu_keeping_tlvs(data: Buffer, offset: int = 0) -> Pdu:
     deliver_sm / data_sm (a receipt or an MO) that the strict decoder refused only for its TLVs
     (field-lessons 6: never drop a receipt because a TLV was odd).
     """
-    if offset < 0 or len(data) - offset < 16:
-        raise FramingError("fewer than 16 octets for a PDU header")
-    length, cid, status, seq = _HDR.unpack_from(data, offset)
-    if length < 16:
-        raise FramingError(f"command_length {length} below 16", command_length=length)
-    if length > len(data) - offset:
-        raise FramingError(f"command_length {length} past the end of the data", command_length=length)
-    if type(data) is not bytes:
-        data = bytes(memoryview(data).cast("B")[offset : offset + length])
-        offset = 0
+    data, offset, length, cid, status, seq = _framed(data, offset)
     return _decode_general(data, offset, offset + length, cid, status, seq, keep_tlvs=True)
 
 
