@@ -187,17 +187,13 @@ class MtMessage(_Record):
     """The id the partner was given for this message (its submit_sm_resp / submit_multi_resp): ``message_id``
     except for the destinations of a submit_multi after the first, which share the first one's id."""
 
-    def _to_binary(self) -> bytes:
+    def to_bytes(self) -> bytes:
         s, d = self.source, self.dest
-        return _mt_binary(
+        return mt_record(
             self.message_id,
             self.partner,
-            s.ton,
-            s.npi,
-            s.addr,
-            d.ton,
-            d.npi,
-            d.addr,
+            (s.ton, s.npi, s.addr),
+            (d.ton, d.npi, d.addr),
             self.targets,
             self.payload,
             self.data_coding,
@@ -217,82 +213,6 @@ class MtMessage(_Record):
             self.node,
             self.display_id,
         )
-
-
-def _mt_binary(
-    message_id: str,
-    partner: str,
-    s_ton: int,
-    s_npi: int,
-    s_addr: str,
-    d_ton: int,
-    d_npi: int,
-    d_addr: str,
-    targets: tuple[str, ...],
-    payload: bytes,
-    data_coding: int,
-    esm_class: int,
-    protocol_id: int,
-    priority_flag: int,
-    service_type: str,
-    schedule_delivery_time: str,
-    validity_period: str,
-    registered_delivery: int,
-    partner_dc0: str,
-    tlvs: tuple[tuple[int, bytes], ...],
-    part: int,
-    parts: int,
-    attempt: int,
-    accepted_at: float,
-    node: str,
-    display_id: str,
-) -> bytes:
-    """The binary form of an MT record from its fields (raises what ``to_bytes`` turns into the JSON form)."""
-    # display_id only when it is not message_id (the number of strings tells a reader whether it is there)
-    extra = (display_id,) if display_id != message_id else ()
-    strs = "\x00".join(
-        (
-            message_id,
-            partner,
-            s_addr,
-            d_addr,
-            service_type,
-            schedule_delivery_time,
-            validity_period,
-            partner_dc0,
-            node,
-            *targets,
-            *extra,
-        )
-    )
-    if strs.count("\x00") != 8 + len(targets) + len(extra):
-        raise _NoBinary
-    sb = strs.encode("utf-8")
-    head = _MT.pack(
-        MAGIC,
-        VERSION,
-        77,
-        _MT_FIXED,
-        s_ton,
-        s_npi,
-        d_ton,
-        d_npi,
-        data_coding,
-        esm_class,
-        protocol_id,
-        priority_flag,
-        registered_delivery,
-        len(targets),
-        part,
-        parts,
-        attempt,
-        accepted_at,
-        len(sb),
-        len(tlvs),
-    )
-    if tlvs:
-        return b"".join((head, sb, _pack_tlvs(tlvs), payload))
-    return head + sb + payload
 
 
 def mt_record(
@@ -319,34 +239,58 @@ def mt_record(
     node: str,
     display_id: str,
 ) -> bytes:
-    """``MtMessage(...).to_bytes()`` of these fields (addresses as ``(ton, npi, addr)``; arguments in
-    :class:`MtMessage`'s field order), the same octets, without building the record and its two ``Address``
-    objects (the accept side, once per message)."""
+    """The octets of an MT record (what ``MtMessage.to_bytes()`` writes) from its fields, addresses as
+    ``(ton, npi, addr)``, arguments in :class:`MtMessage`'s field order: the binary form, or the JSON form
+    when a field does not fit it.  The accept side calls it once per message without building the record
+    and its two ``Address`` objects."""
     try:
-        return _mt_binary(
-            message_id,
-            partner,
-            *source,
-            *dest,
-            targets,
-            payload,
+        s_ton, s_npi, s_addr = source
+        d_ton, d_npi, d_addr = dest
+        # display_id only when it is not message_id (the number of strings tells a reader whether it is there)
+        extra = (display_id,) if display_id != message_id else ()
+        strs = "\x00".join(
+            (
+                message_id,
+                partner,
+                s_addr,
+                d_addr,
+                service_type,
+                schedule_delivery_time,
+                validity_period,
+                partner_dc0,
+                node,
+                *targets,
+                *extra,
+            )
+        )
+        if strs.count("\x00") != 8 + len(targets) + len(extra):
+            raise _NoBinary
+        sb = strs.encode("utf-8")
+        head = _MT.pack(
+            MAGIC,
+            VERSION,
+            77,
+            _MT_FIXED,
+            s_ton,
+            s_npi,
+            d_ton,
+            d_npi,
             data_coding,
             esm_class,
             protocol_id,
             priority_flag,
-            service_type,
-            schedule_delivery_time,
-            validity_period,
             registered_delivery,
-            partner_dc0,
-            tlvs,
+            len(targets),
             part,
             parts,
             attempt,
             accepted_at,
-            node,
-            display_id,
+            len(sb),
+            len(tlvs),
         )
+        if tlvs:
+            return b"".join((head, sb, _pack_tlvs(tlvs), payload))
+        return head + sb + payload
     except _NOT_BINARY:
         return MtMessage(
             message_id,
@@ -553,52 +497,43 @@ class DlrMessage(_Record):
     """The id the partner was given (what its receipt shows): the MT's ``display_id``.  ``message_id`` stays
     our own id of the message (the record's JetStream msg_id and the message log use it)."""
 
-    def _to_binary(self) -> bytes:
+    def to_bytes(self) -> bytes:
         s, d = self.source, self.dest
-        return _dlr_binary(
-            self.message_id, self.partner, self.state, s.ton, s.npi, s.addr, d.ton, d.npi, d.addr,
+        return dlr_record(
+            self.message_id, self.partner, self.state, (s.ton, s.npi, s.addr), (d.ton, d.npi, d.addr),
             self.error, self.submit_date, self.done_date, self.operator, self.operator_message_id,
             self.network_error_code, self.text, self.part, self.parts, self.display_id, self.payload,
         )  # fmt: skip
 
 
-def _dlr_binary(
-    message_id: str, partner: str, state: str, s_ton: int, s_npi: int, s_addr: str, d_ton: int, d_npi: int,
-    d_addr: str, error: str, submit_date: float, done_date: float, operator: str, operator_message_id: str,
-    network_error_code: str, text: str, part: int, parts: int, display_id: str, payload: bytes,
-) -> bytes:  # fmt: skip
-    """The binary form of a DLR record from its fields (raises what ``to_bytes`` turns into the JSON form)."""
-    extra = (display_id,) if display_id != message_id else ()
-    strs = "\x00".join(
-        (message_id, partner, state, s_addr, d_addr, error, operator, operator_message_id, network_error_code,
-         text, *extra)
-    )  # fmt: skip
-    if strs.count("\x00") != 9 + len(extra):
-        raise _NoBinary
-    sb = strs.encode("utf-8")
-    head = _DLR.pack(
-        MAGIC, VERSION, 68, _DLR_FIXED, s_ton, s_npi, d_ton, d_npi, part, parts, submit_date, done_date,
-        len(sb), 0,
-    )  # fmt: skip
-    return head + sb + payload if payload else head + sb
-
-
 def dlr_record(
     message_id: str, partner: str, state: str, source: tuple[int, int, str], dest: tuple[int, int, str],
     error: str, submit_date: float, done_date: float, operator: str, operator_message_id: str,
-    network_error_code: str, text: str, part: int, parts: int, display_id: str,
+    network_error_code: str, text: str, part: int, parts: int, display_id: str, payload: bytes = b"",
 ) -> bytes:  # fmt: skip
-    """``DlrMessage(...).to_bytes()`` of these fields (addresses as ``(ton, npi, addr)``), the same octets,
-    without building the record and its two ``Address`` objects (the inbound side, once per receipt)."""
+    """The octets of a DLR record (what ``DlrMessage.to_bytes()`` writes) from its fields, addresses as
+    ``(ton, npi, addr)``: the binary form, or the JSON form when a field does not fit it.  The inbound side
+    calls it once per receipt without building the record and its two ``Address`` objects."""
     try:
-        return _dlr_binary(
-            message_id, partner, state, *source, *dest, error, submit_date, done_date, operator,
-            operator_message_id, network_error_code, text, part, parts, display_id, b"",
+        s_ton, s_npi, s_addr = source
+        d_ton, d_npi, d_addr = dest
+        extra = (display_id,) if display_id != message_id else ()
+        strs = "\x00".join(
+            (message_id, partner, state, s_addr, d_addr, error, operator, operator_message_id,
+             network_error_code, text, *extra)
         )  # fmt: skip
+        if strs.count("\x00") != 9 + len(extra):
+            raise _NoBinary
+        sb = strs.encode("utf-8")
+        head = _DLR.pack(
+            MAGIC, VERSION, 68, _DLR_FIXED, s_ton, s_npi, d_ton, d_npi, part, parts, submit_date, done_date,
+            len(sb), 0,
+        )  # fmt: skip
+        return head + sb + payload if payload else head + sb
     except _NOT_BINARY:
         return DlrMessage(
             message_id, partner, state, Address(*source), Address(*dest), error, submit_date, done_date,
-            operator, operator_message_id, network_error_code, text, part, parts, b"", display_id,
+            operator, operator_message_id, network_error_code, text, part, parts, payload, display_id,
         ).to_json_bytes()  # fmt: skip
 
 
