@@ -313,3 +313,62 @@ async def test_a_cli_change_reaches_a_running_watcher(cli: Any, pg_dsn: str, pg_
         assert new > seen
         snap = await db.snapshot()
         assert name in [p.system_id for p in snap.partners]
+
+
+def test_identical_routes_are_refused_and_list_shows_the_routers_order(cli: Any) -> None:
+    op, partner = _name("o"), _name("p")
+    assert cli("operator", "add", op, "--host", "h", "--port", "2775", "--system-id", "gw").exit_code == 0
+    assert cli("partner", "add", partner, "--password", "x").exit_code == 0
+
+    def add(*args: str) -> int:
+        r = cli("route", "add", "--partner", partner, "--operator", op, *args, "--json")
+        assert r.exit_code == 0, r.output
+        return int(json.loads(r.stdout)["id"])
+
+    high_short = add("--dest-prefix", "44", "--priority", "9")
+    low_long = add("--dest-prefix", "447", "--source-prefix", "12")
+    plain_long = add("--dest-prefix", "447")
+
+    r = cli(
+        "route",
+        "add",
+        "--partner",
+        partner,
+        "--dest-prefix",
+        "447",
+        "--source-prefix",
+        "12",
+        "--operator",
+        op,
+    )
+    assert r.exit_code == 1 and r.stdout == ""
+    assert r.stderr.splitlines() == [
+        f"error: route {low_long} has the same partner, destination prefix, priority and source filter (the "
+        f"router could never choose a second one): change or disable route {low_long} first"
+    ]
+    # a change into a twin is refused too and changes nothing
+    r = cli("route", "change", str(plain_long), "--source-prefix", "12")
+    assert r.exit_code == 1 and f"route {low_long} has the same" in r.stderr
+    assert json.loads(cli("route", "show", str(plain_long), "--json").stdout)["source_prefix"] is None
+
+    # list: longest prefix wins over priority, a source filter over none -- as the router tries them
+    listed = cli("route", "list", "--partner", partner)
+    assert listed.exit_code == 0, listed.output
+    lines = listed.stdout.splitlines()
+    assert lines[0].startswith("# in the order they are tried: longest destination prefix first, then higher")
+    ids = [int(line.split()[0]) for line in lines[2:]]
+    mine = [i for i in ids if i in (high_short, low_long, plain_long)]
+    assert mine == [low_long, plain_long, high_short]
+    as_json = json.loads(cli("route", "list", "--partner", partner, "--json").stdout)
+    assert [r["id"] for r in as_json if r["id"] in mine] == mine
+
+    mo_a = json.loads(cli("mo-route", "add", "--dest-prefix", "5", "--partner", partner, "--priority", "3",
+                          "--json").stdout)["id"]  # fmt: skip
+    mo_b = json.loads(cli("mo-route", "add", "--dest-prefix", "55", "--partner", partner, "--json").stdout)[
+        "id"
+    ]
+    r = cli("mo-route", "add", "--dest-prefix", "55", "--partner", partner)
+    assert r.exit_code == 1 and r.stderr.startswith(f"error: MO route {mo_b} has the same destination prefix")
+    mo_listed = cli("mo-route", "list", "--partner", partner).stdout.splitlines()
+    assert mo_listed[0].startswith("# in the order they are tried: longest destination prefix first")
+    assert [int(line.split()[0]) for line in mo_listed[2:]] == [mo_b, mo_a]

@@ -441,7 +441,10 @@ def _list_command(
     row: Callable[[Any], Sequence[Any]],
     *,
     partner_help: str | None = None,
+    order: Callable[[], tuple[Callable[[list[Any]], list[Any]], str]] | None = None,
 ) -> None:
+    """``order``: gives the function that puts the records in the order that matters and what that order
+    is, said above the table (called when listing: the routes' order comes from the router's module)."""
     filters = [click.option("--partner", help=partner_help)] if partner_help else []
 
     @group.command("list", context_settings=CONTEXT_SETTINGS, help=doc)
@@ -451,7 +454,12 @@ def _list_command(
     def list_(db: _Db, as_json: bool, **filters: Any) -> None:
         with db.repo(kind, "*") as repo:
             records = repo.list(**filters)
-        _emit(as_json, [kind.to_dict(r) for r in records], table(headers, [row(r) for r in records]))
+        text = ""
+        if order is not None:
+            sort, meaning = order()
+            records = sort(records)
+            text = f"# in the order they are tried: {meaning}\n"
+        _emit(as_json, [kind.to_dict(r) for r in records], text + table(headers, [row(r) for r in records]))
 
 
 def _show_command(group: click.Group, kind: _Kind, doc: str) -> None:
@@ -975,7 +983,8 @@ def route_group() -> None:
     """MT routes: which operator(s) get a partner's message, by destination prefix and source filter.
 
     Longest destination prefix wins, then priority; failover tries the operators in order, weighted
-    shares by weight.  Changes take effect on running gateways without a restart."""
+    shares by weight.  An enabled route with the partner, destination prefix, priority and source filter of
+    another enabled one is refused, naming it.  Changes take effect on running gateways without a restart."""
 
 
 @route_group.command("add", context_settings=CONTEXT_SETTINGS)
@@ -1033,13 +1042,27 @@ def _route_row(r: Any) -> tuple[Any, ...]:
     )
 
 
+def _route_order() -> tuple[Callable[[list[Any]], list[Any]], str]:
+    from catalyst_smpp.gateway.routing import ROUTE_ORDER, route_order
+
+    return route_order, ROUTE_ORDER
+
+
+def _mo_route_order() -> tuple[Callable[[list[Any]], list[Any]], str]:
+    from catalyst_smpp.gateway.routing import MO_ROUTE_ORDER, mo_route_order
+
+    return mo_route_order, MO_ROUTE_ORDER
+
+
 _list_command(
     route_group,
     ROUTE,
-    "List MT routes in evaluation order (priority, then longest prefix).",
+    "List MT routes in the order the router tries them (the first line says what the order is: longest "
+    "destination prefix first, then priority, ...; disabled routes are shown where they would be).",
     ("ID", "ENABLED", "PARTNER", "DEST", "SOURCE", "PRIO", "STRATEGY", "OPERATORS", "DESCRIPTION"),
     _route_row,
     partner_help="Only routes that apply to this partner (its own and the 'any' routes).",
+    order=_route_order,
 )
 _show_command(route_group, ROUTE, "Show one MT route.")
 
@@ -1074,8 +1097,9 @@ def mo_route_group() -> None:
     """MO routes: which partner gets a mobile-originated message, by its destination (short code or
     long number) and optionally its source.
 
-    Longest destination prefix wins, then priority.  Changes take effect on running gateways without
-    a restart."""
+    Longest destination prefix wins, then priority.  An enabled MO route with the destination prefix,
+    priority and source prefix of another enabled one is refused, naming it.  Changes take effect on running
+    gateways without a restart."""
 
 
 @mo_route_group.command("add", context_settings=CONTEXT_SETTINGS)
@@ -1113,7 +1137,8 @@ _key_commands(
 _list_command(
     mo_route_group,
     MO_ROUTE,
-    "List MO routes in matching order (longest destination prefix, then priority).",
+    "List MO routes in the order the router tries them (the first line says what the order is: longest "
+    "destination prefix first, then priority, then the older).",
     ("ID", "ENABLED", "DEST", "SOURCE", "PRIO", "PARTNER", "DESCRIPTION"),
     lambda r: (
         r.id,
@@ -1125,6 +1150,7 @@ _list_command(
         r.description,
     ),
     partner_help="Only the MO routes of this partner.",
+    order=_mo_route_order,
 )
 _show_command(mo_route_group, MO_ROUTE, "Show one MO route.")
 

@@ -149,6 +149,53 @@ async def test_refusals(bus: Bus) -> None:
         assert ps.accept.stats.rejected == 5  # the malformed validity_period is refused by the codec already
 
 
+async def test_field_values_that_mean_nothing_are_refused_with_the_fields_status(bus: Bus) -> None:
+    """smpplib sends what reads fine on the wire but is no priority, replace flag or time."""
+    from catalyst_smpp.client import ClientConfig, SmppClient
+    from catalyst_smpp.protocol.pdu import ReplaceSm, SmeDestination, SubmitMulti
+
+    base = dict(source_addr="1", destination_addr="4412345", short_message=b"x")
+    cases = [
+        (dict(priority_flag=4), S.ESME_RINVPRTFLG),
+        (dict(replace_if_present_flag=2), S.ESME_RINVREPFLAG),
+        (dict(schedule_delivery_time="261301120000000+"), S.ESME_RINVSCHED),  # month 13
+        (dict(schedule_delivery_time="260101250000000+"), S.ESME_RINVSCHED),  # hour 25
+        (dict(validity_period="260132120000000+"), S.ESME_RINVEXPIRY),  # day 32
+        (dict(validity_period="260230120000000-"), S.ESME_RINVEXPIRY),  # 30 February
+        (dict(validity_period="260101120000049+"), S.ESME_RINVEXPIRY),  # 49 quarter hours
+        (dict(validity_period="000000240000000R"), S.ESME_RINVEXPIRY),  # relative: 24 hours
+        (dict(priority_flag=3, replace_if_present_flag=1, validity_period="000002000000000R"), 0),
+        (dict(schedule_delivery_time="260315093000004-"), 0),
+    ]
+    async with partner_server(bus, _snap()) as ps:
+        answers = await trio.to_thread.run_sync(_submits, ps.port, [{**base, **kw} for kw, _ in cases])
+        assert [a[0] for a in answers] == [status for _, status in cases]
+        client = SmppClient(ClientConfig(host="127.0.0.1", port=ps.port, system_id="acme", password="secret"))
+        async with trio.open_nursery() as n:
+            await n.start(client.run)
+            multi = await client.request(
+                SubmitMulti(
+                    source_addr="1",
+                    short_message=b"m",
+                    priority_flag=7,
+                    dest_address=(SmeDestination(1, 1, "4471"), SmeDestination(1, 1, "3373")),
+                )
+            )
+            replace = [
+                (await client.request(ReplaceSm(message_id="ff", source_addr="1", **kw))).command_status
+                for kw in (
+                    dict(schedule_delivery_time="261301120000000+"),
+                    dict(validity_period="001300000000000R"),
+                    dict(validity_period="260101120000000+"),
+                )
+            ]
+            await client.aclose()
+        assert multi.command_status == S.ESME_RINVPRTFLG
+        assert replace == [S.ESME_RINVSCHED, S.ESME_RINVEXPIRY, S.ESME_RREPLACEFAIL]
+        await _fetch_all(bus, "opA", 2)  # only the two good submits were stored (it checks the count)
+        assert ps.accept.stats.rejected == 8 + 2  # the submit_multi counts once per destination
+
+
 def _queue_full(port: int) -> list[int]:
     c = smpplib_client(port)
     try:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import random
+import re
 from collections import Counter
+from typing import Any
 
 import attrs
+from hypothesis import given
+from hypothesis import strategies as st
 
-from catalyst_smpp.gateway.routing import Router
-from catalyst_smpp.store.records import ConfigSnapshot, Operator, Partner, Route, RouteTarget
+from catalyst_smpp.gateway.routing import Router, mo_route_order, route_order
+from catalyst_smpp.store.records import ConfigSnapshot, MoRoute, Operator, Partner, Route, RouteTarget
 
 
 def op(name: str, enabled: bool = True) -> Operator:
@@ -175,3 +179,85 @@ def test_mo_routes() -> None:
     assert r.route_mo("999") is None
     assert r.route_mo("555") is None
     assert Router(snap([])).route_mo("1234") is None  # snapshot without MO routes
+
+
+# --- the order route list prints is the order the router tries -----------------------------------------
+
+_route_specs = st.lists(
+    st.tuples(
+        st.sampled_from([None, "acme", "other"]),  # partner scope
+        st.sampled_from(["", "4", "44", "447"]),  # dest prefix
+        st.integers(0, 2),  # priority
+        st.sampled_from([(None, None), ("1", None), ("12", None), (None, r"1\d*")]),  # source filter
+        st.booleans(),  # enabled
+    ),
+    max_size=12,
+)
+
+
+@given(_route_specs, st.sampled_from(["acme", "other", "third"]), st.sampled_from(["1", "12", "9"]))
+def test_route_order_is_the_order_the_router_tries(specs: list[Any], partner: str, source: str) -> None:
+    routes = [
+        Route(
+            id=i,
+            partner=p,
+            dest_prefix=d,
+            priority=prio,
+            source_prefix=sp,
+            source_regex=rx,
+            enabled=on,
+            targets=(RouteTarget(f"op{i}", 0, 1),),
+        )
+        for i, (p, d, prio, (sp, rx), on) in enumerate(specs, start=1)
+    ]
+    router = Router(snap(routes, [op(f"op{r.id}") for r in routes]))
+    ordered = route_order(routes)
+    for dest in ("4471", "441", "49", "33"):
+        # what route list prints, read top-down as an operator would: the first enabled route of this partner
+        # (or any partner) whose prefix and source filter match
+        first = next(
+            (
+                r
+                for r in ordered
+                if r.enabled
+                and r.partner in (None, partner)
+                and dest.startswith(r.dest_prefix)
+                and (r.source_prefix is None or source.startswith(r.source_prefix))
+                and (r.source_regex is None or re.fullmatch(r.source_regex, source))
+            ),
+            None,
+        )
+        assert router.best_route(partner, source, dest) == first
+
+
+def test_route_order_is_not_priority_first() -> None:
+    low_long, high_short = route(None, "447", "A"), route(None, "44", "B", priority=9)
+    assert route_order([high_short, low_long]) == [low_long, high_short]
+    assert Router(snap([high_short, low_long])).best_route("acme", "1", "4471") == low_long
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["", "12", "123"]), st.integers(0, 2), st.sampled_from(["", "44"])),
+        max_size=10,
+    ),
+    st.sampled_from(["1234", "129", "5"]),
+    st.sampled_from(["447", "33"]),
+)
+def test_mo_route_order_is_the_order_the_router_tries(specs: list[Any], dest: str, source: str) -> None:
+    # each MO route to its own partner, so the partner the router answers tells which route it took
+    partners = tuple(Partner(id=i, system_id=f"p{i}", password_hash="x") for i in range(1, len(specs) + 1))
+    mo = tuple(
+        MoRoute(id=i, dest_prefix=d, partner=f"p{i}", source_prefix=sp, priority=prio)
+        for i, (d, prio, sp) in enumerate(specs, start=1)
+    )
+    first = next(
+        (
+            m
+            for m in mo_route_order(mo)
+            if dest.startswith(m.dest_prefix) and source.startswith(m.source_prefix)
+        ),
+        None,
+    )
+    router = Router(attrs.evolve(snap([]), partners=partners, mo_routes=mo))
+    assert router.route_mo(dest, source) == (first.partner if first else None)

@@ -6,6 +6,7 @@ import psycopg
 import pytest
 import trio
 
+from catalyst_smpp.gateway.routing import mo_route_order
 from catalyst_smpp.store import (
     Database,
     MoRoute,
@@ -75,9 +76,11 @@ async def test_order_snapshot_and_cascade(db: Database) -> None:
             MoRouteRepo(c).add("", b).id,
         ]
     )
-    listed = [r.id for r in await db.run(lambda c: MoRouteRepo(c).list()) if r.id in ids]
-    # longest prefix first, then priority
-    assert listed == [ids[2], ids[1], ids[0], ids[3]]
+    mine = [r for r in await db.run(lambda c: MoRouteRepo(c).list()) if r.id in ids]
+    assert [r.id for r in mine] == ids  # by id
+    # the router's order: longest prefix first, then priority
+    assert [r.id for r in mo_route_order(mine)] == [ids[2], ids[1], ids[0], ids[3]]
+    listed = [r.id for r in mine]
     snap = await db.snapshot()
     assert [r.id for r in snap.mo_routes if r.id in ids] == listed
     assert {r.partner for r in snap.mo_routes if r.id in ids} == {a, b}

@@ -177,7 +177,7 @@ async def test_routes_with_ordered_and_weighted_operators(db: Database) -> None:
     assert r2.partner is None and [(t.operator, t.weight) for t in r2.targets] == [(a, 70), (c_, 30)]
 
     mine = await db.run(lambda c: RouteRepo(c).list(partner=sid))
-    assert [r.id for r in mine][:2] == [r1.id, r2.id]  # priority first, then longest prefix
+    assert [r.id for r in mine][:2] == [r1.id, r2.id]  # by id
 
     r1b = await db.run(
         lambda c: RouteRepo(c).change(r1.id, operators=[a], source_prefix=None, source_regex=r"^\d+$")

@@ -18,8 +18,10 @@ outcome of its own publish, or with ``ESME_RMSGQFUL`` when the handler is draini
 Refusals before publishing: no route → ``ESME_RINVDSTADR``; empty/invalid destination → ``ESME_RINVDSTADR``;
 invalid source → ``ESME_RINVSRCADR``; short_message and message_payload both set → ``ESME_RINVOPTPARAMVAL``;
 a reserved data_coding → ``ESME_RINVDCS``; UCS-2 text of odd length or a message longer than
-``max_message_octets`` → ``ESME_RINVMSGLEN``; malformed schedule/validity times → ``ESME_RINVSCHED`` /
-``ESME_RINVEXPIRY``.
+``max_message_octets`` → ``ESME_RINVMSGLEN``; field values that mean nothing (priority_flag above 3,
+replace_if_present_flag above 1, a schedule/validity that is not a real time) → the field's status
+(``ESME_RINVPRTFLG``, ``ESME_RINVREPFLAG``, ``ESME_RINVSCHED``, ``ESME_RINVEXPIRY``) from the protocol
+core's one check, :func:`~catalyst_smpp.protocol.fields.request_problem`.
 
 The record keeps the partner's octets exactly as received (short_message or message_payload, UDH included),
 with data_coding, esm_class, the partner's data_coding 0 meaning (``partner_dc0``) and the pass-through TLVs
@@ -35,8 +37,8 @@ destination is accepted the response is the first destination's error status.
 
 query_sm: answered from the message log by :mod:`~catalyst_smpp.gateway.query` when the handler has a ``db``;
 without one → ``ESME_RQUERYFAIL`` (``ESME_RINVMSGID`` for an id that is not ours in the partner's format);
-cancel_sm → ``ESME_RCANCELFAIL``; replace_sm → ``ESME_RREPLACEFAIL``: messages leave for the operator within
-milliseconds (docs/gateway.md, "query_sm, cancel_sm, replace_sm").
+cancel_sm → ``ESME_RCANCELFAIL``; replace_sm → ``ESME_RREPLACEFAIL`` (after the same field check): messages
+leave for the operator within milliseconds (docs/gateway.md, "query_sm, cancel_sm, replace_sm").
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ from catalyst_smpp.gateway.messages import mt_record
 from catalyst_smpp.gateway.query import QueryHandler
 from catalyst_smpp.gateway.routing import Router
 from catalyst_smpp.protocol.constants import CommandId, CommandStatus
+from catalyst_smpp.protocol.fields import request_problem
 from catalyst_smpp.protocol.pdu import (
     DistributionListDestination,
     Pdu,
@@ -82,8 +85,6 @@ _RINVSRCADR: Final = int(S.ESME_RINVSRCADR)
 _RINVMSGLEN: Final = int(S.ESME_RINVMSGLEN)
 _RINVOPTPARAMVAL: Final = int(S.ESME_RINVOPTPARAMVAL)
 _RINVDCS: Final = int(S.ESME_RINVDCS)
-_RINVSCHED: Final = int(S.ESME_RINVSCHED)
-_RINVEXPIRY: Final = int(S.ESME_RINVEXPIRY)
 
 _SUBMIT_SM: Final = CommandId.submit_sm
 _DATA_SM: Final = CommandId.data_sm
@@ -100,13 +101,6 @@ _TEMPORARY: Final = frozenset(
 def status_for_publish_error(kind: PublishErrorKind) -> int:
     """The command_status a partner gets when its message could not be published."""
     return _RMSGQFUL if kind in _TEMPORARY else _RSYSERR
-
-
-def _valid_time(value: str) -> bool:
-    """SMPP absolute (YYMMDDhhmmsstnn+/-) or relative (…R) time, or empty."""
-    if not value:
-        return True
-    return len(value) == 16 and value[:15].isdigit() and value[15] in "+-R"
 
 
 class _Reject(Exception):
@@ -215,7 +209,8 @@ class AcceptHandler:
             if cid == CommandId.cancel_sm:
                 return int(S.ESME_RCANCELFAIL)
             if cid == CommandId.replace_sm:
-                return int(S.ESME_RREPLACEFAIL)
+                problem = request_problem(pdu)
+                return problem[0] if problem is not None else int(S.ESME_RREPLACEFAIL)
         except Exception:
             log.exception("%s [%s]: accepting %s failed", session.session_id, session.system_id, cid.name)
             return _RSYSERR
@@ -340,12 +335,11 @@ class AcceptHandler:
             text_octets = len(payload)
         if dc.alphabet is Alphabet.UCS2 and text_octets % 2:
             raise _Reject(_RINVMSGLEN, "UCS-2 text of an odd number of octets")
+        problem = request_problem(pdu)
+        if problem is not None:
+            raise _Reject(*problem)
         schedule = getattr(pdu, "schedule_delivery_time", "")
         validity = getattr(pdu, "validity_period", "")
-        if not _valid_time(schedule):
-            raise _Reject(_RINVSCHED, f"schedule_delivery_time {schedule!r}")
-        if not _valid_time(validity):
-            raise _Reject(_RINVEXPIRY, f"validity_period {validity!r}")
         route_dest = dest_addr[1:] if dest_addr.startswith("+") else dest_addr
         targets = self.router().route(partner, source[2], route_dest)
         if not targets:

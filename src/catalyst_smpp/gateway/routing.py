@@ -17,18 +17,67 @@ so the next route in the order above is used.  ``[]`` means no route (answer ``E
 MO (``Router.route_mo``): the enabled MO routes (``snapshot.mo_routes``, when the snapshot has them) whose
 destination prefix and optional source prefix match; longest destination prefix, then priority, then the
 older route.  Routes to a disabled partner are skipped.
+
+Both orders are one key function each (:func:`route_order_key`, :func:`mo_route_order_key`; sort descending),
+which ``route list`` / ``mo-route list`` use too, so what they print is the order routes are tried in.  Two
+enabled routes that match the same messages and differ in the key only by id (same partner scope, prefix,
+priority and source filter) would leave the later one unreachable; the database refuses them (migration 0007,
+``store.DuplicateRoute``).
 """
 
 from __future__ import annotations
 
 import random
 import re
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, Final
 
-from catalyst_smpp.store.records import ConfigSnapshot, Route
+from catalyst_smpp.store.records import ConfigSnapshot, MoRoute, Route
 
-__all__ = ["Router"]
+__all__ = [
+    "MO_ROUTE_ORDER",
+    "ROUTE_ORDER",
+    "Router",
+    "mo_route_order",
+    "mo_route_order_key",
+    "route_order",
+    "route_order_key",
+]
+
+ROUTE_ORDER: Final = (
+    "longest destination prefix first, then higher priority, then a route with a source filter, then a "
+    "partner's own route before an any-partner one, then the older (lower id); the first enabled route "
+    "that matches wins"
+)
+"""What :func:`route_order_key` means, in words (the CLI shows it)."""
+
+MO_ROUTE_ORDER: Final = (
+    "longest destination prefix first, then higher priority, then the older (lower id); the first enabled "
+    "MO route whose prefixes match wins"
+)
+"""What :func:`mo_route_order_key` means, in words."""
+
+
+def route_order_key(route: Route) -> tuple[int, int, int, int, int]:
+    """The router's rank of an MT route: the routes a message may take are tried in descending key order."""
+    has_filter = 1 if (route.source_prefix or route.source_regex) else 0
+    specific = 1 if route.partner is not None else 0
+    return (len(route.dest_prefix or ""), route.priority, has_filter, specific, -route.id)
+
+
+def mo_route_order_key(route: MoRoute) -> tuple[int, int, int]:
+    """The router's rank of an MO route (descending key order, as :func:`route_order_key`)."""
+    return (len(route.dest_prefix or ""), int(route.priority), -int(route.id))
+
+
+def route_order(routes: Iterable[Route]) -> list[Route]:
+    """``routes`` in the order the router tries them."""
+    return sorted(routes, key=route_order_key, reverse=True)
+
+
+def mo_route_order(routes: Iterable[MoRoute]) -> list[MoRoute]:
+    """``routes`` in the order the router tries them."""
+    return sorted(routes, key=mo_route_order_key, reverse=True)
 
 
 class _Compiled:
@@ -42,10 +91,7 @@ class _Compiled:
         self.operators = operators
         self.weights = weights
         self.weighted = route.strategy == "weighted" and len(operators) > 1 and sum(weights) > 0
-        has_filter = 1 if (route.source_prefix or route.source_regex) else 0
-        specific = 1 if route.partner is not None else 0
-        # sort descending by this key
-        self.key = (len(self.dest_prefix), route.priority, has_filter, specific, -route.id)
+        self.key = route_order_key(route)  # sort descending
 
     def matches(self, source: str, dest: str) -> bool:
         if not dest.startswith(self.dest_prefix):
@@ -132,8 +178,9 @@ class Router:
             if not partner or partner in disabled:
                 continue
             dest_prefix = getattr(r, "dest_prefix", "") or ""
-            key = (len(dest_prefix), int(getattr(r, "priority", 0)), -int(getattr(r, "id", 0)))
-            out.append((key, dest_prefix, getattr(r, "source_prefix", None) or None, partner))
+            out.append(
+                (mo_route_order_key(r), dest_prefix, getattr(r, "source_prefix", None) or None, partner)
+            )
         out.sort(key=lambda t: t[0], reverse=True)
         return out
 

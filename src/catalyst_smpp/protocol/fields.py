@@ -4,17 +4,39 @@ Every field knows its wire kind, its size limit and the ``command_status`` a bad
 value earns (the idea Jasmin got right).  ``LAYOUTS`` lists each command's body
 fields in wire order (SMPP v3.4 chapter 4); ``codec`` walks it, and the PDU
 classes in ``pdu`` declare the same fields in the same order (a test checks).
+
+Two levels of checking use the same specs.  Decoding (``codec``) refuses what
+cannot be read: sizes, NULs, a time that is neither empty nor 16 characters, an
+esm_class type the direction does not define.  :func:`request_problem` refuses
+values that read fine but mean nothing (``FieldSpec.problem``): priority_flag
+above 3, replace_if_present_flag above 1, a schedule or validity time that is not
+a real time (:func:`parse_time`).  It is what a server runs on a request it
+accepts -- the gateway's partner side and ``smsc-sim`` both call it -- and not
+part of decoding, so a deliver_sm or response from a lax peer is never lost to it.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
+import functools
 from collections.abc import Callable
-from typing import Final, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from catalyst_smpp.protocol.constants import ESM_TYPE_MASK, CommandId, CommandStatus
 
-__all__ = ["LAYOUTS", "TLV_RULES", "FieldKind", "FieldSpec", "TlvRule"]
+__all__ = [
+    "LAYOUTS",
+    "TLV_RULES",
+    "FieldKind",
+    "FieldSpec",
+    "RelativeTime",
+    "TimeFormatError",
+    "TlvRule",
+    "parse_time",
+    "request_problem",
+    "time_problem",
+]
 
 S = CommandStatus
 
@@ -35,6 +57,8 @@ class FieldSpec(NamedTuple):
     max_len: int = 0  # C-octet strings: maximum octets including the NUL
     status: int = S.ESME_RSYSERR  # what a bad value earns
     check: Callable[[int], bool] | None = None  # extra test of an integer value (True = good)
+    # what is wrong with a decoded value (None = nothing); run by request_problem, not by decode
+    problem: Callable[[Any], str | None] | None = None
 
 
 INT1: Final = FieldKind.INT1
@@ -66,6 +90,113 @@ def _esm_deliver(v: int) -> bool:
     return (v & ESM_TYPE_MASK) in _ESM_TYPES_DELIVER
 
 
+def _at_most(limit: int) -> Callable[[Any], str | None]:
+    def problem(v: Any) -> str | None:
+        return None if v <= limit else f"above {limit}"
+
+    return problem
+
+
+# --- times (SMPP v3.4 section 7.1.1) ---------------------------------------------------
+
+
+class TimeFormatError(ValueError):
+    """A schedule/validity time that is 16 characters but not a time; the message names the component."""
+
+
+class RelativeTime(NamedTuple):
+    """A relative time ("…R"): a period from the SMSC's current time, counted in each unit."""
+
+    years: int
+    months: int
+    days: int
+    hours: int
+    minutes: int
+    seconds: int
+
+
+# (name, first index, last allowed value) of the 2-digit components YY MM DD hh mm ss
+_ABSOLUTE_PARTS: Final = (
+    ("year", 0, 0, 99),
+    ("month", 2, 1, 12),
+    ("day", 4, 1, 31),
+    ("hour", 6, 0, 23),
+    ("minute", 8, 0, 59),
+    ("second", 10, 0, 59),
+)
+# relative: every component is a count of units and may be 0; the upper bounds are those of the format
+_RELATIVE_PARTS: Final = tuple((name, i, 0, high) for name, i, _low, high in _ABSOLUTE_PARTS)
+_MAX_QUARTER_HOURS: Final = 48
+
+
+def parse_time(value: str) -> dt.datetime | RelativeTime | None:
+    """An SMPP v3.4 time field: None when empty, the aware datetime of an absolute time, or a
+    :class:`RelativeTime`; :class:`TimeFormatError` when it is not a time.
+
+    The format is "YYMMDDhhmmsstnnp" (section 7.1.1):
+
+    * absolute, ``p`` = '+' or '-': YY 00-99 (read as 2000-2099), MM 01-12, DD 01-31 and a day the
+      month has (30 February is refused; leap years by the 2000-2099 reading), hh 00-23, mm 00-59,
+      ss 00-59, ``t`` tenths of a second 0-9, ``nn`` the local time's offset from UTC in quarter hours
+      00-48 ('+' ahead of UTC, '-' behind).
+    * relative, ``p`` = 'R': "YYMMDDhhmmss000R", a period of YY years, MM months, DD days, hh hours,
+      mm minutes and ss seconds from now (the spec's example "020610233429000R" is 2 years, 6 months,
+      10 days, 23:34:29).  Each component counts units, so 00 is allowed everywhere; the upper bounds
+      are the format's (MM 12, DD 31, hh 23, mm 59, ss 59); ``tnn`` has no meaning for a period and
+      the format fixes it at "000".  A period of all zeros is "now".
+    """
+    if not value:
+        return None
+    if len(value) != 16:
+        raise TimeFormatError(f"{len(value)} characters, not 16")
+    p = value[15]
+    if p not in "+-R":
+        raise TimeFormatError(f"last character {p!r} is not '+', '-' or 'R'")
+    if not (value[:15].isdigit() and value[:15].isascii()):
+        raise TimeFormatError("the first 15 characters are not all digits")
+    relative = p == "R"
+    n = [int(value[i : i + 2]) for _name, i, _lo, _hi in _ABSOLUTE_PARTS]
+    for (name, _i, low, high), v in zip(_RELATIVE_PARTS if relative else _ABSOLUTE_PARTS, n, strict=True):
+        if not low <= v <= high:
+            raise TimeFormatError(f"{name} {v:02d} outside {low:02d}-{high:02d}")
+    if relative:
+        if value[12:15] != "000":
+            raise TimeFormatError(f"a relative time ends in 000R, not {value[12:]}")
+        return RelativeTime(*n)
+    quarters = int(value[13:15])
+    if quarters > _MAX_QUARTER_HOURS:
+        raise TimeFormatError(f"UTC offset of {quarters} quarter hours above {_MAX_QUARTER_HOURS}")
+    offset = dt.timedelta(minutes=15 * quarters)
+    try:
+        return dt.datetime(
+            2000 + n[0],
+            n[1],
+            n[2],
+            n[3],
+            n[4],
+            n[5],
+            int(value[12]) * 100_000,
+            dt.timezone(offset if p == "+" else -offset),
+        )
+    except ValueError:  # the only one left: a day the month does not have
+        raise TimeFormatError(f"day {n[2]:02d} not in month {n[1]:02d} of 20{n[0]:02d}") from None
+
+
+@functools.lru_cache(maxsize=1024)
+def time_problem(value: str) -> str | None:
+    """What is wrong with a time field (None: empty or a real time); see :func:`parse_time`.
+
+    Remembered per value: a partner usually sends the same relative validity on every message
+    (request_problem of a submit_sm carrying one: ~0.4 us with the answer remembered, ~3 us parsing)."""
+    if not value:
+        return None
+    try:
+        parse_time(value)
+    except TimeFormatError as e:
+        return str(e)
+    return None
+
+
 # --- the fields, once each -------------------------------------------------------
 system_id = _c("system_id", 16, S.ESME_RINVSYSID)
 password = _c("password", 9, S.ESME_RINVPASWD)
@@ -89,11 +220,13 @@ esme_addr = _c("esme_addr", 65, S.ESME_RINVDSTADR)
 esm_class_submit = _i1("esm_class", S.ESME_RINVESMCLASS, _esm_submit)
 esm_class_deliver = _i1("esm_class", S.ESME_RINVESMCLASS, _esm_deliver)
 protocol_id = _i1("protocol_id")
-priority_flag = _i1("priority_flag", S.ESME_RINVPRTFLG)
-schedule_delivery_time = FieldSpec("schedule_delivery_time", TIME, 17, S.ESME_RINVSCHED)
-validity_period = FieldSpec("validity_period", TIME, 17, S.ESME_RINVEXPIRY)
+# priority_flag: 0-3 in every network type v3.4 names (section 5.2.14)
+priority_flag = FieldSpec("priority_flag", INT1, 1, S.ESME_RINVPRTFLG, None, _at_most(3))
+schedule_delivery_time = FieldSpec("schedule_delivery_time", TIME, 17, S.ESME_RINVSCHED, None, time_problem)
+validity_period = FieldSpec("validity_period", TIME, 17, S.ESME_RINVEXPIRY, None, time_problem)
 registered_delivery = _i1("registered_delivery", S.ESME_RINVREGDLVFLG)
-replace_if_present_flag = _i1("replace_if_present_flag", S.ESME_RINVREPFLAG)
+# replace_if_present_flag: 0 don't replace, 1 replace (section 5.2.18)
+replace_if_present_flag = FieldSpec("replace_if_present_flag", INT1, 1, S.ESME_RINVREPFLAG, None, _at_most(1))
 data_coding = _i1("data_coding", S.ESME_RINVDCS)
 sm_default_msg_id = _i1("sm_default_msg_id", S.ESME_RINVDFTMSGID)
 short_message = FieldSpec("short_message", FieldKind.SHORT_MESSAGE, 254, S.ESME_RINVMSGLEN)
@@ -217,6 +350,32 @@ LAYOUTS: Final[dict[int, tuple[FieldSpec, ...]]] = {
     ),
 }
 LAYOUTS.update({int(k): LAYOUTS.pop(k) for k in list(LAYOUTS)})
+
+# The fields with a value check, per command, in wire order (built once from LAYOUTS).
+_PROBLEM_FIELDS: Final[dict[int, tuple[FieldSpec, ...]]] = {
+    cid: checked for cid, layout in LAYOUTS.items() if (checked := tuple(f for f in layout if f.problem))
+}
+
+
+def request_problem(pdu: Any) -> tuple[int, str] | None:
+    """The status and reason of the first field of ``pdu`` whose value means nothing, or None.
+
+    One check for every server side that accepts requests (the gateway's partner side, ``smsc-sim``):
+    submit_sm, submit_multi and replace_sm carry the checked fields (priority_flag,
+    replace_if_present_flag, schedule_delivery_time, validity_period, as their commands have them);
+    data_sm has none of them, so it always passes.  Statuses: ``ESME_RINVPRTFLG``,
+    ``ESME_RINVREPFLAG``, ``ESME_RINVSCHED``, ``ESME_RINVEXPIRY`` (each field's ``status``)."""
+    fields = _PROBLEM_FIELDS.get(pdu.command_id)
+    if fields is None:
+        return None
+    for f in fields:
+        v = getattr(pdu, f.name)
+        if v:  # 0 and "" are always good
+            why = f.problem(v)  # type: ignore[misc]  # _PROBLEM_FIELDS holds only specs with one
+            if why is not None:
+                return int(f.status), f"{f.name} {v!r}: {why}"
+    return None
+
 
 # Fields of the repeated structures of submit_multi / submit_multi_resp.
 SME_DEST: Final = (dest_addr_ton, dest_addr_npi, destination_addr)

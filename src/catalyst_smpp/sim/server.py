@@ -9,7 +9,11 @@ In a test::
 
 Every accepted submit_sm / data_sm / submit_multi is kept (``sim.messages``,
 bounded by ``keep_messages``) with its octets, data_coding, UDH / SAR details and
-decoded text.  Receipts go to a receiver or transceiver bind of the same
+decoded text.  Requests are first put through the protocol core's field check
+(:func:`~catalyst_smpp.protocol.fields.request_problem`, the one the gateway runs):
+priority_flag above 3, replace_if_present_flag above 1 or a schedule/validity that is
+not a real time earn the field's status; a well-formed replace_sm gets
+``ESME_RREPLACEFAIL``.  Receipts go to a receiver or transceiver bind of the same
 system_id; while there is none they wait (store-and-forward) and go out on the
 next such bind.  A receipt whose deliver_sm goes unanswered because the
 connection was lost is queued again; one answered with a temporary error
@@ -40,7 +44,8 @@ from catalyst_smpp.encoding import SegmentMethod, segment
 from catalyst_smpp.encoding.receipts import Receipt, format_receipt, stat_for_state
 from catalyst_smpp.protocol.constants import CommandStatus, EsmClass, MessageState
 from catalyst_smpp.protocol.errors import LocalProtocolError
-from catalyst_smpp.protocol.pdu import DataSm, DeliverSm, Pdu, SubmitMulti, SubmitSm
+from catalyst_smpp.protocol.fields import request_problem
+from catalyst_smpp.protocol.pdu import DataSm, DeliverSm, Pdu, ReplaceSm, SubmitMulti, SubmitSm
 from catalyst_smpp.protocol.session import SessionConfig
 from catalyst_smpp.protocol.tlv import Tag, Tlv
 from catalyst_smpp.server import Account, BindRequest, ServerConfig, ServerSession, SmppServer
@@ -147,15 +152,23 @@ class _Conn:
         stats = self.sim.stats
         if isinstance(pdu, SubmitSm):
             stats.submit_sm += 1
-            return self.on_submit(pdu)
-        if isinstance(pdu, DataSm):
+        elif isinstance(pdu, DataSm):
             stats.data_sm += 1
-            return self.on_submit(pdu)
-        if isinstance(pdu, SubmitMulti):
+        elif isinstance(pdu, SubmitMulti):
             stats.submit_multi += 1
+        else:
+            stats.other += 1
+        # the protocol core's value check, the same one the gateway runs on its partners' requests
+        problem = request_problem(pdu)
+        if problem is not None:
+            status = problem[0]
+        elif isinstance(pdu, _SUBMITS):
             return self.on_submit(pdu)
-        stats.other += 1
-        status = int(CommandStatus.ESME_RINVCMDID)
+        elif isinstance(pdu, ReplaceSm):
+            # the simulator does not replace stored messages: a well-formed replace_sm gets "replace failed"
+            status = int(CommandStatus.ESME_RREPLACEFAIL)
+        else:
+            status = int(CommandStatus.ESME_RINVCMDID)
         stats.count_invalid(status)
         return status
 

@@ -21,6 +21,7 @@ from .records import (
     parse_command_statuses,
 )
 from .repos import (
+    DuplicateRoute,
     LogRow,
     MessageLogRepo,
     MoRouteRepo,
@@ -42,6 +43,7 @@ __all__ = [
     "ConfigSnapshot",
     "ConfigWatcher",
     "Database",
+    "DuplicateRoute",
     "LogRow",
     "MessageEvent",
     "MessageLogRepo",

@@ -15,7 +15,7 @@ import operator
 import re
 import types
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 from psycopg import sql
@@ -34,6 +34,7 @@ from .records import (
 )
 
 __all__ = [
+    "DuplicateRoute",
     "LogRow",
     "MessageLogRepo",
     "MoRouteRepo",
@@ -49,6 +50,90 @@ log = logging.getLogger(__name__)
 
 class NotFound(LookupError):
     pass
+
+
+class DuplicateRoute(ValueError):
+    """An enabled route (or MO route) the router could not tell from an existing enabled one; ``existing``
+    is that one's id (None when it went away before it could be named)."""
+
+    def __init__(self, message: str, existing: int | None) -> None:
+        super().__init__(message)
+        self.existing = existing
+
+
+class _Identity(NamedTuple):
+    """What makes two enabled routes of ``table`` the same route to the router; the unique index
+    ``unique_index`` (migration 0007) enforces it and ``twin`` finds the existing one (NULL and '' source
+    filters alike)."""
+
+    label: str  # in messages
+    table: str
+    unique_index: str
+    columns: dict[str, Any]  # identity column -> its default on insert
+    twin: sql.SQL  # placeholders: {id} (the route written, 0 when new) and each identity column
+    text: str  # the identity, for the message
+
+
+_ROUTE_IDENTITY = _Identity(
+    "route",
+    "routes",
+    "routes_identity",
+    {"partner_id": None, "dest_prefix": "", "priority": 0, "source_prefix": None, "source_regex": None},
+    sql.SQL(
+        "SELECT id FROM routes WHERE enabled AND id <> {id}"
+        " AND coalesce(partner_id, 0) = coalesce({partner_id}::bigint, 0)"
+        " AND dest_prefix = {dest_prefix} AND priority = {priority}"
+        " AND coalesce(source_prefix, '') = coalesce({source_prefix}::text, '')"
+        " AND coalesce(source_regex, '') = coalesce({source_regex}::text, '') ORDER BY id LIMIT 1"
+    ),
+    "partner, destination prefix, priority and source filter",
+)
+_MO_ROUTE_IDENTITY = _Identity(
+    "MO route",
+    "mo_routes",
+    "mo_routes_identity",
+    {"dest_prefix": "", "priority": 0, "source_prefix": ""},
+    sql.SQL(
+        "SELECT id FROM mo_routes WHERE enabled AND id <> {id} AND dest_prefix = {dest_prefix}"
+        " AND priority = {priority} AND source_prefix = {source_prefix} ORDER BY id LIMIT 1"
+    ),
+    "destination prefix, priority and source prefix",
+)
+
+
+def _write_route(
+    conn: psycopg.Connection[Any],
+    ident: _Identity,
+    q: sql.Composed,
+    params: Sequence[Any],
+    route_id: int | None,
+    written: Mapping[str, Any],
+) -> list[dict[str, Any]]:
+    """Run the INSERT/UPDATE ``q`` of route ``route_id`` (None: a new one) in a savepoint; a twin of an
+    enabled route (the index ``ident.unique_index``) is refused with :class:`DuplicateRoute` naming that
+    route.  The twin found is the one that made the write fail: it committed first, also when two admins
+    write at once."""
+    try:
+        with conn.transaction():
+            return _rows(conn, q, params)
+    except psycopg.errors.UniqueViolation as e:
+        if e.diag.constraint_name != ident.unique_index:
+            raise
+        wanted = dict(ident.columns)
+        if route_id is not None:  # a change: the row's own values, then the written ones
+            q_row = sql.SQL("SELECT * FROM {} WHERE id = %s").format(sql.Identifier(ident.table))
+            row = _rows(conn, q_row, (route_id,))
+            wanted.update({k: row[0][k] for k in wanted} if row else {})
+        wanted.update({k: v for k, v in written.items() if k in wanted})
+        lookup = ident.twin.format(id=route_id or 0, **{k: sql.Literal(v) for k, v in wanted.items()})
+        rows = _rows(conn, lookup)
+        twin = int(rows[0]["id"]) if rows else None
+        name = f"{ident.label} {twin}" if twin is not None else f"another enabled {ident.label}"
+        raise DuplicateRoute(
+            f"{name} has the same {ident.text} (the router could never choose a second one): "
+            f"change or disable {name} first",
+            twin,
+        ) from None
 
 
 def _rows(
@@ -278,7 +363,8 @@ LEFT JOIN partners p ON p.id = r.partner_id
 LEFT JOIN route_operators ro ON ro.route_id = r.id
 LEFT JOIN operators o ON o.id = ro.operator_id
 """
-_ROUTE_GROUP = " GROUP BY r.id, p.system_id ORDER BY r.priority DESC, length(r.dest_prefix) DESC, r.id"
+# by id: the order the router evaluates routes in is catalyst_smpp.gateway.routing.route_order_key's
+_ROUTE_GROUP = " GROUP BY r.id, p.system_id ORDER BY r.id"
 
 TargetSpec = str | tuple[str, int] | RouteTarget
 
@@ -315,6 +401,10 @@ _ROUTE_COLS = (
 
 
 class RouteRepo:
+    """MT routes.  An enabled route with the partner scope, dest_prefix, priority and source filter of another
+    enabled one is refused (:class:`DuplicateRoute`, naming it): the router could never choose the later one.
+    ``list()`` is by id; :func:`catalyst_smpp.gateway.routing.route_order_key` gives the router's order."""
+
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self.conn = conn
 
@@ -379,7 +469,9 @@ class RouteRepo:
         q = sql.SQL("INSERT INTO routes ({}) VALUES ({}) RETURNING id").format(
             sql.SQL(", ").join(map(sql.Identifier, cols)), sql.SQL(", ").join(sql.Placeholder() * len(cols))
         )
-        rid = int(_rows(self.conn, q, [values[c] for c in cols])[0]["id"])
+        rid = int(
+            _write_route(self.conn, _ROUTE_IDENTITY, q, [values[c] for c in cols], None, values)[0]["id"]
+        )
         self._set_targets(rid, operators)
         r = self.get(rid)
         assert r is not None
@@ -415,7 +507,9 @@ class RouteRepo:
         if values:
             sets = sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in values)
             q = sql.SQL("UPDATE routes SET {}, updated_at = now() WHERE id = %s RETURNING id").format(sets)
-            if not _rows(self.conn, q, [*values.values(), route_id]):
+            if not _write_route(
+                self.conn, _ROUTE_IDENTITY, q, [*values.values(), route_id], route_id, values
+            ):
                 raise NotFound(f"no route {route_id}")
         elif self.get(route_id) is None:
             raise NotFound(f"no route {route_id}")
@@ -439,7 +533,8 @@ _MO_ROUTE_COLS = ("dest_prefix", "source_prefix", "priority", "enabled", "descri
 _MO_ROUTE_SELECT = (
     "SELECT m.*, p.system_id AS partner_system_id FROM mo_routes m JOIN partners p ON p.id = m.partner_id"
 )
-_MO_ROUTE_ORDER = " ORDER BY length(m.dest_prefix) DESC, m.priority DESC, length(m.source_prefix) DESC, m.id"
+# by id: the order the router evaluates MO routes in is catalyst_smpp.gateway.routing.mo_route_order_key's
+_MO_ROUTE_ORDER = " ORDER BY m.id"
 
 
 def _mo_route(row: Mapping[str, Any]) -> MoRoute:
@@ -457,7 +552,9 @@ def _mo_route(row: Mapping[str, Any]) -> MoRoute:
 
 
 class MoRouteRepo:
-    """MO routes (destination prefix → partner); ``list()`` is in matching order (longest prefix first)."""
+    """MO routes (destination prefix → partner).  An enabled MO route with the dest_prefix, priority and
+    source_prefix of another enabled one is refused (:class:`DuplicateRoute`, naming it).  ``list()`` is by
+    id; :func:`catalyst_smpp.gateway.routing.mo_route_order_key` gives the router's order."""
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self.conn = conn
@@ -476,7 +573,9 @@ class MoRouteRepo:
         q = sql.SQL("INSERT INTO mo_routes ({}) VALUES ({}) RETURNING id").format(
             sql.SQL(", ").join(map(sql.Identifier, cols)), sql.SQL(", ").join(sql.Placeholder() * len(cols))
         )
-        rid = int(_rows(self.conn, q, [values[c] for c in cols])[0]["id"])
+        rid = int(
+            _write_route(self.conn, _MO_ROUTE_IDENTITY, q, [values[c] for c in cols], None, values)[0]["id"]
+        )
         r = self.get(rid)
         assert r is not None
         return r
@@ -503,7 +602,8 @@ class MoRouteRepo:
         if values:
             sets = sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in values)
             q = sql.SQL("UPDATE mo_routes SET {}, updated_at = now() WHERE id = %s RETURNING id").format(sets)
-            if not _rows(self.conn, q, [*values.values(), route_id]):
+            params = [*values.values(), route_id]
+            if not _write_route(self.conn, _MO_ROUTE_IDENTITY, q, params, route_id, values):
                 raise NotFound(f"no MO route {route_id}")
         r = self.get(route_id)
         if r is None:
