@@ -163,7 +163,7 @@ async def test_field_values_that_mean_nothing_are_refused_with_the_fields_status
         (dict(validity_period="260132120000000+"), S.ESME_RINVEXPIRY),  # day 32
         (dict(validity_period="260230120000000-"), S.ESME_RINVEXPIRY),  # 30 February
         (dict(validity_period="260101120000049+"), S.ESME_RINVEXPIRY),  # 49 quarter hours
-        (dict(validity_period="000000240000000R"), S.ESME_RINVEXPIRY),  # relative: 24 hours
+        (dict(validity_period="000000240000010R"), S.ESME_RINVEXPIRY),  # relative with tenths
         (dict(priority_flag=3, replace_if_present_flag=1, validity_period="000002000000000R"), 0),
         (dict(schedule_delivery_time="260315093000004-"), 0),
     ]
@@ -185,7 +185,7 @@ async def test_field_values_that_mean_nothing_are_refused_with_the_fields_status
                 (await client.request(ReplaceSm(message_id="ff", source_addr="1", **kw))).command_status
                 for kw in (
                     dict(schedule_delivery_time="261301120000000+"),
-                    dict(validity_period="001300000000000R"),
+                    dict(validity_period="001300000000100R"),  # a period with tenths
                     dict(validity_period="260101120000000+"),
                 )
             ]

@@ -19,7 +19,7 @@ CASES: list[tuple[dict[str, Any], int]] = [
     (dict(schedule_delivery_time="261232120000000+"), S.ESME_RINVSCHED),  # day 32
     (dict(schedule_delivery_time="26010112000000x+"), S.ESME_RINVSCHED),  # tenths not a digit
     (dict(validity_period="261301120000000+"), S.ESME_RINVEXPIRY),  # month 13
-    (dict(validity_period="000060000000000R"), S.ESME_RINVEXPIRY),  # relative: 60 days
+    (dict(validity_period="00006000000000R0"), S.ESME_RINVEXPIRY),  # not a time: R is not last
     (dict(priority_flag=1, validity_period="000001000000000R", schedule_delivery_time="260101120000008+"), 0),
 ]
 

@@ -124,8 +124,8 @@ _ABSOLUTE_PARTS: Final = (
     ("minute", 8, 0, 59),
     ("second", 10, 0, 59),
 )
-# relative: every component is a count of units and may be 0; the upper bounds are those of the format
-_RELATIVE_PARTS: Final = tuple((name, i, 0, high) for name, i, _low, high in _ABSOLUTE_PARTS)
+# relative: every component is a count of units, any two digits (a period, not a calendar position)
+_RELATIVE_PARTS: Final = tuple((name, i, 0, 99) for name, i, _low, _high in _ABSOLUTE_PARTS)
 _MAX_QUARTER_HOURS: Final = 48
 
 
@@ -141,9 +141,10 @@ def parse_time(value: str) -> dt.datetime | RelativeTime | None:
       00-48 ('+' ahead of UTC, '-' behind).
     * relative, ``p`` = 'R': "YYMMDDhhmmss000R", a period of YY years, MM months, DD days, hh hours,
       mm minutes and ss seconds from now (the spec's example "020610233429000R" is 2 years, 6 months,
-      10 days, 23:34:29).  Each component counts units, so 00 is allowed everywhere; the upper bounds
-      are the format's (MM 12, DD 31, hh 23, mm 59, ss 59); ``tnn`` has no meaning for a period and
-      the format fixes it at "000".  A period of all zeros is "now".
+      10 days, 23:34:29).  Each component counts units, so any two digits are a period: the spec sets
+      no upper bound for a period, and partners do send "000000480000000R" for 48 hours, so refusing
+      hh > 23 would break working integrations for no gain (the SMSC adds the units up).  ``tnn`` has
+      no meaning for a period and the format fixes it at "000".  A period of all zeros is "now".
     """
     if not value:
         return None
