@@ -99,7 +99,7 @@ async def test_failed_handshake_is_logged_with_its_reason(
 async def test_client_reports_the_handshake_failure_cause(
     server_context: ssl.SSLContext, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """SmppClient itself (any TLS peer, not only operator connectors): the cause, not BrokenResourceError()."""
+    """SmppClient itself (any TLS peer, not only operators): the cause, not BrokenResourceError()."""
     caplog.set_level(logging.WARNING, logger="catalyst_smpp.client.client")
     async with open_simulator(SimConfig(receipts=False), ssl_context=server_context) as sim:
         cfg = ClientConfig(
