@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import logging
 import ssl
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import pytest
+import trio
 import trustme
 
 from catalyst_smpp.bus import Bus
@@ -96,15 +98,34 @@ async def test_failed_handshake_is_logged_with_its_reason(
     assert not any("BrokenResourceError" in line for line in lines)
 
 
+async def _closes_at_once(stream: trio.abc.Stream) -> None:
+    await stream.aclose()
+
+
+@pytest.mark.parametrize(
+    ("peer", "reason"),
+    [
+        ("untrusted", "certificate verify failed: unable to get local issuer certificate"),
+        ("plain", "[SSL: WRONG_VERSION_NUMBER] wrong version number"),  # tls set for a plain SMPP port
+        ("closes", "the peer closed the connection"),
+    ],
+)
 async def test_client_reports_the_handshake_failure_cause(
-    server_context: ssl.SSLContext, caplog: pytest.LogCaptureFixture
+    server_context: ssl.SSLContext, caplog: pytest.LogCaptureFixture, peer: str, reason: str
 ) -> None:
     """SmppClient itself (any TLS peer, not only operators): the cause, not BrokenResourceError()."""
     caplog.set_level(logging.WARNING, logger="catalyst_smpp.client.client")
-    async with open_simulator(SimConfig(receipts=False), ssl_context=server_context) as sim:
+    async with AsyncExitStack() as stack:
+        if peer == "closes":
+            n = await stack.enter_async_context(trio.open_nursery())
+            stack.callback(n.cancel_scope.cancel)
+            port = (await n.start(trio.serve_tcp, _closes_at_once, 0))[0].socket.getsockname()[1]
+        else:
+            tls = server_context if peer == "untrusted" else None
+            port = (await stack.enter_async_context(open_simulator(SimConfig(), ssl_context=tls))).port
         cfg = ClientConfig(
             "127.0.0.1",
-            sim.port,
+            port,
             "esme",
             "pw",
             ssl_context=ssl.create_default_context(),  # the system's CAs do not know the test CA
@@ -115,7 +136,7 @@ async def test_client_reports_the_handshake_failure_cause(
         await client.run()
         assert client.stats.connect_failures == 1 and client.stats.binds == 0
     (line,) = _connect_failures(caplog)
-    assert "certificate verify failed" in line and "BrokenResourceError" not in line, line
+    assert line.endswith(f"connect failed: TLS handshake failed: {reason}"), line
 
 
 async def test_unusable_ca_file_is_logged_and_the_link_stays_down(

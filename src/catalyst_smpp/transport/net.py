@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import ssl
 
@@ -16,15 +17,20 @@ class TlsHandshakeError(OSError):
     ``__cause__``).  trio itself reports every failed handshake as a bare ``BrokenResourceError()``."""
 
 
+_SSL_SOURCE = re.compile(r" \(_ssl\.c:\d+\)$")  # where in CPython's ssl module: no use to the reader
+
+
 def _handshake_failure(exc: BaseException) -> str:
     """Why a handshake failed, from the exception trio raised (the ssl error is its cause)."""
     cause = exc.__cause__ if isinstance(exc, trio.BrokenResourceError) else exc
     if isinstance(cause, ssl.SSLCertVerificationError):
         return f"certificate verify failed: {cause.verify_message}"
-    if isinstance(cause, ssl.SSLError):
-        return cause.strerror or str(cause)  # "[SSL: WRONG_VERSION_NUMBER] wrong version number (...)"
-    if cause is None or isinstance(cause, trio.BrokenResourceError | OSError):
+    if cause is None or isinstance(
+        cause, ssl.SSLEOFError | ssl.SSLZeroReturnError | trio.BrokenResourceError
+    ):
         return "the peer closed the connection"
+    if isinstance(cause, OSError):  # ssl.SSLError: "[SSL: WRONG_VERSION_NUMBER] wrong version number"
+        return _SSL_SOURCE.sub("", cause.strerror or str(cause))
     return repr(cause)
 
 
