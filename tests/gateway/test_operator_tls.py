@@ -9,6 +9,7 @@ import ssl
 from contextlib import AsyncExitStack
 from pathlib import Path
 
+import attrs
 import pytest
 import trio
 import trustme
@@ -152,3 +153,18 @@ async def test_unusable_ca_file_is_logged_and_the_link_stays_down(
         assert sim.stats.binds == 0
     (line,) = [r.getMessage() for r in caplog.records if "cannot be used" in r.getMessage()]
     assert op.name in line and missing in line and "No such file" in line, line
+
+
+async def test_changed_server_name_reconnects(
+    bus: Bus, server_context: ssl.SSLContext, ca_file: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="catalyst_smpp.client.client")
+    async with open_simulator(SimConfig(receipts=False), ssl_context=server_context) as sim:
+        op = make_operator(sim.port, tls=True, tls_ca_file=ca_file)  # host 127.0.0.1: not in the certificate
+        async with running(bus, op) as conn:
+            await wait_for(lambda: conn.client is not None and conn.client.stats.connect_failures >= 1)
+            line = _connect_failures(caplog)[0]
+            assert "IP address mismatch, certificate is not valid for '127.0.0.1'" in line, line
+            conn.update(attrs.evolve(op, tls_server_name=SERVER_NAME))
+            await wait_for(lambda: conn.is_up)
+        assert sim.stats.binds == 1

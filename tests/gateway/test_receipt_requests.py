@@ -4,6 +4,7 @@ inbound handler against the SMSC simulator, on real JetStream."""
 
 from __future__ import annotations
 
+import attrs
 import pytest
 import trio
 
@@ -175,3 +176,17 @@ async def test_receipt_for_a_part_that_asked_none_is_dropped(bus: Bus) -> None:
     assert sorted(answers) == [(1, 0), (2, 0)]
     assert h.stats.unasked == 1 and h.stats.published == 1
     assert await bus.opids.get_many([(PARTS_KEY, f"{mid}-1"), (PARTS_KEY, f"{mid}-2")]) == [None, None]
+
+
+async def test_receipt_settings_apply_without_rebinding(bus: Bus) -> None:
+    async with open_simulator(SimConfig(receipts=False)) as sim:
+        op = make_operator(sim.port)
+        async with running(bus, op) as conn:
+            await wait_for(lambda: conn.is_up)
+            client = conn.client
+            conn.update(attrs.evolve(op, receipt_parts="last", receipt_request="as_partner"))
+            await publish_mt(bus, [mt(op.name, LONG, reg=2)])
+            await wait_for(lambda: conn.stats.submitted == 1)
+            assert conn.client is client and sim.stats.binds == 1
+        (a,) = sim.assembled()
+        assert [p.registered_delivery for p in a.parts] == [0, 2]

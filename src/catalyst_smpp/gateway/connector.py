@@ -368,7 +368,8 @@ class OperatorConnector:
     ) -> None:
         """``ids``: new message ids for MO (default: the gateway's IdGenerator for ``node``).
         ``submit_timeout`` must stay below the MT consumer's ack_wait.  ``client_options``: extra
-        :class:`ClientConfig` fields (reconnect timings, throttle_retries, ...)."""
+        :class:`ClientConfig` fields (reconnect timings, throttle_retries, ...).  ``ssl_context``: used
+        instead of the one :func:`tls_context` builds from the operator's ``tls_ca_file``."""
         self.operator = operator
         self.bus = bus
         self.node = node
