@@ -45,6 +45,9 @@ MO (anything else): ``router().route_mo(dest, source)`` → ``MoMessage`` on ``M
 msg_id ``"mo:<new id>"``; no route → answered ``ESME_RX_P_APPN`` and logged.  Concatenated MO parts
 are forwarded part by part as received (UDH or SAR TLVs kept in ``payload`` / ``tlvs``); the partner
 reassembles.
+
+One module although it is long: receipts and MO share one batch (one KV read, one publish, then the answers),
+and the receipt steps (id lookup, parking, part states, publishing) only make sense read together.
 """
 
 from __future__ import annotations
