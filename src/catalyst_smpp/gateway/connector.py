@@ -116,12 +116,12 @@ class _Router(Protocol):
     def route_mo(self, dest: str, source: str = "") -> str | None: ...
 
 
-_PARTNER_FLAGS = 0x1F
-"""The partner's registered_delivery bits an id mapping keeps (SMSC receipt, SME acks, intermediate)."""
 _CA_FILE_RETRY = 30.0
 """Seconds between attempts to read an operator's unusable ``tls_ca_file`` (it may be put in place later)."""
-_SMSC_RECEIPT = 0x03
-_INTERMEDIATE = 0x10
+_PARTNER_FLAGS = 0x1F
+"""The partner's registered_delivery bits an id mapping keeps (SMSC receipt, SME acks, intermediate)."""
+_SMSC_RECEIPT = 0x03  # registered_delivery bits 0-1: SMSC delivery receipt (0 none, 1 final, 2 failures)
+_INTERMEDIATE = 0x10  # bit 4: intermediate notification
 
 
 def _asked_reg(registered_delivery: int, operator: Operator) -> int:

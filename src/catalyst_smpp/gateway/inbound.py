@@ -72,16 +72,7 @@ from catalyst_smpp.protocol.tlv import Tag
 from catalyst_smpp.store import Operator, normalise_operator_id
 from catalyst_smpp.transport import DEFERRED
 
-__all__ = [
-    "FAILED_STATES",
-    "PARTS_KEY",
-    "PART_DECIDES",
-    "PART_UNASKED",
-    "InboundHandler",
-    "InboundStats",
-    "RecentIds",
-    "wants_receipt",
-]
+__all__ = ["FAILED_STATES", "PARTS_KEY", "InboundHandler", "InboundStats", "RecentIds", "wants_receipt"]
 
 log = logging.getLogger(__name__)
 
