@@ -274,6 +274,29 @@ def test_operator_temporary_statuses(cli: Any, pg_dsn: str, pg_schema: str) -> N
     assert cli("operator", "delete", name).exit_code == 0
 
 
+def test_operator_receipt_and_tls_settings(cli: Any) -> None:
+    name = _name("o")
+    r = cli("operator", "add", name, "--host", "10.0.0.1", "--port", "2775", "--system-id", "gw", "--tls",
+            "--tls-ca-file", "/etc/catalyst-smpp/op-ca.pem", "--tls-server-name", "smsc.example",
+            "--receipt-parts", "last", "--json")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    got = json.loads(r.stdout)
+    assert (got["tls_ca_file"], got["tls_server_name"]) == ("/etc/catalyst-smpp/op-ca.pem", "smsc.example")
+    assert (got["receipt_parts"], got["receipt_request"]) == ("last", "final")
+    shown = cli("operator", "show", name).stdout.splitlines()
+    assert ["receipt_parts", "last"] in [ln.split() for ln in shown]
+    assert (
+        cli("operator", "change", name, "--receipt-request", "as_partner", "--tls-ca-file", "").exit_code == 0
+    )
+    got = json.loads(cli("operator", "show", name, "--json").stdout)
+    assert (got["receipt_request"], got["tls_ca_file"], got["receipt_parts"]) == ("as_partner", "", "last")
+    r = cli("operator", "change", name, "--tls-ca-file", "op-ca.pem")  # the gateway's directory is not ours
+    assert r.exit_code == 2 and "give an absolute path" in r.output, r.output
+    r = cli("operator", "change", name, "--receipt-parts", "first")
+    assert r.exit_code == 2 and "'first' is not one of 'all', 'last'" in r.output, r.output
+    assert cli("operator", "delete", name).exit_code == 0
+
+
 def test_config_file_names_the_database(cli: Any, pg_dsn: str, pg_schema: str, tmp_path: Path) -> None:
     cfg = tmp_path / "gw.toml"
     cfg.write_text(f'[database]\ndsn = "{pg_dsn}"\nschema = "{pg_schema}"\n')

@@ -149,6 +149,31 @@ def test_operator_temporary_statuses() -> None:
     assert e.problem == "0x401 is listed twice (also temporary_statuses[0])"
 
 
+def test_operator_receipt_and_tls_keys(tmp_path: Path) -> None:
+    op = load_config(EXAMPLE).operators[0]
+    assert (op.receipt_parts, op.receipt_request, op.tls_ca_file, op.tls_server_name) == (
+        "all",
+        "final",
+        None,
+        "",
+    )
+    cfg = parse_config(
+        _OP + 'receipt_parts = "last"\nreceipt_request = "as_partner"\ntls_ca_file = "ca.pem"\n'
+        'tls_server_name = "smsc.example"',
+        base_dir=tmp_path,
+    )
+    op = cfg.operators[0]
+    assert (op.receipt_parts, op.receipt_request) == ("last", "as_partner")
+    assert (op.tls_ca_file, op.tls_server_name) == (tmp_path / "ca.pem", "smsc.example")
+    e = _err(_OP + 'receipt_parts = "lst"')
+    assert (e.key, e.problem) == (
+        "operators[0].receipt_parts",
+        "'lst' is not one of 'all', 'last' (did you mean 'last'?)",
+    )
+    e = _err(_OP + 'receipt_request = "partner"')
+    assert e.key == "operators[0].receipt_request" and "'final', 'as_partner'" in e.problem
+
+
 def test_invalid_toml_and_missing_file(tmp_path: Path) -> None:
     e = _err("[nats\nurls = []")
     assert e.key == "" and e.problem.startswith("invalid TOML") and str(e).startswith("gw.toml: invalid TOML")

@@ -725,6 +725,13 @@ def _statuses(ctx: click.Context, param: click.Parameter, value: str | None) -> 
         raise click.BadParameter(str(e)) from None
 
 
+def _absolute_path(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A file the gateway nodes read: absolute (they do not run in the admin's directory); "" = unset."""
+    if value is not None and value != "" and not value.startswith("/"):
+        raise click.BadParameter(f"{value!r}: give an absolute path (gateway nodes read it)")
+    return value
+
+
 _OPERATOR_SETTINGS = _Settings(
     (
         _setting(
@@ -736,6 +743,21 @@ _OPERATOR_SETTINGS = _Settings(
             "--system-type", callback=_max_len(12), help="system_type of our binds.", shown_default="''"
         ),
         _setting("--tls/--no-tls", default=None, help="TLS to the SMSC.", shown_default="no"),
+        _setting(
+            "--tls-ca-file",
+            callback=_absolute_path,
+            metavar="PATH",
+            help="With --tls: PEM file of the CAs the SMSC's certificate must chain to, an absolute path "
+            "on every gateway node.",
+            shown_default="the system's CAs",
+            change_help=" '' = the system's CAs.",
+        ),
+        _setting(
+            "--tls-server-name",
+            help="With --tls: the name the SMSC's certificate must carry (also sent as SNI).",
+            shown_default="the host",
+            change_help=" '' = the host.",
+        ),
         _setting(
             "--bind-type",
             type=click.Choice(["transceiver", "transmitter", "receiver", "tx_rx"]),
@@ -784,6 +806,21 @@ _OPERATOR_SETTINGS = _Settings(
             "with 0x, comma-separated): retried with back-off instead of failing.",
             shown_default="none",
             change_help=" Replaces the list; '' clears it.",
+        ),
+        _setting(
+            "--receipt-parts",
+            type=click.Choice(["all", "last"]),
+            help="Which parts of a long message ask the SMSC for a receipt; last = one receipt per message "
+            "(failures of the other parts are not seen). Partners get one receipt per message either way.",
+            shown_default="all",
+        ),
+        _setting(
+            "--receipt-request",
+            type=click.Choice(["final", "as_partner"]),
+            help="What those parts ask for: final = a receipt in every final state (the message log learns "
+            "each final state); as_partner = what the partner asked (none, failures only, every final "
+            "state).",
+            shown_default="final",
         ),
         _DESCRIPTION,
     ),

@@ -252,6 +252,14 @@ class OperatorSeed:
     temporary_statuses: tuple[int, ...] = _f(factory=tuple, kind="status")
     """submit_sm_resp command_statuses this SMSC uses for "try again later" (vendor codes 0x400-0x4FF ...):
     integers or hex strings (``"0x401"``); retried with back-off instead of failing (docs/operations.md)."""
+    receipt_parts: str = _f("all", choices=("all", "last"))
+    """Which parts of a long message ask this SMSC for a receipt (``last``: one receipt per message)."""
+    receipt_request: str = _f("final", choices=("final", "as_partner"))
+    """What they ask for: a receipt in every final state, or what the partner asked."""
+    tls_ca_file: Path | None = _f(None, kind="path")
+    """With ``tls``: CA certificates (PEM) this SMSC's certificate must chain to; unset = the system's."""
+    tls_server_name: str = _f("")
+    """With ``tls``: the name its certificate must carry (and the SNI); "" = ``host``."""
     enabled: bool = _f(True)
 
 

@@ -113,3 +113,23 @@ def test_0004_gives_existing_operators_no_temporary_statuses(pg_dsn: str, fresh_
                 with conn.transaction():
                     conn.execute(f"UPDATE operators SET temporary_statuses = {bad} WHERE name = 'old'")
         conn.execute("UPDATE operators SET temporary_statuses = '{1025,1279}' WHERE name = 'old'")
+
+
+def test_0006_keeps_todays_receipt_requests_and_the_system_cas(pg_dsn: str, fresh_schema: str) -> None:
+    ms = available_migrations()
+    (m6,) = [m for m in ms if m.version == 6]
+    assert m6.name == "operator_connection_settings"
+    with connect_sync(pg_dsn, schema=fresh_schema) as conn:
+        migrate(conn, schema=fresh_schema, migrations=[m for m in ms if m.version < 6])
+        conn.execute("INSERT INTO operators (name, host, port, system_id) VALUES ('old', 'h', 2775, 's')")
+        before = conn.execute("SELECT version FROM config_version").fetchone()
+        assert 6 in migrate(conn, schema=fresh_schema)
+        row = conn.execute(
+            "SELECT receipt_parts, receipt_request, tls_ca_file, tls_server_name FROM operators"
+        ).fetchone()
+        assert row == ("all", "final", "", "")  # every part asks for a final receipt, as before
+        assert conn.execute("SELECT version FROM config_version").fetchone() == before
+        for col, bad in (("receipt_parts", "first"), ("receipt_request", "never"), ("tls_ca_file", None)):
+            with pytest.raises(psycopg.errors.IntegrityError):
+                with conn.transaction():
+                    conn.execute(f"UPDATE operators SET {col} = %s WHERE name = 'old'", (bad,))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import random
+from pathlib import Path
 
 import attrs
 import psycopg
@@ -158,6 +159,34 @@ async def test_seed_from_config_takes_temporary_statuses(db: Database) -> None:
     await db.run(lambda c: OperatorRepo(c).change(name, temporary_statuses=[]))
     assert await db.run(lambda c: seed_from_config(c, cfg)) == ([], [])
     assert (await db.run(lambda c: OperatorRepo(c).get(name))).temporary_statuses == ()
+
+
+async def test_operator_receipt_and_tls_settings(db: Database, tmp_path: Path) -> None:
+    name = unique_name("op")
+    o = await db.run(lambda c: OperatorRepo(c).add(name, "h", 2775, "s"))
+    assert (o.receipt_parts, o.receipt_request, o.tls_ca_file, o.tls_server_name) == ("all", "final", "", "")
+    o = await db.run(
+        lambda c: OperatorRepo(c).change(
+            name, receipt_parts="last", receipt_request="as_partner", tls_ca_file="/etc/ca.pem",
+            tls_server_name="smsc.example",
+        )
+    )  # fmt: skip
+    assert (o.receipt_parts, o.receipt_request, o.tls_ca_file, o.tls_server_name) == (
+        "last", "as_partner", "/etc/ca.pem", "smsc.example",
+    )  # fmt: skip
+    snap = await db.snapshot()
+    assert next(x for x in snap.operators if x.name == name) == o
+    # seeded from the config file: a relative CA file is anchored at the file's directory
+    n2 = unique_name("op")
+    cfg = parse_config(
+        f'[[operators]]\nname = "{n2}"\nhost = "h"\nport = 2775\nsystem_id = "s"\ntls = true\n'
+        'tls_ca_file = "ca/operator.pem"\ntls_server_name = "smsc.example"\nreceipt_parts = "last"\n',
+        base_dir=tmp_path,
+    )
+    assert await db.run(lambda c: seed_from_config(c, cfg)) == ([n2], [])
+    o2 = await db.run(lambda c: OperatorRepo(c).get(n2))
+    assert o2 is not None and o2.tls_ca_file == str(tmp_path / "ca" / "operator.pem")
+    assert (o2.tls_server_name, o2.receipt_parts, o2.receipt_request) == ("smsc.example", "last", "final")
 
 
 async def test_routes_with_ordered_and_weighted_operators(db: Database) -> None:

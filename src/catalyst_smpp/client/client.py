@@ -18,7 +18,7 @@ from catalyst_smpp.protocol.pdu import BindReceiver, BindTransceiver, BindTransm
 from catalyst_smpp.protocol.session import SessionConfig, SmppConnection
 from catalyst_smpp.protocol.states import Role
 from catalyst_smpp.transport.errors import BindError, NotBoundError, SessionClosedError, SessionError
-from catalyst_smpp.transport.net import open_stream, peer_name
+from catalyst_smpp.transport.net import TlsHandshakeError, open_stream, peer_name
 from catalyst_smpp.transport.session import BindType, Handler, SmppSession
 from catalyst_smpp.util.backoff import Backoff
 
@@ -225,7 +225,9 @@ class SmppClient:
                         )
             except (OSError, trio.TooSlowError, trio.BrokenResourceError, ssl.SSLError) as exc:
                 self.stats.connect_failures += 1
-                logger.warning("%s:%d bind %d: connect failed: %r", cfg.host, cfg.port, index, exc)
+                # a TLS failure's message is its reason ("TLS handshake failed: certificate verify ...")
+                why = str(exc) if isinstance(exc, TlsHandshakeError) else repr(exc)
+                logger.warning("%s:%d bind %d: connect failed: %s", cfg.host, cfg.port, index, why)
                 continue
             self.stats.connects += 1
             try:

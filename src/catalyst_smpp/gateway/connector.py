@@ -3,7 +3,8 @@
 What it does (docs/gateway.md):
 
 * keeps an :class:`~catalyst_smpp.client.SmppClient` bound per the operator's settings (bind type incl.
-  ``tx_rx`` = one TX and one RX session per ``bind_count``, window, TPS, TLS, system_type, credentials);
+  ``tx_rx`` = one TX and one RX session per ``bind_count``, window, TPS, TLS (certificate checked against
+  ``tls_ca_file`` or the system's CAs, for ``tls_server_name`` or the host), system_type, credentials);
   incoming deliver_sm / data_sm go to :class:`~catalyst_smpp.gateway.inbound.InboundHandler`;
 * pulls from the shared durable consumer of ``MT.<operator>`` only as many messages as there are free
   window slots over the bound TX/TRX sessions (nothing while not bound);
@@ -59,7 +60,7 @@ from catalyst_smpp.encoding import (
     segment,
 )
 from catalyst_smpp.gateway.events import EventPublisher, make_event
-from catalyst_smpp.gateway.inbound import InboundHandler, wants_receipt
+from catalyst_smpp.gateway.inbound import PART_DECIDES, PART_UNASKED, InboundHandler, wants_receipt
 from catalyst_smpp.gateway.messages import DecodeError, MtFields, MtMessage, dlr_record, mt_fields
 from catalyst_smpp.protocol.constants import CommandStatus
 from catalyst_smpp.protocol.pdu import SubmitSm
@@ -74,8 +75,10 @@ __all__ = [
     "ConnectorStats",
     "OperatorConnector",
     "build_submits",
+    "mapping_flags",
     "operator_alphabet",
     "receipt_err",
+    "tls_context",
 ]
 
 log = logging.getLogger(__name__)
@@ -111,6 +114,47 @@ def receipt_err(status: int) -> str:
 
 class _Router(Protocol):
     def route_mo(self, dest: str, source: str = "") -> str | None: ...
+
+
+_CA_FILE_RETRY = 30.0
+"""Seconds between attempts to read an operator's unusable ``tls_ca_file`` (it may be put in place later)."""
+_PARTNER_FLAGS = 0x1F
+"""The partner's registered_delivery bits an id mapping keeps (SMSC receipt, SME acks, intermediate)."""
+_SMSC_RECEIPT = 0x03  # registered_delivery bits 0-1: SMSC delivery receipt (0 none, 1 final, 2 failures)
+_INTERMEDIATE = 0x10  # bit 4: intermediate notification
+
+
+def _asked_reg(registered_delivery: int, operator: Operator) -> int:
+    """registered_delivery of a part that asks this operator for a receipt.
+
+    ``receipt_request = "final"``: a receipt in every final state (1), whatever the partner asked, so
+    the message log learns the final state.  ``"as_partner"``: what the partner asked (0 none, 1 every
+    final state, 2 failures only; 3, reserved in SMPP 3.4 and "success only" in 5.0, is sent as 1, the
+    way :func:`~catalyst_smpp.gateway.inbound.wants_receipt` reads it).  The other bits (SME acks,
+    intermediate notification) are the partner's either way.
+    """
+    if operator.receipt_request == "as_partner":
+        wish = registered_delivery & _SMSC_RECEIPT
+        return (registered_delivery & ~_SMSC_RECEIPT) | (1 if wish == 3 else wish)
+    return (registered_delivery & ~_SMSC_RECEIPT) | 1
+
+
+def mapping_flags(registered_delivery: int, part: int, parts: int, last_only: bool) -> int:
+    """The ``flags`` of the id mapping of part ``part`` (1-based) of ``parts``: the partner's
+    registered_delivery (what it gets, :func:`~catalyst_smpp.gateway.inbound.wants_receipt`), and, when
+    only the last part asked the operator for a receipt (``last_only``), which part decides
+    (:data:`~catalyst_smpp.gateway.inbound.PART_DECIDES` / ``PART_UNASKED``)."""
+    flags = registered_delivery & _PARTNER_FLAGS
+    if last_only and parts > 1:
+        flags |= PART_DECIDES if part == parts else PART_UNASKED
+    return flags
+
+
+def tls_context(operator: Operator) -> ssl.SSLContext:
+    """The TLS client context of an operator link: certificates checked (chain and name) against the
+    operator's ``tls_ca_file`` (PEM, read now), or the system's trusted CAs when it is empty.  OSError
+    (ssl.SSLError) when the file is missing or holds no usable certificate."""
+    return ssl.create_default_context(cafile=operator.tls_ca_file or None)
 
 
 def operator_alphabet(name: str) -> Alphabet:
@@ -166,16 +210,18 @@ def build_submits(mt: MtMessage, operator: Operator, ref: int) -> list[SubmitSm]
     (GSM 7-bit, Latin-1, ASCII, UCS-2) for what it means at the operator; GSM text for an operator
     whose data_coding 0 is not GSM gets the cheapest encoding that operator can take (Latin-1 / ASCII
     as its default, else UCS-2).  ``ref`` is the concatenation reference (taken modulo 256 for udh8).
-    The operator is always asked for a final receipt (so the message log learns the final state); the
-    partner's own wish is kept in the KV mapping's flags.  Raises ``UnencodableCharacterError`` /
-    ``SegmentationError`` for text the operator cannot take (a permanent failure).
+    The receipt each part asks for follows the operator's ``receipt_request`` (:func:`_asked_reg`) on
+    every part, or with ``receipt_parts = "last"`` on the last part only, the others asking for none
+    (no SMSC receipt, no intermediate notification); the partner's own wish is kept in the KV mapping's
+    flags (:func:`mapping_flags`).  Raises ``UnencodableCharacterError`` / ``SegmentationError`` for
+    text the operator cannot take (a permanent failure).
     """
     return _build_submits(MtFields.of(mt), operator, ref)
 
 
 def _build_submits(mt: MtFields, operator: Operator, ref: int) -> list[SubmitSm]:
     """:func:`build_submits` of a record read as :class:`MtFields` (the connector's own path)."""
-    reg = (mt.registered_delivery & ~0x03) | 0x01
+    reg = _asked_reg(mt.registered_delivery, operator)
     udhi = bool(mt.esm_class & UDHI)
     has_sar = any(t in _SAR_TAGS for t, _ in mt.tlvs)
     payload = mt.payload
@@ -224,8 +270,11 @@ def _build_submits(mt: MtFields, operator: Operator, ref: int) -> list[SubmitSm]
     # the dc's message class etc. are kept when the octet is in the general group and the coding matches
     keep_tlvs = tuple(Tlv(t, raw) for t, raw in mt.tlvs if t != _PAYLOAD_TAG and t not in _SAR_TAGS)
     esm = mt.esm_class & ~UDHI
+    last = len(seg.parts) - 1
+    unasked = mt.registered_delivery & ~(_SMSC_RECEIPT | _INTERMEDIATE)
+    last_only = operator.receipt_parts == "last"
     out: list[SubmitSm] = []
-    for part in seg.parts:
+    for k, part in enumerate(seg.parts):
         tlvs = keep_tlvs
         if seg.use_message_payload:
             tlvs = (*tlvs, Tlv(_PAYLOAD_TAG, part.short_message))
@@ -239,7 +288,8 @@ def _build_submits(mt: MtFields, operator: Operator, ref: int) -> list[SubmitSm]
                     Tlv.make(Tag.sar_total_segments, part.sar_total_segments or 0),
                     Tlv.make(Tag.sar_segment_seqnum, part.sar_segment_seqnum or 0),
                 )
-        out.append(_submit(mt, short, part.data_coding, esm | part.esm_class, reg, tlvs))
+        part_reg = unasked if last_only and k < last else reg
+        out.append(_submit(mt, short, part.data_coding, esm | part.esm_class, part_reg, tlvs))
     return out
 
 
@@ -271,8 +321,8 @@ class ConnectorStats:
 class _Job:
     """One fetched MT message on its way (a plain class: one is made per message)."""
 
-    __slots__ = ("error", "keys", "msg", "mt", "outcome", "pdus", "pending", "results", "settled", "started",
-                 "status")  # fmt: skip
+    __slots__ = ("error", "keys", "last_only", "msg", "mt", "outcome", "pdus", "pending", "results",
+                 "settled", "started", "status")  # fmt: skip
 
     def __init__(self, msg: Msg, started: float = 0.0) -> None:
         self.msg = msg
@@ -286,6 +336,12 @@ class _Job:
         self.settled = False
         self.pending = 0  # parts sent (or about to be) whose outcome is not known yet
         self.keys: list[Any] = []  # per part: (operator id, normalised key, IdMapping) from _remember
+        self.last_only = False  # only the last of several parts asked for a receipt (receipt_parts "last")
+
+    def flags(self, i: int) -> int:
+        """The id mapping flags of part ``i`` (0-based)."""
+        assert self.mt is not None
+        return mapping_flags(self.mt.registered_delivery, i + 1, len(self.pdus), self.last_only)
 
 
 class OperatorConnector:
@@ -312,7 +368,8 @@ class OperatorConnector:
     ) -> None:
         """``ids``: new message ids for MO (default: the gateway's IdGenerator for ``node``).
         ``submit_timeout`` must stay below the MT consumer's ack_wait.  ``client_options``: extra
-        :class:`ClientConfig` fields (reconnect timings, throttle_retries, ...)."""
+        :class:`ClientConfig` fields (reconnect timings, throttle_retries, ...).  ``ssl_context``: used
+        instead of the one :func:`tls_context` builds from the operator's ``tls_ca_file``."""
         self.operator = operator
         self.bus = bus
         self.node = node
@@ -431,6 +488,8 @@ class OperatorConnector:
             op.host,
             op.port,
             op.tls,
+            op.tls_ca_file,
+            op.tls_server_name,
             op.system_id,
             op.password,
             op.system_type,
@@ -450,7 +509,7 @@ class OperatorConnector:
         }[op.bind_type]
         ctx = None
         if op.tls:
-            ctx = self.ssl_context if self.ssl_context is not None else ssl.create_default_context()
+            ctx = self.ssl_context if self.ssl_context is not None else tls_context(op)
         opts: dict[str, Any] = {"throttle_retries": 2, "throttle_delay": 0.05}
         opts.update(self.client_options)
         return ClientConfig(
@@ -461,7 +520,7 @@ class OperatorConnector:
             system_type=op.system_type,
             binds=per * op.bind_count,
             ssl_context=ctx,
-            server_hostname=op.host if op.tls else None,
+            server_hostname=(op.tls_server_name or op.host) if op.tls else None,
             session=SessionConfig(
                 window_size=op.window,
                 response_timeout=self.response_timeout,
@@ -484,7 +543,25 @@ class OperatorConnector:
                     task_status.started()
                 await self._reconnect.wait()
                 continue
-            client = SmppClient(self._client_config(op), handler=self.inbound.handle)
+            try:
+                config = self._client_config(op)
+            except OSError as exc:  # ssl.SSLError too: tls_ca_file missing, unreadable, not PEM certificates
+                log.error(
+                    "operator %s: tls_ca_file %r cannot be used (%s); not connecting (tried again every "
+                    "%.0fs, and at once when the setting changes)",
+                    op.name,
+                    op.tls_ca_file,
+                    exc,
+                    _CA_FILE_RETRY,
+                )
+                self.client = None
+                if not started:
+                    started = True
+                    task_status.started()
+                with trio.move_on_after(_CA_FILE_RETRY):
+                    await self._reconnect.wait()
+                continue
+            client = SmppClient(config, handler=self.inbound.handle)
             self.client = client
             async with trio.open_nursery() as n:
                 await n.start(client.run)
@@ -570,7 +647,9 @@ class OperatorConnector:
             return None
         try:
             self._ref = (self._ref + 1) & 0xFFFF
-            job.pdus = _build_submits(job.mt, self.operator, self._ref)
+            op = self.operator  # one read: the parts and their mapping flags follow the same settings
+            job.pdus = _build_submits(job.mt, op, self._ref)
+            job.last_only = op.receipt_parts == "last" and len(job.pdus) > 1
         except (UnencodableCharacterError, SegmentationError, ValueError) as exc:
             job.outcome = "build"
             job.status = int(CommandStatus.ESME_RSYSERR)
@@ -728,9 +807,7 @@ class OperatorConnector:
             key = normalise_operator_id(operator_id, self.operator.submit_id_format)
         except ValueError:
             return
-        mapping = IdMapping(
-            mt.message_id, mt.partner, mt.registered_delivery, i + 1, len(job.pdus), mt.display_id
-        )
+        mapping = IdMapping(mt.message_id, mt.partner, job.flags(i), i + 1, len(job.pdus), mt.display_id)
         self.inbound.recent.put(key, mapping)
         if not job.keys:
             job.keys = [None] * len(job.pdus)
@@ -832,7 +909,7 @@ class OperatorConnector:
                                 IdMapping(
                                     j.mt.message_id,
                                     j.mt.partner,
-                                    j.mt.registered_delivery,
+                                    j.flags(i),
                                     i + 1,
                                     n,
                                     j.mt.display_id,

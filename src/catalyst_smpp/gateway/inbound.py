@@ -35,11 +35,19 @@ submit_multi) and the mapping's ``display_id`` (the id the partner was given: th
   publish the same msg_id (de-duplicated by JetStream); two failures processed on two nodes at the
   same moment can each be "first": the partner then gets two failure receipts (a duplicate, never a
   loss).
+* **Only the last part asked** (the operator's ``receipt_parts = "last"``): the connector marks the
+  mappings (:data:`PART_DECIDES` on the last part, :data:`PART_UNASKED` on the others), so no part state
+  is kept or waited for: the last part's final receipt is published at once as the message's (msg_id
+  with ``part = parts``, as above), and a receipt the SMSC sends anyway for an unasked part is answered
+  and dropped (``stats.unasked``).
 
 MO (anything else): ``router().route_mo(dest, source)`` → ``MoMessage`` on ``MO.<partner>`` with
 msg_id ``"mo:<new id>"``; no route → answered ``ESME_RX_P_APPN`` and logged.  Concatenated MO parts
 are forwarded part by part as received (UDH or SAR TLVs kept in ``payload`` / ``tlvs``); the partner
 reassembles.
+
+One module although it is long: receipts and MO share one batch (one KV read, one publish, then the answers),
+and the receipt steps (id lookup, parking, part states, publishing) only make sense read together.
 """
 
 from __future__ import annotations
@@ -69,6 +77,13 @@ __all__ = ["FAILED_STATES", "PARTS_KEY", "InboundHandler", "InboundStats", "Rece
 log = logging.getLogger(__name__)
 
 PARTS_KEY = "=parts"
+# Bits of an id mapping's flags beside the partner's registered_delivery (bits 0-4; 5-7 are reserved in SMPP
+# and masked off by the connector), set when the operator asks for a receipt on the last part only
+# (``Operator.receipt_parts = "last"``):
+PART_DECIDES = 0x80
+"""The one part of a long message that asked the SMSC for a receipt: its final receipt is the message's."""
+PART_UNASKED = 0x40
+"""A part that asked for no receipt: one the SMSC sends anyway is answered and dropped (``stats.unasked``)."""
 FAILED_STATES = frozenset({"UNDELIV", "REJECTD", "EXPIRED", "DELETED"})
 # worst first, among the final states that are not failures
 _OK_ORDER = ("UNKNOWN", "ACCEPTD", "DELIVRD")
@@ -92,6 +107,11 @@ def wants_receipt(registered_delivery: int, state: str) -> bool:
     if f == 2:
         return state in FAILED_STATES
     return True
+
+
+def _tracked(m: IdMapping) -> bool:
+    """Is this part's state kept until every part is final (a long message whose parts all asked)?"""
+    return m.parts > 1 and not m.flags & (PART_DECIDES | PART_UNASKED)
 
 
 def worst_state(states: list[str]) -> str:
@@ -149,6 +169,8 @@ class InboundStats:
     local_hits: int = 0
     """Receipts mapped from :class:`RecentIds` (no KV read)."""
     bad_receipts: int = 0
+    unasked: int = 0
+    """Receipts for parts that asked for none (the SMSC sent them anyway): answered, not forwarded."""
     mo: int = 0
     mo_unrouted: int = 0
     bus_errors: int = 0
@@ -413,7 +435,7 @@ class InboundHandler:
             self._respond(it, _OK)
 
         # part states of multi-part messages, across nodes: read, merge in order, write back
-        multi = {m.message_id: m.parts for _, m in known if m.parts > 1}
+        multi = {m.message_id: m.parts for _, m in known if _tracked(m)}
         states: dict[str, dict[int, str]] = {mid: {} for mid in multi}
         if multi:
             keys = [(PARTS_KEY, f"{mid}-{p}") for mid, n in multi.items() for p in range(1, n + 1)]
@@ -423,9 +445,9 @@ class InboundHandler:
                 self.stats.bus_errors += 1
                 log.warning("operator %s: part state lookup failed: %s", op.name, exc)
                 for it, m in known:
-                    if m.parts > 1:
+                    if _tracked(m):
                         self._respond(it, _TEMP)
-                known = [(it, m) for it, m in known if m.parts == 1]
+                known = [(it, m) for it, m in known if not _tracked(m)]
                 got = []
                 multi = {}
             for g in got:
@@ -437,14 +459,20 @@ class InboundHandler:
         for it, m in known:
             r = it.receipt
             assert r is not None
+            if m.flags & PART_UNASKED:
+                self.stats.unasked += 1
+                log.debug("operator %s: receipt for part %d of %s, which asked for none", op.name, m.part,
+                          m.message_id)  # fmt: skip
+                answered_ok.append(it)
+                continue
             if not r.is_final:
                 self.stats.intermediate += 1
                 answered_ok.append(it)
                 continue
             state = stat_for_state(r.state)
             recent.discard(it.key)
-            if m.parts == 1:
-                decided.append(([it], m, state, 1, r))
+            if not _tracked(m):  # one part, or the only part asked (PART_DECIDES): it decides at once
+                decided.append(([it], m, state, m.part, r))
                 continue
             multi_items.append(it)
             st = states[m.message_id]

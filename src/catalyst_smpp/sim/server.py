@@ -28,6 +28,7 @@ import itertools
 import logging
 import math
 import signal
+import ssl
 import sys
 import time
 from collections import deque
@@ -303,8 +304,13 @@ class SmscSimulator:
     """
 
     def __init__(
-        self, config: SimConfig | None = None, on_stats: Callable[[SimStats], None] | None = None
+        self,
+        config: SimConfig | None = None,
+        on_stats: Callable[[SimStats], None] | None = None,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        """``ssl_context``: serve SMPP over TLS with this server context (tests of operator TLS links)."""
         self.config = config if config is not None else SimConfig()
         self.engine = SimEngine(self.config)
         self.stats = self.engine.stats
@@ -337,6 +343,7 @@ class SmscSimulator:
                     bind_timeout=30.0,
                 ),
                 shutdown_timeout=1.0,
+                ssl_context=ssl_context,
             ),
         )
 
@@ -584,9 +591,12 @@ class SmscSimulator:
 
 
 @asynccontextmanager
-async def open_simulator(config: SimConfig | None = None) -> AsyncIterator[SmscSimulator]:
-    """Run a simulator for the duration of the block (on a free port unless the config says otherwise)."""
-    sim = SmscSimulator(config)
+async def open_simulator(
+    config: SimConfig | None = None, *, ssl_context: ssl.SSLContext | None = None
+) -> AsyncIterator[SmscSimulator]:
+    """Run a simulator for the duration of the block (on a free port unless the config says otherwise;
+    over TLS with ``ssl_context``)."""
+    sim = SmscSimulator(config, ssl_context=ssl_context)
     async with trio.open_nursery() as nursery:
         await nursery.start(sim.serve)
         try:

@@ -37,6 +37,8 @@ BIND_TYPES = ("transceiver", "transmitter", "receiver", "tx_rx")
 SEGMENTATION = ("udh8", "udh16", "sar", "payload")
 ID_FORMATS = ("text", "hex", "dec")
 STRATEGIES = ("failover", "weighted")
+RECEIPT_PARTS = ("all", "last")
+RECEIPT_REQUESTS = ("final", "as_partner")
 _HEX_STATUS = re.compile(r"0[xX][0-9a-fA-F]{1,8}")
 MAX_COMMAND_STATUS = 0x7FFFFFFF
 """The largest status ``Operator.temporary_statuses`` takes (the column is a Postgres ``integer[]``)."""
@@ -177,6 +179,19 @@ class Operator:
     """command_statuses this SMSC answers submit_sm with for "try again later" besides the standard
     ESME_RTHROTTLED / ESME_RMSGQFUL / ESME_RX_T_APPN (typically vendor codes 0x400-0x4FF): the message is
     retried with a growing delay, no failover, no failure receipt (migration 0004).  Sorted, no repeats."""
+    receipt_parts: str = attrs.field(default="all", validator=attrs.validators.in_(RECEIPT_PARTS))
+    """Which parts of a message the gateway split ask this SMSC for a receipt: ``all``, or only the ``last``
+    (one receipt per message instead of one per part; failures of the other parts are not seen).  The
+    partner gets one receipt per message either way (migration 0006, docs/operations.md)."""
+    receipt_request: str = attrs.field(default="final", validator=attrs.validators.in_(RECEIPT_REQUESTS))
+    """What those parts ask for: ``final`` = a receipt in every final state whatever the partner asked (the
+    message log learns every final state), ``as_partner`` = the partner's own registered_delivery (none,
+    failures only, every final state)."""
+    tls_ca_file: str = ""
+    """With ``tls``: PEM file of the CA certificates this SMSC's certificate must chain to, on every
+    gateway node ("" = the system's trusted CAs)."""
+    tls_server_name: str = ""
+    """With ``tls``: the name the SMSC's certificate must carry, also sent as SNI ("" = ``host``)."""
     enabled: bool = True
     description: str = ""
     created_at: dt.datetime | None = None

@@ -28,6 +28,7 @@ def seed_from_config(conn: psycopg.Connection[Any], cfg: Config) -> tuple[list[s
         if ops.get(o.name) is None:
             fields = attrs.asdict(o)
             name, host, port, system_id = (fields.pop(k) for k in ("name", "host", "port", "system_id"))
+            fields["tls_ca_file"] = str(o.tls_ca_file) if o.tls_ca_file is not None else ""
             ops.add(name, host, port, system_id, **fields)
             added_ops.append(name)
     for p in cfg.partners:

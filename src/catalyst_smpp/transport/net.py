@@ -2,12 +2,36 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import ssl
 
 import trio
 
-__all__ = ["open_stream", "peer_name", "set_nodelay"]
+__all__ = ["TlsHandshakeError", "open_stream", "peer_name", "set_nodelay"]
+
+
+class TlsHandshakeError(OSError):
+    """The TLS handshake of :func:`open_stream` failed; the message says why, e.g. ``TLS handshake failed:
+    certificate verify failed: unable to get local issuer certificate`` (the ``ssl.SSLError`` is the
+    ``__cause__``).  trio itself reports every failed handshake as a bare ``BrokenResourceError()``."""
+
+
+_SSL_SOURCE = re.compile(r" \(_ssl\.c:\d+\)$")  # where in CPython's ssl module: no use to the reader
+
+
+def _handshake_failure(exc: BaseException) -> str:
+    """Why a handshake failed, from the exception trio raised (the ssl error is its cause)."""
+    cause = exc.__cause__ if isinstance(exc, trio.BrokenResourceError) else exc
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        return f"certificate verify failed: {cause.verify_message}"
+    if cause is None or isinstance(
+        cause, ssl.SSLEOFError | ssl.SSLZeroReturnError | trio.BrokenResourceError
+    ):
+        return "the peer closed the connection"
+    if isinstance(cause, OSError):  # ssl.SSLError: "[SSL: WRONG_VERSION_NUMBER] wrong version number"
+        return _SSL_SOURCE.sub("", cause.strerror or str(cause))
+    return repr(cause)
 
 
 def _socket_of(stream: trio.abc.Stream) -> trio.socket.SocketType | None:
@@ -54,7 +78,8 @@ async def open_stream(
     ssl_context: ssl.SSLContext | None = None,
     server_hostname: str | None = None,
 ) -> trio.abc.Stream:
-    """TCP (or TLS over TCP) connection with TCP_NODELAY; the TLS handshake is done here."""
+    """TCP (or TLS over TCP) connection with TCP_NODELAY; the TLS handshake is done here (a failed one
+    raises :class:`TlsHandshakeError` with the reason)."""
     tcp = await trio.open_tcp_stream(host, port)
     set_nodelay(tcp)
     if ssl_context is None:
@@ -62,6 +87,9 @@ async def open_stream(
     tls = trio.SSLStream(tcp, ssl_context, server_hostname=server_hostname or host)
     try:
         await tls.do_handshake()
+    except (trio.BrokenResourceError, ssl.SSLError) as exc:
+        await trio.aclose_forcefully(tcp)
+        raise TlsHandshakeError(f"TLS handshake failed: {_handshake_failure(exc)}") from exc
     except BaseException:
         await trio.aclose_forcefully(tcp)
         raise
