@@ -6,7 +6,10 @@ import subprocess
 import sys
 import textwrap
 
-from catalyst_smpp.gateway.bindguard import FailureTracker
+import trio
+import trio.testing
+
+from catalyst_smpp.gateway.bindguard import FailureTracker, HashGate
 
 
 def test_tracker_spaces_checks_after_free_ones_bounded_and_forgets_quiet_keys() -> None:
@@ -31,6 +34,61 @@ def test_tracker_spaces_checks_after_free_ones_bounded_and_forgets_quiet_keys() 
         t.failed(key, 100.0, answered=100.0, booked=False)
     t.turn("e", 100.0)
     assert len(t) == 3 and not t.slowed("a", 100.0)
+
+
+async def test_hash_gate_bounds_checks_and_serves_clean_addresses_first() -> None:
+    gate = HashGate(1)
+    order: list[str] = []
+    release = trio.Event()
+
+    async def check(name: str, urgent: bool) -> None:
+        async with gate.slot(urgent=urgent):
+            order.append(name)
+            assert gate.busy <= gate.size
+            if name == "first":
+                await release.wait()
+
+    async def cancellable(name: str, task_status: trio.TaskStatus[trio.CancelScope]) -> None:
+        with trio.CancelScope() as scope:
+            task_status.started(scope)
+            await check(name, True)
+
+    async with trio.open_nursery() as n:
+        n.start_soon(check, "first", False)
+        await trio.testing.wait_all_tasks_blocked()
+        for name in ("guess1", "guess2"):  # addresses that failed before: the slow queue
+            n.start_soon(check, name, False)
+            await trio.testing.wait_all_tasks_blocked()
+        gone = await n.start(cancellable, "gone")  # a waiter whose connection closed leaves its queue
+        await trio.testing.wait_all_tasks_blocked()
+        assert gate.waiting() == 3
+        gone.cancel()
+        n.start_soon(check, "partner", True)
+        await trio.testing.wait_all_tasks_blocked()
+        assert order == ["first"] and gate.waiting() == 3
+        release.set()
+    assert order == ["first", "partner", "guess1", "guess2"]
+    assert gate.busy == 0 and gate.waiting() == 0
+    # a larger size (reload) lets waiters in at once
+    gate = HashGate(1)
+    hold = trio.Event()
+    inside = 0
+
+    async def held() -> None:
+        nonlocal inside
+        async with gate.slot(urgent=True):
+            inside += 1
+            await hold.wait()
+
+    async with trio.open_nursery() as n:
+        for _ in range(3):
+            n.start_soon(held)
+        await trio.testing.wait_all_tasks_blocked()
+        assert inside == 1
+        gate.resize(3)
+        await trio.testing.wait_all_tasks_blocked()
+        assert inside == 3
+        hold.set()
 
 
 _FLOOD = textwrap.dedent(

@@ -11,7 +11,7 @@ from typing import Final
 import trio
 
 from catalyst_smpp.config import LimitsConfig
-from catalyst_smpp.gateway.bindguard import FailureTracker, return_scrypt_memory
+from catalyst_smpp.gateway.bindguard import FailureTracker, HashGate, return_scrypt_memory
 from catalyst_smpp.metrics import Metrics
 from catalyst_smpp.protocol.constants import CommandStatus
 from catalyst_smpp.server.auth import Account, BindRequest
@@ -102,8 +102,9 @@ class PostgresAuthenticator:
         self.by_system_id = FailureTracker(
             free=lim.bind_free_failures, max_delay=lim.bind_slowdown_max, reset_after=lim.bind_fail_reset
         )
-        self._hash_threads = lim.bind_hash_threads
-        self._hash_limiter: trio.CapacityLimiter | None = None
+        #: password checks at once; addresses without failures first
+        self.hash_gate = HashGate(lim.bind_hash_threads)
+        self._hash_threads: trio.CapacityLimiter | None = None
         return_scrypt_memory()
 
     def _settings(self) -> LimitsConfig:
@@ -116,15 +117,16 @@ class PostgresAuthenticator:
             tracker.free = lim.bind_free_failures
             tracker.max_delay = max_delay
             tracker.reset_after = lim.bind_fail_reset
-        self._hash_threads = lim.bind_hash_threads
-        if self._hash_limiter is not None:
-            self._hash_limiter.total_tokens = lim.bind_hash_threads
+        if self.hash_gate.size != lim.bind_hash_threads:
+            self.hash_gate.resize(lim.bind_hash_threads)
         return lim
 
-    def _limiter(self) -> trio.CapacityLimiter:
-        if self._hash_limiter is None:  # created in trio (the authenticator may be built outside it)
-            self._hash_limiter = trio.CapacityLimiter(self._hash_threads)
-        return self._hash_limiter
+    def _threads(self) -> trio.CapacityLimiter:
+        """Worker threads of the checks: as many as the gate lets through (not trio's shared default of 40,
+        which the gate would otherwise wait on behind unrelated work)."""
+        if self._hash_threads is None:  # created in trio (the authenticator may be built outside it)
+            self._hash_threads = trio.CapacityLimiter(64)
+        return self._hash_threads
 
     async def authenticate(self, bind: BindRequest) -> Account | int:
         arrived = trio.current_time()
@@ -179,10 +181,11 @@ class PostgresAuthenticator:
                 # another bind of this partner passed while this one waited its turn
                 result = AuthResult.OK if partner.enabled else AuthResult.DISABLED
             else:
-                self.checks += 1
-                result = await trio.to_thread.run_sync(
-                    authenticate, partner, bind.password, ip, self.verified, limiter=self._limiter()
-                )
+                async with self.hash_gate.slot(urgent=not self.by_address.failures(address, now)):
+                    self.checks += 1
+                    result = await trio.to_thread.run_sync(
+                        authenticate, partner, bind.password, ip, self.verified, limiter=self._threads()
+                    )
         finally:
             done = trio.current_time()
             if result is None or result in (AuthResult.OK, AuthResult.DISABLED):

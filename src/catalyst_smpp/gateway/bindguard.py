@@ -8,6 +8,9 @@ A failed bind must be cheap for us and slow for whoever sends it.  The pieces, u
   out, 1 s after the last one, doubling per further check up to ``max_delay``.  A key that saw no failed
   bind for ``reset_after`` is forgotten (its episode ends).  In-flight checks count as failures until they
   pass, so a hundred binds sent at once from one address get ``free`` checks, not a hundred.
+- :class:`HashGate` lets at most ``size`` password checks run at once; waiting checks of addresses without
+  failures go before those of addresses with failures, so a partner's first bind after a restart does not
+  queue behind a flood (its password is not remembered yet; remembered ones skip hashing altogether).
 - :func:`return_scrypt_memory` makes glibc give scrypt's 16 MiB work areas back to the system when a check
   ends, instead of keeping them in the worker thread's malloc arena.
 
@@ -20,11 +23,14 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import math
-from collections import OrderedDict
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import attrs
+import trio
 
-__all__ = ["FailureTracker", "return_scrypt_memory"]
+__all__ = ["FailureTracker", "HashGate", "return_scrypt_memory"]
 
 _M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
 _MMAP_THRESHOLD = 1024 * 1024
@@ -131,6 +137,11 @@ class FailureTracker:
         ep = self._get(key, now)
         return now if ep is None else max(now, ep.next_check)
 
+    def failures(self, key: str, now: float) -> int:
+        """Failed binds of the key in its current episode."""
+        ep = self._get(key, now)
+        return 0 if ep is None else ep.failures
+
     def slowed(self, key: str, now: float) -> bool:
         """The key is in a reported slow-down episode (its single failures are not logged one by one)."""
         ep = self._get(key, now)
@@ -169,3 +180,57 @@ class FailureTracker:
             ep.reported = True
             return True
         return False
+
+
+class HashGate:
+    """At most ``size`` password checks at once, two queues: ``urgent`` waiters are served first.
+
+    A plain FIFO limiter makes a partner's bind wait behind every guess queued before it; with two queues it
+    waits only for the checks running and the urgent ones before it.  Starving the other queue is intended:
+    it holds addresses that failed already, and their lockouts bound how much they can queue."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.busy = 0
+        self._queues: tuple[deque[trio.Event], deque[trio.Event]] = (deque(), deque())
+
+    def waiting(self) -> int:
+        return len(self._queues[0]) + len(self._queues[1])
+
+    def resize(self, size: int) -> None:
+        """A new size (config reload): more room lets waiters in at once; less takes effect as checks end."""
+        self.size = size
+        while self.busy < self.size and self.waiting():
+            self.busy += 1
+            self._next().set()
+
+    def _next(self) -> trio.Event:
+        return (self._queues[0] or self._queues[1]).popleft()
+
+    def _release(self) -> None:
+        if self.busy <= self.size and self.waiting():
+            self._next().set()  # the slot passes straight to the next waiter
+        else:
+            self.busy -= 1
+
+    @asynccontextmanager
+    async def slot(self, *, urgent: bool) -> AsyncIterator[None]:
+        if self.busy < self.size and not self.waiting():
+            self.busy += 1
+            await trio.lowlevel.checkpoint()
+        else:
+            turn = trio.Event()
+            queue = self._queues[0 if urgent else 1]
+            queue.append(turn)
+            try:
+                await turn.wait()
+            except BaseException:
+                if turn.is_set():  # the slot was handed over just as we were cancelled: pass it on
+                    self._release()
+                else:
+                    queue.remove(turn)
+                raise
+        try:
+            yield
+        finally:
+            self._release()
