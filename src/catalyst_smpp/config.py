@@ -225,8 +225,9 @@ class LimitsConfig:
     """Failed binds per source address / per system_id before the slow-down starts."""
     bind_lockout_max: float = _f(300.0, min=1, max=86400, kind="duration")
     """Longest lockout of a source address (1 s after the first failure over the free ones, doubling)."""
-    bind_slowdown_max: float = _f(10.0, min=1, max=3600, kind="duration")
-    """Longest spacing of password checks for one system_id, and longest a bind waits for its turn."""
+    bind_slowdown_max: float = _f(5.0, min=1, max=3600, kind="duration")
+    """Longest spacing of password checks for one system_id, and longest a bind waits for its turn (never
+    more than half of bind_timeout: a longer wait would end in the bind timeout's closed connection)."""
     bind_fail_reset: float = _f(600.0, min=1, max=86400, kind="duration")
     """Quiet time (no failed bind) after which an address's / a system_id's failures are forgotten."""
     bind_hash_threads: int = _f(2, min=1, max=64)

@@ -68,7 +68,8 @@ class PostgresAuthenticator:
     2. a password that passed lately (:class:`VerifiedPasswords`) passes in microseconds, ahead of every
        queue and slow-down: a partner already known is never held up by a flood;
     3. a source address in slow-down is refused without a check; a system_id in slow-down waits for its
-       turn (at most ``limits.bind_slowdown_max``, sleeping, no thread held) or is refused without a check;
+       turn (at most ``limits.bind_slowdown_max`` and half of ``limits.bind_timeout``, sleeping, no thread
+       held) or is refused without a check;
     4. scrypt (the same work for an unknown system_id) in a worker thread, at most
        ``limits.bind_hash_threads`` at once.
 
@@ -169,7 +170,7 @@ class PostgresAuthenticator:
         if self.by_address.turn(address, now) > now:
             return _ADDRESS_LOCKED
         at = self.by_system_id.turn(bind.system_id, now)
-        if at - now > lim.bind_slowdown_max:
+        if at - now > min(lim.bind_slowdown_max, lim.bind_timeout / 2):
             return _SYSTEM_ID_SLOWED
         self.by_address.start(address, now, now)
         self.by_system_id.start(bind.system_id, now, at)
