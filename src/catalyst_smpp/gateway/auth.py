@@ -211,9 +211,8 @@ class PostgresAuthenticator:
     ) -> None:
         if tracker.failed(key, now, answered, booked=booked):
             log.warning(
-                "%d failed binds for %s %s: its password checks are now spaced out (1s, doubling up to "
-                "%.0fs%s); "
-                "further failures of this episode are logged at DEBUG",
+                "%d failed binds for %s %s: its password checks are now spaced out (1s, doubling up "
+                "to %.0fs%s); further failures of this episode are logged at DEBUG",
                 tracker.free,
                 kind,
                 key if kind == "address" else repr(key),
