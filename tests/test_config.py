@@ -82,6 +82,20 @@ def test_out_of_range() -> None:
     assert e.key == "nats.replicas" and "minimum 1" in e.problem
 
 
+def test_bind_and_connection_limits() -> None:
+    text = (
+        '[limits]\nmax_connections = 500\nmax_connections_per_address = 0\nbind_fail_delay = "1500ms"\n'
+        'bind_lockout_max = "10m"\nbind_hash_threads = 1\n'
+    )
+    lim = parse_config(text).limits
+    assert (lim.max_connections, lim.max_connections_per_address, lim.bind_fail_delay) == (500, 0, 1.5)
+    assert (lim.bind_lockout_max, lim.bind_hash_threads, lim.bind_free_failures) == (600.0, 1, 3)
+    e = _err("[limits]\nbind_hash_threads = 0")
+    assert (e.path, e.key) == ("gw.toml", "limits.bind_hash_threads") and "minimum 1" in e.problem
+    assert _err('[limits]\nbind_fail_delay = "2 minutes"').key == "limits.bind_fail_delay"
+    assert _err("[limits]\nmax_connections = -1").key == "limits.max_connections"
+
+
 def test_unknown_key_with_suggestion() -> None:
     e = _err("[nats]\nreplica = 3")
     assert e.key == "nats.replica" and e.problem == "unknown key (did you mean 'replicas'?)"

@@ -214,6 +214,24 @@ class LimitsConfig:
     shutdown_grace: float = _f(10.0, min=0, kind="duration")
     fetch_batch: int = _f(256, min=1, max=10000)
     event_batch: int = _f(5000, min=1, max=1_000_000)
+    # --- partner connections and bind failures (docs/operations.md "Binds and connections")
+    max_connections: int = _f(10000, min=0, max=1_000_000)
+    """Partner connections open at once per listener (and worker); 0 = unlimited.  Restart to change."""
+    max_connections_per_address: int = _f(64, min=0, max=1_000_000)
+    """The same from one source address (per listener and worker); 0 = unlimited.  Restart to change."""
+    bind_fail_delay: float = _f(1.0, min=0, max=60, kind="duration")
+    """Every failed bind is answered no sooner than this after it arrived."""
+    bind_free_failures: int = _f(3, min=1, max=1000)
+    """Failed binds per source address / per system_id before the slow-down starts."""
+    bind_lockout_max: float = _f(300.0, min=1, max=86400, kind="duration")
+    """Longest lockout of a source address (1 s after the first failure over the free ones, doubling)."""
+    bind_slowdown_max: float = _f(5.0, min=1, max=3600, kind="duration")
+    """Longest spacing of password checks for one system_id, and longest a bind waits for its turn (never
+    more than half of bind_timeout: a longer wait would end in the bind timeout's closed connection)."""
+    bind_fail_reset: float = _f(600.0, min=1, max=86400, kind="duration")
+    """Quiet time (no failed bind) after which an address's / a system_id's failures are forgotten."""
+    bind_hash_threads: int = _f(2, min=1, max=64)
+    """scrypt password checks running at once (16 MiB of memory each)."""
 
 
 @attrs.frozen

@@ -148,6 +148,29 @@ class Metrics:
             "Config reloads (SIGHUP), by result: ok, or invalid (the old config stays in force).",
             ["result"],
         )
+        # --- partner binds and connections refused (the bind guard, the listeners' connection limits)
+        self.bind_failures_total = m(
+            Counter,
+            "bind_failures_total",
+            "Partner binds refused (all answered ESME_RBINDFAIL), by reason: unknown_system_id, "
+            "bad_password, disabled, address_not_allowed, address_locked and system_id_slowed (both "
+            "refused without a password check).",
+            ["reason"],
+        )
+        self.bind_slowdowns_total = m(
+            Counter,
+            "bind_slowdowns_total",
+            "Slow-down episodes started: key=address (a source address locked out) or system_id (its "
+            "password checks spaced out), after limits.bind_free_failures failed binds.",
+            ["key"],
+        )
+        self.connections_refused_total = m(
+            Counter,
+            "connections_refused_total",
+            "Partner connections closed at accept, by reason: per_address "
+            "(limits.max_connections_per_address) or total (limits.max_connections).",
+            ["reason"],
+        )
         self.start_time_seconds.set(time.time())
 
     def _metric(

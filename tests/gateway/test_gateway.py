@@ -8,10 +8,14 @@ from typing import Any
 import trio
 
 from catalyst_smpp.bus import Bus, Kind
-from catalyst_smpp.config import Config, ListenerConfig
+from catalyst_smpp.config import Config, LimitsConfig, ListenerConfig
 from catalyst_smpp.embedded import Infrastructure
 from catalyst_smpp.gateway import DlrMessage, Gateway, MtMessage
+from catalyst_smpp.metrics import Metrics
+from catalyst_smpp.protocol.constants import CommandStatus
+from catalyst_smpp.protocol.states import Role
 from catalyst_smpp.store import Database, OperatorRepo, PartnerRepo, RouteRepo, open_config_watcher
+from tests.transport.peer import SansIoPeer
 
 from .helpers import smpplib_client
 
@@ -124,3 +128,38 @@ async def test_gateway_end_to_end_partner_side(bus: Bus, db: Database, nats_url:
             await trio.to_thread.run_sync(client_conn.disconnect)
             await gw.drain(2.0)
         assert gw.accept is not None and gw.accept.stats.accepted == 1
+
+
+async def test_gateway_applies_connection_limits_and_counts_refused_binds(
+    bus: Bus, db: Database, nats_url: str, pg_dsn: str
+) -> None:
+    """The `[limits]` connection and bind keys reach the listeners and the authenticator; refusals are in
+    the metrics (a real gateway, real sockets)."""
+    await db.run(lambda conn: PartnerRepo(conn).add("limited", "secret"))
+    cfg = Config(
+        listeners=(ListenerConfig(host="127.0.0.1", port=0, reuse_port=False),),
+        limits=LimitsConfig(max_connections_per_address=1, bind_fail_delay=0.1),
+    )
+    metrics = Metrics()
+    infra = Infrastructure(bus=bus, db=db, watcher=None, nats_urls=[nats_url], dsn=pg_dsn)
+    gw = Gateway(cfg, infra, node_id="gw-limits", connectors=False, metrics=metrics)
+    async with trio.open_nursery() as n:
+        await n.start(gw.run)
+        port = gw.ports[0]
+        first = await trio.open_tcp_stream("127.0.0.1", port, local_address="127.0.0.4")
+        peer = SansIoPeer(first, Role.ESME)
+        assert (await peer.bind("trx", "limited", "wrong")).command_status == CommandStatus.ESME_RBINDFAIL
+        second = await trio.open_tcp_stream("127.0.0.1", port, local_address="127.0.0.4")
+        with trio.fail_after(5):
+            assert await second.receive_some(100) == b""  # closed at accept, nothing read or written
+        other = await trio.open_tcp_stream("127.0.0.1", port, local_address="127.0.0.5")
+        assert (await SansIoPeer(other, Role.ESME).bind("trx", "limited", "secret")).command_status == 0
+
+        def sample(name: str, **labels: str) -> float:
+            return float(metrics.registry.get_sample_value(f"catalyst_smpp_{name}", labels) or 0.0)
+
+        assert sample("connections_refused_total", reason="per_address") == 1
+        assert sample("bind_failures_total", reason="bad_password") == 1
+        for s in (first, second, other):
+            await trio.aclose_forcefully(s)
+        await gw.drain(2.0)

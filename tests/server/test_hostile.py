@@ -242,3 +242,61 @@ async def test_client_that_never_reads(env: Env) -> None:
         assert got == expected
     await env.check_witness()
     await s.aclose()
+
+
+async def test_connection_limits_refuse_at_accept(caplog: pytest.LogCaptureFixture) -> None:
+    """Over max_connections_per_address (from one source address) or max_connections (in total) a
+    connection is closed at accept, before any PDU is read; the refusals are counted, logged at a bounded
+    rate, and the sessions already open keep working."""
+    refused: list[str] = []
+    cfg = ServerConfig(
+        port=0,
+        session=SessionConfig(window_size=10, response_timeout=10, enquire_link_interval=30, bind_timeout=10),
+        max_connections=4,
+        max_connections_per_address=2,
+    )
+    server = SmppServer(cfg, StaticAuthenticator([Account("acme", "pw")]), on_refused=refused.append)
+    opened: list[trio.SocketStream] = []
+
+    async def connect(source: str) -> trio.SocketStream:
+        s = await trio.open_tcp_stream("127.0.0.1", server.ports[0], local_address=source)
+        opened.append(s)
+        return s
+
+    async def is_refused(stream: trio.SocketStream) -> bool:
+        """Closed by the server without a byte: a bind sent now gets no answer, only EOF (or a reset)."""
+        try:
+            await stream.send_all(encode_pdu(BindTransceiver(system_id="acme", password="pw")))
+        except trio.BrokenResourceError:
+            return True
+        return await read_all(stream) == b""
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.serve)
+        e = Env(server)
+        e.witness = SansIoPeer(await connect("127.0.0.2"), Role.ESME)
+        assert (await e.witness.bind("trx", "acme", "pw")).command_status == 0
+        await connect("127.0.0.2")  # the address's second connection: allowed
+        await e.wait_sessions(2)
+        for _ in range(3):  # its third, fourth, fifth: refused at accept
+            assert await is_refused(await connect("127.0.0.2"))
+        # other addresses may still connect, up to the total of four
+        other = SansIoPeer(await connect("127.0.0.3"), Role.ESME)
+        assert (await other.bind("trx", "acme", "pw")).command_status == 0
+        await connect("127.0.0.4")
+        await e.wait_sessions(4)
+        assert await is_refused(await connect("127.0.0.5"))
+        assert refused == ["per_address"] * 3 + ["total"]
+        assert server.stats_refused == {"per_address": 3, "total": 1}
+        # one line per reason within the interval, however many were refused
+        lines = [r for r in caplog.records if "refused at accept" in r.getMessage()]
+        assert len(lines) == 2
+        await e.check_witness()
+        # a closed connection frees its place
+        await trio.aclose_forcefully(opened[1])
+        await e.wait_sessions(3)
+        again = SansIoPeer(await connect("127.0.0.2"), Role.ESME)
+        assert (await again.bind("trx", "acme", "pw")).command_status == 0
+        for s in opened:
+            await trio.aclose_forcefully(s)
+        nursery.cancel_scope.cancel()

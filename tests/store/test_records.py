@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 import catalyst_smpp.store.passwords as passwords
+import catalyst_smpp.store.records as records
 from catalyst_smpp.store import (
     VerifiedPasswords,
     hash_password,
@@ -49,6 +50,30 @@ def test_verified_passwords_skip_scrypt_only_for_a_known_good_pair(monkeypatch: 
     assert v.verify("secret", h) and len(scrypt_checks) == n + 1
     with pytest.raises(ValueError):
         VerifiedPasswords(max_entries=0)
+
+
+def test_address_outside_allowed_ips_is_refused_before_any_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A disallowed address costs no scrypt and cannot tell a right password from a wrong one."""
+    scrypt_checks: list[str] = []
+    real = passwords.verify_password
+
+    def counting(password: str, stored: str) -> bool:
+        scrypt_checks.append(password)
+        return real(password, stored)
+
+    monkeypatch.setattr(passwords, "verify_password", counting)
+    monkeypatch.setattr(records, "verify_password", counting)
+    fenced = records.Partner(
+        id=1, system_id="fenced", password_hash=hash_password("secret"), allowed_ips=["10.0.0.0/8"]
+    )
+    outside = [records.authenticate(fenced, pw, "192.0.2.7") for pw in ("secret", "wrong")]
+    assert outside == [records.AuthResult.ADDRESS_NOT_ALLOWED] * 2
+    assert scrypt_checks == []
+    assert records.authenticate(fenced, "secret", "10.1.2.3") is records.AuthResult.OK
+    assert records.authenticate(fenced, "wrong", "10.1.2.3") is records.AuthResult.BAD_PASSWORD
+    # an unknown system_id pays the same scrypt as a wrong password (no timing difference)
+    assert records.authenticate(None, "secret", "192.0.2.7") is records.AuthResult.UNKNOWN_SYSTEM_ID
+    assert scrypt_checks == ["secret", "wrong", "secret"]
 
 
 @pytest.mark.parametrize(

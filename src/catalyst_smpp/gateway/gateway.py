@@ -158,7 +158,7 @@ class Gateway:
             )
             await n.start(self.accept.run)
             self._delivery_nursery = await n.start(_nursery_holder)
-            auth = PostgresAuthenticator(self.partner)
+            auth = PostgresAuthenticator(self.partner, limits=lambda: self.cfg.limits, metrics=self.metrics)
             lim = cfg.limits
             session = SessionConfig(
                 window_size=lim.default_window,
@@ -176,11 +176,14 @@ class Gateway:
                         session=session,
                         reuse_port=listener.reuse_port,
                         shutdown_timeout=lim.shutdown_grace,
+                        max_connections=lim.max_connections or None,
+                        max_connections_per_address=lim.max_connections_per_address or None,
                     ),
                     auth,
                     self.accept.handle,
                     on_bound=self._on_bound,
                     on_closed=self._on_closed,
+                    on_refused=self._on_refused,
                 )
                 await n.start(server.serve)
                 self.servers.append(server)
@@ -317,6 +320,10 @@ class Gateway:
                 log.exception("reloading the configuration failed; keeping the previous one")
 
     # ------------------------------------------------------------------ binds → partner delivery
+
+    def _on_refused(self, reason: str) -> None:
+        if self.metrics is not None:
+            self.metrics.connections_refused_total.labels(reason=reason).inc()
 
     def _on_bound(self, session: ServerSession) -> None:
         if not session.can_deliver or self._draining:

@@ -17,9 +17,9 @@ from catalyst_smpp.protocol.events import Bound, ConnectionClosed
 from catalyst_smpp.protocol.pdu import Pdu, QuerySm
 from catalyst_smpp.protocol.session import SessionConfig, SmppConnection
 from catalyst_smpp.protocol.states import Role
-from catalyst_smpp.server.auth import Account, Authenticator, BindRequest
+from catalyst_smpp.server.auth import Account, Authenticator, BindRequest, _opt_positive
 from catalyst_smpp.transport.errors import NotBoundError
-from catalyst_smpp.transport.net import peer_name, set_nodelay
+from catalyst_smpp.transport.net import peer_host, peer_name, set_nodelay
 from catalyst_smpp.transport.session import BindType, Handler, Reply, SmppSession
 from catalyst_smpp.util.ratelimit import TokenBucket
 
@@ -69,6 +69,14 @@ class ServerConfig:
     #: system_id we put in bind responses
     system_id: str = "catalyst"
     backlog: int = 1024
+    #: connections open at once (all listeners of this server); more are closed at accept.  None = no limit
+    max_connections: int | None = attrs.field(default=None, validator=_opt_positive)
+    #: connections open at once from one source IP address; more are closed at accept.  None = no limit
+    max_connections_per_address: int | None = attrs.field(default=None, validator=_opt_positive)
+
+
+#: a refused connection is logged at most once per this many seconds per reason (with the count since)
+_REFUSAL_LOG_INTERVAL: Final = 10.0
 
 
 def accept_all_handler() -> Handler:
@@ -135,7 +143,8 @@ class ServerSession(SmppSession):
             self.log.exception("authenticator failed for system_id %r", system_id)
             result = _RSYSERR
         if isinstance(result, int):
-            self.log.info("bind %s as %r refused: 0x%08X", bind_type.value, system_id, result)
+            # DEBUG: the authenticator logs why (and keeps a flood of refusals from flooding the log)
+            self.log.debug("bind %s as %r refused: 0x%08X", bind_type.value, system_id, result)
             return pdu.make_response(result, system_id=server.config.system_id)
         account = result
         if self.is_closed:
@@ -189,12 +198,20 @@ class SmppServer:
         *,
         on_bound: Callable[[ServerSession], object] | None = None,
         on_closed: Callable[[ServerSession], object] | None = None,
+        on_refused: Callable[[str], object] | None = None,
     ) -> None:
         self.config = config
         self.authenticator = authenticator
         self.handler: Handler = handler if handler is not None else accept_all_handler()
         self.on_bound = on_bound
         self.on_closed = on_closed
+        #: called with the reason (``per_address`` / ``total``) of each connection refused at accept
+        self.on_refused = on_refused
+        #: connections refused at accept, by reason
+        self.stats_refused: dict[str, int] = {}
+        self._open = 0
+        self._per_address: dict[str, int] = {}
+        self._refusal_log: dict[str, tuple[float, int]] = {}  # reason → (last logged at, refused since)
         self.ports: list[int] = []
         self.closing = False
         self.stats_throttled = 0
@@ -260,11 +277,24 @@ class SmppServer:
 
     async def serve_stream(self, stream: trio.abc.Stream, peer: str | None = None) -> None:
         """Serve one connection until it closes (the stream is closed on return)."""
-        sid = f"srv#{next(self._ids)}"
-        name = peer if peer is not None else peer_name(stream, default="memory")
         if self.closing:
             await trio.aclose_forcefully(stream)
             return
+        address = peer_host(stream)
+        refused = self._admit(address)
+        if refused is not None:
+            # before the session exists: no PDU is read, nothing allocated beyond the accepted socket
+            self._refused(refused, address)
+            await trio.aclose_forcefully(stream)
+            return
+        try:
+            await self._serve_admitted(stream, peer)
+        finally:
+            self._leave(address)
+
+    async def _serve_admitted(self, stream: trio.abc.Stream, peer: str | None) -> None:
+        sid = f"srv#{next(self._ids)}"
+        name = peer if peer is not None else peer_name(stream, default="memory")
         set_nodelay(stream)
         cfg = self.config
         conn = SmppConnection(Role.SMSC, cfg.session, now=trio.current_time())
@@ -311,6 +341,57 @@ class SmppServer:
             for s in list(self._sessions):
                 s.close()
             self._stopped.set()
+
+    # ------------------------------------------------------------------ connection limits
+
+    def _admit(self, address: str | None) -> str | None:
+        """Count a new connection in; the reason to refuse it instead (``total`` / ``per_address``)."""
+        cfg = self.config
+        if cfg.max_connections is not None and self._open >= cfg.max_connections:
+            return "total"
+        if address is not None and cfg.max_connections_per_address is not None:
+            if self._per_address.get(address, 0) >= cfg.max_connections_per_address:
+                return "per_address"
+        self._open += 1
+        if address is not None:
+            self._per_address[address] = self._per_address.get(address, 0) + 1
+        return None
+
+    def _leave(self, address: str | None) -> None:
+        self._open -= 1
+        if address is not None:
+            n = self._per_address.get(address, 0) - 1
+            if n > 0:
+                self._per_address[address] = n
+            else:
+                self._per_address.pop(address, None)
+
+    def _refused(self, reason: str, address: str | None) -> None:
+        self.stats_refused[reason] = self.stats_refused.get(reason, 0) + 1
+        if self.on_refused is not None:
+            try:
+                self.on_refused(reason)
+            except Exception:
+                logger.exception("on_refused callback failed")
+        now = trio.current_time()
+        last, since = self._refusal_log.get(reason, (-_REFUSAL_LOG_INTERVAL, 0))
+        since += 1
+        if now - last < _REFUSAL_LOG_INTERVAL:
+            self._refusal_log[reason] = (last, since)
+            return
+        self._refusal_log[reason] = (now, 0)
+        cfg = self.config
+        if reason == "total":
+            what = f"max_connections {cfg.max_connections} open"
+        else:
+            what = f"max_connections_per_address {cfg.max_connections_per_address} open from {address}"
+        logger.warning(
+            "connection from %s refused at accept: %s (%d refused for this reason since the last such line)",
+            address or "?",
+            what,
+            since,
+            extra={"reason": reason, "address": address},
+        )
 
     # ------------------------------------------------------------------ bound sessions
 

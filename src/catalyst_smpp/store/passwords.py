@@ -88,14 +88,24 @@ class VerifiedPasswords:
         msg = stored.encode("utf-8", "surrogatepass") + b"\x00" + password.encode("utf-8", "surrogatepass")
         return hmac.digest(self._key, msg, "sha256")
 
-    def verify(self, password: str, stored: str) -> bool:
-        """:func:`verify_password`, from memory when this password passed for this stored hash lately."""
-        tag = self._tag(password, stored)
+    def _hit(self, tag: bytes) -> bool:
         with self._lock:
             if tag in self._tags:
                 self._tags.move_to_end(tag)
                 self.hits += 1
                 return True
+        return False
+
+    def known(self, password: str, stored: str) -> bool:
+        """True when this password passed for this stored hash lately (microseconds, no scrypt): the bind
+        guard lets such a bind through before any hashing queue or slow-down."""
+        return self._hit(self._tag(password, stored))
+
+    def verify(self, password: str, stored: str) -> bool:
+        """:func:`verify_password`, from memory when this password passed for this stored hash lately."""
+        tag = self._tag(password, stored)
+        if self._hit(tag):
+            return True
         if not verify_password(password, stored):
             return False
         with self._lock:

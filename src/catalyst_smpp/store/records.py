@@ -121,18 +121,28 @@ class Partner:
 
 
 class AuthResult(enum.Enum):
+    """Why a bind passed or not.  The partner is told ESME_RBINDFAIL for every failure (nothing about which
+    system_ids exist or why); the reason is for our log and metrics."""
+
     OK = "ok"
-    UNKNOWN_SYSTEM_ID = "unknown_system_id"  # ESME_RINVSYSID
-    BAD_PASSWORD = "bad_password"  # ESME_RINVPASWD
-    DISABLED = "disabled"  # ESME_RBINDFAIL
-    ADDRESS_NOT_ALLOWED = "address_not_allowed"  # ESME_RBINDFAIL
+    UNKNOWN_SYSTEM_ID = "unknown_system_id"
+    BAD_PASSWORD = "bad_password"
+    DISABLED = "disabled"
+    ADDRESS_NOT_ALLOWED = "address_not_allowed"
 
 
 def authenticate(
     partner: Partner | None, password: str, peer_ip: str | None, verified: VerifiedPasswords | None = None
 ) -> AuthResult:
     """Check a bind against a partner record (from a snapshot or the repository).  Blocking (scrypt, unless
-    ``verified`` remembers this password for this partner's stored hash)."""
+    ``verified`` remembers this password for this partner's stored hash).
+
+    The source address is checked first, before any hashing: an address outside ``allowed_ips`` costs us
+    no scrypt and learns nothing about the password.  An unknown system_id pays the same scrypt as a wrong
+    password, so the two cannot be told apart by timing.  ``DISABLED`` comes after the password check for
+    the same reason (only someone holding the password learns that the partner is disabled)."""
+    if partner is not None and peer_ip is not None and not partner.ip_allowed(peer_ip):
+        return AuthResult.ADDRESS_NOT_ALLOWED
     if partner is None:
         # spend the same time as a real check so system_ids cannot be probed by timing
         verify_password(password, _DUMMY_HASH)
@@ -145,8 +155,6 @@ def authenticate(
         return AuthResult.BAD_PASSWORD
     if not partner.enabled:
         return AuthResult.DISABLED
-    if peer_ip is not None and not partner.ip_allowed(peer_ip):
-        return AuthResult.ADDRESS_NOT_ALLOWED
     return AuthResult.OK
 
 

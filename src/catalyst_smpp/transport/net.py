@@ -8,7 +8,7 @@ import ssl
 
 import trio
 
-__all__ = ["TlsHandshakeError", "open_stream", "peer_name", "set_nodelay"]
+__all__ = ["TlsHandshakeError", "open_stream", "peer_host", "peer_name", "set_nodelay"]
 
 
 class TlsHandshakeError(OSError):
@@ -59,6 +59,18 @@ def peer_name(stream: trio.abc.Stream, default: str = "?") -> str:
         host = addr[0]
         return f"[{host}]:{addr[1]}" if ":" in host else f"{host}:{addr[1]}"
     return str(addr) or default
+
+
+def peer_host(stream: trio.abc.Stream) -> str | None:
+    """The remote IP address of a socket stream (through TLS, before any handshake), else None."""
+    sock = _socket_of(stream)
+    if sock is None:
+        return None
+    try:
+        addr = sock.getpeername()
+    except OSError:
+        return None
+    return addr[0] if isinstance(addr, tuple) and addr else None
 
 
 def set_nodelay(stream: trio.abc.Stream) -> None:
