@@ -40,6 +40,7 @@ DEFAULTS: dict[str, Any] = {
     "extras": [],
     "conflicts": [],
     "problems": [],
+    "text_id": None,
 }
 
 
@@ -69,12 +70,13 @@ def test_corpus_is_big_enough() -> None:
 def test_corpus(case: dict[str, Any]) -> None:
     data, tlvs = _input(case)
     rule = IdRule(case.get("id_rule", "as_is"))
+    coding = case.get("data_coding", 0)
     if "error" in case:
         with pytest.raises(ReceiptParseError) as info:
-            parse_receipt(data, tlvs, id_rule=rule)
+            parse_receipt(data, tlvs, id_rule=rule, data_coding=coding)
         assert case["error"] in info.value.reason
         return
-    r = parse_receipt(data, tlvs, id_rule=rule)
+    r = parse_receipt(data, tlvs, id_rule=rule, data_coding=coding)
     want = {**DEFAULTS, **case["expect"]}
     assert r.message_id == want["message_id"]
     assert r.state is MessageState[want["state"]]
@@ -88,6 +90,7 @@ def test_corpus(case: dict[str, Any]) -> None:
     assert r.network_error == (tuple(want["network_error"]) if want["network_error"] else None)
     assert [list(e) for e in r.extras] == want["extras"]
     assert list(r.conflicts) == want["conflicts"]
+    assert r.text_id == want["text_id"]
     assert len(r.problems) == len(want["problems"]), r.problems
     for got, expected in zip(r.problems, want["problems"], strict=True):
         assert expected in got
