@@ -41,6 +41,9 @@ optional), with a known stat, valid dates and TLVs whose state agrees with it, i
 with one regular expression (:func:`common_receipt_fields`) instead of the scan;
 ``parse_receipt`` returns the same ``Receipt`` either way (compared with
 hypothesis in the tests) and takes the general path for anything else.
+
+One module: the fast path, the general path and the formatter are one grammar, and the tests compare the
+paths with each other; apart, a change to one would too easily miss the others.
 """
 
 from __future__ import annotations
