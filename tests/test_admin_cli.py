@@ -274,6 +274,25 @@ def test_operator_temporary_statuses(cli: Any, pg_dsn: str, pg_schema: str) -> N
     assert cli("operator", "delete", name).exit_code == 0
 
 
+def test_operator_receipts_by_text(cli: Any, pg_dsn: str, pg_schema: str) -> None:
+    name = _name("o")
+    r = cli("operator", "add", name, "--host", "h", "--port", "2775", "--system-id", "gw", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["receipts_by_text"] is False  # off by default
+    assert cli("operator", "change", name, "--receipts-by-text").exit_code == 0
+    with connect_sync(pg_dsn, schema=pg_schema) as conn:
+        o = OperatorRepo(conn).get(name)
+    assert o is not None and o.receipts_by_text is True
+    shown = cli("operator", "show", name).stdout
+    assert any(ln.split() == ["receipts_by_text", "yes"] for ln in shown.splitlines()), shown
+    assert cli("operator", "change", name, "--window", "5").exit_code == 0  # other changes keep it
+    assert json.loads(cli("operator", "show", name, "--json").stdout)["receipts_by_text"] is True
+    assert cli("operator", "change", name, "--no-receipts-by-text").exit_code == 0
+    assert json.loads(cli("operator", "show", name, "--json").stdout)["receipts_by_text"] is False
+    assert "--receipts-by-text" in cli("operator", "add", "--help").stdout
+    assert cli("operator", "delete", name).exit_code == 0
+
+
 def test_config_file_names_the_database(cli: Any, pg_dsn: str, pg_schema: str, tmp_path: Path) -> None:
     cfg = tmp_path / "gw.toml"
     cfg.write_text(f'[database]\ndsn = "{pg_dsn}"\nschema = "{pg_schema}"\n')

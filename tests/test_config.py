@@ -149,6 +149,15 @@ def test_operator_temporary_statuses() -> None:
     assert e.problem == "0x401 is listed twice (also temporary_statuses[0])"
 
 
+def test_operator_receipts_by_text() -> None:
+    assert load_config(EXAMPLE).operators[0].receipts_by_text is False
+    assert parse_config(_OP).operators[0].receipts_by_text is False
+    assert parse_config(_OP + "receipts_by_text = true").operators[0].receipts_by_text is True
+    with pytest.raises(ConfigError) as e:
+        parse_config(_OP + 'receipts_by_text = "yes"')
+    assert e.value.key == "operators[0].receipts_by_text"
+
+
 def test_invalid_toml_and_missing_file(tmp_path: Path) -> None:
     e = _err("[nats\nurls = []")
     assert e.key == "" and e.problem.startswith("invalid TOML") and str(e).startswith("gw.toml: invalid TOML")

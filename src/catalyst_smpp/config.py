@@ -252,6 +252,9 @@ class OperatorSeed:
     temporary_statuses: tuple[int, ...] = _f(factory=tuple, kind="status")
     """submit_sm_resp command_statuses this SMSC uses for "try again later" (vendor codes 0x400-0x4FF ...):
     integers or hex strings (``"0x401"``); retried with back-off instead of failing (docs/operations.md)."""
+    receipts_by_text: bool = _f(False)
+    """This SMSC sends receipts as plain deliver_sm (esm_class 0, no receipt TLVs): recognise them by
+    their text (docs/operations.md)."""
     enabled: bool = _f(True)
 
 

@@ -181,6 +181,7 @@ _OPERATOR_COLS = {
     "submit_id_format": "submit_id_format",
     "receipt_id_format": "receipt_id_format",
     "temporary_statuses": "temporary_statuses",
+    "receipts_by_text": "receipts_by_text",
     "enabled": "enabled",
     "description": "description",
 }
@@ -213,6 +214,7 @@ def _operator(row: Mapping[str, Any]) -> Operator:
         submit_id_format=row["submit_id_format"],
         receipt_id_format=row["receipt_id_format"],
         temporary_statuses=tuple(row["temporary_statuses"] or ()),
+        receipts_by_text=row["receipts_by_text"],
         enabled=row["enabled"],
         description=row["description"],
         created_at=row["created_at"],
