@@ -464,15 +464,17 @@ def _octets_and_text(short_message: bytes, data_coding: int) -> tuple[bytes, str
     """(octets for the C scan, the text): one octet per character, the text's character where Latin-1
     has it and ``?`` where it has not, so the scan's offsets are offsets into the text."""
     data = bytes(short_message)
-    alphabet = parse_data_coding(data_coding).alphabet if 0 < data_coding <= 0xFF else Alphabet.LATIN1
-    if alphabet is Alphabet.UCS2:
-        text = decode(data, Encoding.UCS2).removeprefix("\ufeff").rstrip("\x00")
-    elif alphabet in _ISO_8859:
-        text = data.decode(_ISO_8859[alphabet], "replace").rstrip("\x00")
-    else:
-        data = data.rstrip(b"\x00")
-        return data, data.decode("latin-1")
-    return text.encode("latin-1", "replace"), text
+    if 0 < data_coding <= 0xFF:  # (0, nearly every receipt, skips the look-up)
+        alphabet = parse_data_coding(data_coding).alphabet
+        text = None
+        if alphabet is Alphabet.UCS2:
+            text = decode(data, Encoding.UCS2).removeprefix("\ufeff").rstrip("\x00")
+        elif alphabet in _ISO_8859:
+            text = data.decode(_ISO_8859[alphabet], "replace").rstrip("\x00")
+        if text is not None:
+            return text.encode("latin-1", "replace"), text
+    data = data.rstrip(b"\x00")
+    return data, data.decode("latin-1")
 
 
 def parse_receipt(
