@@ -7,11 +7,6 @@ static inline int is_sep(uint8_t c)
     return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == ',' || c == ';' || c == 0;
 }
 
-static inline int is_space(uint8_t c)
-{
-    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
-}
-
 static inline int is_alpha(uint8_t c)
 {
     return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
@@ -109,19 +104,13 @@ static int32_t classify(const uint8_t *buf, size_t pos, size_t end)
     return CSMPP_RF_OTHER;
 }
 
-static void set_value(const uint8_t *buf, int32_t *f, size_t start, size_t end, int text)
+/* a value trimmed of separators (the value of "text" is never trimmed: see the header) */
+static void set_value(const uint8_t *buf, int32_t *f, size_t start, size_t end)
 {
-    if (text) {
-        while (start < end && is_space(buf[start]))
-            start++;
-        while (end > start && is_space(buf[end - 1]))
-            end--;
-    } else {
-        while (start < end && is_sep(buf[start]))
-            start++;
-        while (end > start && is_sep(buf[end - 1]))
-            end--;
-    }
+    while (start < end && is_sep(buf[start]))
+        start++;
+    while (end > start && is_sep(buf[end - 1]))
+        end--;
     f[3] = (int32_t)start;
     f[4] = (int32_t)end;
 }
@@ -141,7 +130,7 @@ int32_t csmpp_receipt_scan(const uint8_t *buf, size_t len, int32_t *out, size_t 
             continue;
         }
         if (prev)
-            set_value(buf, prev, (size_t)prev[3], pos, 0);
+            set_value(buf, prev, (size_t)prev[3], pos);
         if (n == max_fields)
             return (int32_t)n;
         int32_t *f = out + 5 * n++;
@@ -151,13 +140,13 @@ int32_t csmpp_receipt_scan(const uint8_t *buf, size_t len, int32_t *out, size_t 
         f[3] = (int32_t)(colon + 1);
         f[4] = (int32_t)(colon + 1);
         if (f[0] == CSMPP_RF_TEXT) {
-            set_value(buf, f, colon + 1, len, 1);
+            f[4] = (int32_t)len; /* the rest of the input, exactly */
             return (int32_t)n;
         }
         prev = f;
         pos = colon + 1;
     }
     if (prev)
-        set_value(buf, prev, (size_t)prev[3], len, 0);
+        set_value(buf, prev, (size_t)prev[3], len);
     return (int32_t)n;
 }

@@ -25,8 +25,9 @@
  * "submit"/"done" followed by blanks or '_' and "date", and is followed by
  * optional blanks (space, tab) and ':'.  A value runs from after the ':' to the
  * start of the next key and is trimmed of separators; the value of a "text"
- * key runs to the end of the input (trimmed of blank space only) and ends the
- * scan.
+ * key runs from right after its ':' to the end of the input, not trimmed at
+ * all (the original message's first characters, blanks included), and ends
+ * the scan.
  *
  * For each field, five int32 go to out[5*i ...]: kind (CSMPP_RF_*), key start,
  * key end, value start, value end (byte offsets).  At most max_fields fields

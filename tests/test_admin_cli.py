@@ -294,6 +294,24 @@ def test_operator_receipt_and_tls_settings(cli: Any) -> None:
     assert r.exit_code == 2 and "give an absolute path" in r.output, r.output
     r = cli("operator", "change", name, "--receipt-parts", "first")
     assert r.exit_code == 2 and "'first' is not one of 'all', 'last'" in r.output, r.output
+
+
+def test_operator_receipts_by_text(cli: Any, pg_dsn: str, pg_schema: str) -> None:
+    name = _name("o")
+    r = cli("operator", "add", name, "--host", "h", "--port", "2775", "--system-id", "gw", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["receipts_by_text"] is False  # off by default
+    assert cli("operator", "change", name, "--receipts-by-text").exit_code == 0
+    with connect_sync(pg_dsn, schema=pg_schema) as conn:
+        o = OperatorRepo(conn).get(name)
+    assert o is not None and o.receipts_by_text is True
+    shown = cli("operator", "show", name).stdout
+    assert any(ln.split() == ["receipts_by_text", "yes"] for ln in shown.splitlines()), shown
+    assert cli("operator", "change", name, "--window", "5").exit_code == 0  # other changes keep it
+    assert json.loads(cli("operator", "show", name, "--json").stdout)["receipts_by_text"] is True
+    assert cli("operator", "change", name, "--no-receipts-by-text").exit_code == 0
+    assert json.loads(cli("operator", "show", name, "--json").stdout)["receipts_by_text"] is False
+    assert "--receipts-by-text" in cli("operator", "add", "--help").stdout
     assert cli("operator", "delete", name).exit_code == 0
 
 

@@ -188,6 +188,15 @@ def test_operator_receipt_and_tls_keys(tmp_path: Path) -> None:
     assert e.key == "operators[0].receipt_request" and "'final', 'as_partner'" in e.problem
 
 
+def test_operator_receipts_by_text() -> None:
+    assert load_config(EXAMPLE).operators[0].receipts_by_text is False
+    assert parse_config(_OP).operators[0].receipts_by_text is False
+    assert parse_config(_OP + "receipts_by_text = true").operators[0].receipts_by_text is True
+    with pytest.raises(ConfigError) as e:
+        parse_config(_OP + 'receipts_by_text = "yes"')
+    assert e.value.key == "operators[0].receipts_by_text"
+
+
 def test_invalid_toml_and_missing_file(tmp_path: Path) -> None:
     e = _err("[nats\nurls = []")
     assert e.key == "" and e.problem.startswith("invalid TOML") and str(e).startswith("gw.toml: invalid TOML")

@@ -795,8 +795,17 @@ _OPERATOR_SETTINGS = _Settings(
         _setting(
             "--receipt-id-format",
             type=_ID_FORMAT,
-            help="Message ids in its receipts: hex/dec ids are compared as numbers.",
+            help="Message ids in its receipts (the receipted_message_id TLV and the text's id:): hex/dec ids "
+            "are compared as numbers.  A receipt whose TLV and text ids differ is also tried with the TLV id "
+            "read by --submit-id-format.",
             shown_default="text",
+        ),
+        _setting(
+            "--receipts-by-text/--no-receipts-by-text",
+            default=None,
+            help="This SMSC sends receipts as plain deliver_sm (esm_class 0, no receipt TLVs): take a text "
+            "that reads as a receipt for one instead of for an MO.",
+            shown_default="no",
         ),
         _setting(
             "--temporary-statuses",

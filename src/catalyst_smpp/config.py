@@ -278,6 +278,9 @@ class OperatorSeed:
     """With ``tls``: CA certificates (PEM) this SMSC's certificate must chain to; unset = the system's."""
     tls_server_name: str = _f("")
     """With ``tls``: the name its certificate must carry (and the SNI); "" = ``host``."""
+    receipts_by_text: bool = _f(False)
+    """This SMSC sends receipts as plain deliver_sm (esm_class 0, no receipt TLVs): recognise them by
+    their text (docs/operations.md)."""
     enabled: bool = _f(True)
 
 

@@ -91,6 +91,13 @@ class Metrics:
             ["operator", "reason"],
         )
         self.mo_total = m(Counter, "mo_total", "MO messages routed to a partner.", ["partner"])
+        self.mo_unrouted_total = m(
+            Counter,
+            "mo_unrouted_total",
+            "MO messages from an operator that matched no MO route (answered ESME_RX_T_APPN: the SMSC sends "
+            "them again, so adding the route lets them through).",
+            ["operator"],
+        )
         self.deliver_total = m(
             Counter,
             "deliver_total",

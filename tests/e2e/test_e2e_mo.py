@@ -1,8 +1,8 @@
 """MO end to end: the SMSC simulator sends mobile-originated messages (numbered texts) → the operator
 connector → MO route (destination prefix → partner) → ``MO.<partner>`` on JetStream → deliver_sm to the
 partner, received by smpplib (a third-party client).  Exact counts: each MO once, none lost; an MO without a
-route is refused at the operator side (ESME_RX_P_APPN) and counted; an MO for a partner that is not bound
-waits for its bind.
+route is answered with a temporary error at the operator side (ESME_RX_T_APPN), counted, and sent again by
+the SMSC until a route added later takes it; an MO for a partner that is not bound waits for its bind.
 """
 
 from __future__ import annotations
@@ -48,15 +48,16 @@ def _received(partner: SmpplibPartner) -> collections.Counter[tuple[str, str, st
     )
 
 
-async def test_mo_routed_to_the_partner_and_unrouted_mo_refused(env: Env) -> None:
+async def test_mo_routed_to_the_partner_and_unrouted_mo_kept_until_a_route(env: Env) -> None:
     n, n_unrouted = 40, 15
-    # opA's SMSC sends MO to 12345 (routed to acme by the prefix 123), opB's to 55501 (no MO route)
+    # opA's SMSC sends MO to 12345 (routed to acme by the prefix 123), opB's to 55501 (no MO route yet)
     async with (
         open_sim(_mo_sim(n, "12345", "mo")) as sim_a,
-        open_sim(_mo_sim(n_unrouted, "55501", "lost")) as sim_b,
+        open_sim(_mo_sim(n_unrouted, "55501", "late")) as sim_b,
     ):
         env.add_partner("acme")
         env.add_partner("other")
+        env.add_partner("late")
         env.add_operator("opA", sim_a.port)
         env.add_operator("opB", sim_b.port)
         env.add_mo_route("123", "acme")
@@ -66,19 +67,32 @@ async def test_mo_routed_to_the_partner_and_unrouted_mo_refused(env: Env) -> Non
             with trio.fail_after(60):
                 await trio.to_thread.run_sync(partner.run, _read(n))
             await wait_for(lambda: sim_a.stats.mo_sent == n, 10, "the SMSC saw each MO acknowledged")
-            await wait_for(lambda: sim_b.stats.mo_failed == n_unrouted, 30, "each unrouted MO refused")
             inbound_a = gw.connectors["opA"][0].inbound.stats
             inbound_b = gw.connectors["opB"][0].inbound.stats
+            # no route yet: each unrouted MO answered with a temporary error, kept and sent again by the SMSC
+            await wait_for(
+                lambda: inbound_b.mo_unrouted >= 2 * n_unrouted and sim_b.stats.deliver_retries >= n_unrouted,
+                30,
+                "each unrouted MO refused for now and sent again",
+            )
+            assert (inbound_b.mo, sim_b.stats.mo_sent, sim_b.stats.mo_failed) == (0, 0, 0)
+            # the route added now takes them all, once each
+            env.add_mo_route("555", "late")
+            late = SmpplibPartner(gw.ports[0], "late", bind="receiver")
+            with trio.fail_after(60):
+                await trio.to_thread.run_sync(late.run, _read(n_unrouted))
+            await wait_for(lambda: sim_b.stats.mo_sent == n_unrouted, 10, "the SMSC saw each MO acknowledged")
             acme = await wait_settled(gw, Kind.MO, "acme", 10)  # each MO acknowledged by smpplib
+            late_info = await wait_settled(gw, Kind.MO, "late", 10)
             other = await (await gw.bus.consumer(Kind.MO, "other")).info()
     got = _received(partner)
     assert got == collections.Counter((PHONE, "12345", t, 0) for t in _texts("mo", n)), got
     assert (inbound_a.mo, inbound_a.mo_unrouted) == (n, 0)
-    # refused at the operator side (ESME_RX_P_APPN, a permanent error: the SMSC does not retry) and counted
-    assert (inbound_b.mo, inbound_b.mo_unrouted) == (0, n_unrouted)
-    assert sim_b.stats.mo_sent == 0 and sim_b.stats.deliver_retries == 0
+    assert _received(late) == collections.Counter((PHONE, "55501", t, 0) for t in _texts("late", n_unrouted))
+    assert inbound_b.mo == n_unrouted and sim_b.stats.mo_failed == 0  # none dropped by the SMSC
     # nothing sent twice; nothing for the partner of the shorter prefix
     assert acme.num_redelivered == 0 and acme.delivered_stream_seq >= n
+    assert late_info.num_redelivered == 0
     assert (other.num_pending, other.num_ack_pending) == (0, 0)
 
 

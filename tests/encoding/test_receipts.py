@@ -18,6 +18,8 @@ from catalyst_smpp.encoding.receipts import (
     ReceiptParseError,
     format_receipt,
     parse_receipt,
+    receipt_in_text,
+    receipt_text,
     receipt_tlvs,
     stat_for_state,
     state_for_stat,
@@ -40,6 +42,7 @@ DEFAULTS: dict[str, Any] = {
     "extras": [],
     "conflicts": [],
     "problems": [],
+    "text_id": None,
 }
 
 
@@ -69,12 +72,13 @@ def test_corpus_is_big_enough() -> None:
 def test_corpus(case: dict[str, Any]) -> None:
     data, tlvs = _input(case)
     rule = IdRule(case.get("id_rule", "as_is"))
+    coding = case.get("data_coding", 0)
     if "error" in case:
         with pytest.raises(ReceiptParseError) as info:
-            parse_receipt(data, tlvs, id_rule=rule)
+            parse_receipt(data, tlvs, id_rule=rule, data_coding=coding)
         assert case["error"] in info.value.reason
         return
-    r = parse_receipt(data, tlvs, id_rule=rule)
+    r = parse_receipt(data, tlvs, id_rule=rule, data_coding=coding)
     want = {**DEFAULTS, **case["expect"]}
     assert r.message_id == want["message_id"]
     assert r.state is MessageState[want["state"]]
@@ -88,6 +92,7 @@ def test_corpus(case: dict[str, Any]) -> None:
     assert r.network_error == (tuple(want["network_error"]) if want["network_error"] else None)
     assert [list(e) for e in r.extras] == want["extras"]
     assert list(r.conflicts) == want["conflicts"]
+    assert r.text_id == want["text_id"]
     assert len(r.problems) == len(want["problems"]), r.problems
     for got, expected in zip(r.problems, want["problems"], strict=True):
         assert expected in got
@@ -279,3 +284,45 @@ def test_any_input_gives_receipt_or_parse_error(data: bytes, tlvs: dict[str | in
         return
     assert r.message_id
     assert isinstance(r.state, MessageState)
+
+
+# --- receipts sent without the receipt bit, and the text by data_coding ---------------------------
+
+_COMMON = "id:1a2b sub:001 dlvrd:001 submit date:2601051230 done date:2601051231 stat:UNDELIV err:001 text:x "
+
+
+@pytest.mark.parametrize(
+    ("octets", "coding"),
+    [(_COMMON.encode(), 0), (_COMMON.encode("utf-16-be"), 8), (b"ID:1a2b, STAT:undeliv; DLVRD:0\x00", 0)],
+)
+def test_receipt_in_text_finds_a_receipt(octets: bytes, coding: int) -> None:
+    r = receipt_in_text(octets, data_coding=coding)
+    assert r is not None and (r.message_id, r.state) == ("1a2b", MessageState.UNDELIVERABLE)
+    assert r == parse_receipt(octets, data_coding=coding)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Hello, see you at 5",
+        "id:1a2b stat:UNDELIV",  # no sub/dlvrd/date field: could be a person's text
+        "id: stat:DELIVRD dlvrd:1",  # an empty id
+        "id:7 stat:later sub:1",  # a stat that names no state
+        "my id:7 dlvrd:1",  # no stat
+        "text:id:7 stat:DELIVRD dlvrd:1",  # all of it inside a text: field
+    ],
+)
+def test_receipt_in_text_leaves_other_text_alone(text: str) -> None:
+    assert receipt_in_text(text.encode()) is None
+    assert receipt_in_text(text.encode("utf-16-be"), data_coding=8) is None
+
+
+def test_receipt_text_by_data_coding() -> None:
+    assert receipt_text("id:1 text:Привет".encode("utf-16-be"), 8) == "id:1 text:Привет"
+    assert receipt_text("\ufeffid:1 ".encode("utf-16-be") + b"\x00\x00", 0x18) == "id:1 "  # BOM, NUL dropped
+    assert receipt_text("id:1 text:Привет".encode("iso8859_5"), 6) == "id:1 text:Привет"
+    # 0 (whatever the SMSC's default alphabet), IA5, Latin-1, 8-bit: the octets as Latin-1
+    for coding in (0, 1, 3, 4, 0xF0):
+        assert receipt_text(b"id:1 submit_date:2601051230 text:Gr\xfc\xdfe\x00", coding) == (
+            "id:1 submit_date:2601051230 text:Grüße"
+        )

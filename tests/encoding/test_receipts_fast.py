@@ -30,18 +30,18 @@ from catalyst_smpp.protocol.constants import MessageState
 _KINDS = [KIND_ID, KIND_SUB, KIND_DLVRD, KIND_SUBMIT_DATE, KIND_DONE_DATE, KIND_STAT, KIND_ERR, KIND_TEXT]
 
 
-def _general(data: bytes, tlvs: receipts.TlvValues | None, rule: IdRule) -> Receipt | str:
+def _general(data: bytes, tlvs: receipts.TlvValues | None, rule: IdRule, coding: int = 0) -> Receipt | str:
     """What the general path (scan, every check) reads, or the ReceiptParseError text."""
-    stripped = data.rstrip(b"\x00")
+    octets, text = receipts._octets_and_text(data, coding)
     try:
-        return receipts._parse_scanned(stripped, stripped.decode("latin-1"), tlvs, rule)
+        return receipts._parse_scanned(octets, text, tlvs, rule)
     except ReceiptParseError as exc:
         return f"error: {exc}"
 
 
-def _parsed(data: bytes, tlvs: receipts.TlvValues | None, rule: IdRule) -> Receipt | str:
+def _parsed(data: bytes, tlvs: receipts.TlvValues | None, rule: IdRule, coding: int = 0) -> Receipt | str:
     try:
-        return parse_receipt(data, tlvs, id_rule=rule)
+        return parse_receipt(data, tlvs, id_rule=rule, data_coding=coding)
     except ReceiptParseError as exc:
         return f"error: {exc}"
 
@@ -113,7 +113,7 @@ _clean_stats = st.sampled_from(["DELIVRD", "UNDELIV", "EXPIRED", "REJECTD", "ACC
 
 
 @st.composite
-def _receipt_texts(draw: st.DrawFn) -> bytes:
+def _receipt_lines(draw: st.DrawFn) -> str:
     """The common form, then none, one or a few things changed (a value, a key, a separator, a field...)."""
     keys = list(draw(_keys)) if draw(st.integers(0, 4)) == 0 else list(_keys_common)
     values = [
@@ -144,7 +144,12 @@ def _receipt_texts(draw: st.DrawFn) -> bytes:
         line += (" " if plain else draw(_seps)) + p
     line = draw(st.sampled_from(["", "", "", " ", "x "])) + line
     line += draw(st.sampled_from(["", "", "", "\x00", "\x00\x00", " "]))
-    return line.encode("latin-1", errors="replace")
+    return line
+
+
+def _receipt_texts() -> st.SearchStrategy[bytes]:
+    """Receipt lines as octets of data_coding 0 (Latin-1; other characters become ``?``)."""
+    return _receipt_lines().map(lambda line: line.encode("latin-1", errors="replace"))
 
 
 _tlv_ids = st.one_of(
@@ -174,24 +179,38 @@ _rules = st.sampled_from(list(IdRule))
 
 
 @settings(max_examples=1500, deadline=None)
-@given(data=_receipt_texts(), tlvs=_tlv_maps(), rule=_rules, matching=st.integers(0, 2), draw=st.data())
+@given(
+    line=_receipt_lines(),
+    ucs2=st.integers(0, 3),
+    tlvs=_tlv_maps(),
+    rule=_rules,
+    matching=st.integers(0, 2),
+    draw=st.data(),
+)
 def test_fast_path_agrees_with_the_general_parser(
-    data: bytes, tlvs: receipts.TlvValues | None, rule: IdRule, matching: int, draw: st.DataObject
+    line: str, ucs2: int, tlvs: receipts.TlvValues | None, rule: IdRule, matching: int, draw: st.DataObject
 ) -> None:
-    fields = common_receipt_fields(data)
+    """Both paths read the same receipt, from Latin-1 octets or (one in four) UCS-2 ones (data_coding 8)."""
+    if ucs2 == 0:
+        data, coding = line.encode("utf-16-be"), 8
+        fields = common_receipt_fields(line.encode("latin-1", errors="replace"))
+    else:
+        data, coding = line.encode("latin-1", errors="replace"), 0
+        fields = common_receipt_fields(data)
     if fields is not None and matching:  # TLVs that (mostly) agree with the text, as SMSCs send them
         state = receipts.state_for_stat(fields[5])
-        agreeing: dict[str | int, object] = {
-            0x001E: draw.draw(
-                st.sampled_from([fields[0], fields[0].upper(), f" {fields[0]}\x00", "0" + fields[0]])
+        tlv_id = draw.draw(
+            st.sampled_from(
+                [fields[0], fields[0].upper(), f" {fields[0]}\x00", "0" + fields[0], "7" + fields[0]]
             )
-        }
+        )  # the last: a TLV id that differs from the text's (the legacy hex TLV / decimal text form)
+        agreeing: dict[str | int, object] = {0x001E: tlv_id}
         if state is not None and matching == 2:
             agreeing["message_state"] = int(state)
             if draw.draw(st.booleans()):
                 agreeing[0x0423] = draw.draw(_tlv_necs)
         tlvs = agreeing
-    assert _parsed(data, tlvs, rule) == _general(data, tlvs, rule)
+    assert _parsed(data, tlvs, rule, coding) == _general(data, tlvs, rule, coding)
 
 
 @settings(max_examples=500, deadline=None)
@@ -212,8 +231,6 @@ def test_common_fields_are_what_the_scan_finds(data: bytes) -> None:
     expected = list(fields)
     if expected[7] is None:
         expected.pop()
-    else:
-        expected[7] = expected[7].strip(" \t\r\n")
     assert [f[0] for f in scanned] == _KINDS[: len(expected)]
     assert [text[f[3] : f[4]] for f in scanned] == expected
 
@@ -254,8 +271,15 @@ def test_examples() -> None:
     r = parse_receipt(common, {0x001E: " 1a2b ", 0x0427: 2, 0x0423: b"\x03\x00\x01"})
     assert r == Receipt(
         "1a2b", MessageState.DELIVERED, "DELIVRD", 1, 1, dt.datetime(2024, 1, 2, 15, 4),
-        dt.datetime(2024, 1, 2, 15, 4, 7), "000", "hi", (3, 1),
+        dt.datetime(2024, 1, 2, 15, 4, 7), "000", "hi ", (3, 1),
     )  # fmt: skip
+    # the legacy form (TLV id hex as in the submit_sm_resp, text id decimal) stays on the fast path
+    legacy = common.replace(b"id:1a2b", b"id:6699")
+    fast = receipts._parse_common(legacy.decode(), {0x001E: "1A2B"}, IdRule.AS_IS)
+    assert fast is not None and fast == parse_receipt(legacy, {0x001E: "1A2B"}) == _general(
+        legacy, {0x001E: "1A2B"}, IdRule.AS_IS
+    )
+    assert (fast.message_id, fast.text_id, fast.conflicts) == ("1A2B", "6699", ("message_id",))
     # a conflict, an unusable TLV, a date that is no date, an unknown stat: the general path says so
     assert parse_receipt(common, {0x0427: 5}).conflicts == ("state",)
     assert parse_receipt(common, {0x001E: "9"}).conflicts == ("message_id",)

@@ -16,7 +16,6 @@ from catalyst_smpp.native import lib
 # --- the reference ---------------------------------------------------------------
 
 SEP = b" \t\r\n,;\x00"
-SPACE = b" \t\r\n"
 
 KEY = re.compile(
     rb"(?<![^ \t\r\n,;\x00])"  # at the start, or after a separator
@@ -62,9 +61,8 @@ def scan(data: bytes, max_fields: int = 32) -> list[tuple[int, int, int, int, in
             break
         key_end = m.end(1) if m.group(1) is not None else m.end(2)
         kind = _kind(data[m.start() : key_end])
-        if kind == 8:
-            vs, ve = _trim(data, m.end(), len(data), SPACE)
-            out.append((kind, m.start(), key_end, vs, ve))
+        if kind == 8:  # the rest of the input, not trimmed
+            out.append((kind, m.start(), key_end, m.end(), len(data)))
             break
         nxt = keys[i + 1].start() if i + 1 < len(keys) else len(data)
         vs, ve = _trim(data, m.end(), nxt, SEP)
@@ -160,7 +158,7 @@ def test_known_layout() -> None:
         b"2301051231",
         b"DELIVRD",
         b"000",
-        b"a: b",
+        b"a: b ",  # the text as sent, its trailing blank too
     ]
     assert [data[ks:ke] for _, ks, ke, _, _ in fields][3:5] == [b"submit date", b"done date"]
     assert [k for k, *_ in fields] == [1, 2, 3, 4, 5, 6, 7, 8]

@@ -73,6 +73,79 @@ async def test_receipts_map_to_our_id(
         assert sim.stats.receipts_sent == 5 and sim.stats.receipts_failed == 0
 
 
+def test_receipt_keys_try_both_ids_the_reading_two_agree_on_first() -> None:
+    from catalyst_smpp.encoding.receipts import parse_receipt
+    from catalyst_smpp.gateway.inbound import receipt_keys
+
+    op = make_operator(1, submit_id_format="hex", receipt_id_format="dec")
+    agreeing = parse_receipt(b"id:1715004 stat:DELIVRD", {"receipted_message_id": "1A2B3C"})
+    assert agreeing.text_id == "1715004"
+    # TLV read as dec: no number ("1a2b3c"); text as dec: 1715004; TLV as hex: 1715004; text as hex
+    assert receipt_keys(agreeing, op) == ("1715004", "1a2b3c", str(0x1715004))
+    # a TLV hex id of digits only reads as a (wrong) decimal number too: the agreeing reading still goes first
+    digits = parse_receipt(b"id:4660 stat:DELIVRD", {"receipted_message_id": "1234"})
+    assert receipt_keys(digits, op) == ("4660", "1234", str(0x4660))
+    same = parse_receipt(b"id:4660 stat:DELIVRD", {"receipted_message_id": "4660"})
+    assert same.text_id is None and receipt_keys(same, op) == ("4660",)
+
+
+@pytest.mark.parametrize(
+    ("sim_kw", "op_kw"),
+    [
+        pytest.param(
+            {
+                "id_format": HEX_UP_PADDED,
+                "receipt_id_format": DEC,
+                "receipt_tlv_resp_id": True,
+                "id_start": 0xA1F,
+            },
+            {"submit_id_format": "hex", "receipt_id_format": "dec"},
+            id="tlv-id-hex-as-in-the-resp-text-id-decimal",
+        ),
+        pytest.param(
+            {"id_format": HEX, "receipt_id_format": DEC, "receipt_tlv_resp_id": True, "id_start": 0x1230},
+            {"submit_id_format": "hex", "receipt_id_format": "dec"},
+            id="tlv-id-hex-of-digits-only-text-id-decimal",
+        ),
+        pytest.param({"receipt_data_coding": 8}, {}, id="ucs2"),
+        pytest.param({"receipt_data_coding": 8, "receipt_tlvs": False}, {}, id="ucs2-text-only"),
+        pytest.param(
+            {"receipt_esm_class": 0, "receipt_tlvs": False}, {"receipts_by_text": True}, id="no-receipt-bit"
+        ),
+    ],
+)
+async def test_receipt_forms_smscs_send(bus: Bus, sim_kw: dict[str, Any], op_kw: dict[str, Any]) -> None:
+    """Receipts in the forms SMSCs send reach the partner, their ``text:`` as written (trailing blanks too):
+    the TLV id in the submit_sm_resp's hex with the text id in decimal (operator: hex / dec), UCS-2
+    receipts, and receipts without the receipt bit or TLVs (operator set to ``receipts_by_text``)."""
+    async with open_simulator(SimConfig(**sim_kw)) as sim:
+        op = make_operator(sim.port, **op_kw)
+        msgs = [mt(op.name, f"form {i}   ") for i in range(5)]
+        async with running(bus, op) as conn:
+            await publish_mt(bus, msgs)
+            raw = await collect(bus, Kind.DLR, PARTNER, 5)
+            await wait_for(lambda: conn.inbound.stats.published == 5)
+            stats = conn.inbound.stats
+            assert (stats.unknown, stats.bad_receipts, stats.mo_unrouted) == (0, 0, 0)
+        assert sim.stats.receipts_sent == 5
+    dlrs = sorted((DlrMessage.from_bytes(r) for r in raw), key=lambda d: d.message_id)
+    assert [d.message_id for d in dlrs] == sorted(m.message_id for m in msgs)
+    assert {d.state for d in dlrs} == {"DELIVRD"}
+    assert sorted(d.text for d in dlrs) == [f"form {i}   " for i in range(5)]
+
+
+async def test_receipts_without_the_receipt_bit_are_mo_unless_the_operator_says(bus: Bus) -> None:
+    """``receipts_by_text`` is off by default: such a deliver_sm is an MO (here without a route)."""
+    async with open_simulator(SimConfig(receipt_esm_class=0, receipt_tlvs=False)) as sim:
+        op = make_operator(sim.port)
+        assert op.receipts_by_text is False
+        async with running(bus, op) as conn:
+            await publish_mt(bus, [mt(op.name, "a receipt that looks like an MO")])
+            await wait_for(lambda: conn.inbound.stats.mo_unrouted >= 1)
+            assert conn.inbound.stats.receipts == 0
+    assert (await bus.stream_info(Kind.DLR)).messages == 0
+
+
 async def test_multipart_message_gets_one_receipt(bus: Bus) -> None:
     cfg = SimConfig(receipt_mix=((MessageState.DELIVERED, 100.0),))
     async with open_simulator(cfg) as sim:
@@ -165,14 +238,69 @@ async def test_mo_goes_to_the_routed_partner(bus: Bus) -> None:
         assert all(m.source.addr == "447700900001" and m.operator == op.name for m in mos)
 
 
-async def test_mo_without_route_is_refused(bus: Bus) -> None:
-    cfg = SimConfig(receipts=False, mo_rate=50, mo_count=2, mo_dest="999")
+async def test_mo_without_route_is_kept_by_the_smsc_until_a_route_exists(bus: Bus) -> None:
+    """No route yet is a temporary condition: the MO is answered ESME_RX_T_APPN, so the SMSC keeps it and
+    sends it again, and once a route exists it reaches the partner (ESME_RX_P_APPN made the SMSC drop it)."""
+    from catalyst_smpp.metrics import Metrics
+
+    metrics = Metrics()
+    cfg = SimConfig(receipts=False, mo_rate=50, mo_count=2, mo_dest="999", mo_text="late {n}")
+    router = StubRouter({"123": "shortcodes"})
     async with open_simulator(cfg) as sim:
         op = make_operator(sim.port)
-        async with running(bus, op, router=StubRouter({"123": "shortcodes"})) as conn:
-            await wait_for(lambda: sim.stats.mo_failed == 2)
-            assert conn.inbound.stats.mo_unrouted == 2 and conn.inbound.stats.mo == 0
-        assert (await bus.stream_info(Kind.MO)).messages == 0
+        async with running(bus, op, router=router, metrics=metrics) as conn:
+            stats = conn.inbound.stats
+            # each MO refused for now and sent again by the SMSC at least once
+            await wait_for(lambda: stats.mo_unrouted >= 4 and sim.stats.deliver_retries >= 4)
+            assert stats.mo == 0 and sim.stats.mo_failed == 0 and sim.stats.mo_sent == 0
+            assert (await bus.stream_info(Kind.MO)).messages == 0
+            unrouted = metrics.registry.get_sample_value(
+                "catalyst_smpp_mo_unrouted_total", {"operator": op.name}
+            )
+            assert unrouted is not None and unrouted >= 4
+            router.mo["9"] = "latecomer"  # a route added later takes them
+            raw = await collect(bus, Kind.MO, "latecomer", 2)
+            await wait_for(lambda: sim.stats.mo_sent == 2)
+        assert sim.stats.mo_failed == 0
+    assert sorted(MoMessage.from_bytes(r).payload for r in raw) == [b"late 1", b"late 2"]
+
+
+async def test_unrouted_mo_log_is_bounded(bus: Bus, autojump_clock: Any, caplog: Any) -> None:
+    """One log line per ``unrouted_log_every`` seconds per operator, with the count, however many MO."""
+    from catalyst_smpp.gateway.inbound import InboundHandler
+    from catalyst_smpp.protocol.constants import CommandStatus
+    from catalyst_smpp.protocol.pdu import DeliverSm
+
+    op = make_operator(1)
+    answers: list[int] = []
+
+    class Session:
+        def respond(self, pdu: DeliverSm, status: int) -> None:
+            answers.append(status)
+
+    h = InboundHandler(lambda: op, bus, router=lambda: StubRouter(), ids=lambda: "1", unrouted_log_every=10.0)
+    caplog.set_level("WARNING", logger="catalyst_smpp.gateway.inbound")
+    async with trio.open_nursery() as n:
+        await n.start(h.run)
+        sent = 0
+        for round_, count in enumerate((1, 30, 2)):
+            if round_:
+                await trio.sleep(6.0)  # rounds 2 and 3: 6 s and 12 s after the first line
+            for _ in range(count):
+                sent += 1
+                h.handle(
+                    Session(), DeliverSm(sequence_number=sent, source_addr="4477", destination_addr="555")
+                )
+            await wait_for(lambda total=sent: len(answers) == total)
+        n.cancel_scope.cancel()
+    assert answers == [int(CommandStatus.ESME_RX_T_APPN)] * 33
+    lines = [r.getMessage() for r in caplog.records if "without a route" in r.getMessage()]
+    assert len(lines) == 2, lines
+    assert lines[0].startswith(f"operator {op.name}: 1 MO without a route (the last from 4477 to 555)")
+    # the 30 of round 2 and the first of round 3 (which wrote the line); the second waits for the next line
+    assert lines[1].startswith(f"operator {op.name}: 31 MO without a route")
+    assert lines[1].endswith("answered ESME_RX_T_APPN, the SMSC sends them again")
+    assert h.stats.mo_unrouted == 33 and h.stats.mo == 0
 
 
 @pytest.mark.parametrize(

@@ -133,3 +133,19 @@ def test_0006_keeps_todays_receipt_requests_and_the_system_cas(pg_dsn: str, fres
             with pytest.raises(psycopg.errors.IntegrityError):
                 with conn.transaction():
                     conn.execute(f"UPDATE operators SET {col} = %s WHERE name = 'old'", (bad,))
+
+
+def test_0005_leaves_existing_operators_without_receipts_by_text(pg_dsn: str, fresh_schema: str) -> None:
+    ms = available_migrations()
+    assert ms[4].version == 5 and ms[4].name == "operator_receipt_forms"
+    with connect_sync(pg_dsn, schema=fresh_schema) as conn:
+        assert migrate(conn, schema=fresh_schema, migrations=ms[:4]) == [1, 2, 3, 4]
+        conn.execute("INSERT INTO operators (name, host, port, system_id) VALUES ('old', 'h', 2775, 's')")
+        before = conn.execute("SELECT version FROM config_version").fetchone()
+        assert migrate(conn, schema=fresh_schema) == [m.version for m in ms[4:]]
+        assert conn.execute("SELECT receipts_by_text FROM operators WHERE name = 'old'").fetchone() == (
+            False,
+        )
+        assert conn.execute("SELECT version FROM config_version").fetchone() == before
+        with pytest.raises(psycopg.errors.NotNullViolation), conn.transaction():
+            conn.execute("UPDATE operators SET receipts_by_text = NULL WHERE name = 'old'")

@@ -189,6 +189,25 @@ async def test_operator_receipt_and_tls_settings(db: Database, tmp_path: Path) -
     assert (o2.tls_server_name, o2.receipt_parts, o2.receipt_request) == ("smsc.example", "last", "final")
 
 
+async def test_operator_receipts_by_text(db: Database) -> None:
+    name = unique_name("op")
+    o = await db.run(lambda c: OperatorRepo(c).add(name, "h", 2775, "s"))
+    assert o.receipts_by_text is False
+    o = await db.run(lambda c: OperatorRepo(c).change(name, receipts_by_text=True))
+    assert o.receipts_by_text is True
+    o = await db.run(lambda c: OperatorRepo(c).change(name, tps=5.0))  # other changes keep it
+    assert o.receipts_by_text is True
+    snap = await db.snapshot()
+    assert next(x for x in snap.operators if x.name == name).receipts_by_text is True
+    cfg = parse_config(
+        f'[[operators]]\nname = "{unique_name("op")}"\nhost = "h"\nport = 2775\nsystem_id = "s"\n'
+        "receipts_by_text = true\n"
+    )
+    (seeded,), _ = await db.run(lambda c: seed_from_config(c, cfg))
+    o = await db.run(lambda c: OperatorRepo(c).get(seeded))
+    assert o is not None and o.receipts_by_text is True
+
+
 async def test_routes_with_ordered_and_weighted_operators(db: Database) -> None:
     sid = _sid()
     a, b, c_ = (unique_name("op") for _ in range(3))

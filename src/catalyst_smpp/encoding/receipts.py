@@ -7,14 +7,20 @@ v3.4, never normative, copied with variations by everyone)::
 
 Parsing policy (``parse_receipt``):
 
+* The octets are read as text by the deliver_sm's ``data_coding`` first
+  (:func:`receipt_text`): UCS-2 receipts exist.
 * Lenient by design.  Keys in any case, ``submit date`` / ``submit_date`` /
   ``submitdate``, any amount of blank space, fields missing, in another order or
   unknown ones added (kept in ``Receipt.extras``), dates of 10 (YYMMDDhhmm), 12
-  (YYMMDDhhmmss) or 14 (YYYYMMDDhhmmss) digits, stat in the 7-letter form or
-  spelt out, ``text:`` taking the rest of the message (colons and all).
+  (YYMMDDhhmmss, else YYYYMMDDhhmm) or 14 (YYYYMMDDhhmmss) digits, stat in the
+  7-letter form or spelt out, ``text:`` taking the rest of the message exactly
+  as sent (colons, leading and trailing blanks and all).
 * The receipt TLVs (``receipted_message_id``, ``message_state``,
   ``network_error_code``) win over the text when both are present; where they
-  disagree the field name is listed in ``Receipt.conflicts``.
+  disagree the field name is listed in ``Receipt.conflicts``.  When the ids
+  disagree the text's id is kept too (``Receipt.text_id``): some SMSCs write the
+  TLV in the submit_sm_resp's form (hex) and the text in another (decimal), and
+  the caller tries both (``gateway/inbound.py``).
 * Anything that could not be read is listed, in words, in ``Receipt.problems``;
   the rest of the receipt is still returned.  A receipt is never dropped
   because one field was odd.
@@ -31,10 +37,13 @@ lives in the tests and the two are compared with hypothesis.
 
 Fast path: the text most SMSCs (and this gateway) write, exactly in the form
 above (one blank between fields, lower-case keys, 10/12/14-digit dates, ``text:``
-optional), with a known stat and valid dates and TLVs that agree with it, is read
+optional), with a known stat, valid dates and TLVs whose state agrees with it, is read
 with one regular expression (:func:`common_receipt_fields`) instead of the scan;
 ``parse_receipt`` returns the same ``Receipt`` either way (compared with
 hypothesis in the tests) and takes the general path for anything else.
+
+One module: the fast path, the general path and the formatter are one grammar, and the tests compare the
+paths with each other; apart, a change to one would too easily miss the others.
 """
 
 from __future__ import annotations
@@ -46,6 +55,8 @@ from typing import Final, TypeAlias, cast
 
 import attrs
 
+from catalyst_smpp.encoding.codecs import decode
+from catalyst_smpp.encoding.datacoding import Alphabet, Encoding, parse_data_coding
 from catalyst_smpp.encoding.msgid import IdRule, IdSide, id_key
 from catalyst_smpp.native import NativeError, ffi, lib
 from catalyst_smpp.protocol.constants import MessageState
@@ -60,6 +71,8 @@ __all__ = [
     "common_receipt_fields",
     "format_receipt",
     "parse_receipt",
+    "receipt_in_text",
+    "receipt_text",
     "receipt_tlvs",
     "scan_receipt_text",
     "stat_for_state",
@@ -182,6 +195,8 @@ class Receipt:
     the network_error_code TLV.  ``extras`` keeps unknown ``key:value`` fields in
     order; ``conflicts`` names the fields where TLV and text disagreed (the TLV
     value is the one kept); ``problems`` says in words what could not be read.
+    ``text_id`` is the text's ``id:`` when it differs from the TLV id kept in
+    ``message_id`` (None otherwise): the receipt may be found under either.
     """
 
     message_id: str
@@ -197,6 +212,7 @@ class Receipt:
     extras: tuple[tuple[str, str], ...] = ()
     conflicts: tuple[str, ...] = ()
     problems: tuple[str, ...] = ()
+    text_id: str | None = None
 
     @property
     def is_final(self) -> bool:
@@ -245,7 +261,8 @@ _DATES: dict[str, _dt.datetime | None] = {}
 
 
 def _parse_date(value: str) -> _dt.datetime | None:
-    """10 (YYMMDDhhmm), 12 (YYMMDDhhmmss) or 14 (YYYYMMDDhhmmss) digits -> datetime; None when not a date.
+    """10 (YYMMDDhhmm), 12 (YYMMDDhhmmss, else YYYYMMDDhhmm) or 14 (YYYYMMDDhhmmss) digits -> datetime;
+    None when not a date.
 
     Cached (bounded): the receipts of a busy minute all carry the same dates."""
     found = _DATES.get(value, _MISSING)
@@ -262,19 +279,28 @@ _MISSING: Final = object()
 
 
 def _parse_date_uncached(value: str) -> _dt.datetime | None:
+    """12 digits are YYMMDDhhmmss (appendix B with seconds) when they read as that, else YYYYMMDDhhmm:
+    for the years 2013 and later the two cannot both read (the month would be 20 or more), so only a
+    YYYYMMDDhhmm date in 2000-2012 could be misread."""
     n = len(value)
     if n not in (10, 12, 14) or not value.isdigit() or not value.isascii():
         return None
-    number = int(value)
-    second = 0
-    if n != 10:
-        number, second = divmod(number, 100)
+    if n == 10:
+        return _date_of(int(value) * 100, century=True)
+    if n == 14:
+        return _date_of(int(value), century=False)
+    return _date_of(int(value), century=True) or _date_of(int(value) * 100, century=False)
+
+
+def _date_of(number: int, *, century: bool) -> _dt.datetime | None:
+    """``number`` as [YY]YYMMDDhhmmss; ``century``: the year has two digits (20YY)."""
+    number, second = divmod(number, 100)
     number, minute = divmod(number, 100)
     number, hour = divmod(number, 100)
     number, day = divmod(number, 100)
     year, month = divmod(number, 100)
     try:
-        return _dt.datetime(year if n == 14 else 2000 + year, month, day, hour, minute, second)
+        return _dt.datetime(2000 + year if century else year, month, day, hour, minute, second)
     except ValueError:
         return None
 
@@ -375,9 +401,6 @@ def common_receipt_fields(short_message: bytes) -> CommonFields | None:
     return None if m is None else m.groups()  # type: ignore[return-value]
 
 
-_TEXT_BLANKS: Final = " \t\r\n"  # what the scanner trims around the text: value
-
-
 def _parse_common(text: str, tlvs: TlvValues | None, id_rule: IdRule) -> Receipt | None:
     """``parse_receipt`` of a text in the common form whose stat, dates and TLVs read without a problem
     or conflict; None for anything else (the general path then reads it and says what was wrong)."""
@@ -394,29 +417,64 @@ def _parse_common(text: str, tlvs: TlvValues | None, id_rule: IdRule) -> Receipt
         return None
     message_id = text_id
     tlv_nec = None
+    other_id = None
+    conflicts: tuple[str, ...] = ()
+    problems: tuple[str, ...] = ()
     if tlvs:
-        problems: list[str] = []
-        tlv_id, tlv_state, tlv_nec = _receipt_tlvs(tlvs, problems)
-        if problems or (tlv_state is not None and tlv_state is not state):
+        tlv_problems: list[str] = []
+        tlv_id, tlv_state, tlv_nec = _receipt_tlvs(tlvs, tlv_problems)
+        if tlv_problems or (tlv_state is not None and tlv_state is not state):
             return None
         if tlv_id is not None:
-            if tlv_id != text_id and id_key(text_id, id_rule, IdSide.RECEIPT) != id_key(
-                tlv_id, id_rule, IdSide.RECEIPT
-            ):
-                return None
+            if tlv_id != text_id and _ids_differ(text_id, tlv_id, id_rule):
+                other_id = text_id
+                conflicts = ("message_id",)
+                problems = (_id_problem(text_id, tlv_id),)
             message_id = tlv_id
     return Receipt(
-        message_id,
-        state,
-        stat,
-        int(sub),
-        int(dlvrd),
-        submit_date,
-        done_date,
-        err,
-        rest.strip(_TEXT_BLANKS) if rest is not None else None,
-        tlv_nec,
-    )
+        message_id, state, stat, int(sub), int(dlvrd), submit_date, done_date, err, rest, tlv_nec,
+        (), conflicts, problems, other_id,
+    )  # fmt: skip
+
+
+def _ids_differ(text_id: str, tlv_id: str, id_rule: IdRule) -> bool:
+    return id_key(text_id, id_rule, IdSide.RECEIPT) != id_key(tlv_id, id_rule, IdSide.RECEIPT)
+
+
+def _id_problem(text_id: str, tlv_id: str) -> str:
+    return f"text id {text_id!r} differs from receipted_message_id {tlv_id!r}"
+
+
+def receipt_text(short_message: bytes, data_coding: int = 0) -> str:
+    """The text of a receipt's octets, read by the deliver_sm's ``data_coding``; NULs at the end dropped.
+
+    UCS-2 (0x08, and the UCS-2 codings of the general and message-waiting groups) is decoded as UTF-16BE
+    (a leading byte-order mark dropped); Cyrillic (0x06) and Latin/Hebrew (0x07) by their ISO 8859
+    tables.  Everything else -- 0x00 whatever the SMSC's default alphabet, IA5, Latin-1, 8-bit, the GSM
+    7-bit classes -- is read octet for octet as Latin-1: SMSCs write receipts in ASCII there, and reading
+    them as GSM 03.38 would turn the ``_`` of ``submit_date`` into ``§``.
+    """
+    return _octets_and_text(short_message, data_coding)[1]
+
+
+_ISO_8859: Final = {Alphabet.CYRILLIC: "iso8859_5", Alphabet.LATIN_HEBREW: "iso8859_8"}
+
+
+def _octets_and_text(short_message: bytes, data_coding: int) -> tuple[bytes, str]:
+    """(octets for the C scan, the text): one octet per character, the text's character where Latin-1
+    has it and ``?`` where it has not, so the scan's offsets are offsets into the text."""
+    data = bytes(short_message)
+    if 0 < data_coding <= 0xFF:  # (0, nearly every receipt, skips the look-up)
+        alphabet = parse_data_coding(data_coding).alphabet
+        text = None
+        if alphabet is Alphabet.UCS2:
+            text = decode(data, Encoding.UCS2).removeprefix("\ufeff").rstrip("\x00")
+        elif alphabet in _ISO_8859:
+            text = data.decode(_ISO_8859[alphabet], "replace").rstrip("\x00")
+        if text is not None:
+            return text.encode("latin-1", "replace"), text
+    data = data.rstrip(b"\x00")
+    return data, data.decode("latin-1")
 
 
 def parse_receipt(
@@ -424,6 +482,7 @@ def parse_receipt(
     tlvs: TlvValues | None = None,
     *,
     id_rule: IdRule = IdRule.AS_IS,
+    data_coding: int = 0,
 ) -> Receipt:
     """Read a receipt from a deliver_sm/data_sm ``short_message`` and its TLVs (see the module notes).
 
@@ -431,10 +490,10 @@ def parse_receipt(
     already-typed values: ``str`` id, ``int`` state, 3-octet ``bytes``
     network_error_code (type octet + 2-octet code).  ``id_rule`` decides when
     the TLV id and the text id count as the same (default: identical strings).
+    ``data_coding`` is the deliver_sm's (:func:`receipt_text`).
     Raises :class:`ReceiptParseError` only when no message id can be found.
     """
-    data = bytes(short_message).rstrip(b"\x00")
-    text = data.decode("latin-1")
+    data, text = _octets_and_text(short_message, data_coding)
     receipt = _parse_common(text, tlvs, id_rule)
     if receipt is not None:
         return receipt
@@ -472,13 +531,13 @@ def _parse_scanned(data: bytes, text: str, tlvs: TlvValues | None, id_rule: IdRu
         if not text_id:
             problems.append("empty id field")
             text_id = None
+    other_id = None
     if tlv_id is not None:
         message_id = tlv_id
-        if text_id is not None and id_key(text_id, id_rule, IdSide.RECEIPT) != id_key(
-            tlv_id, id_rule, IdSide.RECEIPT
-        ):
+        if text_id is not None and _ids_differ(text_id, tlv_id, id_rule):
+            other_id = text_id
             conflicts.append("message_id")
-            problems.append(f"text id {text_id!r} differs from receipted_message_id {tlv_id!r}")
+            problems.append(_id_problem(text_id, tlv_id))
     elif text_id is not None:
         message_id = text_id
     else:
@@ -544,7 +603,35 @@ def _parse_scanned(data: bytes, text: str, tlvs: TlvValues | None, id_rule: IdRu
         extras=tuple(extras),
         conflicts=tuple(conflicts),
         problems=tuple(problems),
+        text_id=other_id,
     )
+
+
+_RECEIPT_ONLY_KINDS: Final = frozenset({KIND_SUB, KIND_DLVRD, KIND_SUBMIT_DATE, KIND_DONE_DATE})
+
+
+def receipt_in_text(
+    short_message: bytes, *, data_coding: int = 0, id_rule: IdRule = IdRule.AS_IS
+) -> Receipt | None:
+    """The receipt in a deliver_sm that does not say it is one (esm_class 0, no receipt TLVs), or None.
+
+    Some SMSCs send receipts that way.  The text counts as a receipt when it has a non-empty ``id:``, a
+    ``stat:`` naming a message state and at least one of ``sub:``, ``dlvrd:``, ``submit date:``,
+    ``done date:`` -- fields a person's message hardly has all of.  Only for operators set to expect it:
+    an MO that happens to read like that would be taken for a receipt.
+    """
+    data, text = _octets_and_text(short_message, data_coding)
+    flat = _scan_flat(data)
+    fields: dict[int, str] = {}
+    for i in range(0, len(flat), 5):
+        fields.setdefault(flat[i], text[flat[i + 3] : flat[i + 4]])
+    if (
+        not fields.get(KIND_ID, "").strip(_ID_STRIP)
+        or state_for_stat(fields.get(KIND_STAT, "")) is None
+        or _RECEIPT_ONLY_KINDS.isdisjoint(fields)
+    ):
+        return None
+    return _parse_common(text, None, id_rule) or _parse_scanned(data, text, None, id_rule)
 
 
 # --- formatting ---------------------------------------------------------------------

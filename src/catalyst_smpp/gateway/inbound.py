@@ -6,9 +6,12 @@ queued (from all sessions, all messages) as one batch, does one KV lookup and on
 for the batch, and only then answers each PDU with ``session.respond`` -- ``ESME_ROK`` after the
 publish ack, ``ESME_RX_T_APPN`` (temporary, the SMSC sends it again) when the bus failed.
 
-Receipts (esm_class message-type bits set, or a ``receipted_message_id`` TLV): parsed from the TLVs
-or the text (:func:`catalyst_smpp.encoding.receipts.parse_receipt`), the id normalised with the
-operator's ``receipt_id_format``, looked up in the KV (``bus.opids``) → ``DlrMessage`` on
+Receipts (esm_class message-type bits set, or a ``receipted_message_id`` TLV; for an operator with
+``receipts_by_text`` also a text that reads as one: :func:`~catalyst_smpp.encoding.receipts.receipt_in_text`)
+are parsed from the TLVs or the text read by its data_coding
+(:func:`catalyst_smpp.encoding.receipts.parse_receipt`), the id normalised with the operator's
+``receipt_id_format`` (when the TLV and text ids differ, both, each also read with ``submit_id_format``:
+:func:`receipt_keys`), looked up in the KV (``bus.opids``) → ``DlrMessage`` on
 ``DLR.<partner>`` with msg_id ``"dlr:<message_id>:<part>:<state>"`` (our own id: unique per destination of a
 submit_multi) and the mapping's ``display_id`` (the id the partner was given: the submit_multi's one id).
 
@@ -42,12 +45,16 @@ submit_multi) and the mapping's ``display_id`` (the id the partner was given: th
   and dropped (``stats.unasked``).
 
 MO (anything else): ``router().route_mo(dest, source)`` → ``MoMessage`` on ``MO.<partner>`` with
-msg_id ``"mo:<new id>"``; no route → answered ``ESME_RX_P_APPN`` and logged.  Concatenated MO parts
+msg_id ``"mo:<new id>"``.  No route → answered ``ESME_RX_T_APPN``: temporary, so the SMSC keeps the MO and
+sends it again (a permanent error would make it drop the message, and a route added later then takes it);
+counted (``stats.mo_unrouted``, ``mo_unrouted_total{operator}``) and logged at most once per
+``unrouted_log_every`` seconds, with the count.  Concatenated MO parts
 are forwarded part by part as received (UDH or SAR TLVs kept in ``payload`` / ``tlvs``); the partner
 reassembles.
 
-One module although it is long: receipts and MO share one batch (one KV read, one publish, then the answers),
-and the receipt steps (id lookup, parking, part states, publishing) only make sense read together.
+One module although it is long: receipts and MO arrive on the same deliver_sm stream and share one batch (one
+KV lookup, one publish, one answer per PDU), and the receipt steps (id lookup, parking, part states,
+publishing) only make sense read together; split, the batching would have to be shared across modules.
 """
 
 from __future__ import annotations
@@ -63,7 +70,13 @@ import attrs
 import trio
 
 from catalyst_smpp.bus import Bus, BusError, IdMapping, Kind, PublishItem
-from catalyst_smpp.encoding.receipts import Receipt, ReceiptParseError, parse_receipt, stat_for_state
+from catalyst_smpp.encoding.receipts import (
+    Receipt,
+    ReceiptParseError,
+    parse_receipt,
+    receipt_in_text,
+    stat_for_state,
+)
 from catalyst_smpp.gateway.events import EventPublisher
 from catalyst_smpp.gateway.messages import Address, MoMessage, dlr_record
 from catalyst_smpp.protocol.constants import CommandStatus
@@ -72,7 +85,15 @@ from catalyst_smpp.protocol.tlv import Tag
 from catalyst_smpp.store import Operator, normalise_operator_id
 from catalyst_smpp.transport import DEFERRED
 
-__all__ = ["FAILED_STATES", "PARTS_KEY", "InboundHandler", "InboundStats", "RecentIds", "wants_receipt"]
+__all__ = [
+    "FAILED_STATES",
+    "PARTS_KEY",
+    "InboundHandler",
+    "InboundStats",
+    "RecentIds",
+    "receipt_keys",
+    "wants_receipt",
+]
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +115,6 @@ _TAG_PAYLOAD = int(Tag.message_payload)
 _TAG_NEC = int(Tag.network_error_code)
 _OK = int(CommandStatus.ESME_ROK)
 _TEMP = int(CommandStatus.ESME_RX_T_APPN)
-_PERM = int(CommandStatus.ESME_RX_P_APPN)
 # what Bus.publish_batch takes: a PublishItem or a (subject, payload, headers, msg_id) tuple
 _Publish = PublishItem | tuple[str, bytes, None, str]
 
@@ -112,6 +132,29 @@ def wants_receipt(registered_delivery: int, state: str) -> bool:
 def _tracked(m: IdMapping) -> bool:
     """Is this part's state kept until every part is final (a long message whose parts all asked)?"""
     return m.parts > 1 and not m.flags & (PART_DECIDES | PART_UNASKED)
+
+
+def receipt_keys(receipt: Receipt, op: Operator) -> tuple[str, ...]:
+    """The KV keys a receipt's message may be stored under, the likeliest first.
+
+    The connector stored the mapping under the submit_sm_resp id read with ``submit_id_format``.  The
+    receipt's id is read with ``receipt_id_format``: the receipted_message_id TLV's (``message_id``, or the
+    text's ``id:`` when there is no TLV) -- one key.  When the TLV and the text ids differ (``text_id``)
+    both are read with ``receipt_id_format`` and, since some SMSCs copy the submit_sm_resp id into the TLV
+    as it was (hex) and write the text's in decimal, also with ``submit_id_format``; a key that two of
+    these readings agree on (that legacy pair) goes first.
+    """
+    first = normalise_operator_id(receipt.message_id, op.receipt_id_format)
+    if receipt.text_id is None:
+        return (first,)
+    readings = [
+        first,
+        normalise_operator_id(receipt.text_id, op.receipt_id_format),
+        normalise_operator_id(receipt.message_id, op.submit_id_format),
+        normalise_operator_id(receipt.text_id, op.submit_id_format),
+    ]
+    agreed = [k for k in readings if readings.count(k) > 1]
+    return tuple(dict.fromkeys(agreed + readings))
 
 
 def worst_state(states: list[str]) -> str:
@@ -173,6 +216,7 @@ class InboundStats:
     """Receipts for parts that asked for none (the SMSC sent them anyway): answered, not forwarded."""
     mo: int = 0
     mo_unrouted: int = 0
+    """MO without a route (answered ESME_RX_T_APPN: the SMSC sends it again)."""
     bus_errors: int = 0
 
 
@@ -181,7 +225,10 @@ class _In:
     session: Any
     pdu: Any  # DeliverSm | DataSm
     receipt: Receipt | None = None
+    keys: tuple[str, ...] = ()
+    """Where the receipt's message may be stored (:func:`receipt_keys`)."""
     key: str = ""
+    """The one of ``keys`` it was found under."""
     attempts: int = 0
     due: float = 0.0
     quick: bool = False
@@ -228,6 +275,7 @@ class InboundHandler:
         max_batch: int = 1000,
         quick_retry: float = 0.02,
         recent_size: int = 200_000,
+        unrouted_log_every: float = 10.0,
     ) -> None:
         self.operator = operator
         self.bus = bus
@@ -252,6 +300,9 @@ class InboundHandler:
         self._draining = False
         self._counters: dict[tuple[str, str], Any] = {}
         self._subjects: dict[str, str] = {}
+        self.unrouted_log_every = unrouted_log_every
+        self._unrouted = 0  # MO without a route since the last log line
+        self._unrouted_logged = -float("inf")
 
     # ------------------------------------------------------------------ the client handler
 
@@ -327,10 +378,14 @@ class InboundHandler:
             tlvs = {t.tag: t.value for t in pdu.tlvs}
             is_receipt = bool(getattr(pdu, "esm_class", 0) & _RECEIPT_TYPES) or _TAG_RMI in tlvs
             if not is_receipt:
-                mos.append(it)
-                continue
+                if op.receipts_by_text:  # an SMSC that sends receipts as plain deliver_sm
+                    it.receipt = receipt_in_text(_payload(pdu), data_coding=pdu.data_coding)
+                if it.receipt is None:
+                    mos.append(it)
+                    continue
             try:
-                it.receipt = parse_receipt(_payload(pdu), tlvs)
+                if it.receipt is None:
+                    it.receipt = parse_receipt(_payload(pdu), tlvs, data_coding=pdu.data_coding)
             except ReceiptParseError as exc:
                 self.stats.bad_receipts += 1
                 self._unmatched(op.name, "unreadable")
@@ -338,7 +393,8 @@ class InboundHandler:
                 self._respond(it, _OK)
                 continue
             self.stats.receipts += 1
-            it.key = normalise_operator_id(it.receipt.message_id, op.receipt_id_format)
+            it.keys = receipt_keys(it.receipt, op)
+            it.key = it.keys[0]
             receipts.append(it)
 
         publish: list[tuple[_Publish, list[_In], Callable[[], None] | None]] = []
@@ -382,18 +438,20 @@ class InboundHandler:
         answered_ok: list[_In],
     ) -> None:
         recent = self.recent
-        found: list[IdMapping | None] = [recent.get(it.key) for it in receipts]
+        found: list[IdMapping | None] = [self._recent_mapping(it) for it in receipts]
         missing = [k for k, m in enumerate(found) if m is None]
         if missing and any(not receipts[k].quick for k in missing):
             # the submit_sm_resp of these may have arrived with the receipt, its task not yet run: let it
             await trio.sleep(0)
             for k in missing:
-                found[k] = recent.get(receipts[k].key)
+                found[k] = self._recent_mapping(receipts[k])
             missing = [k for k in missing if found[k] is None]
         self.stats.local_hits += len(found) - len(missing)
         if missing:
             try:
-                got_kv = await self.bus.opids.get_many([(op.name, receipts[k].key) for k in missing])
+                got_kv = await self.bus.opids.get_many(
+                    [(op.name, key) for k in missing for key in receipts[k].keys]
+                )
             except BusError as exc:
                 self.stats.bus_errors += 1
                 log.warning(
@@ -404,8 +462,16 @@ class InboundHandler:
                 for it in receipts:
                     self._respond(it, _TEMP)
                 return
-            for k, m in zip(missing, got_kv, strict=True):
-                found[k] = m if m is not None else recent.get(receipts[k].key)
+            at = 0
+            for k in missing:
+                it = receipts[k]
+                for key, m in zip(it.keys, got_kv[at : at + len(it.keys)], strict=True):
+                    if m is not None:
+                        found[k], it.key = m, key
+                        break
+                else:
+                    found[k] = self._recent_mapping(it)
+                at += len(it.keys)
         known: list[tuple[_In, IdMapping]] = []
         now = trio.current_time()
         for it, m in zip(receipts, found, strict=True):
@@ -429,8 +495,10 @@ class InboundHandler:
             log.warning(
                 "operator %s: receipt for unknown id %r (key %s); answered ESME_ROK",
                 op.name,
-                it.receipt.message_id,
-                it.key,
+                it.receipt.message_id
+                if it.receipt.text_id is None
+                else f"{it.receipt.message_id}/{it.receipt.text_id}",
+                "/".join(it.keys),
             )
             self._respond(it, _OK)
 
@@ -570,6 +638,15 @@ class InboundHandler:
             ((self._dlr_subject(m.partner), data, None, f"dlr:{m.message_id}:{part}:{state}"), items, ok)
         )
 
+    def _recent_mapping(self, it: _In) -> IdMapping | None:
+        """The mapping of a receipt from :class:`RecentIds` under any of its keys (``it.key`` set to it)."""
+        for key in it.keys:
+            m = self.recent.get(key)
+            if m is not None:
+                it.key = key
+                return m
+        return None
+
     def _unmatched(self, operator: str, reason: str) -> None:
         """``receipts_unmatched_total``: what a NOC alerts on (ids in the wrong format lose every receipt)."""
         if self.metrics is None:
@@ -578,6 +655,29 @@ class InboundHandler:
             self.metrics.receipts_unmatched_total.labels(operator, reason).inc()
         except Exception:  # metrics must never cost a receipt
             log.debug("metrics update failed", exc_info=True)
+
+    def _unrouted_mo(self, operator: str, source: str, dest: str) -> None:
+        """Count an MO without a route; log the count at most once per ``unrouted_log_every`` seconds."""
+        self.stats.mo_unrouted += 1
+        self._unrouted += 1
+        if self.metrics is not None:
+            try:
+                self.metrics.mo_unrouted_total.labels(operator).inc()
+            except Exception:  # metrics must never cost an MO
+                log.debug("metrics update failed", exc_info=True)
+        now = trio.current_time()
+        if now - self._unrouted_logged < self.unrouted_log_every:
+            return
+        log.warning(
+            "operator %s: %d MO without a route (the last from %s to %s); answered ESME_RX_T_APPN, the SMSC "
+            "sends them again",
+            operator,
+            self._unrouted,
+            source,
+            dest,
+        )
+        self._unrouted_logged = now
+        self._unrouted = 0
 
     def _dlr_subject(self, partner: str) -> str:
         s = self._subjects.get(partner)
@@ -598,11 +698,8 @@ class InboundHandler:
             log.exception("operator %s: MO routing failed", op.name)
             partner = None
         if not partner:
-            self.stats.mo_unrouted += 1
-            log.warning(
-                "operator %s: MO from %s to %s has no route; answered ESME_RX_P_APPN", op.name, source, dest
-            )
-            self._respond(it, _PERM)
+            self._unrouted_mo(op.name, source, dest)
+            self._respond(it, _TEMP)
             return
         sm: bytes = getattr(pdu, "short_message", b"") or b""
         payload = _payload(pdu)

@@ -8,7 +8,7 @@ import re
 import attrs
 
 from catalyst_smpp.encoding.receipts import stat_for_state, state_for_stat
-from catalyst_smpp.protocol.constants import CommandStatus, MessageState
+from catalyst_smpp.protocol.constants import CommandStatus, EsmClass, MessageState
 from catalyst_smpp.sim.ids import IdFormat
 
 __all__ = [
@@ -144,6 +144,14 @@ class SimConfig:
     )
     receipt_text: bool = True
     receipt_tlvs: bool = True
+    receipt_data_coding: int = 0
+    """0: the receipt text in ASCII; 8: in UCS-2 (as some SMSCs send it)."""
+    receipt_esm_class: int = int(EsmClass.TYPE_DELIVERY_RECEIPT)
+    """0 sends receipts as plain deliver_sm, as some SMSCs do (with ``receipt_tlvs=False`` only the text
+    says it is a receipt)."""
+    receipt_tlv_resp_id: bool = False
+    """The receipted_message_id TLV carries the id as the submit_sm_resp spelt it (``id_format``), the text
+    as ``receipt_id_format`` spells it: a legacy SMSC form (hex TLV, decimal text)."""
 
     # connection faults
     drop_after: int | None = None
@@ -187,6 +195,8 @@ class SimConfig:
             raise ValueError("window must be >= 1")
         if self.mo_rate < 0:
             raise ValueError("mo_rate must be >= 0")
+        if self.receipt_data_coding not in (0, 8):
+            raise ValueError("receipt_data_coding must be 0 (ASCII) or 8 (UCS-2)")
 
     def describe(self) -> str:
         """One line of the settings that matter, for the log."""

@@ -43,7 +43,7 @@ import trio
 
 from catalyst_smpp.encoding import SegmentMethod, segment
 from catalyst_smpp.encoding.receipts import Receipt, format_receipt, stat_for_state
-from catalyst_smpp.protocol.constants import CommandStatus, EsmClass, MessageState
+from catalyst_smpp.protocol.constants import CommandStatus, MessageState
 from catalyst_smpp.protocol.errors import LocalProtocolError
 from catalyst_smpp.protocol.fields import request_problem
 from catalyst_smpp.protocol.pdu import DataSm, DeliverSm, Pdu, ReplaceSm, SubmitMulti, SubmitSm
@@ -481,8 +481,11 @@ class SmscSimulator:
         short = b""
         if cfg.receipt_text:
             short = self._receipt_text.make(verdict.receipt_id, state, snippet)
+            if cfg.receipt_data_coding == 8:
+                short = short.decode("latin-1").encode("utf-16-be")
         if cfg.receipt_tlvs:
-            tlvs = (Tlv.make(_TAG_RECEIPTED_ID, verdict.receipt_id), self._state_tlvs[state])
+            tlv_id = verdict.message_id if cfg.receipt_tlv_resp_id else verdict.receipt_id
+            tlvs = (Tlv.make(_TAG_RECEIPTED_ID, tlv_id), self._state_tlvs[state])
         dest = (
             pdu.destination_addr
             if not isinstance(pdu, SubmitMulti)
@@ -495,8 +498,8 @@ class SmscSimulator:
             dest_addr_ton=pdu.source_addr_ton,
             dest_addr_npi=pdu.source_addr_npi,
             destination_addr=pdu.source_addr,
-            esm_class=int(EsmClass.TYPE_DELIVERY_RECEIPT),
-            data_coding=0,
+            esm_class=cfg.receipt_esm_class,
+            data_coding=cfg.receipt_data_coding,
             short_message=short,
             tlvs=tlvs,
         )

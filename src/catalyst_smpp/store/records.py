@@ -182,7 +182,9 @@ class Operator:
     submit_id_format: str = attrs.field(default="text", validator=attrs.validators.in_(ID_FORMATS))
     """How this operator writes message ids in submit_sm_resp."""
     receipt_id_format: str = attrs.field(default="text", validator=attrs.validators.in_(ID_FORMATS))
-    """How it writes them in receipts (receipted_message_id TLV or the id: field of the text)."""
+    """How it writes them in receipts (receipted_message_id TLV or the id: field of the text).  When a
+    receipt's TLV id and text id differ, the gateway tries both, each also under ``submit_id_format``
+    (some SMSCs copy the submit_sm_resp id into the TLV): ``gateway.inbound.receipt_keys``."""
     temporary_statuses: tuple[int, ...] = attrs.field(default=(), converter=parse_command_statuses)
     """command_statuses this SMSC answers submit_sm with for "try again later" besides the standard
     ESME_RTHROTTLED / ESME_RMSGQFUL / ESME_RX_T_APPN (typically vendor codes 0x400-0x4FF): the message is
@@ -200,6 +202,9 @@ class Operator:
     gateway node ("" = the system's trusted CAs)."""
     tls_server_name: str = ""
     """With ``tls``: the name the SMSC's certificate must carry, also sent as SNI ("" = ``host``)."""
+    receipts_by_text: bool = False
+    """This SMSC sends receipts without the receipt bit in esm_class and without receipt TLVs: a deliver_sm
+    whose text reads as a receipt is taken for one, not for an MO (migration 0005).  Off by default."""
     enabled: bool = True
     description: str = ""
     created_at: dt.datetime | None = None

@@ -270,6 +270,7 @@ _OPERATOR_COLS = {
     "receipt_request": "receipt_request",
     "tls_ca_file": "tls_ca_file",
     "tls_server_name": "tls_server_name",
+    "receipts_by_text": "receipts_by_text",
     "enabled": "enabled",
     "description": "description",
 }
@@ -306,6 +307,7 @@ def _operator(row: Mapping[str, Any]) -> Operator:
         receipt_request=row["receipt_request"],
         tls_ca_file=row["tls_ca_file"],
         tls_server_name=row["tls_server_name"],
+        receipts_by_text=row["receipts_by_text"],
         enabled=row["enabled"],
         description=row["description"],
         created_at=row["created_at"],
