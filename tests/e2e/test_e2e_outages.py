@@ -150,7 +150,7 @@ async def _postgres_outage(env: Env, pg: EmbeddedPostgres, outage: float = 3.0) 
                 await trio.sleep(0.5)  # nothing else comes
                 await a.aclose()
                 await b.aclose()
-            assert gw.events.stats.dropped == 0
+            assert gw.events.stats.unstored == 0
         both = LoadResult(
             acked={**load_a.acked, **load_b.acked}, uncertain=load_a.uncertain | load_b.uncertain
         )

@@ -56,7 +56,7 @@ import trio
 
 from catalyst_smpp.bus import Bus, BusError, IdMapping, Kind, PublishItem
 from catalyst_smpp.encoding.receipts import Receipt, ReceiptParseError, parse_receipt, stat_for_state
-from catalyst_smpp.gateway.events import EventPublisher
+from catalyst_smpp.gateway.events import EventPublisher, Row
 from catalyst_smpp.gateway.messages import Address, MoMessage, dlr_record
 from catalyst_smpp.protocol.constants import CommandStatus
 from catalyst_smpp.protocol.pdu import DataSm, DeliverSm, Pdu
@@ -206,7 +206,10 @@ class InboundHandler:
         max_batch: int = 1000,
         quick_retry: float = 0.02,
         recent_size: int = 200_000,
+        events_timeout: float = 5.0,
     ) -> None:
+        """``events_timeout``: how long a batch's event rows may take to be stored before its receipts are
+        answered with a temporary error instead."""
         self.operator = operator
         self.bus = bus
         self.router = router
@@ -217,6 +220,7 @@ class InboundHandler:
         self.max_batch = max_batch
         self.quick_retry = quick_retry
         self.recent = RecentIds(recent_size)
+        self.events_timeout = events_timeout
         self.stats = InboundStats()
         if ids is None:
             from catalyst_smpp.gateway.ids import IdGenerator, node_number
@@ -321,8 +325,9 @@ class InboundHandler:
 
         publish: list[tuple[_Publish, list[_In], Callable[[], None] | None]] = []
         answered_ok: list[_In] = []
+        logged: list[tuple[Row, list[_In]]] = []  # the event rows of final receipts, with their PDUs
         if receipts:
-            await self._receipts(op, receipts, publish, answered_ok)
+            await self._receipts(op, receipts, publish, answered_ok, logged)
         for it in mos:
             self._mo(op, it, publish)
 
@@ -346,6 +351,23 @@ class InboundHandler:
                             failed.add(id(it))
                             self._respond(it, _TEMP)
             answered_ok = [it for it in answered_ok if id(it) not in failed]
+            logged = [(row, items) for row, items in logged if not any(id(it) in failed for it in items)]
+        if logged and self.events is not None:
+            # the rows are stored before the deliver_sm_resp that makes them final: a receipt answered
+            # ESME_ROK is never sent again, so its row could not come back.  Not stored in time → a temporary
+            # error: the SMSC sends the receipt again (its DLR is de-duplicated by msg_id), logged then.
+            lost = await self.events.store(
+                [row for row, _ in logged], until=trio.current_time() + self.events_timeout
+            )
+            if lost:
+                self.stats.bus_errors += 1
+                refused: set[int] = set()
+                for k in lost:
+                    for it in logged[k][1]:
+                        if id(it) not in refused:
+                            refused.add(id(it))
+                            self._respond(it, _TEMP)
+                answered_ok = [it for it in answered_ok if id(it) not in refused]
         seen: set[int] = set()
         for it in answered_ok:
             if id(it) not in seen:
@@ -358,6 +380,7 @@ class InboundHandler:
         receipts: list[_In],
         publish: list[tuple[_Publish, list[_In], Callable[[], None] | None]],
         answered_ok: list[_In],
+        logged: list[tuple[Row, list[_In]]],
     ) -> None:
         recent = self.recent
         found: list[IdMapping | None] = [recent.get(it.key) for it in receipts]
@@ -483,7 +506,7 @@ class InboundHandler:
                 answered_ok[:] = [i for i in answered_ok if id(i) not in drop]
 
         for items, m, state, part, r in decided:
-            self._receipt_out(op, items, m, state, part, r, publish, answered_ok)
+            self._receipt_out(op, items, m, state, part, r, publish, answered_ok, logged)
 
     def _receipt_out(
         self,
@@ -495,6 +518,7 @@ class InboundHandler:
         r: Receipt,
         publish: list[tuple[_Publish, list[_In], Callable[[], None] | None]],
         answered_ok: list[_In],
+        logged: list[tuple[Row, list[_In]]],
     ) -> None:
         pdu = items[0].pdu
 
@@ -506,11 +530,11 @@ class InboundHandler:
                     self._counters[(m.partner, state)] = c
                 c.inc()
             if self.events is not None:
-                self.events.emit_row(
-                    (m.message_id, "delivered", time.time(), m.partner, op.name,
-                     getattr(pdu, "destination_addr", ""), getattr(pdu, "source_addr", ""), m.parts, None,
-                     state, r.err, r.message_id, self.node,
-                     m.display_id if m.display_id != m.message_id else None)
+                logged.append(
+                    ((m.message_id, "delivered", time.time(), m.partner, op.name,
+                      getattr(pdu, "destination_addr", ""), getattr(pdu, "source_addr", ""), m.parts, None,
+                      state, r.err, r.message_id, self.node,
+                      m.display_id if m.display_id != m.message_id else None), items)
                 )  # fmt: skip
 
         if not wants_receipt(m.flags, state):
