@@ -231,7 +231,10 @@ async def _start_without_postgres(env: Env, pg: EmbeddedPostgres) -> None:
                     env, {"accepted": acked, "submitted": acked, "delivered": acked}, 60
                 )
                 await wait_for(
-                    lambda: "Postgres is back" in gw.tail(400), 60, "the gateway noticing Postgres"
+                    # "after": the start warning says "... wait until Postgres is back" too
+                    lambda: "Postgres is back after" in gw.tail(400),
+                    60,
+                    "the gateway noticing Postgres",
                 )
                 assert gw.metric("catalyst_smpp_config_from_snapshot") == 0
                 # a route added now takes effect (before it, there is no route for 33)

@@ -3,8 +3,10 @@
 ``InboundHandler.handle`` is the :class:`~catalyst_smpp.client.SmppClient` handler.  It never answers
 at once: it queues the PDU and returns ``DEFERRED``; :meth:`InboundHandler.run` takes everything
 queued (from all sessions, all messages) as one batch, does one KV lookup and one JetStream publish
-for the batch, and only then answers each PDU with ``session.respond`` -- ``ESME_ROK`` after the
-publish ack, ``ESME_RX_T_APPN`` (temporary, the SMSC sends it again) when the bus failed.
+for the batch, stores the batch's ``delivered`` event rows (one packed publish; docs/gateway.md, "Events
+are as durable as what they record"), and only then answers each PDU with ``session.respond`` --
+``ESME_ROK`` after both acks, ``ESME_RX_T_APPN`` (temporary, the SMSC sends it again) when the bus failed or
+the rows were not stored within ``events_timeout``.
 
 Receipts (esm_class message-type bits set, or a ``receipted_message_id`` TLV): parsed from the TLVs
 or the text (:func:`catalyst_smpp.encoding.receipts.parse_receipt`), the id normalised with the
@@ -24,7 +26,7 @@ submit_multi) and the mapping's ``display_id`` (the id the partner was given: th
 * Intermediate notifications (ENROUTE) are answered and not forwarded.
 * The partner's ``registered_delivery`` (the mapping's ``flags``) decides what it gets: 0 nothing,
   2 failures only, 1/3 every final state (:func:`wants_receipt`).  Receipts it does not want are not
-  published (the ``delivered`` event is still emitted).
+  published (the ``delivered`` row is still stored).
 * **Messages of several parts** (mapping ``parts > 1``): the partner gets one receipt per our id.  The
   state of each part is kept **in the same KV bucket** (TTL'd like the mappings, so it works across
   nodes and restarts) under the reserved operator name ``"=parts"`` (``=`` never occurs in an
