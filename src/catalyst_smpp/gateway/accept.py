@@ -5,7 +5,9 @@ PDU).  For submit_sm / data_sm / submit_multi it validates, routes, assigns our 
 :class:`MtMessage` record(s) and queues the request for the **batcher**; the handler returns ``DEFERRED``.
 The batcher (one task, :meth:`AcceptHandler.run`) takes everything queued from every session (up to
 ``max_batch``), publishes it with one ``bus.publish_batch`` (``msg_id`` = our id, so a re-publish is stored
-once), and only then answers each request with ``session.respond``:
+once), stores the batch's event rows -- ``accepted`` for each record stored, ``rejected`` for each refusal --
+with one more (``events.store``: retried until EVENTS takes them; docs/gateway.md, "Events are as durable as
+what they record"), and only then answers each request with ``session.respond``:
 
 * published → ``ESME_ROK`` with our id in the partner's ``message_id_format``;
 * ``STORE_FULL`` / ``TIMEOUT`` / ``CONNECTION`` → ``ESME_RMSGQFUL`` (temporary: the partner retries);
@@ -14,6 +16,12 @@ once), and only then answers each request with ``session.respond``:
 While a publish is in flight new requests queue up, so the batch size follows the load by itself (one
 message when idle, hundreds under load).  Nothing is dropped silently: a request is answered with the
 outcome of its own publish, or with ``ESME_RMSGQFUL`` when the handler is draining/closed.
+
+A refusal is answered by the batcher too, once its ``rejected`` row is stored (at once when there is no event
+publisher or no batcher running).
+
+One module (over 600 lines): the handler's checks, the batcher and the answers share the queued request
+(``_Pending``, ``_Mt``) and its order of steps; apart they would only pass those internals around.
 
 Refusals before publishing: no route → ``ESME_RINVDSTADR``; empty/invalid destination → ``ESME_RINVDSTADR``;
 invalid source → ``ESME_RINVSRCADR``; short_message and message_payload both set → ``ESME_RINVOPTPARAMVAL``;
