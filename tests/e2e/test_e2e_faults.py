@@ -30,6 +30,7 @@ from .harness import (
     texts,
     wait_delivered,
     wait_for,
+    wait_message_log,
     wait_receipts,
 )
 
@@ -344,3 +345,65 @@ async def test_two_gateway_processes_partner_on_one_operator_on_the_other(env: E
 
 def _up_line(gw: GatewayProcess) -> str:
     return next(line for line in gw.tail(400).splitlines() if f"gateway {gw.node_id} up" in line)
+
+
+# --------------------------------------------------------------------------- (g) message log after SIGKILLs
+
+
+async def test_message_log_exact_after_sigkills_mid_load(env: Env) -> None:
+    """The log is as durable as what it records: after two SIGKILLs under load (and restarts), every message
+    the partner got ESME_ROK for has exactly one ``accepted`` row, and -- once everything has been submitted
+    and receipted -- its ``submitted`` row and its ``delivered`` row; no (message_id, event) twice.  With
+    events buffered in memory a SIGKILL lost the rows of messages already acknowledged (to the partner, to
+    JetStream, to the operator): those never come back, so the wait below would time out."""
+    n = 600
+    all_texts = texts("log", n)
+    receipts = Receipts()
+    kill_at = (n // 4, n // 2)
+    async with open_sim(_sim()) as sim:
+        _setup(env, sim.port)
+        gw = GatewayProcess(env, env.tmp)
+        gw.start()
+        try:
+            await gw.wait_listening()
+            client = partner_client(gw.port, handler=receipts.handler)
+            due = [trio.Event() for _ in kill_at]
+            async with trio.open_nursery() as n_:
+                await n_.start(client.run)
+                await client.wait_bound()
+
+                def on_ack(count: int) -> None:
+                    for at, ev in zip(kill_at, due, strict=True):
+                        if count >= at:
+                            ev.set()
+
+                async def killer() -> None:
+                    for ev in due:
+                        await ev.wait()
+                        gw.kill()  # mid-batch: answers, acks and receipts in flight
+                        gw.start()
+                        await gw.wait_listening()
+
+                n_.start_soon(killer)
+                with trio.fail_after(150):
+                    load = await submit_load(client, all_texts, on_ack=on_ack, concurrency=20)
+                assert gw.runs == 3
+                await wait_delivered(load, lambda: [sim], 90)
+                await wait_receipts(load, receipts, 90)
+                await client.aclose()
+            # ESME_ROK to the partner → accepted; every message the partner got a receipt for (also one whose
+            # submit_sm_resp it never saw: submitted again, a second id) went through an operator
+            # submit_sm_resp the gateway acked and a receipt it acknowledged → submitted and delivered
+            acked = {str(int(i, 16)) for i in load.acked.values()}
+            receipted = {str(int(rid, 16)) for rid, _ in receipts.items}
+            want = {"accepted": acked, "submitted": acked | receipted, "delivered": acked | receipted}
+            # rows missing after the writer has had time to catch up are lost for good: the wait times out
+            log = await wait_message_log(env, want, 30)
+        finally:
+            gw.stop()
+    count = check_delivered(all_texts, load, sim)
+    assert count.acked == n and count.missing == [], count
+    assert acked <= receipted and len(sim.receipts_acked) >= n
+    # no (message_id, event) twice (the log's key; counted, not assumed)
+    doubled = {(mid, ev) for ev, ids in log.items() for mid, k in ids.items() if k > 1}
+    assert doubled == set()

@@ -150,7 +150,7 @@ async def _postgres_outage(env: Env, pg: EmbeddedPostgres, outage: float = 3.0) 
                 await trio.sleep(0.5)  # nothing else comes
                 await a.aclose()
                 await b.aclose()
-            assert gw.events.stats.dropped == 0
+            assert gw.events.stats.unstored == 0
         both = LoadResult(
             acked={**load_a.acked, **load_b.acked}, uncertain=load_a.uncertain | load_b.uncertain
         )
@@ -231,7 +231,10 @@ async def _start_without_postgres(env: Env, pg: EmbeddedPostgres) -> None:
                     env, {"accepted": acked, "submitted": acked, "delivered": acked}, 60
                 )
                 await wait_for(
-                    lambda: "Postgres is back after" in gw.tail(400), 60, "the gateway noticing Postgres"
+                    # "after": the start warning says "... wait until Postgres is back" too
+                    lambda: "Postgres is back after" in gw.tail(400),
+                    60,
+                    "the gateway noticing Postgres",
                 )
                 assert gw.metric("catalyst_smpp_config_from_snapshot") == 0
                 # a route added now takes effect (before it, there is no route for 33)

@@ -102,7 +102,6 @@ async def running(
     kw.setdefault("client_options", {"reconnect_initial": 0.05, "reconnect_max": 0.2})
     conn = OperatorConnector(operator, bus, node="n1", events=events, router=lambda: r, **kw)
     async with trio.open_nursery() as n:
-        await n.start(events.run)
         await n.start(conn.run)
         try:
             yield conn

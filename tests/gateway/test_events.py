@@ -8,6 +8,7 @@ import json
 import trio
 
 from catalyst_smpp.bus import Bus, Kind
+from catalyst_smpp.config import NatsConfig
 from catalyst_smpp.gateway.events import (
     ROW_FIELDS,
     EventPublisher,
@@ -15,12 +16,14 @@ from catalyst_smpp.gateway.events import (
     event_from_json,
     event_row,
     event_to_json,
+    event_to_row,
     events_from_bytes,
     make_event,
     row_to_event,
     rows_from_bytes,
 )
 from catalyst_smpp.store import Database, MessageEvent, MessageLogRepo
+from tests.gateway.test_event_durability import _delete_events_stream
 from tests.services import unique_name
 
 
@@ -49,29 +52,33 @@ def test_event_json_round_trip() -> None:
         raise AssertionError(f"{bad!r} decoded")
 
 
-async def test_events_reach_the_message_log(bus: Bus, db: Database) -> None:
+async def test_stored_rows_reach_the_message_log(bus: Bus, db: Database) -> None:
     ids = [unique_name("m") for _ in range(30)]
-    pub = EventPublisher(bus, node="node-a", max_batch=7)
+    pub = EventPublisher(bus, node="node-a", max_rows=7, pack=True)
     writer = EventWriter(bus, db, batch=11, fetch_timeout=0.2)
+    rows = []
+    for i, mid in enumerate(ids):
+        rows.append(event_row(mid, "accepted", partner="acme", dest_addr=f"44{i}"))
+        if i % 3 == 0:
+            rows.append(
+                event_to_row(make_event(mid, "submitted", operator="op1", operator_message_id=f"x{i}"))
+            )
+    assert await pub.store(rows) == []
+    # stored when store returns: in the stream, 30 accepted rows in 5 messages of <= 7, 10 submitted in 2
+    assert (await bus.stream_info(Kind.EVENTS)).messages == 7
+    # the same rows again (a retry after a crash): the log's key keeps one of each
+    assert await pub.store([*rows[:5], event_row(ids[0], "accepted", partner="acme")]) == []
+    assert pub.stats.stored == 46 and pub.stats.unstored == 0 and pub.stats.publishes == 2
     async with trio.open_nursery() as n:
-        await n.start(pub.run)
-        for i, mid in enumerate(ids):
-            pub.emit(make_event(mid, "accepted", partner="acme", dest_addr=f"44{i}"))
-            if i % 3 == 0:
-                pub.emit(make_event(mid, "submitted", operator="op1", operator_message_id=f"x{i}"))
-        # the same event again: de-duplicated by msg_id and by the log's key
-        pub.emit(make_event(ids[0], "accepted", partner="acme"))
-        await pub.flush()
-        assert pub.stats.published == 41 and pub.stats.dropped == 0
         await n.start(writer.run)
 
-        def rows(conn) -> dict[str, list[MessageEvent]]:  # type: ignore[no-untyped-def]
+        def read(conn) -> dict[str, list[MessageEvent]]:  # type: ignore[no-untyped-def]
             return {m: MessageLogRepo(conn).for_message(m) for m in ids}
 
         with trio.fail_after(30):
             while True:
-                got = await db.run(rows)
-                if sum(len(v) for v in got.values()) >= 40:
+                got = await db.run(read)
+                if sum(len(v) for v in got.values()) >= 40 and writer.stats.received >= 9:
                     break
                 await trio.sleep(0.1)
         n.cancel_scope.cancel()
@@ -80,8 +87,8 @@ async def test_events_reach_the_message_log(bus: Bus, db: Database) -> None:
     sub = got[ids[3]][1]
     assert sub.operator == "op1" and sub.operator_message_id == "x3" and sub.node == "node-a"
     assert got[ids[5]][0].dest_addr == "445" and got[ids[5]][0].partner == "acme"
+    assert got[ids[5]][0].node == "node-a"  # an empty node is the publisher's
     assert sum(len(v) for v in got.values()) == 40
-    assert writer.stats.written == 40
     # everything was acked: nothing left in the work queue
     c = await bus.consumer(Kind.EVENTS)
     with trio.fail_after(10):
@@ -89,19 +96,31 @@ async def test_events_reach_the_message_log(bus: Bus, db: Database) -> None:
             await trio.sleep(0.1)
 
 
-async def test_full_buffer_drops_and_counts_without_blocking(bus: Bus) -> None:
-    pub = EventPublisher(bus, node="n", max_buffer=5)
-    for i in range(8):
-        pub.emit(make_event(str(i), "accepted"))  # run() not started: nothing drains
-    assert pub.pending == 5
-    assert pub.stats.dropped == 3 and pub.stats.emitted == 5
+async def test_store_retries_until_events_is_back_or_the_deadline(
+    bus: Bus, nats_url: str, nats_config: NatsConfig
+) -> None:
+    pub = EventPublisher(bus, node="n", pack=True, retry_delay=0.02, max_retry_delay=0.1)
+    rows = [event_row(str(i), "accepted") for i in range(3)] + [event_row("0", "submitted")]
+    await trio.to_thread.run_sync(_delete_events_stream, nats_url, nats_config)
+    # a deadline: what is not stored by then comes back as indices (the caller must not answer for them)
+    assert await pub.store(rows, until=trio.current_time() + 0.3) == [0, 1, 2, 3]
+    assert pub.stats.unstored == 4 and pub.stats.stored == 0 and pub.stats.retries > 0
+    # no deadline: retried until EVENTS is back
+    done: list[list[int]] = []
     async with trio.open_nursery() as n:
-        await n.start(pub.run)
-        await pub.flush()
-        n.cancel_scope.cancel()
-    assert pub.stats.published == 5
-    info = await bus.stream_info(Kind.EVENTS)
-    assert info.messages == 5
+
+        async def store() -> None:
+            done.append(await pub.store(rows))
+
+        n.start_soon(store)
+        retries = pub.stats.retries
+        with trio.fail_after(20):
+            while pub.stats.retries < retries + 8:
+                await trio.sleep(0.02)
+        assert done == []
+        await bus.ensure()
+    assert done == [[]] and pub.stats.stored == 4
+    assert (await bus.stream_info(Kind.EVENTS)).messages == 2  # one message per type
 
 
 async def test_writer_terms_poison_messages(bus: Bus, db: Database) -> None:

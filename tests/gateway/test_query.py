@@ -78,7 +78,6 @@ async def test_query_enroute_delivered_and_privacy(bus: Bus, db: Database) -> No
     events = EventPublisher(bus, node="test", pack=True)
     writer = EventWriter(bus, db, fetch_timeout=0.2)
     async with trio.open_nursery() as n:
-        await n.start(events.run)
         await n.start(writer.run)
         async with partner_server(bus, _snap(), events=events) as ps:
             ps.accept.queries = QueryHandler(db, ps.partners.get)

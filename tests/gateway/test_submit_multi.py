@@ -122,11 +122,9 @@ async def test_submit_multi_shares_one_id_across_its_destinations(bus: Bus) -> N
 class _Rows:
     rows: list[Any]
 
-    def emit_row(self, row: Any) -> None:
-        self.rows.append(row)
-
-    def emit(self, ev: Any) -> None:
-        pass
+    async def store(self, rows: Any, *, until: float | None = None) -> list[int]:
+        self.rows.extend(rows)
+        return []
 
 
 # --------------------------------------------------------------------------- connector, receipts

@@ -5,7 +5,9 @@ PDU).  For submit_sm / data_sm / submit_multi it validates, routes, assigns our 
 :class:`MtMessage` record(s) and queues the request for the **batcher**; the handler returns ``DEFERRED``.
 The batcher (one task, :meth:`AcceptHandler.run`) takes everything queued from every session (up to
 ``max_batch``), publishes it with one ``bus.publish_batch`` (``msg_id`` = our id, so a re-publish is stored
-once), and only then answers each request with ``session.respond``:
+once), stores the batch's event rows -- ``accepted`` for each record stored, ``rejected`` for each refusal --
+with one more (``events.store``: retried until EVENTS takes them; docs/gateway.md, "Events are as durable as
+what they record"), and only then answers each request with ``session.respond``:
 
 * published → ``ESME_ROK`` with our id in the partner's ``message_id_format``;
 * ``STORE_FULL`` / ``TIMEOUT`` / ``CONNECTION`` → ``ESME_RMSGQFUL`` (temporary: the partner retries);
@@ -14,6 +16,12 @@ once), and only then answers each request with ``session.respond``:
 While a publish is in flight new requests queue up, so the batch size follows the load by itself (one
 message when idle, hundreds under load).  Nothing is dropped silently: a request is answered with the
 outcome of its own publish, or with ``ESME_RMSGQFUL`` when the handler is draining/closed.
+
+A refusal is answered by the batcher too, once its ``rejected`` row is stored (at once when there is no event
+publisher or no batcher running).
+
+One module (over 600 lines): the handler's checks, the batcher and the answers share the queued request
+(``_Pending``, ``_Mt``) and its order of steps; apart they would only pass those internals around.
 
 Refusals before publishing: no route → ``ESME_RINVDSTADR``; empty/invalid destination → ``ESME_RINVDSTADR``;
 invalid source → ``ESME_RINVSRCADR``; short_message and message_payload both set → ``ESME_RINVOPTPARAMVAL``;
@@ -44,7 +52,6 @@ leave for the operator within milliseconds (docs/gateway.md, "query_sm, cancel_s
 from __future__ import annotations
 
 import collections
-import datetime as dt
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -56,6 +63,7 @@ import trio
 from catalyst_smpp.bus import Kind, PublishErrorKind
 from catalyst_smpp.encoding.datacoding import Alphabet, CodingGroup, parse_data_coding
 from catalyst_smpp.encoding.reassembly import split_message
+from catalyst_smpp.gateway.events import Row, event_row
 from catalyst_smpp.gateway.ids import IdGenerator, format_id, parse_id
 from catalyst_smpp.gateway.messages import mt_record
 from catalyst_smpp.gateway.query import QueryHandler
@@ -69,7 +77,7 @@ from catalyst_smpp.protocol.pdu import (
     UnsuccessSme,
 )
 from catalyst_smpp.protocol.tlv import Tag
-from catalyst_smpp.store.records import MessageEvent, Partner
+from catalyst_smpp.store.records import Partner
 from catalyst_smpp.transport.session import DEFERRED, Reply, SmppSession
 
 __all__ = ["AcceptHandler", "AcceptStats", "status_for_publish_error"]
@@ -124,9 +132,20 @@ subject, the record's octets, dest ton, npi, addr, parts, display_id, the first 
 
 
 class _Pending:
-    """One partner request waiting for the publish of its record(s)."""
+    """One partner request waiting for the publish of its record(s) and of its event rows; ``rows``: the
+    ``rejected`` rows of its refused destinations (a request refused whole has no ``mts``)."""
 
-    __slots__ = ("failures", "mts", "partner", "partner_fmt", "pdu", "session", "source_addr", "started")
+    __slots__ = (
+        "failures",
+        "mts",
+        "partner",
+        "partner_fmt",
+        "pdu",
+        "rows",
+        "session",
+        "source_addr",
+        "started",
+    )
 
     def __init__(
         self,
@@ -138,6 +157,7 @@ class _Pending:
         started: float,
         partner: str,
         source_addr: str,
+        rows: list[Row] | None = None,
     ) -> None:
         self.session = session
         self.pdu = pdu
@@ -147,6 +167,7 @@ class _Pending:
         self.started = started
         self.partner = partner
         self.source_addr = source_addr
+        self.rows = rows
 
 
 class AcceptHandler:
@@ -240,8 +261,13 @@ class AcceptHandler:
                 raise _Reject(_RMSGQFUL, "draining")
             mt = self._build(system_id, dc0, pdu, source, dest)
         except _Reject as r:
-            self._rejected(system_id, source[2], dest[2], r)
-            return r.status
+            row = self._rejected(system_id, source[2], dest[2], r)
+            if row is None or not self._running:
+                return r.status
+            # answered once its rejected row is stored (the batcher): the log has every answer given
+            failed = [(SmeDestination(dest[0], dest[1], dest[2]), r.status)]
+            self._enqueue(_Pending(session, pdu, [], failed, fmt, self.clock(), system_id, source[2], [row]))
+            return DEFERRED
         self._enqueue(_Pending(session, pdu, [mt], [], fmt, self.clock(), system_id, source[2]))
         return DEFERRED
 
@@ -255,6 +281,7 @@ class AcceptHandler:
             return _RMSGQFUL
         mts: list[_Mt] = []
         failures: list[tuple[SmeDestination, int]] = []
+        rows: list[Row] = []
         display: str | None = None  # the first destination's id: the one the partner gets for all of them
         for d in dests:
             if isinstance(d, DistributionListDestination):
@@ -264,15 +291,21 @@ class AcceptHandler:
             try:
                 mt = self._build(session.system_id, dc0, pdu, source, dest, display)
             except _Reject as r:
-                self._rejected(session.system_id, source[2], dest[2], r)
+                row = self._rejected(session.system_id, source[2], dest[2], r)
+                if row is not None:
+                    rows.append(row)
                 failures.append((d, r.status))
                 continue
             if display is None:
                 display = mt[1]
             mts.append(mt)
-        if not mts:
+        if not mts and (not rows or not self._running):
             return failures[0][1]
-        self._enqueue(_Pending(session, pdu, mts, failures, fmt, self.clock(), session.system_id, source[2]))
+        self._enqueue(
+            _Pending(
+                session, pdu, mts, failures, fmt, self.clock(), session.system_id, source[2], rows or None
+            )
+        )
         return DEFERRED
 
     def _data_coding(self, value: int, dc0: str) -> Any:
@@ -377,31 +410,25 @@ class AcceptHandler:
             subject = self._subject(target)
         return (our_id, mid, subject, data, dest[0], dest[1], dest_addr, parts, display_id, target)
 
-    def _rejected(self, partner: str, source: str, dest: str, r: _Reject) -> None:
+    def _rejected(self, partner: str, source: str, dest: str, r: _Reject) -> Row | None:
+        """Count and log a refusal; its ``rejected`` row (None without an event publisher)."""
         self.stats.rejected += 1
         log.debug("[%s] submit to %r refused 0x%08X: %s", partner, dest, r.status, r.reason)
         self._count(partner, "rejected")
-        if self.events is not None:
-            # a refused message has no id of ours; the log row still needs a unique key
-            self._emit(
-                MessageEvent(
-                    message_id=f"r{self.ids.next()}",
-                    event="rejected",
-                    event_at=dt.datetime.now(dt.UTC),
-                    partner=partner,
-                    source_addr=source,
-                    dest_addr=dest,
-                    status=r.status,
-                    error=r.reason,
-                    node=self.node,
-                )
-            )
-
-    def _emit(self, event: MessageEvent) -> None:
-        try:
-            self.events.emit(event)
-        except Exception:
-            log.exception("emitting a %s event failed", event.event)
+        if self.events is None:
+            return None
+        # a refused message has no id of ours; the log row still needs a unique key
+        return event_row(
+            f"r{self.ids.next()}",
+            "rejected",
+            partner=partner,
+            source_addr=source,
+            dest_addr=dest,
+            status=r.status,
+            error=r.reason,
+            node=self.node,
+            at=self.clock(),
+        )
 
     def _count(self, partner: str, status: str, n: int = 1) -> None:
         m = self.metrics
@@ -467,11 +494,22 @@ class AcceptHandler:
         return s
 
     async def _publish(self, batch: list[_Pending]) -> None:
+        """One batch: publish the MT records, then store the event rows of what was stored (``accepted``)
+        and refused (``rejected``), then answer.  A request is answered only once both are durable."""
         items = [(mt[2], mt[3], None, mt[1]) for p in batch for mt in p.mts]
         self.stats.batches += 1
         self.stats.largest_batch = max(self.stats.largest_batch, len(items))
         try:
-            results: list[Any] = await self.bus.publish_batch(items, timeout=self.publish_timeout)
+            results: list[Any] = (
+                await self.bus.publish_batch(items, timeout=self.publish_timeout) if items else []
+            )
+            rows = self._rows(batch, results) if self.events is not None else []
+            if rows:
+                # No deadline: these records are stored and will be submitted whatever the partner is told,
+                # so neither an error answer (the partner submits again: a second copy at the handset) nor
+                # ESME_ROK without the row (a message missing from the log) is right.  The answers wait for
+                # EVENTS; the partners' windows fill meanwhile (docs/operations.md, "NATS").
+                await self.events.store(rows)
         except trio.Cancelled:
             for p in batch:
                 p.session.respond(p.pdu, _RMSGQFUL)
@@ -492,7 +530,7 @@ class AcceptHandler:
             n = len(p.mts)
             res = results[i : i + n] if n != 1 else [results[i]]
             i += n
-            self._answer(p, res, now, accepted)
+            self._answer(p, res, accepted)
             if observe is not None:
                 try:
                     observe(max(0.0, now - p.started))
@@ -502,24 +540,34 @@ class AcceptHandler:
             self.stats.accepted += k
             self._count(partner, "accepted", k)
 
-    def _answer(self, p: _Pending, results: list[Any], now: float, accepted: dict[str, int]) -> None:
+    def _rows(self, batch: list[_Pending], results: list[Any]) -> list[Row]:
+        """The event rows of a published batch: ``accepted`` for each record stored, the ``rejected`` rows."""
+        rows: list[Row] = []
+        add = rows.append
+        now = self.clock()
+        node = self.node
+        i = 0
+        for p in batch:
+            if p.rows:
+                rows.extend(p.rows)
+            partner = p.partner
+            multi = p.pdu.command_id == _SUBMIT_MULTI
+            for mt in p.mts:
+                if results[i].ok:
+                    # display_id on each destination of a submit_multi (the first too): the log finds them all
+                    add((mt[1], "accepted", now, partner, mt[9], p.source_addr, mt[6], mt[7], 0, None, None,
+                         None, node, mt[8] if multi else None))  # fmt: skip
+                i += 1
+        return rows
+
+    def _answer(self, p: _Pending, results: list[Any], accepted: dict[str, int]) -> None:
         ok_ids: list[int] = []
         failures: list[tuple[Any, int]] = list(p.failures) if p.failures else []
         first_error = 0
-        events = self.events
         partner = p.partner
-        multi = p.pdu.command_id == _SUBMIT_MULTI
         for mt, r in zip(p.mts, results, strict=True):
             if r.ok:
                 ok_ids.append(mt[0])
-                if events is not None:
-                    # an event row (events.ROW_FIELDS): no MessageEvent/datetime per message
-                    # display_id on every destination of a submit_multi (the first too): the log finds
-                    # them all
-                    events.emit_row(
-                        (mt[1], "accepted", now, partner, mt[9], p.source_addr, mt[6], mt[7], 0, None, None,
-                         None, self.node, mt[8] if multi else None)
-                    )  # fmt: skip
             else:
                 status = status_for_publish_error(r.kind)
                 self.stats.failed += 1
@@ -552,7 +600,8 @@ class AcceptHandler:
         if ok_ids:
             p.session.respond(pdu, pdu.make_response(0, message_id=format_id(ok_ids[0], p.partner_fmt)))
         else:
-            p.session.respond(pdu, first_error)
+            # a refused request (failures: its own status) or a record not stored
+            p.session.respond(pdu, first_error or (failures[0][1] if failures else _RSYSERR))
 
     # ------------------------------------------------------------------ draining
 

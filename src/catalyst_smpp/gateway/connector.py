@@ -59,7 +59,7 @@ from catalyst_smpp.encoding import (
     parse_data_coding,
     segment,
 )
-from catalyst_smpp.gateway.events import EventPublisher, make_event
+from catalyst_smpp.gateway.events import EventPublisher, Row, event_row
 from catalyst_smpp.gateway.inbound import PART_DECIDES, PART_UNASKED, InboundHandler, wants_receipt
 from catalyst_smpp.gateway.messages import DecodeError, MtFields, MtMessage, dlr_record, mt_fields
 from catalyst_smpp.protocol.constants import CommandStatus
@@ -883,6 +883,11 @@ class OperatorConnector:
         term: list[Msg] = []
         naks: dict[float, list[Msg]] = {}
         publish: list[tuple[PublishItem, _Job]] = []
+        # settled with an event row (submitted / failed): acked or termed only once the row is stored
+        logged: list[tuple[Row, _Job]] = []
+        # the id mappings, the event rows and the acks are retried (through a NATS reconnect) until shortly
+        # before JetStream would redeliver the messages anyway (ack_wait after the fetch)
+        deadline = min(j.started for j in batch) + 0.8 * self.bus.cfg.streams.mt.ack_wait
 
         def nak(j: _Job, delay: float) -> None:
             naks.setdefault(delay, []).append(j.msg)
@@ -922,8 +927,6 @@ class OperatorConnector:
             # The operator has accepted these: giving one back to the queue means submitting it again (a
             # duplicate at the handset).  So keep trying to store the mapping -- through a NATS reconnect --
             # until shortly before JetStream would redeliver the message anyway (ack_wait after the fetch).
-            ack_wait = self.bus.cfg.streams.mt.ack_wait
-            deadline = min(j.started for j in ok) + 0.8 * ack_wait
             delay = 0.1
             while True:
                 try:
@@ -939,7 +942,6 @@ class OperatorConnector:
                 items = [items[k] for k in bad]
                 owners = [owners[k] for k in bad]
             failed_jobs = {id(owners[k]) for k, r in enumerate(results) if not getattr(r, "ok", False)}
-            events = self.events
             now = time.time()
             for j in ok:
                 if id(j) in failed_jobs:
@@ -952,18 +954,15 @@ class OperatorConnector:
                     )
                     nak(j, self._retry_delay(j.msg))
                     continue
-                ack.append(j.msg)
-                self.stats.submitted += 1
-                self.stats.parts_submitted += len(j.results)
                 mt = j.mt
-                if events is not None and mt is not None:
-                    rs = j.results
-                    events.emit_row(
-                        (mt.message_id, "submitted", now, mt.partner, op.name, mt.source_addr, mt.dest_addr,
-                         len(rs), 0, None, None, rs[0].message_id if len(rs) == 1 else ",".join(
-                             r.message_id for r in rs), self.node,
-                         mt.display_id if mt.display_id != mt.message_id else None)
-                    )  # fmt: skip
+                assert mt is not None
+                rs = j.results
+                logged.append(
+                    ((mt.message_id, "submitted", now, mt.partner, op.name, mt.source_addr, mt.dest_addr,
+                      len(rs), 0, None, None, rs[0].message_id if len(rs) == 1 else ",".join(
+                          r.message_id for r in rs), self.node,
+                      mt.display_id if mt.display_id != mt.message_id else None), j)
+                )  # fmt: skip
 
         for j in batch:
             mt = j.mt
@@ -1018,8 +1017,7 @@ class OperatorConnector:
                         )
                     )
                 else:
-                    term.append(j.msg)
-                    self._failed(j, state)
+                    logged.append((self._failed(j, state), j))
 
         if publish:
             res: list[Any]
@@ -1043,13 +1041,31 @@ class OperatorConnector:
                     ack.append(j.msg)
                 else:
                     self.stats.failure_receipts += 1
+                    logged.append((self._failed(j, "REJECTD" if j.outcome == "perm" else "UNDELIV"), j))
+
+        # 2. their event rows, stored (one packed publish) before the ack or term that makes them final: a
+        # message acked without its row would never come back to be logged.  Rows not stored by the
+        # deadline: the message is nak'ed and submitted again (a copy at the operator, counted) -- the row
+        # is written then.
+        if logged:
+            lost: set[int] = set()
+            if self.events is not None:
+                lost = set(await self.events.store([row for row, _ in logged], until=deadline))
+            for k, (_row, j) in enumerate(logged):
+                if k in lost:
+                    self.stats.duplicate_parts += len(j.results) if j.outcome == "ok" else 0
+                    nak(j, self._retry_delay(j.msg))
+                elif j.outcome == "ok":
+                    ack.append(j.msg)
+                    self.stats.submitted += 1
+                    self.stats.parts_submitted += len(j.results)
+                else:
                     term.append(j.msg)
-                    self._failed(j, "REJECTD" if j.outcome == "perm" else "UNDELIV")
+                    self.stats.failed += 1
 
         if ack:
             # an ack lost to a NATS outage means a redelivery and so a second submit: retry it through the
             # reconnect (the consumer's pending state survives a server restart) until ack_wait is near
-            deadline = min(j.started for j in batch) + 0.8 * self.bus.cfg.streams.mt.ack_wait
             delay = 0.1
             while True:
                 try:
@@ -1068,26 +1084,22 @@ class OperatorConnector:
             self.stats.nacked += len(msgs)
             await c.nak(msgs, delay=delay)
 
-    def _failed(self, j: _Job, state: str) -> None:
-        self.stats.failed += 1
+    def _failed(self, j: _Job, state: str) -> Row:
+        """Log a permanent failure; its ``failed`` row."""
         mt = j.mt
-        log.info(
-            "operator %s: message %s failed permanently: %s", self.name, mt.message_id if mt else "?", j.error
+        assert mt is not None
+        log.info("operator %s: message %s failed permanently: %s", self.name, mt.message_id, j.error)
+        return event_row(
+            mt.message_id,
+            "failed",
+            partner=mt.partner,
+            operator=self.operator.name,
+            source_addr=mt.source_addr,
+            dest_addr=mt.dest_addr,
+            parts=max(1, len(j.pdus)),
+            status=j.status,
+            final_state=state,
+            error=j.error[:200],
+            node=self.node,
+            display_id=mt.display_id if mt.display_id != mt.message_id else None,
         )
-        if self.events is not None and mt is not None:
-            self.events.emit(
-                make_event(
-                    mt.message_id,
-                    "failed",
-                    partner=mt.partner,
-                    operator=self.operator.name,
-                    source_addr=mt.source_addr,
-                    dest_addr=mt.dest_addr,
-                    parts=max(1, len(j.pdus)),
-                    status=j.status,
-                    final_state=state,
-                    error=j.error[:200],
-                    node=self.node,
-                    display_id=mt.display_id if mt.display_id != mt.message_id else None,
-                )
-            )

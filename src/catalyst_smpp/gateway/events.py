@@ -1,31 +1,34 @@
 """Message events: published on ``EVENTS.<type>``, written to the Postgres message log in batches.
 
-* :class:`EventPublisher` -- ``emit(MessageEvent)`` is synchronous and never blocks: events go into a
-  bounded buffer that :meth:`EventPublisher.run` flushes with one ``publish_batch`` per batch.  A full
-  buffer drops the event (counted and logged): events are the log, never the message itself, so the
-  message path must not wait for them.
+* :class:`EventPublisher` -- ``await store(rows)`` publishes a batch of event rows with one
+  ``publish_batch`` and returns when JetStream has acknowledged them (retrying what failed, idempotently).
+  The producers await it in their own batch step, BEFORE the answer or ack that makes the rows true
+  (docs/gateway.md, "Events are as durable as what they record"): accept before the submit_sm_resp, the
+  connector before the MT ack, inbound before the deliver_sm_resp.  So a row is exactly as durable as the
+  thing it records: a crash can lose an answer (the peer retries), never the row of something answered.
 * :class:`EventWriter` -- consumes the shared durable ``EVENTS_all`` and writes ``db.write_log_rows``
   in batches (the rows as read, :func:`rows_from_bytes`: no ``MessageEvent`` or ``datetime`` per row; the
   repository builds one COPY text per batch); acks only after the write commits, naks (with a delay) when
   the database fails.
-  ``(message_id, event)`` is the log's key, so a redelivered batch is harmless.
+  ``(message_id, event)`` is the log's key, so a redelivered batch or a row published twice is harmless.
 
 On the wire an event is one compact JSON object (``event_to_json`` / ``event_from_json``), with
 ``event_at`` as an ISO 8601 string with its zone.  JetStream ``msg_id`` ``"<message_id>:<event>"``
 makes a re-publish within the duplicate window a no-op.
 
-Packed (``EventPublisher(pack=True)``, what the Gateway uses): the events of one batch that share a
-type travel as ONE JetStream message on ``EVENTS.<type>``, msg_id ``"p:<sha1 of the payload>"`` -- so the
-message log costs one publish and one fetch+ack per batch instead of per event.  The payload is one JSON
-array of rows (:data:`ROW_FIELDS` order, ``event_at`` as unix seconds: ``[["123","accepted",1714564801.005,
-"acme",...],...]``), written with one ``json.dumps`` per batch and read with one ``json.loads``.  Earlier
-nodes packed JSON objects joined by newlines; the writer reads every form (:func:`events_from_bytes`: one
-object, objects joined by newlines, an array of rows); an unreadable line or row is dropped alone.
-(Upgrade the writers -- every node runs one -- before the publishers: an older writer cannot read rows.)
+Packed (``EventPublisher(pack=True)``, what the Gateway uses): the rows of one ``store`` that share a
+type travel as ONE JetStream message on ``EVENTS.<type>`` (up to ``max_rows`` rows), msg_id ``"p:<sha1 of
+the payload>"`` -- so the message log costs one publish and one fetch+ack per batch instead of per event.
+The payload is one JSON array of rows (:data:`ROW_FIELDS` order, ``event_at`` as unix seconds:
+``[["123","accepted",1714564801.005,"acme",...],...]``), written with one ``json.dumps`` per batch and read
+with one ``json.loads``.  Earlier nodes packed JSON objects joined by newlines; the writer reads every form
+(:func:`events_from_bytes`: one object, objects joined by newlines, an array of rows); an unreadable line or
+row is dropped alone.  (Upgrade the writers -- every node runs one -- before the publishers: an older writer
+cannot read rows.)
 
-The producers (accept, connector, inbound) hand rows to :meth:`EventPublisher.emit_row` (a tuple, no
-``MessageEvent`` object and no ``datetime`` per event); :meth:`EventPublisher.emit` takes a
-``MessageEvent`` as before.
+The producers build rows with :func:`event_row` or as tuples in :data:`ROW_FIELDS` order (no
+``MessageEvent`` object and no ``datetime`` per event); :func:`event_to_row` turns a ``MessageEvent`` into
+one.
 """
 
 from __future__ import annotations
@@ -35,14 +38,14 @@ import hashlib
 import json
 import logging
 import time
-from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
 import psycopg
 import trio
 
-from catalyst_smpp.bus import Bus, BusError, Kind, PublishError, PublishItem
+from catalyst_smpp.bus import Bus, BusError, Kind, PublishError, PublishErrorKind, PublishItem
 from catalyst_smpp.store import Database, LogRow, MessageEvent
 
 __all__ = [
@@ -50,9 +53,11 @@ __all__ = [
     "ROW_FIELDS",
     "EventPublisher",
     "EventWriter",
+    "Row",
     "event_from_json",
     "event_row",
     "event_to_json",
+    "event_to_row",
     "events_from_bytes",
     "make_event",
     "row_to_event",
@@ -89,6 +94,7 @@ _UTC = dt.UTC
 _fromtimestamp = dt.datetime.fromtimestamp
 
 Row = tuple[Any, ...]
+"""An event row: :data:`ROW_FIELDS` in order (``event_at`` as unix seconds)."""
 
 
 def make_event(message_id: str, event: str, **fields: Any) -> MessageEvent:
@@ -112,7 +118,7 @@ def event_row(
     at: float | None = None,
     display_id: str | None = None,
 ) -> Row:
-    """An event row for :meth:`EventPublisher.emit_row` (stamped now unless ``at``, unix seconds)."""
+    """An event row for :meth:`EventPublisher.store` (stamped now unless ``at``, unix seconds)."""
     return (
         message_id,
         event,
@@ -131,7 +137,8 @@ def event_row(
     )
 
 
-def _event_to_row(ev: MessageEvent) -> Row:
+def event_to_row(ev: MessageEvent) -> Row:
+    """A :class:`MessageEvent` as a row for :meth:`EventPublisher.store`."""
     at = ev.event_at
     if at.tzinfo is None:
         at = at.replace(tzinfo=_UTC)
@@ -309,91 +316,45 @@ def rows_from_bytes(data: bytes) -> tuple[list[LogRow], int]:
 
 @attrs.define
 class PublisherStats:
-    emitted: int = 0
-    published: int = 0
-    dropped: int = 0
-    """Events lost: buffer full, or a permanent publish error."""
+    stored: int = 0
+    """Rows JetStream acknowledged."""
+    publishes: int = 0
+    """``publish_batch`` calls (one per :meth:`EventPublisher.store`, plus retries)."""
     retries: int = 0
+    """Rows published again after a failed attempt."""
+    unstored: int = 0
+    """Rows given up at the caller's deadline (the caller did not give the answer they stood for)."""
 
 
 class EventPublisher:
-    """Buffers events and publishes them in batches (see the module notes)."""
+    """Makes event rows durable *now*: ``await store(rows)`` returns once JetStream has acknowledged them (see
+    the module notes).  No buffer and no task of its own: a producer awaits it in its batch step, before
+    the answer or ack that makes its rows true, so a crash can never lose a row of something already
+    answered."""
 
     def __init__(
         self,
         bus: Bus,
         *,
         node: str,
-        max_batch: int = 500,
-        max_buffer: int = 100_000,
-        retry_delay: float = 0.5,
-        max_retry_delay: float = 10.0,
+        max_rows: int = 500,
+        retry_delay: float = 0.05,
+        max_retry_delay: float = 2.0,
         pack: bool = False,
     ) -> None:
-        """``pack``: one JetStream message per event type per batch (see the module notes)."""
-        if max_batch < 1 or max_buffer < 1:
-            raise ValueError("max_batch and max_buffer must be >= 1")
+        """``pack``: the rows of one event type travel as one JetStream message (up to ``max_rows`` rows
+        each; see the module notes)."""
+        if max_rows < 1:
+            raise ValueError("max_rows must be >= 1")
         self.bus = bus
         self.node = node
-        self.max_batch = max_batch
-        self.max_buffer = max_buffer
+        self.max_rows = max_rows
         self.retry_delay = retry_delay
         self.max_retry_delay = max_retry_delay
         self.pack = pack
         self.stats = PublisherStats()
-        self._buf: deque[Row] = deque()
-        self._wake = trio.Event()
-        self._idle = trio.Event()
-        self._idle.set()
-        self._in_flight = 0
-        self._last_drop_log = -1e9
         self._subjects: dict[str, str] = {}
-
-    # ------------------------------------------------------------------ producing
-
-    def emit(self, event: MessageEvent) -> None:
-        """Queue an event; never blocks.  A full buffer drops it (counted in ``stats.dropped``)."""
-        self.emit_row(_event_to_row(event))
-
-    def emit_row(self, row: Row) -> None:
-        """Queue an event row (:func:`event_row`, :data:`ROW_FIELDS` order); never blocks.  A full buffer
-        drops it (counted in ``stats.dropped``)."""
-        buf = self._buf
-        if len(buf) >= self.max_buffer:
-            self._drop(row)
-            return
-        if not row[_NODE] and self.node:
-            row = (*row[:_NODE], self.node, *row[_NODE + 1 :])
-        buf.append(row)
-        self.stats.emitted += 1
-        if self._idle.is_set():
-            self._idle = trio.Event()
-        self._wake.set()
-
-    def _drop(self, row: Row) -> None:
-        self.stats.dropped += 1
-        now = trio.current_time()
-        if now - self._last_drop_log >= 5.0:
-            self._last_drop_log = now
-            log.warning(
-                "event buffer full (%d): dropped %s/%s (%d dropped so far)",
-                self.max_buffer,
-                row[0],
-                row[1],
-                self.stats.dropped,
-            )
-
-    @property
-    def pending(self) -> int:
-        """Events buffered or being published."""
-        return len(self._buf) + self._in_flight
-
-    async def flush(self) -> None:
-        """Until everything emitted so far has been published (or dropped)."""
-        while self.pending:
-            await self._idle.wait()
-
-    # ------------------------------------------------------------------ publishing
+        self._last_log = -1e9
 
     def _subject(self, event: str) -> str:
         s = self._subjects.get(event)
@@ -401,78 +362,84 @@ class EventPublisher:
             s = self._subjects[event] = self.bus.subject(Kind.EVENTS, event)
         return s
 
-    async def run(self, *, task_status: trio.TaskStatus[EventPublisher] = trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started(self)
-        delay = self.retry_delay
-        buf = self._buf
-        while True:
-            if not buf:
-                self._idle.set()
-                await self._wake.wait()
-                self._wake = trio.Event()
-                continue
-            n = min(self.max_batch, len(buf))
-            popleft = buf.popleft
-            batch = [popleft() for _ in range(n)]
-            self._in_flight = n
-            groups: list[list[Row]]
-            try:
-                if self.pack:
-                    by_type: dict[str, list[Row]] = {}
-                    for row in batch:
-                        g = by_type.get(row[1])
-                        if g is None:
-                            by_type[row[1]] = [row]
-                        else:
-                            g.append(row)
-                    groups = list(by_type.values())
-                    items = [self._packed(g) for g in groups]
-                else:
-                    groups = [[row] for row in batch]
-                    items = [
-                        PublishItem(
-                            self._subject(row[1]),
-                            event_to_json(row_to_event(row)),
-                            None,
-                            f"{row[0]}:{row[1]}",
-                        )
-                        for row in batch
-                    ]
-                results = await self.bus.publish_batch(items)
-            except BusError as exc:
-                log.warning("event publish failed: %s", exc)
-                results = None
-            retry: list[Row] = []
-            if results is None:
-                retry = batch
-            else:
-                for group, r in zip(groups, results, strict=True):
-                    if not isinstance(r, PublishError):
-                        self.stats.published += len(group)
-                    elif r.temporary:
-                        retry.extend(group)
-                    else:
-                        self.stats.dropped += len(group)
-                        for row in group:
-                            log.error("event %s/%s not published: %s %s", row[0], row[1], r.kind,
-                                      r.description)  # fmt: skip
-            self._in_flight = 0
-            if retry:
-                self.stats.retries += len(retry)
-                # back to the front, oldest first; the bound still applies to new events
-                buf.extendleft(reversed(retry))
-                await trio.sleep(delay)
-                delay = min(delay * 2, self.max_retry_delay)
-            else:
-                delay = self.retry_delay
+    async def store(self, rows: Sequence[Row], *, until: float | None = None) -> list[int]:
+        """Publish ``rows`` (:func:`event_row` tuples, :data:`ROW_FIELDS` order; an empty ``node`` is this
+        publisher's) with ONE ``publish_batch`` and wait for JetStream's acks.  What failed is published
+        again -- the same payloads, so the same msg_ids: a retry is stored once (duplicate window) and the
+        log's key absorbs the rest -- with a growing pause, until everything is stored or the trio time
+        ``until`` would pass (``None``: no limit; cancel the caller to stop).
 
-    def _packed(self, group: list[Row]) -> PublishItem:
-        subject = self._subject(group[0][1])
-        if len(group) == 1:
-            row = group[0]
-            return PublishItem(subject, event_to_json(row_to_event(row)), None, f"{row[0]}:{row[1]}")
-        payload = json.dumps(group, separators=(",", ":"), ensure_ascii=True).encode("ascii")
-        return PublishItem(subject, payload, None, "p:" + hashlib.sha1(payload).hexdigest())
+        Returns the indices (into ``rows``) of the rows NOT stored: empty when all are.
+        """
+        if not rows:
+            return []
+        node = self.node
+        if node:
+            rows = [r if r[_NODE] else (*r[:_NODE], node, *r[_NODE + 1 :]) for r in rows]
+        items, owners = self._items(rows)
+        delay = self.retry_delay
+        failing_since: float | None = None
+        while True:
+            self.stats.publishes += 1
+            try:
+                results: list[Any] = await self.bus.publish_batch(items)
+            except BusError as exc:  # bus closed
+                results = [PublishError(PublishErrorKind.CONNECTION, str(exc))] * len(items)
+            left = [k for k, r in enumerate(results) if not r.ok]
+            self.stats.stored += sum(len(owners[k]) for k, r in enumerate(results) if r.ok)
+            if not left:
+                if failing_since is not None:
+                    log.warning("event rows stored again after %.1fs", trio.current_time() - failing_since)
+                return []
+            now = trio.current_time()
+            n_left = sum(len(owners[k]) for k in left)
+            if failing_since is None:
+                failing_since = now
+            if now - self._last_log >= 5.0:
+                self._last_log = now
+                r = results[left[0]]
+                log.warning("%d event row(s) not stored in EVENTS (%s %s); retrying", n_left, r.kind.value,
+                            r.description)  # fmt: skip
+            if until is not None and now + delay >= until:
+                self.stats.unstored += n_left
+                return sorted(i for k in left for i in owners[k])
+            self.stats.retries += n_left
+            items = [items[k] for k in left]
+            owners = [owners[k] for k in left]
+            await trio.sleep(delay)
+            delay = min(delay * 2, self.max_retry_delay)
+
+    def _items(self, rows: Sequence[Row]) -> tuple[list[PublishItem], list[list[int]]]:
+        """The JetStream messages for ``rows`` and, for each, the indices of the rows it carries."""
+        if not self.pack:
+            return [self._single(row) for row in rows], [[i] for i in range(len(rows))]
+        by_type: dict[str, list[int]] = {}
+        for i, row in enumerate(rows):
+            g = by_type.get(row[1])
+            if g is None:
+                by_type[row[1]] = [i]
+            else:
+                g.append(i)
+        items: list[PublishItem] = []
+        owners: list[list[int]] = []
+        step = self.max_rows
+        for idx in by_type.values():
+            for k in range(0, len(idx), step):
+                part = idx[k : k + step]
+                owners.append(part)
+                if len(part) == 1:
+                    items.append(self._single(rows[part[0]]))
+                    continue
+                payload = json.dumps([rows[i] for i in part], separators=(",", ":"), ensure_ascii=True)
+                data = payload.encode("ascii")
+                subject = self._subject(rows[part[0]][1])
+                items.append(PublishItem(subject, data, None, "p:" + hashlib.sha1(data).hexdigest()))
+        return items, owners
+
+    def _single(self, row: Row) -> PublishItem:
+        return PublishItem(
+            self._subject(row[1]), event_to_json(row_to_event(row)), None, f"{row[0]}:{row[1]}"
+        )
 
 
 @attrs.define

@@ -142,8 +142,8 @@ class Gateway:
         self._apply_snapshot(await self._initial_snapshot())
         async with trio.open_nursery() as n:
             self._nursery = n
+            # no task: accept, connectors and inbound store their rows themselves, before answering
             self.events = EventPublisher(self.bus, node=self.node_id, pack=True)
-            await n.start(self.events.run)
             self.writer = EventWriter(self.bus, self.db, batch=cfg.limits.event_batch)
             n.start_soon(self.writer.run)
             self.accept = AcceptHandler(
@@ -504,12 +504,6 @@ class Gateway:
                 for name, (conn, scope) in list(self.connectors.items()):
                     n.start_soon(self._stop_connector, name, conn, scope, remaining)
         self.connectors.clear()
-        if self.events is not None:
-            with trio.move_on_at(max(deadline, trio.current_time() + 0.5)):
-                try:
-                    await self.events.flush()
-                except Exception:
-                    log.exception("flushing events failed")
         self._done.set()
 
 

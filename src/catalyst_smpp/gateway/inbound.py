@@ -3,8 +3,10 @@
 ``InboundHandler.handle`` is the :class:`~catalyst_smpp.client.SmppClient` handler.  It never answers
 at once: it queues the PDU and returns ``DEFERRED``; :meth:`InboundHandler.run` takes everything
 queued (from all sessions, all messages) as one batch, does one KV lookup and one JetStream publish
-for the batch, and only then answers each PDU with ``session.respond`` -- ``ESME_ROK`` after the
-publish ack, ``ESME_RX_T_APPN`` (temporary, the SMSC sends it again) when the bus failed.
+for the batch, stores the batch's ``delivered`` event rows (one packed publish; docs/gateway.md, "Events
+are as durable as what they record"), and only then answers each PDU with ``session.respond`` --
+``ESME_ROK`` after both acks, ``ESME_RX_T_APPN`` (temporary, the SMSC sends it again) when the bus failed or
+the rows were not stored within ``events_timeout``.
 
 Receipts (esm_class message-type bits set, or a ``receipted_message_id`` TLV; for an operator with
 ``receipts_by_text`` also a text that reads as one: :func:`~catalyst_smpp.encoding.receipts.receipt_in_text`)
@@ -27,7 +29,7 @@ submit_multi) and the mapping's ``display_id`` (the id the partner was given: th
 * Intermediate notifications (ENROUTE) are answered and not forwarded.
 * The partner's ``registered_delivery`` (the mapping's ``flags``) decides what it gets: 0 nothing,
   2 failures only, 1/3 every final state (:func:`wants_receipt`).  Receipts it does not want are not
-  published (the ``delivered`` event is still emitted).
+  published (the ``delivered`` row is still stored).
 * **Messages of several parts** (mapping ``parts > 1``): the partner gets one receipt per our id.  The
   state of each part is kept **in the same KV bucket** (TTL'd like the mappings, so it works across
   nodes and restarts) under the reserved operator name ``"=parts"`` (``=`` never occurs in an
@@ -77,7 +79,7 @@ from catalyst_smpp.encoding.receipts import (
     receipt_in_text,
     stat_for_state,
 )
-from catalyst_smpp.gateway.events import EventPublisher
+from catalyst_smpp.gateway.events import EventPublisher, Row
 from catalyst_smpp.gateway.messages import Address, MoMessage, dlr_record
 from catalyst_smpp.protocol.constants import CommandStatus
 from catalyst_smpp.protocol.pdu import DataSm, DeliverSm, Pdu
@@ -276,7 +278,10 @@ class InboundHandler:
         quick_retry: float = 0.02,
         recent_size: int = 200_000,
         unrouted_log_every: float = 10.0,
+        events_timeout: float = 5.0,
     ) -> None:
+        """``events_timeout``: how long a batch's event rows may take to be stored before its receipts are
+        answered with a temporary error instead."""
         self.operator = operator
         self.bus = bus
         self.router = router
@@ -287,6 +292,7 @@ class InboundHandler:
         self.max_batch = max_batch
         self.quick_retry = quick_retry
         self.recent = RecentIds(recent_size)
+        self.events_timeout = events_timeout
         self.stats = InboundStats()
         if ids is None:
             from catalyst_smpp.gateway.ids import IdGenerator, node_number
@@ -399,8 +405,9 @@ class InboundHandler:
 
         publish: list[tuple[_Publish, list[_In], Callable[[], None] | None]] = []
         answered_ok: list[_In] = []
+        logged: list[tuple[Row, list[_In]]] = []  # the event rows of final receipts, with their PDUs
         if receipts:
-            await self._receipts(op, receipts, publish, answered_ok)
+            await self._receipts(op, receipts, publish, answered_ok, logged)
         for it in mos:
             self._mo(op, it, publish)
 
@@ -424,6 +431,23 @@ class InboundHandler:
                             failed.add(id(it))
                             self._respond(it, _TEMP)
             answered_ok = [it for it in answered_ok if id(it) not in failed]
+            logged = [(row, items) for row, items in logged if not any(id(it) in failed for it in items)]
+        if logged and self.events is not None:
+            # the rows are stored before the deliver_sm_resp that makes them final: a receipt answered
+            # ESME_ROK is never sent again, so its row could not come back.  Not stored in time → a temporary
+            # error: the SMSC sends the receipt again (its DLR is de-duplicated by msg_id), logged then.
+            lost = await self.events.store(
+                [row for row, _ in logged], until=trio.current_time() + self.events_timeout
+            )
+            if lost:
+                self.stats.bus_errors += 1
+                refused: set[int] = set()
+                for k in lost:
+                    for it in logged[k][1]:
+                        if id(it) not in refused:
+                            refused.add(id(it))
+                            self._respond(it, _TEMP)
+                answered_ok = [it for it in answered_ok if id(it) not in refused]
         seen: set[int] = set()
         for it in answered_ok:
             if id(it) not in seen:
@@ -436,6 +460,7 @@ class InboundHandler:
         receipts: list[_In],
         publish: list[tuple[_Publish, list[_In], Callable[[], None] | None]],
         answered_ok: list[_In],
+        logged: list[tuple[Row, list[_In]]],
     ) -> None:
         recent = self.recent
         found: list[IdMapping | None] = [self._recent_mapping(it) for it in receipts]
@@ -579,7 +604,7 @@ class InboundHandler:
                 answered_ok[:] = [i for i in answered_ok if id(i) not in drop]
 
         for items, m, state, part, r in decided:
-            self._receipt_out(op, items, m, state, part, r, publish, answered_ok)
+            self._receipt_out(op, items, m, state, part, r, publish, answered_ok, logged)
 
     def _receipt_out(
         self,
@@ -591,6 +616,7 @@ class InboundHandler:
         r: Receipt,
         publish: list[tuple[_Publish, list[_In], Callable[[], None] | None]],
         answered_ok: list[_In],
+        logged: list[tuple[Row, list[_In]]],
     ) -> None:
         pdu = items[0].pdu
 
@@ -602,11 +628,11 @@ class InboundHandler:
                     self._counters[(m.partner, state)] = c
                 c.inc()
             if self.events is not None:
-                self.events.emit_row(
-                    (m.message_id, "delivered", time.time(), m.partner, op.name,
-                     getattr(pdu, "destination_addr", ""), getattr(pdu, "source_addr", ""), m.parts, None,
-                     state, r.err, r.message_id, self.node,
-                     m.display_id if m.display_id != m.message_id else None)
+                logged.append(
+                    ((m.message_id, "delivered", time.time(), m.partner, op.name,
+                      getattr(pdu, "destination_addr", ""), getattr(pdu, "source_addr", ""), m.parts, None,
+                      state, r.err, r.message_id, self.node,
+                      m.display_id if m.display_id != m.message_id else None), items)
                 )  # fmt: skip
 
         if not wants_receipt(m.flags, state):

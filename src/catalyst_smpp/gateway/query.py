@@ -24,7 +24,8 @@ Answers (``query_sm_resp``: ``message_id`` in the partner's format, ``final_date
   ``final_state`` (``REJECTD`` / ``UNDELIV``; UNDELIVERABLE when missing), ``final_date`` its time,
   ``error_code`` 0 (an SMPP command_status is not a network error);
 * **no row yet**: the log is written asynchronously in batches (accept → EVENTS → writer → Postgres: normally
-  well under a second, longer when the database is slow or down).  An id whose embedded time
+  well under a second, longer when the database is slow or down; every row is in EVENTS before the answer
+  that made it true, so a missing row is late, never lost).  An id whose embedded time
   (:func:`~catalyst_smpp.gateway.ids.id_time`) is at most ``pending_window`` (default 300 s) old -- and not
   more than ``max_skew`` in the future -- is answered ``ENROUTE``; older (or future) ones ``ESME_RQUERYFAIL``.
   Without a row the partner cannot be checked: any young well-formed id gets ENROUTE, whether it exists or
@@ -38,8 +39,8 @@ submit_multi as a whole -- the **most pending** state while any destination has 
 ``UNKNOWN`` when none can still get a receipt), else the **worst** final state (REJECTED, UNDELIVERABLE,
 EXPIRED, DELETED, UNKNOWN, ACCEPTED, DELIVERED in that order) with that destination's ``error_code`` and the
 latest ``final_date`` (when the last destination became final).  Rows of another partner among them →
-``ESME_RQUERYFAIL`` as above.  (The accepted rows of all destinations are emitted at the same moment and
-normally reach the log in the same write; a destination not logged yet is not counted.)
+``ESME_RQUERYFAIL`` as above.  (The accepted rows of all destinations are stored in one publish before the
+answer and normally reach the log in the same write; a destination not logged yet is not counted.)
 
 ``source_addr`` of the query is not compared with the message's (partners fill it inconsistently: with or
 without ``+``, another TON); the partner check above is what keeps messages private.
