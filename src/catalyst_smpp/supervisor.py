@@ -46,6 +46,7 @@ import attrs
 import trio
 
 from catalyst_smpp.config import Config, ConfigError, load_config
+from catalyst_smpp.listen import ListenerError, bind_listeners, close_listeners
 from catalyst_smpp.service import (
     EXIT_CONFIG,
     EXIT_FAILURE,
@@ -138,6 +139,8 @@ class Supervisor:
         self._nats_urls: tuple[str, ...] = ()
         self._dsn = ""
         self._embedded: list[Any] = []
+        self._sockets: list[list[socket.socket]] = []  # bound here once, inherited by every worker
+        self._start_scope: trio.CancelScope | None = None  # while starting NATS/Postgres: a stop cancels it
         self._stopping = False
         self._stop_event = trio.Event()
         self._ready_once = False
@@ -163,6 +166,7 @@ class Supervisor:
                             await self._stop_infrastructure()
                     outer.cancel_scope.cancel()
         finally:
+            close_listeners(self._sockets)
             for slot in self.slots:
                 slot.sock.close()
             self.notifier.close()
@@ -187,8 +191,17 @@ class Supervisor:
                 self.node,
                 self.workers,
             )
-        await self._start_infrastructure()
+        with trio.CancelScope() as self._start_scope:
+            await self._start_infrastructure()
+        self._start_scope = None
         if self._stopping:
+            return
+        try:
+            self._sockets = bind_listeners(self.cfg.listeners)
+        except ListenerError as e:  # one line naming the listener; no traceback
+            log.critical("%s", e)
+            self.notifier.status(f"failed: {e}")
+            self._startup_failed = EXIT_FAILURE
             return
         self._make_slots()
         self.notifier.status(f"starting: {self.workers} workers")
@@ -218,7 +231,8 @@ class Supervisor:
     # ---------------------------------------------------------------- infrastructure
 
     async def _start_infrastructure(self) -> None:
-        from catalyst_smpp.embedded import EmbeddedNats, EmbeddedPostgres
+        from catalyst_smpp.daemon import DB_START_WAIT
+        from catalyst_smpp.embedded import EmbeddedNats, EmbeddedPostgres, try_db_setup
         from catalyst_smpp.store import Database, seed_from_config
 
         cfg = self.cfg
@@ -238,17 +252,24 @@ class Supervisor:
             await trio.to_thread.run_sync(pg.start)
             self._embedded.append(pg)
             self._dsn = pg.dsn
-        # migrate and seed once here: N workers starting together would race to insert the same seeds
+        # migrate and seed once here: N workers starting together would race to insert the same seeds.
+        # Postgres not answering within DB_START_WAIT is not fatal, as for one process: the workers start
+        # from their saved configuration snapshot (or wait for Postgres) and migrate once it answers
         async with Database.open(
             self._dsn or cfg.database.dsn,
             schema=cfg.database.schema,
             pool_size=1,
-            migrate=cfg.database.migrate_on_start,
             connect_timeout=cfg.database.connect_timeout,
             application_name=f"catalyst-smpp {self.node} supervisor"[:63],
         ) as db:
-            if cfg.operators or cfg.partners:
-                await db.run(seed_from_config, cfg)
+
+            async def setup() -> None:
+                if cfg.database.migrate_on_start:
+                    await db.migrate()
+                if cfg.operators or cfg.partners:
+                    await db.run(seed_from_config, cfg)
+
+            await try_db_setup(setup, DB_START_WAIT)
         log.info(
             "infrastructure checked",
             extra={
@@ -282,6 +303,7 @@ class Supervisor:
                 parent_pid=os.getpid(),
                 nats_urls=self._nats_urls,
                 dsn=self._dsn,
+                listen_fds=tuple(tuple(sock.fileno() for sock in group) for group in self._sockets),
             )
             name = f"catalyst-smpp-{os.getpid()}-{token}-w{k}"
             raw = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
@@ -310,7 +332,11 @@ class Supervisor:
         slot.ready = False
         slot.stale_config = False  # a new process reads the file as it is now
         slot.proc = await trio.lowlevel.open_process(
-            cmd, env=self._worker_env(slot), stdin=subprocess.DEVNULL, process_group=0
+            cmd,
+            env=self._worker_env(slot),
+            stdin=subprocess.DEVNULL,
+            process_group=0,
+            pass_fds=[fd for group in slot.spec.listen_fds for fd in group],  # same numbers in the worker
         )
         slot.started_at = slot.last_ping = trio.current_time()
         log.info(
@@ -518,6 +544,9 @@ class Supervisor:
             if self._signals == 1:
                 log.info("%s: graceful stop of the workers", name, extra={"signal": name})
                 self._request_stop()
+                if self._start_scope is not None:  # still starting NATS/Postgres: no worker to drain
+                    self._start_scope.cancel()
+                    nursery.start_soon(self._exit_after, self.cfg.limits.shutdown_grace)
             elif self._signals == 2:
                 log.warning("%s again: the workers stop now without draining", name, extra={"signal": name})
                 self.exit_code = EXIT_FAILURE
@@ -529,11 +558,22 @@ class Supervisor:
                 logging.shutdown()
                 os._exit(EXIT_FAILURE)
 
+    async def _exit_after(self, grace: float) -> None:
+        """Like the daemon's: a start-up that does not stop within ``shutdown_grace`` (a thread starting an
+        embedded server, a libpq connect) is left behind by exiting (an embedded server it had started keeps
+        running; the next start finds it by its pid file)."""
+        await trio.sleep(grace)
+        log.error("start-up did not stop within shutdown_grace (%gs); exiting", grace, extra={"grace": grace})
+        logging.shutdown()
+        os._exit(EXIT_FAILURE)
+
     async def _drain(self) -> None:
         grace = self.cfg.limits.shutdown_grace
         self.notifier.stopping(f"draining {self.workers} workers (up to {grace:g}s)")
         log.info("draining the workers", extra={"grace": grace})
         self._signal_workers(signal.SIGTERM)
+        # new connections are refused now rather than queued on a socket no worker accepts from any more
+        close_listeners(self._sockets)
         started = trio.current_time()
         # each worker bounds its drain by grace; the margin covers its shutdown after that
         with trio.move_on_after(grace + 15.0) as scope:

@@ -16,7 +16,9 @@ server's ``on_bound`` hook, stopped from ``on_closed`` when the last one goes.
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,8 +85,12 @@ class Gateway:
         connector_options: dict[str, Any] | None = None,
         worker: tuple[int, int] = (0, 1),
         snapshot_file: Path | None = None,
+        listen_sockets: Sequence[Sequence[socket.socket]] | None = None,
     ) -> None:
         self.cfg = cfg
+        # bound sockets per cfg.listeners entry (catalyst_smpp.listen: the daemon or the supervising parent
+        # binds them); None = each server binds its host:port itself (tests, embedding)
+        self.listen_sockets = listen_sockets
         # the last good config snapshot on disk (the daemon: <state_dir>/config-snapshot.json): written after
         # every load from Postgres, read when the node starts while Postgres is down (infra.db_ready False)
         self.snapshot_file = snapshot_file
@@ -167,14 +173,15 @@ class Gateway:
                 inactivity_timeout=lim.inactivity_timeout,
                 bind_timeout=lim.bind_timeout,
             )
-            for listener in cfg.listeners:
+            for i, listener in enumerate(cfg.listeners):
                 server = SmppServer(
                     ServerConfig(
                         host=listener.host,
                         port=listener.port,
                         ssl_context=_ssl_context(listener),
                         session=session,
-                        reuse_port=listener.reuse_port,
+                        # never SO_REUSEPORT: another gateway could then join the port (catalyst_smpp.listen)
+                        sockets=tuple(self.listen_sockets[i]) if self.listen_sockets is not None else (),
                         shutdown_timeout=lim.shutdown_grace,
                     ),
                     auth,

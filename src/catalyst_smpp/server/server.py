@@ -69,6 +69,9 @@ class ServerConfig:
     #: system_id we put in bind responses
     system_id: str = "catalyst"
     backlog: int = 1024
+    #: listening sockets bound already (by the daemon, or inherited from a supervising parent): served
+    #: instead of binding host:port (see catalyst_smpp.listen); the server closes them when it stops
+    sockets: tuple[socket.socket, ...] = ()
 
 
 def accept_all_handler() -> Handler:
@@ -211,6 +214,8 @@ class SmppServer:
 
     async def _open_listeners(self) -> list[trio.SocketListener]:
         cfg = self.config
+        if cfg.sockets:
+            return [trio.SocketListener(trio.socket.from_stdlib_socket(s)) for s in cfg.sockets]
         if not cfg.reuse_port:
             return await trio.open_tcp_listeners(cfg.port, host=cfg.host, backlog=cfg.backlog)
         infos = await trio.socket.getaddrinfo(
