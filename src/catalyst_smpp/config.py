@@ -365,7 +365,9 @@ def _check_dsn(dsn: str, source: str) -> None:
         params = conninfo_to_dict(dsn)
     except psycopg.Error as e:
         problem = " ".join(str(e).replace(dsn, "<dsn>").split())
-        raise ConfigError(source, "database.dsn", f"not a valid Postgres connection string: {problem}") from None
+        raise ConfigError(
+            source, "database.dsn", f"not a valid Postgres connection string: {problem}"
+        ) from None
     port = str(params.get("port", ""))
     if port and not all(p.strip().isdigit() for p in port.split(",")):
         raise ConfigError(source, "database.dsn", f"port {port!r} is not a number")

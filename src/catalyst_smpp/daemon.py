@@ -321,8 +321,9 @@ SAMPLE_INTERVAL = 15.0
 
 
 class _Sampler:
-    """Gauges the gateway parts do not keep themselves: partner binds on this node and the JetStream backlog
-    (stored + unacknowledged) per operator (``mt``) and per partner (``dlr``, ``mo``), every 15 s."""
+    """Gauges the gateway parts do not keep themselves: partner and operator binds on this node and the
+    JetStream backlog (stored + unacknowledged) per operator (``mt``) and per partner (``dlr``, ``mo``),
+    every 15 s."""
 
     def __init__(self, gw: Any, bus: Any, metrics: Any) -> None:
         self.gw = gw
@@ -355,6 +356,10 @@ class _Sampler:
         for gone in self._seen_binds - binds:
             _remove(self.metrics.binds, "partner", gone)
         self._seen_binds = binds
+        # our binds to each operator this node connects to (a removed operator's series goes with its
+        # connector)
+        for name, (conn, _scope) in list(getattr(self.gw, "connectors", {}).items()):
+            self.metrics.binds.labels(side="operator", name=name).set(conn.binds)
         wanted = [(Kind.MT, "mt", o.name) for o in snap.operators if o.enabled]
         wanted += [
             (k, label, p.system_id)

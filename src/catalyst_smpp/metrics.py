@@ -27,6 +27,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    ProcessCollector,
     generate_latest,
 )
 
@@ -56,6 +57,10 @@ _LATENCY_BUCKETS = (
     10.0,
     30.0,
 )
+
+
+# Receipt latency buckets: handsets answer in seconds; switched-off ones in hours (up to the validity period).
+_RECEIPT_BUCKETS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 4 * 3600.0, 86400.0)
 
 
 class Metrics:
@@ -128,6 +133,14 @@ class Metrics:
             "submit_sm to the operator until its submit_sm_resp.",
             buckets=_LATENCY_BUCKETS,
         )
+        self.receipt_seconds = m(
+            Histogram,
+            "receipt_seconds",
+            "Partner submit accepted until the operator's final receipt for it is matched and queued for the "
+            "partner, by operator (the partner's own delivery is not included).",
+            ["operator"],
+            buckets=_RECEIPT_BUCKETS,
+        )
         # --- the daemon's own
         self.info = m(
             Gauge, "info", "Always 1; labels name this node and the software version.", ["node", "version"]
@@ -149,6 +162,9 @@ class Metrics:
             ["result"],
         )
         self.start_time_seconds.set(time.time())
+        # the standard process_* series (CPU, resident memory, open fds, ...) of this process, on this
+        # registry: with --workers each worker's endpoint reports its own process
+        ProcessCollector(registry=self.registry)
 
     def _metric(
         self, kind: type[_M], name: str, documentation: str, labels: Sequence[str] = (), **kw: Any

@@ -35,6 +35,7 @@ from catalyst_smpp.gateway.delivery import PartnerDelivery
 from catalyst_smpp.gateway.events import EventPublisher, EventWriter
 from catalyst_smpp.gateway.ids import IdGenerator, node_number
 from catalyst_smpp.gateway.routing import Router
+from catalyst_smpp.protocol.constants import CommandStatus
 from catalyst_smpp.protocol.session import SessionConfig
 from catalyst_smpp.server import ServerConfig, ServerSession, SmppServer
 from catalyst_smpp.store.records import ConfigSnapshot, Operator, Partner
@@ -43,6 +44,8 @@ from catalyst_smpp.store.snapshot_file import load_snapshot_file, save_snapshot_
 __all__ = ["Gateway"]
 
 log = logging.getLogger(__name__)
+
+_RTHROTTLED = int(CommandStatus.ESME_RTHROTTLED)
 
 
 class _Receivers:
@@ -188,6 +191,7 @@ class Gateway:
                     self.accept.handle,
                     on_bound=self._on_bound,
                     on_closed=self._on_closed,
+                    on_throttled=self._on_throttled,
                 )
                 await n.start(server.serve)
                 self.servers.append(server)
@@ -355,6 +359,12 @@ class Gateway:
             if self.deliveries.get(pd.system_id) is pd:
                 del self.deliveries[pd.system_id]
 
+    def _on_throttled(self, session: ServerSession) -> None:
+        """A submit the server's throttle refused (ESME_RTHROTTLED) never reaches the accept handler; it is
+        counted with the partner's other answered submits all the same."""
+        if self.accept is not None and session.system_id:
+            self.accept.count_refused(session.system_id, _RTHROTTLED)
+
     def _on_closed(self, session: ServerSession) -> None:
         sid = session.system_id
         pd = self.deliveries.get(sid)
@@ -395,7 +405,7 @@ class Gateway:
             )
             scope = trio.CancelScope()
             self.connectors[name] = (conn, scope)
-            self._nursery.start_soon(self._run_connector, op, conn, scope)
+            self._nursery.start_soon(self._serve_connector, op, conn, scope)
 
     def _worker_share(self, op: Operator) -> Operator | None:
         """This worker's part of an operator's limits when ``worker=(index, count)`` splits a host's gateway
@@ -432,6 +442,23 @@ class Gateway:
                     log.exception("connector %s failed; restarting in %.0f s", op.name, delay)
                 await trio.sleep(delay)
                 delay = min(delay * 2, 30.0)
+
+    async def _serve_connector(self, op: Operator, conn: Any, scope: trio.CancelScope) -> None:
+        """:meth:`_run_connector`; once it has stopped for good (the operator removed or disabled, not a
+        drain), its ``connector_up`` and operator ``binds`` series go too: left behind they would read 0, and
+        fire the connector_up alert, forever."""
+        try:
+            await self._run_connector(op, conn, scope)
+        finally:
+            if self.metrics is not None and op.name not in self.connectors:
+                for gauge, labels in (
+                    (self.metrics.connector_up, (op.name,)),
+                    (self.metrics.binds, ("operator", op.name)),
+                ):
+                    try:
+                        gauge.remove(*labels)
+                    except KeyError:
+                        pass
 
     async def _stop_connector(
         self, name: str, conn: Any, scope: trio.CancelScope, grace: float = 5.0

@@ -115,6 +115,8 @@ class ServerSession(SmppSession):
             if bucket is not None and not bucket.try_take(trio.current_time()):
                 self.server.stats_throttled += 1
                 self._answer(pdu, _RTHROTTLED)
+                if self.server.on_throttled is not None:
+                    self.server.on_throttled(self)
                 return
         # SmppSession._on_request without its outbind / alert_notification branch: an SMSC never receives them
         # (the core refuses them in every state), so every request here goes to the handler
@@ -192,8 +194,12 @@ class SmppServer:
         *,
         on_bound: Callable[[ServerSession], object] | None = None,
         on_closed: Callable[[ServerSession], object] | None = None,
+        on_throttled: Callable[[ServerSession], object] | None = None,
     ) -> None:
         self.config = config
+        #: called for each request the session's throttle answered ESME_RTHROTTLED (it never reaches the
+        #: handler): the gateway counts it among the partner's submits
+        self.on_throttled = on_throttled
         self.authenticator = authenticator
         self.handler: Handler = handler if handler is not None else accept_all_handler()
         self.on_bound = on_bound
