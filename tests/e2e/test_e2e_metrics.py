@@ -175,7 +175,8 @@ async def test_every_metric_the_operations_guide_names_is_exported(env: Env, tmp
             gw.proc.send_signal(signal.SIGHUP)  # config_reloads_total{result="ok"}
 
             # the sampler sets binds{side="operator"} every 15 s; the reload and opB's receipt come meanwhile
-            with trio.fail_after(60):  # a hang guard
+            # (a hang guard: without them by then, the assertions below say what is missing)
+            with trio.move_on_after(60):
                 while True:
                     samples = scrape(gw.metrics_port)
                     if (
@@ -207,7 +208,11 @@ async def test_every_metric_the_operations_guide_names_is_exported(env: Env, tmp
     # the operator never bound reads 0 (the documented alert can fire), the bound ones 1
     assert value(samples, "catalyst_smpp_connector_up", operator="opdown") == 0
     assert value(samples, "catalyst_smpp_connector_up", operator="opA") == 1
+    assert value(samples, "catalyst_smpp_binds", side="operator", name="opA") >= 1
+    assert ("catalyst_smpp_binds", (("name", "opdown"), ("side", "operator"))) in samples
     assert value(samples, "catalyst_smpp_binds", side="operator", name="opdown") == 0
+    assert value(samples, "catalyst_smpp_config_reloads_total", result="ok") == 1
+    assert value(samples, UNMATCHED, operator="opB", reason="unreadable") >= 1
     # opA's receipts: each one observed in the receipt latency
     receipts = sum(
         v
