@@ -102,7 +102,7 @@ class NodeConfig:
     """Node number (message ids) of this host's first worker; worker k uses number + k.  -1 = derived from
     ``id`` (see :mod:`catalyst_smpp.gateway.ids`).  Set it on multi-host deployments: one block per host."""
     workers: int = _f(1, min=0, max=MAX_WORKERS, kind="workers")
-    """Gateway worker processes sharing the listeners (SO_REUSEPORT) under one supervising parent;
+    """Gateway worker processes sharing the listeners (bound once by the parent) under one supervising parent;
     1 = a single process (no parent); 0 or "auto" = one per CPU this process may run on."""
     connectors: bool = _f(True)
     """False: this node runs no operator connectors (partner side only: listeners, accept, delivery); the

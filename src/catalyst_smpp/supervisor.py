@@ -1,7 +1,8 @@
 """``catalyst-smpp run --workers N``: one supervising parent, N gateway worker processes.
 
 One gateway process is bound to one core by the GIL; on a multi-core host N workers share the SMPP listeners
-(``SO_REUSEPORT``: the kernel spreads new connections over them), the NATS durable consumers and Postgres.
+(the parent binds each port once and the workers inherit the socket: :mod:`catalyst_smpp.listen`), the NATS
+durable consumers and Postgres.
 
 The parent (this module) runs no gateway code.  It
 
@@ -10,10 +11,14 @@ The parent (this module) runs no gateway code.  It
    ``file: key: problem`` otherwise);
 2. starts the embedded nats-server / Postgres *once* when the config names no URL / DSN (the workers get the
    URL / DSN through their :class:`~catalyst_smpp.daemon.WorkerSpec`), and migrates and seeds the database
-   once, so N workers do not race to insert the seeds;
-3. starts worker k (0..N-1) as ``run --config PATH --worker k`` in its own process group (a Ctrl-C reaches
-   the parent only), with node id ``<node>/w<k>`` (logs, NATS client name, ``catalyst_smpp_info``), node
-   number ``base + k`` (:func:`catalyst_smpp.gateway.ids.worker_base`) and metrics port ``metrics.port + k``;
+   once, so N workers do not race to insert the seeds. It retries the migrations for ``DB_START_WAIT`` like a
+   single process, then starts the workers anyway (each starts from its saved configuration snapshot or waits
+   for Postgres); a stop meanwhile ends the start. Then it binds the SMPP listeners (a port in use: one
+   CRITICAL line naming the listener, exit 1);
+3. starts worker k (0..N-1) as ``run --config PATH --worker k`` (the listening sockets passed down, their
+   descriptors in ``WorkerSpec.listen_fds``) in its own process group (a Ctrl-C reaches the parent only), with
+   node id ``<node>/w<k>`` (logs, NATS client name, ``catalyst_smpp_info``), node number ``base + k``
+   (:func:`catalyst_smpp.gateway.ids.worker_base`) and metrics port ``metrics.port + k``;
 4. gives each worker its own ``NOTIFY_SOCKET`` (an abstract datagram socket of the parent) and
    ``WATCHDOG_USEC``, so a worker is the ordinary daemon speaking sd_notify to its parent; the parent sends
    systemd ``READY=1`` once every worker has, ``STATUS=`` lines, ``RELOADING=1``/``READY=1`` around a reload
