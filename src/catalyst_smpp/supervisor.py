@@ -32,6 +32,9 @@ The parent (this module) runs no gateway code.  It
 7. exits when all workers have drained (0), then stops the embedded servers it started.
 
 A worker whose parent disappears (SIGKILL) notices within a second and drains itself.
+
+One module (over 600 lines): start-up, restarts, sd_notify relaying, signals and reload all read and change
+the same per-worker state (:class:`_Slot`) under one trio loop; split, each part would reach into the others.
 """
 
 from __future__ import annotations

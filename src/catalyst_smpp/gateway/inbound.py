@@ -40,6 +40,9 @@ MO (anything else): ``router().route_mo(dest, source)`` → ``MoMessage`` on ``M
 msg_id ``"mo:<new id>"``; no route → answered ``ESME_RX_P_APPN`` and logged.  Concatenated MO parts
 are forwarded part by part as received (UDH or SAR TLVs kept in ``payload`` / ``tlvs``); the partner
 reassembles.
+
+One module (over 600 lines): receipts and MO arrive on the same deliver_sm stream, are batched and answered
+together, and share the id lookups, the publish path and the counters.
 """
 
 from __future__ import annotations
