@@ -6,11 +6,16 @@ Life of the process:
 2. start the metrics endpoint (``[metrics]``; it answers during start-up, ``catalyst_smpp_ready`` 0);
 3. ``open_infrastructure(cfg, db_wait=DB_START_WAIT)`` (embedded nats-server / Postgres when no URLs are
    configured); Postgres down past that wait → the gateway starts from ``<state_dir>/config-snapshot.json``;
-4. ``Gateway(cfg, infra, node_id=..., metrics=...)``, ``nursery.start(gw.run)`` → ``READY=1``;
+4. the SMPP listeners: bound here (:mod:`catalyst_smpp.listen`; a port in use is one CRITICAL line naming the
+   listener, exit 1) or, in a worker, inherited from the supervising parent;
+   ``Gateway(cfg, infra, node_id=..., metrics=..., listen_sockets=...)``, ``nursery.start(gw.run)`` →
+   ``READY=1``;
 5. signals: ``SIGHUP`` re-reads the config file (an invalid file is logged and the old config stays),
    applies the log level and calls ``gw.reload()`` (``RELOADING=1`` … ``READY=1``); ``SIGTERM``/``SIGINT``
-   drain gracefully within ``limits.shutdown_grace`` (``STOPPING=1``) and exit 0; a second one stops at once
-   (exit 1); a third exits the process immediately.
+   drain gracefully within ``limits.shutdown_grace`` (``STOPPING=1``) and exit 0 — before ``gw.run`` has
+   started (waiting for NATS or Postgres) there is nothing to drain: the start is cancelled, and should that
+   hang, the process exits after ``shutdown_grace`` anyway; a second one stops at once (exit 1); a third exits
+   the process immediately.
 
 systemd: ``sd_notify`` over ``$NOTIFY_SOCKET`` (own implementation, abstract ``@`` sockets too),
 ``WATCHDOG=1`` every half ``$WATCHDOG_USEC`` from the trio loop (so a stuck loop is restarted), ``STATUS=``
