@@ -489,6 +489,7 @@ def test_run_with_two_workers_notify_share_the_port_restart_reload_and_stop(
             m = _scrape(metrics_base + k)
             assert m[("catalyst_smpp_ready", ())] == 1
             assert m[("catalyst_smpp_info", (("node", f"t-multi/w{k}"), ("version", m_version(m))))] == 1
+            assert m[("process_resident_memory_bytes", ())] > 0  # the worker's own process metrics
 
         # both workers answer on the one SMPP port
         _bind_and_submit(smpp_port, 12)

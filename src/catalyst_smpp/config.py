@@ -102,7 +102,7 @@ class NodeConfig:
     """Node number (message ids) of this host's first worker; worker k uses number + k.  -1 = derived from
     ``id`` (see :mod:`catalyst_smpp.gateway.ids`).  Set it on multi-host deployments: one block per host."""
     workers: int = _f(1, min=0, max=MAX_WORKERS, kind="workers")
-    """Gateway worker processes sharing the listeners (SO_REUSEPORT) under one supervising parent;
+    """Gateway worker processes sharing the listeners (bound once by the parent) under one supervising parent;
     1 = a single process (no parent); 0 or "auto" = one per CPU this process may run on."""
     connectors: bool = _f(True)
     """False: this node runs no operator connectors (partner side only: listeners, accept, delivery); the
@@ -201,6 +201,8 @@ class ListenerConfig:
     tls_cert: Path | None = _f(None, kind="path")
     tls_key: Path | None = _f(None, kind="path")
     reuse_port: bool = _f(True)
+    """No longer used (accepted so older files load): the gateway never sets SO_REUSEPORT; its workers share
+    the socket the supervising parent binds (catalyst_smpp.listen), and no other process can join the port."""
 
 
 @attrs.frozen
@@ -354,8 +356,7 @@ def resolve_workers(workers: int) -> int:
 def check_workers(cfg: Config, workers: int, source: str) -> None:
     """What running ``workers`` processes from ``cfg`` needs (a resolved count); ConfigError otherwise.
 
-    Worker k uses node number ``node.number + k`` and metrics port ``metrics.port + k``, and every worker
-    listens on every listener's port, which needs ``reuse_port``.
+    Worker k uses node number ``node.number + k`` and metrics port ``metrics.port + k``.
     """
     if workers > MAX_WORKERS:
         raise ConfigError(
@@ -371,13 +372,6 @@ def check_workers(cfg: Config, workers: int, source: str) -> None:
             f"{base} + {workers} workers - 1 = {base + workers - 1} is above 1023 (worker k uses node number "
             f"node.number + k): set node.number to at most {1024 - workers} or run fewer workers",
         )
-    for i, lst in enumerate(cfg.listeners):
-        if not lst.reuse_port:
-            raise ConfigError(
-                source,
-                f"listeners[{i}].reuse_port",
-                f"must be true with {workers} workers (they share the port through SO_REUSEPORT)",
-            )
     port = cfg.metrics.port
     if port and port + workers - 1 > 65535:
         raise ConfigError(
@@ -387,7 +381,29 @@ def check_workers(cfg: Config, workers: int, source: str) -> None:
         )
 
 
+def _check_dsn(dsn: str, source: str) -> None:
+    """``database.dsn`` must parse as a libpq connection string or URI (else every start would go on to wait
+    for a Postgres it can never reach).  libpq's message may quote the string, so the DSN itself (it may hold
+    a password) is cut out of it."""
+    if not dsn:
+        return
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        params = conninfo_to_dict(dsn)
+    except psycopg.Error as e:
+        problem = " ".join(str(e).replace(dsn, "<dsn>").split())
+        raise ConfigError(
+            source, "database.dsn", f"not a valid Postgres connection string: {problem}"
+        ) from None
+    port = str(params.get("port", ""))
+    if port and not all(p.strip().isdigit() for p in port.split(",")):
+        raise ConfigError(source, "database.dsn", f"port {port!r} is not a number")
+
+
 def _check_cross_fields(cfg: Config, source: str) -> None:
+    _check_dsn(cfg.database.dsn, source)
     if cfg.node.workers > 1:
         check_workers(cfg, cfg.node.workers, source)
     for i, lst in enumerate(cfg.listeners):

@@ -6,11 +6,16 @@ Life of the process:
 2. start the metrics endpoint (``[metrics]``; it answers during start-up, ``catalyst_smpp_ready`` 0);
 3. ``open_infrastructure(cfg, db_wait=DB_START_WAIT)`` (embedded nats-server / Postgres when no URLs are
    configured); Postgres down past that wait → the gateway starts from ``<state_dir>/config-snapshot.json``;
-4. ``Gateway(cfg, infra, node_id=..., metrics=...)``, ``nursery.start(gw.run)`` → ``READY=1``;
+4. the SMPP listeners: bound here (:mod:`catalyst_smpp.listen`; a port in use is one CRITICAL line naming the
+   listener, exit 1) or, in a worker, inherited from the supervising parent;
+   ``Gateway(cfg, infra, node_id=..., metrics=..., listen_sockets=...)``, ``nursery.start(gw.run)`` →
+   ``READY=1``;
 5. signals: ``SIGHUP`` re-reads the config file (an invalid file is logged and the old config stays),
    applies the log level and calls ``gw.reload()`` (``RELOADING=1`` … ``READY=1``); ``SIGTERM``/``SIGINT``
-   drain gracefully within ``limits.shutdown_grace`` (``STOPPING=1``) and exit 0; a second one stops at once
-   (exit 1); a third exits the process immediately.
+   drain gracefully within ``limits.shutdown_grace`` (``STOPPING=1``) and exit 0 — before ``gw.run`` has
+   started (waiting for NATS or Postgres) there is nothing to drain: the start is cancelled, and should that
+   hang, the process exits after ``shutdown_grace`` anyway; a second one stops at once (exit 1); a third exits
+   the process immediately.
 
 systemd: ``sd_notify`` over ``$NOTIFY_SOCKET`` (own implementation, abstract ``@`` sockets too),
 ``WATCHDOG=1`` every half ``$WATCHDOG_USEC`` from the trio loop (so a stuck loop is restarted), ``STATUS=``
@@ -38,6 +43,7 @@ import click
 import trio
 
 from catalyst_smpp.config import Config, ConfigError, load_config
+from catalyst_smpp.listen import ListenerError, bind_listeners, close_listeners, inherit_listeners
 from catalyst_smpp.service import (  # the daemon re-exports these names
     EXIT_CONFIG,
     EXIT_FAILURE,
@@ -94,6 +100,7 @@ class Daemon:
         self.metrics_port: int | None = None
         self.exit_code = EXIT_OK
         self._stop_requested = trio.Event()
+        self._gateway_up = False  # gw.run has started (listeners up): a stop from here on drains
         self._signals = 0
         self._main_scope: trio.CancelScope | None = None
         self._reload_lock = trio.Lock()
@@ -157,28 +164,51 @@ class Daemon:
             from catalyst_smpp.store.snapshot_file import SNAPSHOT_FILE
 
             extra["snapshot_file"] = self.cfg.node.state_dir / SNAPSHOT_FILE
-            gw = gateway_cls(self.cfg, infra, node_id=self.node, metrics=self.metrics, **extra)
-            self.gateway = gw
-            async with trio.open_nursery() as n:
-                await n.start(gw.run)
-                sampler = _Sampler(gw, infra.bus, self.metrics)
-                with trio.move_on_after(5):
-                    await sampler.sample()  # so the first scrape after READY=1 has the gauges
-                n.start_soon(sampler.run)
-                ports = list(getattr(gw, "ports", []) or [])
-                self.metrics.ready.set(1)
-                status = f"ready: SMPP on {', '.join(map(str, ports)) or '-'}"
-                if self.metrics_port:
-                    status += f"; metrics on {self.metrics_port}"
-                if getattr(gw, "db_pending", False):
-                    status += "; Postgres DOWN: configuration from the saved snapshot"
-                self.notifier.ready(status)
-                log.info(
-                    "ready", extra={"smpp_ports": ",".join(map(str, ports)), "metrics": self.metrics_port}
+            try:
+                sockets = self._listen_sockets()
+            except ListenerError as e:  # one line naming the listener; no traceback
+                log.critical("%s", e)
+                self.notifier.status(f"failed: {e}")
+                self.exit_code = EXIT_FAILURE
+                return
+            try:
+                gw = gateway_cls(
+                    self.cfg, infra, node_id=self.node, metrics=self.metrics, listen_sockets=sockets, **extra
                 )
-                await self._stop_requested.wait()
-                await self._drain(gw)
-                n.cancel_scope.cancel()
+                self.gateway = gw
+                async with trio.open_nursery() as n:
+                    await self._serve_gateway(gw, infra, n)
+            finally:
+                close_listeners(
+                    sockets
+                )  # the servers have closed theirs; these are left after a failed start
+
+    def _listen_sockets(self) -> list[list[Any]]:
+        """The SMPP listening sockets: inherited from the supervising parent, or bound here (one process)."""
+        if self.worker is not None and self.worker.listen_fds:
+            return inherit_listeners(self.worker.listen_fds)
+        return bind_listeners(self.cfg.listeners)
+
+    async def _serve_gateway(self, gw: Any, infra: Any, n: trio.Nursery) -> None:
+        """Start the gateway in ``n``, report ready, wait for the stop and drain."""
+        await n.start(gw.run)
+        self._gateway_up = True
+        sampler = _Sampler(gw, infra.bus, self.metrics)
+        with trio.move_on_after(5):
+            await sampler.sample()  # so the first scrape after READY=1 has the gauges
+        n.start_soon(sampler.run)
+        ports = list(getattr(gw, "ports", []) or [])
+        self.metrics.ready.set(1)
+        status = f"ready: SMPP on {', '.join(map(str, ports)) or '-'}"
+        if self.metrics_port:
+            status += f"; metrics on {self.metrics_port}"
+        if getattr(gw, "db_pending", False):
+            status += "; Postgres DOWN: configuration from the saved snapshot"
+        self.notifier.ready(status)
+        log.info("ready", extra={"smpp_ports": ",".join(map(str, ports)), "metrics": self.metrics_port})
+        await self._stop_requested.wait()
+        await self._drain(gw)
+        n.cancel_scope.cancel()
 
     async def _drain(self, gw: Any) -> None:
         grace = self.cfg.limits.shutdown_grace
@@ -208,6 +238,8 @@ class Daemon:
             name = signal.Signals(signum).name
             if self._signals == 1:
                 log.info("%s: graceful stop", name, extra={"signal": name})
+                if not self._gateway_up:
+                    nursery.start_soon(self._exit_after, self.cfg.limits.shutdown_grace)
                 self._graceful_stop()
             elif self._signals == 2:
                 log.warning("%s again: stopping now without draining", name, extra={"signal": name})
@@ -222,9 +254,18 @@ class Daemon:
 
     def _graceful_stop(self) -> None:
         self._stop_requested.set()
-        if self.gateway is None and self._main_scope is not None:
-            # still starting: nothing to drain
+        if not self._gateway_up and self._main_scope is not None:
+            # still starting (waiting for NATS or Postgres, or the gateway for its first configuration):
+            # nothing to drain, stop now
             self._main_scope.cancel()
+
+    async def _exit_after(self, grace: float) -> None:
+        """A stop during start-up cancels it; should tearing down what had started (a libpq connect in a
+        thread, an embedded server) still hang, the process exits anyway once ``shutdown_grace`` is over."""
+        await trio.sleep(grace)
+        log.error("start-up did not stop within shutdown_grace (%gs); exiting", grace, extra={"grace": grace})
+        logging.shutdown()
+        os._exit(EXIT_FAILURE)
 
     async def _watch_parent(self, parent_pid: int) -> None:
         """A worker whose supervising parent is gone (killed) drains and exits instead of running alone."""
@@ -285,8 +326,9 @@ SAMPLE_INTERVAL = 15.0
 
 
 class _Sampler:
-    """Gauges the gateway parts do not keep themselves: partner binds on this node and the JetStream backlog
-    (stored + unacknowledged) per operator (``mt``) and per partner (``dlr``, ``mo``), every 15 s."""
+    """Gauges the gateway parts do not keep themselves: partner and operator binds on this node and the
+    JetStream backlog (stored + unacknowledged) per operator (``mt``) and per partner (``dlr``, ``mo``),
+    every 15 s."""
 
     def __init__(self, gw: Any, bus: Any, metrics: Any) -> None:
         self.gw = gw
@@ -319,6 +361,10 @@ class _Sampler:
         for gone in self._seen_binds - binds:
             _remove(self.metrics.binds, "partner", gone)
         self._seen_binds = binds
+        # our binds to each operator this node connects to (a removed operator's series goes with its
+        # connector)
+        for name, (conn, _scope) in list(getattr(self.gw, "connectors", {}).items()):
+            self.metrics.binds.labels(side="operator", name=name).set(conn.binds)
         wanted = [(Kind.MT, "mt", o.name) for o in snap.operators if o.enabled]
         wanted += [
             (k, label, p.system_id)

@@ -681,7 +681,7 @@ async def open_infrastructure(
         if db_wait is None:
             await db_setup()
         else:
-            db_ready = await _try_db_setup(db_setup, db_wait)
+            db_ready = await try_db_setup(db_setup, db_wait)
         bus = await stack.enter_async_context(Bus.connect(urls, cfg.nats, name=f"catalyst-smpp {node}"))
         watcher = (
             await stack.enter_async_context(open_config_watcher(db, ready_timeout=10.0 if db_ready else 0.0))
@@ -701,7 +701,7 @@ async def open_infrastructure(
         )
 
 
-async def _try_db_setup(setup: Callable[[], Awaitable[None]], wait: float) -> bool:
+async def try_db_setup(setup: Callable[[], Awaitable[None]], wait: float) -> bool:
     """Retry ``setup`` (migrations, seeds) for ``wait`` seconds; False (logged) when Postgres did not answer.
     Each attempt is bounded by ``database.connect_timeout`` (a thread in libpq cannot be cancelled)."""
     import psycopg

@@ -27,6 +27,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    ProcessCollector,
     generate_latest,
 )
 
@@ -56,6 +57,10 @@ _LATENCY_BUCKETS = (
     10.0,
     30.0,
 )
+
+
+# Receipt latency buckets: handsets answer in seconds; switched-off ones in hours (up to the validity period).
+_RECEIPT_BUCKETS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 4 * 3600.0, 86400.0)
 
 
 class Metrics:
@@ -135,6 +140,14 @@ class Metrics:
             "submit_sm to the operator until its submit_sm_resp.",
             buckets=_LATENCY_BUCKETS,
         )
+        self.receipt_seconds = m(
+            Histogram,
+            "receipt_seconds",
+            "Partner submit accepted until the operator's final receipt for it is matched and queued for the "
+            "partner, by operator (the partner's own delivery is not included).",
+            ["operator"],
+            buckets=_RECEIPT_BUCKETS,
+        )
         # --- the daemon's own
         self.info = m(
             Gauge, "info", "Always 1; labels name this node and the software version.", ["node", "version"]
@@ -178,7 +191,25 @@ class Metrics:
             "(limits.max_connections_per_address) or total (limits.max_connections).",
             ["reason"],
         )
+        # series of the documented labels exist at 0 from the start: an alert on increase()/rate() then
+        # fires on the first refusal instead of missing it (a series born at 1 has no increase)
+        for reason in (
+            "unknown_system_id",
+            "bad_password",
+            "disabled",
+            "address_not_allowed",
+            "address_locked",
+            "system_id_slowed",
+        ):
+            self.bind_failures_total.labels(reason=reason)
+        for key in ("address", "system_id"):
+            self.bind_slowdowns_total.labels(key=key)
+        for reason in ("per_address", "total"):
+            self.connections_refused_total.labels(reason=reason)
         self.start_time_seconds.set(time.time())
+        # the standard process_* series (CPU, resident memory, open fds, ...) of this process, on this
+        # registry: with --workers each worker's endpoint reports its own process
+        ProcessCollector(registry=self.registry)
 
     def _metric(
         self, kind: type[_M], name: str, documentation: str, labels: Sequence[str] = (), **kw: Any

@@ -57,6 +57,9 @@ class WorkerSpec:
     """Set when the parent started the embedded nats-server (else the config's ``nats.urls``)."""
     dsn: str = ""
     """Set when the parent started the embedded Postgres (else the config's ``database.dsn``)."""
+    listen_fds: tuple[tuple[int, ...], ...] = ()
+    """The listening sockets the parent bound, per ``listeners`` entry (inherited file descriptors; see
+    :mod:`catalyst_smpp.listen`)."""
 
     def to_json(self) -> str:
         return json.dumps(attrs.asdict(self))
@@ -65,6 +68,7 @@ class WorkerSpec:
     def from_json(cls, text: str) -> WorkerSpec:
         data = json.loads(text)
         data["nats_urls"] = tuple(data.get("nats_urls") or ())
+        data["listen_fds"] = tuple(tuple(group) for group in data.get("listen_fds") or ())
         return cls(**data)
 
     def apply(self, cfg: Config) -> Config:

@@ -1,7 +1,8 @@
 """``catalyst-smpp run --workers N``: one supervising parent, N gateway worker processes.
 
 One gateway process is bound to one core by the GIL; on a multi-core host N workers share the SMPP listeners
-(``SO_REUSEPORT``: the kernel spreads new connections over them), the NATS durable consumers and Postgres.
+(the parent binds each port once and the workers inherit the socket: :mod:`catalyst_smpp.listen`), the NATS
+durable consumers and Postgres.
 
 The parent (this module) runs no gateway code.  It
 
@@ -10,10 +11,14 @@ The parent (this module) runs no gateway code.  It
    ``file: key: problem`` otherwise);
 2. starts the embedded nats-server / Postgres *once* when the config names no URL / DSN (the workers get the
    URL / DSN through their :class:`~catalyst_smpp.daemon.WorkerSpec`), and migrates and seeds the database
-   once, so N workers do not race to insert the seeds;
-3. starts worker k (0..N-1) as ``run --config PATH --worker k`` in its own process group (a Ctrl-C reaches
-   the parent only), with node id ``<node>/w<k>`` (logs, NATS client name, ``catalyst_smpp_info``), node
-   number ``base + k`` (:func:`catalyst_smpp.gateway.ids.worker_base`) and metrics port ``metrics.port + k``;
+   once, so N workers do not race to insert the seeds. It retries the migrations for ``DB_START_WAIT`` like a
+   single process, then starts the workers anyway (each starts from its saved configuration snapshot or waits
+   for Postgres); a stop meanwhile ends the start. Then it binds the SMPP listeners (a port in use: one
+   CRITICAL line naming the listener, exit 1);
+3. starts worker k (0..N-1) as ``run --config PATH --worker k`` (the listening sockets passed down, their
+   descriptors in ``WorkerSpec.listen_fds``) in its own process group (a Ctrl-C reaches the parent only), with
+   node id ``<node>/w<k>`` (logs, NATS client name, ``catalyst_smpp_info``), node number ``base + k``
+   (:func:`catalyst_smpp.gateway.ids.worker_base`) and metrics port ``metrics.port + k``;
 4. gives each worker its own ``NOTIFY_SOCKET`` (an abstract datagram socket of the parent) and
    ``WATCHDOG_USEC``, so a worker is the ordinary daemon speaking sd_notify to its parent; the parent sends
    systemd ``READY=1`` once every worker has, ``STATUS=`` lines, ``RELOADING=1``/``READY=1`` around a reload
@@ -27,6 +32,9 @@ The parent (this module) runs no gateway code.  It
 7. exits when all workers have drained (0), then stops the embedded servers it started.
 
 A worker whose parent disappears (SIGKILL) notices within a second and drains itself.
+
+One module (over 600 lines): start-up, restarts, sd_notify relaying, signals and reload all read and change
+the same per-worker state (:class:`_Slot`) under one trio loop; split, each part would reach into the others.
 """
 
 from __future__ import annotations
@@ -46,6 +54,7 @@ import attrs
 import trio
 
 from catalyst_smpp.config import Config, ConfigError, load_config
+from catalyst_smpp.listen import ListenerError, bind_listeners, close_listeners
 from catalyst_smpp.service import (
     EXIT_CONFIG,
     EXIT_FAILURE,
@@ -138,6 +147,8 @@ class Supervisor:
         self._nats_urls: tuple[str, ...] = ()
         self._dsn = ""
         self._embedded: list[Any] = []
+        self._sockets: list[list[socket.socket]] = []  # bound here once, inherited by every worker
+        self._start_scope: trio.CancelScope | None = None  # while starting NATS/Postgres: a stop cancels it
         self._stopping = False
         self._stop_event = trio.Event()
         self._ready_once = False
@@ -163,6 +174,7 @@ class Supervisor:
                             await self._stop_infrastructure()
                     outer.cancel_scope.cancel()
         finally:
+            close_listeners(self._sockets)
             for slot in self.slots:
                 slot.sock.close()
             self.notifier.close()
@@ -187,8 +199,17 @@ class Supervisor:
                 self.node,
                 self.workers,
             )
-        await self._start_infrastructure()
+        with trio.CancelScope() as self._start_scope:
+            await self._start_infrastructure()
+        self._start_scope = None
         if self._stopping:
+            return
+        try:
+            self._sockets = bind_listeners(self.cfg.listeners)
+        except ListenerError as e:  # one line naming the listener; no traceback
+            log.critical("%s", e)
+            self.notifier.status(f"failed: {e}")
+            self._startup_failed = EXIT_FAILURE
             return
         self._make_slots()
         self.notifier.status(f"starting: {self.workers} workers")
@@ -218,7 +239,8 @@ class Supervisor:
     # ---------------------------------------------------------------- infrastructure
 
     async def _start_infrastructure(self) -> None:
-        from catalyst_smpp.embedded import EmbeddedNats, EmbeddedPostgres
+        from catalyst_smpp.daemon import DB_START_WAIT
+        from catalyst_smpp.embedded import EmbeddedNats, EmbeddedPostgres, try_db_setup
         from catalyst_smpp.store import Database, seed_from_config
 
         cfg = self.cfg
@@ -238,17 +260,24 @@ class Supervisor:
             await trio.to_thread.run_sync(pg.start)
             self._embedded.append(pg)
             self._dsn = pg.dsn
-        # migrate and seed once here: N workers starting together would race to insert the same seeds
+        # migrate and seed once here: N workers starting together would race to insert the same seeds.
+        # Postgres not answering within DB_START_WAIT is not fatal, as for one process: the workers start
+        # from their saved configuration snapshot (or wait for Postgres) and migrate once it answers
         async with Database.open(
             self._dsn or cfg.database.dsn,
             schema=cfg.database.schema,
             pool_size=1,
-            migrate=cfg.database.migrate_on_start,
             connect_timeout=cfg.database.connect_timeout,
             application_name=f"catalyst-smpp {self.node} supervisor"[:63],
         ) as db:
-            if cfg.operators or cfg.partners:
-                await db.run(seed_from_config, cfg)
+
+            async def setup() -> None:
+                if cfg.database.migrate_on_start:
+                    await db.migrate()
+                if cfg.operators or cfg.partners:
+                    await db.run(seed_from_config, cfg)
+
+            await try_db_setup(setup, DB_START_WAIT)
         log.info(
             "infrastructure checked",
             extra={
@@ -282,6 +311,7 @@ class Supervisor:
                 parent_pid=os.getpid(),
                 nats_urls=self._nats_urls,
                 dsn=self._dsn,
+                listen_fds=tuple(tuple(sock.fileno() for sock in group) for group in self._sockets),
             )
             name = f"catalyst-smpp-{os.getpid()}-{token}-w{k}"
             raw = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
@@ -310,7 +340,11 @@ class Supervisor:
         slot.ready = False
         slot.stale_config = False  # a new process reads the file as it is now
         slot.proc = await trio.lowlevel.open_process(
-            cmd, env=self._worker_env(slot), stdin=subprocess.DEVNULL, process_group=0
+            cmd,
+            env=self._worker_env(slot),
+            stdin=subprocess.DEVNULL,
+            process_group=0,
+            pass_fds=[fd for group in slot.spec.listen_fds for fd in group],  # same numbers in the worker
         )
         slot.started_at = slot.last_ping = trio.current_time()
         log.info(
@@ -518,6 +552,9 @@ class Supervisor:
             if self._signals == 1:
                 log.info("%s: graceful stop of the workers", name, extra={"signal": name})
                 self._request_stop()
+                if self._start_scope is not None:  # still starting NATS/Postgres: no worker to drain
+                    self._start_scope.cancel()
+                    nursery.start_soon(self._exit_after, self.cfg.limits.shutdown_grace)
             elif self._signals == 2:
                 log.warning("%s again: the workers stop now without draining", name, extra={"signal": name})
                 self.exit_code = EXIT_FAILURE
@@ -529,11 +566,22 @@ class Supervisor:
                 logging.shutdown()
                 os._exit(EXIT_FAILURE)
 
+    async def _exit_after(self, grace: float) -> None:
+        """Like the daemon's: a start-up that does not stop within ``shutdown_grace`` (a thread starting an
+        embedded server, a libpq connect) is left behind by exiting (an embedded server it had started keeps
+        running; the next start finds it by its pid file)."""
+        await trio.sleep(grace)
+        log.error("start-up did not stop within shutdown_grace (%gs); exiting", grace, extra={"grace": grace})
+        logging.shutdown()
+        os._exit(EXIT_FAILURE)
+
     async def _drain(self) -> None:
         grace = self.cfg.limits.shutdown_grace
         self.notifier.stopping(f"draining {self.workers} workers (up to {grace:g}s)")
         log.info("draining the workers", extra={"grace": grace})
         self._signal_workers(signal.SIGTERM)
+        # new connections are refused now rather than queued on a socket no worker accepts from any more
+        close_listeners(self._sockets)
         started = trio.current_time()
         # each worker bounds its drain by grace; the margin covers its shutdown after that
         with trio.move_on_after(grace + 15.0) as scope:

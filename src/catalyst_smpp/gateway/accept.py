@@ -68,7 +68,7 @@ from catalyst_smpp.gateway.ids import IdGenerator, format_id, parse_id
 from catalyst_smpp.gateway.messages import mt_record
 from catalyst_smpp.gateway.query import QueryHandler
 from catalyst_smpp.gateway.routing import Router
-from catalyst_smpp.protocol.constants import CommandId, CommandStatus
+from catalyst_smpp.protocol.constants import CommandId, CommandStatus, status_name
 from catalyst_smpp.protocol.fields import request_problem
 from catalyst_smpp.protocol.pdu import (
     DistributionListDestination,
@@ -234,6 +234,8 @@ class AcceptHandler:
                 return problem[0] if problem is not None else int(S.ESME_RREPLACEFAIL)
         except Exception:
             log.exception("%s [%s]: accepting %s failed", session.session_id, session.system_id, cid.name)
+            if cid == _SUBMIT_SM or cid == _DATA_SM or cid == _SUBMIT_MULTI:
+                self.count_refused(session.system_id, _RSYSERR)
             return _RSYSERR
         return int(S.ESME_RINVCMDID)
 
@@ -276,8 +278,10 @@ class AcceptHandler:
         source: tuple[int, int, str] = (pdu.source_addr_ton, pdu.source_addr_npi, pdu.source_addr)  # type: ignore[attr-defined]
         dests: tuple[Any, ...] = pdu.dest_address  # type: ignore[attr-defined]
         if not dests:
+            self.count_refused(session.system_id, int(S.ESME_RINVNUMDESTS))
             return int(S.ESME_RINVNUMDESTS)
         if self._closed:
+            self.count_refused(session.system_id, _RMSGQFUL, len(dests))
             return _RMSGQFUL
         mts: list[_Mt] = []
         failures: list[tuple[SmeDestination, int]] = []
@@ -286,6 +290,7 @@ class AcceptHandler:
         for d in dests:
             if isinstance(d, DistributionListDestination):
                 failures.append((SmeDestination(0, 0, d.dl_name), int(S.ESME_RINVDLNAME)))
+                self.count_refused(session.system_id, int(S.ESME_RINVDLNAME))
                 continue
             dest = (d.dest_addr_ton, d.dest_addr_npi, d.destination_addr)
             try:
@@ -414,7 +419,7 @@ class AcceptHandler:
         """Count and log a refusal; its ``rejected`` row (None without an event publisher)."""
         self.stats.rejected += 1
         log.debug("[%s] submit to %r refused 0x%08X: %s", partner, dest, r.status, r.reason)
-        self._count(partner, "rejected")
+        self.count_refused(partner, r.status)
         if self.events is None:
             return None
         # a refused message has no id of ours; the log row still needs a unique key
@@ -429,6 +434,12 @@ class AcceptHandler:
             node=self.node,
             at=self.clock(),
         )
+
+    def count_refused(self, partner: str, status: int, n: int = 1) -> None:
+        """Count ``n`` submits of ``partner`` answered with the error ``status`` (label: its SMPP status name,
+        as in ``ESME_RTHROTTLED``).  Also called by the gateway for the submits the server throttles before
+        they reach this handler."""
+        self._count(partner, status_name(status), n)
 
     def _count(self, partner: str, status: str, n: int = 1) -> None:
         m = self.metrics
@@ -538,7 +549,7 @@ class AcceptHandler:
                     log.debug("metrics update failed", exc_info=True)
         for partner, k in accepted.items():
             self.stats.accepted += k
-            self._count(partner, "accepted", k)
+            self._count(partner, "ok", k)
 
     def _rows(self, batch: list[_Pending], results: list[Any]) -> list[Row]:
         """The event rows of a published batch: ``accepted`` for each record stored, the ``rejected`` rows."""
@@ -571,7 +582,7 @@ class AcceptHandler:
             else:
                 status = status_for_publish_error(r.kind)
                 self.stats.failed += 1
-                self._count(partner, "queue_full" if status == _RMSGQFUL else "error")
+                self.count_refused(partner, status)
                 log.warning(
                     "[%s] message %s not stored (%s: %s): answering 0x%08X",
                     partner,

@@ -376,6 +376,8 @@ class OperatorConnector:
         self.events = events
         self.router = router
         self.metrics = metrics
+        if metrics is not None:  # from the start: an operator never bound reads 0 (not a missing series)
+            metrics.connector_up.labels(operator.name).set(0)
         self.down_after = down_after
         self.down_retry = down_retry
         self.retry_delays = retry_delays
@@ -421,6 +423,14 @@ class OperatorConnector:
     @property
     def is_up(self) -> bool:
         return self.tx_bound > 0
+
+    @property
+    def binds(self) -> int:
+        """Open binds to the operator (any bind type): the ``binds{side="operator"}`` gauge."""
+        c = self.client
+        if c is None:
+            return 0
+        return sum(1 for s in c.sessions() if s.is_bound and not s.is_closed)
 
     def update(self, operator: Operator) -> None:
         """Apply changed settings; a change of anything the binds depend on reconnects."""

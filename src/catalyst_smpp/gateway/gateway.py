@@ -16,7 +16,9 @@ server's ``on_bound`` hook, stopped from ``on_closed`` when the last one goes.
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,7 @@ from catalyst_smpp.gateway.delivery import PartnerDelivery
 from catalyst_smpp.gateway.events import EventPublisher, EventWriter
 from catalyst_smpp.gateway.ids import IdGenerator, node_number
 from catalyst_smpp.gateway.routing import Router
+from catalyst_smpp.protocol.constants import CommandStatus
 from catalyst_smpp.protocol.session import SessionConfig
 from catalyst_smpp.server import ServerConfig, ServerSession, SmppServer
 from catalyst_smpp.store.records import ConfigSnapshot, Operator, Partner
@@ -41,6 +44,8 @@ from catalyst_smpp.store.snapshot_file import load_snapshot_file, save_snapshot_
 __all__ = ["Gateway"]
 
 log = logging.getLogger(__name__)
+
+_RTHROTTLED = int(CommandStatus.ESME_RTHROTTLED)
 
 
 class _Receivers:
@@ -83,8 +88,12 @@ class Gateway:
         connector_options: dict[str, Any] | None = None,
         worker: tuple[int, int] = (0, 1),
         snapshot_file: Path | None = None,
+        listen_sockets: Sequence[Sequence[socket.socket]] | None = None,
     ) -> None:
         self.cfg = cfg
+        # bound sockets per cfg.listeners entry (catalyst_smpp.listen: the daemon or the supervising parent
+        # binds them); None = each server binds its host:port itself (tests, embedding)
+        self.listen_sockets = listen_sockets
         # the last good config snapshot on disk (the daemon: <state_dir>/config-snapshot.json): written after
         # every load from Postgres, read when the node starts while Postgres is down (infra.db_ready False)
         self.snapshot_file = snapshot_file
@@ -167,14 +176,15 @@ class Gateway:
                 inactivity_timeout=lim.inactivity_timeout,
                 bind_timeout=lim.bind_timeout,
             )
-            for listener in cfg.listeners:
+            for i, listener in enumerate(cfg.listeners):
                 server = SmppServer(
                     ServerConfig(
                         host=listener.host,
                         port=listener.port,
                         ssl_context=_ssl_context(listener),
                         session=session,
-                        reuse_port=listener.reuse_port,
+                        # never SO_REUSEPORT: another gateway could then join the port (catalyst_smpp.listen)
+                        sockets=tuple(self.listen_sockets[i]) if self.listen_sockets is not None else (),
                         shutdown_timeout=lim.shutdown_grace,
                         max_connections=lim.max_connections or None,
                         max_connections_per_address=lim.max_connections_per_address or None,
@@ -184,6 +194,7 @@ class Gateway:
                     on_bound=self._on_bound,
                     on_closed=self._on_closed,
                     on_refused=self._on_refused,
+                    on_throttled=self._on_throttled,
                 )
                 await n.start(server.serve)
                 self.servers.append(server)
@@ -355,6 +366,12 @@ class Gateway:
             if self.deliveries.get(pd.system_id) is pd:
                 del self.deliveries[pd.system_id]
 
+    def _on_throttled(self, session: ServerSession) -> None:
+        """A submit the server's throttle refused (ESME_RTHROTTLED) never reaches the accept handler; it is
+        counted with the partner's other answered submits all the same."""
+        if self.accept is not None and session.system_id:
+            self.accept.count_refused(session.system_id, _RTHROTTLED)
+
     def _on_closed(self, session: ServerSession) -> None:
         sid = session.system_id
         pd = self.deliveries.get(sid)
@@ -395,7 +412,7 @@ class Gateway:
             )
             scope = trio.CancelScope()
             self.connectors[name] = (conn, scope)
-            self._nursery.start_soon(self._run_connector, op, conn, scope)
+            self._nursery.start_soon(self._serve_connector, op, conn, scope)
 
     def _worker_share(self, op: Operator) -> Operator | None:
         """This worker's part of an operator's limits when ``worker=(index, count)`` splits a host's gateway
@@ -432,6 +449,23 @@ class Gateway:
                     log.exception("connector %s failed; restarting in %.0f s", op.name, delay)
                 await trio.sleep(delay)
                 delay = min(delay * 2, 30.0)
+
+    async def _serve_connector(self, op: Operator, conn: Any, scope: trio.CancelScope) -> None:
+        """:meth:`_run_connector`; once it has stopped for good (the operator removed or disabled, not a
+        drain), its ``connector_up`` and operator ``binds`` series go too: left behind they would read 0, and
+        fire the connector_up alert, forever."""
+        try:
+            await self._run_connector(op, conn, scope)
+        finally:
+            if self.metrics is not None and op.name not in self.connectors:
+                for gauge, labels in (
+                    (self.metrics.connector_up, (op.name,)),
+                    (self.metrics.binds, ("operator", op.name)),
+                ):
+                    try:
+                        gauge.remove(*labels)
+                    except KeyError:
+                        pass
 
     async def _stop_connector(
         self, name: str, conn: Any, scope: trio.CancelScope, grace: float = 5.0

@@ -80,6 +80,7 @@ from catalyst_smpp.encoding.receipts import (
     stat_for_state,
 )
 from catalyst_smpp.gateway.events import EventPublisher, Row
+from catalyst_smpp.gateway.ids import id_time
 from catalyst_smpp.gateway.messages import Address, MoMessage, dlr_record
 from catalyst_smpp.protocol.constants import CommandStatus
 from catalyst_smpp.protocol.pdu import DataSm, DeliverSm, Pdu
@@ -302,6 +303,7 @@ class InboundHandler:
         self.ids = ids
         self._queue: list[_In] = []
         self._parked: list[_In] = []
+        self._receipt_seconds: dict[str, Any] = {}  # operator → its receipt_seconds histogram child
         self._wake = trio.Event()
         self._draining = False
         self._counters: dict[tuple[str, str], Any] = {}
@@ -606,6 +608,19 @@ class InboundHandler:
         for items, m, state, part, r in decided:
             self._receipt_out(op, items, m, state, part, r, publish, answered_ok, logged)
 
+    def _observe_receipt_latency(self, operator: str, message_id: str) -> None:
+        """``receipt_seconds``: from the partner's submit being accepted (the time in our message id) until
+        the operator's final receipt for it is matched here and queued for the partner.  The partner's own
+        delivery is left out (it waits while the partner is not bound: ``backlog{kind="dlr"}`` shows that)."""
+        try:
+            accepted = id_time(int(message_id))
+        except ValueError:  # not one of our ids (cannot happen for a matched receipt; never fail on metrics)
+            return
+        h = self._receipt_seconds.get(operator)
+        if h is None:
+            h = self._receipt_seconds[operator] = self.metrics.receipt_seconds.labels(operator)
+        h.observe(max(0.0, time.time() - accepted))  # another node's clock may run slightly ahead
+
     def _receipt_out(
         self,
         op: Operator,
@@ -627,6 +642,7 @@ class InboundHandler:
                     c = self.metrics.receipts_total.labels(m.partner, state)
                     self._counters[(m.partner, state)] = c
                 c.inc()
+                self._observe_receipt_latency(op.name, m.message_id)
             if self.events is not None:
                 logged.append(
                     ((m.message_id, "delivered", time.time(), m.partner, op.name,

@@ -73,6 +73,9 @@ class ServerConfig:
     max_connections: int | None = attrs.field(default=None, validator=_opt_positive)
     #: connections open at once from one source IP address; more are closed at accept.  None = no limit
     max_connections_per_address: int | None = attrs.field(default=None, validator=_opt_positive)
+    #: listening sockets bound already (by the daemon, or inherited from a supervising parent): served
+    #: instead of binding host:port (see catalyst_smpp.listen); the server closes them when it stops
+    sockets: tuple[socket.socket, ...] = ()
 
 
 #: a refused connection is logged at most once per this many seconds per reason (with the count since)
@@ -120,6 +123,8 @@ class ServerSession(SmppSession):
             if bucket is not None and not bucket.try_take(trio.current_time()):
                 self.server.stats_throttled += 1
                 self._answer(pdu, _RTHROTTLED)
+                if self.server.on_throttled is not None:
+                    self.server.on_throttled(self)
                 return
         # SmppSession._on_request without its outbind / alert_notification branch: an SMSC never receives them
         # (the core refuses them in every state), so every request here goes to the handler
@@ -199,8 +204,12 @@ class SmppServer:
         on_bound: Callable[[ServerSession], object] | None = None,
         on_closed: Callable[[ServerSession], object] | None = None,
         on_refused: Callable[[str], object] | None = None,
+        on_throttled: Callable[[ServerSession], object] | None = None,
     ) -> None:
         self.config = config
+        #: called for each request the session's throttle answered ESME_RTHROTTLED (it never reaches the
+        #: handler): the gateway counts it among the partner's submits
+        self.on_throttled = on_throttled
         self.authenticator = authenticator
         self.handler: Handler = handler if handler is not None else accept_all_handler()
         self.on_bound = on_bound
@@ -228,6 +237,8 @@ class SmppServer:
 
     async def _open_listeners(self) -> list[trio.SocketListener]:
         cfg = self.config
+        if cfg.sockets:
+            return [trio.SocketListener(trio.socket.from_stdlib_socket(s)) for s in cfg.sockets]
         if not cfg.reuse_port:
             return await trio.open_tcp_listeners(cfg.port, host=cfg.host, backlog=cfg.backlog)
         infos = await trio.socket.getaddrinfo(
