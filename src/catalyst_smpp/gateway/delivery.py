@@ -58,6 +58,8 @@ _TLV_PAYLOAD: Final = int(Tag.message_payload)
 # deliver_sm_resp statuses that end the message (SMPP v3.4 5.1.3: the ESME will not take it, ever)
 REFUSED_FOR_GOOD: Final = frozenset({0x65, 0x66})  # ESME_RX_P_APPN, ESME_RX_R_APPN
 _OK, _RETRY, _REFUSED = 0, 1, 2
+# longest wait for a free window slot before looking again (a safety net: slots are signalled)
+_SLOT_WAIT_LIMIT: Final = 1.0
 
 
 def _date(ts: float) -> dt.datetime | None:
@@ -270,6 +272,7 @@ class PartnerDelivery:
         self._in_flight = 0
         self._done: collections.deque[tuple[Any, Any, int, float]] = collections.deque()
         self._done_lot = trio.lowlevel.ParkingLot()
+        self._slot_lot = trio.lowlevel.ParkingLot()  # pullers waiting for a free window slot
         self._rr = 0
         self._pullers = 0
 
@@ -287,6 +290,7 @@ class PartnerDelivery:
         for s in self._fetch_scopes:
             s.cancel()
         self._done_lot.unpark_all()
+        self._slot_lot.unpark_all()
 
     async def run(self, *, task_status: trio.TaskStatus[PartnerDelivery] = trio.TASK_STATUS_IGNORED) -> None:
         started = False
@@ -330,7 +334,7 @@ class PartnerDelivery:
             receivers = self.server.receivers(self.system_id)
             free = sum(max(0, s.window_available) for s in receivers)
             if free <= 0:
-                await trio.sleep(0.05 if receivers else 0.2)
+                await self._wait_for_slot()
                 continue
             scope = trio.CancelScope()
             self._fetch_scopes.append(scope)
@@ -418,9 +422,25 @@ class PartnerDelivery:
             except Exception:
                 await trio.sleep(0.01)
 
+    async def _wait_for_slot(self) -> None:
+        """Until a window slot may have come free on this node's receivers: one of our deliver_sm was
+        answered or failed (:meth:`_callback`), a receiver bound (:meth:`receiver_bound`) or :meth:`stop`.
+        Those are the only ways a slot frees (only this object sends deliver_sm to the partner's sessions
+        here), so the wait ends as soon as there is one; the timeout is a safety net, not a pace."""
+        with trio.move_on_after(_SLOT_WAIT_LIMIT):
+            await self._slot_lot.park()
+
+    def receiver_bound(self) -> None:
+        """Another receiver/transceiver bind of the partner on this node: its window is free now."""
+        self._slot_lot.unpark_all()
+
     def _callback(self, consumer: Any, msg: Any) -> Any:
         def on_done(result: Any) -> None:
             self._in_flight -= 1
+            if (
+                self._slot_lot
+            ):  # a puller waits for a free slot: this one is (unpark of an empty lot is not free)
+                self._slot_lot.unpark_all()
             if isinstance(result, Pdu):
                 status = result.command_status
                 if status == 0:

@@ -161,6 +161,8 @@ class Gateway:
             auth = PostgresAuthenticator(self.partner)
             lim = cfg.limits
             session = SessionConfig(
+                # until bound: at bind a session takes its partner's `window` as its deliver_sm window,
+                # wider or narrower than this (server.ServerSession, Account.deliver_window)
                 window_size=lim.default_window,
                 response_timeout=lim.response_timeout,
                 enquire_link_interval=lim.enquire_link_interval,
@@ -324,6 +326,7 @@ class Gateway:
         sid = session.system_id
         pd = self.deliveries.get(sid)
         if pd is not None and not pd._stopping:
+            pd.receiver_bound()  # more window: its pullers look again at once
             return
         partner = self.partner(sid)
         if partner is None or self._delivery_nursery is None:
@@ -467,9 +470,12 @@ class Gateway:
                     if pd is not None:
                         pd.stop()
                 else:
+                    for s in self.receivers.bound_sessions(sid):
+                        s.window_size = p.window  # a changed window applies to the binds held, too
                     pd = self.deliveries.get(sid)
                     if pd is not None:
                         pd.update(p)
+                        pd.receiver_bound()  # a wider window: look again at once
             if self._nursery is not None and not self._draining:
                 self._sync_connectors()
             log.info("configuration version %d loaded", snap.version)

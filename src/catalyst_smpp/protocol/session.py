@@ -145,7 +145,8 @@ class SessionConfig:
     """Session tunables; times in seconds (``None`` switches a timer off)."""
 
     #: requests of ours that may await a response at once (submit_sm, deliver_sm, data_sm, ...);
-    #: bind, unbind and enquire_link are not counted
+    #: bind, unbind and enquire_link are not counted.  The starting value of
+    #: :attr:`SmppConnection.window_size`, which may be changed per connection (e.g. at bind)
     window_size: int = attrs.field(default=10, validator=attrs.validators.ge(1))
     #: a request unanswered this long -> ResponseTimeout (enquire_link: link dead; bind/unbind: close)
     response_timeout: float = attrs.field(default=30.0, validator=_positive)
@@ -204,6 +205,9 @@ class SmppConnection:
         self._inflight: dict[int, _InFlight] = {}
         self._deadlines: deque[_InFlight] = deque()  # send order == deadline order
         self._windowed = 0
+        #: our windowed requests that may be in flight at once; settable at any time, wider or narrower
+        #: (a window narrowed below what is in flight lets nothing through until enough are answered)
+        self.window_size = self.config.window_size
         self._enquiries = 0  # enquire_links in flight
         # the peer's requests that the driver still has to answer: seq -> response command_id
         self._owed: dict[int, int] = {}
@@ -223,7 +227,7 @@ class SmppConnection:
     @property
     def window_available(self) -> int:
         """How many more windowed requests :meth:`send` accepts now."""
-        n = self.config.window_size - self._windowed
+        n = self.window_size - self._windowed
         return n if n > 0 else 0
 
     @property
@@ -380,9 +384,8 @@ class SmppConnection:
         cid = pdu.command_id
         inflight = self._inflight
         if cid in _WINDOWED:  # the per-message path: submit_sm, deliver_sm, ...
-            cfg = self.config
-            if self._windowed >= cfg.window_size:
-                raise WindowFullError(f"window of {cfg.window_size} requests is full")
+            if self._windowed >= self.window_size:
+                raise WindowFullError(f"window of {self.window_size} requests is full")
             seq = self._seq + 1
             if seq > MAX_SEQUENCE_NUMBER or seq in inflight:
                 seq = self._next_seq()
@@ -390,7 +393,7 @@ class SmppConnection:
                 self._seq = seq
             pdu.sequence_number = seq
             self._out.append(encode_pdu(pdu))  # raises before anything else changes
-            entry = (pdu, seq, now + cfg.response_timeout, True, internal)
+            entry = (pdu, seq, now + self.config.response_timeout, True, internal)
             inflight[seq] = entry
             self._deadlines.append(entry)
             self._windowed += 1

@@ -181,7 +181,6 @@ class SmppSession:
         self._timer_at = math.inf
         self._nursery: trio.Nursery | None = None
         self._send_scope: trio.CancelScope | None = None
-        self._window_cap = conn.config.window_size
         self._closing = False  # no more reading; the writer flushes and stops
         self._draining = False  # graceful close in progress: do not close on our own Unbound
         self._finished = trio.Event()
@@ -218,34 +217,29 @@ class SmppSession:
 
     @property
     def window_available(self) -> int:
-        """Windowed requests we may send now (the core's window, capped by :attr:`window_size`)."""
-        conn = self.conn
-        free = conn.window_available
-        cap = self._window_cap
-        size = conn.config.window_size
-        if cap < size:
-            free = min(free, cap - (size - free))
-        return free if free > 0 else 0
+        """Windowed requests we may send now (the core's window: :attr:`window_size`)."""
+        return self.conn.window_available
 
     def _sendable(self) -> bool:
         """A windowed request can go now: a window slot, send-buffer room, not closing (for pickers)."""
         conn = self.conn
         if self._closing or self._out_bytes > self.max_send_buffer or conn._state is _CLOSED:
             return False
-        size = conn.config.window_size
-        cap = self._window_cap
-        return conn._windowed < (cap if cap < size else size)
+        return conn._windowed < conn.window_size
 
     @property
     def window_size(self) -> int:
-        return self._window_cap
+        return self.conn.window_size
 
     @window_size.setter
     def window_size(self, value: int) -> None:
-        """Narrow the window below the core's ``window_size`` (e.g. per account); never wider."""
+        """This session's window from now on, wider or narrower than ``SessionConfig.window_size`` (e.g.
+        per account at bind: a partner's deliver_sm window)."""
         if value < 1:
             raise ValueError("window_size must be >= 1")
-        self._window_cap = min(value, self.conn.config.window_size)
+        self.conn.window_size = value
+        if self._window_lot and (free := self.window_available):
+            self._window_lot.unpark(count=free)
 
     @property
     def in_flight(self) -> int:
@@ -384,13 +378,7 @@ class SmppSession:
             raise SessionClosedError(self.close_reason, self.close_detail)
         if self._out_bytes > self.max_send_buffer:
             raise trio.WouldBlock
-        # window_available, inlined (one of these per message and direction)
-        size = conn.config.window_size
-        free = size - conn._windowed
-        cap = self._window_cap
-        if cap < size:
-            free = min(free, cap - conn._windowed)
-        if free <= 0:
+        if conn._windowed >= conn.window_size:  # window_available, inlined (once per message)
             raise trio.WouldBlock
         now = self._now()
         seq = conn.send(pdu, now)
