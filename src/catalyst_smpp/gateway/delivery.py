@@ -3,9 +3,13 @@
 One :class:`PartnerDelivery` per partner that has a receiver or transceiver bind on this node (the Gateway
 starts it on the first such bind and stops it when the last one goes).  It pulls from the partner's durable
 consumers — shared with every other node where the partner is bound, so each message goes to one of them —
-no more at a time than the free deliver_sm window of the partner's receivers on this node, and sends a
-``deliver_sm`` per message spread over those receivers (the one with the most free window first, then the
-next).  A message is acked on ``deliver_sm_resp`` ``ESME_ROK``; on an error status, a response timeout or the
+once a deliver_sm window slot of the partner's receivers on this node is free, up to their whole window at a
+time, and sends a ``deliver_sm`` per message spread over those receivers (round robin over those with a free
+slot), each as soon as a slot is free.  Nothing waits on a timer: a slot is signalled by the
+``deliver_sm_resp`` (or failure) that frees it, a new bind by :meth:`PartnerDelivery.receiver_bound`.  The
+window of a receiver is its partner's ``window`` as configured (set on the session at bind).
+
+A message is acked on ``deliver_sm_resp`` ``ESME_ROK``; on an error status, a response timeout or the
 session's loss it is nak'ed with a delay (the next fetch, here or on another node, gets it again).  The delay
 after an error status doubles with each delivery of that message (``nak_delay``, 2x, 4x, ... up to
 ``max_nak_delay``), so a partner that refuses a message for hours is not sent it every few seconds.  The two
@@ -336,12 +340,16 @@ class PartnerDelivery:
             if free <= 0:
                 await self._wait_for_slot()
                 continue
+            # up to a whole window at once, not just the slots free now: the rest wait in _send for the
+            # slots the partner frees meanwhile, so a busy partner costs one fetch per window, not one per
+            # answered deliver_sm (and the window does not run dry during the fetch)
+            want = max(free, sum(s.window_size for s in receivers))
             scope = trio.CancelScope()
             self._fetch_scopes.append(scope)
             msgs: list[Any] = []
             try:
                 with scope:
-                    msgs = await consumer.fetch(min(self.max_batch, free), self.fetch_timeout)
+                    msgs = await consumer.fetch(min(self.max_batch, want), self.fetch_timeout)
             except BusError as e:
                 log.warning("[%s] fetching %s failed: %s", self.system_id, kind.value, e)
                 await trio.sleep(0.5)
