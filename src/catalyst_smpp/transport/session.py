@@ -207,13 +207,13 @@ class SmppSession:
 
     @property
     def can_submit(self) -> bool:
-        """Bound as TX or TRX (may carry submit_sm ESME → SMSC)."""
-        return self.conn.state in _TX_STATES and not self._closing
+        """Bound as TX or TRX (may carry submit_sm ESME → SMSC), and not finishing after lost sync."""
+        return self.conn.state in _TX_STATES and not self._closing and self.conn._lost is None
 
     @property
     def can_deliver(self) -> bool:
-        """Bound as RX or TRX (may carry deliver_sm SMSC → ESME)."""
-        return self.conn.state in _RX_STATES and not self._closing
+        """Bound as RX or TRX (may carry deliver_sm SMSC → ESME), and not finishing after lost sync."""
+        return self.conn.state in _RX_STATES and not self._closing and self.conn._lost is None
 
     @property
     def window_available(self) -> int:
@@ -225,7 +225,7 @@ class SmppSession:
         conn = self.conn
         if self._closing or self._out_bytes > self.max_send_buffer or conn._state is _CLOSED:
             return False
-        return conn._windowed < conn.window_size
+        return conn._windowed < conn.window_size and conn._lost is None
 
     @property
     def window_size(self) -> int:
@@ -378,8 +378,8 @@ class SmppSession:
             raise SessionClosedError(self.close_reason, self.close_detail)
         if self._out_bytes > self.max_send_buffer:
             raise trio.WouldBlock
-        if conn._windowed >= conn.window_size:  # window_available, inlined (once per message)
-            raise trio.WouldBlock
+        if conn._windowed >= conn.window_size or conn._lost is not None:  # window_available, inlined
+            raise trio.WouldBlock  # (lost sync: the connection only answers what it owes, then closes)
         now = self._now()
         seq = conn.send(pdu, now)
         self.stats.requests_sent += 1
