@@ -45,6 +45,7 @@ from catalyst_smpp.bus import BusError, Kind
 from catalyst_smpp.encoding.receipts import Receipt, format_receipt, stat_for_state, state_for_stat
 from catalyst_smpp.gateway.ids import format_id
 from catalyst_smpp.gateway.messages import DecodeError, DlrMessage, DlrValues, MoMessage, dlr_values
+from catalyst_smpp.gateway.order import ReceiptOrder
 from catalyst_smpp.protocol.constants import MessageState
 from catalyst_smpp.protocol.pdu import DeliverSm, Pdu
 from catalyst_smpp.protocol.tlv import Tag, Tlv
@@ -250,6 +251,7 @@ class PartnerDelivery:
         max_nak_delay: float = 300.0,
         lost_delay: float = 0.5,
         log_every: float = 10.0,
+        order: ReceiptOrder | None = None,
     ) -> None:
         self.server = server
         self.bus = bus
@@ -262,6 +264,8 @@ class PartnerDelivery:
         self.max_nak_delay = max_nak_delay
         self.lost_delay = lost_delay
         self.log_every = log_every
+        self.order = order
+        """When set, a receipt waits for its message's submit response (gateway/order.py)."""
         self.delivered = 0
         self.failed = 0
         """Deliveries to be tried again (error status, no answer, session lost)."""
@@ -362,18 +366,22 @@ class PartnerDelivery:
     async def _send_all(self, consumer: Any, kind: Kind, msgs: list[Any]) -> None:
         poison: list[Any] = []
         unwanted: list[Any] = []
+        order = self.order
         for i, m in enumerate(msgs):
+            message_id = ""
             try:
                 if kind is Kind.DLR:
                     values = dlr_values(m.data)  # the binary form, read without a DlrMessage
                     if values is not None:  # (a DlrMessage has no registered_delivery: _wanted is True)
                         pdu: Pdu = _values_pdu(values, self.partner)
+                        message_id = values[0]
                     else:
                         dlr = DlrMessage.from_bytes(m.data)
                         if not _wanted(dlr):
                             unwanted.append(m)
                             continue
                         pdu = dlr_pdu(dlr, self.partner)
+                        message_id = dlr.message_id
                 else:
                     pdu = mo_pdu(MoMessage.from_bytes(m.data))
             except (DecodeError, ValueError) as e:
@@ -386,6 +394,10 @@ class PartnerDelivery:
                 )
                 poison.append(m)
                 continue
+            if order is not None and message_id:
+                delay = order.delay(message_id)
+                if delay is not None:  # its submit response is not out yet
+                    await order.hold(message_id, delay)
             if not await self._send(consumer, m, pdu):
                 # nobody bound any more: everything left goes back at once
                 self._finish(consumer, m, _RETRY, self.lost_delay)

@@ -32,6 +32,7 @@ from catalyst_smpp.gateway.connector import OperatorConnector
 from catalyst_smpp.gateway.delivery import PartnerDelivery
 from catalyst_smpp.gateway.events import EventPublisher, EventWriter
 from catalyst_smpp.gateway.ids import IdGenerator, node_number
+from catalyst_smpp.gateway.order import ReceiptOrder
 from catalyst_smpp.gateway.routing import Router
 from catalyst_smpp.protocol.session import SessionConfig
 from catalyst_smpp.server import ServerConfig, ServerSession, SmppServer
@@ -107,6 +108,8 @@ class Gateway:
         self.servers: list[SmppServer] = []
         self.receivers = _Receivers(self.servers)
         self.accept: AcceptHandler | None = None
+        #: receipts wait for their submit responses (gateway/order.py); made with the AcceptHandler
+        self.receipt_order: ReceiptOrder | None = None
         self.events: Any = None
         self.writer: Any = None
         self.deliveries: dict[str, PartnerDelivery] = {}
@@ -156,6 +159,7 @@ class Gateway:
                 metrics=self.metrics,
                 db=self.db,
             )
+            self.receipt_order = ReceiptOrder(self.accept.unanswered, self.ids.node)
             await n.start(self.accept.run)
             self._delivery_nursery = await n.start(_nursery_holder)
             auth = PostgresAuthenticator(self.partner)
@@ -338,6 +342,7 @@ class Gateway:
             events=self.events,
             metrics=self.metrics,
             max_batch=self.cfg.limits.fetch_batch,
+            order=self.receipt_order,
         )
         self.deliveries[sid] = pd
         self._delivery_nursery.start_soon(self._run_delivery, pd)
