@@ -7,7 +7,9 @@ once a deliver_sm window slot of the partner's receivers on this node is free, u
 time, and sends a ``deliver_sm`` per message spread over those receivers (round robin over those with a free
 slot), each as soon as a slot is free.  Nothing waits on a timer: a slot is signalled by the
 ``deliver_sm_resp`` (or failure) that frees it, a new bind by :meth:`PartnerDelivery.receiver_bound`.  The
-window of a receiver is its partner's ``window`` as configured (set on the session at bind).
+window of a receiver is its partner's ``window`` as configured (set on the session at bind).  With an
+``order`` (:class:`~catalyst_smpp.gateway.order.ReceiptOrder`, the Gateway's) a receipt waits until the submit
+response that gave the partner its id has gone out (see gateway/order.py).
 
 A message is acked on ``deliver_sm_resp`` ``ESME_ROK``; on an error status, a response timeout or the
 session's loss it is nak'ed with a delay (the next fetch, here or on another node, gets it again).  The delay
