@@ -67,6 +67,8 @@ REFUSED_FOR_GOOD: Final = frozenset({0x65, 0x66})  # ESME_RX_P_APPN, ESME_RX_R_A
 _OK, _RETRY, _REFUSED = 0, 1, 2
 # longest wait for a free window slot before looking again (a safety net: slots are signalled)
 _SLOT_WAIT_LIMIT: Final = 1.0
+# fetched messages waiting this long for a window slot are marked in progress (below every ack_wait used)
+_KEEP_ALIVE: Final = 2.0
 
 
 def _date(ts: float) -> dt.datetime | None:
@@ -369,6 +371,7 @@ class PartnerDelivery:
         poison: list[Any] = []
         unwanted: list[Any] = []
         order = self.order
+        alive = [trio.current_time()]
         for i, m in enumerate(msgs):
             message_id = ""
             try:
@@ -400,7 +403,7 @@ class PartnerDelivery:
                 delay = order.delay(message_id)
                 if delay is not None:  # its submit response is not out yet
                     await order.hold(message_id, delay)
-            if not await self._send(consumer, m, pdu):
+            if not await self._send(consumer, m, pdu, msgs, i, alive):
                 # nobody bound any more: everything left goes back at once
                 self._finish(consumer, m, _RETRY, self.lost_delay)
                 for rest in msgs[i + 1 :]:
@@ -415,8 +418,15 @@ class PartnerDelivery:
         except BusError as e:
             log.warning("[%s] term/ack failed: %s", self.system_id, e)
 
-    async def _send(self, consumer: Any, msg: Any, pdu: Pdu) -> bool:
-        """Send on a receiver with a free window slot (waiting for one); False when none is bound."""
+    async def _send(
+        self, consumer: Any, msg: Any, pdu: Pdu, batch: list[Any], i: int, alive: list[float]
+    ) -> bool:
+        """Send on a receiver with a free window slot (waiting for one); False when none is bound.
+
+        ``batch[i:]``: the fetched messages not sent yet (``msg`` first); while they wait for slots longer
+        than ``_KEEP_ALIVE`` they are marked in progress (JetStream would redeliver them after its
+        ``ack_wait``: a partner that stops answering holds a window for up to the response timeout).
+        ``alive[0]``: when they were fetched or last marked."""
         while True:
             receivers = self.server.receivers(self.system_id)
             if not receivers:
@@ -437,6 +447,12 @@ class PartnerDelivery:
                 self._in_flight += 1
                 return True
             # every window is full: wait for a slot on the least loaded one
+            if trio.current_time() - alive[0] >= _KEEP_ALIVE:
+                alive[0] = trio.current_time()
+                try:
+                    await consumer.in_progress(batch[i:])
+                except BusError as e:
+                    log.debug("[%s] in_progress failed: %s", self.system_id, e)
             best = max(receivers, key=lambda s: s.window_available - s.in_flight)
             try:
                 with trio.move_on_after(1.0):
@@ -459,9 +475,7 @@ class PartnerDelivery:
     def _callback(self, consumer: Any, msg: Any) -> Any:
         def on_done(result: Any) -> None:
             self._in_flight -= 1
-            if (
-                self._slot_lot
-            ):  # a puller waits for a free slot: this one is (unpark of an empty lot is not free)
+            if self._slot_lot:  # a puller waits for a slot: this one is free (unparking an empty lot costs)
                 self._slot_lot.unpark_all()
             if isinstance(result, Pdu):
                 status = result.command_status

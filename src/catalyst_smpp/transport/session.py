@@ -208,12 +208,12 @@ class SmppSession:
     @property
     def can_submit(self) -> bool:
         """Bound as TX or TRX (may carry submit_sm ESME → SMSC), and not finishing after lost sync."""
-        return self.conn.state in _TX_STATES and not self._closing and self.conn._lost is None
+        return self.conn.state in _TX_STATES and not self._closing and self.conn.sync_lost is None
 
     @property
     def can_deliver(self) -> bool:
         """Bound as RX or TRX (may carry deliver_sm SMSC → ESME), and not finishing after lost sync."""
-        return self.conn.state in _RX_STATES and not self._closing and self.conn._lost is None
+        return self.conn.state in _RX_STATES and not self._closing and self.conn.sync_lost is None
 
     @property
     def window_available(self) -> int:
