@@ -10,6 +10,12 @@ One command, every part in its own process, durable JetStream (file storage, wor
     .venv/bin/python bench/e2e.py --nats nats://h:4222 --dsn "host=h dbname=x"   # other servers
     .venv/bin/python bench/e2e.py --op-latency 0 10ms 50ms  # operator answers after 0/10/50 ms: a row each
     .venv/bin/python bench/e2e.py --json
+    .venv/bin/python bench/e2e.py --binds 1 --partner-window 50 --rate 2000 --duration 300   # sustained
+
+Sustained (``--rate`` with ``--duration``): the load generator submits at that rate for that long, and the
+run reports the submit rate, the receipt rate over the same span and the receipt backlog (receipts owed:
+accepted minus received) at each quarter of it and at its end.  A partner that gets its receipts at its
+submit rate has a flat backlog (a few round trips' worth); one whose receipts fall behind has a growing one.
 
 What runs: the simulator answers every submit_sm at once with a hex id and sends a DELIVRD receipt right
 after the response; the gateway (partner ``loadgen``, operator ``sim``, one route) accepts, publishes to
@@ -212,9 +218,6 @@ state_dir = "{state_dir}"
 urls = ["{args.nats}"]
 namespace = "{namespace}"
 
-[nats.streams.mt]
-max_ack_pending = 50000
-
 [database]
 dsn = "{args.dsn}"
 schema = "{schema}"
@@ -225,9 +228,7 @@ port = {port}
 reuse_port = true
 
 [limits]
-fetch_batch = 512
 shutdown_grace = "5s"
-default_window = {args.partner_window}
 
 [metrics]
 host = "{HOST}"
@@ -470,8 +471,11 @@ def run_e2e(args: argparse.Namespace) -> dict[str, Any]:
                 str(args.binds),
                 "--window",
                 str(args.window),
-                "--count",
-                str(args.count),
+                *(
+                    ["--rate", str(args.rate), "--duration", str(args.duration)]
+                    if args.duration
+                    else ["--count", str(args.count), *(["--rate", str(args.rate)] if args.rate else [])]
+                ),
                 "--text",
                 TEXT,
                 "--source",
@@ -571,12 +575,15 @@ def run_e2e(args: argparse.Namespace) -> dict[str, Any]:
     t_last_receipt = _reached(samples, 3, receipts, reader.eof) if receipts else math.nan
     e2e_window = t_last_receipt - t_first
     lat = report["latency"]
+    sustained = _sustained(samples, args.duration) if args.duration else None
     return {
+        "sustained": sustained,
         "gateways": args.gateways,
         "workers": args.workers,
         "gateway_processes": len(gateway_pids),
         "binds": args.binds,
         "window": args.window,
+        "partner_window": args.partner_window,
         "count": args.count,
         "accepted": report["accepted"],
         "rejected": sum(report["rejected"].values()),
@@ -601,6 +608,40 @@ def run_e2e(args: argparse.Namespace) -> dict[str, Any]:
         "sim": sim_summary,
         "gateway_errors": errors,
         "profile": profile_text,
+    }
+
+
+def _sustained(samples: list[tuple[float, int, int, int]], duration: float) -> dict[str, Any]:
+    """Rates and receipt backlog over the submit span of a ``--duration`` run (from the progress lines).
+
+    The span runs from the first submit to ``duration`` later; the backlog at a moment is the responses
+    (accepted or rejected submit_sm) minus the receipts received by then, interpolated between samples."""
+    t0 = _first_submit(samples)
+    t_end = t0 + duration
+
+    def at(t: float, idx: int) -> float:
+        prev = None
+        for s in samples:
+            if s[0] >= t:
+                if prev is None or s[0] == prev[0]:
+                    return float(s[idx])
+                return prev[idx] + (s[idx] - prev[idx]) * (t - prev[0]) / (s[0] - prev[0])
+            prev = s
+        return float(samples[-1][idx]) if samples else math.nan
+
+    quarters = [t0 + duration * q / 4 for q in (1, 2, 3, 4)]
+    backlog = [at(t, 2) - at(t, 3) for t in quarters]
+    span = [s for s in samples if t0 <= s[0] <= t_end]
+    return {
+        "duration": duration,
+        "submit_per_s": at(t_end, 2) / duration,
+        "receipts_per_s": at(t_end, 3) / duration,
+        # the second half alone: the steady state, without the first round trips
+        "receipts_per_s_2nd_half": (at(t_end, 3) - at(t0 + duration / 2, 3)) / (duration / 2),
+        "submit_per_s_2nd_half": (at(t_end, 2) - at(t0 + duration / 2, 2)) / (duration / 2),
+        "backlog_quarters": backlog,
+        "backlog_end": backlog[-1],
+        "backlog_max": max((s[2] - s[3] for s in span), default=math.nan),
     }
 
 
@@ -713,6 +754,17 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             f"rejected {r['rejected']}, unanswered {r['unanswered']}, receipts missing {missing}, "
             f"duplicate {r['receipts_duplicate']}; left in streams: {r['left_in_streams'] or 'nothing'}"
         )
+        st = r.get("sustained")
+        if st:
+            q = " / ".join(f"{b:.0f}" for b in st["backlog_quarters"])
+            print(
+                f"sustained {st['duration']:.0f} s, 1 partner x {r['binds']} bind(s), partner window "
+                f"{r['partner_window']}: submit {st['submit_per_s']:.0f}/s, "
+                f"receipts {st['receipts_per_s']:.0f}/s "
+                f"(second half: submit {st['submit_per_s_2nd_half']:.0f}/s, receipts "
+                f"{st['receipts_per_s_2nd_half']:.0f}/s); receipt backlog at each quarter {q}, "
+                f"at the end {st['backlog_end']:.0f} (max {st['backlog_max']:.0f})"
+            )
         for e in r["gateway_errors"]:
             print(f"gateway log: {e}")
         if r["profile"]:
@@ -731,6 +783,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=int,
         default=1,
         help="worker processes per gateway: `run --workers N`, one supervising parent (default 1: no parent)",
+    )
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="submit_sm per second over all binds (default: as fast as possible)",
+    )
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=0.0,
+        help="submit for this many seconds at --rate (instead of --count): the sustained figures",
     )
     p.add_argument("--op-binds", type=int, default=2, help="operator binds per gateway (default 2)")
     p.add_argument("--op-window", type=int, default=256, help="operator window per bind (default 256)")
@@ -772,6 +836,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--keep-logs", metavar="DIR", help="copy the gateway logs (and raw py-spy profiles) here")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
+    if args.duration and not args.rate:
+        p.error("--duration needs --rate")
     print(
         f"e2e: {args.count} messages, load {args.binds} bind(s) x window {args.window}, "
         f"{args.gateways} gateway(s) x {args.workers} worker(s), "

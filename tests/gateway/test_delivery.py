@@ -13,6 +13,10 @@ from catalyst_smpp.encoding.receipts import parse_receipt
 from catalyst_smpp.gateway.delivery import PartnerDelivery, dlr_pdu
 from catalyst_smpp.gateway.messages import Address, DlrMessage, MoMessage
 from catalyst_smpp.protocol.constants import MessageState
+from catalyst_smpp.protocol.events import RequestReceived
+from catalyst_smpp.protocol.pdu import DeliverSm
+from catalyst_smpp.protocol.states import Role
+from tests.transport.peer import SansIoPeer
 
 from .helpers import operator, partner, partner_server, receive_deliveries, snapshot
 
@@ -206,6 +210,75 @@ async def test_poison_record_terminated_and_others_delivered(bus: Bus) -> None:
             pd.stop()
         assert await _pending(bus, Kind.DLR) == 0
     assert [p.receipted_message_id.decode() for p in got] == [format(OUR_ID + 7, "x")]
+
+
+async def _receiver(port: int, bind: str = "rx") -> SansIoPeer:
+    peer = SansIoPeer(await trio.open_tcp_stream("127.0.0.1", port), Role.ESME)
+    assert (await peer.bind(bind, "acme", "secret")).command_status == 0
+    return peer
+
+
+async def test_partner_window_wider_than_the_listener_default_is_used(bus: Bus) -> None:
+    # the listener's session window is 10 (limits.default_window in the daemon); the partner's own window
+    # of 50 is what its bind gets: 50 deliver_sm in flight before the partner answers any
+    snap = _snap(window=50)
+    await _publish(bus, [(Kind.DLR, _dlr(i), f"dlr:{i}") for i in range(60)])
+    async with partner_server(bus, snap) as ps:
+        pd = PartnerDelivery(ps.server, bus, snap.partners[0], fetch_timeout=0.3)
+        async with trio.open_nursery() as n:
+            await n.start(pd.run)
+            peer = await _receiver(ps.port)
+            held: list[DeliverSm] = []
+            with trio.fail_after(20):
+                while len(held) < 50:
+                    pdu = await peer.expect_request()
+                    assert isinstance(pdu, DeliverSm)
+                    held.append(pdu)
+            (session,) = ps.server.receivers("acme")
+            assert session.window_size == 50 and session.in_flight == 50
+            for pdu in held:  # answer them: the last 10 follow
+                await peer.send(pdu.make_response())
+            with trio.fail_after(20):
+                for _ in range(10):
+                    await peer.send((await peer.expect_request()).make_response())
+                while pd.delivered < 60:
+                    await trio.sleep(0.02)
+            pd.stop()
+            await trio.aclose_forcefully(peer.stream)
+
+
+async def test_receipts_flow_with_the_clock_frozen(bus: Bus, mock_clock: trio.testing.MockClock) -> None:
+    # trio's clock does not move (MockClock, rate 0): a delivery loop that paced itself with sleeps or
+    # timeouts would stop at the first full window.  Every receipt still arrives through a window of 10:
+    # each free slot is signalled by the deliver_sm_resp that frees it.
+    count = 300
+    snap = _snap(window=10)
+    await _publish(bus, [(Kind.DLR, _dlr(i), f"dlr:{i}") for i in range(count)])
+    answered = 0
+
+    async def partner_answers(peer: SansIoPeer) -> None:
+        nonlocal answered
+        while True:
+            ev = await peer.next_event()
+            if isinstance(ev, RequestReceived):
+                await peer.send(ev.pdu.make_response())
+                answered += 1
+
+    async with partner_server(bus, snap) as ps:
+        pd = PartnerDelivery(ps.server, bus, snap.partners[0], fetch_timeout=0.3)
+        async with trio.open_nursery() as n:
+            await n.start(pd.run)
+            peer = await _receiver(ps.port)
+            pd.receiver_bound()  # what the Gateway does on every receiver bind
+            n.start_soon(partner_answers, peer)
+            real_deadline = time.monotonic() + 60  # a hang guard in real time (trio's clock stands still)
+            while pd.delivered < count and time.monotonic() < real_deadline:
+                await trio.to_thread.run_sync(time.sleep, 0.02)
+            assert pd.delivered == count and answered == count
+            assert trio.current_time() == 0.0  # no timer ran
+            pd.stop()
+            n.cancel_scope.cancel()
+        await trio.aclose_forcefully(peer.stream)
 
 
 def test_dlr_pdu_non_numeric_id_and_unknown_state() -> None:

@@ -163,3 +163,27 @@ async def test_gateway_applies_connection_limits_and_counts_refused_binds(
         for s in (first, second, other):
             await trio.aclose_forcefully(s)
         await gw.drain(2.0)
+
+
+async def test_partner_window_is_its_binds_window_and_follows_changes(
+    bus: Bus, db: Database, nats_url: str, pg_dsn: str
+) -> None:
+    # limits.default_window is 10; the partner's window (50, then 80) is what its bind gets, no cap
+    await db.run(lambda conn: PartnerRepo(conn).add("wide", "secret", window=50))
+    cfg = Config(listeners=(ListenerConfig(host="127.0.0.1", port=0, reuse_port=False),))
+    assert cfg.limits.default_window == 10
+    async with open_config_watcher(db, poll_interval=1.0) as watcher:
+        infra = Infrastructure(bus=bus, db=db, watcher=watcher, nats_urls=[nats_url], dsn=pg_dsn)
+        gw = Gateway(cfg, infra, node_id="gw-1", connectors=False)
+        async with trio.open_nursery() as n:
+            await n.start(gw.run)
+            client = smpplib_client(gw.ports[0])
+            await trio.to_thread.run_sync(lambda: client.bind_receiver(system_id="wide", password="secret"))
+            (session,) = gw.receivers.bound_sessions("wide")
+            assert session.window_size == 50 and session.window_available == 50
+            await db.run(lambda conn: PartnerRepo(conn).change("wide", window=80))
+            with trio.fail_after(20):  # the reload applies it to the bind held
+                while session.window_size != 80:
+                    await trio.sleep(0.05)
+            await trio.to_thread.run_sync(client.disconnect)
+            await gw.drain(2.0)

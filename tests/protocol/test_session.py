@@ -427,22 +427,69 @@ def test_framing_error_nacks_and_closes() -> None:
     conn = bound_esme()
     seq = conn.send(submit(), T0)
     conn.data_to_send()
-    good = encode_pdu(DeliverSm(sequence_number=5))
-    conn.receive_data(good + struct.pack(">IIII", 8, 4, 0, 66), T0)
+    conn.receive_data(struct.pack(">IIII", 8, 4, 0, 66), T0)
     events = drain(conn)
-    assert [type(e) for e in events] == [RequestReceived, ProtocolViolation, ConnectionClosed]
-    assert isinstance(events[1].error, FramingError)  # type: ignore[attr-defined]
-    closed = events[2]
+    assert [type(e) for e in events] == [ProtocolViolation, ConnectionClosed]
+    assert isinstance(events[0].error, FramingError)  # type: ignore[attr-defined]
+    closed = events[1]
     assert isinstance(closed, ConnectionClosed) and closed.reason is CloseReason.FRAMING_ERROR
     assert [p.sequence_number for p in closed.unanswered] == [seq]
     (nack,) = wire(conn.data_to_send())
     assert isinstance(nack, GenericNack)
     assert (nack.command_status, nack.sequence_number) == (CommandStatus.ESME_RINVCMDLEN, 66)
     assert conn.state is S.CLOSED
-    conn.receive_data(good, T0)  # ignored after close
+    conn.receive_data(encode_pdu(DeliverSm(sequence_number=5)), T0)  # ignored after close
     assert drain(conn) == [] and conn.data_to_send() == b""
     with pytest.raises(LocalProtocolError):
         conn.send(EnquireLink(), T0)
+
+
+def test_request_before_the_bad_octets_is_answered_before_the_nack() -> None:
+    # a valid request and octets that cannot be framed in one read: its response goes out first, then the
+    # generic_nack and the close (the peer is not left without the answer to a request we took)
+    conn = bound_smsc()
+    good = encode_pdu(SubmitSm(sequence_number=5, destination_addr="1", short_message=b"hi"))
+    conn.receive_data(good + struct.pack(">IIII", 8, 4, 0, 66), T0)
+    (ev,) = drain(conn)
+    assert isinstance(ev, RequestReceived) and ev.pdu.sequence_number == 5
+    assert isinstance(conn.sync_lost, FramingError) and conn.state is S.BOUND_TRX
+    assert conn.data_to_send() == b""  # no nack yet
+    assert conn.window_available == 0
+    with pytest.raises(LocalProtocolError):  # nothing but responses
+        conn.send(DeliverSm(), T0)
+    conn.receive_data(encode_pdu(EnquireLink(sequence_number=9)), T0)  # nothing more is read
+    assert drain(conn) == [] and conn.data_to_send() == b""
+    assert conn.get_timer() == T0 + conn.config.response_timeout
+    conn.send(ev.pdu.make_response(message_id="abc"), T0 + 1)
+    events = drain(conn)
+    assert [type(e) for e in events] == [ProtocolViolation, ConnectionClosed]
+    assert events[1].reason is CloseReason.FRAMING_ERROR  # type: ignore[attr-defined]
+    resp, nack = wire(conn.data_to_send())
+    assert (resp.command_id, resp.sequence_number, resp.message_id) == (  # type: ignore[attr-defined]
+        CommandId.submit_sm_resp,
+        5,
+        "abc",
+    )
+    assert (nack.command_id, nack.command_status, nack.sequence_number) == (
+        CommandId.generic_nack,
+        CommandStatus.ESME_RINVCMDLEN,
+        66,
+    )
+
+
+def test_unanswered_request_before_the_bad_octets_closes_at_the_response_timeout() -> None:
+    conn = bound_smsc(SessionConfig(response_timeout=7.0))
+    good = encode_pdu(SubmitSm(sequence_number=5, destination_addr="1"))
+    conn.receive_data(good + b"\x00\x00\x00\x01garbage!" + bytes(8), T0)
+    drain(conn)
+    conn.handle_timer(T0 + 6.9)
+    assert drain(conn) == [] and conn.state is S.BOUND_TRX
+    conn.handle_timer(T0 + 7.0)
+    events = drain(conn)
+    assert [type(e) for e in events] == [ProtocolViolation, ConnectionClosed]
+    assert "1 response(s) still owed after 7.0s" in events[1].detail  # type: ignore[attr-defined]
+    (nack,) = wire(conn.data_to_send())
+    assert isinstance(nack, GenericNack) and nack.command_status == CommandStatus.ESME_RINVCMDLEN
 
 
 def test_command_length_over_the_configured_maximum() -> None:

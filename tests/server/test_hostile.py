@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import struct
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import trio
@@ -17,11 +18,13 @@ from catalyst_smpp.protocol.pdu import (
     BindTransmitter,
     EnquireLink,
     GenericNack,
+    Pdu,
     SubmitSm,
 )
 from catalyst_smpp.protocol.session import SessionConfig
 from catalyst_smpp.protocol.states import Role
 from catalyst_smpp.server import Account, ServerConfig, ServerSession, SmppServer, StaticAuthenticator
+from catalyst_smpp.transport.session import Reply
 from tests.transport.peer import SansIoPeer
 
 S = CommandStatus
@@ -299,4 +302,46 @@ async def test_connection_limits_refuse_at_accept(caplog: pytest.LogCaptureFixtu
         assert (await again.bind("trx", "acme", "pw")).command_status == 0
         for s in opened:
             await trio.aclose_forcefully(s)
+
+
+def _pdus(data: bytes) -> list[Any]:
+    out, off = [], 0
+    while off < len(data):
+        out.append(decode_pdu(data[off : off + header(data, off)[0]]))
+        off += header(data, off)[0]
+    return out
+
+
+async def _answer_later(session: ServerSession, pdu: Pdu) -> Reply:
+    await trio.sleep(0.05)  # an answer that comes after the read (the gateway answers after its publish)
+    return pdu.make_response(0, message_id="later")
+
+
+@pytest.mark.parametrize("answer", ["inline", "deferred"])
+async def test_valid_submit_then_garbage_in_one_send_is_answered_before_the_nack(answer: str) -> None:
+    handler = None if answer == "inline" else _answer_later
+    cfg = ServerConfig(port=0, session=SessionConfig(response_timeout=10, bind_timeout=10))
+    server = SmppServer(cfg, StaticAuthenticator([Account("acme", "pw")]), handler)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.serve)
+        s = await trio.open_tcp_stream("127.0.0.1", server.ports[0])
+        await s.send_all(encode_pdu(BindTransceiver(system_id="acme", password="pw", sequence_number=1)))
+        with trio.fail_after(5):
+            bound = b""
+            while len(bound) < 16 or len(bound) < header(bound)[0]:
+                bound += await s.receive_some(4096)
+        assert header(bound)[2] == 0
+        submit = encode_pdu(SubmitSm(destination_addr="1", short_message=b"hello", sequence_number=7))
+        await s.send_all(
+            submit + b"\xde\xad\xbe\xef" * 8
+        )  # one send: the PDU, then octets that cannot be framed
+        resp, nack = _pdus(await read_all(s))  # ... then EOF
+        assert (resp.command_id, resp.sequence_number, resp.command_status) == (
+            CommandId.submit_sm_resp,
+            7,
+            0,
+        )
+        assert resp.message_id  # type: ignore[attr-defined]
+        assert isinstance(nack, GenericNack) and nack.command_status == S.ESME_RINVCMDLEN
+        await s.aclose()
         nursery.cancel_scope.cancel()

@@ -66,6 +66,7 @@ from catalyst_smpp.encoding.reassembly import split_message
 from catalyst_smpp.gateway.events import Row, event_row
 from catalyst_smpp.gateway.ids import IdGenerator, format_id, parse_id
 from catalyst_smpp.gateway.messages import mt_record
+from catalyst_smpp.gateway.order import Unanswered
 from catalyst_smpp.gateway.query import QueryHandler
 from catalyst_smpp.gateway.routing import Router
 from catalyst_smpp.protocol.constants import CommandId, CommandStatus, status_name
@@ -213,6 +214,8 @@ class AcceptHandler:
         self._dc_cache: dict[tuple[int, str], Any] = {}
         self._subjects: dict[str, str] = {}
         self._counters: dict[tuple[str, str], Any] = {}
+        #: ids published and not answered yet: partner delivery holds their receipts (gateway/order.py)
+        self.unanswered = Unanswered()
 
     # ------------------------------------------------------------------ the handler
 
@@ -505,6 +508,16 @@ class AcceptHandler:
         return s
 
     async def _publish(self, batch: list[_Pending]) -> None:
+        """One batch: mark its ids unanswered (a receipt for one of them waits in partner delivery), publish
+        the MT records, store the event rows, answer; then the ids are answered."""
+        ids = [mt[1] for p in batch for mt in p.mts]
+        self.unanswered.add(ids)  # before the records can reach a connector
+        try:
+            await self._publish_and_answer(batch)
+        finally:
+            self.unanswered.answered(ids)
+
+    async def _publish_and_answer(self, batch: list[_Pending]) -> None:
         """One batch: publish the MT records, then store the event rows of what was stored (``accepted``)
         and refused (``rejected``), then answer.  A request is answered only once both are durable."""
         items = [(mt[2], mt[3], None, mt[1]) for p in batch for mt in p.mts]

@@ -3,9 +3,15 @@
 One :class:`PartnerDelivery` per partner that has a receiver or transceiver bind on this node (the Gateway
 starts it on the first such bind and stops it when the last one goes).  It pulls from the partner's durable
 consumers — shared with every other node where the partner is bound, so each message goes to one of them —
-no more at a time than the free deliver_sm window of the partner's receivers on this node, and sends a
-``deliver_sm`` per message spread over those receivers (the one with the most free window first, then the
-next).  A message is acked on ``deliver_sm_resp`` ``ESME_ROK``; on an error status, a response timeout or the
+once a deliver_sm window slot of the partner's receivers on this node is free, up to their whole window at a
+time, and sends a ``deliver_sm`` per message spread over those receivers (round robin over those with a free
+slot), each as soon as a slot is free.  Nothing waits on a timer: a slot is signalled by the
+``deliver_sm_resp`` (or failure) that frees it, a new bind by :meth:`PartnerDelivery.receiver_bound`.  The
+window of a receiver is its partner's ``window`` as configured (set on the session at bind).  With an
+``order`` (:class:`~catalyst_smpp.gateway.order.ReceiptOrder`, the Gateway's) a receipt waits until the submit
+response that gave the partner its id has gone out (see gateway/order.py).
+
+A message is acked on ``deliver_sm_resp`` ``ESME_ROK``; on an error status, a response timeout or the
 session's loss it is nak'ed with a delay (the next fetch, here or on another node, gets it again).  The delay
 after an error status doubles with each delivery of that message (``nak_delay``, 2x, 4x, ... up to
 ``max_nak_delay``), so a partner that refuses a message for hours is not sent it every few seconds.  The two
@@ -41,6 +47,7 @@ from catalyst_smpp.bus import BusError, Kind
 from catalyst_smpp.encoding.receipts import Receipt, format_receipt, stat_for_state, state_for_stat
 from catalyst_smpp.gateway.ids import format_id
 from catalyst_smpp.gateway.messages import DecodeError, DlrMessage, DlrValues, MoMessage, dlr_values
+from catalyst_smpp.gateway.order import ReceiptOrder
 from catalyst_smpp.protocol.constants import MessageState
 from catalyst_smpp.protocol.pdu import DeliverSm, Pdu
 from catalyst_smpp.protocol.tlv import Tag, Tlv
@@ -58,6 +65,10 @@ _TLV_PAYLOAD: Final = int(Tag.message_payload)
 # deliver_sm_resp statuses that end the message (SMPP v3.4 5.1.3: the ESME will not take it, ever)
 REFUSED_FOR_GOOD: Final = frozenset({0x65, 0x66})  # ESME_RX_P_APPN, ESME_RX_R_APPN
 _OK, _RETRY, _REFUSED = 0, 1, 2
+# longest wait for a free window slot before looking again (a safety net: slots are signalled)
+_SLOT_WAIT_LIMIT: Final = 1.0
+# fetched messages waiting this long for a window slot are marked in progress (below every ack_wait used)
+_KEEP_ALIVE: Final = 2.0
 
 
 def _date(ts: float) -> dt.datetime | None:
@@ -244,6 +255,7 @@ class PartnerDelivery:
         max_nak_delay: float = 300.0,
         lost_delay: float = 0.5,
         log_every: float = 10.0,
+        order: ReceiptOrder | None = None,
     ) -> None:
         self.server = server
         self.bus = bus
@@ -256,6 +268,8 @@ class PartnerDelivery:
         self.max_nak_delay = max_nak_delay
         self.lost_delay = lost_delay
         self.log_every = log_every
+        self.order = order
+        """When set, a receipt waits for its message's submit response (gateway/order.py)."""
         self.delivered = 0
         self.failed = 0
         """Deliveries to be tried again (error status, no answer, session lost)."""
@@ -270,6 +284,7 @@ class PartnerDelivery:
         self._in_flight = 0
         self._done: collections.deque[tuple[Any, Any, int, float]] = collections.deque()
         self._done_lot = trio.lowlevel.ParkingLot()
+        self._slot_lot = trio.lowlevel.ParkingLot()  # pullers waiting for a free window slot
         self._rr = 0
         self._pullers = 0
 
@@ -287,6 +302,7 @@ class PartnerDelivery:
         for s in self._fetch_scopes:
             s.cancel()
         self._done_lot.unpark_all()
+        self._slot_lot.unpark_all()
 
     async def run(self, *, task_status: trio.TaskStatus[PartnerDelivery] = trio.TASK_STATUS_IGNORED) -> None:
         started = False
@@ -330,14 +346,18 @@ class PartnerDelivery:
             receivers = self.server.receivers(self.system_id)
             free = sum(max(0, s.window_available) for s in receivers)
             if free <= 0:
-                await trio.sleep(0.05 if receivers else 0.2)
+                await self._wait_for_slot()
                 continue
+            # up to a whole window at once, not just the slots free now: the rest wait in _send for the
+            # slots the partner frees meanwhile, so a busy partner costs one fetch per window, not one per
+            # answered deliver_sm (and the window does not run dry during the fetch)
+            want = max(free, sum(s.window_size for s in receivers))
             scope = trio.CancelScope()
             self._fetch_scopes.append(scope)
             msgs: list[Any] = []
             try:
                 with scope:
-                    msgs = await consumer.fetch(min(self.max_batch, free), self.fetch_timeout)
+                    msgs = await consumer.fetch(min(self.max_batch, want), self.fetch_timeout)
             except BusError as e:
                 log.warning("[%s] fetching %s failed: %s", self.system_id, kind.value, e)
                 await trio.sleep(0.5)
@@ -350,18 +370,23 @@ class PartnerDelivery:
     async def _send_all(self, consumer: Any, kind: Kind, msgs: list[Any]) -> None:
         poison: list[Any] = []
         unwanted: list[Any] = []
+        order = self.order
+        alive = [trio.current_time()]
         for i, m in enumerate(msgs):
+            message_id = ""
             try:
                 if kind is Kind.DLR:
                     values = dlr_values(m.data)  # the binary form, read without a DlrMessage
                     if values is not None:  # (a DlrMessage has no registered_delivery: _wanted is True)
                         pdu: Pdu = _values_pdu(values, self.partner)
+                        message_id = values[0]
                     else:
                         dlr = DlrMessage.from_bytes(m.data)
                         if not _wanted(dlr):
                             unwanted.append(m)
                             continue
                         pdu = dlr_pdu(dlr, self.partner)
+                        message_id = dlr.message_id
                 else:
                     pdu = mo_pdu(MoMessage.from_bytes(m.data))
             except (DecodeError, ValueError) as e:
@@ -374,7 +399,11 @@ class PartnerDelivery:
                 )
                 poison.append(m)
                 continue
-            if not await self._send(consumer, m, pdu):
+            if order is not None and message_id:
+                delay = order.delay(message_id)
+                if delay is not None:  # its submit response is not out yet
+                    await order.hold(message_id, delay)
+            if not await self._send(consumer, m, pdu, msgs, i, alive):
                 # nobody bound any more: everything left goes back at once
                 self._finish(consumer, m, _RETRY, self.lost_delay)
                 for rest in msgs[i + 1 :]:
@@ -389,8 +418,15 @@ class PartnerDelivery:
         except BusError as e:
             log.warning("[%s] term/ack failed: %s", self.system_id, e)
 
-    async def _send(self, consumer: Any, msg: Any, pdu: Pdu) -> bool:
-        """Send on a receiver with a free window slot (waiting for one); False when none is bound."""
+    async def _send(
+        self, consumer: Any, msg: Any, pdu: Pdu, batch: list[Any], i: int, alive: list[float]
+    ) -> bool:
+        """Send on a receiver with a free window slot (waiting for one); False when none is bound.
+
+        ``batch[i:]``: the fetched messages not sent yet (``msg`` first); while they wait for slots longer
+        than ``_KEEP_ALIVE`` they are marked in progress (JetStream would redeliver them after its
+        ``ack_wait``: a partner that stops answering holds a window for up to the response timeout).
+        ``alive[0]``: when they were fetched or last marked."""
         while True:
             receivers = self.server.receivers(self.system_id)
             if not receivers:
@@ -411,6 +447,12 @@ class PartnerDelivery:
                 self._in_flight += 1
                 return True
             # every window is full: wait for a slot on the least loaded one
+            if trio.current_time() - alive[0] >= _KEEP_ALIVE:
+                alive[0] = trio.current_time()
+                try:
+                    await consumer.in_progress(batch[i:])
+                except BusError as e:
+                    log.debug("[%s] in_progress failed: %s", self.system_id, e)
             best = max(receivers, key=lambda s: s.window_available - s.in_flight)
             try:
                 with trio.move_on_after(1.0):
@@ -418,9 +460,23 @@ class PartnerDelivery:
             except Exception:
                 await trio.sleep(0.01)
 
+    async def _wait_for_slot(self) -> None:
+        """Until a window slot may have come free on this node's receivers: one of our deliver_sm was
+        answered or failed (:meth:`_callback`), a receiver bound (:meth:`receiver_bound`) or :meth:`stop`.
+        Those are the only ways a slot frees (only this object sends deliver_sm to the partner's sessions
+        here), so the wait ends as soon as there is one; the timeout is a safety net, not a pace."""
+        with trio.move_on_after(_SLOT_WAIT_LIMIT):
+            await self._slot_lot.park()
+
+    def receiver_bound(self) -> None:
+        """Another receiver/transceiver bind of the partner on this node: its window is free now."""
+        self._slot_lot.unpark_all()
+
     def _callback(self, consumer: Any, msg: Any) -> Any:
         def on_done(result: Any) -> None:
             self._in_flight -= 1
+            if self._slot_lot:  # a puller waits for a slot: this one is free (unparking an empty lot costs)
+                self._slot_lot.unpark_all()
             if isinstance(result, Pdu):
                 status = result.command_status
                 if status == 0:

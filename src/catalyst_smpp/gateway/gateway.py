@@ -34,6 +34,7 @@ from catalyst_smpp.gateway.connector import OperatorConnector
 from catalyst_smpp.gateway.delivery import PartnerDelivery
 from catalyst_smpp.gateway.events import EventPublisher, EventWriter
 from catalyst_smpp.gateway.ids import IdGenerator, node_number
+from catalyst_smpp.gateway.order import ReceiptOrder
 from catalyst_smpp.gateway.routing import Router
 from catalyst_smpp.protocol.constants import CommandStatus
 from catalyst_smpp.protocol.session import SessionConfig
@@ -116,6 +117,8 @@ class Gateway:
         self.servers: list[SmppServer] = []
         self.receivers = _Receivers(self.servers)
         self.accept: AcceptHandler | None = None
+        #: receipts wait for their submit responses (gateway/order.py); made with the AcceptHandler
+        self.receipt_order: ReceiptOrder | None = None
         self.events: Any = None
         self.writer: Any = None
         self.deliveries: dict[str, PartnerDelivery] = {}
@@ -165,11 +168,14 @@ class Gateway:
                 metrics=self.metrics,
                 db=self.db,
             )
+            self.receipt_order = ReceiptOrder(self.accept.unanswered, self.ids.node)
             await n.start(self.accept.run)
             self._delivery_nursery = await n.start(_nursery_holder)
             auth = PostgresAuthenticator(self.partner, limits=lambda: self.cfg.limits, metrics=self.metrics)
             lim = cfg.limits
             session = SessionConfig(
+                # until bound: at bind a session takes its partner's `window` as its deliver_sm window,
+                # wider or narrower than this (server.ServerSession, Account.deliver_window)
                 window_size=lim.default_window,
                 response_timeout=lim.response_timeout,
                 enquire_link_interval=lim.enquire_link_interval,
@@ -342,6 +348,7 @@ class Gateway:
         sid = session.system_id
         pd = self.deliveries.get(sid)
         if pd is not None and not pd._stopping:
+            pd.receiver_bound()  # more window: its pullers look again at once
             return
         partner = self.partner(sid)
         if partner is None or self._delivery_nursery is None:
@@ -353,6 +360,7 @@ class Gateway:
             events=self.events,
             metrics=self.metrics,
             max_batch=self.cfg.limits.fetch_batch,
+            order=self.receipt_order,
         )
         self.deliveries[sid] = pd
         self._delivery_nursery.start_soon(self._run_delivery, pd)
@@ -508,9 +516,12 @@ class Gateway:
                     if pd is not None:
                         pd.stop()
                 else:
+                    for s in self.receivers.bound_sessions(sid):
+                        s.window_size = p.window  # a changed window applies to the binds held, too
                     pd = self.deliveries.get(sid)
                     if pd is not None:
                         pd.update(p)
+                        pd.receiver_bound()  # a wider window: look again at once
             if self._nursery is not None and not self._draining:
                 self._sync_connectors()
             log.info("configuration version %d loaded", snap.version)

@@ -23,7 +23,8 @@ What the core does by itself:
   ``ESME_RINVBNDSTS``, a bind while bound -> ``ESME_RALYBND``, unknown command_id ->
   ``generic_nack ESME_RINVCMDID``, a bad field -> the command's own ``*_resp``
   with the field's status, a command_length that breaks framing ->
-  ``generic_nack ESME_RINVCMDLEN`` and close);
+  ``generic_nack ESME_RINVCMDLEN`` and close -- after the responses to the requests
+  received before the bad octets, see :meth:`SmppConnection.sync_lost`);
 * owns sequence numbers (1 ... 0x7FFFFFFF, wrapping, never one still in flight)
   and the in-flight window, and matches responses to requests;
 * runs the timers: response timeout per request, enquire_link after
@@ -145,7 +146,8 @@ class SessionConfig:
     """Session tunables; times in seconds (``None`` switches a timer off)."""
 
     #: requests of ours that may await a response at once (submit_sm, deliver_sm, data_sm, ...);
-    #: bind, unbind and enquire_link are not counted
+    #: bind, unbind and enquire_link are not counted.  The starting value of
+    #: :attr:`SmppConnection.window_size`, which may be changed per connection (e.g. at bind)
     window_size: int = attrs.field(default=10, validator=attrs.validators.ge(1))
     #: a request unanswered this long -> ResponseTimeout (enquire_link: link dead; bind/unbind: close)
     response_timeout: float = attrs.field(default=30.0, validator=_positive)
@@ -204,11 +206,18 @@ class SmppConnection:
         self._inflight: dict[int, _InFlight] = {}
         self._deadlines: deque[_InFlight] = deque()  # send order == deadline order
         self._windowed = 0
+        #: our windowed requests that may be in flight at once; settable at any time, wider or narrower
+        #: (a window narrowed below what is in flight lets nothing through until enough are answered)
+        self.window_size = self.config.window_size
         self._enquiries = 0  # enquire_links in flight
         # the peer's requests that the driver still has to answer: seq -> response command_id
         self._owed: dict[int, int] = {}
         self._owed_more: dict[int, list[int]] = {}  # the peer reused a sequence number still owed
         self._bind_request: Pdu | None = None
+        # the stream lost sync while requests received before the bad octets were still owed: nothing more
+        # is read or sent but their responses, then generic_nack and close (see sync_lost)
+        self._lost: FramingError | None = None
+        self._lost_deadline = 0.0
         self._opened_at: float | None = None
         self._last_rx = 0.0
         if now is not None:
@@ -222,14 +231,26 @@ class SmppConnection:
 
     @property
     def window_available(self) -> int:
-        """How many more windowed requests :meth:`send` accepts now."""
-        n = self.config.window_size - self._windowed
-        return n if n > 0 else 0
+        """How many more windowed requests :meth:`send` accepts now (none after lost sync)."""
+        n = self.window_size - self._windowed
+        return n if n > 0 and self._lost is None else 0
 
     @property
     def in_flight(self) -> int:
         """Our requests awaiting a response (windowed or not, the core's enquire_link included)."""
         return len(self._inflight)
+
+    @property
+    def sync_lost(self) -> FramingError | None:
+        """The framing error behind which the connection is finishing, else ``None``.
+
+        Octets that cannot be framed end the connection (``generic_nack ESME_RINVCMDLEN``, then
+        :class:`ConnectionClosed` ``FRAMING_ERROR``).  When requests received before them (the same read or
+        earlier) are still owed, their responses go first: until the last one is sent (or
+        ``response_timeout`` has passed) the connection reads nothing more and sends nothing but responses;
+        then the generic_nack and the close follow.  A valid submit_sm followed by garbage is answered --
+        a message the driver accepted is never left without its response."""
+        return self._lost
 
     @property
     def owed_responses(self) -> int:
@@ -249,6 +270,8 @@ class SmppConnection:
             return
         if self._opened_at is None:
             self._start(now)
+        if self._lost is not None and data:
+            return  # past the bad octets: nothing more can be framed
         if not data:
             held = self._framer.buffered
             detail = f"{held} octets of an incomplete PDU discarded" if held else ""
@@ -257,7 +280,7 @@ class SmppConnection:
         try:
             buf, offsets = self._framer.feed(data)
         except FramingError as exc:
-            self._lost_sync(exc)
+            self._sync_lost(exc, now)
             return
         if offsets:
             self._last_rx = now
@@ -273,7 +296,7 @@ class SmppConnection:
                 else:
                     self._receive_request(pdu)
         if self._framer.error is not None:
-            self._lost_sync(self._framer.error)
+            self._sync_lost(self._framer.error, now)
 
     def next_event(self) -> Event | None:
         """The next event, or ``None`` when there is none (feed more data or wait for the timer)."""
@@ -315,6 +338,8 @@ class SmppConnection:
         """When :meth:`handle_timer` must next be called (absolute, the caller's clock), or ``None``."""
         if self._state is _CLOSED or self._opened_at is None:
             return None
+        if self._lost is not None:
+            return self._lost_deadline
         cfg = self.config
         t = self._first_deadline()
         if cfg.inactivity_timeout is not None:
@@ -331,6 +356,13 @@ class SmppConnection:
             return
         if self._opened_at is None:
             self._start(now)
+            return
+        if self._lost is not None:
+            if now >= self._lost_deadline:
+                n = self.owed_responses
+                self._lost_sync(
+                    self._lost, f" ({n} response(s) still owed after {self.config.response_timeout}s)"
+                )
             return
         cfg = self.config
         while True:
@@ -380,9 +412,8 @@ class SmppConnection:
         cid = pdu.command_id
         inflight = self._inflight
         if cid in _WINDOWED:  # the per-message path: submit_sm, deliver_sm, ...
-            cfg = self.config
-            if self._windowed >= cfg.window_size:
-                raise WindowFullError(f"window of {cfg.window_size} requests is full")
+            if self._windowed >= self.window_size:
+                raise WindowFullError(f"window of {self.window_size} requests is full")
             seq = self._seq + 1
             if seq > MAX_SEQUENCE_NUMBER or seq in inflight:
                 seq = self._next_seq()
@@ -390,7 +421,7 @@ class SmppConnection:
                 self._seq = seq
             pdu.sequence_number = seq
             self._out.append(encode_pdu(pdu))  # raises before anything else changes
-            entry = (pdu, seq, now + cfg.response_timeout, True, internal)
+            entry = (pdu, seq, now + self.config.response_timeout, True, internal)
             inflight[seq] = entry
             self._deadlines.append(entry)
             self._windowed += 1
@@ -423,6 +454,8 @@ class SmppConnection:
                 self._settle_owed(seq, owed)
                 if owed in _BIND_RESPONSES:
                     self._bind_answered(pdu)
+                if self._lost is not None and not self._owed:
+                    self._lost_sync(self._lost)
             return seq
         if owed is None or (owed != cid and cid not in self._owed_more.get(seq, ())):
             raise LocalProtocolError(f"no {C(cid).name} is owed for sequence_number {seq}")
@@ -433,6 +466,8 @@ class SmppConnection:
             del self._owed[seq]
         if cid in _BIND_RESPONSES:
             self._bind_answered(pdu)
+        if self._lost is not None and not self._owed:  # the last response owed before the bad octets
+            self._lost_sync(self._lost)
         return seq
 
     def _bind_answered(self, response: Pdu) -> None:
@@ -638,6 +673,8 @@ class SmppConnection:
     def _enter(self, state: SessionState) -> None:
         self._state = state
         self._send_ok = self._send_table[state]
+        if self._lost is not None:  # finishing after lost sync: responses only, whatever the state
+            self._send_ok = frozenset(c for c in self._send_ok if c & RESPONSE_BIT)
         self._recv_ok = self._recv_table[state]
         self._bound = state in BOUND_STATES
         self._pre_bound = state in _PRE_BOUND
@@ -685,11 +722,20 @@ class SmppConnection:
         if not more:
             del self._owed_more[seq]
 
-    def _lost_sync(self, exc: FramingError) -> None:
+    def _sync_lost(self, exc: FramingError, now: float) -> None:
+        """The stream cannot be framed any more: close now, or answer what is owed first (sync_lost)."""
+        if not self._owed:
+            self._lost_sync(exc)
+            return
+        self._lost = exc
+        self._lost_deadline = now + self.config.response_timeout
+        self._enter(self._state)  # only responses may be sent from now on
+
+    def _lost_sync(self, exc: FramingError, note: str = "") -> None:
         nack = GenericNack(sequence_number=exc.sequence_number or 0, command_status=_RINVCMDLEN)
         self._emit(nack)
         self._events.append(ProtocolViolation(exc, nack))
-        self._close(CloseReason.FRAMING_ERROR, str(exc))
+        self._close(CloseReason.FRAMING_ERROR, str(exc) + note)
 
     def _close(self, reason: CloseReason, detail: str) -> None:
         if self._state is _CLOSED:

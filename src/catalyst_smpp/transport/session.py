@@ -181,7 +181,6 @@ class SmppSession:
         self._timer_at = math.inf
         self._nursery: trio.Nursery | None = None
         self._send_scope: trio.CancelScope | None = None
-        self._window_cap = conn.config.window_size
         self._closing = False  # no more reading; the writer flushes and stops
         self._draining = False  # graceful close in progress: do not close on our own Unbound
         self._finished = trio.Event()
@@ -208,44 +207,39 @@ class SmppSession:
 
     @property
     def can_submit(self) -> bool:
-        """Bound as TX or TRX (may carry submit_sm ESME → SMSC)."""
-        return self.conn.state in _TX_STATES and not self._closing
+        """Bound as TX or TRX (may carry submit_sm ESME → SMSC), and not finishing after lost sync."""
+        return self.conn.state in _TX_STATES and not self._closing and self.conn.sync_lost is None
 
     @property
     def can_deliver(self) -> bool:
-        """Bound as RX or TRX (may carry deliver_sm SMSC → ESME)."""
-        return self.conn.state in _RX_STATES and not self._closing
+        """Bound as RX or TRX (may carry deliver_sm SMSC → ESME), and not finishing after lost sync."""
+        return self.conn.state in _RX_STATES and not self._closing and self.conn.sync_lost is None
 
     @property
     def window_available(self) -> int:
-        """Windowed requests we may send now (the core's window, capped by :attr:`window_size`)."""
-        conn = self.conn
-        free = conn.window_available
-        cap = self._window_cap
-        size = conn.config.window_size
-        if cap < size:
-            free = min(free, cap - (size - free))
-        return free if free > 0 else 0
+        """Windowed requests we may send now (the core's window: :attr:`window_size`)."""
+        return self.conn.window_available
 
     def _sendable(self) -> bool:
         """A windowed request can go now: a window slot, send-buffer room, not closing (for pickers)."""
         conn = self.conn
         if self._closing or self._out_bytes > self.max_send_buffer or conn._state is _CLOSED:
             return False
-        size = conn.config.window_size
-        cap = self._window_cap
-        return conn._windowed < (cap if cap < size else size)
+        return conn._windowed < conn.window_size and conn._lost is None
 
     @property
     def window_size(self) -> int:
-        return self._window_cap
+        return self.conn.window_size
 
     @window_size.setter
     def window_size(self, value: int) -> None:
-        """Narrow the window below the core's ``window_size`` (e.g. per account); never wider."""
+        """This session's window from now on, wider or narrower than ``SessionConfig.window_size`` (e.g.
+        per account at bind: a partner's deliver_sm window)."""
         if value < 1:
             raise ValueError("window_size must be >= 1")
-        self._window_cap = min(value, self.conn.config.window_size)
+        self.conn.window_size = value
+        if self._window_lot and (free := self.window_available):
+            self._window_lot.unpark(count=free)
 
     @property
     def in_flight(self) -> int:
@@ -384,14 +378,8 @@ class SmppSession:
             raise SessionClosedError(self.close_reason, self.close_detail)
         if self._out_bytes > self.max_send_buffer:
             raise trio.WouldBlock
-        # window_available, inlined (one of these per message and direction)
-        size = conn.config.window_size
-        free = size - conn._windowed
-        cap = self._window_cap
-        if cap < size:
-            free = min(free, cap - conn._windowed)
-        if free <= 0:
-            raise trio.WouldBlock
+        if conn._windowed >= conn.window_size or conn._lost is not None:  # window_available, inlined
+            raise trio.WouldBlock  # (lost sync: the connection only answers what it owes, then closes)
         now = self._now()
         seq = conn.send(pdu, now)
         self.stats.requests_sent += 1
