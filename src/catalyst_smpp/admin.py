@@ -1184,7 +1184,7 @@ _list_command(
     mo_route_group,
     MO_ROUTE,
     "List MO routes in the order the router tries them (the first line says what the order is: longest "
-    "destination prefix first, then priority, then the older).",
+    "destination prefix first, then priority, then the longer source prefix, then the older).",
     ("ID", "ENABLED", "DEST", "SOURCE", "PRIO", "PARTNER", "DESCRIPTION"),
     lambda r: (
         r.id,

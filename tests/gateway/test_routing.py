@@ -181,6 +181,24 @@ def test_mo_routes() -> None:
     assert Router(snap([])).route_mo("1234") is None  # snapshot without MO routes
 
 
+def test_mo_route_for_some_senders_goes_before_one_for_all() -> None:
+    """At the same destination prefix and priority, the route with a (longer) source prefix is the more
+    specific one and wins, whichever is older -- as for MT routes."""
+    partners = (
+        Partner(id=1, system_id="acme", password_hash="x"),
+        Partner(id=2, system_id="bank", password_hash="x"),
+    )
+    mo = (
+        MoRouteStub(1, "1234", "acme"),
+        MoRouteStub(2, "1234", "bank", source_prefix="44"),
+        MoRouteStub(3, "1234", "acme", source_prefix="447"),
+    )
+    r = Router(SnapWithMo(1, partners, (), (), mo))  # type: ignore[arg-type]
+    assert r.route_mo("1234", "4477001") == "acme"  # 447 is longer than 44
+    assert r.route_mo("1234", "4412") == "bank"
+    assert r.route_mo("1234", "3312") == "acme"  # no source route matches: the route for all
+
+
 # --- the order route list prints is the order the router tries -----------------------------------------
 
 _route_specs = st.lists(

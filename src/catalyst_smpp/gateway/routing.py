@@ -16,7 +16,7 @@ so the next route in the order above is used.  ``[]`` means no route (answer ``E
 
 MO (``Router.route_mo``): the enabled MO routes (``snapshot.mo_routes``, when the snapshot has them) whose
 destination prefix and optional source prefix match; longest destination prefix, then priority, then the
-older route.  Routes to a disabled partner are skipped.
+longer source prefix, then the older route.  Routes to a disabled partner are skipped.
 
 Both orders are one key function each (:func:`route_order_key`, :func:`mo_route_order_key`; sort descending),
 which ``route list`` / ``mo-route list`` use too, so what they print is the order routes are tried in.  Two
@@ -52,8 +52,8 @@ ROUTE_ORDER: Final = (
 """What :func:`route_order_key` means, in words (the CLI shows it)."""
 
 MO_ROUTE_ORDER: Final = (
-    "longest destination prefix first, then higher priority, then the older (lower id); the first enabled "
-    "MO route whose prefixes match wins"
+    "longest destination prefix first, then higher priority, then the longer source prefix, then the older "
+    "(lower id); the first enabled MO route whose prefixes match wins"
 )
 """What :func:`mo_route_order_key` means, in words."""
 
@@ -65,9 +65,11 @@ def route_order_key(route: Route) -> tuple[int, int, int, int, int]:
     return (len(route.dest_prefix or ""), route.priority, has_filter, specific, -route.id)
 
 
-def mo_route_order_key(route: MoRoute) -> tuple[int, int, int]:
-    """The router's rank of an MO route (descending key order, as :func:`route_order_key`)."""
-    return (len(route.dest_prefix or ""), int(route.priority), -int(route.id))
+def mo_route_order_key(route: MoRoute) -> tuple[int, int, int, int]:
+    """The router's rank of an MO route (descending key order, as :func:`route_order_key`): longest
+    destination prefix, then priority, then the longer source prefix (a route for some senders goes before
+    one for all of them at the same prefix and priority, as for MT routes), then the older route."""
+    return (len(route.dest_prefix or ""), int(route.priority), len(route.source_prefix or ""), -int(route.id))
 
 
 def route_order(routes: Iterable[Route]) -> list[Route]:
@@ -168,7 +170,9 @@ class Router:
 
     # ------------------------------------------------------------------ MO
 
-    def _compile_mo(self, routes: Sequence[Any]) -> list[tuple[tuple[int, int, int], str, str | None, str]]:
+    def _compile_mo(
+        self, routes: Sequence[Any]
+    ) -> list[tuple[tuple[int, int, int, int], str, str | None, str]]:
         out = []
         disabled = {p.system_id for p in self.snapshot.partners if not p.enabled}
         for r in routes:
