@@ -36,7 +36,6 @@ from catalyst_smpp.gateway.events import EventPublisher, EventWriter
 from catalyst_smpp.gateway.ids import IdGenerator, node_number
 from catalyst_smpp.gateway.order import ReceiptOrder
 from catalyst_smpp.gateway.routing import Router
-from catalyst_smpp.protocol.constants import CommandStatus
 from catalyst_smpp.protocol.session import SessionConfig
 from catalyst_smpp.server import ServerConfig, ServerSession, SmppServer
 from catalyst_smpp.store.records import ConfigSnapshot, Operator, Partner
@@ -45,8 +44,6 @@ from catalyst_smpp.store.snapshot_file import load_snapshot_file, save_snapshot_
 __all__ = ["Gateway"]
 
 log = logging.getLogger(__name__)
-
-_RTHROTTLED = int(CommandStatus.ESME_RTHROTTLED)
 
 
 class _Receivers:
@@ -200,7 +197,7 @@ class Gateway:
                     on_bound=self._on_bound,
                     on_closed=self._on_closed,
                     on_refused=self._on_refused,
-                    on_throttled=self._on_throttled,
+                    on_submit_refused=self._on_submit_refused,
                 )
                 await n.start(server.serve)
                 self.servers.append(server)
@@ -374,11 +371,12 @@ class Gateway:
             if self.deliveries.get(pd.system_id) is pd:
                 del self.deliveries[pd.system_id]
 
-    def _on_throttled(self, session: ServerSession) -> None:
-        """A submit the server's throttle refused (ESME_RTHROTTLED) never reaches the accept handler; it is
-        counted with the partner's other answered submits all the same."""
+    def _on_submit_refused(self, session: ServerSession, status: int) -> None:
+        """A submit refused before the accept handler (the server's throttle, or the protocol core: wrong bind
+        state, a field the codec refuses) is counted with the partner's other answered submits all the same
+        (a connection not bound yet has no partner: nothing to count it under)."""
         if self.accept is not None and session.system_id:
-            self.accept.count_refused(session.system_id, _RTHROTTLED)
+            self.accept.count_refused(session.system_id, status)
 
     def _on_closed(self, session: ServerSession) -> None:
         sid = session.system_id

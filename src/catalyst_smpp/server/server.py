@@ -13,7 +13,7 @@ import attrs
 import trio
 
 from catalyst_smpp.protocol.constants import CommandId, CommandStatus, MessageState
-from catalyst_smpp.protocol.events import Bound, ConnectionClosed
+from catalyst_smpp.protocol.events import Bound, ConnectionClosed, ProtocolViolation
 from catalyst_smpp.protocol.pdu import Pdu, QuerySm
 from catalyst_smpp.protocol.session import SessionConfig, SmppConnection
 from catalyst_smpp.protocol.states import Role
@@ -34,6 +34,10 @@ _BIND_TYPES: Final[dict[int, BindType]] = {
 }
 _THROTTLED_COMMANDS: Final = frozenset(
     {int(CommandId.submit_sm), int(CommandId.data_sm), int(CommandId.submit_multi)}
+)
+#: the responses of those commands: one the core sent on its own is a submit refused before the handler
+_SUBMIT_RESPONSES: Final = frozenset(
+    {int(CommandId.submit_sm_resp), int(CommandId.data_sm_resp), int(CommandId.submit_multi_resp)}
 )
 _RTHROTTLED: Final = int(CommandStatus.ESME_RTHROTTLED)
 _RBINDFAIL: Final = int(CommandStatus.ESME_RBINDFAIL)
@@ -123,13 +127,22 @@ class ServerSession(SmppSession):
             if bucket is not None and not bucket.try_take(trio.current_time()):
                 self.server.stats_throttled += 1
                 self._answer(pdu, _RTHROTTLED)
-                if self.server.on_throttled is not None:
-                    self.server.on_throttled(self)
+                if self.server.on_submit_refused is not None:
+                    self.server.on_submit_refused(self, _RTHROTTLED)
                 return
         # SmppSession._on_request without its outbind / alert_notification branch: an SMSC never receives them
         # (the core refuses them in every state), so every request here goes to the handler
         self.stats.pdus_in += 1
         self._dispatch(pdu)
+
+    def _on_violation(self, event: ProtocolViolation) -> None:
+        answer = event.answered_with
+        if (
+            answer is not None
+            and answer.command_id in _SUBMIT_RESPONSES
+            and self.server.on_submit_refused is not None
+        ):
+            self.server.on_submit_refused(self, answer.command_status)
 
     async def _authenticate(self, pdu: Pdu, bind_type: BindType) -> Reply:
         server = self.server
@@ -204,12 +217,14 @@ class SmppServer:
         on_bound: Callable[[ServerSession], object] | None = None,
         on_closed: Callable[[ServerSession], object] | None = None,
         on_refused: Callable[[str], object] | None = None,
-        on_throttled: Callable[[ServerSession], object] | None = None,
+        on_submit_refused: Callable[[ServerSession, int], object] | None = None,
     ) -> None:
         self.config = config
-        #: called for each request the session's throttle answered ESME_RTHROTTLED (it never reaches the
-        #: handler): the gateway counts it among the partner's submits
-        self.on_throttled = on_throttled
+        #: called with the status of each submit (submit_sm, submit_multi, data_sm) refused before it reaches
+        #: the handler: by the session's throttle (ESME_RTHROTTLED) or by the protocol core (a submit in the
+        #: wrong bind state, ESME_RINVBNDSTS; a field the codec refuses, its status): the gateway counts them
+        #: among the partner's submits
+        self.on_submit_refused = on_submit_refused
         self.authenticator = authenticator
         self.handler: Handler = handler if handler is not None else accept_all_handler()
         self.on_bound = on_bound

@@ -540,6 +540,10 @@ class SmppSession:
     def _on_bind_failed(self, event: BindFailed) -> None:
         self.log.info("bind failed: status 0x%08X", event.response.command_status)
 
+    def _on_violation(self, event: ProtocolViolation) -> None:
+        """A request the core refused on its own (``event.answered_with``): for subclasses (the server counts
+        refused submits)."""
+
     def _on_closed(self, event: ConnectionClosed) -> None:
         """The core closed (called once, before waiters fail)."""
 
@@ -618,6 +622,7 @@ class SmppSession:
             else:
                 note = ""
             self.log.warning("peer violation: %s%s", ev.error, note)
+            self._on_violation(ev)
         elif isinstance(ev, UnexpectedResponse):
             self.log.info(
                 "unexpected %s seq=%d: %s", ev.pdu.command_id.name, ev.pdu.sequence_number, ev.reason.value
