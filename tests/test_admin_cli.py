@@ -294,6 +294,7 @@ def test_operator_receipt_and_tls_settings(cli: Any) -> None:
     assert r.exit_code == 2 and "give an absolute path" in r.output, r.output
     r = cli("operator", "change", name, "--receipt-parts", "first")
     assert r.exit_code == 2 and "'first' is not one of 'all', 'last'" in r.output, r.output
+    assert cli("operator", "delete", name).exit_code == 0
 
 
 def test_operator_receipts_by_text(cli: Any, pg_dsn: str, pg_schema: str) -> None:
