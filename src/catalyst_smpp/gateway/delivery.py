@@ -5,7 +5,8 @@ starts it on the first such bind and stops it when the last one goes).  It pulls
 consumers — shared with every other node where the partner is bound, so each message goes to one of them —
 once a deliver_sm window slot of the partner's receivers on this node is free, up to their whole window at a
 time, and sends a ``deliver_sm`` per message spread over those receivers (round robin over those with a free
-slot), each as soon as a slot is free.  Nothing waits on a timer: a slot is signalled by the
+slot, by the :class:`~catalyst_smpp.transport.sender.WindowedSender` the operator connector sends with), each
+as soon as a slot is free.  Nothing waits on a timer: a slot is signalled by the
 ``deliver_sm_resp`` (or failure) that frees it, a new bind by :meth:`PartnerDelivery.receiver_bound`.  The
 window of a receiver is its partner's ``window`` as configured (set on the session at bind).  With an
 ``order`` (:class:`~catalyst_smpp.gateway.order.ReceiptOrder`, the Gateway's) a receipt waits until the submit
@@ -27,8 +28,8 @@ partner was given -- the record's ``display_id``, for a submit_multi the one id 
 partner's ``message_id_format``, dates with the partner's ``receipt_date_digits``), and the
 ``receipted_message_id`` / ``message_state`` (and ``network_error_code`` when known) TLVs; the receipt goes
 from the original destination to the original source.  Whether the partner wants a receipt at all
-(registered_delivery) is decided upstream, where the flags are known (the KV mapping); a record that carries a
-``registered_delivery`` value of its own is honoured here too (0: none; 2: failures only).
+(registered_delivery) is decided upstream, where the flags are known (the KV mapping): every DLR record here
+is delivered.
 
 MO: source/destination, esm_class (UDHI kept), protocol_id, data_coding and the TLVs as received; the payload
 in ``short_message`` up to 254 octets, else in ``message_payload``.
@@ -52,7 +53,9 @@ from catalyst_smpp.protocol.constants import MessageState
 from catalyst_smpp.protocol.pdu import DeliverSm, Pdu
 from catalyst_smpp.protocol.tlv import Tag, Tlv
 from catalyst_smpp.store.records import Partner
-from catalyst_smpp.transport.errors import ResponseTimeoutError
+from catalyst_smpp.transport.errors import NotBoundError, ResponseTimeoutError
+from catalyst_smpp.transport.sender import Completion, WindowedSender
+from catalyst_smpp.transport.session import SmppSession
 
 __all__ = ["PartnerDelivery", "dlr_pdu", "mo_pdu"]
 
@@ -226,18 +229,6 @@ def mo_pdu(mo: MoMessage) -> DeliverSm:
     )
 
 
-def _wanted(dlr: DlrMessage) -> bool:
-    flags = getattr(dlr, "registered_delivery", None)
-    if flags is None:
-        return True
-    mode = int(flags) & 0x03
-    if mode == 0:
-        return False
-    if mode == 2:
-        return dlr.state.upper() not in ("DELIVRD", "ACCEPTD", "ENROUTE")
-    return True
-
-
 class PartnerDelivery:
     """Receipts and MO to one partner's receivers on this node; see the module notes."""
 
@@ -277,7 +268,6 @@ class PartnerDelivery:
         """Messages the partner refused for good (REFUSED_FOR_GOOD): acked, not sent again."""
         self._refusals: dict[tuple[int, bool], int] = {}  # (status, final) -> count since the last log line
         self._refusals_logged = -1e9
-        self.skipped = 0
         self._stopping = False
         self._scope: trio.CancelScope | None = None
         self._fetch_scopes: list[trio.CancelScope] = []
@@ -285,7 +275,7 @@ class PartnerDelivery:
         self._done: collections.deque[tuple[Any, Any, int, float]] = collections.deque()
         self._done_lot = trio.lowlevel.ParkingLot()
         self._slot_lot = trio.lowlevel.ParkingLot()  # pullers waiting for a free window slot
-        self._rr = 0
+        self._sender: WindowedSender[SmppSession] = WindowedSender()  # no throttle retry: naks back off
         self._pullers = 0
 
     @property
@@ -369,7 +359,6 @@ class PartnerDelivery:
 
     async def _send_all(self, consumer: Any, kind: Kind, msgs: list[Any]) -> None:
         poison: list[Any] = []
-        unwanted: list[Any] = []
         order = self.order
         alive = [trio.current_time()]
         for i, m in enumerate(msgs):
@@ -377,14 +366,11 @@ class PartnerDelivery:
             try:
                 if kind is Kind.DLR:
                     values = dlr_values(m.data)  # the binary form, read without a DlrMessage
-                    if values is not None:  # (a DlrMessage has no registered_delivery: _wanted is True)
+                    if values is not None:
                         pdu: Pdu = _values_pdu(values, self.partner)
                         message_id = values[0]
                     else:
                         dlr = DlrMessage.from_bytes(m.data)
-                        if not _wanted(dlr):
-                            unwanted.append(m)
-                            continue
                         pdu = dlr_pdu(dlr, self.partner)
                         message_id = dlr.message_id
                 else:
@@ -409,14 +395,11 @@ class PartnerDelivery:
                 for rest in msgs[i + 1 :]:
                     self._finish(consumer, rest, _RETRY, self.lost_delay)
                 break
-        try:
-            if poison:
+        if poison:
+            try:
                 await consumer.term(poison)
-            if unwanted:
-                self.skipped += len(unwanted)
-                await consumer.ack(unwanted)
-        except BusError as e:
-            log.warning("[%s] term/ack failed: %s", self.system_id, e)
+            except BusError as e:
+                log.warning("[%s] term failed: %s", self.system_id, e)
 
     async def _send(
         self, consumer: Any, msg: Any, pdu: Pdu, batch: list[Any], i: int, alive: list[float]
@@ -427,38 +410,38 @@ class PartnerDelivery:
         than ``_KEEP_ALIVE`` they are marked in progress (JetStream would redeliver them after its
         ``ack_wait``: a partner that stops answering holds a window for up to the response timeout).
         ``alive[0]``: when they were fetched or last marked."""
-        while True:
-            receivers = self.server.receivers(self.system_id)
-            if not receivers:
-                return False
-            n = len(receivers)
-            for k in range(n):
-                s = receivers[(self._rr + k) % n]
-                if s.window_available <= 0:
-                    continue
+
+        async def acquire() -> SmppSession:
+            while True:
+                receivers = self.server.receivers(self.system_id)
+                if not receivers:
+                    raise NotBoundError("no receiver of the partner bound here")
+                s = self._sender.take_slot(receivers)
+                if s is not None:
+                    return s
+                # every window is full: wait for a slot on the least loaded one
+                if trio.current_time() - alive[0] >= _KEEP_ALIVE:
+                    alive[0] = trio.current_time()
+                    try:
+                        await consumer.in_progress(batch[i:])
+                    except BusError as e:
+                        log.debug("[%s] in_progress failed: %s", self.system_id, e)
+                best = max(receivers, key=lambda s: s.window_available - s.in_flight)
                 try:
-                    s.send_request(pdu, self._callback(consumer, msg))
-                except trio.WouldBlock:
-                    continue
-                except Exception as e:  # closed meanwhile
-                    log.debug("[%s] send on %s failed: %s", self.system_id, s.session_id, e)
-                    continue
-                self._rr = (self._rr + k + 1) % n
-                self._in_flight += 1
-                return True
-            # every window is full: wait for a slot on the least loaded one
-            if trio.current_time() - alive[0] >= _KEEP_ALIVE:
-                alive[0] = trio.current_time()
-                try:
-                    await consumer.in_progress(batch[i:])
-                except BusError as e:
-                    log.debug("[%s] in_progress failed: %s", self.system_id, e)
-            best = max(receivers, key=lambda s: s.window_available - s.in_flight)
-            try:
-                with trio.move_on_after(1.0):
-                    await best.wait_window()
-            except Exception:
-                await trio.sleep(0.01)
+                    with trio.move_on_after(1.0):
+                        await best.wait_window()
+                except Exception:
+                    await trio.sleep(0.01)
+
+        err = await self._sender.send(pdu, self._callback(consumer, msg), acquire)
+        if err is None:
+            self._in_flight += 1
+            return True
+        if not isinstance(err, NotBoundError):
+            log.warning("[%s] deliver_sm not sent (%r); redelivery", self.system_id, err)
+            self._finish(consumer, msg, _RETRY, self._backoff(msg))
+            return True
+        return False
 
     async def _wait_for_slot(self) -> None:
         """Until a window slot may have come free on this node's receivers: one of our deliver_sm was
@@ -472,8 +455,8 @@ class PartnerDelivery:
         """Another receiver/transceiver bind of the partner on this node: its window is free now."""
         self._slot_lot.unpark_all()
 
-    def _callback(self, consumer: Any, msg: Any) -> Any:
-        def on_done(result: Any) -> None:
+    def _callback(self, consumer: Any, msg: Any) -> Completion:
+        def on_done(result: Any, _sent_at: float | None) -> None:
             self._in_flight -= 1
             if self._slot_lot:  # a puller waits for a slot: this one is free (unparking an empty lot costs)
                 self._slot_lot.unpark_all()
