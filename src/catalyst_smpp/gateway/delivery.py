@@ -40,6 +40,7 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 import trio
@@ -360,8 +361,10 @@ class PartnerDelivery:
     async def _send_all(self, consumer: Any, kind: Kind, msgs: list[Any]) -> None:
         poison: list[Any] = []
         order = self.order
-        alive = [trio.current_time()]
+        pos = [0]  # msgs[pos[0]:]: the ones not sent yet
+        acquire = self._acquirer(consumer, msgs, pos)
         for i, m in enumerate(msgs):
+            pos[0] = i
             message_id = ""
             try:
                 if kind is Kind.DLR:
@@ -389,7 +392,7 @@ class PartnerDelivery:
                 delay = order.delay(message_id)
                 if delay is not None:  # its submit response is not out yet
                     await order.hold(message_id, delay)
-            if not await self._send(consumer, m, pdu, msgs, i, alive):
+            if not await self._send(consumer, m, pdu, acquire):
                 # nobody bound any more: everything left goes back at once
                 self._finish(consumer, m, _RETRY, self.lost_delay)
                 for rest in msgs[i + 1 :]:
@@ -401,29 +404,32 @@ class PartnerDelivery:
             except BusError as e:
                 log.warning("[%s] term failed: %s", self.system_id, e)
 
-    async def _send(
-        self, consumer: Any, msg: Any, pdu: Pdu, batch: list[Any], i: int, alive: list[float]
-    ) -> bool:
-        """Send on a receiver with a free window slot (waiting for one); False when none is bound.
+    def _acquirer(
+        self, consumer: Any, batch: list[Any], pos: list[int]
+    ) -> Callable[[], Awaitable[SmppSession]]:
+        """The ``acquire`` of the windowed sender for one fetched batch: a receiver of the partner that can
+        send now (round robin), waiting for a slot; NotBoundError when none is bound.
 
-        ``batch[i:]``: the fetched messages not sent yet (``msg`` first); while they wait for slots longer
-        than ``_KEEP_ALIVE`` they are marked in progress (JetStream would redeliver them after its
-        ``ack_wait``: a partner that stops answering holds a window for up to the response timeout).
-        ``alive[0]``: when they were fetched or last marked."""
+        ``batch[pos[0]:]``: the fetched messages not sent yet; while they wait for slots longer than
+        ``_KEEP_ALIVE`` they are marked in progress (JetStream would redeliver them after its ``ack_wait``: a
+        partner that stops answering holds a window for up to the response timeout)."""
+        alive = trio.current_time()  # when they were fetched or last marked
+        take_slot = self._sender.take_slot
 
         async def acquire() -> SmppSession:
+            nonlocal alive
             while True:
                 receivers = self.server.receivers(self.system_id)
                 if not receivers:
                     raise NotBoundError("no receiver of the partner bound here")
-                s = self._sender.take_slot(receivers)
+                s = take_slot(receivers)
                 if s is not None:
                     return s
                 # every window is full: wait for a slot on the least loaded one
-                if trio.current_time() - alive[0] >= _KEEP_ALIVE:
-                    alive[0] = trio.current_time()
+                if trio.current_time() - alive >= _KEEP_ALIVE:
+                    alive = trio.current_time()
                     try:
-                        await consumer.in_progress(batch[i:])
+                        await consumer.in_progress(batch[pos[0] :])
                     except BusError as e:
                         log.debug("[%s] in_progress failed: %s", self.system_id, e)
                 best = max(receivers, key=lambda s: s.window_available - s.in_flight)
@@ -433,6 +439,12 @@ class PartnerDelivery:
                 except Exception:
                     await trio.sleep(0.01)
 
+        return acquire
+
+    async def _send(
+        self, consumer: Any, msg: Any, pdu: Pdu, acquire: Callable[[], Awaitable[SmppSession]]
+    ) -> bool:
+        """Send on a receiver with a free window slot (waiting for one); False when none is bound."""
         err = await self._sender.send(pdu, self._callback(consumer, msg), acquire)
         if err is None:
             self._in_flight += 1

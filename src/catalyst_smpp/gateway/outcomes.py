@@ -244,9 +244,9 @@ class Settlement:
         def nak(j: Job, delay: float) -> None:
             naks.setdefault(delay, []).append(j.msg)
 
-        def done(j: Job) -> None:
-            """Every step before settling went through: settle it as its action says."""
-            s = ACTIONS[j.outcome].settle
+        def done(j: Job, a: Action) -> None:
+            """Every step before settling went through: settle it as its action ``a`` says."""
+            s = a.settle
             if s is Settle.ACK:
                 ack.append(j.msg)
                 if j.outcome is Outcome.OK:
@@ -259,7 +259,7 @@ class Settlement:
                 else:
                     self.stats.failed += 1
             else:
-                nak(j, self.down_retry() if ACTIONS[j.outcome].down_delay else self.retry_delay(j.msg))
+                nak(j, self.down_retry() if a.down_delay else self.retry_delay(j.msg))
 
         # 1. mappings of fully accepted messages, stored before the ack
         mapped = [j for j in batch if ACTIONS[j.outcome].store_mappings]
@@ -281,7 +281,7 @@ class Settlement:
             else:
                 if j.outcome is Outcome.TEMP:
                     self.stats.duplicate_parts += j.accepted_parts()
-                done(j)
+                done(j, a)
 
         # 2. failovers and failure receipts, published before the ack / term
         if publish:
@@ -304,7 +304,7 @@ class Settlement:
                         item.subject,
                         j.error,
                     )
-                    done(j)
+                    done(j, a)
                 else:
                     self.stats.failure_receipts += 1
                     logged.append((self._failed(j, a.final_state, name), j))
@@ -322,7 +322,7 @@ class Settlement:
                     self.stats.duplicate_parts += len(j.results) if j.outcome is Outcome.OK else 0
                     nak(j, self.retry_delay(j.msg))
                 else:
-                    done(j)
+                    done(j, ACTIONS[j.outcome])
 
         # 4. settling
         if ack:
