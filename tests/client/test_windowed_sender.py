@@ -18,17 +18,16 @@ from tests.transport.peer import SansIoPeer
 __all__ = ["env"]  # the fixture, used by name
 
 S = CommandStatus
-Done = list[tuple[int | str, float | None]]
+Done = list[tuple[object, int | str, float | None]]
 
 
 def completions() -> tuple[Done, Completion]:
-    """A list the completions go to (status, or the exception's type name; sent_at), and the callback."""
+    """A list the completions go to (ctx, status or the exception's type name, sent_at), and the callback."""
     done: Done = []
 
-    def on_done(result: Pdu | BaseException, sent_at: float | None) -> None:
-        done.append(
-            (type(result).__name__ if isinstance(result, BaseException) else result.command_status, sent_at)
-        )
+    def on_done(ctx: object, result: Pdu | BaseException, sent_at: float | None) -> None:
+        what = type(result).__name__ if isinstance(result, BaseException) else result.command_status
+        done.append((ctx, what, sent_at))
 
     return done, on_done
 
@@ -48,14 +47,14 @@ async def test_throttled_answers_are_resent_and_completed_once(
     seen: list[float] = []
     env.nursery.start_soon(answer, peer, [S.ESME_RTHROTTLED, S.ESME_RMSGQFUL, 0], seen)
     done, on_done = completions()
-    sender: WindowedSender[ClientSession] = WindowedSender(client.throttle_retry, env.nursery)
-    assert await sender.send(submit(), on_done, client.acquire) is None
+    sender: WindowedSender[ClientSession] = WindowedSender(on_done, client.throttle_retry, env.nursery)
+    assert await sender.send(submit(), None, client.acquire) is None
     with trio.fail_after(10):
         while not done:
             await trio.sleep(0.1)
     await trio.sleep(5)
     assert len(seen) == 3 and client.stats.throttled_retries == 2
-    assert done == [(0, seen[2])]  # once, with the attempt that was answered ESME_ROK
+    assert done == [(None, 0, seen[2])]  # once, with the attempt that was answered ESME_ROK
 
 
 async def test_a_resend_past_the_deadline_or_given_up_is_never_sent(
@@ -65,15 +64,16 @@ async def test_a_resend_past_the_deadline_or_given_up_is_never_sent(
     peer = await env.smsc.accept()
     seen: list[float] = []
     env.nursery.start_soon(answer, peer, [S.ESME_RTHROTTLED, S.ESME_RTHROTTLED], seen)
-    sender: WindowedSender[ClientSession] = WindowedSender(client.throttle_retry, env.nursery)
-    late, on_late = completions()
+    done, on_done = completions()
+    sender: WindowedSender[ClientSession] = WindowedSender(
+        on_done, client.throttle_retry, env.nursery, give_up=lambda ctx: ctx == "unwanted"
+    )
     deadline = trio.current_time() + 0.2  # before the 0.5 s pause ends
-    await sender.send(submit(b"a"), on_late, client.acquire, deadline=deadline)
-    gone, on_gone = completions()
-    await sender.send(submit(b"b"), on_gone, client.acquire, give_up=lambda: True)
+    await sender.send(submit(b"a"), "late", client.acquire, deadline)
+    await sender.send(submit(b"b"), "unwanted", client.acquire)
     await trio.sleep(5)
     assert len(seen) == 2  # each sent once, neither again
-    assert late == [("TooSlowError", None)] and gone == [("TooSlowError", None)]
+    assert sorted(done) == [("late", "TooSlowError", None), ("unwanted", "TooSlowError", None)]
 
 
 async def test_slots_round_robin_and_nothing_bound(env: Env) -> None:
@@ -81,7 +81,8 @@ async def test_slots_round_robin_and_nothing_bound(env: Env) -> None:
     peers = [await env.smsc.accept(), await env.smsc.accept()]
     await client.wait_bound(2)
     sessions = client.sessions()
-    sender: WindowedSender[ClientSession] = WindowedSender()
+    done, on_done = completions()
+    sender: WindowedSender[ClientSession] = WindowedSender(on_done)
     first = sender.take_slot(sessions)
     assert first is sessions[0] and sender.take_slot(sessions) is sessions[1]
     for _ in range(10):  # fill the first one's window (10)
@@ -91,8 +92,7 @@ async def test_slots_round_robin_and_nothing_bound(env: Env) -> None:
     async def none_bound() -> ClientSession:
         raise NotBoundError("nobody")
 
-    done, on_done = completions()
-    err = await sender.send(submit(), on_done, none_bound)
+    err = await sender.send(submit(), None, none_bound)
     assert isinstance(err, NotBoundError) and done == []  # not sent: returned, not completed
     del peers
     await client.aclose(timeout=0.1)

@@ -152,7 +152,6 @@ class SmppClient:
             self._tolerance = (burst - 1.0) * self._interval
         self._cancel: trio.CancelScope | None = None
         self._done = trio.Event()
-        self._requests: WindowedSender[ClientSession] = WindowedSender(self.throttle_retry)
 
     # ------------------------------------------------------------------ running
 
@@ -306,7 +305,7 @@ class SmppClient:
         """Send on a TX/TRX bind within window and TPS; the response (see docs/sessions-api.md).  Throttle
         answers are sent again after a pause (:meth:`throttle_retry`), by the same
         :class:`~catalyst_smpp.transport.sender.WindowedSender` pipelined senders use."""
-        return await self._requests.request(pdu, self._acquire_any)
+        return await WindowedSender.request(pdu, self._acquire_any, self.throttle_retry)
 
     async def _acquire_any(self) -> ClientSession:
         """:meth:`acquire` that waits through pauses (``_pick``), for :meth:`request`."""

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import trio
@@ -61,7 +61,6 @@ from catalyst_smpp.gateway.outcomes import (
 )
 from catalyst_smpp.gateway.submits import _build_submits, build_submits, mapping_flags, operator_alphabet
 from catalyst_smpp.protocol.constants import CommandStatus
-from catalyst_smpp.protocol.pdu import Pdu
 from catalyst_smpp.store import Operator, normalise_operator_id
 from catalyst_smpp.transport import ResponseTimeoutError, SessionClosedError
 from catalyst_smpp.transport.errors import NotBoundError
@@ -83,6 +82,11 @@ log = logging.getLogger(__name__)
 
 class _Router(Protocol):
     def route_mo(self, dest: str, source: str = "") -> str | None: ...
+
+
+def _abandoned(part: tuple[Job, int]) -> bool:
+    """A throttled part of a message settled meanwhile (abandoned by a drain) is not sent again."""
+    return part[0].settled
 
 
 class OperatorConnector:
@@ -139,8 +143,11 @@ class OperatorConnector:
         self.settlement = Settlement(
             bus, self.stats, events, node, lambda: self.operator, retry_delays, lambda: self.down_retry
         )
-        # submit_sm over the client's binds; throttled parts wait for their resend in the work nursery
-        self._sender: WindowedSender[ClientSession] = WindowedSender(self._throttle_retry)
+        # submit_sm over the client's binds (ctx: (job, part)); throttled parts wait for their resend in the
+        # work nursery
+        self._sender: WindowedSender[ClientSession] = WindowedSender(
+            self._on_response, self._throttle_retry, give_up=_abandoned
+        )
         self._ref = 0
         self._inflight_parts = 0
         self._active: dict[int, Job] = {}
@@ -357,22 +364,15 @@ class OperatorConnector:
         unsent ``submit_timeout`` after the fetch fail (temporary: the message is nak'ed)."""
         k = 0  # jobs[k] is the one being sent
         i = 0  # its next part
-        deadline = trio.current_time() + self.submit_timeout
         send = self._sender.send
         acquire = self._acquire
-        with trio.CancelScope(deadline=deadline):
+        with trio.CancelScope(deadline=trio.current_time() + self.submit_timeout):
             while k < len(jobs):
                 job = jobs[k]
                 if job.settled:  # abandoned by drain
                     k, i = k + 1, 0
                     continue
-                err = await send(
-                    job.pdus[i],
-                    self._callback(job, i),
-                    acquire,
-                    deadline=job.started + self.submit_timeout,
-                    give_up=job.is_settled,
-                )
+                err = await send(job.pdus[i], (job, i), acquire, job.started + self.submit_timeout)
                 if err is not None:
                     if not isinstance(err, NotBoundError):
                         log.error("operator %s: sending a submit_sm failed", self.name, exc_info=err)
@@ -387,26 +387,22 @@ class OperatorConnector:
                 self._part_done(job, j, trio.TooSlowError())
             k, i = k + 1, 0
 
-    async def _acquire(self) -> ClientSession:
-        """A TPS token and a window slot on the operator's client (NotBoundError while there is none)."""
+    def _acquire(self) -> Awaitable[ClientSession]:
+        """A TPS token and a window slot on the client of now (NotBoundError while there is none): read at
+        every send, so a throttled part sent again after a reconnect goes on the new client."""
         client = self.link.client
         if client is None:
             raise NotBoundError("operator disabled")
-        return await client.acquire()
+        return client.acquire()
 
     def _throttle_retry(self, session: ClientSession, status: int, retries: int) -> float | None:
         client = self.link.client
         return None if client is None else client.throttle_retry(session, status, retries)
 
-    def _callback(self, job: Job, i: int) -> Callable[[Pdu | BaseException, float | None], None]:
-        def on_done(result: Pdu | BaseException, sent_at: float | None) -> None:
-            self._on_response(job, i, sent_at, result)
-
-        return on_done
-
-    def _on_response(self, job: Job, i: int, sent_at: float | None, result: Any) -> None:
+    def _on_response(self, part: tuple[Job, int], result: Any, sent_at: float | None) -> None:
         """A part's outcome (runs in the session's task): its final response, the exception that ended it,
         or (``sent_at`` None) the exception that kept a throttled part from being sent again."""
+        job, i = part
         if sent_at is None:
             self._part_done(job, i, result)
             return

@@ -55,7 +55,7 @@ from catalyst_smpp.protocol.pdu import DeliverSm, Pdu
 from catalyst_smpp.protocol.tlv import Tag, Tlv
 from catalyst_smpp.store.records import Partner
 from catalyst_smpp.transport.errors import NotBoundError, ResponseTimeoutError
-from catalyst_smpp.transport.sender import Completion, WindowedSender
+from catalyst_smpp.transport.sender import WindowedSender
 from catalyst_smpp.transport.session import SmppSession
 
 __all__ = ["PartnerDelivery", "dlr_pdu", "mo_pdu"]
@@ -276,7 +276,8 @@ class PartnerDelivery:
         self._done: collections.deque[tuple[Any, Any, int, float]] = collections.deque()
         self._done_lot = trio.lowlevel.ParkingLot()
         self._slot_lot = trio.lowlevel.ParkingLot()  # pullers waiting for a free window slot
-        self._sender: WindowedSender[SmppSession] = WindowedSender()  # no throttle retry: naks back off
+        # deliver_sm on the partner's receivers (ctx: (consumer, msg)); no throttle retry: naks back off
+        self._sender: WindowedSender[SmppSession] = WindowedSender(self._on_done)
         self._pullers = 0
 
     @property
@@ -363,6 +364,7 @@ class PartnerDelivery:
         order = self.order
         pos = [0]  # msgs[pos[0]:]: the ones not sent yet
         acquire = self._acquirer(consumer, msgs, pos)
+        send = self._sender.send
         for i, m in enumerate(msgs):
             pos[0] = i
             message_id = ""
@@ -392,12 +394,19 @@ class PartnerDelivery:
                 delay = order.delay(message_id)
                 if delay is not None:  # its submit response is not out yet
                     await order.hold(message_id, delay)
-            if not await self._send(consumer, m, pdu, acquire):
+            # on a receiver with a free window slot (waiting for one); the outcome comes to _on_done
+            err = await send(pdu, (consumer, m), acquire)
+            if err is None:
+                self._in_flight += 1
+            elif isinstance(err, NotBoundError):
                 # nobody bound any more: everything left goes back at once
                 self._finish(consumer, m, _RETRY, self.lost_delay)
                 for rest in msgs[i + 1 :]:
                     self._finish(consumer, rest, _RETRY, self.lost_delay)
                 break
+            else:
+                log.warning("[%s] deliver_sm not sent (%r); redelivery", self.system_id, err)
+                self._finish(consumer, m, _RETRY, self._backoff(m))
         if poison:
             try:
                 await consumer.term(poison)
@@ -441,20 +450,6 @@ class PartnerDelivery:
 
         return acquire
 
-    async def _send(
-        self, consumer: Any, msg: Any, pdu: Pdu, acquire: Callable[[], Awaitable[SmppSession]]
-    ) -> bool:
-        """Send on a receiver with a free window slot (waiting for one); False when none is bound."""
-        err = await self._sender.send(pdu, self._callback(consumer, msg), acquire)
-        if err is None:
-            self._in_flight += 1
-            return True
-        if not isinstance(err, NotBoundError):
-            log.warning("[%s] deliver_sm not sent (%r); redelivery", self.system_id, err)
-            self._finish(consumer, msg, _RETRY, self._backoff(msg))
-            return True
-        return False
-
     async def _wait_for_slot(self) -> None:
         """Until a window slot may have come free on this node's receivers: one of our deliver_sm was
         answered or failed (:meth:`_callback`), a receiver bound (:meth:`receiver_bound`) or :meth:`stop`.
@@ -467,29 +462,26 @@ class PartnerDelivery:
         """Another receiver/transceiver bind of the partner on this node: its window is free now."""
         self._slot_lot.unpark_all()
 
-    def _callback(self, consumer: Any, msg: Any) -> Completion:
-        def on_done(result: Any, _sent_at: float | None) -> None:
-            self._in_flight -= 1
-            if self._slot_lot:  # a puller waits for a slot: this one is free (unparking an empty lot costs)
-                self._slot_lot.unpark_all()
-            if isinstance(result, Pdu):
-                status = result.command_status
-                if status == 0:
-                    self._finish(consumer, msg, _OK, 0.0)
-                elif status in REFUSED_FOR_GOOD:
-                    self._refusal(status, True)
-                    self._finish(consumer, msg, _REFUSED, 0.0)
-                else:
-                    self._refusal(status, False)
-                    self._finish(consumer, msg, _RETRY, self._backoff(msg))
+    def _on_done(self, sent: tuple[Any, Any], result: Any, _sent_at: float | None) -> None:
+        """A deliver_sm's outcome (runs in the session's task): ack, refusal or nak (see the module notes)."""
+        consumer, msg = sent
+        self._in_flight -= 1
+        if self._slot_lot:  # a puller waits for a slot: this one is free (unparking an empty lot costs)
+            self._slot_lot.unpark_all()
+        if isinstance(result, Pdu):
+            status = result.command_status
+            if status == 0:
+                self._finish(consumer, msg, _OK, 0.0)
+            elif status in REFUSED_FOR_GOOD:
+                self._refusal(status, True)
+                self._finish(consumer, msg, _REFUSED, 0.0)
             else:
-                log.info(
-                    "[%s] deliver_sm not answered (%s); redelivery", self.system_id, type(result).__name__
-                )
-                delay = self._backoff(msg) if isinstance(result, ResponseTimeoutError) else self.lost_delay
-                self._finish(consumer, msg, _RETRY, delay)
-
-        return on_done
+                self._refusal(status, False)
+                self._finish(consumer, msg, _RETRY, self._backoff(msg))
+        else:
+            log.info("[%s] deliver_sm not answered (%s); redelivery", self.system_id, type(result).__name__)
+            delay = self._backoff(msg) if isinstance(result, ResponseTimeoutError) else self.lost_delay
+            self._finish(consumer, msg, _RETRY, delay)
 
     def _backoff(self, msg: Any) -> float:
         """nak_delay, doubled for each earlier delivery of ``msg``, at most max_nak_delay."""

@@ -166,10 +166,6 @@ class Job:
         assert self.mt is not None
         return mapping_flags(self.mt.registered_delivery, i + 1, len(self.pdus), self.last_only)
 
-    def is_settled(self) -> bool:
-        """Settled (or abandoned by a drain): a throttled part of it is not sent again."""
-        return self.settled
-
     def accepted_parts(self) -> int:
         """Parts the operator answered ESME_ROK."""
         return sum(
