@@ -48,6 +48,7 @@ __all__ = [
     "ConnectorStats",
     "Job",
     "Outcome",
+    "Settle",
     "Settlement",
     "classify",
     "receipt_err",
