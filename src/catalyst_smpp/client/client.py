@@ -17,8 +17,9 @@ from catalyst_smpp.protocol.constants import CommandStatus
 from catalyst_smpp.protocol.pdu import BindReceiver, BindTransceiver, BindTransmitter, Pdu
 from catalyst_smpp.protocol.session import SessionConfig, SmppConnection
 from catalyst_smpp.protocol.states import Role
-from catalyst_smpp.transport.errors import BindError, NotBoundError, SessionClosedError, SessionError
+from catalyst_smpp.transport.errors import BindError, NotBoundError, SessionError
 from catalyst_smpp.transport.net import TlsHandshakeError, open_stream, peer_name
+from catalyst_smpp.transport.sender import WindowedSender
 from catalyst_smpp.transport.session import BindType, Handler, SmppSession
 from catalyst_smpp.util.backoff import Backoff
 
@@ -301,28 +302,22 @@ class SmppClient:
             await self._bound_lot.park()
 
     async def request(self, pdu: Pdu) -> Pdu:
-        """Send on a TX/TRX bind within window and TPS; the response (see docs/sessions-api.md)."""
-        retries = 0
-        while True:
-            await self._take_token()
-            session = await self._pick()
-            try:
-                resp = await session.request(pdu)
-            except SessionClosedError as exc:
-                if not exc.sent:  # the session went away before the request left: try another
-                    continue
-                raise
-            delay = self.throttle_retry(session, resp.command_status, retries)
-            if delay is None:
-                return resp
-            retries += 1
-            await trio.sleep(delay)
+        """Send on a TX/TRX bind within window and TPS; the response (see docs/sessions-api.md).  Throttle
+        answers are sent again after a pause (:meth:`throttle_retry`), by the same
+        :class:`~catalyst_smpp.transport.sender.WindowedSender` pipelined senders use."""
+        return await WindowedSender.request(pdu, self._acquire_any, self.throttle_retry)
+
+    async def _acquire_any(self) -> ClientSession:
+        """:meth:`acquire` that waits through pauses (``_pick``), for :meth:`request`."""
+        await self._take_token()
+        return await self._pick()
 
     def throttle_retry(self, session: ClientSession, status: int, retries: int) -> float | None:
         """After a response with ``status`` to a request already retried ``retries`` times: if the peer
         asked us to slow down (ESME_RTHROTTLED / ESME_RMSGQFUL) and retries are left, pause ``session``,
         count and log it, and return the delay before sending the same PDU again; else None.
-        ``request`` uses it, and so can pipelined senders (``acquire`` + ``send_request``)."""
+        The throttle policy of every :class:`~catalyst_smpp.transport.sender.WindowedSender` on this client
+        (:meth:`request` and pipelined senders such as the gateway's operator connector)."""
         cfg = self.config
         if status not in _RETRY_STATUSES or retries >= cfg.throttle_retries:
             return None

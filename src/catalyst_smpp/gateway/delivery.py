@@ -5,7 +5,8 @@ starts it on the first such bind and stops it when the last one goes).  It pulls
 consumers — shared with every other node where the partner is bound, so each message goes to one of them —
 once a deliver_sm window slot of the partner's receivers on this node is free, up to their whole window at a
 time, and sends a ``deliver_sm`` per message spread over those receivers (round robin over those with a free
-slot), each as soon as a slot is free.  Nothing waits on a timer: a slot is signalled by the
+slot, by the :class:`~catalyst_smpp.transport.sender.WindowedSender` the operator connector sends with), each
+as soon as a slot is free.  Nothing waits on a timer: a slot is signalled by the
 ``deliver_sm_resp`` (or failure) that frees it, a new bind by :meth:`PartnerDelivery.receiver_bound`.  The
 window of a receiver is its partner's ``window`` as configured (set on the session at bind).  With an
 ``order`` (:class:`~catalyst_smpp.gateway.order.ReceiptOrder`, the Gateway's) a receipt waits until the submit
@@ -27,8 +28,8 @@ partner was given -- the record's ``display_id``, for a submit_multi the one id 
 partner's ``message_id_format``, dates with the partner's ``receipt_date_digits``), and the
 ``receipted_message_id`` / ``message_state`` (and ``network_error_code`` when known) TLVs; the receipt goes
 from the original destination to the original source.  Whether the partner wants a receipt at all
-(registered_delivery) is decided upstream, where the flags are known (the KV mapping); a record that carries a
-``registered_delivery`` value of its own is honoured here too (0: none; 2: failures only).
+(registered_delivery) is decided upstream, where the flags are known (the KV mapping): every DLR record here
+is delivered.
 
 MO: source/destination, esm_class (UDHI kept), protocol_id, data_coding and the TLVs as received; the payload
 in ``short_message`` up to 254 octets, else in ``message_payload``.
@@ -39,6 +40,7 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 import trio
@@ -52,7 +54,9 @@ from catalyst_smpp.protocol.constants import MessageState
 from catalyst_smpp.protocol.pdu import DeliverSm, Pdu
 from catalyst_smpp.protocol.tlv import Tag, Tlv
 from catalyst_smpp.store.records import Partner
-from catalyst_smpp.transport.errors import ResponseTimeoutError
+from catalyst_smpp.transport.errors import NotBoundError, ResponseTimeoutError
+from catalyst_smpp.transport.sender import WindowedSender
+from catalyst_smpp.transport.session import SmppSession
 
 __all__ = ["PartnerDelivery", "dlr_pdu", "mo_pdu"]
 
@@ -226,18 +230,6 @@ def mo_pdu(mo: MoMessage) -> DeliverSm:
     )
 
 
-def _wanted(dlr: DlrMessage) -> bool:
-    flags = getattr(dlr, "registered_delivery", None)
-    if flags is None:
-        return True
-    mode = int(flags) & 0x03
-    if mode == 0:
-        return False
-    if mode == 2:
-        return dlr.state.upper() not in ("DELIVRD", "ACCEPTD", "ENROUTE")
-    return True
-
-
 class PartnerDelivery:
     """Receipts and MO to one partner's receivers on this node; see the module notes."""
 
@@ -277,7 +269,6 @@ class PartnerDelivery:
         """Messages the partner refused for good (REFUSED_FOR_GOOD): acked, not sent again."""
         self._refusals: dict[tuple[int, bool], int] = {}  # (status, final) -> count since the last log line
         self._refusals_logged = -1e9
-        self.skipped = 0
         self._stopping = False
         self._scope: trio.CancelScope | None = None
         self._fetch_scopes: list[trio.CancelScope] = []
@@ -285,7 +276,8 @@ class PartnerDelivery:
         self._done: collections.deque[tuple[Any, Any, int, float]] = collections.deque()
         self._done_lot = trio.lowlevel.ParkingLot()
         self._slot_lot = trio.lowlevel.ParkingLot()  # pullers waiting for a free window slot
-        self._rr = 0
+        # deliver_sm on the partner's receivers (ctx: (consumer, msg)); no throttle retry: naks back off
+        self._sender: WindowedSender[SmppSession] = WindowedSender(self._on_done)
         self._pullers = 0
 
     @property
@@ -369,22 +361,21 @@ class PartnerDelivery:
 
     async def _send_all(self, consumer: Any, kind: Kind, msgs: list[Any]) -> None:
         poison: list[Any] = []
-        unwanted: list[Any] = []
         order = self.order
-        alive = [trio.current_time()]
+        pos = [0]  # msgs[pos[0]:]: the ones not sent yet
+        acquire = self._acquirer(consumer, msgs, pos)
+        send = self._sender.send
         for i, m in enumerate(msgs):
+            pos[0] = i
             message_id = ""
             try:
                 if kind is Kind.DLR:
                     values = dlr_values(m.data)  # the binary form, read without a DlrMessage
-                    if values is not None:  # (a DlrMessage has no registered_delivery: _wanted is True)
+                    if values is not None:
                         pdu: Pdu = _values_pdu(values, self.partner)
                         message_id = values[0]
                     else:
                         dlr = DlrMessage.from_bytes(m.data)
-                        if not _wanted(dlr):
-                            unwanted.append(m)
-                            continue
                         pdu = dlr_pdu(dlr, self.partner)
                         message_id = dlr.message_id
                 else:
@@ -403,62 +394,61 @@ class PartnerDelivery:
                 delay = order.delay(message_id)
                 if delay is not None:  # its submit response is not out yet
                     await order.hold(message_id, delay)
-            if not await self._send(consumer, m, pdu, msgs, i, alive):
+            # on a receiver with a free window slot (waiting for one); the outcome comes to _on_done
+            err = await send(pdu, (consumer, m), acquire)
+            if err is None:
+                self._in_flight += 1
+            elif isinstance(err, NotBoundError):
                 # nobody bound any more: everything left goes back at once
                 self._finish(consumer, m, _RETRY, self.lost_delay)
                 for rest in msgs[i + 1 :]:
                     self._finish(consumer, rest, _RETRY, self.lost_delay)
                 break
-        try:
-            if poison:
-                await consumer.term(poison)
-            if unwanted:
-                self.skipped += len(unwanted)
-                await consumer.ack(unwanted)
-        except BusError as e:
-            log.warning("[%s] term/ack failed: %s", self.system_id, e)
-
-    async def _send(
-        self, consumer: Any, msg: Any, pdu: Pdu, batch: list[Any], i: int, alive: list[float]
-    ) -> bool:
-        """Send on a receiver with a free window slot (waiting for one); False when none is bound.
-
-        ``batch[i:]``: the fetched messages not sent yet (``msg`` first); while they wait for slots longer
-        than ``_KEEP_ALIVE`` they are marked in progress (JetStream would redeliver them after its
-        ``ack_wait``: a partner that stops answering holds a window for up to the response timeout).
-        ``alive[0]``: when they were fetched or last marked."""
-        while True:
-            receivers = self.server.receivers(self.system_id)
-            if not receivers:
-                return False
-            n = len(receivers)
-            for k in range(n):
-                s = receivers[(self._rr + k) % n]
-                if s.window_available <= 0:
-                    continue
-                try:
-                    s.send_request(pdu, self._callback(consumer, msg))
-                except trio.WouldBlock:
-                    continue
-                except Exception as e:  # closed meanwhile
-                    log.debug("[%s] send on %s failed: %s", self.system_id, s.session_id, e)
-                    continue
-                self._rr = (self._rr + k + 1) % n
-                self._in_flight += 1
-                return True
-            # every window is full: wait for a slot on the least loaded one
-            if trio.current_time() - alive[0] >= _KEEP_ALIVE:
-                alive[0] = trio.current_time()
-                try:
-                    await consumer.in_progress(batch[i:])
-                except BusError as e:
-                    log.debug("[%s] in_progress failed: %s", self.system_id, e)
-            best = max(receivers, key=lambda s: s.window_available - s.in_flight)
+            else:
+                log.warning("[%s] deliver_sm not sent (%r); redelivery", self.system_id, err)
+                self._finish(consumer, m, _RETRY, self._backoff(m))
+        if poison:
             try:
-                with trio.move_on_after(1.0):
-                    await best.wait_window()
-            except Exception:
-                await trio.sleep(0.01)
+                await consumer.term(poison)
+            except BusError as e:
+                log.warning("[%s] term failed: %s", self.system_id, e)
+
+    def _acquirer(
+        self, consumer: Any, batch: list[Any], pos: list[int]
+    ) -> Callable[[], Awaitable[SmppSession]]:
+        """The ``acquire`` of the windowed sender for one fetched batch: a receiver of the partner that can
+        send now (round robin), waiting for a slot; NotBoundError when none is bound.
+
+        ``batch[pos[0]:]``: the fetched messages not sent yet; while they wait for slots longer than
+        ``_KEEP_ALIVE`` they are marked in progress (JetStream would redeliver them after its ``ack_wait``: a
+        partner that stops answering holds a window for up to the response timeout)."""
+        alive = trio.current_time()  # when they were fetched or last marked
+        take_slot = self._sender.take_slot
+
+        async def acquire() -> SmppSession:
+            nonlocal alive
+            while True:
+                receivers = self.server.receivers(self.system_id)
+                if not receivers:
+                    raise NotBoundError("no receiver of the partner bound here")
+                s = take_slot(receivers)
+                if s is not None:
+                    return s
+                # every window is full: wait for a slot on the least loaded one
+                if trio.current_time() - alive >= _KEEP_ALIVE:
+                    alive = trio.current_time()
+                    try:
+                        await consumer.in_progress(batch[pos[0] :])
+                    except BusError as e:
+                        log.debug("[%s] in_progress failed: %s", self.system_id, e)
+                best = max(receivers, key=lambda s: s.window_available - s.in_flight)
+                try:
+                    with trio.move_on_after(1.0):
+                        await best.wait_window()
+                except Exception:
+                    await trio.sleep(0.01)
+
+        return acquire
 
     async def _wait_for_slot(self) -> None:
         """Until a window slot may have come free on this node's receivers: one of our deliver_sm was
@@ -472,29 +462,26 @@ class PartnerDelivery:
         """Another receiver/transceiver bind of the partner on this node: its window is free now."""
         self._slot_lot.unpark_all()
 
-    def _callback(self, consumer: Any, msg: Any) -> Any:
-        def on_done(result: Any) -> None:
-            self._in_flight -= 1
-            if self._slot_lot:  # a puller waits for a slot: this one is free (unparking an empty lot costs)
-                self._slot_lot.unpark_all()
-            if isinstance(result, Pdu):
-                status = result.command_status
-                if status == 0:
-                    self._finish(consumer, msg, _OK, 0.0)
-                elif status in REFUSED_FOR_GOOD:
-                    self._refusal(status, True)
-                    self._finish(consumer, msg, _REFUSED, 0.0)
-                else:
-                    self._refusal(status, False)
-                    self._finish(consumer, msg, _RETRY, self._backoff(msg))
+    def _on_done(self, sent: tuple[Any, Any], result: Any, _sent_at: float | None) -> None:
+        """A deliver_sm's outcome (runs in the session's task): ack, refusal or nak (see the module notes)."""
+        consumer, msg = sent
+        self._in_flight -= 1
+        if self._slot_lot:  # a puller waits for a slot: this one is free (unparking an empty lot costs)
+            self._slot_lot.unpark_all()
+        if isinstance(result, Pdu):
+            status = result.command_status
+            if status == 0:
+                self._finish(consumer, msg, _OK, 0.0)
+            elif status in REFUSED_FOR_GOOD:
+                self._refusal(status, True)
+                self._finish(consumer, msg, _REFUSED, 0.0)
             else:
-                log.info(
-                    "[%s] deliver_sm not answered (%s); redelivery", self.system_id, type(result).__name__
-                )
-                delay = self._backoff(msg) if isinstance(result, ResponseTimeoutError) else self.lost_delay
-                self._finish(consumer, msg, _RETRY, delay)
-
-        return on_done
+                self._refusal(status, False)
+                self._finish(consumer, msg, _RETRY, self._backoff(msg))
+        else:
+            log.info("[%s] deliver_sm not answered (%s); redelivery", self.system_id, type(result).__name__)
+            delay = self._backoff(msg) if isinstance(result, ResponseTimeoutError) else self.lost_delay
+            self._finish(consumer, msg, _RETRY, delay)
 
     def _backoff(self, msg: Any) -> float:
         """nak_delay, doubled for each earlier delivery of ``msg``, at most max_nak_delay."""

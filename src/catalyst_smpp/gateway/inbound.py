@@ -314,6 +314,11 @@ class InboundHandler:
 
     # ------------------------------------------------------------------ the client handler
 
+    def submitted(self, key: str, mapping: IdMapping) -> None:
+        """The connector's operator accepted a part under the normalised operator id ``key``: its receipt may
+        come before the KV has the mapping, so keep it here too (:class:`RecentIds`)."""
+        self.recent.put(key, mapping)
+
     def handle(self, session: Any, pdu: Pdu) -> Any:
         if not isinstance(pdu, DeliverSm | DataSm):
             return None
