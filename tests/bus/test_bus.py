@@ -420,7 +420,8 @@ async def test_publish_batch_fails_bad_items_alone_and_acks_the_rest(bus: Bus) -
 
 
 def test_wire_message_metadata_and_headers() -> None:
-    from catalyst_smpp.bus.core import _encode_headers, _js_msg, _parse_headers
+    from catalyst_smpp.bus.api import _parse_headers
+    from catalyst_smpp.bus.jetstream import _encode_headers, _js_msg
 
     v1 = b"$JS.ACK.ns_MT.d1.2.17.9.1700000000123456789.4"
     m = _js_msg(b"ns.MT.op", v1, b"x", b"NATS/1.0\r\nA: b\r\n\r\n")
