@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import attrs
 
-from ..config import NatsConfig
+from ..config import NatsConfig, StreamConfig
 from .names import Kind, Names
 
 if TYPE_CHECKING:
@@ -36,6 +36,7 @@ __all__ = [
     "PublishInput",
     "PublishItem",
     "StreamState",
+    "redelivery_backoff",
 ]
 
 MSG_ID_HEADER = "Nats-Msg-Id"
@@ -222,6 +223,15 @@ class ConsumerState:
     num_redelivered: int
     delivered_stream_seq: int
     ack_floor_stream_seq: int
+
+
+def redelivery_backoff(sc: StreamConfig) -> tuple[float, ...]:
+    """The consumer's redelivery delays: ``sc.backoff`` cut to ``max_deliver - 1`` entries (JetStream wants
+    ``max_deliver > len(backoff)``).  Empty: every redelivery after ``ack_wait``."""
+    b = tuple(sc.backoff)
+    if b and 0 < sc.max_deliver <= len(b):
+        b = b[: sc.max_deliver - 1]
+    return b
 
 
 class BusConsumer(Protocol):

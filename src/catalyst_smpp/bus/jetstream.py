@@ -29,7 +29,16 @@ from nats.aio.msg import Msg as NatsMsg
 from nats.js import JetStreamContext, api
 
 from ..config import KvConfig, NatsConfig, StreamConfig
-from .api import AckKind, BusError, ConnectionState, Msg, PubAck, PublishError, PublishErrorKind
+from .api import (
+    AckKind,
+    BusError,
+    ConnectionState,
+    Msg,
+    PubAck,
+    PublishError,
+    PublishErrorKind,
+    redelivery_backoff,
+)
 from .names import Kind, Names
 from .nats_internals import WireHandler, guard_pongs, install_fast_path, send_raw, sid
 
@@ -409,11 +418,8 @@ class _AioSide:
             filt = f"{self.names._prefix(kind)}.>" if kind is Kind.EVENTS else self.names.wildcard(kind)
         else:
             filt = self.names.subject(kind, name)
-        backoff = list(sc.backoff) or None
+        backoff = list(redelivery_backoff(sc)) or None
         max_deliver = sc.max_deliver
-        if backoff and 0 < max_deliver <= len(backoff):
-            # the server wants max_deliver > len(backoff)
-            backoff = backoff[: max_deliver - 1] or None
         return api.ConsumerConfig(
             durable_name=self.names.durable(kind, name),
             deliver_policy=api.DeliverPolicy.ALL,
