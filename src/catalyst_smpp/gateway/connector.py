@@ -45,7 +45,7 @@ from typing import Any, Protocol
 import attrs
 import trio
 
-from catalyst_smpp.bus import Bus, BusError, IdMapping, Kind, Msg, PublishItem
+from catalyst_smpp.bus import BusConsumer, BusError, IdMapping, Kind, MessageBus, Msg, PublishItem
 from catalyst_smpp.client import BindType, ClientConfig, SmppClient
 from catalyst_smpp.encoding import (
     Alphabet,
@@ -62,6 +62,7 @@ from catalyst_smpp.encoding import (
 from catalyst_smpp.gateway.events import EventPublisher, Row, event_row
 from catalyst_smpp.gateway.inbound import PART_DECIDES, PART_UNASKED, InboundHandler, wants_receipt
 from catalyst_smpp.gateway.messages import DecodeError, MtFields, MtMessage, dlr_record, mt_fields
+from catalyst_smpp.metrics import Metrics
 from catalyst_smpp.protocol.constants import CommandStatus
 from catalyst_smpp.protocol.pdu import SubmitSm
 from catalyst_smpp.protocol.session import SessionConfig
@@ -350,12 +351,12 @@ class OperatorConnector:
     def __init__(
         self,
         operator: Operator,
-        bus: Bus,
+        bus: MessageBus,
         *,
         node: str,
         events: EventPublisher | None,
         router: Callable[[], _Router],
-        metrics: Any = None,
+        metrics: Metrics | None = None,
         ids: Callable[[], str] | None = None,
         down_after: float = 30.0,
         down_retry: float = 5.0,
@@ -402,7 +403,7 @@ class OperatorConnector:
         self._stopping = False
         self._stopped = trio.Event()
         self._down_since: float | None = None
-        self._consumer: Any = None
+        self._consumer: BusConsumer | None = None
         self._cancel: trio.CancelScope | None = None
         self._work_scope: trio.CancelScope | None = None
         self._counters: dict[str, Any] = {}
@@ -596,6 +597,7 @@ class OperatorConnector:
 
     async def _pull_loop(self) -> None:
         consumer = self._consumer
+        assert consumer is not None  # made in run() before the pull loop starts
         was_up = False
         while not self._stopping:
             up = self.is_up and self.operator.enabled
@@ -669,7 +671,7 @@ class OperatorConnector:
         job.results = [None] * len(job.pdus)
         return job
 
-    async def _failover_while_down(self, consumer: Any) -> None:
+    async def _failover_while_down(self, consumer: BusConsumer) -> None:
         try:
             msgs = await consumer.fetch(100, min(self.fetch_timeout, 0.5))
         except BusError as exc:
@@ -781,6 +783,7 @@ class OperatorConnector:
     def _submit_counter(self, status: str) -> Any:
         c = self._counters.get(status)
         if c is None:  # .labels() per part cost more than the rest of the count
+            assert self.metrics is not None  # counted only with metrics
             c = self.metrics.operator_submits_total.labels(self.operator.name, status)
             self._counters[status] = c
         return c
@@ -888,6 +891,7 @@ class OperatorConnector:
 
     async def _settle(self, batch: list[_Job]) -> None:
         c = self._consumer
+        assert c is not None  # nothing is settled before the pull loop fetched it
         op = self.operator
         ack: list[Msg] = []
         term: list[Msg] = []
