@@ -254,7 +254,7 @@ async def test_kv_direct_gets_agree_with_nats_py(bus: Bus) -> None:
     # kv_get reads through JetStream direct gets in one buffer (our inbox, fast path); nats-py's
     # KeyValue.get per key must see the same values, missing keys and deleted keys
     aio = bus._aio
-    assert aio.kv is not None and aio.kv._direct  # our bucket allows direct gets: the batched path is taken
+    assert aio.kv_direct  # our bucket allows direct gets: the batched path is taken
     await bus.opids.put_many([("opd", f"k{i}", IdMapping(f"m{i}", "p", flags=i % 3)) for i in range(50)])
     await bus.opids.delete_many([("opd", "k3"), ("opd", "k7")])
     keys = [opid_key("opd", f"k{i}") for i in range(50)] + [opid_key("opd", "never")]

@@ -239,7 +239,7 @@ class _Puller:
                         await self.nc.publish(m._reply, AckKind.NAK.value)
 
 
-async def _unused_cb(msg: NatsMsg) -> None:  # pragma: no cover - _install_fast_path takes these subjects
+async def _unused_cb(msg: NatsMsg) -> None:  # pragma: no cover - the fast path takes these subjects
     pass
 
 
@@ -474,7 +474,7 @@ class _AioSide:
     async def _init_publish(self) -> None:
         """Our own async-publish inbox: nats-py's publish_async loses 503 replies ("maximum messages per
         subject exceeded" raises inside its callback, so the future never resolves: it looks like a timeout).
-        Its replies come through the fast path (:func:`_install_fast_path`).
+        Its replies come through the fast path (:func:`.nats_internals.install_fast_path`).
         """
         assert self.nc is not None
         self.pub_prefix = self.nc.new_inbox() + "."
