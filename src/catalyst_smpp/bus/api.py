@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Protocol
+from typing import Any, Protocol
 
 import attrs
 
 from ..config import NatsConfig, StreamConfig
 from .names import Kind, Names
-
-if TYPE_CHECKING:
-    from .core import OpIdStore
 
 __all__ = [
     "MSG_ID_HEADER",
@@ -30,6 +27,7 @@ __all__ = [
     "KeyValue",
     "MessageBus",
     "Msg",
+    "OpIds",
     "PubAck",
     "PublishError",
     "PublishErrorKind",
@@ -286,13 +284,29 @@ class KeyValue(Protocol):
         ...
 
 
+class OpIds(Protocol):
+    """Operator message id → the gateway's id mapping record in :class:`KeyValue` (``core.OpIdStore``).
+
+    The record type is the caller's (``encode()`` to bytes, ``decode(bytes)`` back); this interface does not
+    name it, so that nothing here depends on how the gateway encodes its mappings.
+    """
+
+    async def put_many(
+        self, items: Iterable[tuple[str, str, Any]], timeout: float | None = None
+    ) -> list[PubAck | PublishError]: ...
+
+    async def get_many(self, items: Iterable[tuple[str, str]], timeout: float | None = None) -> list[Any]: ...
+
+    async def delete_many(self, items: Iterable[tuple[str, str]], timeout: float | None = None) -> None: ...
+
+
 class MessageBus(Protocol):
     """The bus the gateway uses: work-queue streams per :class:`Kind`, durable pull consumers, the KV."""
 
     cfg: NatsConfig
     names: Names
     kv: KeyValue
-    opids: OpIdStore
+    opids: OpIds
     """Operator message ids in :attr:`kv` (the gateway's id mapping)."""
 
     @property
