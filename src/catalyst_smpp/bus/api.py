@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 import attrs
+import trio
 
 from ..config import NatsConfig, StreamConfig
 from .names import Kind, Names
@@ -23,6 +24,7 @@ __all__ = [
     "BusConsumer",
     "BusError",
     "ConnectionState",
+    "ConnectionStates",
     "ConsumerState",
     "KeyValue",
     "MessageBus",
@@ -64,6 +66,33 @@ class PublishErrorKind(enum.Enum):
     """Not connected / outbound buffer full."""
     SERVER = "server"
     """Another JetStream error."""
+
+
+class ConnectionStates:
+    """The connection-state part of :class:`MessageBus`, shared by its implementations (which set
+    ``_state`` and, on each change, set and replace ``_state_changed``)."""
+
+    _state: ConnectionState
+    _state_changed: trio.Event
+
+    @property
+    def state(self) -> ConnectionState:
+        return self._state
+
+    @property
+    def connected(self) -> bool:
+        return self._state is ConnectionState.CONNECTED
+
+    async def wait_state_change(self) -> ConnectionState:
+        """Wait for the next change of :attr:`state` and return the new state."""
+        await self._state_changed.wait()
+        return self._state
+
+    async def wait_connected(self) -> None:
+        while self._state is not ConnectionState.CONNECTED:
+            if self._state is ConnectionState.CLOSED:
+                raise BusError("bus closed")
+            await self.wait_state_change()
 
 
 @attrs.frozen

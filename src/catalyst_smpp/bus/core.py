@@ -24,6 +24,7 @@ from .api import (
     AckKind,
     BusError,
     ConnectionState,
+    ConnectionStates,
     ConsumerState,
     KeyValue,
     Msg,
@@ -121,7 +122,7 @@ class IdMapping:
 # --------------------------------------------------------------------------- trio side
 
 
-class Bus:
+class Bus(ConnectionStates):
     """A NATS/JetStream connection usable from trio.  Create with :meth:`connect`."""
 
     def __init__(self, cfg: NatsConfig, urls: Sequence[str], name: str) -> None:
@@ -213,25 +214,6 @@ class Bus:
         self._state = state
         self._state_changed.set()
         self._state_changed = trio.Event()
-
-    @property
-    def state(self) -> ConnectionState:
-        return self._state
-
-    @property
-    def connected(self) -> bool:
-        return self._state is ConnectionState.CONNECTED
-
-    async def wait_state_change(self) -> ConnectionState:
-        """Wait for the next change of :attr:`state` and return the new state."""
-        await self._state_changed.wait()
-        return self._state
-
-    async def wait_connected(self) -> None:
-        while self._state is not ConnectionState.CONNECTED:
-            if self._state is ConnectionState.CLOSED:
-                raise BusError("NATS connection closed")
-            await self.wait_state_change()
 
     # ---- publish
 

@@ -34,6 +34,7 @@ from .api import (
     MSG_ID_HEADER,
     BusError,
     ConnectionState,
+    ConnectionStates,
     ConsumerState,
     Msg,
     PubAck,
@@ -136,7 +137,7 @@ class _Stream:
         return PubAck(self.name, self.last_seq)
 
 
-class MemoryBus:
+class MemoryBus(ConnectionStates):
     """:class:`.api.MessageBus` in memory.  Create inside trio (its timers are trio's clock)."""
 
     def __init__(self, cfg: NatsConfig | None = None) -> None:
@@ -153,22 +154,6 @@ class MemoryBus:
         self.opids = OpIdStore(self.kv)
 
     # ---- connection (always up until closed)
-
-    @property
-    def state(self) -> ConnectionState:
-        return self._state
-
-    @property
-    def connected(self) -> bool:
-        return self._state is ConnectionState.CONNECTED
-
-    async def wait_state_change(self) -> ConnectionState:
-        await self._state_changed.wait()
-        return self._state
-
-    async def wait_connected(self) -> None:
-        if self._state is ConnectionState.CLOSED:
-            raise BusError("bus closed")
 
     def close(self) -> None:
         self._state = ConnectionState.CLOSED
