@@ -6,6 +6,8 @@
   (``srv.stop()`` / ``srv.start()`` keep the store; ``srv.kill()`` simulates a crash).
 * ``nats_config`` / ``bus``: a unique namespace per test (streams ``<ns>_MT`` …) on ``nats_url``, and a
   connected :class:`catalyst_smpp.bus.Bus`; the namespace's streams are deleted afterwards.
+* ``memory_bus``: a :class:`catalyst_smpp.bus.memory.MemoryBus` (unique namespace) for tests of gateway
+  rules; run them with ``autojump_clock`` so its ack waits and nak delays pass at once.
 * ``pg_dsn`` (session): 127.0.0.1:5432 database ``test`` when reachable, else an embedded Postgres.
 * ``pg_schema`` (module): a fresh, uniquely named schema per test module, dropped afterwards.
 * ``db``: a migrated :class:`catalyst_smpp.store.Database` on ``pg_schema``.
@@ -25,6 +27,7 @@ import pytest
 from psycopg import sql
 
 from catalyst_smpp.bus import Bus
+from catalyst_smpp.bus.memory import MemoryBus
 from catalyst_smpp.config import NatsConfig
 from catalyst_smpp.embedded import EmbeddedNats, EmbeddedPostgres, nats_has_jetstream
 from catalyst_smpp.store import Database
@@ -32,6 +35,7 @@ from catalyst_smpp.store import Database
 __all__ = [
     "bus",
     "db",
+    "memory_bus",
     "nats_config",
     "nats_server_factory",
     "nats_url",
@@ -157,6 +161,15 @@ def nats_config(nats_url: str) -> Iterator[NatsConfig]:
 async def bus(nats_url: str, nats_config: NatsConfig) -> AsyncIterator[Bus]:
     async with Bus.connect(nats_url, nats_config, name="test") as b:
         yield b
+
+
+@pytest.fixture
+async def memory_bus() -> AsyncIterator[MemoryBus]:
+    b = MemoryBus(NatsConfig(namespace=unique_name("m")))
+    try:
+        yield b
+    finally:
+        b.close()
 
 
 # --------------------------------------------------------------------------- Postgres

@@ -254,7 +254,7 @@ async def test_kv_direct_gets_agree_with_nats_py(bus: Bus) -> None:
     # kv_get reads through JetStream direct gets in one buffer (our inbox, fast path); nats-py's
     # KeyValue.get per key must see the same values, missing keys and deleted keys
     aio = bus._aio
-    assert aio.kv is not None and aio.kv._direct  # our bucket allows direct gets: the batched path is taken
+    assert aio.kv_direct  # our bucket allows direct gets: the batched path is taken
     await bus.opids.put_many([("opd", f"k{i}", IdMapping(f"m{i}", "p", flags=i % 3)) for i in range(50)])
     await bus.opids.delete_many([("opd", "k3"), ("opd", "k7")])
     keys = [opid_key("opd", f"k{i}") for i in range(50)] + [opid_key("opd", "never")]
@@ -420,7 +420,8 @@ async def test_publish_batch_fails_bad_items_alone_and_acks_the_rest(bus: Bus) -
 
 
 def test_wire_message_metadata_and_headers() -> None:
-    from catalyst_smpp.bus.core import _encode_headers, _js_msg, _parse_headers
+    from catalyst_smpp.bus.api import _parse_headers
+    from catalyst_smpp.bus.jetstream import _encode_headers, _js_msg
 
     v1 = b"$JS.ACK.ns_MT.d1.2.17.9.1700000000123456789.4"
     m = _js_msg(b"ns.MT.op", v1, b"x", b"NATS/1.0\r\nA: b\r\n\r\n")

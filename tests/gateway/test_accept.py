@@ -1,20 +1,32 @@
-"""Accept: smpplib (a real third-party partner client) → SmppServer + AcceptHandler → real JetStream."""
+"""Accept: smpplib (a real third-party partner client) → SmppServer + AcceptHandler → the bus.
+
+The accept rules on the in-memory bus (real clock: smpplib runs in a thread); JetStream's part is held
+to the same contract in tests/bus/test_contract.py, and the flow and fault tests run on real NATS."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import attrs
+import pytest
 import smpplib.consts
 import trio
 
-from catalyst_smpp.bus import Bus, Kind
+from catalyst_smpp.bus import Kind, MessageBus
+from catalyst_smpp.bus.memory import MemoryBus
+from catalyst_smpp.config import NatsConfig
 from catalyst_smpp.gateway.ids import parse_id
 from catalyst_smpp.gateway.messages import MtMessage
 from catalyst_smpp.protocol.constants import CommandStatus as S
 from catalyst_smpp.protocol.tlv import Tag
 
 from .helpers import operator, partner, partner_server, route, smpplib_client, snapshot
+
+
+@pytest.fixture
+def bus(memory_bus: MemoryBus) -> MessageBus:
+    return memory_bus
+
 
 UCS2 = "Привет ✓".encode("utf-16-be")
 LONG = b"A" * 153 + b"B" * 20
@@ -28,7 +40,7 @@ def _snap(**pkw: Any) -> Any:
     )
 
 
-async def _fetch_all(bus: Bus, op: str, n: int) -> list[MtMessage]:
+async def _fetch_all(bus: MessageBus, op: str, n: int) -> list[MtMessage]:
     c = await bus.consumer(Kind.MT, op)
     out: list[Any] = []
     with trio.fail_after(20):
@@ -55,7 +67,7 @@ def _submits(port: int, sends: list[dict[str, Any]]) -> list[tuple[int, str]]:
     return out
 
 
-async def test_submit_published_then_answered_with_our_id(bus: Bus) -> None:
+async def test_submit_published_then_answered_with_our_id(bus: MessageBus) -> None:
     async with partner_server(bus, _snap()) as ps:
         sends = [
             dict(
@@ -120,7 +132,7 @@ async def test_submit_published_then_answered_with_our_id(bus: Bus) -> None:
     assert ps.accept.stats.accepted == 4
 
 
-async def test_refusals(bus: Bus) -> None:
+async def test_refusals(bus: MessageBus) -> None:
     async with partner_server(bus, _snap(message_id_format="dec")) as ps:
         sends = [
             dict(source_addr="1", destination_addr="4912345", short_message=b"no route"),
@@ -149,7 +161,7 @@ async def test_refusals(bus: Bus) -> None:
         assert ps.accept.stats.rejected == 5  # the malformed validity_period is refused by the codec already
 
 
-async def test_field_values_that_mean_nothing_are_refused_with_the_fields_status(bus: Bus) -> None:
+async def test_field_values_that_mean_nothing_are_refused_with_the_fields_status(bus: MessageBus) -> None:
     """smpplib sends what reads fine on the wire but is no priority, replace flag or time."""
     from catalyst_smpp.client import ClientConfig, SmppClient
     from catalyst_smpp.protocol.pdu import ReplaceSm, SmeDestination, SubmitMulti
@@ -210,16 +222,16 @@ def _queue_full(port: int) -> list[int]:
     return statuses
 
 
-async def test_queue_full_answers_msgqful(nats_url: str, nats_config: Any) -> None:
-    mt = attrs.evolve(nats_config.streams.mt, max_msgs_per_subject=2, discard="new")
-    cfg = attrs.evolve(nats_config, streams=attrs.evolve(nats_config.streams, mt=mt))
-    async with Bus.connect(nats_url, cfg, name="qfull") as bus:
-        async with partner_server(bus, _snap()) as ps:
-            statuses = await trio.to_thread.run_sync(_queue_full, ps.port)
-            assert statuses == [0, 0, S.ESME_RMSGQFUL, S.ESME_RMSGQFUL]
-            info = await bus.stream_info(Kind.MT)
-            assert info.messages == 2
-            assert ps.accept.stats.failed == 2
+async def test_queue_full_answers_msgqful() -> None:
+    base = NatsConfig()
+    mt = attrs.evolve(base.streams.mt, max_msgs_per_subject=2, discard="new")
+    bus = MemoryBus(attrs.evolve(base, streams=attrs.evolve(base.streams, mt=mt)))
+    async with partner_server(bus, _snap()) as ps:
+        statuses = await trio.to_thread.run_sync(_queue_full, ps.port)
+        assert statuses == [0, 0, S.ESME_RMSGQFUL, S.ESME_RMSGQFUL]
+        info = await bus.stream_info(Kind.MT)
+        assert info.messages == 2
+        assert ps.accept.stats.failed == 2
 
 
 def _smpplib_query(port: int) -> int:
@@ -234,7 +246,7 @@ def _smpplib_query(port: int) -> int:
     return status
 
 
-async def test_query_cancel_replace_answered(bus: Bus) -> None:
+async def test_query_cancel_replace_answered(bus: MessageBus) -> None:
     from catalyst_smpp.client import ClientConfig, SmppClient
     from catalyst_smpp.protocol.pdu import CancelSm, QuerySm, ReplaceSm
 
@@ -256,7 +268,7 @@ async def test_query_cancel_replace_answered(bus: Bus) -> None:
     assert out == [S.ESME_RQUERYFAIL, S.ESME_RINVMSGID, S.ESME_RCANCELFAIL, S.ESME_RREPLACEFAIL]
 
 
-async def test_submit_multi_and_data_sm_with_our_client(bus: Bus) -> None:
+async def test_submit_multi_and_data_sm_with_our_client(bus: MessageBus) -> None:
     from catalyst_smpp.client import ClientConfig, SmppClient
     from catalyst_smpp.protocol.pdu import DataSm, SmeDestination, SubmitMulti
     from catalyst_smpp.protocol.tlv import Tlv

@@ -1,4 +1,7 @@
-"""OperatorConnector against the in-process SMSC simulator, with real JetStream (no mocks)."""
+"""OperatorConnector against the in-process SMSC simulator, on the in-memory bus (autojump clock).
+
+These are the gateway's rules; JetStream's part is held to the same contract in tests/bus/test_contract.py,
+and the flow and fault tests run on real NATS."""
 
 from __future__ import annotations
 
@@ -10,8 +13,10 @@ from typing import Any
 import attrs
 import pytest
 import trio
+import trio.testing
 
-from catalyst_smpp.bus import Bus, Kind
+from catalyst_smpp.bus import Kind, MessageBus
+from catalyst_smpp.bus.memory import MemoryBus
 from catalyst_smpp.encoding import Encoding, encode
 from catalyst_smpp.encoding.reassembly import Scheme
 from catalyst_smpp.gateway.connector import OperatorConnector, build_submits, receipt_err
@@ -22,6 +27,14 @@ from catalyst_smpp.protocol.tlv import Tag
 from catalyst_smpp.sim import SimConfig, open_simulator
 from catalyst_smpp.store import MessageEvent, Operator, normalise_operator_id
 from tests.services import unique_name
+
+
+@pytest.fixture
+def bus(memory_bus: MemoryBus) -> MessageBus:
+    """These are rules of the gateway, not of JetStream: the in-memory bus, under trio's autojump clock
+    (tests/bus/test_contract.py holds it to what JetStream does)."""
+    return memory_bus
+
 
 PARTNER = "acme"
 
@@ -85,7 +98,7 @@ def mt(
     )
 
 
-async def publish_mt(bus: Bus, msgs: list[MtMessage]) -> None:
+async def publish_mt(bus: MessageBus, msgs: list[MtMessage]) -> None:
     res = await bus.publish_batch(
         [(bus.subject(Kind.MT, m.targets[0]), m.to_bytes(), None, m.message_id) for m in msgs]
     )
@@ -94,7 +107,7 @@ async def publish_mt(bus: Bus, msgs: list[MtMessage]) -> None:
 
 @asynccontextmanager
 async def running(
-    bus: Bus, operator: Operator, router: StubRouter | None = None, **kw: Any
+    bus: MessageBus, operator: Operator, router: StubRouter | None = None, **kw: Any
 ) -> AsyncIterator[OperatorConnector]:
     events = EventPublisher(bus, node="n1")
     r = router or StubRouter()
@@ -116,7 +129,7 @@ async def wait_for(pred: Callable[[], bool], timeout: float = 20.0) -> None:
             await trio.sleep(0.02)
 
 
-async def collect(bus: Bus, kind: Kind, name: str, n: int, timeout: float = 20.0) -> list[bytes]:
+async def collect(bus: MessageBus, kind: Kind, name: str, n: int, timeout: float = 20.0) -> list[bytes]:
     c = await bus.consumer(kind, name)
     out: list[bytes] = []
     with trio.fail_after(timeout):
@@ -127,7 +140,7 @@ async def collect(bus: Bus, kind: Kind, name: str, n: int, timeout: float = 20.0
     return out
 
 
-async def mt_left(bus: Bus) -> int:
+async def mt_left(bus: MessageBus) -> int:
     return (await bus.stream_info(Kind.MT)).messages
 
 
@@ -136,7 +149,9 @@ UNICODE = "Привет, мир! Съешь же ещё этих мягких ф
 
 
 @pytest.mark.parametrize("method", ["udh8", "udh16", "sar", "payload"])
-async def test_submitted_exactly_as_intended(bus: Bus, method: str) -> None:
+async def test_submitted_exactly_as_intended(
+    bus: MessageBus, autojump_clock: trio.testing.MockClock, method: str
+) -> None:
     async with open_simulator(SimConfig(receipts=False)) as sim:
         op = make_operator(sim.port, segmentation=method, submit_id_format="hex")
         msgs = [
@@ -205,7 +220,9 @@ def test_build_submits_keeps_binary_and_udh_as_sent() -> None:
     assert p5.registered_delivery == 1
 
 
-async def test_throttling_is_retried_and_all_delivered(bus: Bus) -> None:
+async def test_throttling_is_retried_and_all_delivered(
+    bus: MessageBus, autojump_clock: trio.testing.MockClock
+) -> None:
     async with open_simulator(SimConfig(receipts=False, throttle_fraction=0.4, seed=7)) as sim:
         op = make_operator(sim.port)
         msgs = [mt(op.name, f"message number {i}") for i in range(40)]
@@ -220,7 +237,9 @@ async def test_throttling_is_retried_and_all_delivered(bus: Bus) -> None:
         assert await mt_left(bus) == 0
 
 
-async def test_throttled_parts_are_resent_on_the_bind_before_any_nak(bus: Bus) -> None:
+async def test_throttled_parts_are_resent_on_the_bind_before_any_nak(
+    bus: MessageBus, autojump_clock: trio.testing.MockClock
+) -> None:
     # the connector sends with callbacks (no task per message): a throttled answer is retried after a pause
     # on the bind (client throttle_retries), as SmppClient.request would; only then is the message nak'ed
     async with open_simulator(SimConfig(receipts=False, throttle_fraction=0.3, seed=11)) as sim:
@@ -239,7 +258,9 @@ async def test_throttled_parts_are_resent_on_the_bind_before_any_nak(bus: Bus) -
         assert await mt_left(bus) == 0
 
 
-async def test_permanent_error_gives_a_failure_receipt(bus: Bus) -> None:
+async def test_permanent_error_gives_a_failure_receipt(
+    bus: MessageBus, autojump_clock: trio.testing.MockClock
+) -> None:
     status = int(CommandStatus.ESME_RINVDSTADR)
     async with open_simulator(SimConfig(receipts=False, status_mix=((status, 100.0),))) as sim:
         op = make_operator(sim.port)
@@ -262,7 +283,7 @@ async def test_permanent_error_gives_a_failure_receipt(bus: Bus) -> None:
         assert (await bus.stream_info(Kind.DLR)).messages == 0  # only the one receipt (collected, acked)
 
 
-async def _failed_events(bus: Bus, n: int) -> list[MessageEvent]:
+async def _failed_events(bus: MessageBus, n: int) -> list[MessageEvent]:
     c = await bus.consumer(Kind.EVENTS)
     out: list[MessageEvent] = []
     with trio.fail_after(20):
@@ -282,7 +303,9 @@ def test_receipt_err_is_the_status_in_hex() -> None:
     assert receipt_err(0x10400) == "10400"  # beyond 0xFFF: longer rather than ambiguous
 
 
-async def test_operator_temporary_vendor_status_is_retried_until_delivered(bus: Bus) -> None:
+async def test_operator_temporary_vendor_status_is_retried_until_delivered(
+    bus: MessageBus, autojump_clock: trio.testing.MockClock
+) -> None:
     # lesson 6c: the SMSC answers vendor status 0x4C1 for "busy, try again"; listed in the operator's
     # temporary_statuses it is nak'ed with back-off (no failover, no failure receipt) until accepted
     vendor = 0x4C1
@@ -306,7 +329,9 @@ async def test_operator_temporary_vendor_status_is_retried_until_delivered(bus: 
         assert (await bus.stream_info(Kind.DLR)).messages == 0
 
 
-async def test_unlisted_vendor_status_is_permanent_with_a_clear_err(bus: Bus) -> None:
+async def test_unlisted_vendor_status_is_permanent_with_a_clear_err(
+    bus: MessageBus, autojump_clock: trio.testing.MockClock
+) -> None:
     # the same vendor status at an operator that does not list it (it lists another one): one failure
     # receipt, err "4C1" (the status in hex), the full status in the failed event (message log)
     vendor = 0x4C1
@@ -326,7 +351,9 @@ async def test_unlisted_vendor_status_is_permanent_with_a_clear_err(bus: Bus) ->
         assert await mt_left(bus) == 0
 
 
-async def test_temporary_statuses_change_applies_without_reconnect(bus: Bus) -> None:
+async def test_temporary_statuses_change_applies_without_reconnect(
+    bus: MessageBus, autojump_clock: trio.testing.MockClock
+) -> None:
     # a snapshot reload hands the connector the changed operator (Gateway._sync_connectors → update):
     # temporary_statuses is not a connection setting, so the binds stay and the next answers use it
     vendor = 0x4C1
@@ -354,7 +381,9 @@ def _free_port() -> int:
     return port
 
 
-async def test_failover_to_the_second_operator_when_the_first_is_down(bus: Bus) -> None:
+async def test_failover_to_the_second_operator_when_the_first_is_down(
+    bus: MessageBus, autojump_clock: trio.testing.MockClock
+) -> None:
     async with open_simulator(SimConfig(receipts=False)) as sim:
         down = make_operator(_free_port(), name=unique_name("down"))
         up = make_operator(sim.port, name=unique_name("up"))
@@ -370,7 +399,7 @@ async def test_failover_to_the_second_operator_when_the_first_is_down(bus: Bus) 
         assert (await bus.stream_info(Kind.MT)).messages == 1
 
 
-async def test_permanent_reject_fails_over(bus: Bus) -> None:
+async def test_permanent_reject_fails_over(bus: MessageBus, autojump_clock: trio.testing.MockClock) -> None:
     status = int(CommandStatus.ESME_RINVDSTADR)
     async with (
         open_simulator(SimConfig(receipts=False, status_mix=((status, 100.0),))) as bad,
@@ -387,7 +416,9 @@ async def test_permanent_reject_fails_over(bus: Bus) -> None:
         assert await mt_left(bus) == 0
 
 
-async def test_update_reconnects_to_the_new_address(bus: Bus) -> None:
+async def test_update_reconnects_to_the_new_address(
+    bus: MessageBus, autojump_clock: trio.testing.MockClock
+) -> None:
     async with (
         open_simulator(SimConfig(receipts=False)) as s1,
         open_simulator(SimConfig(receipts=False)) as s2,

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 import trio
+import trio.testing
 
-from catalyst_smpp.bus import Bus, Kind
+from catalyst_smpp.bus import Bus, Kind, MessageBus
 from catalyst_smpp.encoding.receipts import parse_receipt
 from catalyst_smpp.gateway.delivery import PartnerDelivery, dlr_pdu
 from catalyst_smpp.gateway.messages import Address, DlrMessage, MoMessage
@@ -53,7 +56,7 @@ def _mo(i: int, payload: bytes) -> MoMessage:
     )
 
 
-async def _publish(bus: Bus, items: list[tuple[Kind, Any, str]]) -> None:
+async def _publish(bus: MessageBus, items: list[tuple[Kind, Any, str]]) -> None:
     res = await bus.publish_batch(
         [(bus.subject(k, "acme"), rec.to_bytes(), None, mid) for k, rec, mid in items]
     )
@@ -64,7 +67,7 @@ def _snap(**pkw: Any) -> Any:
     return snapshot([partner("acme", "secret", **pkw)], [operator("opA")], [])
 
 
-async def _pending(bus: Bus, kind: Kind) -> int:
+async def _pending(bus: MessageBus, kind: Kind) -> int:
     c = await bus.consumer(kind, "acme")
     info = await c.info()
     return info.num_pending + info.num_ack_pending
@@ -115,7 +118,25 @@ async def test_accumulated_receipts_and_mo_delivered_when_partner_binds(bus: Bus
     assert all(p.destination_addr == b"1234" for p in mos)
 
 
-async def test_error_answer_is_redelivered(bus: Bus) -> None:
+async def _answer(port: int, count: int, status_for: Callable[[DeliverSm, int], int]) -> list[DeliverSm]:
+    """Bind a transceiver; answer ``count`` deliver_sm with ``status_for(pdu, n)`` (n from 1)."""
+    peer = await _receiver(port, "trx")
+    got: list[DeliverSm] = []
+    try:
+        while len(got) < count:
+            pdu = await peer.expect_request()
+            assert isinstance(pdu, DeliverSm)
+            got.append(pdu)
+            await peer.send(pdu.make_response(status_for(pdu, len(got))))
+    finally:
+        await trio.aclose_forcefully(peer.stream)
+    return got
+
+
+async def test_error_answer_is_redelivered(
+    memory_bus: MessageBus, autojump_clock: trio.testing.MockClock
+) -> None:
+    bus = memory_bus  # a rule of partner delivery, on the in-memory bus under the autojump clock
     snap = _snap(message_id_format="dec")
     await _publish(bus, [(Kind.DLR, _dlr(5), "dlr:5")])
     async with partner_server(bus, snap) as ps:
@@ -123,40 +144,35 @@ async def test_error_answer_is_redelivered(bus: Bus) -> None:
         async with trio.open_nursery() as n:
             await n.start(pd.run)
             # the first deliver_sm is refused with ESME_RX_T_APPN (0x64), the redelivery accepted
-            got = await trio.to_thread.run_sync(
-                lambda: receive_deliveries(
-                    ps.port,
-                    "acme",
-                    "secret",
-                    2,
-                    bind="transceiver",
-                    status_for=lambda _pdu, n: 0x64 if n == 1 else 0,
-                )
-            )
+            got = await _answer(ps.port, 2, lambda _pdu, n: 0x64 if n == 1 else 0)
             with trio.fail_after(20):
                 while pd.delivered < 1:
                     await trio.sleep(0.05)
             pd.stop()
         assert await _pending(bus, Kind.DLR) == 0
     assert len(got) == 2
-    assert [p.receipted_message_id.decode() for p in got] == [str(OUR_ID + 5)] * 2  # dec format
+    assert [parse_receipt(p.short_message).message_id for p in got] == [str(OUR_ID + 5)] * 2  # dec format
     assert pd.failed == 1 and pd.delivered == 1
 
 
-async def test_refused_for_good_is_dropped_and_other_errors_back_off(bus: Bus) -> None:
+async def test_refused_for_good_is_dropped_and_other_errors_back_off(
+    memory_bus: MessageBus, autojump_clock: trio.testing.MockClock
+) -> None:
     # ESME_RX_P_APPN / ESME_RX_R_APPN end a message (SMPP v3.4: final for the receiving ESME); any other error
-    # status is retried with a delay that doubles per delivery
+    # status is retried with a delay that doubles per delivery.  In-memory bus, autojump clock: the delays
+    # below are trio's clock, exact.
+    bus = memory_bus
     snap = _snap(message_id_format="dec")
     await _publish(bus, [(Kind.DLR, _dlr(i), f"dlr:{i}") for i in (1, 2, 3)])
     refuse = {str(OUR_ID + 1): 0x65, str(OUR_ID + 2): 0x66}
     answers: dict[str, list[int]] = {}
     times: dict[str, list[float]] = {}
 
-    def status_for(pdu: Any, _n: int) -> int:
-        mid = pdu.receipted_message_id.decode()
+    def status_for(pdu: DeliverSm, _n: int) -> int:
+        mid = parse_receipt(pdu.short_message).message_id
         st = refuse.get(mid, 0x08 if len(answers.get(mid, [])) < 3 else 0)  # the third: 3 x RSYSERR first
         answers.setdefault(mid, []).append(st)
-        times.setdefault(mid, []).append(time.monotonic())
+        times.setdefault(mid, []).append(trio.current_time())
         return st
 
     async with partner_server(bus, snap) as ps:
@@ -171,11 +187,7 @@ async def test_refused_for_good_is_dropped_and_other_errors_back_off(bus: Bus) -
         )
         async with trio.open_nursery() as n:
             await n.start(pd.run)
-            got = await trio.to_thread.run_sync(
-                lambda: receive_deliveries(
-                    ps.port, "acme", "secret", 6, bind="transceiver", status_for=status_for, deadline=20
-                )
-            )
+            got = await _answer(ps.port, 6, status_for)
             with trio.fail_after(20):
                 while pd.delivered + pd.refused < 3:
                     await trio.sleep(0.05)
@@ -190,8 +202,8 @@ async def test_refused_for_good_is_dropped_and_other_errors_back_off(bus: Bus) -
     }
     assert pd.refused == 2 and pd.delivered == 1 and pd.failed == 3
     gaps = [b - a for a, b in zip(times[str(OUR_ID + 3)], times[str(OUR_ID + 3)][1:], strict=False)]
-    # 0.3 s, then 0.6 s, then capped at 0.6 s (plus fetch latency); the second wait is not the first again
-    assert gaps[0] >= 0.25 and gaps[1] >= 0.55 and gaps[2] >= 0.55
+    # 0.3 s, then 0.6 s, then capped at 0.6 s (trio's clock); the second wait is not the first again
+    assert all(g >= want - 1e-6 for g, want in zip(gaps, (0.3, 0.6, 0.6), strict=True)), gaps
 
 
 async def test_poison_record_terminated_and_others_delivered(bus: Bus) -> None:
@@ -214,11 +226,23 @@ async def test_poison_record_terminated_and_others_delivered(bus: Bus) -> None:
 
 async def _receiver(port: int, bind: str = "rx") -> SansIoPeer:
     peer = SansIoPeer(await trio.open_tcp_stream("127.0.0.1", port), Role.ESME)
-    assert (await peer.bind(bind, "acme", "secret")).command_status == 0
+    # the password hash runs in a worker thread: an autojump clock would jump to the bind timeout meanwhile
+    clock = trio.lowlevel.current_clock()
+    jump = clock.autojump_threshold if isinstance(clock, trio.testing.MockClock) else None
+    if isinstance(clock, trio.testing.MockClock):
+        clock.autojump_threshold = math.inf
+    try:
+        assert (await peer.bind(bind, "acme", "secret")).command_status == 0
+    finally:
+        if isinstance(clock, trio.testing.MockClock) and jump is not None:
+            clock.autojump_threshold = jump
     return peer
 
 
-async def test_partner_window_wider_than_the_listener_default_is_used(bus: Bus) -> None:
+async def test_partner_window_wider_than_the_listener_default_is_used(
+    memory_bus: MessageBus, autojump_clock: trio.testing.MockClock
+) -> None:
+    bus = memory_bus  # a rule of partner delivery, on the in-memory bus under the autojump clock
     # the listener's session window is 10 (limits.default_window in the daemon); the partner's own window
     # of 50 is what its bind gets: 50 deliver_sm in flight before the partner answers any
     snap = _snap(window=50)

@@ -1,4 +1,7 @@
-"""Receipts and MO from the simulator through the connector's inbound handler to JetStream (real NATS)."""
+"""Receipts and MO from the simulator through the connector's inbound handler to the bus.
+
+The in-memory bus under the autojump clock: these are the gateway's rules (JetStream's part is held to
+the same contract in tests/bus/test_contract.py; the flow and fault tests run on real NATS)."""
 
 from __future__ import annotations
 
@@ -6,8 +9,10 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
-from catalyst_smpp.bus import Bus, IdMapping, Kind
+from catalyst_smpp.bus import IdMapping, Kind, MessageBus
+from catalyst_smpp.bus.memory import MemoryBus
 from catalyst_smpp.gateway.inbound import PARTS_KEY, wants_receipt, worst_state
 from catalyst_smpp.gateway.messages import DlrMessage, MoMessage
 from catalyst_smpp.protocol.constants import MessageState
@@ -24,6 +29,14 @@ from tests.gateway.test_connector import (
     running,
     wait_for,
 )
+
+
+@pytest.fixture
+def bus(memory_bus: MemoryBus) -> MessageBus:
+    """These are rules of the gateway, not of JetStream: the in-memory bus, under trio's autojump clock
+    (tests/bus/test_contract.py holds it to what JetStream does)."""
+    return memory_bus
+
 
 HEX_UP_PADDED = IdFormat(IdForm.HEX, width=12, upper=True)
 HEX = IdFormat(IdForm.HEX)
@@ -54,7 +67,12 @@ def test_receipt_wishes_and_worst_state() -> None:
     ],
 )
 async def test_receipts_map_to_our_id(
-    bus: Bus, resp_fmt: IdFormat, receipt_fmt: IdFormat | None, submit_id_format: str, receipt_id_format: str
+    bus: MessageBus,
+    autojump_clock: trio.testing.MockClock,
+    resp_fmt: IdFormat,
+    receipt_fmt: IdFormat | None,
+    submit_id_format: str,
+    receipt_id_format: str,
 ) -> None:
     cfg = SimConfig(id_format=resp_fmt, receipt_id_format=receipt_fmt, id_start=0xA1F)
     async with open_simulator(cfg) as sim:
@@ -114,7 +132,9 @@ def test_receipt_keys_try_both_ids_the_reading_two_agree_on_first() -> None:
         ),
     ],
 )
-async def test_receipt_forms_smscs_send(bus: Bus, sim_kw: dict[str, Any], op_kw: dict[str, Any]) -> None:
+async def test_receipt_forms_smscs_send(
+    bus: MessageBus, autojump_clock: trio.testing.MockClock, sim_kw: dict[str, Any], op_kw: dict[str, Any]
+) -> None:
     """Receipts in the forms SMSCs send reach the partner, their ``text:`` as written (trailing blanks too):
     the TLV id in the submit_sm_resp's hex with the text id in decimal (operator: hex / dec), UCS-2
     receipts, and receipts without the receipt bit or TLVs (operator set to ``receipts_by_text``)."""
@@ -134,7 +154,9 @@ async def test_receipt_forms_smscs_send(bus: Bus, sim_kw: dict[str, Any], op_kw:
     assert sorted(d.text for d in dlrs) == [f"form {i}   " for i in range(5)]
 
 
-async def test_receipts_without_the_receipt_bit_are_mo_unless_the_operator_says(bus: Bus) -> None:
+async def test_receipts_without_the_receipt_bit_are_mo_unless_the_operator_says(
+    bus: MessageBus, autojump_clock: trio.testing.MockClock
+) -> None:
     """``receipts_by_text`` is off by default: such a deliver_sm is an MO (here without a route)."""
     async with open_simulator(SimConfig(receipt_esm_class=0, receipt_tlvs=False)) as sim:
         op = make_operator(sim.port)
@@ -146,7 +168,9 @@ async def test_receipts_without_the_receipt_bit_are_mo_unless_the_operator_says(
     assert (await bus.stream_info(Kind.DLR)).messages == 0
 
 
-async def test_multipart_message_gets_one_receipt(bus: Bus) -> None:
+async def test_multipart_message_gets_one_receipt(
+    bus: MessageBus, autojump_clock: trio.testing.MockClock
+) -> None:
     cfg = SimConfig(receipt_mix=((MessageState.DELIVERED, 100.0),))
     async with open_simulator(cfg) as sim:
         op = make_operator(sim.port, submit_id_format="hex", receipt_id_format="hex")
@@ -166,7 +190,9 @@ async def test_multipart_message_gets_one_receipt(bus: Bus) -> None:
         assert [s.partner if s else None for s in states] == ["DELIVRD", "DELIVRD"]
 
 
-async def test_multipart_first_failure_is_reported_once(bus: Bus) -> None:
+async def test_multipart_first_failure_is_reported_once(
+    bus: MessageBus, autojump_clock: trio.testing.MockClock
+) -> None:
     cfg = SimConfig(receipt_mix=((MessageState.UNDELIVERABLE, 100.0),))
     async with open_simulator(cfg) as sim:
         op = make_operator(sim.port)
@@ -180,7 +206,9 @@ async def test_multipart_first_failure_is_reported_once(bus: Bus) -> None:
         assert (await bus.stream_info(Kind.DLR)).messages == 0
 
 
-async def test_receipt_before_the_mapping_is_retried(bus: Bus) -> None:
+async def test_receipt_before_the_mapping_is_retried(
+    bus: MessageBus, autojump_clock: trio.testing.MockClock
+) -> None:
     """The receipt's id is unknown at first; the mapping is stored a moment later (as after a slow KV put)."""
     # drive the handler directly: a fake session that records the answers (the handler is transport-agnostic)
     from catalyst_smpp.gateway.inbound import InboundHandler
@@ -223,7 +251,7 @@ async def test_receipt_before_the_mapping_is_retried(bus: Bus) -> None:
     assert h.stats.unknown == 1 and h.stats.lookup_retries >= 4
 
 
-async def test_mo_goes_to_the_routed_partner(bus: Bus) -> None:
+async def test_mo_goes_to_the_routed_partner(bus: MessageBus, autojump_clock: trio.testing.MockClock) -> None:
     cfg = SimConfig(receipts=False, mo_rate=50, mo_count=3, mo_dest="12345", mo_text="Hi from the phone")
     async with open_simulator(cfg) as sim:
         op = make_operator(sim.port)
@@ -238,7 +266,9 @@ async def test_mo_goes_to_the_routed_partner(bus: Bus) -> None:
         assert all(m.source.addr == "447700900001" and m.operator == op.name for m in mos)
 
 
-async def test_mo_without_route_is_kept_by_the_smsc_until_a_route_exists(bus: Bus) -> None:
+async def test_mo_without_route_is_kept_by_the_smsc_until_a_route_exists(
+    bus: MessageBus, autojump_clock: trio.testing.MockClock
+) -> None:
     """No route yet is a temporary condition: the MO is answered ESME_RX_T_APPN, so the SMSC keeps it and
     sends it again, and once a route exists it reaches the partner (ESME_RX_P_APPN made the SMSC drop it)."""
     from catalyst_smpp.metrics import Metrics
@@ -265,7 +295,7 @@ async def test_mo_without_route_is_kept_by_the_smsc_until_a_route_exists(bus: Bu
     assert sorted(MoMessage.from_bytes(r).payload for r in raw) == [b"late 1", b"late 2"]
 
 
-async def test_unrouted_mo_log_is_bounded(bus: Bus, autojump_clock: Any, caplog: Any) -> None:
+async def test_unrouted_mo_log_is_bounded(bus: MessageBus, autojump_clock: Any, caplog: Any) -> None:
     """One log line per ``unrouted_log_every`` seconds per operator, with the count, however many MO."""
     from catalyst_smpp.gateway.inbound import InboundHandler
     from catalyst_smpp.protocol.constants import CommandStatus
@@ -311,7 +341,9 @@ async def test_unrouted_mo_log_is_bounded(bus: Bus, autojump_clock: Any, caplog:
         ((Tag.sar_msg_ref_num, b"\x00\x01"), "an incomplete SAR set (ESME_RMISSINGOPTPARAM)"),
     ],
 )
-async def test_receipt_with_odd_tlvs_is_not_lost(bus: Bus, odd: tuple[int, bytes], why: str) -> None:
+async def test_receipt_with_odd_tlvs_is_not_lost(
+    bus: MessageBus, autojump_clock: trio.testing.MockClock, odd: tuple[int, bytes], why: str
+) -> None:
     """field-lessons 6: a receipt whose TLVs break the spec is still mapped and published, and the SMSC gets
     ESME_ROK.  Without SessionConfig.keep_odd_tlvs the strict decoder answered ESME_RINVOPTPARAMVAL /
     ESME_RMISSINGOPTPARAM and the SMSC dropped the receipt: the partner never got it."""
@@ -373,7 +405,11 @@ async def test_receipt_with_odd_tlvs_is_not_lost(bus: Bus, odd: tuple[int, bytes
     ],
 )
 async def test_unmatched_receipts_are_counted_per_operator(
-    bus: Bus, sim_kw: dict[str, Any], op_kw: dict[str, Any], reason: str
+    bus: MessageBus,
+    autojump_clock: trio.testing.MockClock,
+    sim_kw: dict[str, Any],
+    op_kw: dict[str, Any],
+    reason: str,
 ) -> None:
     """field-lessons 1: receipts that never match are what a NOC must see without reading logs --
     ``receipts_unmatched_total{operator, reason}`` (before, only a log line and an in-process stat)."""
@@ -393,7 +429,9 @@ async def test_unmatched_receipts_are_counted_per_operator(
     assert (await bus.stream_info(Kind.DLR)).messages == 0
 
 
-async def test_partner_split_message_kannel_style_gets_one_receipt(bus: Bus) -> None:
+async def test_partner_split_message_kannel_style_gets_one_receipt(
+    bus: MessageBus, autojump_clock: trio.testing.MockClock
+) -> None:
     """field-lessons 10 / peers.md (Kannel 1.4.5): a long message the partner split itself (UDH, esm_class
     0x43 with the store-and-forward mode bits) asks for a receipt on part 1 only and expects one receipt per
     message, for part 1's id.  Every part still reaches the operator as sent (mode bits kept, not refused)."""

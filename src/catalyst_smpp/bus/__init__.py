@@ -1,38 +1,44 @@
-"""JetStream bus: nats-py on its own asyncio thread, a batched trio-facing API.
+"""The bus: work-queue streams, durable pull consumers and a TTL'd KV, behind :class:`MessageBus`.
 
-See docs/infra-api.md.  Nothing here hands asyncio objects to the caller.
+:mod:`.api` declares the interface and its records; :class:`Bus` (:mod:`.core`, :mod:`.jetstream`,
+:mod:`.bridge`) implements it on JetStream with nats-py on its own asyncio thread, every use of nats-py
+internals in :mod:`.nats_internals`; :class:`.memory.MemoryBus` implements it in memory for tests.
+See docs/gateway.md ("The bus").  Nothing here hands asyncio objects to the caller.
 """
 
-from .core import (
+from .api import (
     AckKind,
-    Bus,
+    BusConsumer,
     BusError,
     ConnectionState,
-    Consumer,
     ConsumerState,
-    IdMapping,
+    KeyValue,
+    MessageBus,
     Msg,
-    OpIdStore,
     PubAck,
     PublishError,
     PublishErrorKind,
     PublishItem,
     StreamState,
-    opid_key,
 )
+from .core import Bus, Consumer, IdMapping, NatsKeyValue, OpIdStore, opid_key
 from .names import Kind, Names, token
 
 __all__ = [
     "AckKind",
     "Bus",
+    "BusConsumer",
     "BusError",
     "ConnectionState",
     "Consumer",
     "ConsumerState",
     "IdMapping",
+    "KeyValue",
     "Kind",
+    "MessageBus",
     "Msg",
     "Names",
+    "NatsKeyValue",
     "OpIdStore",
     "PubAck",
     "PublishError",

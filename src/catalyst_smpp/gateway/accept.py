@@ -60,15 +60,16 @@ from typing import Any, Final
 import attrs
 import trio
 
-from catalyst_smpp.bus import Kind, PublishErrorKind
+from catalyst_smpp.bus import Kind, MessageBus, PublishErrorKind
 from catalyst_smpp.encoding.datacoding import Alphabet, CodingGroup, parse_data_coding
 from catalyst_smpp.encoding.reassembly import split_message
-from catalyst_smpp.gateway.events import Row, event_row
+from catalyst_smpp.gateway.events import EventPublisher, Row, event_row
 from catalyst_smpp.gateway.ids import IdGenerator, format_id, parse_id
 from catalyst_smpp.gateway.messages import mt_record
 from catalyst_smpp.gateway.order import Unanswered
 from catalyst_smpp.gateway.query import QueryHandler
 from catalyst_smpp.gateway.routing import Router
+from catalyst_smpp.metrics import Metrics
 from catalyst_smpp.protocol.constants import CommandId, CommandStatus, status_name
 from catalyst_smpp.protocol.fields import request_problem
 from catalyst_smpp.protocol.pdu import (
@@ -78,6 +79,7 @@ from catalyst_smpp.protocol.pdu import (
     UnsuccessSme,
 )
 from catalyst_smpp.protocol.tlv import Tag
+from catalyst_smpp.store import Database
 from catalyst_smpp.store.records import Partner
 from catalyst_smpp.transport.session import DEFERRED, Reply, SmppSession
 
@@ -176,19 +178,19 @@ class AcceptHandler:
 
     def __init__(
         self,
-        bus: Any,
+        bus: MessageBus,
         router: Callable[[], Router],
         partners: Callable[[str], Partner | None],
         ids: IdGenerator,
         *,
-        events: Any = None,
+        events: EventPublisher | None = None,
         node: str = "",
-        metrics: Any = None,
+        metrics: Metrics | None = None,
         max_batch: int = 500,
         max_message_octets: int = 255 * 140,
         publish_timeout: float | None = None,
         clock: Callable[[], float] = time.time,
-        db: Any = None,
+        db: Database | None = None,
     ) -> None:
         self.bus = bus
         self.router = router
@@ -528,7 +530,7 @@ class AcceptHandler:
                 await self.bus.publish_batch(items, timeout=self.publish_timeout) if items else []
             )
             rows = self._rows(batch, results) if self.events is not None else []
-            if rows:
+            if rows and self.events is not None:
                 # No deadline: these records are stored and will be submitted whatever the partner is told,
                 # so neither an error answer (the partner submits again: a second copy at the handset) nor
                 # ESME_ROK without the row (a message missing from the log) is right.  The answers wait for

@@ -43,7 +43,7 @@ from typing import Any, Protocol
 
 import trio
 
-from catalyst_smpp.bus import Bus, BusError, IdMapping, Kind, Msg
+from catalyst_smpp.bus import BusConsumer, BusError, IdMapping, Kind, MessageBus, Msg
 from catalyst_smpp.client import ClientSession, SmppClient
 from catalyst_smpp.encoding import SegmentationError, UnencodableCharacterError
 from catalyst_smpp.gateway.events import EventPublisher
@@ -60,6 +60,7 @@ from catalyst_smpp.gateway.outcomes import (
     receipt_err,
 )
 from catalyst_smpp.gateway.submits import _build_submits, build_submits, mapping_flags, operator_alphabet
+from catalyst_smpp.metrics import Metrics
 from catalyst_smpp.protocol.constants import CommandStatus
 from catalyst_smpp.store import Operator, normalise_operator_id
 from catalyst_smpp.transport import ResponseTimeoutError, SessionClosedError
@@ -95,12 +96,12 @@ class OperatorConnector:
     def __init__(
         self,
         operator: Operator,
-        bus: Bus,
+        bus: MessageBus,
         *,
         node: str,
         events: EventPublisher | None,
         router: Callable[[], _Router],
-        metrics: Any = None,
+        metrics: Metrics | None = None,
         ids: Callable[[], str] | None = None,
         down_after: float = 30.0,
         down_retry: float = 5.0,
@@ -158,7 +159,7 @@ class OperatorConnector:
         self._stopping = False
         self._stopped = trio.Event()
         self._down_since: float | None = None
-        self._consumer: Any = None
+        self._consumer: BusConsumer | None = None
         self._cancel: trio.CancelScope | None = None
         self._work_scope: trio.CancelScope | None = None
         self._counters: dict[str, Any] = {}
@@ -259,6 +260,7 @@ class OperatorConnector:
 
     async def _pull_loop(self) -> None:
         consumer = self._consumer
+        assert consumer is not None  # made in run() before the pull loop starts
         was_up = False
         while not self._stopping:
             up = self.is_up and self.operator.enabled
@@ -333,7 +335,7 @@ class OperatorConnector:
         job.results = [None] * len(job.pdus)
         return job
 
-    async def _failover_while_down(self, consumer: Any) -> None:
+    async def _failover_while_down(self, consumer: BusConsumer) -> None:
         try:
             msgs = await consumer.fetch(100, min(self.fetch_timeout, 0.5))
         except BusError as exc:
@@ -427,6 +429,7 @@ class OperatorConnector:
     def _submit_counter(self, status: str) -> Any:
         c = self._counters.get(status)
         if c is None:  # .labels() per part cost more than the rest of the count
+            assert self.metrics is not None  # counted only with metrics
             c = self.metrics.operator_submits_total.labels(self.operator.name, status)
             self._counters[status] = c
         return c

@@ -45,11 +45,13 @@ from typing import Any, Final
 
 import trio
 
-from catalyst_smpp.bus import BusError, Kind
+from catalyst_smpp.bus import BusConsumer, BusError, Kind, MessageBus, Msg
 from catalyst_smpp.encoding.receipts import Receipt, format_receipt, stat_for_state, state_for_stat
+from catalyst_smpp.gateway.events import EventPublisher
 from catalyst_smpp.gateway.ids import format_id
 from catalyst_smpp.gateway.messages import DecodeError, DlrMessage, DlrValues, MoMessage, dlr_values
 from catalyst_smpp.gateway.order import ReceiptOrder
+from catalyst_smpp.metrics import Metrics
 from catalyst_smpp.protocol.constants import MessageState
 from catalyst_smpp.protocol.pdu import DeliverSm, Pdu
 from catalyst_smpp.protocol.tlv import Tag, Tlv
@@ -236,11 +238,11 @@ class PartnerDelivery:
     def __init__(
         self,
         server: Any,
-        bus: Any,
+        bus: MessageBus,
         partner: Partner,
         *,
-        events: Any = None,
-        metrics: Any = None,
+        events: EventPublisher | None = None,
+        metrics: Metrics | None = None,
         max_batch: int = 256,
         fetch_timeout: float = 1.0,
         nak_delay: float = 5.0,
@@ -333,7 +335,7 @@ class PartnerDelivery:
             self._pullers -= 1
             self._done_lot.unpark_all()
 
-    async def _pull_loop(self, consumer: Any, kind: Kind) -> None:
+    async def _pull_loop(self, consumer: BusConsumer, kind: Kind) -> None:
         while not self._stopping:
             receivers = self.server.receivers(self.system_id)
             free = sum(max(0, s.window_available) for s in receivers)
@@ -359,7 +361,7 @@ class PartnerDelivery:
             if msgs:
                 await self._send_all(consumer, kind, msgs)
 
-    async def _send_all(self, consumer: Any, kind: Kind, msgs: list[Any]) -> None:
+    async def _send_all(self, consumer: BusConsumer, kind: Kind, msgs: list[Msg]) -> None:
         poison: list[Any] = []
         order = self.order
         pos = [0]  # msgs[pos[0]:]: the ones not sent yet
@@ -483,7 +485,7 @@ class PartnerDelivery:
             delay = self._backoff(msg) if isinstance(result, ResponseTimeoutError) else self.lost_delay
             self._finish(consumer, msg, _RETRY, delay)
 
-    def _backoff(self, msg: Any) -> float:
+    def _backoff(self, msg: Msg) -> float:
         """nak_delay, doubled for each earlier delivery of ``msg``, at most max_nak_delay."""
         n = getattr(msg, "num_delivered", 1) or 1
         return min(self.nak_delay * (1 << min(n - 1, 30)), self.max_nak_delay)
@@ -503,7 +505,7 @@ class PartnerDelivery:
         self._refusals.clear()
         log.warning("[%s] deliver_sm refused by the partner: %s", self.system_id, ", ".join(parts))
 
-    def _finish(self, consumer: Any, msg: Any, outcome: int, delay: float) -> None:
+    def _finish(self, consumer: BusConsumer, msg: Msg, outcome: int, delay: float) -> None:
         self._done.append((consumer, msg, outcome, delay))
         if self._done_lot:  # the settler is parked (unpark of an empty lot is not free)
             self._done_lot.unpark()

@@ -45,7 +45,7 @@ import attrs
 import psycopg
 import trio
 
-from catalyst_smpp.bus import Bus, BusError, Kind, PublishError, PublishErrorKind, PublishItem
+from catalyst_smpp.bus import BusError, Kind, MessageBus, PublishError, PublishErrorKind, PublishItem
 from catalyst_smpp.store import Database, LogRow, MessageEvent
 
 __all__ = [
@@ -334,7 +334,7 @@ class EventPublisher:
 
     def __init__(
         self,
-        bus: Bus,
+        bus: MessageBus,
         *,
         node: str,
         max_rows: int = 500,
@@ -456,7 +456,7 @@ class EventWriter:
 
     def __init__(
         self,
-        bus: Bus,
+        bus: MessageBus,
         db: Database,
         *,
         batch: int = 2000,

@@ -26,7 +26,7 @@ import attrs
 import psycopg
 import trio
 
-from catalyst_smpp.bus import BusError
+from catalyst_smpp.bus import BusError, MessageBus
 from catalyst_smpp.config import Config, ListenerConfig
 from catalyst_smpp.gateway.accept import AcceptHandler
 from catalyst_smpp.gateway.auth import PostgresAuthenticator
@@ -36,8 +36,10 @@ from catalyst_smpp.gateway.events import EventPublisher, EventWriter
 from catalyst_smpp.gateway.ids import IdGenerator, node_number
 from catalyst_smpp.gateway.order import ReceiptOrder
 from catalyst_smpp.gateway.routing import Router
+from catalyst_smpp.metrics import Metrics
 from catalyst_smpp.protocol.session import SessionConfig
 from catalyst_smpp.server import ServerConfig, ServerSession, SmppServer
+from catalyst_smpp.store import Database
 from catalyst_smpp.store.records import ConfigSnapshot, Operator, Partner
 from catalyst_smpp.store.snapshot_file import load_snapshot_file, save_snapshot_file
 
@@ -80,7 +82,7 @@ class Gateway:
         infra: Any,
         *,
         node_id: str,
-        metrics: Any = None,
+        metrics: Metrics | None = None,
         node_num: int | None = None,
         connectors: bool = True,
         connector_options: dict[str, Any] | None = None,
@@ -101,8 +103,8 @@ class Gateway:
         # extra OperatorConnector keywords (down_after, retry_delays, client_options, ...): tests, tuning
         self.connector_options = dict(connector_options or {})
         self.infra = infra
-        self.bus = infra.bus
-        self.db = infra.db
+        self.bus: MessageBus = infra.bus
+        self.db: Database = infra.db
         self.node_id = node_id
         self.metrics = metrics
         # False (argument or [node] connectors = false): partner side only (tests, split deployments)
@@ -116,8 +118,8 @@ class Gateway:
         self.accept: AcceptHandler | None = None
         #: receipts wait for their submit responses (gateway/order.py); made with the AcceptHandler
         self.receipt_order: ReceiptOrder | None = None
-        self.events: Any = None
-        self.writer: Any = None
+        self.events: EventPublisher | None = None
+        self.writer: EventWriter | None = None
         self.deliveries: dict[str, PartnerDelivery] = {}
         self.connectors: dict[str, tuple[Any, trio.CancelScope]] = {}
         self._nursery: trio.Nursery | None = None

@@ -71,7 +71,7 @@ from typing import Any, Protocol
 import attrs
 import trio
 
-from catalyst_smpp.bus import Bus, BusError, IdMapping, Kind, PublishItem
+from catalyst_smpp.bus import BusError, IdMapping, Kind, MessageBus, PublishItem
 from catalyst_smpp.encoding.receipts import (
     Receipt,
     ReceiptParseError,
@@ -82,6 +82,7 @@ from catalyst_smpp.encoding.receipts import (
 from catalyst_smpp.gateway.events import EventPublisher, Row
 from catalyst_smpp.gateway.ids import id_time
 from catalyst_smpp.gateway.messages import Address, MoMessage, dlr_record
+from catalyst_smpp.metrics import Metrics
 from catalyst_smpp.protocol.constants import CommandStatus
 from catalyst_smpp.protocol.pdu import DataSm, DeliverSm, Pdu
 from catalyst_smpp.protocol.tlv import Tag
@@ -267,13 +268,13 @@ class InboundHandler:
     def __init__(
         self,
         operator: Callable[[], Operator],
-        bus: Bus,
+        bus: MessageBus,
         *,
         router: Callable[[], _Router],
         events: EventPublisher | None = None,
         ids: Callable[[], str] | None = None,
         node: str = "",
-        metrics: Any = None,
+        metrics: Metrics | None = None,
         lookup_delays: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0),
         max_batch: int = 1000,
         quick_retry: float = 0.02,
@@ -623,6 +624,7 @@ class InboundHandler:
             return
         h = self._receipt_seconds.get(operator)
         if h is None:
+            assert self.metrics is not None  # observed only with metrics
             h = self._receipt_seconds[operator] = self.metrics.receipt_seconds.labels(operator)
         h.observe(max(0.0, time.time() - accepted))  # another node's clock may run slightly ahead
 

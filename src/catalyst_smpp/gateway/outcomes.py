@@ -32,7 +32,7 @@ from typing import Any
 import attrs
 import trio
 
-from catalyst_smpp.bus import Bus, BusError, IdMapping, Kind, Msg, PublishItem
+from catalyst_smpp.bus import BusError, IdMapping, Kind, MessageBus, Msg, PublishItem
 from catalyst_smpp.gateway.events import EventPublisher, Row, event_row
 from catalyst_smpp.gateway.inbound import wants_receipt
 from catalyst_smpp.gateway.messages import MtFields, dlr_record
@@ -213,7 +213,7 @@ def classify(job: Job, temporary_statuses: frozenset[int] | tuple[int, ...]) -> 
 class Settlement:
     """Applies :data:`ACTIONS` to batches of messages of one operator's connector."""
 
-    bus: Bus
+    bus: MessageBus
     stats: ConnectorStats
     events: EventPublisher | None
     node: str

@@ -61,6 +61,7 @@ from catalyst_smpp.encoding.receipts import state_for_stat
 from catalyst_smpp.gateway.ids import format_id, id_time, parse_id
 from catalyst_smpp.protocol.constants import CommandStatus, MessageState
 from catalyst_smpp.protocol.pdu import Pdu
+from catalyst_smpp.store import Database
 from catalyst_smpp.store.records import Partner
 
 __all__ = ["QueryAnswer", "QueryHandler", "answer_query", "smpp_absolute_time"]
@@ -237,7 +238,7 @@ class QueryHandler:
 
     def __init__(
         self,
-        db: Any,
+        db: Database,
         partners: Callable[[str], Partner | None],
         *,
         pending_window: float = 300.0,
