@@ -37,7 +37,6 @@ __all__ = [
     "BusError",
     "ConnectionState",
     "Consumer",
-    "IdMapping",
     "Msg",
     "OpIdStore",
     "PubAck",
@@ -218,68 +217,6 @@ class AckKind(enum.Enum):
     NAK = b"-NAK"
     TERM = b"+TERM"
     IN_PROGRESS = b"+WPI"
-
-
-def _decimal(s: str) -> bool:
-    """A canonical decimal id (what the gateway's ids are)."""
-    return s.isascii() and s.isdigit() and (s == "0" or s[0] != "0")
-
-
-def _json_plain(s: str) -> bool:
-    """``json.dumps(s) == f'"{s}"'``: printable ASCII without quote or backslash."""
-    return s.isascii() and s.isprintable() and '"' not in s and "\\" not in s
-
-
-@attrs.frozen
-class IdMapping:
-    """What an operator message id maps to (stored in the KV bucket).
-
-    ``display_id`` is the id the partner was given for the message (default: ``message_id``; different for
-    the destinations of a submit_multi after the first, which all show the first one's id).
-
-    Value: the JSON array ``[message_id, partner, flags, part, parts]`` -- what every node reads.  A
-    ``display_id`` other than ``message_id`` is folded into ``flags`` when both ids are canonical decimal
-    and ``flags`` fits an octet: bits 8 and up hold ``int(message_id) - int(display_id)`` (``flags >> 8``;
-    0 = none), bits 0..7 the flags.  Older nodes read that value as before (they only look at
-    ``flags & 0x03``) and show ``message_id``.  Other ids go in a sixth element, which older nodes cannot
-    read (the gateway's ids are always decimal, so it never writes one).  :meth:`decode` reads both and
-    ignores further elements.
-    """
-
-    message_id: str
-    partner: str
-    flags: int = 0
-    part: int = 1
-    parts: int = 1
-    display_id: str = attrs.field(default=attrs.Factory(lambda self: self.message_id, takes_self=True))
-
-    def encode(self) -> bytes:
-        m, d, flags = self.message_id, self.display_id, self.flags
-        if d != m:
-            if 0 <= flags <= 0xFF and _decimal(m) and _decimal(d):
-                flags |= (int(m) - int(d)) << 8
-            else:
-                return json.dumps(
-                    [m, self.partner, flags, self.part, self.parts, d], separators=(",", ":")
-                ).encode()
-        p = self.partner
-        if _json_plain(m) and _json_plain(p):  # what json.dumps writes, without its encoder
-            return f'["{m}","{p}",{int(flags)},{int(self.part)},{int(self.parts)}]'.encode()
-        return json.dumps([m, p, flags, self.part, self.parts], separators=(",", ":")).encode()
-
-    @classmethod
-    def decode(cls, data: bytes) -> IdMapping:
-        v = json.loads(data)
-        if not isinstance(v, list) or len(v) < 5:
-            raise ValueError("not an id mapping")
-        m, f = str(v[0]), int(v[2])
-        display = m
-        if len(v) > 5 and v[5]:
-            display = str(v[5])
-        elif f >> 8 and _decimal(m):
-            display = str(int(m) - (f >> 8))
-            f &= 0xFF
-        return cls(m, str(v[1]), f, int(v[3]), int(v[4]), display)
 
 
 def _pub_error(exc: BaseException) -> PublishError:
@@ -1321,19 +1258,20 @@ def opid_key(operator: str, operator_message_id: str) -> str:
 
 
 class OpIdStore:
-    """Operator message id → :class:`IdMapping`, in the TTL'd KV bucket.  Batched both ways."""
+    """Operator message id → a value the gateway encodes (octets), in the TTL'd KV bucket.  Batched both
+    ways."""
 
     def __init__(self, bus: Bus) -> None:
         self._bus = bus
 
     async def put_many(
-        self, items: Iterable[tuple[str, str, IdMapping]], timeout: float | None = None
+        self, items: Iterable[tuple[str, str, bytes]], timeout: float | None = None
     ) -> list[PubAck | PublishError]:
-        """``[(operator, normalised operator id, mapping)]`` → one result per item.
+        """``[(operator, normalised operator id, value)]`` → one result per item.
 
-        Store the mapping before acking the MT message, so an early receipt finds it.
+        The gateway stores its id mapping before acking the MT message, so an early receipt finds it.
         """
-        data = [(opid_key(op, oid), m.encode()) for op, oid, m in items]
+        data = [(opid_key(op, oid), value) for op, oid, value in items]
         if not data:
             return []
         t = self._bus.cfg.publish_timeout if timeout is None else timeout
@@ -1341,8 +1279,8 @@ class OpIdStore:
 
     async def get_many(
         self, items: Iterable[tuple[str, str]], timeout: float | None = None
-    ) -> list[IdMapping | None]:
-        """``[(operator, normalised operator id)]`` → mapping or ``None`` (unknown or expired).
+    ) -> list[bytes | None]:
+        """``[(operator, normalised operator id)]`` → value or ``None`` (unknown or expired).
 
         Raises BusError when the KV cannot be read.
         """
@@ -1351,7 +1289,8 @@ class OpIdStore:
             return []
         t = self._bus.cfg.request_timeout if timeout is None else timeout
         raw = await self._bus._call(self._bus._aio.kv_get, keys, t)
-        return [IdMapping.decode(r) if r is not None else None for r in raw]
+        values: list[bytes | None] = raw
+        return values
 
     async def delete_many(self, items: Iterable[tuple[str, str]], timeout: float | None = None) -> None:
         keys = [opid_key(op, oid) for op, oid in items]

@@ -45,7 +45,7 @@ from typing import Any, Protocol
 import attrs
 import trio
 
-from catalyst_smpp.bus import Bus, BusError, IdMapping, Kind, Msg, PublishItem
+from catalyst_smpp.bus import Bus, BusError, Kind, Msg, PublishItem
 from catalyst_smpp.client import BindType, ClientConfig, SmppClient
 from catalyst_smpp.encoding import (
     Alphabet,
@@ -59,14 +59,16 @@ from catalyst_smpp.encoding import (
     parse_data_coding,
     segment,
 )
+from catalyst_smpp.encoding.msgid import normalise_id
 from catalyst_smpp.gateway.events import EventPublisher, Row, event_row
 from catalyst_smpp.gateway.inbound import PART_DECIDES, PART_UNASKED, InboundHandler, wants_receipt
-from catalyst_smpp.gateway.messages import DecodeError, MtFields, MtMessage, dlr_record, mt_fields
+from catalyst_smpp.gateway.mappings import IdMapping
+from catalyst_smpp.gateway.messages import MT, DecodeError, MtFields, MtMessage, dlr_record, mt_fields
 from catalyst_smpp.protocol.constants import CommandStatus
 from catalyst_smpp.protocol.pdu import SubmitSm
 from catalyst_smpp.protocol.session import SessionConfig
 from catalyst_smpp.protocol.tlv import Tag, Tlv
-from catalyst_smpp.store import Operator, normalise_operator_id
+from catalyst_smpp.store import Operator
 from catalyst_smpp.transport import ResponseTimeoutError, SessionClosedError
 from catalyst_smpp.transport.errors import NotBoundError
 
@@ -216,7 +218,7 @@ def build_submits(mt: MtMessage, operator: Operator, ref: int) -> list[SubmitSm]
     flags (:func:`mapping_flags`).  Raises ``UnencodableCharacterError`` / ``SegmentationError`` for
     text the operator cannot take (a permanent failure).
     """
-    return _build_submits(MtFields.of(mt), operator, ref)
+    return _build_submits(MT.view_of(mt), operator, ref)
 
 
 def _build_submits(mt: MtFields, operator: Operator, ref: int) -> list[SubmitSm]:
@@ -342,6 +344,12 @@ class _Job:
         """The id mapping flags of part ``i`` (0-based)."""
         assert self.mt is not None
         return mapping_flags(self.mt.registered_delivery, i + 1, len(self.pdus), self.last_only)
+
+    def mapping(self, i: int) -> IdMapping:
+        """The id mapping of part ``i`` (0-based): what its operator id leads a receipt to."""
+        mt = self.mt
+        assert mt is not None
+        return IdMapping(mt.message_id, mt.partner, self.flags(i), i + 1, len(self.pdus), mt.display_id)
 
 
 class OperatorConnector:
@@ -814,10 +822,10 @@ class OperatorConnector:
         mt = job.mt
         assert mt is not None
         try:
-            key = normalise_operator_id(operator_id, self.operator.submit_id_format)
+            key = normalise_id(operator_id, self.operator.submit_id_format)
         except ValueError:
             return
-        mapping = IdMapping(mt.message_id, mt.partner, job.flags(i), i + 1, len(job.pdus), mt.display_id)
+        mapping = job.mapping(i)
         self.inbound.recent.put(key, mapping)
         if not job.keys:
             job.keys = [None] * len(job.pdus)
@@ -905,32 +913,18 @@ class OperatorConnector:
         # 1. mappings of fully accepted messages, stored before the ack
         ok = [j for j in batch if j.outcome == "ok"]
         if ok:
-            items: list[tuple[str, str, IdMapping]] = []
+            items: list[tuple[str, str, bytes]] = []
             owners: list[_Job] = []
             for j in ok:
                 assert j.mt is not None
-                n = len(j.results)
                 keys = j.keys
                 for i, r in enumerate(j.results):
                     known = keys[i] if keys else None
                     if known is not None and known[0] == r.message_id:  # normalised in _remember already
-                        items.append((op.name, known[1], known[2]))
+                        items.append((op.name, known[1], known[2].to_bytes()))
                     else:
-                        oid = normalise_operator_id(r.message_id, op.submit_id_format)
-                        items.append(
-                            (
-                                op.name,
-                                oid,
-                                IdMapping(
-                                    j.mt.message_id,
-                                    j.mt.partner,
-                                    j.flags(i),
-                                    i + 1,
-                                    n,
-                                    j.mt.display_id,
-                                ),
-                            )
-                        )
+                        oid = normalise_id(r.message_id, op.submit_id_format)
+                        items.append((op.name, oid, j.mapping(i).to_bytes()))
                     owners.append(j)
             failed_jobs: set[int] = set()
             results: list[Any] = []
@@ -967,12 +961,21 @@ class OperatorConnector:
                 mt = j.mt
                 assert mt is not None
                 rs = j.results
-                logged.append(
-                    ((mt.message_id, "submitted", now, mt.partner, op.name, mt.source_addr, mt.dest_addr,
-                      len(rs), 0, None, None, rs[0].message_id if len(rs) == 1 else ",".join(
-                          r.message_id for r in rs), self.node,
-                      mt.display_id if mt.display_id != mt.message_id else None), j)
-                )  # fmt: skip
+                row = event_row(
+                    mt.message_id,
+                    "submitted",
+                    at=now,
+                    partner=mt.partner,
+                    operator=op.name,
+                    source_addr=mt.source_addr,
+                    dest_addr=mt.dest_addr,
+                    parts=len(rs),
+                    status=0,
+                    operator_message_id=",".join(r.message_id for r in rs),
+                    node=self.node,
+                    display_id=mt.display_id if mt.display_id != mt.message_id else None,
+                )
+                logged.append((row, j))
 
         for j in batch:
             mt = j.mt
@@ -992,7 +995,7 @@ class OperatorConnector:
                 nak(j, self.down_retry)
             elif j.outcome == "failover":
                 assert mt is not None
-                nxt = attrs.evolve(mt.to_message(), targets=mt.targets[1:], attempt=mt.attempt + 1)
+                nxt = attrs.evolve(MT.record(mt), targets=mt.targets[1:], attempt=mt.attempt + 1)
                 publish.append(
                     (
                         PublishItem(
@@ -1009,12 +1012,19 @@ class OperatorConnector:
                 state = "REJECTD" if j.outcome == "perm" else "UNDELIV"
                 if wants_receipt(mt.registered_delivery, state):
                     parts = max(1, len(j.pdus))
-                    # the octets of DlrMessage(...).to_bytes() (dlr_record: no record/Address objects)
                     dlr = dlr_record(
-                        mt.message_id, mt.partner, state, (mt.source_ton, mt.source_npi, mt.source_addr),
-                        (mt.dest_ton, mt.dest_npi, mt.dest_addr), receipt_err(j.status or 0), mt.accepted_at,
-                        time.time(), op.name, "", "", "", 1, parts, mt.display_id,
-                    )  # fmt: skip
+                        message_id=mt.message_id,
+                        partner=mt.partner,
+                        state=state,
+                        source=(mt.source_ton, mt.source_npi, mt.source_addr),
+                        dest=(mt.dest_ton, mt.dest_npi, mt.dest_addr),
+                        error=receipt_err(j.status or 0),
+                        submit_date=mt.accepted_at,
+                        done_date=time.time(),
+                        operator=op.name,
+                        parts=parts,
+                        display_id=mt.display_id,
+                    )
                     publish.append(
                         (
                             PublishItem(
