@@ -85,6 +85,7 @@ _FORMS: Final[dict[IdRule, tuple[str, str]]] = {
     IdRule.NUMERIC: ("auto", "auto"),
 }
 _HEX_LETTERS: Final = frozenset("abcdefABCDEF")
+_HEX_DIGITS: Final = "0123456789abcdefABCDEF"
 _STRIP: Final = " \t\r\n\x00"
 
 
@@ -104,12 +105,8 @@ def _number(text: str, form: str) -> int | None:
         form = "hex" if text[:2] in ("0x", "0X") or not _HEX_LETTERS.isdisjoint(text) else "dec"
     if form == "hex":
         digits = text[2:] if text[:2] in ("0x", "0X") else text
-        if digits.isascii() and digits.isalnum():  # no sign, space or "_" (int() would take those)
-            try:
-                return int(digits, 16)
-            except ValueError:
-                return None
-        return None
+        # hex digits only: no sign, space, "_" or second "0x" (int() would take those)
+        return int(digits, 16) if digits and not digits.strip(_HEX_DIGITS) else None
     if text.isascii() and text.isdigit():
         return int(text, 10)
     return None

@@ -274,11 +274,11 @@ class RecordCodec(Generic[R]):
                 raise EncodeError(f"{self.kind}: a NUL in a text field")
             sb = joined.encode("utf-8")
             head = self._struct.pack(MAGIC, VERSION, self.code, *self._fixed(v), *counts, len(sb))
+            body = self._payload_at >= 0 and v[self._payload_at]
+            if tlvs:
+                return b"".join((head, sb, _tlvs_bytes(tlvs), body or b""))
         except (struct.error, UnicodeEncodeError, TypeError) as exc:
             raise EncodeError(f"{self.kind}: {exc}") from None
-        body = self._payload_at >= 0 and v[self._payload_at]
-        if tlvs:
-            return b"".join((head, sb, _tlvs_bytes(tlvs), body or b""))
         return head + sb + body if body else head + sb
 
     def write(self, **fields: Any) -> bytes:
