@@ -14,7 +14,6 @@ import attrs
 
 from catalyst_smpp.gateway.messages import (
     RecordCodec,
-    RecordView,
     _Record,
     string,
     u8,
@@ -47,18 +46,8 @@ class PartState(_Record):
     state: str = string()
 
 
-class _IdMappingFields(RecordView):
-    __slots__ = ()
-
-
-class _PartStateFields(RecordView):
-    __slots__ = ()
-
-
-ID_MAPPING: RecordCodec[IdMapping] = RecordCodec(IdMapping, "I", _IdMappingFields)
-PART_STATE: RecordCodec[PartState] = RecordCodec(PartState, "P", _PartStateFields)
-IdMapping.CODEC = ID_MAPPING
-PartState.CODEC = PART_STATE
+ID_MAPPING: RecordCodec[IdMapping] = RecordCodec(IdMapping, "I")
+PART_STATE: RecordCodec[PartState] = RecordCodec(PartState, "P")
 
 
 def part_key(message_id: str, part: int) -> tuple[str, str]:

@@ -173,7 +173,12 @@ class RecordCodec(Generic[R]):
     from the record; ``view(data)`` reads the flat view, ``decode(data)`` the record.  ``names`` is the
     flat field names; ``index[name]`` a field's position in the flat tuple."""
 
-    def __init__(self, cls: type[R], code: str, view: type[RecordView]) -> None:
+    def __init__(self, cls: type[R], code: str, view: type[RecordView] | None = None) -> None:
+        """``cls``'s codec (also its ``CODEC``, what ``to_bytes``/``from_bytes`` use); ``code``: its kind
+        octet; ``view``: the flat view class to give the field properties (a new one when None)."""
+        if view is None:
+            view = type(f"{cls.__name__}Fields", (RecordView,), {"__slots__": ()})
+        cls.CODEC = self  # type: ignore[attr-defined]
         self.cls = cls
         self.kind = cls.__name__
         self.code = ord(code)
@@ -489,16 +494,9 @@ class DlrFields(RecordView):
     __slots__ = ()
 
 
-class MoFields(RecordView):
-    __slots__ = ()
-
-
 MT: RecordCodec[MtMessage] = RecordCodec(MtMessage, "M", MtFields)
 DLR: RecordCodec[DlrMessage] = RecordCodec(DlrMessage, "D", DlrFields)
-MO: RecordCodec[MoMessage] = RecordCodec(MoMessage, "O", MoFields)
-MtMessage.CODEC = MT
-DlrMessage.CODEC = DLR
-MoMessage.CODEC = MO
+MO: RecordCodec[MoMessage] = RecordCodec(MoMessage, "O")
 
 mt_record: Callable[..., bytes] = MT.write
 """An MT record's octets from keyword fields (accept, once per message: no record or Address objects)."""
