@@ -233,7 +233,6 @@ class RecordCodec(Generic[R]):
         self.defaults = defaults
         self._fields = fields
         self._struct = struct.Struct(_PREFIX + fixed_fmt + counts + "I")
-        self._nfixed = len(fixed_at)
         self._ntexts = len(texts_at)
         self._fixed = _getter(fixed_at)
         self._texts = _getter(texts_at)
@@ -251,7 +250,6 @@ class RecordCodec(Generic[R]):
             if i >= 0:
                 where[i] = nhead + len(texts_at) + k
         self._pick = _getter(where)
-        self._nhead = nhead
         self._list_count_at = 3 + len(fixed_at) if list_at >= 0 else -1
         self._tlv_count_at = 3 + len(fixed_at) + (list_at >= 0) if tlvs_at >= 0 else -1
         for i, n in enumerate(names):
