@@ -409,6 +409,7 @@ class AcceptHandler:
                 tlvs=tuple(tlvs),
                 part=part,
                 parts=parts,
+                attempt=1,
                 accepted_at=self.clock(),
                 node=self.node,
                 display_id=display_id,

@@ -229,6 +229,8 @@ class RecordCodec(Generic[R]):
         assert texts_at, "at least one text field (the string block)"
         counts = ("B" if list_at >= 0 else "") + ("H" if tlvs_at >= 0 else "")
         self.names: tuple[str, ...] = tuple(names)
+        self._name_set = frozenset(names)
+        self._address_keys = [(a, f"{a}_ton", f"{a}_npi", f"{a}_addr") for a in self._addresses]
         self.index = {n: i for i, n in enumerate(names)}
         self.defaults = defaults
         self._fields = fields
@@ -287,17 +289,17 @@ class RecordCodec(Generic[R]):
     def write(self, **fields: Any) -> bytes:
         """The record's octets from keyword fields (flat names, or an address as ``(ton, npi, addr)``);
         a field not given takes its declared default.  An unknown or missing name is a TypeError."""
-        for name in self._addresses:
+        for name, ton, npi, addr in self._address_keys:
             a = fields.pop(name, None)
             if a is not None:
-                fields[f"{name}_ton"], fields[f"{name}_npi"], fields[f"{name}_addr"] = a
-        unknown = fields.keys() - self.index.keys()
-        if unknown:
-            raise TypeError(f"{self.kind}: no field {sorted(unknown)}")
-        fields = {**self.defaults, **fields}
-        for name, source in self._same_as:
-            if name not in fields:
-                fields[name] = fields[source]
+                fields[ton], fields[npi], fields[addr] = a
+        if not fields.keys() <= self._name_set:  # (a subset test in C: no set is built)
+            raise TypeError(f"{self.kind}: no field {sorted(fields.keys() - self._name_set)}")
+        if len(fields) != len(self.names):  # some left out: the declared defaults (the hot paths give all)
+            fields = {**self.defaults, **fields}
+            for name, source in self._same_as:
+                if name not in fields and source in fields:
+                    fields[name] = fields[source]
         try:
             values = self._all(fields)
         except KeyError as exc:
