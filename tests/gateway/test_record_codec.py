@@ -24,9 +24,9 @@ from catalyst_smpp.gateway.messages import (
     EncodeError,
     MoMessage,
     MtMessage,
+    Record,
     RecordCodec,
     RecordView,
-    _Record,
     address,
     f64,
     payload,
@@ -100,7 +100,7 @@ def test_a_nul_in_any_text_field_is_refused_when_written(rec: DlrMessage, where:
 
 
 @attrs.frozen(slots=True)
-class _Receipt(_Record):
+class _Receipt(Record):
     """A test record declared with the gateway's machinery, like ``DlrMessage``."""
 
     message_id: str = string()
@@ -114,7 +114,7 @@ class _Receipt(_Record):
 
 
 @attrs.frozen(slots=True)
-class _ReceiptWithMore(_Record):
+class _ReceiptWithMore(Record):
     """``_Receipt`` with two fields added (a number and a text): the only change."""
 
     message_id: str = string()

@@ -13,8 +13,8 @@ from __future__ import annotations
 import attrs
 
 from catalyst_smpp.gateway.messages import (
+    Record,
     RecordCodec,
-    _Record,
     string,
     u8,
     u16,
@@ -26,7 +26,7 @@ PARTS_KEY = "=parts"
 
 
 @attrs.frozen(slots=True)
-class IdMapping(_Record):
+class IdMapping(Record):
     """What an operator message id maps to: our message, its partner, the partner's ``registered_delivery``
     with the connector's part bits (``flags``), which part of how many, and ``display_id`` (the id the
     partner was given: ``message_id`` except for the destinations of a submit_multi after the first)."""
@@ -40,7 +40,7 @@ class IdMapping(_Record):
 
 
 @attrs.frozen(slots=True)
-class PartState(_Record):
+class PartState(Record):
     """The final state (DELIVRD, UNDELIV, ...) one part of a long message reached."""
 
     state: str = string()

@@ -35,6 +35,7 @@ __all__ = [
     "MoMessage",
     "MtFields",
     "MtMessage",
+    "Record",
     "RecordCodec",
     "RecordView",
     "decode_record",
@@ -380,7 +381,7 @@ class RecordCodec(Generic[R]):
         return self.record(self.values(data))
 
 
-class _Record:
+class Record:
     """What every record kind has: its octets and reading them back (through its :class:`RecordCodec`)."""
 
     CODEC: ClassVar[RecordCodec[Any]]
@@ -399,7 +400,7 @@ class _Record:
 
 
 @attrs.frozen(slots=True)
-class MtMessage(_Record):
+class MtMessage(Record):
     """A partner's message on its way to an operator (stream MT, subject ``MT.<targets[0]>``).
 
     ``payload`` is the partner's short_message (or message_payload) exactly as received, with
@@ -437,7 +438,7 @@ class MtMessage(_Record):
 
 
 @attrs.frozen(slots=True)
-class DlrMessage(_Record):
+class DlrMessage(Record):
     """A delivery receipt for a partner (stream DLR, subject ``DLR.<partner>``).
 
     ``state`` is the final state name (DELIVRD, UNDELIV, EXPIRED, REJECTD, …); ``error`` the
@@ -465,7 +466,7 @@ class DlrMessage(_Record):
 
 
 @attrs.frozen(slots=True)
-class MoMessage(_Record):
+class MoMessage(Record):
     """A mobile-originated message for a partner (stream MO, subject ``MO.<partner>``)."""
 
     message_id: str = string()
