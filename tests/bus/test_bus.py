@@ -10,7 +10,6 @@ from catalyst_smpp.bus import (
     Bus,
     BusError,
     ConnectionState,
-    IdMapping,
     Kind,
     Msg,
     PubAck,
@@ -233,9 +232,7 @@ async def test_streams_are_created_idempotently(nats_url: str, nats_config: Nats
 
 
 async def test_kv_put_get_delete_batched(bus: Bus) -> None:
-    items = [
-        ("op1", f"{i:x}", IdMapping(f"our{i}", "acme", flags=i % 3, part=1, parts=2)) for i in range(100)
-    ]
+    items = [("op1", f"{i:x}", f"our{i} acme {i % 3}".encode()) for i in range(100)]
     res = await bus.opids.put_many(items)
     assert all(r.ok for r in res)
     got = await bus.opids.get_many(
@@ -244,8 +241,8 @@ async def test_kv_put_get_delete_batched(bus: Bus) -> None:
     assert got[:100] == [m for _, _, m in items]
     assert got[100:] == [None, None]
     # odd characters in operator ids are escaped into valid keys
-    await bus.opids.put_many([("op 1", "id/with spaces", IdMapping("x", "p"))])
-    assert await bus.opids.get_many([("op 1", "id/with spaces")]) == [IdMapping("x", "p")]
+    await bus.opids.put_many([("op 1", "id/with spaces", b"x\x00p")])
+    assert await bus.opids.get_many([("op 1", "id/with spaces")]) == [b"x\x00p"]
     await bus.opids.delete_many([("op1", "0"), ("op1", "1")])
     assert await bus.opids.get_many([("op1", "0"), ("op1", "1"), ("op1", "2")]) == [None, None, items[2][2]]
 
@@ -255,7 +252,7 @@ async def test_kv_direct_gets_agree_with_nats_py(bus: Bus) -> None:
     # KeyValue.get per key must see the same values, missing keys and deleted keys
     aio = bus._aio
     assert aio.kv_direct  # our bucket allows direct gets: the batched path is taken
-    await bus.opids.put_many([("opd", f"k{i}", IdMapping(f"m{i}", "p", flags=i % 3)) for i in range(50)])
+    await bus.opids.put_many([("opd", f"k{i}", f"m{i}".encode()) for i in range(50)])
     await bus.opids.delete_many([("opd", "k3"), ("opd", "k7")])
     keys = [opid_key("opd", f"k{i}") for i in range(50)] + [opid_key("opd", "never")]
     direct = await bus._call(aio.kv_get, keys, 5.0)
@@ -269,8 +266,8 @@ async def test_kv_direct_gets_agree_with_nats_py(bus: Bus) -> None:
 async def test_kv_entries_expire_after_ttl(nats_url: str, nats_config: NatsConfig) -> None:
     cfg = attrs.evolve(nats_config, kv=attrs.evolve(nats_config.kv, ttl=1.0))
     async with Bus.connect(nats_url, cfg) as bus:
-        await bus.opids.put_many([("op1", "abc", IdMapping("m1", "p1"))])
-        assert await bus.opids.get_many([("op1", "abc")]) == [IdMapping("m1", "p1")]
+        await bus.opids.put_many([("op1", "abc", b"m1")])
+        assert await bus.opids.get_many([("op1", "abc")]) == [b"m1"]
         with trio.fail_after(10):
             while (await bus.opids.get_many([("op1", "abc")]))[0] is not None:
                 await trio.sleep(0.2)

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from catalyst_smpp.encoding.msgid import IdRule, IdSide, id_key, is_valid_id, parse_id_rule
+from catalyst_smpp.encoding.msgid import (
+    FORMS,
+    IdRule,
+    IdSide,
+    id_key,
+    is_valid_id,
+    normalise_id,
+    parse_id_rule,
+)
 
 RESP, RCPT = IdSide.SUBMIT_RESP, IdSide.RECEIPT
 numbers = st.integers(min_value=0, max_value=2**80)
@@ -67,7 +77,7 @@ def test_key_is_idempotent_on_text_rules_and_never_raises(raw: str, rule: IdRule
     elif is_valid_id(raw, rule, side):
         assert key.isdigit()
     else:
-        assert key.startswith("?")  # never collides with a numeric key
+        assert not (key.isascii() and key.isdigit())  # never collides with a numeric key
 
 
 @given(st.text(alphabet="0123456789abcdefABCDEF", min_size=1, max_size=16))
@@ -108,8 +118,8 @@ def test_validity_and_fallback() -> None:
     assert is_valid_id("12", IdRule.HEX_TO_DEC, RCPT)
     assert not is_valid_id("1A", IdRule.HEX_TO_DEC, RCPT)
     assert not is_valid_id("  ", IdRule.AS_IS)
-    assert id_key("1A", IdRule.HEX_TO_DEC, RCPT) == "?1a"
-    assert id_key("", IdRule.DEC) == "?"
+    assert id_key("1A", IdRule.HEX_TO_DEC, RCPT) == "1a"  # unreadable as a number: its text key
+    assert id_key("", IdRule.DEC) == ""
     assert id_key("", IdRule.STRIP_LEADING_ZEROS) == ""
 
 
@@ -129,3 +139,73 @@ def test_parse_rule(text: str, rule: IdRule) -> None:
 def test_parse_rule_unknown() -> None:
     with pytest.raises(ValueError, match="unknown message id rule 'octal'"):
         parse_id_rule("octal")
+
+
+# --------------------------------------------------------------------------- normalise_id (gateway operators)
+
+
+@pytest.mark.parametrize(
+    ("resp_id", "resp_fmt", "dlr_id", "dlr_fmt"),
+    [
+        ("0A1F", "hex", "2591", "dec"),  # hex in submit_sm_resp, decimal in the receipt
+        ("0a1f", "hex", "00002591", "dec"),  # case and leading zeros
+        ("2591", "dec", "A1F", "hex"),
+        ("0x0A1F", "hex", "2591", "dec"),
+        ("ABC-123", "text", "abc-123", "text"),  # case-insensitive text ids
+        ("000ABC", "text", "abc", "text"),  # leading zeros
+        (" 12345 ", "dec", "12345\x00", "dec"),  # padding and a stray NUL
+        ("ffffffffffffffff", "hex", "18446744073709551615", "dec"),  # 64-bit ids
+        ("12ab", "dec", "12AB", "text"),  # unreadable as decimal: its text key meets the text side
+    ],
+)
+def test_normalised_ids_meet(resp_id: str, resp_fmt: str, dlr_id: str, dlr_fmt: str) -> None:
+    assert normalise_id(resp_id, resp_fmt) == normalise_id(dlr_id, dlr_fmt)
+
+
+def test_lenient_spellings_int_would_take_are_not_numbers() -> None:
+    # int() reads these; an operator id spelt so is not the number (its text key, never a numeric one)
+    for raw, form in [
+        ("-ff", "hex"),
+        ("1_0", "hex"),
+        ("0x0x12", "hex"),
+        ("+12", "dec"),
+        ("١٢", "dec"),
+        ("²", "dec"),
+    ]:
+        assert normalise_id(raw, form) == normalise_id(raw, "text")
+    with pytest.raises(ValueError, match="unknown id format"):
+        normalise_id("1", "base36")
+
+
+def _reference_number(raw: str, form: str) -> int | None:
+    """The number an id spells in a numeric form, read independently (regular expressions)."""
+    text = raw.strip(" \t\r\n\x00")
+    if form == "auto":
+        form = "hex" if re.match(r"0[xX]", text) or re.search("[a-fA-F]", text) else "dec"
+    if form == "hex":
+        m = re.fullmatch(r"(?:0[xX])?([0-9a-fA-F]+)", text)
+        return int(m.group(1), 16) if m else None
+    return int(text) if re.fullmatch("[0-9]+", text) else None
+
+
+@given(
+    st.one_of(st.text(max_size=24), st.text(alphabet="0123456789abcdefxX _-+\x00", max_size=24)),
+    st.sampled_from(FORMS),
+)
+def test_normalise_never_raises_and_numeric_keys_never_collide(raw: str, form: str) -> None:
+    key = normalise_id(raw, form)
+    if form in ("hex", "dec", "auto"):
+        n = _reference_number(raw, form)
+        if n is not None:
+            assert key == str(n)
+        else:  # unreadable as a number: the text key, which is never all ASCII digits
+            assert key == normalise_id(raw, "text")
+            assert not (key.isascii() and key.isdigit())
+    # a key is its own key again: the text forms are idempotent, a number stays its decimal spelling
+    assert normalise_id(key, "dec" if form in ("hex", "auto") and key.isdigit() else form) == key
+
+
+@given(numbers, st.sampled_from(["hex", "dec", "auto"]), st.sampled_from(["hex", "dec"]))
+def test_numbers_meet_in_every_spelling(n: int, a: str, b: str) -> None:
+    spelt = {"hex": f"0x{n:X}", "dec": f"00{n}", "auto": f"0x{n:x}"}
+    assert normalise_id(spelt[a], a) == normalise_id(spelt[b], b) == str(n)

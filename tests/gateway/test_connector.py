@@ -18,14 +18,16 @@ import trio.testing
 from catalyst_smpp.bus import Kind, MessageBus
 from catalyst_smpp.bus.memory import MemoryBus
 from catalyst_smpp.encoding import Encoding, encode
+from catalyst_smpp.encoding.msgid import normalise_id
 from catalyst_smpp.encoding.reassembly import Scheme
 from catalyst_smpp.gateway.connector import OperatorConnector, build_submits, receipt_err
 from catalyst_smpp.gateway.events import EventPublisher, events_from_bytes
+from catalyst_smpp.gateway.mappings import IdMapping
 from catalyst_smpp.gateway.messages import Address, DlrMessage, MtMessage
 from catalyst_smpp.protocol.constants import CommandStatus, status_name
 from catalyst_smpp.protocol.tlv import Tag
 from catalyst_smpp.sim import SimConfig, open_simulator
-from catalyst_smpp.store import MessageEvent, Operator, normalise_operator_id
+from catalyst_smpp.store import MessageEvent, Operator
 from tests.services import unique_name
 
 
@@ -183,8 +185,8 @@ async def test_submitted_exactly_as_intended(
         # every part's operator id maps to our id in the KV (normalised with submit_id_format)
         for text, a in got.items():
             ours = next(m for m in msgs if _text_of(m) == text)
-            keys = [(op.name, normalise_operator_id(p.message_id, "hex")) for p in a.parts]
-            found = await bus.opids.get_many(keys)
+            keys = [(op.name, normalise_id(p.message_id, "hex")) for p in a.parts]
+            found = [IdMapping.from_bytes(r) if r else None for r in await bus.opids.get_many(keys)]
             assert [(f.message_id, f.partner, f.flags, f.part, f.parts) for f in found if f] == [
                 (ours.message_id, PARTNER, 1, i + 1, len(a.parts)) for i in range(len(a.parts))
             ]

@@ -147,8 +147,10 @@ async def test_writer_terms_poison_messages(bus: Bus, db: Database) -> None:
 def test_rows_from_bytes_reads_every_form_like_events_from_bytes() -> None:
     # the writer hands rows (no MessageEvent per row) to the log; what it reads and what it drops must be
     # exactly what events_from_bytes reads and drops, for packed rows and the older object forms alike
-    full = list(event_row("1", "delivered", "acme", "op1", "4477", "Cat", 2, 5, "UNDELIV", "0\t3\\4", "0A",
-                          "n1", at=1714564801.005, display_id="d1"))  # fmt: skip
+    full = list(event_row("1", "delivered", partner="acme", operator="op1", source_addr="4477",
+                          dest_addr="Cat", parts=2, status=5, final_state="UNDELIV", error="0\t3\\4",
+                          operator_message_id="0A", node="n1", at=1714564801.005,
+                          display_id="d1"))  # fmt: skip
     old_row = full[:13]  # a node before display_id
     short = ["2", "accepted", 1714564801]  # int seconds, every other field defaulted
     longer = [*full[:14], "a future field"]

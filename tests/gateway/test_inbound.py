@@ -11,9 +11,10 @@ import pytest
 import trio
 import trio.testing
 
-from catalyst_smpp.bus import IdMapping, Kind, MessageBus
+from catalyst_smpp.bus import Kind, MessageBus
 from catalyst_smpp.bus.memory import MemoryBus
-from catalyst_smpp.gateway.inbound import PARTS_KEY, wants_receipt, worst_state
+from catalyst_smpp.gateway.inbound import wants_receipt, worst_state
+from catalyst_smpp.gateway.mappings import IdMapping, PartState, part_key
 from catalyst_smpp.gateway.messages import DlrMessage, MoMessage
 from catalyst_smpp.protocol.constants import MessageState
 from catalyst_smpp.protocol.tlv import Tag
@@ -184,10 +185,8 @@ async def test_multipart_message_gets_one_receipt(
         d = DlrMessage.from_bytes(raw[0])
         assert (d.message_id, d.state, d.part, d.parts) == (m.message_id, "DELIVRD", 2, 2)
         assert (await bus.stream_info(Kind.DLR)).messages == 0  # exactly one receipt for the two parts
-        states = await bus.opids.get_many(
-            [(PARTS_KEY, f"{m.message_id}-1"), (PARTS_KEY, f"{m.message_id}-2")]
-        )
-        assert [s.partner if s else None for s in states] == ["DELIVRD", "DELIVRD"]
+        states = await bus.opids.get_many([part_key(m.message_id, 1), part_key(m.message_id, 2)])
+        assert [PartState.from_bytes(s).state if s else None for s in states] == ["DELIVRD", "DELIVRD"]
 
 
 async def test_multipart_first_failure_is_reported_once(
@@ -240,7 +239,7 @@ async def test_receipt_before_the_mapping_is_retried(
         assert h.handle(Session(), receipt) is not None and h.handle(Session(), never) is not None
         await trio.sleep(0.1)
         assert answers == []  # held while the id is unknown
-        res = await bus.opids.put_many([(op.name, str(0xABC), IdMapping("42", PARTNER, 1, 1, 1))])
+        res = await bus.opids.put_many([(op.name, str(0xABC), IdMapping("42", PARTNER, 1, 1, 1).to_bytes())])
         assert res[0].ok
         raw = await collect(bus, Kind.DLR, PARTNER, 1)
         await wait_for(lambda: len(answers) == 2, 10)

@@ -8,9 +8,10 @@ import attrs
 import pytest
 import trio
 
-from catalyst_smpp.bus import Bus, IdMapping, Kind
+from catalyst_smpp.bus import Bus, Kind
 from catalyst_smpp.gateway.connector import build_submits, mapping_flags
-from catalyst_smpp.gateway.inbound import PART_DECIDES, PART_UNASKED, PARTS_KEY, InboundHandler
+from catalyst_smpp.gateway.inbound import PART_DECIDES, PART_UNASKED, InboundHandler
+from catalyst_smpp.gateway.mappings import IdMapping, part_key
 from catalyst_smpp.gateway.messages import DlrMessage
 from catalyst_smpp.protocol.constants import MessageState
 from catalyst_smpp.protocol.pdu import DeliverSm
@@ -96,7 +97,7 @@ async def test_one_receipt_per_message_whichever_parts_ask(
             asked_parts = [[p.registered_delivery for p in by_text[text].parts] for text in MIXED[4:]]
             assert asked_parts == [[0, 1], [0, 1], [0, 0, 1]]
             multi = [m.message_id for m in msgs[4:]]
-            kept = await bus.opids.get_many([(PARTS_KEY, f"{mid}-{p}") for mid in multi for p in (1, 2, 3)])
+            kept = await bus.opids.get_many([part_key(mid, p) for mid in multi for p in (1, 2, 3)])
             assert kept == [None] * 9
         assert conn.inbound.stats.unknown == 0 and conn.inbound.stats.unasked == 0
 
@@ -150,7 +151,8 @@ async def test_receipt_for_a_part_that_asked_none_is_dropped(bus: Bus) -> None:
 
     mid = "777001"
     mappings = [
-        (op.name, str(900 + p), IdMapping(mid, PARTNER, mapping_flags(1, p, 2, True), p, 2)) for p in (1, 2)
+        (op.name, str(900 + p), IdMapping(mid, PARTNER, mapping_flags(1, p, 2, True), p, 2).to_bytes())
+        for p in (1, 2)
     ]
     assert all(r.ok for r in await bus.opids.put_many(mappings))
 
@@ -177,7 +179,7 @@ async def test_receipt_for_a_part_that_asked_none_is_dropped(bus: Bus) -> None:
     assert (await bus.stream_info(Kind.DLR)).messages == 0
     assert sorted(answers) == [(1, 0), (2, 0)]
     assert h.stats.unasked == 1 and h.stats.published == 1
-    assert await bus.opids.get_many([(PARTS_KEY, f"{mid}-1"), (PARTS_KEY, f"{mid}-2")]) == [None, None]
+    assert await bus.opids.get_many([part_key(mid, 1), part_key(mid, 2)]) == [None, None]
 
 
 async def test_receipt_settings_apply_without_rebinding(bus: Bus) -> None:

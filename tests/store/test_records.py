@@ -10,7 +10,6 @@ from catalyst_smpp.store import (
     VerifiedPasswords,
     hash_password,
     needs_rehash,
-    normalise_operator_id,
     verify_password,
 )
 
@@ -82,28 +81,3 @@ def test_address_outside_allowed_ips_is_refused_before_any_hashing(monkeypatch: 
 def test_malformed_hashes_never_verify(stored: str) -> None:
     assert not verify_password("secret", stored)
     assert needs_rehash(stored) or stored.startswith("scrypt$")
-
-
-@pytest.mark.parametrize(
-    ("resp_id", "resp_fmt", "dlr_id", "dlr_fmt"),
-    [
-        ("0A1F", "hex", "2591", "dec"),  # hex in submit_sm_resp, decimal in the receipt
-        ("0a1f", "hex", "00002591", "dec"),  # case and leading zeros
-        ("2591", "dec", "A1F", "hex"),
-        ("ABC-123", "text", "abc-123", "text"),  # case-insensitive text ids
-        ("000ABC", "text", "abc", "text"),  # leading zeros
-        (" 12345 ", "dec", "12345\x00", "dec"),  # padding and a stray NUL
-        ("ffffffffffffffff", "hex", "18446744073709551615", "dec"),  # 64-bit ids
-    ],
-)
-def test_normalised_ids_meet(resp_id: str, resp_fmt: str, dlr_id: str, dlr_fmt: str) -> None:
-    assert normalise_operator_id(resp_id, resp_fmt) == normalise_operator_id(dlr_id, dlr_fmt)
-
-
-def test_unparseable_ids_fall_back_to_text() -> None:
-    assert normalise_operator_id("xyz", "hex") == "xyz"
-    assert normalise_operator_id("12ab", "dec") == "12ab"
-    assert normalise_operator_id("0", "text") == "0"
-    assert normalise_operator_id("", "text") == ""
-    with pytest.raises(ValueError):
-        normalise_operator_id("1", "base36")

@@ -21,7 +21,7 @@ from .api import (
     PublishItem,
     StreamState,
 )
-from .core import Bus, Consumer, IdMapping, NatsKeyValue, OpIdStore, opid_key
+from .core import Bus, Consumer, NatsKeyValue, OpIdStore, opid_key
 from .names import Kind, Names, token
 
 __all__ = [
@@ -32,7 +32,6 @@ __all__ = [
     "ConnectionState",
     "Consumer",
     "ConsumerState",
-    "IdMapping",
     "KeyValue",
     "Kind",
     "MessageBus",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Mapping
-from typing import Any, Protocol
+from typing import Protocol
 
 import attrs
 import trio
@@ -314,17 +314,16 @@ class KeyValue(Protocol):
 
 
 class OpIds(Protocol):
-    """Operator message id → the gateway's id mapping record in :class:`KeyValue` (``core.OpIdStore``).
-
-    The record type is the caller's (``encode()`` to bytes, ``decode(bytes)`` back); this interface does not
-    name it, so that nothing here depends on how the gateway encodes its mappings.
-    """
+    """Operator message id → the gateway's id mapping, as the octets the gateway encodes, in
+    :class:`KeyValue` (``core.OpIdStore``): nothing here depends on how the gateway encodes its mappings."""
 
     async def put_many(
-        self, items: Iterable[tuple[str, str, Any]], timeout: float | None = None
+        self, items: Iterable[tuple[str, str, bytes]], timeout: float | None = None
     ) -> list[PubAck | PublishError]: ...
 
-    async def get_many(self, items: Iterable[tuple[str, str]], timeout: float | None = None) -> list[Any]: ...
+    async def get_many(
+        self, items: Iterable[tuple[str, str]], timeout: float | None = None
+    ) -> list[bytes | None]: ...
 
     async def delete_many(self, items: Iterable[tuple[str, str]], timeout: float | None = None) -> None: ...
 

@@ -13,7 +13,6 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-import attrs
 import nats.errors
 import nats.js.errors
 import trio
@@ -42,7 +41,6 @@ from .names import Kind, Names, token
 __all__ = [
     "Bus",
     "Consumer",
-    "IdMapping",
     "NatsKeyValue",
     "OpIdStore",
     "opid_key",
@@ -55,68 +53,6 @@ T = TypeVar("T")
 
 class _NotFound(BusError):
     """A stream or consumer is missing (internal: the caller recreates it)."""
-
-
-def _decimal(s: str) -> bool:
-    """A canonical decimal id (what the gateway's ids are)."""
-    return s.isascii() and s.isdigit() and (s == "0" or s[0] != "0")
-
-
-def _json_plain(s: str) -> bool:
-    """``json.dumps(s) == f'"{s}"'``: printable ASCII without quote or backslash."""
-    return s.isascii() and s.isprintable() and '"' not in s and "\\" not in s
-
-
-@attrs.frozen
-class IdMapping:
-    """What an operator message id maps to (stored in the KV bucket).
-
-    ``display_id`` is the id the partner was given for the message (default: ``message_id``; different for
-    the destinations of a submit_multi after the first, which all show the first one's id).
-
-    Value: the JSON array ``[message_id, partner, flags, part, parts]`` -- what every node reads.  A
-    ``display_id`` other than ``message_id`` is folded into ``flags`` when both ids are canonical decimal
-    and ``flags`` fits an octet: bits 8 and up hold ``int(message_id) - int(display_id)`` (``flags >> 8``;
-    0 = none), bits 0..7 the flags.  Older nodes read that value as before (they only look at
-    ``flags & 0x03``) and show ``message_id``.  Other ids go in a sixth element, which older nodes cannot
-    read (the gateway's ids are always decimal, so it never writes one).  :meth:`decode` reads both and
-    ignores further elements.
-    """
-
-    message_id: str
-    partner: str
-    flags: int = 0
-    part: int = 1
-    parts: int = 1
-    display_id: str = attrs.field(default=attrs.Factory(lambda self: self.message_id, takes_self=True))
-
-    def encode(self) -> bytes:
-        m, d, flags = self.message_id, self.display_id, self.flags
-        if d != m:
-            if 0 <= flags <= 0xFF and _decimal(m) and _decimal(d):
-                flags |= (int(m) - int(d)) << 8
-            else:
-                return json.dumps(
-                    [m, self.partner, flags, self.part, self.parts, d], separators=(",", ":")
-                ).encode()
-        p = self.partner
-        if _json_plain(m) and _json_plain(p):  # what json.dumps writes, without its encoder
-            return f'["{m}","{p}",{int(flags)},{int(self.part)},{int(self.parts)}]'.encode()
-        return json.dumps([m, p, flags, self.part, self.parts], separators=(",", ":")).encode()
-
-    @classmethod
-    def decode(cls, data: bytes) -> IdMapping:
-        v = json.loads(data)
-        if not isinstance(v, list) or len(v) < 5:
-            raise ValueError("not an id mapping")
-        m, f = str(v[0]), int(v[2])
-        display = m
-        if len(v) > 5 and v[5]:
-            display = str(v[5])
-        elif f >> 8 and _decimal(m):
-            display = str(int(m) - (f >> 8))
-            f &= 0xFF
-        return cls(m, str(v[1]), f, int(v[3]), int(v[4]), display)
 
 
 # --------------------------------------------------------------------------- trio side
@@ -376,29 +312,29 @@ class NatsKeyValue:
 
 
 class OpIdStore:
-    """Operator message id → :class:`IdMapping`, in a :class:`.api.KeyValue`.  Batched both ways."""
+    """Operator message id → a value the gateway encodes (octets: its id mapping), in a
+    :class:`.api.KeyValue`.  Batched both ways."""
 
     def __init__(self, kv: KeyValue) -> None:
         self._kv = kv
 
     async def put_many(
-        self, items: Iterable[tuple[str, str, IdMapping]], timeout: float | None = None
+        self, items: Iterable[tuple[str, str, bytes]], timeout: float | None = None
     ) -> list[PubAck | PublishError]:
-        """``[(operator, normalised operator id, mapping)]`` → one result per item.
+        """``[(operator, normalised operator id, value)]`` → one result per item.
 
-        Store the mapping before acking the MT message, so an early receipt finds it.
+        The gateway stores its id mapping before acking the MT message, so an early receipt finds it.
         """
-        return await self._kv.put_many([(opid_key(op, oid), m.encode()) for op, oid, m in items], timeout)
+        return await self._kv.put_many([(opid_key(op, oid), v) for op, oid, v in items], timeout)
 
     async def get_many(
         self, items: Iterable[tuple[str, str]], timeout: float | None = None
-    ) -> list[IdMapping | None]:
-        """``[(operator, normalised operator id)]`` → mapping or ``None`` (unknown or expired).
+    ) -> list[bytes | None]:
+        """``[(operator, normalised operator id)]`` → value or ``None`` (unknown or expired).
 
         Raises BusError when the KV cannot be read.
         """
-        raw = await self._kv.get_many([opid_key(op, oid) for op, oid in items], timeout)
-        return [IdMapping.decode(r) if r is not None else None for r in raw]
+        return await self._kv.get_many([opid_key(op, oid) for op, oid in items], timeout)
 
     async def delete_many(self, items: Iterable[tuple[str, str]], timeout: float | None = None) -> None:
         await self._kv.delete_many([opid_key(op, oid) for op, oid in items], timeout)

@@ -6,23 +6,31 @@ in the response and decimal in the receipt (or the other way round), leading
 zeros on one side only, upper case on one side and lower on the other.  The
 gateway stores ``key -> our message`` when the response arrives and looks the
 key up again when the receipt arrives, so both sides must be turned into the
-same key by a rule configured per operator (:class:`IdRule`).
+same key.  :func:`normalise_id` is the one rule, applied per side with that
+side's form (the gateway's operator settings ``submit_id_format`` and
+``receipt_id_format``; the load generator's :class:`IdRule` names a pair).
 
-``id_key(message_id, rule, side)`` never raises.  Under the numeric rules the
-key is the decimal spelling of the number (``"255"`` for ``"ff"``, ``"0xFF"``,
-``"000255"`` ...).  An id that cannot be read the way the rule says (``"xyz"``
-under ``HEX``) gets a fallback key ``"?" + lower-cased id``: it can never collide
-with a numeric key (those are digits only), it still matches the same malformed
-id on the other side, and ``is_valid_id`` lets the caller count such ids.
+Forms (outer whitespace and NULs are always removed):
+
+``hex`` / ``dec`` / ``auto``   the number the id spells (``hex``: optional ``0x``, any case;
+                               ``auto``: hex when it has a ``0x`` or a letter ``a-f``), as its
+                               decimal spelling: ``"255"`` for ``"ff"``, ``"0xFF"``, ``"000255"``.
+``text``                       lower case, leading zeros removed (``"0"`` stays).
+``lower``                      lower case.
+``as_is``                      the id itself.
+
+An id a numeric form cannot read (``"xyz"`` as ``hex``) gets its ``text`` key: it still meets the
+same id read as ``text`` on the other side, and it can never collide with a numeric key (it keeps
+the character that made it unreadable, so it is never all digits).  Never raises for an id; an
+unknown form is a ValueError.
 """
 
 from __future__ import annotations
 
 import enum
-import string
 from typing import Final
 
-__all__ = ["IdRule", "IdSide", "id_key", "is_valid_id", "parse_id_rule"]
+__all__ = ["FORMS", "IdRule", "IdSide", "id_key", "is_valid_id", "normalise_id", "parse_id_rule"]
 
 
 class IdSide(enum.Enum):
@@ -63,22 +71,21 @@ class IdRule(enum.Enum):
     NUMERIC = "numeric"
 
 
-_HEX: Final = "hex"
-_DEC: Final = "dec"
-_AUTO: Final = "auto"
+FORMS: Final = ("hex", "dec", "auto", "text", "lower", "as_is")
 
-# rule -> (form of the submit_sm_resp id, form of the receipt id); None = not numeric
+# rule -> (form of the submit_sm_resp id, form of the receipt id)
 _FORMS: Final[dict[IdRule, tuple[str, str]]] = {
-    IdRule.HEX: (_HEX, _HEX),
-    IdRule.DEC: (_DEC, _DEC),
-    IdRule.HEX_TO_DEC: (_HEX, _DEC),
-    IdRule.DEC_TO_HEX: (_DEC, _HEX),
-    IdRule.NUMERIC: (_AUTO, _AUTO),
+    IdRule.AS_IS: ("as_is", "as_is"),
+    IdRule.CASE_INSENSITIVE: ("lower", "lower"),
+    IdRule.STRIP_LEADING_ZEROS: ("text", "text"),
+    IdRule.HEX: ("hex", "hex"),
+    IdRule.DEC: ("dec", "dec"),
+    IdRule.HEX_TO_DEC: ("hex", "dec"),
+    IdRule.DEC_TO_HEX: ("dec", "hex"),
+    IdRule.NUMERIC: ("auto", "auto"),
 }
-
-_HEX_DIGITS: Final = frozenset(string.hexdigits)
-_DEC_DIGITS: Final = frozenset(string.digits)
 _HEX_LETTERS: Final = frozenset("abcdefABCDEF")
+_HEX_DIGITS: Final = "0123456789abcdefABCDEF"
 _STRIP: Final = " \t\r\n\x00"
 
 
@@ -93,49 +100,49 @@ def parse_id_rule(value: str) -> IdRule:
 
 
 def _number(text: str, form: str) -> int | None:
-    """The number ``text`` spells in ``form``, or None when it is not such a spelling."""
-    if form == _AUTO:
-        low = text[:2].lower()
-        form = _HEX if low == "0x" or any(c in _HEX_LETTERS for c in text) else _DEC
-    if form == _HEX:
-        digits = text[2:] if text[:2].lower() == "0x" else text
-        if not digits or not all(c in _HEX_DIGITS for c in digits):
-            return None
-        return int(digits, 16)
-    if not text or not all(c in _DEC_DIGITS for c in text):
-        return None
-    return int(text, 10)
+    """The number ``text`` (stripped) spells in a numeric ``form``, or None when it is not such a spelling."""
+    if form == "auto":
+        form = "hex" if text[:2] in ("0x", "0X") or not _HEX_LETTERS.isdisjoint(text) else "dec"
+    if form == "hex":
+        digits = text[2:] if text[:2] in ("0x", "0X") else text
+        # hex digits only: no sign, space, "_" or second "0x" (int() would take those)
+        return int(digits, 16) if digits and not digits.strip(_HEX_DIGITS) else None
+    if text.isascii() and text.isdigit():
+        return int(text, 10)
+    return None
 
 
-def _form(rule: IdRule, side: IdSide) -> str | None:
-    forms = _FORMS.get(rule)
-    if forms is None:
-        return None
+def normalise_id(raw: str, form: str) -> str:
+    """The canonical key of an operator message id read in ``form`` (see the module notes)."""
+    text = raw.strip(_STRIP)
+    if form == "hex" or form == "dec" or form == "auto":
+        number = _number(text, form)
+        if number is not None:
+            return str(number)
+    elif form == "as_is":
+        return text
+    elif form == "lower":
+        return text.lower()
+    elif form != "text":
+        raise ValueError(f"unknown id format {form!r} (known: {', '.join(FORMS)})")
+    stripped = text.lower().lstrip("0")
+    return stripped or ("0" if text else "")
+
+
+def _form(rule: IdRule, side: IdSide) -> str:
+    forms = _FORMS[rule]
     return forms[0] if side is IdSide.SUBMIT_RESP else forms[1]
 
 
 def is_valid_id(message_id: str, rule: IdRule, side: IdSide = IdSide.RECEIPT) -> bool:
-    """True when ``message_id`` is spelt as ``rule`` expects on ``side`` (always true for the text rules)."""
+    """Is ``message_id`` spelt as ``rule`` expects on ``side`` (any non-blank id for the text rules)?"""
     text = message_id.strip(_STRIP)
     form = _form(rule, side)
-    if form is None:
-        return bool(text)
-    return _number(text, form) is not None
+    if form in ("hex", "dec", "auto"):
+        return _number(text, form) is not None
+    return bool(text)
 
 
 def id_key(message_id: str, rule: IdRule, side: IdSide = IdSide.RECEIPT) -> str:
-    """The canonical lookup key of an operator message id (see the module notes); never raises."""
-    text = message_id.strip(_STRIP)
-    if rule is IdRule.AS_IS:
-        return text
-    if rule is IdRule.CASE_INSENSITIVE:
-        return text.lower()
-    if rule is IdRule.STRIP_LEADING_ZEROS:
-        stripped = text.lstrip("0")
-        return (stripped or ("0" if text else "")).lower()
-    form = _form(rule, side)
-    assert form is not None
-    number = _number(text, form)
-    if number is None:
-        return "?" + text.lower()
-    return str(number)
+    """An operator message id's key under ``rule`` on ``side``: :func:`normalise_id` in that side's form."""
+    return normalise_id(message_id, _form(rule, side))

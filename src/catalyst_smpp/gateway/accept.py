@@ -65,7 +65,7 @@ from catalyst_smpp.encoding.datacoding import Alphabet, CodingGroup, parse_data_
 from catalyst_smpp.encoding.reassembly import split_message
 from catalyst_smpp.gateway.events import EventPublisher, Row, event_row
 from catalyst_smpp.gateway.ids import IdGenerator, format_id, parse_id
-from catalyst_smpp.gateway.messages import mt_record
+from catalyst_smpp.gateway.messages import EncodeError, mt_record
 from catalyst_smpp.gateway.order import Unanswered
 from catalyst_smpp.gateway.query import QueryHandler
 from catalyst_smpp.gateway.routing import Router
@@ -391,30 +391,33 @@ class AcceptHandler:
         mid = str(our_id)
         display_id = display or mid
         target = targets[0]
-        data = mt_record(
-            mid,
-            partner,
-            source,
-            dest,
-            tuple(targets),
-            payload,
-            data_coding,
-            esm_class,
-            getattr(pdu, "protocol_id", 0),
-            getattr(pdu, "priority_flag", 0),
-            getattr(pdu, "service_type", ""),
-            schedule,
-            validity,
-            pdu.registered_delivery,  # type: ignore[attr-defined]
-            dc0,
-            tuple(tlvs),
-            part,
-            parts,
-            1,  # attempt
-            self.clock(),
-            self.node,
-            display_id,
-        )
+        try:
+            data = mt_record(
+                message_id=mid,
+                partner=partner,
+                source=source,
+                dest=dest,
+                targets=tuple(targets),
+                payload=payload,
+                data_coding=data_coding,
+                esm_class=esm_class,
+                protocol_id=getattr(pdu, "protocol_id", 0),
+                priority_flag=getattr(pdu, "priority_flag", 0),
+                service_type=getattr(pdu, "service_type", ""),
+                schedule_delivery_time=schedule,
+                validity_period=validity,
+                registered_delivery=pdu.registered_delivery,  # type: ignore[attr-defined]
+                partner_dc0=dc0,
+                tlvs=tuple(tlvs),
+                part=part,
+                parts=parts,
+                attempt=1,
+                accepted_at=self.clock(),
+                node=self.node,
+                display_id=display_id,
+            )
+        except EncodeError as exc:  # not from a decoded PDU (its strings have no NUL, its integers fit)
+            raise _Reject(_RSYSERR, str(exc)) from None
         subject = self._subjects.get(target)
         if subject is None:
             subject = self._subject(target)
@@ -581,8 +584,21 @@ class AcceptHandler:
             for mt in p.mts:
                 if results[i].ok:
                     # display_id on each destination of a submit_multi (the first too): the log finds them all
-                    add((mt[1], "accepted", now, partner, mt[9], p.source_addr, mt[6], mt[7], 0, None, None,
-                         None, node, mt[8] if multi else None))  # fmt: skip
+                    add(
+                        event_row(
+                            mt[1],
+                            "accepted",
+                            at=now,
+                            partner=partner,
+                            operator=mt[9],
+                            source_addr=p.source_addr,
+                            dest_addr=mt[6],
+                            parts=mt[7],
+                            status=0,
+                            node=node,
+                            display_id=mt[8] if multi else None,
+                        )
+                    )
                 i += 1
         return rows
 

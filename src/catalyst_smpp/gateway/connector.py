@@ -43,9 +43,10 @@ from typing import Any, Protocol
 
 import trio
 
-from catalyst_smpp.bus import BusConsumer, BusError, IdMapping, Kind, MessageBus, Msg
+from catalyst_smpp.bus import BusConsumer, BusError, Kind, MessageBus, Msg
 from catalyst_smpp.client import ClientSession, SmppClient
 from catalyst_smpp.encoding import SegmentationError, UnencodableCharacterError
+from catalyst_smpp.encoding.msgid import normalise_id
 from catalyst_smpp.gateway.events import EventPublisher
 from catalyst_smpp.gateway.inbound import InboundHandler
 from catalyst_smpp.gateway.link import OperatorLink, client_key, tls_context
@@ -62,7 +63,7 @@ from catalyst_smpp.gateway.outcomes import (
 from catalyst_smpp.gateway.submits import _build_submits, build_submits, mapping_flags, operator_alphabet
 from catalyst_smpp.metrics import Metrics
 from catalyst_smpp.protocol.constants import CommandStatus
-from catalyst_smpp.store import Operator, normalise_operator_id
+from catalyst_smpp.store import Operator
 from catalyst_smpp.transport import ResponseTimeoutError, SessionClosedError
 from catalyst_smpp.transport.errors import NotBoundError
 from catalyst_smpp.transport.sender import WindowedSender
@@ -450,10 +451,10 @@ class OperatorConnector:
         mt = job.mt
         assert mt is not None
         try:
-            key = normalise_operator_id(operator_id, self.operator.submit_id_format)
+            key = normalise_id(operator_id, self.operator.submit_id_format)
         except ValueError:
             return
-        mapping = IdMapping(mt.message_id, mt.partner, job.flags(i), i + 1, len(job.pdus), mt.display_id)
+        mapping = job.mapping(i)
         self.inbound.submitted(key, mapping)
         if not job.keys:
             job.keys = [None] * len(job.pdus)

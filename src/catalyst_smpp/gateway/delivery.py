@@ -49,7 +49,7 @@ from catalyst_smpp.bus import BusConsumer, BusError, Kind, MessageBus, Msg
 from catalyst_smpp.encoding.receipts import Receipt, format_receipt, stat_for_state, state_for_stat
 from catalyst_smpp.gateway.events import EventPublisher
 from catalyst_smpp.gateway.ids import format_id
-from catalyst_smpp.gateway.messages import DecodeError, DlrMessage, DlrValues, MoMessage, dlr_values
+from catalyst_smpp.gateway.messages import DLR, DecodeError, DlrFields, DlrMessage, MoMessage, dlr_fields
 from catalyst_smpp.gateway.order import ReceiptOrder
 from catalyst_smpp.metrics import Metrics
 from catalyst_smpp.protocol.constants import MessageState
@@ -157,18 +157,15 @@ _STATES: dict[str, MessageState] = {}
 
 def dlr_pdu(dlr: DlrMessage, partner: Partner) -> DeliverSm:
     """The deliver_sm receipt for a partner."""
-    s, d = dlr.source, dlr.dest
+    return _fields_pdu(DLR.view_of(dlr), partner)
+
+
+def _fields_pdu(v: DlrFields, partner: Partner) -> DeliverSm:
+    """:func:`dlr_pdu` of a record read with :func:`dlr_fields` (no ``DlrMessage``, no ``Address``)."""
     return _receipt_pdu(
-        dlr.display_id, dlr.state, dlr.error, dlr.submit_date, dlr.done_date, dlr.text,
-        dlr.network_error_code, s.ton, s.npi, s.addr, d.ton, d.npi, d.addr, partner,
+        v.display_id, v.state, v.error, v.submit_date, v.done_date, v.text, v.network_error_code,
+        v.source_ton, v.source_npi, v.source_addr, v.dest_ton, v.dest_npi, v.dest_addr, partner,
     )  # fmt: skip
-
-
-def _values_pdu(v: DlrValues, partner: Partner) -> DeliverSm:
-    """:func:`dlr_pdu` of a record read with :func:`dlr_values` (no ``DlrMessage``, no ``Address``)."""
-    return _receipt_pdu(
-        v[19], v[2], v[9], v[10], v[11], v[15], v[14], v[3], v[4], v[5], v[6], v[7], v[8], partner
-    )
 
 
 def _receipt_pdu(
@@ -372,14 +369,9 @@ class PartnerDelivery:
             message_id = ""
             try:
                 if kind is Kind.DLR:
-                    values = dlr_values(m.data)  # the binary form, read without a DlrMessage
-                    if values is not None:
-                        pdu: Pdu = _values_pdu(values, self.partner)
-                        message_id = values[0]
-                    else:
-                        dlr = DlrMessage.from_bytes(m.data)
-                        pdu = dlr_pdu(dlr, self.partner)
-                        message_id = dlr.message_id
+                    dlr = dlr_fields(m.data)  # read flat, without a DlrMessage
+                    pdu: Pdu = _fields_pdu(dlr, self.partner)
+                    message_id = dlr.message_id
                 else:
                     pdu = mo_pdu(MoMessage.from_bytes(m.data))
             except (DecodeError, ValueError) as e:

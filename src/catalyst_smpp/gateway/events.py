@@ -39,6 +39,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import Any
 
 import attrs
@@ -69,26 +70,14 @@ log = logging.getLogger(__name__)
 EVENT_TYPES = ("accepted", "submitted", "delivered", "failed", "rejected")
 
 _FIELDS = tuple(f.name for f in attrs.fields(MessageEvent))
-ROW_FIELDS = (
-    "message_id",
-    "event",
-    "event_at",
-    "partner",
-    "operator",
-    "source_addr",
-    "dest_addr",
-    "parts",
-    "status",
-    "final_state",
-    "error",
-    "operator_message_id",
-    "node",
-    "display_id",
-)
-"""A packed event row: these fields in this order (``event_at`` as unix seconds, a float).  ``display_id``
-(the id the partner was given, when it is not ``message_id``'s own: submit_multi) came last, later: rows
-without it are read (None), and older writers read the first 13 fields and ignore it."""
-assert _FIELDS == ROW_FIELDS, "MessageEvent changed: update ROW_FIELDS (and keep reading old rows)"
+ROW_FIELDS = _FIELDS
+"""A packed event row: :class:`MessageEvent`'s fields in its order (the one declaration of a log row),
+``event_at`` as unix seconds (a float)."""
+_ROW_FIELD_DEFAULTS = {
+    f.name: f.default for f in attrs.fields(MessageEvent) if f.default is not attrs.NOTHING
+}
+_ROW_NAMES = frozenset(ROW_FIELDS)
+_row_of = itemgetter(*ROW_FIELDS)
 _NODE = ROW_FIELDS.index("node")
 _UTC = dt.UTC
 _fromtimestamp = dt.datetime.fromtimestamp
@@ -102,39 +91,17 @@ def make_event(message_id: str, event: str, **fields: Any) -> MessageEvent:
     return MessageEvent(message_id, event, dt.datetime.now(dt.UTC), **fields)
 
 
-def event_row(
-    message_id: str,
-    event: str,
-    partner: str = "",
-    operator: str = "",
-    source_addr: str = "",
-    dest_addr: str = "",
-    parts: int = 1,
-    status: int | None = None,
-    final_state: str | None = None,
-    error: str | None = None,
-    operator_message_id: str | None = None,
-    node: str = "",
-    at: float | None = None,
-    display_id: str | None = None,
-) -> Row:
-    """An event row for :meth:`EventPublisher.store` (stamped now unless ``at``, unix seconds)."""
-    return (
-        message_id,
-        event,
-        time.time() if at is None else at,
-        partner,
-        operator,
-        source_addr,
-        dest_addr,
-        parts,
-        status,
-        final_state,
-        error,
-        operator_message_id,
-        node,
-        display_id,
-    )
+def event_row(message_id: str, event: str, *, at: float | None = None, **fields: Any) -> Row:
+    """An event row for :meth:`EventPublisher.store`: ``fields`` by :class:`MessageEvent`'s names, the
+    others at their defaults, stamped now unless ``at`` (unix seconds).  An unknown name is a TypeError."""
+    unknown = fields.keys() - _ROW_NAMES
+    if unknown:
+        raise TypeError(f"no event row field {sorted(unknown)}")
+    fields = {**_ROW_FIELD_DEFAULTS, **fields}
+    fields["message_id"], fields["event"] = message_id, event
+    fields["event_at"] = time.time() if at is None else at
+    row: Row = _row_of(fields)
+    return row
 
 
 def event_to_row(ev: MessageEvent) -> Row:
@@ -142,22 +109,7 @@ def event_to_row(ev: MessageEvent) -> Row:
     at = ev.event_at
     if at.tzinfo is None:
         at = at.replace(tzinfo=_UTC)
-    return (
-        ev.message_id,
-        ev.event,
-        at.timestamp(),
-        ev.partner,
-        ev.operator,
-        ev.source_addr,
-        ev.dest_addr,
-        ev.parts,
-        ev.status,
-        ev.final_state,
-        ev.error,
-        ev.operator_message_id,
-        ev.node,
-        ev.display_id,
-    )
+    return attrs.astuple(attrs.evolve(ev, event_at=at.timestamp()), recurse=False)  # type: ignore[arg-type]
 
 
 def _row_head(row: Any) -> tuple[str, str, float]:
@@ -176,7 +128,7 @@ def row_to_event(row: Any) -> MessageEvent:
     """A packed row → :class:`MessageEvent`; ValueError for anything that is not one."""
     mid, event, at = _row_head(row)
     try:
-        return MessageEvent(mid, event, _fromtimestamp(at, _UTC), *row[3:14])
+        return MessageEvent(mid, event, _fromtimestamp(at, _UTC), *row[3 : len(ROW_FIELDS)])
     except (TypeError, OverflowError, OSError) as exc:
         raise ValueError(f"not an event row: {exc}") from None
 

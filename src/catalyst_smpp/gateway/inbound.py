@@ -32,11 +32,11 @@ submit_multi) and the mapping's ``display_id`` (the id the partner was given: th
   published (the ``delivered`` row is still stored).
 * **Messages of several parts** (mapping ``parts > 1``): the partner gets one receipt per our id.  The
   state of each part is kept **in the same KV bucket** (TTL'd like the mappings, so it works across
-  nodes and restarts) under the reserved operator name ``"=parts"`` (``=`` never occurs in an
-  operator name), key ``"<message_id>-<part>"``, value an ``IdMapping`` whose ``partner`` field holds
-  the state.  A receipt is published on the first failing part (UNDELIV, REJECTD, EXPIRED, DELETED;
-  msg_id with that part) or, when no part failed, when the last part reaches a final state (the worst
-  of the states, msg_id with ``part = parts``).  Two nodes finishing the last parts at the same moment
+  nodes and restarts) as a :class:`~catalyst_smpp.gateway.mappings.PartState` under
+  :func:`~catalyst_smpp.gateway.mappings.part_key`.  A receipt is published on the first failing part
+  (UNDELIV, REJECTD, EXPIRED, DELETED; msg_id with that part) or, when no part failed, when the last
+  part reaches a final state (the worst of the states, msg_id with ``part = parts``).
+  Two nodes finishing the last parts at the same moment
   publish the same msg_id (de-duplicated by JetStream); two failures processed on two nodes at the
   same moment can each be "first": the partner then gets two failure receipts (a duplicate, never a
   loss).
@@ -71,7 +71,8 @@ from typing import Any, Protocol
 import attrs
 import trio
 
-from catalyst_smpp.bus import BusError, IdMapping, Kind, MessageBus, PublishItem
+from catalyst_smpp.bus import BusError, Kind, MessageBus, PublishItem
+from catalyst_smpp.encoding.msgid import normalise_id
 from catalyst_smpp.encoding.receipts import (
     Receipt,
     ReceiptParseError,
@@ -79,19 +80,19 @@ from catalyst_smpp.encoding.receipts import (
     receipt_in_text,
     stat_for_state,
 )
-from catalyst_smpp.gateway.events import EventPublisher, Row
+from catalyst_smpp.gateway.events import EventPublisher, Row, event_row
 from catalyst_smpp.gateway.ids import id_time
+from catalyst_smpp.gateway.mappings import PART_STATE, IdMapping, PartState, part_key
 from catalyst_smpp.gateway.messages import Address, MoMessage, dlr_record
 from catalyst_smpp.metrics import Metrics
 from catalyst_smpp.protocol.constants import CommandStatus
 from catalyst_smpp.protocol.pdu import DataSm, DeliverSm, Pdu
 from catalyst_smpp.protocol.tlv import Tag
-from catalyst_smpp.store import Operator, normalise_operator_id
+from catalyst_smpp.store import Operator
 from catalyst_smpp.transport import DEFERRED
 
 __all__ = [
     "FAILED_STATES",
-    "PARTS_KEY",
     "InboundHandler",
     "InboundStats",
     "RecentIds",
@@ -101,7 +102,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-PARTS_KEY = "=parts"
 # Bits of an id mapping's flags beside the partner's registered_delivery (bits 0-4; 5-7 are reserved in SMPP
 # and masked off by the connector), set when the operator asks for a receipt on the last part only
 # (``Operator.receipt_parts = "last"``):
@@ -148,14 +148,14 @@ def receipt_keys(receipt: Receipt, op: Operator) -> tuple[str, ...]:
     as it was (hex) and write the text's in decimal, also with ``submit_id_format``; a key that two of
     these readings agree on (that legacy pair) goes first.
     """
-    first = normalise_operator_id(receipt.message_id, op.receipt_id_format)
+    first = normalise_id(receipt.message_id, op.receipt_id_format)
     if receipt.text_id is None:
         return (first,)
     readings = [
         first,
-        normalise_operator_id(receipt.text_id, op.receipt_id_format),
-        normalise_operator_id(receipt.message_id, op.submit_id_format),
-        normalise_operator_id(receipt.text_id, op.submit_id_format),
+        normalise_id(receipt.text_id, op.receipt_id_format),
+        normalise_id(receipt.message_id, op.submit_id_format),
+        normalise_id(receipt.text_id, op.submit_id_format),
     ]
     agreed = [k for k in readings if readings.count(k) > 1]
     return tuple(dict.fromkeys(agreed + readings))
@@ -498,9 +498,9 @@ class InboundHandler:
             at = 0
             for k in missing:
                 it = receipts[k]
-                for key, m in zip(it.keys, got_kv[at : at + len(it.keys)], strict=True):
-                    if m is not None:
-                        found[k], it.key = m, key
+                for key, raw in zip(it.keys, got_kv[at : at + len(it.keys)], strict=True):
+                    if raw is not None:
+                        found[k], it.key = IdMapping.from_bytes(raw), key
                         break
                 else:
                     found[k] = self._recent_mapping(it)
@@ -539,7 +539,8 @@ class InboundHandler:
         multi = {m.message_id: m.parts for _, m in known if _tracked(m)}
         states: dict[str, dict[int, str]] = {mid: {} for mid in multi}
         if multi:
-            keys = [(PARTS_KEY, f"{mid}-{p}") for mid, n in multi.items() for p in range(1, n + 1)]
+            keys = [part_key(mid, p) for mid, n in multi.items() for p in range(1, n + 1)]
+            parts = [(mid, p) for mid, n in multi.items() for p in range(1, n + 1)]
             try:
                 got = await self.bus.opids.get_many(keys)
             except BusError as exc:
@@ -551,10 +552,10 @@ class InboundHandler:
                 known = [(it, m) for it, m in known if not _tracked(m)]
                 got = []
                 multi = {}
-            for g in got:
-                if g is not None:
-                    states[g.message_id][g.part] = g.partner
-        writes: list[tuple[str, str, IdMapping]] = []
+            for (mid, p), raw in zip(parts, got, strict=False):
+                if raw is not None:
+                    states[mid][p] = PartState.from_bytes(raw).state
+        writes: list[tuple[str, str, bytes]] = []
         multi_items: list[_In] = []
         decided: list[tuple[list[_In], IdMapping, str, int, Receipt]] = []
         for it, m in known:
@@ -579,9 +580,7 @@ class InboundHandler:
             st = states[m.message_id]
             other_failed = any(s in FAILED_STATES for q, s in st.items() if q != m.part)
             st[m.part] = state
-            writes.append(
-                (PARTS_KEY, f"{m.message_id}-{m.part}", IdMapping(m.message_id, state, 0, m.part, m.parts))
-            )
+            writes.append((*part_key(m.message_id, m.part), PART_STATE.write(state=state)))
             if state in FAILED_STATES:
                 if not other_failed:
                     decided.append(([it], m, state, m.part, r))
@@ -651,12 +650,21 @@ class InboundHandler:
                 c.inc()
                 self._observe_receipt_latency(op.name, m.message_id)
             if self.events is not None:
-                logged.append(
-                    ((m.message_id, "delivered", time.time(), m.partner, op.name,
-                      getattr(pdu, "destination_addr", ""), getattr(pdu, "source_addr", ""), m.parts, None,
-                      state, r.err, r.message_id, self.node,
-                      m.display_id if m.display_id != m.message_id else None), items)
-                )  # fmt: skip
+                row = event_row(
+                    message_id=m.message_id,
+                    event="delivered",
+                    partner=m.partner,
+                    operator=op.name,
+                    source_addr=getattr(pdu, "destination_addr", ""),
+                    dest_addr=getattr(pdu, "source_addr", ""),
+                    parts=m.parts,
+                    final_state=state,
+                    error=r.err,
+                    operator_message_id=r.message_id,
+                    node=self.node,
+                    display_id=m.display_id if m.display_id != m.message_id else None,
+                )
+                logged.append((row, items))
 
         if not wants_receipt(m.flags, state):
             self.stats.not_wanted += 1
@@ -672,12 +680,24 @@ class InboundHandler:
         if err.isdigit():
             err = err.zfill(3)[-3:]
         # the DlrMessage's octets straight from the fields (no record and Address objects per receipt)
+        # a NUL cannot travel in a record's text (see messages): one in the operator's receipt text is dropped
         data = dlr_record(
-            m.message_id, m.partner, state, (pdu.dest_addr_ton, pdu.dest_addr_npi, pdu.destination_addr),
-            (pdu.source_addr_ton, pdu.source_addr_npi, pdu.source_addr), err, _date(r.submit_date),
-            _date(r.done_date) or time.time(), op.name, r.message_id, nec, r.text or "", part, m.parts,
-            m.display_id,
-        )  # fmt: skip
+            message_id=m.message_id,
+            partner=m.partner,
+            state=state,
+            source=(pdu.dest_addr_ton, pdu.dest_addr_npi, pdu.destination_addr),
+            dest=(pdu.source_addr_ton, pdu.source_addr_npi, pdu.source_addr),
+            error=err,
+            submit_date=_date(r.submit_date),
+            done_date=_date(r.done_date) or time.time(),
+            operator=op.name,
+            operator_message_id=r.message_id.replace("\x00", ""),
+            network_error_code=nec,
+            text=(r.text or "").replace("\x00", ""),
+            part=part,
+            parts=m.parts,
+            display_id=m.display_id,
+        )
 
         def ok() -> None:
             self.stats.published += 1

@@ -32,14 +32,16 @@ from typing import Any
 import attrs
 import trio
 
-from catalyst_smpp.bus import BusError, IdMapping, Kind, MessageBus, Msg, PublishItem
+from catalyst_smpp.bus import BusError, Kind, MessageBus, Msg, PublishItem
+from catalyst_smpp.encoding.msgid import normalise_id
 from catalyst_smpp.gateway.events import EventPublisher, Row, event_row
 from catalyst_smpp.gateway.inbound import wants_receipt
-from catalyst_smpp.gateway.messages import MtFields, dlr_record
+from catalyst_smpp.gateway.mappings import IdMapping
+from catalyst_smpp.gateway.messages import MT, MtFields, dlr_record
 from catalyst_smpp.gateway.submits import mapping_flags
 from catalyst_smpp.protocol.constants import CommandStatus
 from catalyst_smpp.protocol.pdu import SubmitSm
-from catalyst_smpp.store import Operator, normalise_operator_id
+from catalyst_smpp.store import Operator
 
 __all__ = [
     "ACTIONS",
@@ -166,6 +168,12 @@ class Job:
         """The id mapping flags of part ``i`` (0-based)."""
         assert self.mt is not None
         return mapping_flags(self.mt.registered_delivery, i + 1, len(self.pdus), self.last_only)
+
+    def mapping(self, i: int) -> IdMapping:
+        """The id mapping of part ``i`` (0-based): what its operator id leads a receipt to."""
+        mt = self.mt
+        assert mt is not None
+        return IdMapping(mt.message_id, mt.partner, self.flags(i), i + 1, len(self.pdus), mt.display_id)
 
     def accepted_parts(self) -> int:
         """Parts the operator answered ESME_ROK."""
@@ -345,32 +353,18 @@ class Settlement:
 
     async def _store_mappings(self, ok: list[Job], op: Operator, deadline: float) -> list[Job]:
         """Store the id mappings of ``ok``; the jobs whose mappings are all stored (the others counted)."""
-        items: list[tuple[str, str, IdMapping]] = []
+        items: list[tuple[str, str, bytes]] = []
         owners: list[Job] = []
         for j in ok:
             assert j.mt is not None
-            n = len(j.results)
             keys = j.keys
             for i, r in enumerate(j.results):
                 known = keys[i] if keys else None
                 if known is not None and known[0] == r.message_id:  # normalised when remembered already
-                    items.append((op.name, known[1], known[2]))
+                    items.append((op.name, known[1], known[2].to_bytes()))
                 else:
-                    oid = normalise_operator_id(r.message_id, op.submit_id_format)
-                    items.append(
-                        (
-                            op.name,
-                            oid,
-                            IdMapping(
-                                j.mt.message_id,
-                                j.mt.partner,
-                                j.flags(i),
-                                i + 1,
-                                n,
-                                j.mt.display_id,
-                            ),
-                        )
-                    )
+                    oid = normalise_id(r.message_id, op.submit_id_format)
+                    items.append((op.name, oid, j.mapping(i).to_bytes()))
                 owners.append(j)
         results: list[Any] = []
         # The operator has accepted these: giving one back to the queue means submitting it again (a
@@ -411,7 +405,7 @@ class Settlement:
         mt = j.mt
         assert mt is not None
         if a.publish == "next_target":
-            nxt = attrs.evolve(mt.to_message(), targets=mt.targets[1:], attempt=mt.attempt + 1)
+            nxt = attrs.evolve(MT.record(mt), targets=mt.targets[1:], attempt=mt.attempt + 1)
             return PublishItem(
                 self.bus.subject(Kind.MT, nxt.targets[0]), nxt.to_bytes(), None, f"{mt.message_id}@{name}"
             )
@@ -419,25 +413,42 @@ class Settlement:
         if not wants_receipt(mt.registered_delivery, state):
             return None
         parts = max(1, len(j.pdus))
-        # the octets of DlrMessage(...).to_bytes() (dlr_record: no record/Address objects)
         dlr = dlr_record(
-            mt.message_id, mt.partner, state, (mt.source_ton, mt.source_npi, mt.source_addr),
-            (mt.dest_ton, mt.dest_npi, mt.dest_addr), receipt_err(j.status or 0), mt.accepted_at,
-            time.time(), name, "", "", "", 1, parts, mt.display_id,
-        )  # fmt: skip
+            message_id=mt.message_id,
+            partner=mt.partner,
+            state=state,
+            source=(mt.source_ton, mt.source_npi, mt.source_addr),
+            dest=(mt.dest_ton, mt.dest_npi, mt.dest_addr),
+            error=receipt_err(j.status or 0),
+            submit_date=mt.accepted_at,
+            done_date=time.time(),
+            operator=name,
+            parts=parts,
+            display_id=mt.display_id,
+        )
         return PublishItem(
             self.bus.subject(Kind.DLR, mt.partner), dlr, None, f"dlr:{mt.message_id}:{parts}:{state}"
         )
 
     def _submitted(self, j: Job, name: str, now: float) -> Row:
-        """The ``submitted`` row of a fully accepted message (a plain tuple: one is made per message)."""
+        """The ``submitted`` row of a fully accepted message."""
         mt = j.mt
         assert mt is not None
         rs = j.results
-        return (mt.message_id, "submitted", now, mt.partner, name, mt.source_addr, mt.dest_addr,
-                len(rs), 0, None, None, rs[0].message_id if len(rs) == 1 else ",".join(
-                    r.message_id for r in rs), self.node,
-                mt.display_id if mt.display_id != mt.message_id else None)  # fmt: skip
+        return event_row(
+            mt.message_id,
+            "submitted",
+            at=now,
+            partner=mt.partner,
+            operator=name,
+            source_addr=mt.source_addr,
+            dest_addr=mt.dest_addr,
+            parts=len(rs),
+            status=0,
+            operator_message_id=",".join(r.message_id for r in rs),
+            node=self.node,
+            display_id=mt.display_id if mt.display_id != mt.message_id else None,
+        )
 
     def _failed(self, j: Job, state: str, name: str) -> Row:
         """Log a permanent failure; its ``failed`` row."""

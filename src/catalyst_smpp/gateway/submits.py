@@ -22,7 +22,7 @@ from catalyst_smpp.encoding import (
     segment,
 )
 from catalyst_smpp.gateway.inbound import PART_DECIDES, PART_UNASKED
-from catalyst_smpp.gateway.messages import MtFields, MtMessage
+from catalyst_smpp.gateway.messages import MT, MtFields, MtMessage
 from catalyst_smpp.protocol.pdu import SubmitSm
 from catalyst_smpp.protocol.tlv import Tag, Tlv
 from catalyst_smpp.store import Operator
@@ -130,7 +130,7 @@ def build_submits(mt: MtMessage, operator: Operator, ref: int) -> list[SubmitSm]
     flags (:func:`mapping_flags`).  Raises ``UnencodableCharacterError`` / ``SegmentationError`` for
     text the operator cannot take (a permanent failure).
     """
-    return _build_submits(MtFields.of(mt), operator, ref)
+    return _build_submits(MT.view_of(mt), operator, ref)
 
 
 def _build_submits(mt: MtFields, operator: Operator, ref: int) -> list[SubmitSm]:

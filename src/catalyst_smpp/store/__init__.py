@@ -16,7 +16,6 @@ from .records import (
     Route,
     RouteTarget,
     authenticate,
-    normalise_operator_id,
     parse_command_status,
     parse_command_statuses,
 )
@@ -70,7 +69,6 @@ __all__ = [
     "load_snapshot_file",
     "migrate",
     "needs_rehash",
-    "normalise_operator_id",
     "open_config_watcher",
     "parse_command_status",
     "parse_command_statuses",

@@ -23,7 +23,6 @@ __all__ = [
     "Route",
     "RouteTarget",
     "authenticate",
-    "normalise_operator_id",
     "parse_command_status",
     "parse_command_statuses",
 ]
@@ -288,26 +287,3 @@ class ConfigSnapshot:
     routes: tuple[Route, ...]
     mo_routes: tuple[MoRoute, ...] = ()
     """MO routes (migration 0002), ordered by longest dest_prefix, then priority."""
-
-
-def normalise_operator_id(raw: str, fmt: str) -> str:
-    """Canonical form of an operator message id, so submit_sm_resp and receipt ids meet in the KV.
-
-    ``hex``/``dec``: the integer value, in decimal (so hex ``0A1F`` in the response and decimal ``2591``
-    in the receipt give the same key; leading zeros vanish).  ``text`` (or a value that does not parse):
-    trimmed, lower-cased, leading zeros removed.  Use the operator's ``submit_id_format`` for ids from
-    submit_sm_resp and its ``receipt_id_format`` for ids from receipts.
-    """
-    s = raw.strip().strip("\x00").strip()
-    if fmt == "hex":
-        try:
-            return str(int(s, 16))
-        except ValueError:
-            pass
-    elif fmt == "dec":
-        if s.isdigit():
-            return str(int(s, 10))
-    elif fmt != "text":
-        raise ValueError(f"unknown id format {fmt!r}")
-    t = s.lower().lstrip("0")
-    return t or ("0" if s else "")
