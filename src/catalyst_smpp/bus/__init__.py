@@ -1,6 +1,6 @@
 """JetStream bus: nats-py on its own asyncio thread, a batched trio-facing API.
 
-See docs/infra-api.md.  Nothing here hands asyncio objects to the caller.
+See docs/dev/infra-api.md.  Nothing here hands asyncio objects to the caller.
 """
 
 from .core import (

@@ -110,7 +110,7 @@ class ClientSession(SmppSession):
 
 
 class SmppClient:
-    """ESME-role SMPP client keeping ``config.binds`` up; see docs/sessions-api.md."""
+    """ESME-role SMPP client keeping ``config.binds`` up; see docs/dev/sessions-api.md."""
 
     def __init__(
         self,
@@ -301,7 +301,7 @@ class SmppClient:
             await self._bound_lot.park()
 
     async def request(self, pdu: Pdu) -> Pdu:
-        """Send on a TX/TRX bind within window and TPS; the response (see docs/sessions-api.md)."""
+        """Send on a TX/TRX bind within window and TPS; the response (see docs/dev/sessions-api.md)."""
         retries = 0
         while True:
             await self._take_token()

@@ -1,6 +1,6 @@
 """Operator connector: one per operator per node -- JetStream ``MT.<operator>`` → the operator's SMSC.
 
-What it does (docs/gateway.md):
+What it does (docs/dev/gateway.md):
 
 * keeps an :class:`~catalyst_smpp.client.SmppClient` bound per the operator's settings (bind type incl.
   ``tx_rx`` = one TX and one RX session per ``bind_count``, window, TPS, TLS (certificate checked against
@@ -345,7 +345,7 @@ class _Job:
 
 
 class OperatorConnector:
-    """One operator on this node; see the module notes and docs/gateway.md."""
+    """One operator on this node; see the module notes and docs/dev/gateway.md."""
 
     def __init__(
         self,

@@ -6,7 +6,7 @@ Each record travels as one JetStream message.  Two encodings, both read by every
   ``D`` DLR, ``O`` MO), the length of the fixed part, then the fixed part (little-endian integers and
   doubles, one layout per kind, ending in the length of the string block and the TLV count), the string
   block (the record's text fields in UTF-8, joined by NUL), the TLVs (tag u16, length u16, value) and the
-  payload (the short message exactly as received) to the end.  See docs/gateway.md for the layouts.
+  payload (the short message exactly as received) to the end.  See docs/dev/gateway.md for the layouts.
 * **JSON** (written by nodes before the binary form; still written for a record the binary form cannot
   carry -- a NUL in a text field, an integer out of its field's range): a compact JSON header line, a
   newline, then the raw payload bytes.
