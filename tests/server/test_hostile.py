@@ -302,6 +302,7 @@ async def test_connection_limits_refuse_at_accept(caplog: pytest.LogCaptureFixtu
         assert (await again.bind("trx", "acme", "pw")).command_status == 0
         for s in opened:
             await trio.aclose_forcefully(s)
+        nursery.cancel_scope.cancel()  # the server serves until cancelled
 
 
 def _pdus(data: bytes) -> list[Any]:
