@@ -26,8 +26,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from catalyst_smpp.config import NatsConfig
 from catalyst_smpp.daemon import SdNotifier, watchdog_interval
-from catalyst_smpp.embedded import free_port
 from catalyst_smpp.logs import set_level, setup_logging
+from tests.services import free_port
 
 
 def _cli() -> list[str]:
@@ -364,22 +364,6 @@ def test_run_as_a_process_notify_metrics_reload_and_graceful_stop(
 # --------------------------------------------------------------------------- workers
 
 
-def _free_ports(n: int) -> int:
-    """A base port with ``n`` consecutive free ports (worker k serves metrics on base + k)."""
-    for _ in range(100):
-        base = free_port()
-        if base + n - 1 > 65535:
-            continue
-        try:
-            for k in range(1, n):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", base + k))
-        except OSError:
-            continue
-        return base
-    raise AssertionError("no consecutive free ports")
-
-
 def _worker_pids(parent: int) -> dict[int, int]:
     """{worker index: pid} of the supervising parent's worker processes."""
     import psutil
@@ -447,7 +431,7 @@ def test_run_with_two_workers_notify_share_the_port_restart_reload_and_stop(
     notify_socket: tuple[str, socket.socket],
 ) -> None:
     """``run --workers 2``: one parent (sd_notify, signals, restarts) and two workers on one SMPP port."""
-    smpp_port, metrics_base = free_port(), _free_ports(2)
+    smpp_port, metrics_base = free_port(), free_port(2)
     text = _config_text(
         state=tmp_path / "state",
         nats_url=nats_url,
