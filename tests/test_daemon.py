@@ -10,10 +10,12 @@ import io
 import json
 import logging
 import os
+import queue
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -176,9 +178,26 @@ def test_watchdog_interval_is_half_of_watchdog_usec(monkeypatch: pytest.MonkeyPa
 
 
 class Notifications:
+    """The daemon's sd_notify datagrams, read by a thread as they arrive.  A socket left unread while the test
+    waits for something else fills up (``net.unix.max_dgram_qlen``, 10 by default: 5 s of ``WATCHDOG=1`` at
+    ``WATCHDOG_USEC=1000000``), and the daemon's next notification is then dropped (EAGAIN)."""
+
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.seen: list[str] = []
+        self._arrived: queue.Queue[str] = queue.Queue()
+        sock.settimeout(0.2)
+        threading.Thread(target=self._read, name="sd-notify-reader", daemon=True).start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                msg = self.sock.recv(4096)
+            except TimeoutError:
+                continue
+            except OSError:  # the fixture closed the socket: the test is over
+                return
+            self._arrived.put(msg.decode())
 
     def wait_for(self, line: str, proc: subprocess.Popen[bytes], timeout: float = 120.0) -> list[str]:
         """Read datagrams until one has the line ``line``; returns those read (timeout: a hang guard)."""
@@ -198,10 +217,9 @@ class Notifications:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise AssertionError(f"daemon exited with {proc.returncode} while waiting for {line}")
-            self.sock.settimeout(0.5)
             try:
-                msg = self.sock.recv(4096).decode()
-            except TimeoutError:
+                msg = self._arrived.get(timeout=0.5)
+            except queue.Empty:
                 continue
             self.seen.append(msg)
             got.append(msg)
