@@ -35,6 +35,7 @@ from catalyst_smpp.store import Database
 __all__ = [
     "bus",
     "db",
+    "free_port",
     "memory_bus",
     "nats_config",
     "nats_server_factory",
@@ -76,6 +77,41 @@ def state_tmp() -> Iterator[Path]:
 
 def unique_name(prefix: str = "t") -> str:
     return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):  # not Linux: the IANA range starts here
+        return 49152
+
+
+def free_port(count: int = 1) -> int:
+    """The first of ``count`` consecutive TCP ports free on 127.0.0.1, chosen at random *below* the kernel's
+    ephemeral range.  A test that kills a process and starts it again on the same port (a gateway, a worker's
+    metrics port) must find the port still free: a port from the ephemeral range (what binding port 0 gives)
+    can meanwhile become the local port of any outgoing connection on the machine, the more likely the more
+    tests run at once.  Below that range only an explicit bind takes a port."""
+    import random
+    import socket
+
+    top = _ephemeral_low() - count
+    rng = random.SystemRandom()
+    for _ in range(200):
+        base = rng.randrange(10000, top)
+        socks: list[socket.socket] = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+        return base
+    raise AssertionError(f"no {count} consecutive free ports below {top + count}")
 
 
 # --------------------------------------------------------------------------- NATS

@@ -10,10 +10,12 @@ import io
 import json
 import logging
 import os
+import queue
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -26,8 +28,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from catalyst_smpp.config import NatsConfig
 from catalyst_smpp.daemon import SdNotifier, watchdog_interval
-from catalyst_smpp.embedded import free_port
 from catalyst_smpp.logs import set_level, setup_logging
+from tests.services import free_port
 
 
 def _cli() -> list[str]:
@@ -176,9 +178,26 @@ def test_watchdog_interval_is_half_of_watchdog_usec(monkeypatch: pytest.MonkeyPa
 
 
 class Notifications:
+    """The daemon's sd_notify datagrams, read by a thread as they arrive.  A socket left unread while the test
+    waits for something else fills up (``net.unix.max_dgram_qlen``, 10 by default: 5 s of ``WATCHDOG=1`` at
+    ``WATCHDOG_USEC=1000000``), and the daemon's next notification is then dropped (EAGAIN)."""
+
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.seen: list[str] = []
+        self._arrived: queue.Queue[str] = queue.Queue()
+        sock.settimeout(0.2)
+        threading.Thread(target=self._read, name="sd-notify-reader", daemon=True).start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                msg = self.sock.recv(4096)
+            except TimeoutError:
+                continue
+            except OSError:  # the fixture closed the socket: the test is over
+                return
+            self._arrived.put(msg.decode())
 
     def wait_for(self, line: str, proc: subprocess.Popen[bytes], timeout: float = 120.0) -> list[str]:
         """Read datagrams until one has the line ``line``; returns those read (timeout: a hang guard)."""
@@ -198,10 +217,9 @@ class Notifications:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise AssertionError(f"daemon exited with {proc.returncode} while waiting for {line}")
-            self.sock.settimeout(0.5)
             try:
-                msg = self.sock.recv(4096).decode()
-            except TimeoutError:
+                msg = self._arrived.get(timeout=0.5)
+            except queue.Empty:
                 continue
             self.seen.append(msg)
             got.append(msg)
@@ -364,22 +382,6 @@ def test_run_as_a_process_notify_metrics_reload_and_graceful_stop(
 # --------------------------------------------------------------------------- workers
 
 
-def _free_ports(n: int) -> int:
-    """A base port with ``n`` consecutive free ports (worker k serves metrics on base + k)."""
-    for _ in range(100):
-        base = free_port()
-        if base + n - 1 > 65535:
-            continue
-        try:
-            for k in range(1, n):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", base + k))
-        except OSError:
-            continue
-        return base
-    raise AssertionError("no consecutive free ports")
-
-
 def _worker_pids(parent: int) -> dict[int, int]:
     """{worker index: pid} of the supervising parent's worker processes."""
     import psutil
@@ -447,7 +449,7 @@ def test_run_with_two_workers_notify_share_the_port_restart_reload_and_stop(
     notify_socket: tuple[str, socket.socket],
 ) -> None:
     """``run --workers 2``: one parent (sd_notify, signals, restarts) and two workers on one SMPP port."""
-    smpp_port, metrics_base = free_port(), _free_ports(2)
+    smpp_port, metrics_base = free_port(), free_port(2)
     text = _config_text(
         state=tmp_path / "state",
         nats_url=nats_url,

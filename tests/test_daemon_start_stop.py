@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from catalyst_smpp.config import NatsConfig
-from catalyst_smpp.embedded import free_port
+from tests.services import free_port
 from tests.test_daemon import (
     Notifications,
     _cli,

@@ -122,6 +122,16 @@ async def _demo(state: Path, out: TextIO, timeout: float) -> int:
     by_id: dict[str, _Sent] = {}
     all_receipts = trio.Event()
     unmatched: list[str] = []
+    # A receipt can be handled before the task that sent the message has read its submit_sm_resp: the
+    # client's reader hands the response to that task and goes on to the deliver_sm that followed it in
+    # the same read.  Such a receipt waits here for its message id.
+    early: dict[str, Any] = {}
+
+    def settle(m: _Sent, r: Any) -> None:
+        m.receipt_state = r.stat or r.state.name
+        m.receipt_at = time.monotonic()
+        if len(sent) == len(DEMO_MESSAGES) and all(x.receipt_state for x in sent):
+            all_receipts.set()
 
     def on_deliver(session: Any, pdu: Any) -> Any:
         if not isinstance(pdu, DeliverSm):
@@ -139,12 +149,9 @@ async def _demo(state: Path, out: TextIO, timeout: float) -> int:
             return None
         m = by_id.get(r.message_id.lower())
         if m is None:
-            unmatched.append(r.message_id)
+            early[r.message_id.lower()] = r
         elif r.is_final:
-            m.receipt_state = r.stat or r.state.name
-            m.receipt_at = time.monotonic()
-            if all(x.receipt_state for x in sent):
-                all_receipts.set()
+            settle(m, r)
         return None
 
     say(f"state directory: {state}")
@@ -193,6 +200,9 @@ async def _demo(state: Path, out: TextIO, timeout: float) -> int:
                     m.message_id = getattr(resp, "message_id", "") or ""
                     if m.status == 0:
                         by_id[m.message_id.lower()] = m
+                        r = early.pop(m.message_id.lower(), None)
+                        if r is not None and r.is_final:
+                            settle(m, r)
                     else:
                         m.receipt_state = "-"  # nothing to wait for
                     say(
@@ -225,6 +235,7 @@ async def _demo(state: Path, out: TextIO, timeout: float) -> int:
             + (f" in {parts} part(s), data_coding {at_op[0].data_coding}" if at_op else "")
         )
         say(f"        receipt: {receipt} after {took}")
+    unmatched += [r.message_id for r in early.values()]
     if unmatched:
         say(f"  receipts that matched no message: {unmatched}")
     say("")

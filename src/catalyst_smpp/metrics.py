@@ -1,7 +1,7 @@
 """Prometheus metrics of a gateway node, and a small HTTP exporter that runs under trio.
 
 Every :class:`Metrics` object has its own ``CollectorRegistry`` (tests and several gateways in one
-process never collide).  The attribute names are the ones pinned in ``docs/gateway.md``; the exported
+process never collide).  The attribute names are the ones pinned in ``docs/dev/gateway.md``; the exported
 names carry the ``catalyst_smpp_`` prefix::
 
     m = Metrics()
@@ -69,7 +69,7 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         m = self._metric
-        # --- pinned in docs/gateway.md (used by the gateway parts)
+        # --- pinned in docs/dev/gateway.md (used by the gateway parts)
         self.submits_total = m(
             Counter,
             "submits_total",

@@ -239,7 +239,9 @@ async def test_throttle_answers_are_logged_with_counts_not_one_line_each(
             n.start_soon(send, i)
     assert statuses == [0] * 50
     retries = client.stats.throttled_retries
-    assert retries >= 200  # many throttle answers...
+    # many throttle answers (how many depends on which requests trio schedules into the window first:
+    # 199 to 280 were seen over runs)...
+    assert retries >= 150
     lines = [rec.getMessage() for rec in caplog.records if "peer asks to slow down" in rec.getMessage()]
     assert 1 <= len(lines) <= 3  # ...but one line per 10 s, carrying the counts
     assert "slow down: 1 x 0x00000058;" in lines[0]  # the first answer is logged at once

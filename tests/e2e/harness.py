@@ -21,7 +21,6 @@ import collections
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -58,6 +57,7 @@ from catalyst_smpp.store import (
 )
 from catalyst_smpp.transport import SessionError
 from catalyst_smpp.transport.errors import NotBoundError
+from tests.services import free_port
 
 PASSWORD = "secret"
 
@@ -617,12 +617,6 @@ class SmpplibPartner:
 
 
 # --------------------------------------------------------------------------- the daemon in a subprocess
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class GatewayProcess:

@@ -216,7 +216,7 @@ async def test_operator_connection_dropped_and_simulator_down_for_a_while(env: E
     sent_before = set(sims[0].receipts_acked)
     assert sent_before  # the outage waited for one (how many more depends on timing)
     # receipts the first SMSC never sent (due, or unanswered, when it went away) never come: the gateway does
-    # not make one up (docs/gateway.md, "Receipts an operator never sends")
+    # not make one up (docs/dev/gateway.md, "Receipts an operator never sends")
     never_sent = set(sims[0].receipt_stats) - sent_before
     at_partner = {r for r, _ in receipts.items}
     assert at_partner <= set(load.acked.values()), "receipts only for our ids"

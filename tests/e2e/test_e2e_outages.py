@@ -276,7 +276,12 @@ async def test_gateway_started_while_nats_down(env: Env, nats_server_factory: ob
         gw = GatewayProcess(env, env.tmp)
         gw.start()
         try:
-            await trio.sleep(3.0)
+            # its start-up (seconds on a loaded machine) ends in the line saying what it waits for; then it
+            # keeps trying for a while, which must not log again
+            await wait_for(
+                lambda: "not reachable" in gw.tail(400), 60, f"the gateway's line about NATS:\n{gw.tail()}"
+            )
+            await trio.sleep(2.0)
             assert gw.proc is not None and gw.proc.poll() is None, f"the gateway gave up:\n{gw.tail()}"
             with pytest.raises(OSError):  # no partner bind before the messages have somewhere to go
                 await trio.open_tcp_stream("127.0.0.1", gw.port)

@@ -1,1 +1,1 @@
-"""Gateway tests (issue 5)."""
+"""Gateway tests: accept, operator connectors, receipts and MO, partner delivery, the message log."""

@@ -431,7 +431,7 @@ async def test_unmatched_receipts_are_counted_per_operator(
 async def test_partner_split_message_kannel_style_gets_one_receipt(
     bus: MessageBus, autojump_clock: trio.testing.MockClock
 ) -> None:
-    """field-lessons 10 / peers.md (Kannel 1.4.5): a long message the partner split itself (UDH, esm_class
+    """Kannel 1.4.5 as a partner: a long message the partner split itself (UDH, esm_class
     0x43 with the store-and-forward mode bits) asks for a receipt on part 1 only and expects one receipt per
     message, for part 1's id.  Every part still reaches the operator as sent (mode bits kept, not refused)."""
     from catalyst_smpp.encoding import Encoding, encode

@@ -7,8 +7,8 @@ decoder would refuse.
 
 Two parts:
 
-* a seeded random loop for volume (``CATALYST_FUZZ_CASES`` cases, 100,000 by default): each
-  case is a random PDU, a mutation of a valid PDU (the seeds of ``peers.seed_pdus`` and the
+* a seeded random loop for volume (``CATALYST_FUZZ_CASES`` cases, 100,000 by default, over ``SHARDS``
+  tests): each case is a random PDU, a mutation of a valid PDU (the seeds of ``peers.seed_pdus`` and the
   valid hex vectors of ``tests/vectors/pdus.txt``: bit flips, truncation, length-field lies,
   splicing, random TLVs ...) or a splice of two; it goes through ``decode_pdu`` whole, through
   a :class:`Framer` in random chunks (one octet at a time for some), and into a long-lived
@@ -307,12 +307,20 @@ def run_case(rng: random.Random, data: bytes, esme: SessionDriver, smsc: Session
 # =====================================================================================
 
 
-def test_fuzz_loop() -> None:
-    rng = random.Random(SEED)
-    esme = SessionDriver(Role.ESME, random.Random(SEED + 1))
-    smsc = SessionDriver(Role.SMSC, random.Random(SEED + 2))
+SHARDS = 4
+"""The loop runs as this many tests of ``CASES // SHARDS`` cases each (own random stream and own long-lived
+sessions), so that parallel test workers share it out."""
+
+
+@pytest.mark.parametrize("shard", range(SHARDS))
+def test_fuzz_loop(shard: int) -> None:
+    seed = SEED + 10 * shard
+    rng = random.Random(seed)
+    esme = SessionDriver(Role.ESME, random.Random(seed + 1))
+    smsc = SessionDriver(Role.SMSC, random.Random(seed + 2))
     decoded = refused = 0
-    for i in range(CASES):
+    cases = CASES // SHARDS
+    for i in range(cases):
         data = make_case(rng)
         try:
             pdu = None
@@ -326,10 +334,10 @@ def test_fuzz_loop() -> None:
                 decoded += 1
             run_case(rng, data, esme, smsc)
         except BaseException as exc:
-            raise AssertionError(f"fuzz case {i} (seed {SEED}): {data.hex()}") from exc
+            raise AssertionError(f"fuzz case {i} (seed {seed}): {data.hex()}") from exc
     # the mix reaches both outcomes in quantity, and the sessions are re-created as they close
-    assert decoded > CASES // 10
-    assert refused > CASES // 10
+    assert decoded > cases // 10
+    assert refused > cases // 10
     assert esme.sessions > 1 and smsc.sessions > 1
 
 

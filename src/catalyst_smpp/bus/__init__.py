@@ -3,7 +3,7 @@
 :mod:`.api` declares the interface and its records; :class:`Bus` (:mod:`.core`, :mod:`.jetstream`,
 :mod:`.bridge`) implements it on JetStream with nats-py on its own asyncio thread, every use of nats-py
 internals in :mod:`.nats_internals`; :class:`.memory.MemoryBus` implements it in memory for tests.
-See docs/gateway.md ("The bus").  Nothing here hands asyncio objects to the caller.
+See docs/dev/gateway.md ("The bus").  Nothing here hands asyncio objects to the caller.
 """
 
 from .api import (

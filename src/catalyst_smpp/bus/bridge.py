@@ -2,7 +2,7 @@
 
 nats-py is asyncio-only.  Rather than trio-asyncio (every loop tick ~8x dearer,
 measured), nats-py runs on a dedicated asyncio thread and trio crosses to it once
-per *batch* (see docs/infra-api.md for the figures).
+per *batch* (see docs/dev/infra-api.md for the figures).
 
 ``await bridge.call(coro_fn, *args)`` schedules ``coro_fn(*args)`` on the asyncio
 loop and suspends the trio task (no worker thread is held) until it finishes.  If

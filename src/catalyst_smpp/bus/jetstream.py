@@ -3,7 +3,7 @@
 :class:`_AioSide` owns the nats-py client; :class:`_Puller` is one durable pull consumer.  The hot paths
 (batch publish, pull replies, acks, KV gets) write NATS protocol lines themselves and read replies through
 the fast path of :mod:`.nats_internals`: one buffer per batch instead of one nats-py call per message
-(docs/gateway-performance.md has the figures).  Callers reach this module only through :mod:`.core`.
+(docs/dev/gateway-performance.md has the figures).  Callers reach this module only through :mod:`.core`.
 
 One module of ~750 lines on purpose: the publisher, the pullers and the KV reader share the wire format,
 the fast-path handlers and the batch-token bookkeeping; apart, each would need the others' internals.

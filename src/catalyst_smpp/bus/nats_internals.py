@@ -1,7 +1,7 @@
 """Every use of nats-py's private parts, in one place, checked against the installed nats-py at import.
 
 The bus uses nats-py's public API except where the public path costs throughput or correctness
-(docs/gateway-performance.md, "nats-py internals", has each one's measured gain):
+(docs/dev/gateway-performance.md, "nats-py internals", has each one's measured gain):
 
 * :func:`install_fast_path` replaces ``Client._process_msg`` so that messages on our own inboxes (publish
   acks, pull replies, KV direct-get replies) go straight from the parser to a plain function;

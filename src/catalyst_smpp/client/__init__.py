@@ -1,4 +1,4 @@
-"""The SMPP client (ESME role) on trio; see docs/sessions-api.md."""
+"""The SMPP client (ESME role) on trio; see docs/dev/sessions-api.md."""
 
 from catalyst_smpp.client.client import ClientConfig, ClientSession, ClientStats, SmppClient
 from catalyst_smpp.transport.session import DEFERRED, BindType

@@ -111,7 +111,7 @@ class ClientSession(SmppSession):
 
 
 class SmppClient:
-    """ESME-role SMPP client keeping ``config.binds`` up; see docs/sessions-api.md."""
+    """ESME-role SMPP client keeping ``config.binds`` up; see docs/dev/sessions-api.md."""
 
     def __init__(
         self,
@@ -302,7 +302,7 @@ class SmppClient:
             await self._bound_lot.park()
 
     async def request(self, pdu: Pdu) -> Pdu:
-        """Send on a TX/TRX bind within window and TPS; the response (see docs/sessions-api.md).  Throttle
+        """Send on a TX/TRX bind within window and TPS; the response (see docs/dev/sessions-api.md).  Throttle
         answers are sent again after a pause (:meth:`throttle_retry`), by the same
         :class:`~catalyst_smpp.transport.sender.WindowedSender` pipelined senders use."""
         return await WindowedSender.request(pdu, self._acquire_any, self.throttle_retry)

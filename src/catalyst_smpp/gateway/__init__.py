@@ -1,4 +1,4 @@
-"""The gateway: partners in, operators out, receipts back (see docs/gateway.md).
+"""The gateway: partners in, operators out, receipts back (see docs/dev/gateway.md).
 
 Submodules import lazily where they are built in parallel; the names below are the stable ones.
 """

@@ -6,8 +6,8 @@ PDU).  For submit_sm / data_sm / submit_multi it validates, routes, assigns our 
 The batcher (one task, :meth:`AcceptHandler.run`) takes everything queued from every session (up to
 ``max_batch``), publishes it with one ``bus.publish_batch`` (``msg_id`` = our id, so a re-publish is stored
 once), stores the batch's event rows -- ``accepted`` for each record stored, ``rejected`` for each refusal --
-with one more (``events.store``: retried until EVENTS takes them; docs/gateway.md, "Events are as durable as
-what they record"), and only then answers each request with ``session.respond``:
+with one more (``events.store``: retried until EVENTS takes them; docs/dev/gateway.md, "Events are as durable
+as what they record"), and only then answers each request with ``session.respond``:
 
 * published → ``ESME_ROK`` with our id in the partner's ``message_id_format``;
 * ``STORE_FULL`` / ``TIMEOUT`` / ``CONNECTION`` → ``ESME_RMSGQFUL`` (temporary: the partner retries);
@@ -46,7 +46,7 @@ destination is accepted the response is the first destination's error status.
 query_sm: answered from the message log by :mod:`~catalyst_smpp.gateway.query` when the handler has a ``db``;
 without one → ``ESME_RQUERYFAIL`` (``ESME_RINVMSGID`` for an id that is not ours in the partner's format);
 cancel_sm → ``ESME_RCANCELFAIL``; replace_sm → ``ESME_RREPLACEFAIL`` (after the same field check): messages
-leave for the operator within milliseconds (docs/gateway.md, "query_sm, cancel_sm, replace_sm").
+leave for the operator within milliseconds (docs/dev/gateway.md, "query_sm, cancel_sm, replace_sm").
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Operator connector: one per operator per node -- JetStream ``MT.<operator>`` → the operator's SMSC.
 
-What it does (docs/gateway.md), and where each part lives:
+What it does (docs/dev/gateway.md), and where each part lives:
 
 * the link (gateway/link.py): an :class:`~catalyst_smpp.client.SmppClient` kept bound per the operator's
   settings; incoming deliver_sm / data_sm go to :class:`~catalyst_smpp.gateway.inbound.InboundHandler`;
@@ -92,7 +92,7 @@ def _abandoned(part: tuple[Job, int]) -> bool:
 
 
 class OperatorConnector:
-    """One operator on this node; see the module notes and docs/gateway.md."""
+    """One operator on this node; see the module notes and docs/dev/gateway.md."""
 
     def __init__(
         self,

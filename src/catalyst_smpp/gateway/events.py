@@ -3,7 +3,7 @@
 * :class:`EventPublisher` -- ``await store(rows)`` publishes a batch of event rows with one
   ``publish_batch`` and returns when JetStream has acknowledged them (retrying what failed, idempotently).
   The producers await it in their own batch step, BEFORE the answer or ack that makes the rows true
-  (docs/gateway.md, "Events are as durable as what they record"): accept before the submit_sm_resp, the
+  (docs/dev/gateway.md, "Events are as durable as what they record"): accept before the submit_sm_resp, the
   connector before the MT ack, inbound before the deliver_sm_resp.  So a row is exactly as durable as the
   thing it records: a crash can lose an answer (the peer retries), never the row of something answered.
 * :class:`EventWriter` -- consumes the shared durable ``EVENTS_all`` and writes ``db.write_log_rows``

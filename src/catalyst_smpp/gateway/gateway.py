@@ -1,6 +1,6 @@
 """The Gateway: partners in (listeners, auth, accept), operators out (connectors), receipts/MO back.
 
-Built from a :class:`Config` and open infrastructure (bus, database, watcher); see docs/gateway.md::
+Built from a :class:`Config` and open infrastructure (bus, database, watcher); see docs/dev/gateway.md::
 
     gw = Gateway(cfg, infra, node_id="gw-1")
     async with trio.open_nursery() as n:

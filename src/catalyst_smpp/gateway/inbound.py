@@ -3,7 +3,7 @@
 ``InboundHandler.handle`` is the :class:`~catalyst_smpp.client.SmppClient` handler.  It never answers
 at once: it queues the PDU and returns ``DEFERRED``; :meth:`InboundHandler.run` takes everything
 queued (from all sessions, all messages) as one batch, does one KV lookup and one JetStream publish
-for the batch, stores the batch's ``delivered`` event rows (one packed publish; docs/gateway.md, "Events
+for the batch, stores the batch's ``delivered`` event rows (one packed publish; docs/dev/gateway.md, "Events
 are as durable as what they record"), and only then answers each PDU with ``session.respond`` --
 ``ESME_ROK`` after both acks, ``ESME_RX_T_APPN`` (temporary, the SMSC sends it again) when the bus failed or
 the rows were not stored within ``events_timeout``.

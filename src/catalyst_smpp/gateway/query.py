@@ -1,4 +1,4 @@
-"""query_sm for partners, answered from the message log (docs/gateway.md, "query_sm, cancel_sm, replace_sm").
+"""query_sm for partners, from the message log (docs/dev/gateway.md, "query_sm, cancel_sm, replace_sm").
 
 :class:`QueryHandler` is what :class:`~catalyst_smpp.gateway.accept.AcceptHandler` delegates query_sm to when
 it has a database.  ``QueryHandler.query(session, pdu)`` checks what it can at once (returns a status) or

@@ -1,4 +1,4 @@
-"""The SMPP server (SMSC role) on trio; see docs/sessions-api.md."""
+"""The SMPP server (SMSC role) on trio; see docs/dev/sessions-api.md."""
 
 from catalyst_smpp.server.auth import Account, Authenticator, BindRequest, StaticAuthenticator
 from catalyst_smpp.server.server import ServerConfig, ServerSession, SmppServer, accept_all_handler

@@ -206,7 +206,7 @@ class ServerSession(SmppSession):
 
 
 class SmppServer:
-    """SMSC-role SMPP server; see docs/sessions-api.md."""
+    """SMSC-role SMPP server; see docs/dev/sessions-api.md."""
 
     def __init__(
         self,

@@ -1,6 +1,6 @@
 """Postgres: schema migrations, typed records, repositories, batched message log, change watcher.
 
-psycopg 3 is used synchronously, in worker threads (``Database.run``); see docs/infra-api.md.
+psycopg 3 is used synchronously, in worker threads (``Database.run``); see docs/dev/infra-api.md.
 """
 
 from .db import Database, connect_sync

@@ -1,6 +1,6 @@
 """Trio-facing access to Postgres: synchronous psycopg in worker threads, a small connection pool.
 
-Why sync-in-threads (measured, see docs/infra-api.md): a ``trio.to_thread.run_sync`` crossing costs
+Why sync-in-threads (measured, see docs/dev/infra-api.md): a ``trio.to_thread.run_sync`` crossing costs
 tens of microseconds, a Postgres round trip hundreds, and every write on the hot path is a batch
 (COPY), so the crossing is noise.  psycopg's async API would need trio-asyncio (every loop tick ~8x
 dearer, measured) or our own asyncio thread, for no gain; and the CLI uses the very same sync

@@ -1,6 +1,6 @@
 """The trio side of an SMPP session, shared by the server (SMSC role) and the client (ESME role).
 
-See docs/sessions-api.md.
+See docs/dev/sessions-api.md.
 """
 
 from catalyst_smpp.transport.errors import (

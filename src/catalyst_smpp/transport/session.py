@@ -130,7 +130,7 @@ class _Adapter(logging.LoggerAdapter):  # type: ignore[type-arg]
 
 
 class SmppSession:
-    """One SMPP session over a trio stream; see the module docstring and docs/sessions-api.md."""
+    """One SMPP session over a trio stream; see the module docstring and docs/dev/sessions-api.md."""
 
     def __init__(
         self,
