@@ -45,6 +45,7 @@ import trio
 from catalyst_smpp.config import Config, ConfigError, load_config
 from catalyst_smpp.listen import ListenerError, bind_listeners, close_listeners, inherit_listeners
 from catalyst_smpp.service import (  # the daemon re-exports these names
+    DB_START_WAIT,
     EXIT_CONFIG,
     EXIT_FAILURE,
     EXIT_OK,
@@ -59,9 +60,6 @@ from catalyst_smpp.service import (  # the daemon re-exports these names
 __all__ = ["EXIT_CONFIG", "WORKER_ENV", "Daemon", "SdNotifier", "WorkerSpec", "main_run", "register"]
 
 log = logging.getLogger("catalyst_smpp.daemon")
-
-DB_START_WAIT = 10.0
-"""Seconds the start waits for Postgres (migrations) before it goes on from the saved config snapshot."""
 
 # --------------------------------------------------------------------------- the daemon
 

@@ -18,6 +18,7 @@ import attrs
 from catalyst_smpp.config import Config
 
 __all__ = [
+    "DB_START_WAIT",
     "EXIT_CONFIG",
     "EXIT_FAILURE",
     "EXIT_OK",
@@ -35,6 +36,10 @@ log = logging.getLogger("catalyst_smpp.service")
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
+
+DB_START_WAIT = 10.0
+"""Seconds a start (one process, or the supervising parent) waits for Postgres (migrations) before it goes on
+from the saved config snapshot."""
 
 # config sections a running gateway cannot change without a restart
 RESTART_SECTIONS = ("node", "nats", "database", "listeners", "metrics")

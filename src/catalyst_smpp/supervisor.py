@@ -56,6 +56,7 @@ import trio
 from catalyst_smpp.config import Config, ConfigError, load_config
 from catalyst_smpp.listen import ListenerError, bind_listeners, close_listeners
 from catalyst_smpp.service import (
+    DB_START_WAIT,
     EXIT_CONFIG,
     EXIT_FAILURE,
     EXIT_OK,
@@ -239,7 +240,6 @@ class Supervisor:
     # ---------------------------------------------------------------- infrastructure
 
     async def _start_infrastructure(self) -> None:
-        from catalyst_smpp.daemon import DB_START_WAIT
         from catalyst_smpp.embedded import EmbeddedNats, EmbeddedPostgres, try_db_setup
         from catalyst_smpp.store import Database, seed_from_config
 
