@@ -223,8 +223,8 @@ def _outcome(fn: Any, *args: Any) -> Any:
 
 
 def _all_decoders(wire: bytes, offset: int = 0) -> list[Any]:
-    """decode_pdu on bytes (the C scanner for submit_sm / deliver_sm), on a bytearray (copied, then
-    the table-driven decoder), and the table-driven decoder called directly."""
+    """decode_pdu on bytes and on a bytearray (the C scanner for submit_sm / deliver_sm), and the
+    table-driven decoder called directly."""
     length, cid, status, seq = struct.unpack_from(">IIII", wire, offset)
     end = offset + length
     return [

@@ -2,8 +2,8 @@
 for submit_sm / deliver_sm (the hot path).
 
 :func:`_decode_general` walks the command's field table (:data:`catalyst_smpp.protocol.fields.LAYOUTS`)
-and is the reference: it works out every error status.  For a submit_sm / deliver_sm in a ``bytes``
-buffer, :func:`decode_pdu` first asks the C scanner (native/csmpp_pdu.c); a PDU the scanner declines
+and is the reference: it works out every error status.  For a submit_sm / deliver_sm,
+:func:`decode_pdu` first asks the C scanner (native/csmpp_pdu.c); a PDU the scanner declines
 (anything invalid or unusual) goes to the general decoder, which then names the exact error.  The two
 are compared field by field under hypothesis (tests/protocol/test_codec_properties.py, test_fuzz.py).
 The wire contract (statuses, empty response bodies) is in :mod:`catalyst_smpp.protocol.codec`.
@@ -39,7 +39,7 @@ from catalyst_smpp.protocol.pdu import (
 )
 from catalyst_smpp.protocol.tlv import COCTET_TAGS, TLV_ALLOWED_LEN, TLV_SPECS, Tlv, TlvKind
 
-__all__ = ["Buffer", "decode_pdu", "decode_pdu_keeping_tlvs"]
+__all__ = ["decode_pdu", "decode_pdu_keeping_tlvs"]
 
 Buffer = bytes | bytearray | memoryview
 
@@ -70,7 +70,9 @@ def _fail(status: int, cid: int, seq: int, field: str | None, message: str) -> N
 
 def decode_pdu(data: Buffer, offset: int = 0) -> Pdu:
     """Decode the PDU that starts at ``data[offset]``; its command_length says where it ends."""
-    if type(data) is bytes and _native_decode_sm is not None and 0 <= offset < len(data) - 15:
+    if type(data) is not bytes:  # the C scanner reads bytes: a copy of the PDU alone
+        data, offset = _framed(data, offset)[:2]
+    if _native_decode_sm is not None and 0 <= offset < len(data) - 15:
         # submit_sm / deliver_sm: the C scanner checks the header, every field and every TLV
         if not data[offset + 4] and (data[offset + 7] == 4 or data[offset + 7] == 5):
             try:

@@ -37,13 +37,6 @@ _HDR: Final = struct.Struct(">IIII")
 _TL: Final = struct.Struct(">HH")
 _I4: Final = struct.Struct(">I")
 
-_INT1: Final = FieldKind.INT1
-_INT4: Final = FieldKind.INT4
-_COCTET: Final = FieldKind.COCTET
-_TIME: Final = FieldKind.TIME
-_SHORT_MESSAGE: Final = FieldKind.SHORT_MESSAGE
-_DEST_ADDRESS: Final = FieldKind.DEST_ADDRESS
-
 
 class PduEncodeError(LocalProtocolError, ValueError):
     """A PDU whose field values cannot be put on the wire (our own misuse, not the peer's)."""
@@ -90,12 +83,12 @@ def _encode_body(pdu: Pdu, layout: tuple[FieldSpec, ...]) -> list[bytes]:
     for f in layout:
         v = getattr(pdu, f.name)
         kind = f.kind
-        if kind is _INT1:
+        if kind is FieldKind.INT1:
             parts.append(bytes((_int_byte(pdu, f.name, v),)))
-        elif kind is _COCTET or kind is _TIME:
-            parts.append(_coctet_bytes(pdu, f.name, v, f.max_len, kind is _TIME))
+        elif kind is FieldKind.COCTET or kind is FieldKind.TIME:
+            parts.append(_coctet_bytes(pdu, f.name, v, f.max_len, kind is FieldKind.TIME))
             parts.append(b"\x00")
-        elif kind is _SHORT_MESSAGE:
+        elif kind is FieldKind.SHORT_MESSAGE:
             if not isinstance(v, bytes | bytearray | memoryview):
                 _enc_err(pdu, "short_message must be bytes")
             v = bytes(v)
@@ -103,11 +96,11 @@ def _encode_body(pdu: Pdu, layout: tuple[FieldSpec, ...]) -> list[bytes]:
                 _enc_err(pdu, "short_message longer than 254 octets (use message_payload)")
             parts.append(bytes((len(v),)))
             parts.append(v)
-        elif kind is _INT4:
+        elif kind is FieldKind.INT4:
             if not isinstance(v, int) or not 0 <= v <= 0xFFFFFFFF:
                 _enc_err(pdu, f"{f.name} must be an int in 0..2**32-1")
             parts.append(_I4.pack(v))
-        elif kind is _DEST_ADDRESS:
+        elif kind is FieldKind.DEST_ADDRESS:
             parts.extend(_encode_dest_addresses(pdu, v, f))
         else:  # _UNSUCCESS_SME
             parts.extend(_encode_unsuccess(pdu, v))
