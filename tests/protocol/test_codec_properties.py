@@ -1,4 +1,5 @@
-"""Property tests of the codec: round trips for every PDU type, fast paths equal the general path."""
+"""Property tests of the codec: round trips for every PDU type; the C scanner and the struct encoders
+give the table-driven reference's results."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from catalyst_smpp.protocol import codec
+from catalyst_smpp.protocol import decode, encode
 from catalyst_smpp.protocol.codec import PduEncodeError, decode_pdu, encode_pdu
 from catalyst_smpp.protocol.constants import RESPONSE_BIT, CommandId
 from catalyst_smpp.protocol.errors import PduDecodeError, ProtocolError
@@ -179,7 +180,7 @@ def test_round_trip_every_pdu_type(cid: int, data: st.DataObject) -> None:
     p = data.draw(pdus(cid))
     wire = encode_pdu(p)
     assert decode_pdu(wire) == p
-    assert codec._encode_general(p) == wire
+    assert encode._encode_general(p) == wire
 
 
 @pytest.mark.parametrize("cid", sorted(PDU_CLASSES), ids=lambda c: CommandId(c).name)
@@ -204,44 +205,61 @@ def test_valid_wire_bytes_reencode_identically(cid: int, data: st.DataObject) ->
     assert decoded == p
 
 
-# --- fast paths give the general path's results ----------------------------------------------
+# --- the C scanner gives the table-driven decoder's results -----------------------------------
 
-_FAST_CIDS = sorted(codec._FAST_DECODE)
+_C_CIDS = [CommandId.submit_sm, CommandId.deliver_sm]
 
 
 def _outcome(fn: Any, *args: Any) -> Any:
+    """What a decoder made of the bytes: the PDU with the type and typed value of every TLV, or the
+    error with its status, field, command and sequence number."""
     try:
-        return ("ok", fn(*args))
+        pdu = fn(*args)
     except PduDecodeError as e:
         return ("err", type(e), e.status, e.field, e.command_id, e.sequence_number)
     except ProtocolError as e:
         return ("err", type(e), e.status)
+    return ("ok", pdu, [(type(t.value), t.value) for t in pdu.tlvs])
 
 
 def _all_decoders(wire: bytes, offset: int = 0) -> list[Any]:
+    """decode_pdu on bytes and on a bytearray (the C scanner for submit_sm / deliver_sm), and the
+    table-driven decoder called directly."""
     length, cid, status, seq = struct.unpack_from(">IIII", wire, offset)
     end = offset + length
-    results = [
+    return [
         _outcome(decode_pdu, wire, offset),
         _outcome(decode_pdu, bytearray(wire), offset),
-        _outcome(codec._decode_general, wire, offset, end, cid, status, seq),
+        _outcome(decode._decode_general, wire, offset, end, cid, status, seq),
     ]
-    if cid in codec._FAST_DECODE:
-        results.append(_outcome(codec._FAST_DECODE[cid], wire, offset, end, cid, status, seq))
-    if cid in (CommandId.submit_sm, CommandId.deliver_sm):
-        results.append(_outcome(codec._decode_sm_py, wire, offset, end, cid, status, seq))
-        if codec._native_decode_sm is not None:
-            results.append(_outcome(codec._decode_sm_native, wire, offset, end, cid, status, seq))
-    return results
+
+
+def _c_scanner_takes(wire: bytes) -> bool:
+    """Whether the C scanner takes the PDU (decode_pdu then builds it from the scanner's record)."""
+    assert decode._native_decode_sm is not None, "the C core is built with csmpp_pdu.c"
+    rec, _ = decode._sm_record()
+    return bool(decode._native_decode_sm(wire, len(wire), 0, decode._specs, decode._nspecs, rec))
+
+
+@pytest.mark.parametrize("cid", _C_CIDS, ids=lambda c: CommandId(c).name)
+@SETTINGS
+@given(data=st.data())
+def test_c_scanner_takes_every_valid_sm_and_agrees_with_the_reference(cid: int, data: st.DataObject) -> None:
+    p = data.draw(pdus(cid))
+    wire = write_wire(p)
+    assert _c_scanner_takes(wire)  # every valid submit_sm / deliver_sm (up to 32 TLVs)
+    reference = _outcome(decode._decode_general, wire, 0, len(wire), cid, p.command_status, p.sequence_number)
+    assert _outcome(decode_pdu, wire) == reference
+    assert reference[1] == p
 
 
 mutation = st.tuples(st.integers(16, 400), u8)
 
 
-@pytest.mark.parametrize("cid", _FAST_CIDS, ids=lambda c: CommandId(c).name)
+@pytest.mark.parametrize("cid", _C_CIDS, ids=lambda c: CommandId(c).name)
 @SETTINGS
 @given(data=st.data())
-def test_fast_decoders_match_general_on_valid_and_mutated_bytes(cid: int, data: st.DataObject) -> None:
+def test_c_scanner_matches_the_reference_on_valid_and_mutated_bytes(cid: int, data: st.DataObject) -> None:
     p = data.draw(pdus(cid))
     wire = bytearray(write_wire(p))
     for pos, value in data.draw(st.lists(mutation, max_size=3)):
@@ -261,7 +279,7 @@ def test_fast_decoders_match_general_on_valid_and_mutated_bytes(cid: int, data: 
 @settings(max_examples=300, deadline=None)
 @given(data=st.data())
 def test_sm_decoders_agree_on_field_level_corruption(cid: int, data: st.DataObject) -> None:
-    """Overlong strings, odd time lengths, any esm_class, any sm_length: the three decoders agree."""
+    """Overlong strings, odd time lengths, any esm_class, any sm_length: the decoders agree."""
     text = st.text(st.characters(min_codepoint=1, max_codepoint=255), max_size=24)
     body = bytearray()
     body += data.draw(text).encode("latin-1") + b"\0"
@@ -285,7 +303,7 @@ def test_sm_decoders_agree_on_field_level_corruption(cid: int, data: st.DataObje
 @SETTINGS
 @given(any_pdu)
 def test_fast_encoders_match_general(p: Pdu) -> None:
-    assert encode_pdu(p) == codec._encode_general(p)
+    assert encode_pdu(p) == encode._encode_general(p)
 
 
 bad_values = st.one_of(
@@ -299,7 +317,7 @@ bad_values = st.one_of(
 )
 
 
-@pytest.mark.parametrize("cid", sorted(codec._FAST_ENCODE, key=str), ids=lambda c: c.__name__)
+@pytest.mark.parametrize("cid", sorted(encode._FAST_ENCODE, key=str), ids=lambda c: c.__name__)
 @SETTINGS
 @given(data=st.data())
 def test_fast_encoders_refuse_what_general_refuses(cid: type[Pdu], data: st.DataObject) -> None:
@@ -314,7 +332,7 @@ def test_fast_encoders_refuse_what_general_refuses(cid: type[Pdu], data: st.Data
         except PduEncodeError:
             return PduEncodeError
 
-    fast, general = run(encode_pdu), run(codec._encode_general)
+    fast, general = run(encode_pdu), run(encode._encode_general)
     assert fast == general
     if fast is not PduEncodeError:
         assert decode_pdu(fast) is not None

@@ -425,7 +425,7 @@ def test_native_sm_decoder_agrees_with_the_reference(
 ) -> None:
     """The C scanner's TLV walk (submit_sm / deliver_sm) and the table-driven decoder agree:
     the same PDU, or the same status and field, for any TLVs (lengths off by up to 2, stubs)."""
-    from catalyst_smpp.protocol import codec
+    from catalyst_smpp.protocol import decode
 
     wire = _SM_SEEDS[index]
     base = decode_pdu(wire)
@@ -434,7 +434,7 @@ def test_native_sm_decoder_agrees_with_the_reference(
     data = _fix_length(bytearray(wire[:body_end] + tail))
     length, cid, status, seq = struct.unpack_from(">IIII", data)
     try:
-        ref: Pdu | ProtocolError = codec._decode_general(data, 0, length, cid, status, seq)
+        ref: Pdu | ProtocolError = decode._decode_general(data, 0, length, cid, status, seq)
     except ProtocolError as exc:
         ref = exc
     try:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from catalyst_smpp.protocol import codec
+from catalyst_smpp.protocol import decode, encode
 from catalyst_smpp.protocol.codec import decode_pdu, encode_pdu
 from catalyst_smpp.protocol.constants import CommandId, CommandStatus
 from catalyst_smpp.protocol.errors import FramingError, PduDecodeError, ProtocolError, UnknownCommandError
@@ -99,8 +99,8 @@ def test_valid_vector_round_trips(name: str, command: str, status: str, data: by
     assert encode_pdu(pdu) == data
     # the table-driven reference paths agree with whatever fast path was used
     length, cid, cstatus, seq = struct.unpack_from(">IIII", data)
-    assert codec._decode_general(data, 0, length, cid, cstatus, seq) == pdu
-    assert codec._encode_general(pdu) == data
+    assert decode._decode_general(data, 0, length, cid, cstatus, seq) == pdu
+    assert encode._encode_general(pdu) == data
     # the same PDU in the middle of a larger buffer, and from a bytearray / memoryview
     buf = b"\xff" * 7 + data + b"\x00" * 5
     assert decode_pdu(buf, 7) == pdu
@@ -130,7 +130,7 @@ def test_malformed_vector_earns_its_status(name: str, command: str, status: str,
         assert err.sequence_number == seq
         # the reference decoder refuses it for the same reason
         with pytest.raises(PduDecodeError) as ref:
-            codec._decode_general(data, 0, length, cid, 0, seq)
+            decode._decode_general(data, 0, length, cid, 0, seq)
         assert ref.value.status == expected
         assert ref.value.field == err.field
     elif isinstance(err, UnknownCommandError):
