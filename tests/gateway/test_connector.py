@@ -21,7 +21,7 @@ from catalyst_smpp.encoding import Encoding, encode
 from catalyst_smpp.encoding.msgid import normalise_id
 from catalyst_smpp.encoding.reassembly import Scheme
 from catalyst_smpp.gateway.connector import OperatorConnector, build_submits, receipt_err
-from catalyst_smpp.gateway.events import EventPublisher, events_from_bytes
+from catalyst_smpp.gateway.events import EventPublisher, row_to_event, rows_from_bytes
 from catalyst_smpp.gateway.mappings import IdMapping
 from catalyst_smpp.gateway.messages import Address, DlrMessage, MtMessage
 from catalyst_smpp.protocol.constants import CommandStatus, status_name
@@ -292,7 +292,7 @@ async def _failed_events(bus: MessageBus, n: int) -> list[MessageEvent]:
         while len([e for e in out if e.event == "failed"]) < n:
             msgs = await c.fetch(100, 0.5)
             for m in msgs:
-                out.extend(events_from_bytes(m.data)[0])
+                out.extend(row_to_event(r) for r in rows_from_bytes(m.data)[0])
             await c.ack(msgs)
     return [e for e in out if e.event == "failed"]
 

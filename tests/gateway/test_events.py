@@ -13,11 +13,8 @@ from catalyst_smpp.gateway.events import (
     ROW_FIELDS,
     EventPublisher,
     EventWriter,
-    event_from_json,
     event_row,
-    event_to_json,
     event_to_row,
-    events_from_bytes,
     make_event,
     row_to_event,
     rows_from_bytes,
@@ -27,7 +24,7 @@ from tests.gateway.test_event_durability import _delete_events_stream
 from tests.services import unique_name
 
 
-def test_event_json_round_trip() -> None:
+def test_event_row_round_trip() -> None:
     ev = MessageEvent(
         "123456789",
         "failed",
@@ -43,10 +40,13 @@ def test_event_json_round_trip() -> None:
         operator_message_id="0A1F",
         node="n1",
     )
-    assert event_from_json(event_to_json(ev)) == ev
-    for bad in (b"", b"[]", b'{"message_id":"1"}', b"not json"):
+    row = event_to_row(ev)
+    assert row_to_event(row) == ev
+    assert row_to_event(json.loads(json.dumps([row]))[0]) == ev  # as it travels
+    # a row is exactly ROW_FIELDS: shorter or longer rows, objects and scalars are refused
+    for bad in ([], list(row)[:3], list(row)[:-1], [*row, "more"], {"message_id": "1"}, "junk", None):
         try:
-            event_from_json(bad)
+            row_to_event(bad)
         except ValueError:
             continue
         raise AssertionError(f"{bad!r} decoded")
@@ -123,15 +123,18 @@ async def test_store_retries_until_events_is_back_or_the_deadline(
     assert (await bus.stream_info(Kind.EVENTS)).messages == 2  # one message per type
 
 
-async def test_writer_terms_poison_messages(bus: Bus, db: Database) -> None:
+async def test_writer_terms_what_is_not_an_array_of_rows(bus: Bus, db: Database) -> None:
+    # one form only: garbage and lone JSON objects (the shape of no event row) are terminated and
+    # counted; the writer goes on to the rows published through EventPublisher.store
     mid = unique_name("m")
-    res = await bus.publish_batch(
-        [
-            (bus.subject(Kind.EVENTS, "accepted"), b"garbage", None, None),
-            (bus.subject(Kind.EVENTS, "accepted"), event_to_json(make_event(mid, "accepted")), None, None),
-        ]
-    )
+    other = unique_name("m")
+    # a lone object with every field, event_at as ISO 8601 (the shape of no row; nodes once sent it)
+    fields = dict(zip(ROW_FIELDS, event_row(other, "accepted"), strict=True))
+    obj = json.dumps({**fields, "event_at": "2024-05-01T12:00:01+00:00"}).encode()
+    subject = bus.subject(Kind.EVENTS, "accepted")
+    res = await bus.publish_batch([(subject, b"garbage", None, None), (subject, obj, None, None)])
     assert all(r.ok for r in res)
+    assert await EventPublisher(bus, node="n").store([event_row(mid, "accepted")]) == []
     writer = EventWriter(bus, db, fetch_timeout=0.2)
     async with trio.open_nursery() as n:
         await n.start(writer.run)
@@ -139,44 +142,34 @@ async def test_writer_terms_poison_messages(bus: Bus, db: Database) -> None:
             while writer.stats.written < 1:
                 await trio.sleep(0.05)
         n.cancel_scope.cancel()
-    assert writer.stats.poison == 1
+    assert writer.stats.poison == 2
     rows = await db.run(lambda c: MessageLogRepo(c).for_message(mid))
     assert [r.event for r in rows] == ["accepted"]
+    assert await db.run(lambda c: MessageLogRepo(c).for_message(other)) == []
+    c = await bus.consumer(Kind.EVENTS)
+    with trio.fail_after(10):  # the dropped ones are terminated, not left to come back
+        while (await c.info()).num_ack_pending or (await bus.stream_info(Kind.EVENTS)).messages:
+            await trio.sleep(0.1)
 
 
-def test_rows_from_bytes_reads_every_form_like_events_from_bytes() -> None:
-    # the writer hands rows (no MessageEvent per row) to the log; what it reads and what it drops must be
-    # exactly what events_from_bytes reads and drops, for packed rows and the older object forms alike
+def test_rows_from_bytes_reads_rows_and_drops_the_rest_alone() -> None:
+    # the writer hands rows (no MessageEvent per row) to the log; what it keeps is exactly what
+    # row_to_event reads, and each row it refuses is dropped alone
     full = list(event_row("1", "delivered", partner="acme", operator="op1", source_addr="4477",
                           dest_addr="Cat", parts=2, status=5, final_state="UNDELIV", error="0\t3\\4",
                           operator_message_id="0A", node="n1", at=1714564801.005,
                           display_id="d1"))  # fmt: skip
-    old_row = full[:13]  # a node before display_id
-    short = ["2", "accepted", 1714564801]  # int seconds, every other field defaulted
-    longer = [*full[:14], "a future field"]
-    bad = [["bad"], [1, "x", 2.0], ["3", "", 1.0], ["4", "accepted", True], ["5", "accepted", float("nan")],
-           ["6", "accepted", 1e300], ["7", "accepted", "2024-05-01"], "junk", None]  # fmt: skip
-    payloads = [
-        json.dumps([full, old_row, short, longer, *bad]).encode(),
-        json.dumps([]).encode(),
-        b"[not json",
-        b'{"an": "object"}',
-        event_to_json(make_event("8", "accepted", partner="acme")),
-        event_to_json(make_event("9", "failed", error="x\ny"))
-        + b"\n{oops\n"
-        + event_to_json(make_event("9", "a")),
-    ]
-    for payload in payloads:
-        rows, n_bad = rows_from_bytes(payload)
-        evs, ev_bad = events_from_bytes(payload)
-        assert n_bad == ev_bad
-        assert all(len(r) == len(ROW_FIELDS) for r in rows)
-        as_events = [
-            MessageEvent(*r) if isinstance(r[2], dt.datetime) else row_to_event(list(r)) for r in rows
-        ]
-        assert as_events == evs
-    rows, n_bad = rows_from_bytes(payloads[0])
+    int_at = [*full[:2], 1714564801, *full[3:]]
+    bad = [full[:13], full[:3], [*full, "a future field"], ["bad"], [1, *full[1:]], ["3", "", *full[2:]],
+           ["4", "accepted", True, *full[3:]], ["5", "accepted", float("nan"), *full[3:]],
+           ["6", "accepted", 1e300, *full[3:]], ["7", "accepted", "2024-05-01", *full[3:]],
+           {"message_id": "8"}, "junk", None]  # fmt: skip
+    rows, n_bad = rows_from_bytes(json.dumps([full, *bad, int_at]).encode())
     assert n_bad == len(bad)
-    assert list(rows[0]) == full and list(rows[3]) == full
-    assert list(rows[1]) == [*old_row, None]
-    assert list(rows[2]) == ["2", "accepted", 1714564801, "", "", "", "", 1, None, None, None, None, "", None]
+    assert [list(r) for r in rows] == [full, int_at]
+    assert [row_to_event(r) for r in rows] == [row_to_event(full), row_to_event(int_at)]
+    assert rows_from_bytes(b"[]") == ([], 0)
+    # not an array of rows: the whole payload counts as one dropped
+    obj = json.dumps(dict(zip(ROW_FIELDS, full, strict=True))).encode()
+    for payload in (b"[not json", b"", b'{"an": "object"}', obj, obj + b"\n" + obj, b"3"):
+        assert rows_from_bytes(payload) == ([], 1), payload

@@ -14,10 +14,8 @@ from catalyst_smpp.gateway.delivery import _date, dlr_pdu, partner_message_id
 from catalyst_smpp.gateway.events import (
     ROW_FIELDS,
     event_row,
-    event_to_json,
-    events_from_bytes,
-    make_event,
     row_to_event,
+    rows_from_bytes,
 )
 from catalyst_smpp.gateway.messages import (
     Address,
@@ -201,7 +199,7 @@ def test_receipt_text_is_what_format_receipt_writes() -> None:
 # --------------------------------------------------------------------------- event rows
 
 
-def test_event_rows_round_trip_and_every_older_form_is_read() -> None:
+def test_event_rows_round_trip_through_the_packed_form() -> None:
     row = event_row(
         "123", "delivered", partner="acme", operator="op1", source_addr="4477", dest_addr="Cat", parts=2,
         final_state="UNDELIV", error="034", operator_message_id="0A,0B", node="n1", at=1714564801.005,
@@ -216,12 +214,8 @@ def test_event_rows_round_trip_and_every_older_form_is_read() -> None:
         operator_message_id="0A,0B", node="n1",
     )  # fmt: skip
     packed = json.dumps([row, event_row("124", "accepted", at=5.0), ["bad"], [1, "x", 2.0], "junk"]).encode()
-    evs, bad = events_from_bytes(packed)
+    rows, bad = rows_from_bytes(packed)
+    evs = [row_to_event(r) for r in rows]
     assert [e.message_id for e in evs] == ["123", "124"] and bad == 3
     assert evs[0] == ev
-    # an older node: one JSON object, or objects joined by newlines
-    old = make_event("9", "accepted", partner="acme")
-    assert events_from_bytes(event_to_json(old)) == ([old], 0)
-    joined = event_to_json(old) + b"\n" + b"{oops" + b"\n" + event_to_json(old)
-    assert events_from_bytes(joined) == ([old, old], 1)
-    assert events_from_bytes(b"[not json") == ([], 1)
+    assert rows_from_bytes(b"[not json") == ([], 1)

@@ -12,19 +12,17 @@
   the database fails.
   ``(message_id, event)`` is the log's key, so a redelivered batch or a row published twice is harmless.
 
-On the wire an event is one compact JSON object (``event_to_json`` / ``event_from_json``), with
-``event_at`` as an ISO 8601 string with its zone.  JetStream ``msg_id`` ``"<message_id>:<event>"``
-makes a re-publish within the duplicate window a no-op.
+On the wire, ONE form: a JSON array of event rows, each row exactly :data:`ROW_FIELDS` in order with
+``event_at`` as unix seconds (``[["123","accepted",1714564801.005,"acme",...],...]``), written with one
+``json.dumps`` per message and read with one ``json.loads`` (:func:`rows_from_bytes`).  A payload that is not
+an array is dropped (terminated, one error log line, ``EventWriter.stats.poison``); a row that is not an event
+row is dropped alone and the others are written.
 
-Packed (``EventPublisher(pack=True)``, what the Gateway uses): the rows of one ``store`` that share a
-type travel as ONE JetStream message on ``EVENTS.<type>`` (up to ``max_rows`` rows), msg_id ``"p:<sha1 of
-the payload>"`` -- so the message log costs one publish and one fetch+ack per batch instead of per event.
-The payload is one JSON array of rows (:data:`ROW_FIELDS` order, ``event_at`` as unix seconds:
-``[["123","accepted",1714564801.005,"acme",...],...]``), written with one ``json.dumps`` per batch and read
-with one ``json.loads``.  Earlier nodes packed JSON objects joined by newlines; the writer reads every form
-(:func:`events_from_bytes`: one object, objects joined by newlines, an array of rows); an unreadable line or
-row is dropped alone.  (Upgrade the writers -- every node runs one -- before the publishers: an older writer
-cannot read rows.)
+Packed (``EventPublisher(pack=True)``, what the Gateway uses): the rows of one ``store`` that share a type
+travel as ONE JetStream message on ``EVENTS.<type>`` (up to ``max_rows`` rows), msg_id ``"p:<sha1 of the
+payload>"`` -- so the message log costs one publish and one fetch+ack per batch instead of per event.
+Unpacked, and a type with one row, a message carries one row, msg_id ``"<message_id>:<event>"``.  Either way
+a re-publish within the duplicate window is a no-op.
 
 The producers build rows with :func:`event_row` or as tuples in :data:`ROW_FIELDS` order (no
 ``MessageEvent`` object and no ``datetime`` per event); :func:`event_to_row` turns a ``MessageEvent`` into
@@ -55,11 +53,8 @@ __all__ = [
     "EventPublisher",
     "EventWriter",
     "Row",
-    "event_from_json",
     "event_row",
-    "event_to_json",
     "event_to_row",
-    "events_from_bytes",
     "make_event",
     "row_to_event",
     "rows_from_bytes",
@@ -69,8 +64,7 @@ log = logging.getLogger(__name__)
 
 EVENT_TYPES = ("accepted", "submitted", "delivered", "failed", "rejected")
 
-_FIELDS = tuple(f.name for f in attrs.fields(MessageEvent))
-ROW_FIELDS = _FIELDS
+ROW_FIELDS = tuple(f.name for f in attrs.fields(MessageEvent))
 """A packed event row: :class:`MessageEvent`'s fields in its order (the one declaration of a log row),
 ``event_at`` as unix seconds (a float)."""
 _ROW_FIELD_DEFAULTS = {
@@ -79,6 +73,7 @@ _ROW_FIELD_DEFAULTS = {
 _ROW_NAMES = frozenset(ROW_FIELDS)
 _row_of = itemgetter(*ROW_FIELDS)
 _NODE = ROW_FIELDS.index("node")
+_NCOLS = len(ROW_FIELDS)
 _UTC = dt.UTC
 _fromtimestamp = dt.datetime.fromtimestamp
 
@@ -114,8 +109,8 @@ def event_to_row(ev: MessageEvent) -> Row:
 
 def _row_head(row: Any) -> tuple[str, str, float]:
     """message_id, event and event_at of a packed row; ValueError when it is not one."""
-    if not isinstance(row, list | tuple) or len(row) < 3:
-        raise ValueError("not an event row")
+    if not isinstance(row, list | tuple) or len(row) != _NCOLS:
+        raise ValueError("not an event row: not a list of the ROW_FIELDS")
     mid, event, at = row[0], row[1], row[2]
     if not isinstance(mid, str) or not isinstance(event, str) or not event:
         raise ValueError("not an event row: bad message_id/event")
@@ -128,142 +123,63 @@ def row_to_event(row: Any) -> MessageEvent:
     """A packed row → :class:`MessageEvent`; ValueError for anything that is not one."""
     mid, event, at = _row_head(row)
     try:
-        return MessageEvent(mid, event, _fromtimestamp(at, _UTC), *row[3 : len(ROW_FIELDS)])
+        return MessageEvent(mid, event, _fromtimestamp(at, _UTC), *row[3:])
     except (TypeError, OverflowError, OSError) as exc:
         raise ValueError(f"not an event row: {exc}") from None
 
 
-def event_to_json(ev: MessageEvent) -> bytes:
-    d: dict[str, Any] = {}
-    for name in _FIELDS:
-        v = getattr(ev, name)
-        if name == "event_at":
-            if v.tzinfo is None:
-                v = v.replace(tzinfo=dt.UTC)
-            v = v.isoformat()
-        d[name] = v
-    return json.dumps(d, separators=(",", ":"), ensure_ascii=True).encode("ascii")
-
-
-def event_from_json(data: bytes) -> MessageEvent:
-    """Raises ValueError for anything that is not an event (a poison message)."""
-    try:
-        d = json.loads(data)
-        if not isinstance(d, dict):
-            raise ValueError("not an object")
-        kwargs = {k: v for k, v in d.items() if k in _FIELDS}
-        kwargs["event_at"] = dt.datetime.fromisoformat(kwargs["event_at"])
-        ev = MessageEvent(**kwargs)
-    except (KeyError, TypeError) as exc:
-        raise ValueError(f"not a message event: {exc}") from None
-    if not isinstance(ev.message_id, str) or not isinstance(ev.event, str) or not ev.event:
-        raise ValueError("not a message event: bad message_id/event")
-    return ev
-
-
-def _packed_rows(data: bytes) -> list[Any] | None:
-    """The JSON array of rows of a packed payload, or None when it is unreadable."""
-    try:
-        rows = json.loads(data)
-    except ValueError:
-        return None
-    return rows if isinstance(rows, list) else None
-
-
-def events_from_bytes(data: bytes) -> tuple[list[MessageEvent], int]:
-    """The events of one EVENTS message (one object, several joined by newlines, or an array of rows) and
-    the number of unreadable lines/rows."""
-    if data[:1] == b"[":
-        rows = _packed_rows(data)
-        if rows is None:
-            return [], 1
-        out_rows: list[MessageEvent] = []
-        bad_rows = 0
-        for row in rows:
-            try:
-                out_rows.append(row_to_event(row))
-            except ValueError:
-                bad_rows += 1
-        return out_rows, bad_rows
-    if b"\n" not in data:
-        try:
-            return [event_from_json(data)], 0
-        except ValueError:
-            return [], 1
-    out: list[MessageEvent] = []
-    bad = 0
-    for line in data.split(b"\n"):
-        if not line.strip():
-            continue
-        try:
-            out.append(event_from_json(line))
-        except ValueError:
-            bad += 1
-    return out, bad
-
-
-_ROW_DEFAULTS: tuple[Any, ...] = tuple(f.default for f in attrs.fields(MessageEvent))
-_NCOLS = len(ROW_FIELDS)
 # event_at (unix seconds) surely inside datetime's range (years 1..9999); beyond these, fromtimestamp decides
 _AT_MIN = -62_135_596_000.0
 _AT_MAX = 253_402_300_000.0
 
 
 def _log_row(row: Any) -> LogRow:
-    """A packed row → the message log row it stands for (:data:`ROW_FIELDS`, shorter rows padded with the
-    defaults, later fields ignored; ``event_at`` stays unix seconds); ValueError for what
-    :func:`row_to_event` refuses."""
+    """A packed row → the message log row it stands for (unchanged: ``event_at`` stays unix seconds);
+    ValueError for what :func:`row_to_event` refuses."""
     _mid, _event, at = _row_head(row)
     if not _AT_MIN < at < _AT_MAX:  # NaN too
         try:
             _fromtimestamp(at, _UTC)
         except (OverflowError, OSError, ValueError) as exc:
             raise ValueError(f"not an event row: {exc}") from None
-    seq: LogRow = row  # a list or tuple (_row_head checked)
-    n = len(seq)
-    if n == _NCOLS:
-        return seq
-    return (*seq[:_NCOLS], *_ROW_DEFAULTS[n:])
-
-
-def _event_log_row(ev: MessageEvent) -> LogRow:
-    return tuple([getattr(ev, name) for name in _FIELDS])
+    seq: LogRow = row  # a list or tuple of ROW_FIELDS (_row_head checked)
+    return seq
 
 
 def rows_from_bytes(data: bytes) -> tuple[list[LogRow], int]:
-    """Like :func:`events_from_bytes`, but the message log rows themselves (for
-    :meth:`Database.write_log_rows`, no :class:`MessageEvent` per row): a packed row as it came (unix
-    seconds), an event of the older forms with its ``event_at`` datetime."""
-    if data[:1] == b"[":
-        rows = _packed_rows(data)
-        if rows is None:
-            return [], 1
-        out: list[LogRow] = []
-        ap = out.append
-        bad = 0
-        str_ = str
-        float_ = float
-        at_min, at_max, ncols = _AT_MIN, _AT_MAX, _NCOLS
-        for row in rows:
-            # the common row, checked inline; anything else through _log_row
-            if (
-                type(row) is list
-                and len(row) == ncols
-                and type(row[0]) is str_
-                and type(row[1]) is str_
-                and row[1]
-                and type(row[2]) is float_
-                and at_min < row[2] < at_max
-            ):
-                ap(row)
-                continue
-            try:
-                ap(_log_row(row))
-            except ValueError:
-                bad += 1
-        return out, bad
-    evs, bad = events_from_bytes(data)
-    return [_event_log_row(ev) for ev in evs], bad
+    """The message log rows of one EVENTS message (for :meth:`Database.write_log_rows`, no
+    :class:`MessageEvent` per row; ``event_at`` as unix seconds) and the number of rows that are not event
+    rows -- dropped alone.  A payload that is not a JSON array counts as one."""
+    try:
+        rows = json.loads(data)
+    except ValueError:
+        return [], 1
+    if type(rows) is not list:
+        return [], 1
+    out: list[LogRow] = []
+    ap = out.append
+    bad = 0
+    str_ = str
+    float_ = float
+    at_min, at_max, ncols = _AT_MIN, _AT_MAX, _NCOLS
+    for row in rows:
+        # the common row, checked inline; anything else through _log_row
+        if (
+            type(row) is list
+            and len(row) == ncols
+            and type(row[0]) is str_
+            and type(row[1]) is str_
+            and row[1]
+            and type(row[2]) is float_
+            and at_min < row[2] < at_max
+        ):
+            ap(row)
+            continue
+        try:
+            ap(_log_row(row))
+        except ValueError:
+            bad += 1
+    return out, bad
 
 
 @attrs.define
@@ -389,9 +305,9 @@ class EventPublisher:
         return items, owners
 
     def _single(self, row: Row) -> PublishItem:
-        return PublishItem(
-            self._subject(row[1]), event_to_json(row_to_event(row)), None, f"{row[0]}:{row[1]}"
-        )
+        """One row alone: the same array form, msg_id ``"<message_id>:<event>"``."""
+        data = json.dumps([row], separators=(",", ":"), ensure_ascii=True).encode("ascii")
+        return PublishItem(self._subject(row[1]), data, None, f"{row[0]}:{row[1]}")
 
 
 @attrs.define
