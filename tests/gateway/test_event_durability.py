@@ -61,7 +61,7 @@ _SEND = dict(source_addr="12345", destination_addr="447700900001", short_message
 
 
 async def test_accepted_and_rejected_rows_are_in_events_when_the_partner_gets_the_answer(bus: Bus) -> None:
-    events = EventPublisher(bus, node="test", pack=True)
+    events = EventPublisher(bus, node="test")
     async with partner_server(bus, _snap(), events=events) as ps:
         got = await trio.to_thread.run_sync(
             _submits, ps.port, [_SEND, dict(_SEND, destination_addr="337700900001"), _SEND]
@@ -85,7 +85,7 @@ async def test_the_answer_waits_for_events_then_is_given(
     """EVENTS down while MT works: the record is stored and will be submitted, so the partner is answered
     only once its accepted row is stored too -- not an error (it would submit a second copy) and not
     ESME_ROK without a row."""
-    events = EventPublisher(bus, node="test", pack=True, retry_delay=0.05, max_retry_delay=0.2)
+    events = EventPublisher(bus, node="test", retry_delay=0.05, max_retry_delay=0.2)
     await trio.to_thread.run_sync(_delete_events_stream, nats_url, nats_config)
     got: list[tuple[int, str]] = []
     async with partner_server(bus, _snap(), events=events) as ps:

@@ -54,7 +54,7 @@ def test_event_row_round_trip() -> None:
 
 async def test_stored_rows_reach_the_message_log(bus: Bus, db: Database) -> None:
     ids = [unique_name("m") for _ in range(30)]
-    pub = EventPublisher(bus, node="node-a", max_rows=7, pack=True)
+    pub = EventPublisher(bus, node="node-a", max_rows=7)
     writer = EventWriter(bus, db, batch=11, fetch_timeout=0.2)
     rows = []
     for i, mid in enumerate(ids):
@@ -99,7 +99,7 @@ async def test_stored_rows_reach_the_message_log(bus: Bus, db: Database) -> None
 async def test_store_retries_until_events_is_back_or_the_deadline(
     bus: Bus, nats_url: str, nats_config: NatsConfig
 ) -> None:
-    pub = EventPublisher(bus, node="n", pack=True, retry_delay=0.02, max_retry_delay=0.1)
+    pub = EventPublisher(bus, node="n", retry_delay=0.02, max_retry_delay=0.1)
     rows = [event_row(str(i), "accepted") for i in range(3)] + [event_row("0", "submitted")]
     await trio.to_thread.run_sync(_delete_events_stream, nats_url, nats_config)
     # a deadline: what is not stored by then comes back as indices (the caller must not answer for them)

@@ -75,7 +75,7 @@ async def _wait_logged(db: Database, message_id: str, event: str) -> None:
 
 
 async def test_query_enroute_delivered_and_privacy(bus: Bus, db: Database) -> None:
-    events = EventPublisher(bus, node="test", pack=True)
+    events = EventPublisher(bus, node="test")
     writer = EventWriter(bus, db, fetch_timeout=0.2)
     async with trio.open_nursery() as n:
         await n.start(writer.run)

@@ -18,11 +18,10 @@ On the wire, ONE form: a JSON array of event rows, each row exactly :data:`ROW_F
 an array is dropped (terminated, one error log line, ``EventWriter.stats.poison``); a row that is not an event
 row is dropped alone and the others are written.
 
-Packed (``EventPublisher(pack=True)``, what the Gateway uses): the rows of one ``store`` that share a type
-travel as ONE JetStream message on ``EVENTS.<type>`` (up to ``max_rows`` rows), msg_id ``"p:<sha1 of the
-payload>"`` -- so the message log costs one publish and one fetch+ack per batch instead of per event.
-Unpacked, and a type with one row, a message carries one row, msg_id ``"<message_id>:<event>"``.  Either way
-a re-publish within the duplicate window is a no-op.
+Packed: the rows of one ``store`` that share a type travel as ONE JetStream message on ``EVENTS.<type>``
+(up to ``max_rows`` rows), msg_id ``"p:<sha1 of the payload>"`` -- so the message log costs one publish and
+one fetch+ack per batch instead of per event.  A type with one row in a ``store`` goes as a one-row array,
+msg_id ``"<message_id>:<event>"``.  Either way a re-publish within the duplicate window is a no-op.
 
 The producers build rows with :func:`event_row` or as tuples in :data:`ROW_FIELDS` order (no
 ``MessageEvent`` object and no ``datetime`` per event); :func:`event_to_row` turns a ``MessageEvent`` into
@@ -208,10 +207,9 @@ class EventPublisher:
         max_rows: int = 500,
         retry_delay: float = 0.05,
         max_retry_delay: float = 2.0,
-        pack: bool = False,
     ) -> None:
-        """``pack``: the rows of one event type travel as one JetStream message (up to ``max_rows`` rows
-        each; see the module notes)."""
+        """The rows of one event type in a :meth:`store` travel as one JetStream message (up to ``max_rows``
+        rows each; see the module notes)."""
         if max_rows < 1:
             raise ValueError("max_rows must be >= 1")
         self.bus = bus
@@ -219,7 +217,6 @@ class EventPublisher:
         self.max_rows = max_rows
         self.retry_delay = retry_delay
         self.max_retry_delay = max_retry_delay
-        self.pack = pack
         self.stats = PublisherStats()
         self._subjects: dict[str, str] = {}
         self._last_log = -1e9
@@ -279,8 +276,6 @@ class EventPublisher:
 
     def _items(self, rows: Sequence[Row]) -> tuple[list[PublishItem], list[list[int]]]:
         """The JetStream messages for ``rows`` and, for each, the indices of the rows it carries."""
-        if not self.pack:
-            return [self._single(row) for row in rows], [[i] for i in range(len(rows))]
         by_type: dict[str, list[int]] = {}
         for i, row in enumerate(rows):
             g = by_type.get(row[1])

@@ -154,7 +154,7 @@ class Gateway:
         async with trio.open_nursery() as n:
             self._nursery = n
             # no task: accept, connectors and inbound store their rows themselves, before answering
-            self.events = EventPublisher(self.bus, node=self.node_id, pack=True)
+            self.events = EventPublisher(self.bus, node=self.node_id)
             self.writer = EventWriter(self.bus, self.db, batch=cfg.limits.event_batch)
             n.start_soon(self.writer.run)
             self.accept = AcceptHandler(
