@@ -48,7 +48,10 @@ def parse_amount(text: str | int | Decimal) -> Decimal:
         raise ValueError(f"{text!r} is not an amount") from None
     if not d.is_finite():
         raise ValueError(f"{text!r} is not an amount")
-    q = d.quantize(_QUANTUM, context=_CONTEXT)
+    try:
+        q = d.quantize(_QUANTUM, context=_CONTEXT)
+    except decimal.InvalidOperation:
+        raise ValueError(f"{text!r} is out of range") from None
     if q != d:
         raise ValueError(f"{text!r} has more than {PLACES} decimal places")
     return q
