@@ -1,0 +1,114 @@
+"""The node side of credit leases (billing/credit.py) against exact in-memory books."""
+
+from __future__ import annotations
+
+import random
+
+import trio
+import trio.testing
+
+from catalyst_smpp.billing.credit import NEED, REFUSED, CreditLeases, MemoryLeaseStore
+
+PRICE = 4500  # 0.0045 in micro-units
+
+
+async def _hold(c: CreditLeases, partner: str, micros: int) -> int:
+    """What accept does: hold, and on NEED wait for a lease and hold again (once)."""
+    r = c.hold(partner, micros)
+    if r == NEED:
+        await c.acquire(partner, micros)
+        r = c.hold(partner, micros)
+        if r == NEED:
+            r = REFUSED
+    return r
+
+
+async def test_first_hold_needs_a_lease_then_holds_locally() -> None:
+    store = MemoryLeaseStore({"acme": 100 * PRICE})
+    c = CreditLeases(store, "n1", min_messages=10)
+    assert c.hold("acme", PRICE) == NEED
+    assert await c.acquire("acme", PRICE)
+    calls = store.calls
+    ids = {c.hold("acme", PRICE) for _ in range(5)}
+    assert len(ids) == 1 and min(ids) > 0
+    assert store.calls == calls  # no round trip per message
+    assert store.open_amount("acme") == 10 * PRICE
+
+
+async def test_exhausted_partner_is_refused_without_asking_again() -> None:
+    store = MemoryLeaseStore({"acme": 3 * PRICE})
+    c = CreditLeases(store, "n1", retry_after=1.0)
+    got = [await _hold(c, "acme", PRICE) for _ in range(10)]
+    assert sum(1 for g in got if g > 0) == 3
+    assert got[3:] == [REFUSED] * 7
+    assert store.calls <= 3  # refusals did not each ask the books
+
+
+async def test_returned_lease_gives_back_exactly_what_was_not_used() -> None:
+    store = MemoryLeaseStore({"acme": 1000 * PRICE})
+    c = CreditLeases(store, "n1", min_messages=20)
+    for _ in range(7):
+        assert await _hold(c, "acme", PRICE) > 0
+    await c.close()
+    assert store.open_amount("acme") == 0
+    assert store.balances["acme"] == (1000 - 7) * PRICE
+    assert store.used_total("acme") == 7 * PRICE
+
+
+async def test_unhold_of_a_message_not_stored() -> None:
+    store = MemoryLeaseStore({"acme": 100 * PRICE})
+    c = CreditLeases(store, "n1")
+    lease = await _hold(c, "acme", PRICE)
+    c.unhold("acme", lease, PRICE)
+    await c.close()
+    assert store.balances["acme"] == 100 * PRICE
+
+
+async def test_idle_lease_is_returned_and_another_node_can_use_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    store = MemoryLeaseStore({"acme": 30 * PRICE})
+    a = CreditLeases(store, "a", min_messages=30, idle_return=2.0, retry_after=1.0)
+    b = CreditLeases(store, "b", min_messages=30, idle_return=2.0, retry_after=1.0)
+    assert await _hold(a, "acme", PRICE) > 0  # a leases everything
+    assert await _hold(b, "acme", PRICE) == REFUSED
+    async with trio.open_nursery() as n:
+        n.start_soon(a.run)
+        await trio.sleep(3)  # a is idle: its lease goes back
+        got = [await _hold(b, "acme", PRICE) for _ in range(40)]
+        n.cancel_scope.cancel()
+    assert sum(1 for g in got if g > 0) == 29
+
+
+async def test_two_nodes_never_hold_more_than_the_balance(autojump_clock: trio.testing.MockClock) -> None:
+    """Two nodes, several partners, random prices and pauses: every hold is covered, and once everything is
+    returned the books give back exactly what was not held."""
+    rnd = random.Random(7)
+    balances = {"p1": 500 * PRICE, "p2": 77 * PRICE + 1234}
+    store = MemoryLeaseStore(balances)
+    nodes = [CreditLeases(store, f"n{i}", min_messages=5, idle_return=1.0, lease_ttl=4.0) for i in range(2)]
+    held = {"p1": 0, "p2": 0}
+
+    async def partner_load(node: CreditLeases, partner: str, seed: int) -> None:
+        r = random.Random(seed)
+        for _ in range(300):
+            micros = r.choice([PRICE, 2 * PRICE, 3 * PRICE])
+            if await _hold(node, partner, micros) > 0:
+                held[partner] += micros
+            await trio.sleep(r.random() * 0.05)
+
+    async with trio.open_nursery() as n:
+        for node in nodes:
+            n.start_soon(node.run)
+        async with trio.open_nursery() as load:
+            for k, node in enumerate(nodes):
+                for partner in balances:
+                    load.start_soon(partner_load, node, partner, rnd.randrange(1 << 30) + k)
+        for node in nodes:
+            await node.close()
+        n.cancel_scope.cancel()
+    for partner, start in balances.items():
+        assert held[partner] <= start
+        assert store.open_amount(partner) == 0
+        assert store.balances[partner] == start - held[partner]
+    assert held["p2"] >= 77 * PRICE - 3 * PRICE  # the small balance was used up (within one message)
