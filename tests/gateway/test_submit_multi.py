@@ -144,7 +144,7 @@ async def test_failure_receipt_of_the_connector_shows_it(bus: Bus) -> None:
 
 
 def test_event_rows_carry_display_id() -> None:
-    assert ROW_FIELDS[-1] == "display_id"
+    assert "display_id" in ROW_FIELDS
     row = event_row("10", "accepted", partner="acme", at=1714564801.5, display_id="9")
     assert row_to_event(row).display_id == "9"
     plain = event_row("11", "accepted", partner="acme", at=1714564801.5)

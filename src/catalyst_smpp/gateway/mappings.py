@@ -15,6 +15,7 @@ import attrs
 from catalyst_smpp.gateway.messages import (
     Record,
     RecordCodec,
+    i64,
     string,
     u8,
     u16,
@@ -37,6 +38,13 @@ class IdMapping(Record):
     part: int = u16(1)
     parts: int = u16(1)
     display_id: str = string(same_as="message_id")
+    # billing: the MT record's, so that a receipt settles the hold (docs/dev/billing.md)
+    charge_on: int = u8()
+    price: int = i64()
+    currency: str = string("")
+    cost: int = i64(-1)
+    cost_currency: str = string("")
+    lease: int = i64()
 
 
 @attrs.frozen(slots=True)

@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 import attrs
 
 __all__ = [
+    "CHARGE_ON_DELIVERY",
+    "CHARGE_ON_SUBMIT",
     "Address",
     "DecodeError",
     "DlrFields",
@@ -47,6 +49,11 @@ __all__ = [
 
 MAGIC = 0xCA
 VERSION = 2
+
+CHARGE_ON_SUBMIT = 1
+"""``charge_on`` of a billed message whose price is captured when the operator accepts the submit."""
+CHARGE_ON_DELIVERY = 2
+"""``charge_on`` of a billed message whose price is captured on a DELIVRD receipt."""
 
 
 class DecodeError(ValueError):
@@ -86,6 +93,10 @@ def u8(default: int = 0) -> Any:
 
 def u16(default: int = 0) -> Any:
     return _field("H", default)
+
+
+def i64(default: int = 0) -> Any:
+    return _field("q", default)
 
 
 def f64(default: float = 0.0) -> Any:
@@ -435,6 +446,14 @@ class MtMessage(Record):
     display_id: str = string(same_as="message_id")
     """The id the partner was given for this message (its submit_sm_resp / submit_multi_resp): ``message_id``
     except for the destinations of a submit_multi after the first, which share the first one's id."""
+    # billing (docs/dev/billing.md): ``charge_on`` 0 = not billed, else CHARGE_ON_SUBMIT / CHARGE_ON_DELIVERY;
+    # amounts in micro-units for all parts; ``lease``: the credit lease the price is held against
+    charge_on: int = u8()
+    price: int = i64()
+    currency: str = string("")
+    cost: int = i64(-1)  # -1: the operator's cost plan has no row for the destination (or it has none)
+    cost_currency: str = string("")
+    lease: int = i64()
 
 
 @attrs.frozen(slots=True)

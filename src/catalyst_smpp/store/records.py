@@ -275,6 +275,19 @@ class MessageEvent:
     """The id the partner was given when it is not ``message_id`` (submit_multi: the ``accepted`` row of every
     destination, the first one's too, and the other rows of the destinations after the first; migration
     0003)."""
+    # The CDR columns of a billed message (None for a partner that is not billed; docs/dev/billing.md).
+    # Amounts in micro-units (exact integers; the ``cdrs`` view shows them as decimals).
+    price: int | None = None
+    """What the partner pays for all parts, in ``currency``."""
+    currency: str | None = None
+    cost: int | None = None
+    """What the operator charges us for all parts, in ``cost_currency`` (None when its plan has no row)."""
+    cost_currency: str | None = None
+    lease_id: int | None = None
+    """The credit lease the price was held against."""
+    charge_state: str | None = None
+    """What this row does to the hold: ``held``, ``captured`` or ``released`` (the event writer turns it
+    into the message's credit entries)."""
 
 
 @attrs.frozen

@@ -17,6 +17,7 @@ import types
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
+import attrs
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
@@ -649,22 +650,9 @@ def load_snapshot(conn: psycopg.Connection[Any]) -> ConfigSnapshot:
     )
 
 
-_LOG_COLS = (
-    "message_id",
-    "event",
-    "event_at",
-    "partner",
-    "operator",
-    "source_addr",
-    "dest_addr",
-    "parts",
-    "status",
-    "final_state",
-    "error",
-    "operator_message_id",
-    "node",
-    "display_id",
-)
+_LOG_COLS = tuple(f.name for f in attrs.fields(MessageEvent))
+"""The message log's columns: :class:`MessageEvent`'s fields, in its order (the one declaration of a row)."""
+_AT = _LOG_COLS.index("event_at")
 
 
 # what Postgres refuses in a row: NUL in text (DataError), a lone surrogate (UnicodeEncodeError while the
@@ -677,7 +665,7 @@ class _Unformattable(ValueError):
 _UNSTORABLE = (psycopg.DataError, UnicodeEncodeError, psycopg.errors.NotNullViolation, _Unformattable)
 
 LogRow = Sequence[Any]
-"""A message log row: the 14 columns of :data:`_LOG_COLS` in that order (the order of
+"""A message log row: the columns of :data:`_LOG_COLS` in that order (the order of
 :class:`MessageEvent`'s fields); ``event_at`` as unix seconds (float or int) or a datetime."""
 
 _NCOLS = len(_LOG_COLS)
@@ -717,18 +705,19 @@ def _timestamp_text(at: Any) -> str:
 
 def _copy_text_fast(rows: Sequence[LogRow]) -> str | None:
     """COPY text for ``rows`` when every row is plain (text columns str, nullable ones str or None, no
-    backslash/tab/newline/CR in any value), else None.  One ``join`` per row (a None or a number in a text
-    column fails it), checked once per batch: the separators counted must be the ones written, and the
-    only backslashes the ``\\N`` of the Nones."""
+    backslash/tab/newline/CR in any value), else None.  One ``join`` per row (a None in a NOT NULL column
+    fails it as Postgres would), checked once per batch: the separators counted must be the ones written,
+    and the only backslashes the ``\\N`` of the Nones."""
     out: list[str] = []
     ap = out.append
     ts = _timestamp_text
     seconds = _SECOND_TEXT
     join = "\t".join
     null = _NULL
+    at_i = _AT
     try:
         for r in rows:
-            mid, ev, at, pa, op, sa, da, parts, st, fs, er, om, node, di = r
+            at = r[at_i]
             if type(at) is float:  # the common case inline: a second already formatted
                 sec = int(at)
                 us = round((at - sec) * 1e6)
@@ -736,10 +725,9 @@ def _copy_text_fast(rows: Sequence[LogRow]) -> str | None:
                 t = f"{base}.{us:06d}+00" if base is not None and 0 <= us < 1_000_000 else ts(at)
             else:
                 t = ts(at)
-            values = (mid, ev, t, pa, op, sa, da, str(parts), null if st is None else str(st),
-                      null if fs is None else fs, null if er is None else er, null if om is None else om,
-                      node, null if di is None else di)  # fmt: skip
-            ap(join(values))
+            values = [null if v is None else v for v in r]
+            values[at_i] = t
+            ap(join(map(str, values)))
         nulls = sum(map(_count_none, rows))
     except (TypeError, ValueError, OverflowError):
         return None
@@ -803,8 +791,7 @@ def _row_key(r: LogRow) -> tuple[Any, Any]:
 
 
 def _event_row(e: MessageEvent) -> LogRow:
-    return (e.message_id, e.event, e.event_at, e.partner, e.operator, e.source_addr, e.dest_addr, e.parts,
-            e.status, e.final_state, e.error, e.operator_message_id, e.node, e.display_id)  # fmt: skip
+    return attrs.astuple(e, recurse=False)
 
 
 class MessageLogRepo:
