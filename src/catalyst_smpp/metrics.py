@@ -76,6 +76,27 @@ class Metrics:
             "Partner submits answered, by partner and SMPP status name (ok = accepted).",
             ["partner", "status"],
         )
+        self.billing_refusals_total = m(
+            Counter,
+            "billing_refusals_total",
+            "Partner submits refused by billing, by partner and reason (insufficient_credit, unpriced, margin, "
+            "currency).",
+            ["partner", "reason"],
+        )
+        self.credit_entries_total = m(
+            Counter,
+            "credit_entries_total",
+            "Credit entries the books took from the message log, by kind (hold, capture, release) and by "
+            "outcome (written, or duplicate / settled: already there, so ignored).",
+            ["kind", "outcome"],
+        )
+        self.low_balance = m(
+            Gauge,
+            "low_balance",
+            "1 while a partner's available credit is below its low-balance threshold (as of the last batch of "
+            "the books this node wrote), else 0.",
+            ["partner"],
+        )
         self.operator_submits_total = m(
             Counter,
             "operator_submits_total",

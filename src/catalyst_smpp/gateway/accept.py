@@ -60,6 +60,7 @@ from typing import Any, Final
 import attrs
 import trio
 
+from catalyst_smpp.billing.charging import Charge, Charger, NeedCredit, Refusal, billable_parts
 from catalyst_smpp.bus import Kind, MessageBus, PublishErrorKind
 from catalyst_smpp.encoding.datacoding import Alphabet, CodingGroup, parse_data_coding
 from catalyst_smpp.encoding.reassembly import split_message
@@ -120,6 +121,17 @@ class _Reject(Exception):
         self.reason = reason
 
 
+class _NeedCredit(Exception):
+    """The destination's price cannot be held yet: the batcher acquires a credit lease and builds it again."""
+
+    def __init__(self, micros: int) -> None:
+        self.micros = micros
+
+
+_NO_CHARGE: Final = Charge(0, 0, "", -1, "", 0)
+"""The billing fields of a message of a partner that is not billed."""
+
+
 @attrs.define
 class AcceptStats:
     accepted: int = 0
@@ -129,9 +141,9 @@ class AcceptStats:
     largest_batch: int = 0
 
 
-_Mt = tuple[int, str, str, bytes, int, int, str, int, str, str]
+_Mt = tuple[int, str, str, bytes, int, int, str, int, str, str, Charge]
 """One MT record to publish (built by ``_build``): our id, its canonical form (the JetStream msg_id), the
-subject, the record's octets, dest ton, npi, addr, parts, display_id, the first target."""
+subject, the record's octets, dest ton, npi, addr, parts, display_id, the first target, its charge."""
 
 
 class _Pending:
@@ -144,6 +156,7 @@ class _Pending:
         "partner",
         "partner_fmt",
         "pdu",
+        "retry",
         "rows",
         "session",
         "source_addr",
@@ -161,6 +174,7 @@ class _Pending:
         partner: str,
         source_addr: str,
         rows: list[Row] | None = None,
+        retry: list[tuple[tuple[int, int, str], int]] | None = None,
     ) -> None:
         self.session = session
         self.pdu = pdu
@@ -171,6 +185,8 @@ class _Pending:
         self.partner = partner
         self.source_addr = source_addr
         self.rows = rows
+        #: destinations (and the micro-units each needs) waiting for a credit lease: built by the batcher
+        self.retry = retry
 
 
 class AcceptHandler:
@@ -191,8 +207,10 @@ class AcceptHandler:
         publish_timeout: float | None = None,
         clock: Callable[[], float] = time.time,
         db: Database | None = None,
+        charger: Charger | None = None,
     ) -> None:
         self.bus = bus
+        self.charger = charger
         self.router = router
         self.partners = partners
         self.ids = ids
@@ -259,14 +277,22 @@ class AcceptHandler:
         return int(S.ESME_RQUERYFAIL)
 
     def _submit(self, session: SmppSession, pdu: Pdu) -> Reply:
-        _partner, fmt, dc0 = self._partner(session)
+        partner, fmt, dc0 = self._partner(session)
         system_id = session.system_id
         source: tuple[int, int, str] = (pdu.source_addr_ton, pdu.source_addr_npi, pdu.source_addr)  # type: ignore[attr-defined]
         dest: tuple[int, int, str] = (pdu.dest_addr_ton, pdu.dest_addr_npi, pdu.destination_addr)  # type: ignore[attr-defined]
         try:
             if self._closed:
                 raise _Reject(_RMSGQFUL, "draining")
-            mt = self._build(system_id, dc0, pdu, source, dest)
+            mt = self._build(system_id, dc0, pdu, source, dest, None, partner)
+        except _NeedCredit as need:
+            if not self._running:
+                return _RSYSERR
+            retry = [(dest, need.micros)]
+            self._enqueue(
+                _Pending(session, pdu, [], [], fmt, self.clock(), system_id, source[2], retry=retry)
+            )
+            return DEFERRED
         except _Reject as r:
             row = self._rejected(system_id, source[2], dest[2], r)
             if row is None or not self._running:
@@ -279,7 +305,7 @@ class AcceptHandler:
         return DEFERRED
 
     def _submit_multi(self, session: SmppSession, pdu: Pdu) -> Reply:
-        _partner, fmt, dc0 = self._partner(session)
+        partner, fmt, dc0 = self._partner(session)
         source: tuple[int, int, str] = (pdu.source_addr_ton, pdu.source_addr_npi, pdu.source_addr)  # type: ignore[attr-defined]
         dests: tuple[Any, ...] = pdu.dest_address  # type: ignore[attr-defined]
         if not dests:
@@ -291,6 +317,7 @@ class AcceptHandler:
         mts: list[_Mt] = []
         failures: list[tuple[SmeDestination, int]] = []
         rows: list[Row] = []
+        retry: list[tuple[tuple[int, int, str], int]] = []
         display: str | None = None  # the first destination's id: the one the partner gets for all of them
         for d in dests:
             if isinstance(d, DistributionListDestination):
@@ -299,7 +326,10 @@ class AcceptHandler:
                 continue
             dest = (d.dest_addr_ton, d.dest_addr_npi, d.destination_addr)
             try:
-                mt = self._build(session.system_id, dc0, pdu, source, dest, display)
+                mt = self._build(session.system_id, dc0, pdu, source, dest, display, partner)
+            except _NeedCredit as need:
+                retry.append((dest, need.micros))
+                continue
             except _Reject as r:
                 row = self._rejected(session.system_id, source[2], dest[2], r)
                 if row is not None:
@@ -309,11 +339,23 @@ class AcceptHandler:
             if display is None:
                 display = mt[1]
             mts.append(mt)
-        if not mts and (not rows or not self._running):
+        if retry and not self._running:
+            failures += [(SmeDestination(*d), _RSYSERR) for d, _m in retry]
+            retry = []
+        if not mts and not retry and (not rows or not self._running):
             return failures[0][1]
         self._enqueue(
             _Pending(
-                session, pdu, mts, failures, fmt, self.clock(), session.system_id, source[2], rows or None
+                session,
+                pdu,
+                mts,
+                failures,
+                fmt,
+                self.clock(),
+                session.system_id,
+                source[2],
+                rows or None,
+                retry or None,
             )
         )
         return DEFERRED
@@ -334,6 +376,7 @@ class AcceptHandler:
         source: tuple[int, int, str],
         dest: tuple[int, int, str],
         display: str | None = None,
+        partner_rec: Partner | None = None,
     ) -> _Mt:
         """The MT record of one destination (``mt_record``: no ``MtMessage``/``Address`` objects) with what
         publishing and answering need; ``display``: the id the partner is shown when it is not this
@@ -387,10 +430,23 @@ class AcceptHandler:
         targets = self.router().route(partner, source[2], route_dest)
         if not targets:
             raise _Reject(_RINVDSTADR, "no route")
+        target = targets[0]
+        charge = _NO_CHARGE
+        if self.charger is not None and partner_rec is not None:
+            # a part the partner concatenated itself is one SMS; a long text is as many as it takes
+            nparts = 1 if parts > 1 else billable_parts(text_octets, dc.alphabet)
+            try:
+                charge = (
+                    self.charger.charge(partner_rec, route_dest, target, nparts, self.clock()) or _NO_CHARGE
+                )
+            except Refusal as r:
+                self._count_billing(partner, r.label)
+                raise _Reject(r.status, r.reason) from None
+            except NeedCredit as n:
+                raise _NeedCredit(n.micros) from None
         our_id = self.ids.next()
         mid = str(our_id)
         display_id = display or mid
-        target = targets[0]
         try:
             data = mt_record(
                 message_id=mid,
@@ -415,13 +471,33 @@ class AcceptHandler:
                 accepted_at=self.clock(),
                 node=self.node,
                 display_id=display_id,
+                charge_on=charge.charge_on,
+                price=charge.price,
+                currency=charge.currency,
+                cost=charge.cost,
+                cost_currency=charge.cost_currency,
+                lease=charge.lease,
             )
         except EncodeError as exc:  # not from a decoded PDU (its strings have no NUL, its integers fit)
+            self._unhold(partner, charge)
             raise _Reject(_RSYSERR, str(exc)) from None
         subject = self._subjects.get(target)
         if subject is None:
             subject = self._subject(target)
-        return (our_id, mid, subject, data, dest[0], dest[1], dest_addr, parts, display_id, target)
+        return (our_id, mid, subject, data, dest[0], dest[1], dest_addr, parts, display_id, target, charge)
+
+    def _unhold(self, partner: str, charge: Charge) -> None:
+        if charge.charge_on and self.charger is not None:
+            self.charger.release(partner, charge)
+
+    def _count_billing(self, partner: str, reason: str) -> None:
+        m = self.metrics
+        if m is None:
+            return
+        try:
+            m.billing_refusals_total.labels(partner=partner, reason=reason).inc()
+        except Exception:  # metrics must never break accepting
+            log.debug("metrics update failed", exc_info=True)
 
     def _rejected(self, partner: str, source: str, dest: str, r: _Reject) -> Row | None:
         """Count and log a refusal; its ``rejected`` row (None without an event publisher)."""
@@ -493,6 +569,8 @@ class AcceptHandler:
                     n += len(p.mts)
                 self._busy = True
                 try:
+                    if any(p.retry for p in batch):
+                        await self._with_credit(batch)
                     await self._publish(batch)
                 finally:
                     self._busy = False
@@ -504,6 +582,34 @@ class AcceptHandler:
                 self.stats.failed += 1
                 p.session.respond(p.pdu, _RMSGQFUL)
             self._idle.set()
+
+    async def _with_credit(self, batch: list[_Pending]) -> None:
+        """Build the destinations that waited for a credit lease: acquire one per partner (one transaction
+        of the books per lease, not per message), then build them again; one that still cannot be held is
+        refused with its partner's insufficient-credit status."""
+        assert self.charger is not None
+        for p in batch:
+            if not p.retry:
+                continue
+            retry, p.retry = p.retry, None
+            partner, _fmt, dc0 = self._partner(p.session)
+            pdu = p.pdu
+            source = (pdu.source_addr_ton, pdu.source_addr_npi, pdu.source_addr)  # type: ignore[attr-defined]
+            for dest, micros in retry:
+                await self.charger.credit.acquire(p.partner, micros)
+                display = p.mts[0][8] if p.mts and pdu.command_id == _SUBMIT_MULTI else None
+                try:
+                    try:
+                        p.mts.append(self._build(p.partner, dc0, pdu, source, dest, display, partner))
+                    except _NeedCredit:
+                        self._count_billing(p.partner, "insufficient_credit")
+                        status = partner.insufficient_credit_status if partner is not None else _RSYSERR
+                        raise _Reject(status, "insufficient credit") from None
+                except _Reject as r:
+                    row = self._rejected(p.partner, source[2], dest[2], r)
+                    if row is not None:
+                        p.rows = [*(p.rows or ()), row]
+                    p.failures.append((SmeDestination(*dest), r.status))
 
     def _subject(self, operator: str) -> str:
         s = self._subjects.get(operator)
@@ -597,6 +703,7 @@ class AcceptHandler:
                             status=0,
                             node=node,
                             display_id=mt[8] if multi else None,
+                            **_charge_fields(mt[10], "held"),
                         )
                     )
                 i += 1
@@ -612,6 +719,7 @@ class AcceptHandler:
                 ok_ids.append(mt[0])
             else:
                 status = status_for_publish_error(r.kind)
+                self._unhold(partner, mt[10])
                 self.stats.failed += 1
                 self.count_refused(partner, status)
                 log.warning(
@@ -669,6 +777,30 @@ class AcceptHandler:
         while self._queue or self._busy:
             await self._idle.wait()
             await trio.sleep(0)
+
+
+_NO_CHARGE_FIELDS: Final = {
+    "price": None,
+    "currency": None,
+    "cost": None,
+    "cost_currency": None,
+    "lease_id": None,
+    "charge_state": None,
+}
+
+
+def _charge_fields(charge: Charge, state: str) -> dict[str, Any]:
+    """The CDR columns of a message-log row of a message with ``charge`` (all None when it is not billed)."""
+    if not charge.charge_on:
+        return _NO_CHARGE_FIELDS
+    return {
+        "price": charge.price,
+        "currency": charge.currency,
+        "cost": charge.cost if charge.cost >= 0 else None,
+        "cost_currency": charge.cost_currency or None,
+        "lease_id": charge.lease,
+        "charge_state": state,
+    }
 
 
 @attrs.frozen

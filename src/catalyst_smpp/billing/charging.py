@@ -1,0 +1,150 @@
+"""Pricing one message at accept: its price and cost, the margin guard, and its hold.
+
+:meth:`Charger.charge` is what accept calls per destination, after routing and before our id is given: it
+returns the :class:`Charge` the MT record and the message-log rows carry, ``None`` for a partner that is not
+billed (no price plan), or raises :class:`Refusal` (with the SMPP status to answer) or :class:`NeedCredit`
+(no local lease can hold it yet: the accept batcher awaits :meth:`CreditLeases.acquire` and tries again).
+
+The number of parts a message is priced for is the number of SMS it takes with standard concatenation
+(:func:`billable_parts`); a part the partner concatenated itself is one.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Final, Protocol
+
+import attrs
+
+from catalyst_smpp.billing.credit import NEED, REFUSED, CreditLeases
+from catalyst_smpp.billing.money import Money
+from catalyst_smpp.encoding.datacoding import Alphabet
+from catalyst_smpp.gateway.messages import CHARGE_ON_DELIVERY, CHARGE_ON_SUBMIT
+from catalyst_smpp.protocol.constants import CommandStatus
+from catalyst_smpp.store.records import Partner
+
+__all__ = [
+    "Charge",
+    "Charger",
+    "NeedCredit",
+    "PriceBook",
+    "Refusal",
+    "billable_parts",
+]
+
+log = logging.getLogger(__name__)
+
+_RINVDSTADR: Final = int(CommandStatus.ESME_RINVDSTADR)
+_RSUBMITFAIL: Final = int(CommandStatus.ESME_RSUBMITFAIL)
+_RSYSERR: Final = int(CommandStatus.ESME_RSYSERR)
+_CHARGE_ON: Final = {"submit": CHARGE_ON_SUBMIT, "delivery": CHARGE_ON_DELIVERY}
+
+# (single SMS, one part of a concatenated one) per alphabet, in characters (octets for 8-bit data)
+_SIZES: Final = {Alphabet.GSM7: (160, 153), Alphabet.UCS2: (70, 67)}
+_OCTETS: Final = (140, 134)
+
+
+def billable_parts(text_octets: int, alphabet: Alphabet) -> int:
+    """How many SMS a text of ``text_octets`` octets as the partner sent it takes: GSM 7-bit text one octet
+    per septet (160 alone, 153 per part), UCS-2 two octets per character (70 / 67), anything else octets
+    (140 / 134)."""
+    if alphabet is Alphabet.UCS2:
+        single, part = _SIZES[Alphabet.UCS2]
+        n = (text_octets + 1) // 2
+    elif alphabet is Alphabet.GSM7 or alphabet is Alphabet.IA5 or alphabet is Alphabet.LATIN1:
+        single, part = _SIZES[Alphabet.GSM7]
+        n = text_octets
+    else:
+        single, part = _OCTETS
+        n = text_octets
+    return 1 if n <= single else -(-n // part)
+
+
+class PriceBook(Protocol):
+    """Prices and costs now (built from the configuration snapshot)."""
+
+    def price_for(self, partner: str, digits: str, at: float, parts: int, charge_on: str) -> Money | None:
+        """What ``partner`` pays for a message of ``parts`` parts to ``digits`` at ``at`` (unix seconds)
+        charged at ``charge_on``; None when its plan has no row for the destination."""
+        ...
+
+    def cost_for(self, operator: str, digits: str, at: float, parts: int) -> Money | None:
+        """What ``operator`` charges us for it; None when there is no cost row (or no cost plan)."""
+        ...
+
+
+class Refusal(Exception):
+    """The message is refused: ``status`` to the partner, ``reason`` for the log and the metrics."""
+
+    def __init__(self, status: int, reason: str, label: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.label = label  # the metrics' reason: insufficient_credit, unpriced, margin, currency
+
+
+class NeedCredit(Exception):
+    """No local lease can hold ``micros`` yet: acquire one and price the message again."""
+
+    def __init__(self, micros: int) -> None:
+        super().__init__(micros)
+        self.micros = micros
+
+
+@attrs.frozen(slots=True)
+class Charge:
+    """A billed message's charge as its records carry it (amounts in micro-units, for all parts)."""
+
+    charge_on: int
+    price: int
+    currency: str
+    cost: int  # -1: unknown
+    cost_currency: str
+    lease: int
+
+
+class Charger:
+    """Prices and holds messages for accept (see the module notes)."""
+
+    def __init__(self, book: PriceBook, credit: CreditLeases) -> None:
+        self.book = book
+        self.credit = credit
+
+    def charge(self, partner: Partner, digits: str, operator: str, parts: int, at: float) -> Charge | None:
+        if getattr(partner, "price_plan_id", None) is None:
+            return None
+        name = partner.system_id
+        charge_on = partner.charge_on
+        price = self.book.price_for(name, digits, at, parts, charge_on)
+        if price is None:
+            raise Refusal(_RINVDSTADR, f"no price for {digits}", "unpriced")
+        cost = self.book.cost_for(operator, digits, at, parts)
+        if (
+            partner.margin_guard
+            and cost is not None
+            and cost.currency == price.currency
+            and cost.amount > price.amount
+        ):
+            raise Refusal(_RSUBMITFAIL, f"cost {cost} above price {price}", "margin")
+        micros = price.micros()
+        account = self.credit.currency(name)
+        if account is not None and account != price.currency:
+            log.error("[%s] price plan in %s, account in %s: refusing", name, price.currency, account)
+            raise Refusal(_RSYSERR, f"price in {price.currency}, account in {account}", "currency")
+        lease = self.credit.hold(name, micros)
+        if lease == NEED:
+            raise NeedCredit(micros)
+        if lease == REFUSED:
+            raise Refusal(partner.insufficient_credit_status, "insufficient credit", "insufficient_credit")
+        return Charge(
+            _CHARGE_ON[charge_on],
+            micros,
+            price.currency,
+            cost.micros() if cost is not None else -1,
+            cost.currency if cost is not None else "",
+            lease,
+        )
+
+    def release(self, partner: str, charge: Charge) -> None:
+        """Give back the hold of a message that was not stored."""
+        self.credit.unhold(partner, charge.lease, charge.price)
