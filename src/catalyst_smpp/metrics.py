@@ -79,8 +79,8 @@ class Metrics:
         self.billing_refusals_total = m(
             Counter,
             "billing_refusals_total",
-            "Partner submits refused by billing, by partner and reason (insufficient_credit, unpriced, margin, "
-            "currency).",
+            "Partner submits refused by billing, by partner and reason "
+            "(insufficient_credit, unpriced, margin, currency).",
             ["partner", "reason"],
         )
         self.credit_entries_total = m(
@@ -93,8 +93,8 @@ class Metrics:
         self.low_balance = m(
             Gauge,
             "low_balance",
-            "1 while a partner's available credit is below its low-balance threshold (as of the last batch of "
-            "the books this node wrote), else 0.",
+            "1 while a partner's available credit is below its low-balance threshold "
+            "(as of the last batch of the books this node wrote), else 0.",
             ["partner"],
         )
         self.operator_submits_total = m(

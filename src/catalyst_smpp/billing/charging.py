@@ -12,7 +12,7 @@ The number of parts a message is priced for is the number of SMS it takes with s
 from __future__ import annotations
 
 import logging
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 import attrs
 
@@ -24,12 +24,16 @@ from catalyst_smpp.protocol.constants import CommandStatus
 from catalyst_smpp.store.records import Partner
 
 __all__ = [
+    "CDR_NONE",
     "Charge",
     "Charger",
     "NeedCredit",
     "PriceBook",
     "Refusal",
     "billable_parts",
+    "cdr_fields",
+    "settles_on_receipt",
+    "settles_on_submit",
 ]
 
 log = logging.getLogger(__name__)
@@ -148,3 +152,45 @@ class Charger:
     def release(self, partner: str, charge: Charge) -> None:
         """Give back the hold of a message that was not stored."""
         self.credit.unhold(partner, charge.lease, charge.price)
+
+
+CDR_NONE: Final[dict[str, Any]] = {
+    "price": None,
+    "currency": None,
+    "cost": None,
+    "cost_currency": None,
+    "lease_id": None,
+    "charge_state": None,
+}
+"""The CDR columns of a message-log row of a message that is not billed."""
+
+
+def cdr_fields(rec: Any, state: str | None) -> dict[str, Any]:
+    """The CDR columns of a message-log row (:class:`~catalyst_smpp.store.records.MessageEvent`'s names)
+    from anything that carries a message's charge (a :class:`Charge`, an MT record's view, an id mapping:
+    ``charge_on``, ``price``, ``currency``, ``cost``, ``cost_currency``, ``lease``); ``state`` is what the
+    row does to the hold (``held``, ``captured``, ``released``, or None: nothing)."""
+    if not rec.charge_on:
+        return CDR_NONE
+    cost = rec.cost
+    return {
+        "price": rec.price,
+        "currency": rec.currency,
+        "cost": cost if cost >= 0 else None,
+        "cost_currency": rec.cost_currency or None,
+        "lease_id": rec.lease,
+        "charge_state": state,
+    }
+
+
+def settles_on_submit(rec: Any) -> str:
+    """The ``charge_state`` of the ``submitted`` row of a billed message."""
+    return "captured" if rec.charge_on == CHARGE_ON_SUBMIT else "held"
+
+
+def settles_on_receipt(rec: Any, state: str) -> str | None:
+    """The ``charge_state`` of a final receipt's row: a charge-on-delivery message is captured on DELIVRD
+    and released on any other final state; a charge-on-submit one was settled at submit (None)."""
+    if rec.charge_on != CHARGE_ON_DELIVERY:
+        return None
+    return "captured" if state == "DELIVRD" else "released"

@@ -60,7 +60,7 @@ from typing import Any, Final
 import attrs
 import trio
 
-from catalyst_smpp.billing.charging import Charge, Charger, NeedCredit, Refusal, billable_parts
+from catalyst_smpp.billing.charging import Charge, Charger, NeedCredit, Refusal, billable_parts, cdr_fields
 from catalyst_smpp.bus import Kind, MessageBus, PublishErrorKind
 from catalyst_smpp.encoding.datacoding import Alphabet, CodingGroup, parse_data_coding
 from catalyst_smpp.encoding.reassembly import split_message
@@ -703,7 +703,7 @@ class AcceptHandler:
                             status=0,
                             node=node,
                             display_id=mt[8] if multi else None,
-                            **_charge_fields(mt[10], "held"),
+                            **cdr_fields(mt[10], "held"),
                         )
                     )
                 i += 1
@@ -777,30 +777,6 @@ class AcceptHandler:
         while self._queue or self._busy:
             await self._idle.wait()
             await trio.sleep(0)
-
-
-_NO_CHARGE_FIELDS: Final = {
-    "price": None,
-    "currency": None,
-    "cost": None,
-    "cost_currency": None,
-    "lease_id": None,
-    "charge_state": None,
-}
-
-
-def _charge_fields(charge: Charge, state: str) -> dict[str, Any]:
-    """The CDR columns of a message-log row of a message with ``charge`` (all None when it is not billed)."""
-    if not charge.charge_on:
-        return _NO_CHARGE_FIELDS
-    return {
-        "price": charge.price,
-        "currency": charge.currency,
-        "cost": charge.cost if charge.cost >= 0 else None,
-        "cost_currency": charge.cost_currency or None,
-        "lease_id": charge.lease,
-        "charge_state": state,
-    }
 
 
 @attrs.frozen

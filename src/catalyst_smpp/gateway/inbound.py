@@ -71,6 +71,7 @@ from typing import Any, Protocol
 import attrs
 import trio
 
+from catalyst_smpp.billing.charging import cdr_fields, settles_on_receipt
 from catalyst_smpp.bus import BusError, Kind, MessageBus, PublishItem
 from catalyst_smpp.encoding.msgid import normalise_id
 from catalyst_smpp.encoding.receipts import (
@@ -663,6 +664,7 @@ class InboundHandler:
                     operator_message_id=r.message_id,
                     node=self.node,
                     display_id=m.display_id if m.display_id != m.message_id else None,
+                    **cdr_fields(m, settles_on_receipt(m, state)),
                 )
                 logged.append((row, items))
 

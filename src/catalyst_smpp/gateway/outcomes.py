@@ -32,6 +32,7 @@ from typing import Any
 import attrs
 import trio
 
+from catalyst_smpp.billing.charging import cdr_fields, settles_on_submit
 from catalyst_smpp.bus import BusError, Kind, MessageBus, Msg, PublishItem
 from catalyst_smpp.encoding.msgid import normalise_id
 from catalyst_smpp.gateway.events import EventPublisher, Row, event_row
@@ -173,7 +174,20 @@ class Job:
         """The id mapping of part ``i`` (0-based): what its operator id leads a receipt to."""
         mt = self.mt
         assert mt is not None
-        return IdMapping(mt.message_id, mt.partner, self.flags(i), i + 1, len(self.pdus), mt.display_id)
+        return IdMapping(
+            mt.message_id,
+            mt.partner,
+            self.flags(i),
+            i + 1,
+            len(self.pdus),
+            mt.display_id,
+            charge_on=mt.charge_on,
+            price=mt.price,
+            currency=mt.currency,
+            cost=mt.cost,
+            cost_currency=mt.cost_currency,
+            lease=mt.lease,
+        )
 
     def accepted_parts(self) -> int:
         """Parts the operator answered ESME_ROK."""
@@ -448,6 +462,7 @@ class Settlement:
             operator_message_id=",".join(r.message_id for r in rs),
             node=self.node,
             display_id=mt.display_id if mt.display_id != mt.message_id else None,
+            **cdr_fields(mt, settles_on_submit(mt)),
         )
 
     def _failed(self, j: Job, state: str, name: str) -> Row:
@@ -468,4 +483,5 @@ class Settlement:
             error=j.error[:200],
             node=self.node,
             display_id=mt.display_id if mt.display_id != mt.message_id else None,
+            **cdr_fields(mt, "released"),
         )

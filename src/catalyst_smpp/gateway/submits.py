@@ -22,7 +22,7 @@ from catalyst_smpp.encoding import (
     segment,
 )
 from catalyst_smpp.gateway.inbound import PART_DECIDES, PART_UNASKED
-from catalyst_smpp.gateway.messages import MT, MtFields, MtMessage
+from catalyst_smpp.gateway.messages import CHARGE_ON_DELIVERY, MT, MtFields, MtMessage
 from catalyst_smpp.protocol.pdu import SubmitSm
 from catalyst_smpp.protocol.tlv import Tag, Tlv
 from catalyst_smpp.store import Operator
@@ -48,16 +48,17 @@ _SMSC_RECEIPT = 0x03  # registered_delivery bits 0-1: SMSC delivery receipt (0 n
 _INTERMEDIATE = 0x10  # bit 4: intermediate notification
 
 
-def _asked_reg(registered_delivery: int, operator: Operator) -> int:
+def _asked_reg(registered_delivery: int, operator: Operator, charge_on: int = 0) -> int:
     """registered_delivery of a part that asks this operator for a receipt.
 
     ``receipt_request = "final"``: a receipt in every final state (1), whatever the partner asked, so
     the message log learns the final state.  ``"as_partner"``: what the partner asked (0 none, 1 every
     final state, 2 failures only; 3, reserved in SMPP 3.4 and "success only" in 5.0, is sent as 1, the
     way :func:`~catalyst_smpp.gateway.inbound.wants_receipt` reads it).  The other bits (SME acks,
-    intermediate notification) are the partner's either way.
+    intermediate notification) are the partner's either way.  A message charged on delivery
+    (``charge_on``) always asks for the final receipt: its price is captured or released by it.
     """
-    if operator.receipt_request == "as_partner":
+    if operator.receipt_request == "as_partner" and charge_on != CHARGE_ON_DELIVERY:
         wish = registered_delivery & _SMSC_RECEIPT
         return (registered_delivery & ~_SMSC_RECEIPT) | (1 if wish == 3 else wish)
     return (registered_delivery & ~_SMSC_RECEIPT) | 1
@@ -135,7 +136,7 @@ def build_submits(mt: MtMessage, operator: Operator, ref: int) -> list[SubmitSm]
 
 def _build_submits(mt: MtFields, operator: Operator, ref: int) -> list[SubmitSm]:
     """:func:`build_submits` of a record read as :class:`MtFields` (the connector's own path)."""
-    reg = _asked_reg(mt.registered_delivery, operator)
+    reg = _asked_reg(mt.registered_delivery, operator, mt.charge_on)
     udhi = bool(mt.esm_class & UDHI)
     has_sar = any(t in _SAR_TAGS for t, _ in mt.tlvs)
     payload = mt.payload
