@@ -311,7 +311,8 @@ class Pricing:
     plan's ``submit_price`` per part (the operator charges for what it accepts)."""
 
     def __init__(self, snapshot: ConfigSnapshot) -> None:
-        indexes = {p.name: PlanIndex.of(p) for p in snapshot.plans}
+        # getattr: like the router, take a snapshot-like object without plans (no one billed)
+        indexes = {p.name: PlanIndex.of(p) for p in getattr(snapshot, "plans", ())}
         self.plans = indexes
         self._prices: dict[str, tuple[PlanIndex, str]] = {}
         for partner in snapshot.partners:

@@ -16,7 +16,8 @@ instant (:meth:`Router.route`'s ``at``), equal costs in position order, operator
 cost plan, no row, or a cost in another currency than the one compared) last in position order; failover walks
 the rest in that order.  The currency compared is the partner's price plan's, else that of the first operator
 in position order with a cost.  Disabled or unknown operators are left out; a route left with no usable
-operator does not match, so the next route in the order above is used.  ``[]`` means no route (answer ``ESME_RINVDSTADR``).
+operator does not match, so the next route in the order above is used.  ``[]`` means no route (answer
+``ESME_RINVDSTADR``).
 
 MO (``Router.route_mo``): the enabled MO routes (``snapshot.mo_routes``, when the snapshot has them) whose
 destination prefix and optional source prefix match; longest destination prefix, then priority, then the
