@@ -1,4 +1,5 @@
-"""billing.plans: the plan CSV (round trip, errors naming line and column), PlanIndex lookups, prices, Pricing."""
+"""billing.plans: the plan CSV (round trip, errors naming line and column), PlanIndex lookups, prices,
+Pricing."""
 
 from __future__ import annotations
 
@@ -170,7 +171,7 @@ def test_csv_round_trip(rows: list[PlanRow]) -> None:
     assert parse_csv(format_csv(rows), "EUR") == rows
 
 
-_csv_alphabet = st.sampled_from(list('0123456789,.:-+TZ"\n\r ;aé\x00') + ["DEFAULT", "2027-01-01T00:00:00Z"])
+_csv_alphabet = st.sampled_from([*'0123456789,.:-+TZ"\n\r ;aé\x00', "DEFAULT", "2027-01-01T00:00:00Z"])
 
 
 @settings(max_examples=300)

@@ -1,5 +1,5 @@
-"""Plans on a real Postgres (migration 0008): PlanRepo, CSV import/export, the partners' and operators' plan
-settings, the database's own checks, the snapshot (rows in effect now or later) and the saved snapshot file."""
+"""Plans on a real Postgres (migration 0008): PlanRepo, CSV import/export, the partners' and operators'
+plan settings, the database's own checks, the snapshot (rows in effect now or later) and the snapshot file."""
 
 from __future__ import annotations
 
