@@ -1,5 +1,5 @@
-"""The plan commands and the partners'/operators' plan options (catalyst_smpp.admin_billing, admin.py) against a
-real Postgres, in this module's fresh schema; names are unique per test."""
+"""The plan commands and the partners'/operators' plan options (catalyst_smpp.admin_billing, admin.py)
+against a real Postgres, in this module's fresh schema; names are unique per test."""
 
 from __future__ import annotations
 
@@ -129,9 +129,8 @@ def test_partner_and_operator_plan_options(cli: Any, pg_dsn: str, pg_schema: str
     r = cli("partner", "change", sid, "--insufficient-credit-status", "88")
     assert r.exit_code == 2 and "0x" in r.output  # hex with 0x, like the other status options
     assert "is a cost plan" in cli("partner", "change", sid, "--price-plan", costs).output
-    assert (
-        "in use" in cli("plan", "remove", retail).output or "assigned" in cli("plan", "remove", retail).output
-    )
+    r = cli("plan", "remove", retail)
+    assert r.exit_code == 1 and f"assigned to partner(s) {sid}" in r.output
     _ok(cli("partner", "change", sid, "--price-plan", "", "--no-margin-guard", "--insufficient-credit-status",
             "0xFFFFFFFF"))  # fmt: skip
     with connect_sync(pg_dsn, schema=pg_schema) as conn:
@@ -142,8 +141,8 @@ def test_partner_and_operator_plan_options(cli: Any, pg_dsn: str, pg_schema: str
         0xFFFFFFFF,
     )
 
-    r = _ok(cli("operator", "add", op, "--host", "h", "--port", "2775", "--system-id", "s", "--cost-plan", costs,
-                "--json"))  # fmt: skip
+    r = _ok(cli("operator", "add", op, "--host", "h", "--port", "2775", "--system-id", "s",
+                "--cost-plan", costs, "--json"))  # fmt: skip
     assert json.loads(r.stdout)["cost_plan"] == costs
     assert "is a price plan" in cli("operator", "change", op, "--cost-plan", retail).output
     assert "assigned to operator(s)" in cli("plan", "remove", costs).output
@@ -153,6 +152,6 @@ def test_partner_and_operator_plan_options(cli: Any, pg_dsn: str, pg_schema: str
     )
     _ok(cli("plan", "remove", costs))
 
-    r = _ok(cli("route", "add", "--dest-prefix", "49" + sid[-4:].encode().hex()[:4], "--operator", op, "--strategy",
-                "least_cost", "--json"))  # fmt: skip
+    r = _ok(cli("route", "add", "--partner", sid, "--dest-prefix", "49", "--operator", op,
+                "--strategy", "least_cost", "--json"))  # fmt: skip
     assert json.loads(r.stdout)["strategy"] == "least_cost"
