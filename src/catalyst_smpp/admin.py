@@ -523,7 +523,30 @@ def migrate_cmd(db: _Db) -> None:
 def _partner_fields(**kw: Any) -> dict[str, Any]:
     if kw.get("receipt_date_digits") is not None:
         kw["receipt_date_digits"] = int(kw["receipt_date_digits"])
-    return _given(**kw)
+    out = _given(**kw)
+    if kw.get("price_plan") == "":
+        out["price_plan"] = None  # unset: the partner is no longer billed
+    return out
+
+
+def _status(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    """--insufficient-credit-status 0x45 → 69 (hex with 0x, as --temporary-statuses; 0x1..0xFFFFFFFF)."""
+    if value is None:
+        return None
+    from catalyst_smpp.store.records import MAX_STATUS_32, parse_command_status
+
+    try:
+        return parse_command_status(value, maximum=MAX_STATUS_32)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+
+def _partner_text(d: dict[str, Any]) -> dict[str, Any]:
+    """``partner show`` as text: the status in hex, as SMPP documents write it (JSON keeps the integer)."""
+    d = dict(d)
+    d["insufficient_credit_status"] = f"0x{d['insufficient_credit_status']:X}"
+    d["price_plan"] = d.get("price_plan") or "none (not billed)"
+    return d
 
 
 PARTNER = _Kind(
@@ -534,6 +557,7 @@ PARTNER = _Kind(
     to_dict=_partner_dict,
     fields=_partner_fields,
     any_field="allowed_ips",
+    to_text=_partner_text,
 )
 
 _PARTNER_SETTINGS = _Settings(
@@ -585,6 +609,33 @@ _PARTNER_SETTINGS = _Settings(
             type=click.Choice(["10", "12"]),
             help="Dates in receipt text: 10 = YYMMDDhhmm, 12 = YYMMDDhhmmss.",
             shown_default="10",
+        ),
+        _setting(
+            "--price-plan",
+            metavar="NAME",
+            help="Price plan (kind price) the partner pays by; without one it is not billed.",
+            shown_default="none",
+            change_help=" '' = none (no longer billed).",
+        ),
+        _setting(
+            "--charge-on",
+            type=click.Choice(["submit", "delivery"]),
+            help="Charging point: submit = when the operator accepts the message (submit_price), delivery = "
+            "on a DELIVRD receipt (delivery_price, else submit_price).",
+            shown_default="submit",
+        ),
+        _setting(
+            "--insufficient-credit-status",
+            callback=_status,
+            metavar="0xNN",
+            help="command_status of a submit refused for lack of credit (hex with 0x).",
+            shown_default="0x45 ESME_RSUBMITFAIL",
+        ),
+        _setting(
+            "--margin-guard/--no-margin-guard",
+            default=None,
+            help="Refuse a message whose cost exceeds its price (same currency only).",
+            shown_default="no",
         ),
         _setting("--description", help="Free text (who, contract, contact)."),
     ),
@@ -691,6 +742,13 @@ _show_command(partner_group, PARTNER, "Show one partner (the password is never s
 # --------------------------------------------------------------------------- operators
 
 
+def _operator_fields(**kw: Any) -> dict[str, Any]:
+    out = _given(**kw)
+    if kw.get("cost_plan") == "":
+        out["cost_plan"] = None  # unset
+    return out
+
+
 OPERATOR = _Kind(
     "operator",
     "OperatorRepo",
@@ -698,6 +756,7 @@ OPERATOR = _Kind(
     key_attr="name",
     to_dict=_operator_dict,
     to_text=_operator_text,
+    fields=_operator_fields,
 )
 
 
@@ -831,6 +890,14 @@ _OPERATOR_SETTINGS = _Settings(
             "state).",
             shown_default="final",
         ),
+        _setting(
+            "--cost-plan",
+            metavar="NAME",
+            help="Cost plan (kind cost): what this operator charges us, for least-cost routes and the margin "
+            "guard.",
+            shown_default="none",
+            change_help=" '' = none.",
+        ),
         _DESCRIPTION,
     ),
     enabled_help="Connect to it.",
@@ -858,7 +925,7 @@ def operator_add(
 
     Changes take effect on running gateways without a restart."""
     with db.repo(OPERATOR, name, write=True) as repo:
-        o = repo.add(name, host, port, system_id, **_given(**fields))
+        o = repo.add(name, host, port, system_id, **_operator_fields(**fields))
     OPERATOR.emit(as_json, o, "added")
 
 
@@ -1014,8 +1081,9 @@ _ROUTE_SETTINGS = _Settings(
         _PRIORITY,
         _setting(
             "--strategy",
-            type=click.Choice(["failover", "weighted"]),
-            help="failover: operators in order; weighted: share by weight.",
+            type=click.Choice(["failover", "weighted", "least_cost"]),
+            help="failover: operators in order; weighted: share by weight; least_cost: the cheapest by the "
+            "operators' cost plans for the destination first (ties and unknown costs in the order given).",
             shown_default="failover",
         ),
         _DESCRIPTION,
@@ -1205,6 +1273,8 @@ _show_command(mo_route_group, MO_ROUTE, "Show one MO route.")
 
 
 def register(main: click.Group) -> None:
-    """Add migrate, partner, operator, route and mo-route to the ``catalyst-smpp`` group."""
-    for cmd in (migrate_cmd, partner_group, operator_group, route_group, mo_route_group):
+    """Add migrate, partner, operator, route, mo-route and plan to the ``catalyst-smpp`` group."""
+    from catalyst_smpp.admin_billing import plan_group
+
+    for cmd in (migrate_cmd, partner_group, operator_group, route_group, mo_route_group, plan_group):
         main.add_command(cmd)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 import re
+import time
 from collections import Counter
 from typing import Any
 
@@ -11,8 +13,18 @@ import attrs
 from hypothesis import given
 from hypothesis import strategies as st
 
+from catalyst_smpp.billing.money import Money
 from catalyst_smpp.gateway.routing import Router, mo_route_order, route_order
-from catalyst_smpp.store.records import ConfigSnapshot, MoRoute, Operator, Partner, Route, RouteTarget
+from catalyst_smpp.store.records import (
+    ConfigSnapshot,
+    MoRoute,
+    Operator,
+    Partner,
+    Plan,
+    PlanRow,
+    Route,
+    RouteTarget,
+)
 
 
 def op(name: str, enabled: bool = True) -> Operator:
@@ -279,3 +291,98 @@ def test_mo_route_order_is_the_order_the_router_tries(specs: list[Any], dest: st
     )
     router = Router(attrs.evolve(snap([]), partners=partners, mo_routes=mo))
     assert router.route_mo(dest, source) == (first.partner if first else None)
+
+
+# --------------------------------------------------------------------------- least cost
+
+
+def _cost_plan(
+    name: str, *rows: tuple[str, str, dt.datetime, dt.datetime | None], currency: str = "EUR"
+) -> Plan:
+    return Plan(
+        id=abs(hash(name)) % 10_000,
+        name=name,
+        kind="cost",
+        currency=currency,
+        rows=tuple(
+            PlanRow(prefix, prefix[:2], "", None, Money(cost, currency), None, start, until)
+            for prefix, cost, start, until in rows
+        ),
+    )
+
+
+_T0 = dt.datetime(2027, 1, 1, tzinfo=dt.UTC)
+_T1 = dt.datetime(2027, 2, 1, tzinfo=dt.UTC)
+
+
+def _lc_snap(
+    plans: list[Plan], costs: dict[str, str | None], partners: tuple[Partner, ...] = ()
+) -> ConfigSnapshot:
+    ops = tuple(attrs.evolve(op(n), cost_plan=costs.get(n)) for n in ("A", "B", "C", "D"))
+    return ConfigSnapshot(
+        version=1,
+        partners=partners or (Partner(id=1, system_id="acme", password_hash="x"),),
+        operators=ops,
+        routes=(route(None, "44", "A", "B", "C", "D", strategy="least_cost"),),
+        plans=tuple(plans),
+    )
+
+
+def test_least_cost_orders_by_cost_at_the_instant() -> None:
+    plans = [
+        _cost_plan("ca", ("44", "0.03", _T0, None)),
+        # B is cheapest until T1, then the dearest
+        _cost_plan("cb", ("4477", "0.01", _T0, _T1), ("4477", "0.05", _T1, None), ("44", "0.04", _T0, None)),
+        _cost_plan("cc", ("44", "0.02", _T0, None)),
+    ]
+    r = Router(_lc_snap(plans, {"A": "ca", "B": "cb", "C": "cc"}))
+    before, at = _T1.timestamp() - 1, _T1.timestamp()
+    assert r.route("acme", "1", "447700900123", at=before) == ["B", "C", "A", "D"]  # D: no cost plan, last
+    assert r.route("acme", "1", "447700900123", at=at) == ["C", "A", "B", "D"]
+    assert r.route("acme", "1", "441234", at=before) == ["C", "A", "B", "D"]  # B's 44 row: 0.04
+    # before any row: every cost unknown, the route's order
+    assert r.route("acme", "1", "447700900123", at=_T0.timestamp() - 1) == ["A", "B", "C", "D"]
+
+
+def test_least_cost_ties_keep_the_route_order_and_disabled_operators_stay_out() -> None:
+    plans = [_cost_plan("same", ("44", "0.02", _T0, None)), _cost_plan("dear", ("44", "0.09", _T0, None))]
+    snap = _lc_snap(plans, {"A": "dear", "B": "same", "C": "same", "D": "same"})
+    at = _T0.timestamp() + 10
+    assert Router(snap).route("acme", "1", "4477", at=at) == ["B", "C", "D", "A"]
+    ops = tuple(attrs.evolve(o, enabled=o.name != "C") for o in snap.operators)
+    assert Router(attrs.evolve(snap, operators=ops)).route("acme", "1", "4477", at=at) == ["B", "D", "A"]
+
+
+def test_least_cost_compares_only_the_price_currency() -> None:
+    plans = [
+        _cost_plan("eur", ("44", "0.03", _T0, None)),
+        _cost_plan("usd", ("44", "0.01", _T0, None), currency="USD"),
+        Plan(
+            9,
+            "retail",
+            "price",
+            "EUR",
+            rows=(PlanRow("44", "44", "DEFAULT", None, Money("0.05", "EUR"), None, _T0),),
+        ),
+    ]
+    partners = (
+        Partner(id=1, system_id="acme", password_hash="x", price_plan="retail"),
+        Partner(id=2, system_id="other", password_hash="x"),
+    )
+    r = Router(_lc_snap(plans, {"A": "usd", "B": "eur"}, partners))
+    at = _T0.timestamp() + 10
+    # acme pays in EUR: A's USD cost is not comparable, so it goes with the unknown ones (route order)
+    assert r.route("acme", "1", "4477", at=at) == ["B", "A", "C", "D"]
+    # no price plan: the currency of the first operator with a cost (A: USD) is the one compared
+    assert r.route("other", "1", "4477", at=at) == ["A", "B", "C", "D"]
+    assert r.pricing.price_for("acme", "4477", at) == Money("0.05", "EUR")
+
+
+def test_least_cost_defaults_to_now() -> None:
+    past = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+    plans = [_cost_plan("old", ("44", "0.01", past, _T0)), _cost_plan("cur", ("44", "0.02", past, None))]
+    r = Router(_lc_snap(plans, {"A": "old", "B": "cur"}))
+    assert r.route("acme", "1", "4477", at=past.timestamp()) == ["A", "B", "C", "D"]
+    assert r.route("acme", "1", "4477") == (
+        ["B", "A", "C", "D"] if time.time() >= _T0.timestamp() else ["A", "B", "C", "D"]
+    )

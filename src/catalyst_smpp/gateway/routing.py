@@ -11,8 +11,13 @@ matches and whose source filter (``source_prefix`` or ``source_regex``, full mat
 
 The winning route's targets give the try order: ``failover`` in position order, ``weighted`` one target
 drawn by weight (injected ``random.Random``) first and the others after it in position order (they are the
-failover).  Disabled or unknown operators are left out; a route left with no usable operator does not match,
-so the next route in the order above is used.  ``[]`` means no route (answer ``ESME_RINVDSTADR``).
+failover), ``least_cost`` cheapest first by the operators' cost plans for the destination at the message's
+instant (:meth:`Router.route`'s ``at``), equal costs in position order, operators whose cost is unknown (no
+cost plan, no row, or a cost in another currency than the one compared) last in position order; failover walks
+the rest in that order.  The currency compared is the partner's price plan's, else that of the first operator
+in position order with a cost.  Disabled or unknown operators are left out; a route left with no usable
+operator does not match, so the next route in the order above is used.  ``[]`` means no route (answer
+``ESME_RINVDSTADR``).
 
 MO (``Router.route_mo``): the enabled MO routes (``snapshot.mo_routes``, when the snapshot has them) whose
 destination prefix and optional source prefix match; longest destination prefix, then priority, then the
@@ -29,9 +34,12 @@ from __future__ import annotations
 
 import random
 import re
+import time
 from collections.abc import Iterable, Sequence
+from decimal import Decimal
 from typing import Any, Final
 
+from catalyst_smpp.billing.plans import Pricing
 from catalyst_smpp.store.records import ConfigSnapshot, MoRoute, Route
 
 __all__ = [
@@ -83,7 +91,17 @@ def mo_route_order(routes: Iterable[MoRoute]) -> list[MoRoute]:
 
 
 class _Compiled:
-    __slots__ = ("dest_prefix", "key", "operators", "regex", "route", "source_prefix", "weighted", "weights")
+    __slots__ = (
+        "dest_prefix",
+        "key",
+        "least_cost",
+        "operators",
+        "regex",
+        "route",
+        "source_prefix",
+        "weighted",
+        "weights",
+    )
 
     def __init__(self, route: Route, operators: list[str], weights: list[int]) -> None:
         self.route = route
@@ -93,6 +111,7 @@ class _Compiled:
         self.operators = operators
         self.weights = weights
         self.weighted = route.strategy == "weighted" and len(operators) > 1 and sum(weights) > 0
+        self.least_cost = route.strategy == "least_cost" and len(operators) > 1
         self.key = route_order_key(route)  # sort descending
 
     def matches(self, source: str, dest: str) -> bool:
@@ -104,11 +123,18 @@ class _Compiled:
 
 
 class Router:
-    """Routes computed from one :class:`ConfigSnapshot` (immutable; build a new one on reload)."""
+    """Routes computed from one :class:`ConfigSnapshot` (immutable; build a new one on reload).
 
-    def __init__(self, snapshot: ConfigSnapshot, *, rng: random.Random | None = None) -> None:
+    ``pricing``: the prices and costs of that same snapshot (built from it when not given); least-cost routes
+    read the operators' costs from it, and the accept path may read partners' prices from ``router.pricing``
+    (one object per reload, so routing and pricing never see two different snapshots)."""
+
+    def __init__(
+        self, snapshot: ConfigSnapshot, *, rng: random.Random | None = None, pricing: Pricing | None = None
+    ) -> None:
         self.snapshot = snapshot
         self.rng = rng if rng is not None else random.Random()
+        self.pricing = pricing if pricing is not None else Pricing(snapshot)
         usable = {op.name for op in snapshot.operators if op.enabled}
         self.operators = {op.name: op for op in snapshot.operators}
         self.partners = {p.system_id: p for p in snapshot.partners}
@@ -147,16 +173,36 @@ class Router:
                 return c
         return None
 
-    def route(self, partner: str, source: str, dest: str) -> list[str]:
-        """Operator names in try order; ``[]`` = no route."""
+    def route(self, partner: str, source: str, dest: str, at: float | None = None) -> list[str]:
+        """Operator names in try order; ``[]`` = no route.  ``at``: the message's instant (unix seconds, its
+        accept time; default now), which least-cost routes price the destination at."""
         c = self._match(partner, source, dest)
         if c is None:
             return []
+        if c.least_cost:
+            return self._cheapest_first(c.operators, partner, dest, time.time() if at is None else at)
         if not c.weighted:
             return list(c.operators)
         pick = self._pick(c.weights)
         ops = c.operators
         return [ops[pick], *ops[:pick], *ops[pick + 1 :]]
+
+    def _cheapest_first(self, operators: Sequence[str], partner: str, dest: str, at: float) -> list[str]:
+        """``operators`` (in position order) cheapest first for ``dest`` at ``at``; equal costs keep position
+        order; unknown costs (or costs in another currency than the one compared) last, in position order."""
+        pricing = self.pricing
+        costs = [pricing.cost_for(op, dest, at) for op in operators]
+        currency = pricing.price_currency(partner)
+        if currency is None:
+            currency = next((c.currency for c in costs if c is not None), None)
+        keyed: list[tuple[int, Decimal, int, str]] = []
+        for i, (op, cost) in enumerate(zip(operators, costs, strict=True)):
+            if cost is not None and cost.currency == currency:
+                keyed.append((0, cost.amount, i, op))
+            else:
+                keyed.append((1, Decimal(0), i, op))
+        keyed.sort()
+        return [op for *_, op in keyed]
 
     def _pick(self, weights: Sequence[int]) -> int:
         total = sum(weights)

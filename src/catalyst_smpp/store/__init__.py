@@ -6,6 +6,7 @@ psycopg 3 is used synchronously, in worker threads (``Database.run``); see docs/
 from .db import Database, connect_sync
 from .migrate import Migration, MigrationError, available_migrations, migrate
 from .passwords import VerifiedPasswords, hash_password, needs_rehash, verify_password
+from .plan_repo import PlanInUse, PlanRepo
 from .records import (
     AuthResult,
     ConfigSnapshot,
@@ -13,6 +14,8 @@ from .records import (
     MoRoute,
     Operator,
     Partner,
+    Plan,
+    PlanRow,
     Route,
     RouteTarget,
     authenticate,
@@ -55,6 +58,10 @@ __all__ = [
     "OperatorRepo",
     "Partner",
     "PartnerRepo",
+    "Plan",
+    "PlanInUse",
+    "PlanRepo",
+    "PlanRow",
     "Route",
     "RouteRepo",
     "RouteTarget",

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 
 import attrs
 
+from ..billing.money import Money, parse_currency
 from .passwords import VerifiedPasswords, verify_password
 
 __all__ = [
@@ -20,6 +21,8 @@ __all__ = [
     "MoRoute",
     "Operator",
     "Partner",
+    "Plan",
+    "PlanRow",
     "Route",
     "RouteTarget",
     "authenticate",
@@ -35,12 +38,18 @@ RECEIPT_DATE_DIGITS = (10, 12)
 BIND_TYPES = ("transceiver", "transmitter", "receiver", "tx_rx")
 SEGMENTATION = ("udh8", "udh16", "sar", "payload")
 ID_FORMATS = ("text", "hex", "dec")
-STRATEGIES = ("failover", "weighted")
+STRATEGIES = ("failover", "weighted", "least_cost")
+PLAN_KINDS = ("price", "cost")
+CHARGE_ON = ("submit", "delivery")
 RECEIPT_PARTS = ("all", "last")
 RECEIPT_REQUESTS = ("final", "as_partner")
 _HEX_STATUS = re.compile(r"0[xX][0-9a-fA-F]{1,8}")
 MAX_COMMAND_STATUS = 0x7FFFFFFF
 """The largest status ``Operator.temporary_statuses`` takes (the column is a Postgres ``integer[]``)."""
+MAX_STATUS_32 = 0xFFFFFFFF
+"""The largest status a single-status setting takes (``Partner.insufficient_credit_status``: a bigint column
+holds every 32-bit command_status)."""
+ESME_RSUBMITFAIL = 0x45
 
 
 def _networks(value: Sequence[object]) -> tuple[IpNetwork, ...]:
@@ -52,12 +61,13 @@ def _networks(value: Sequence[object]) -> tuple[IpNetwork, ...]:
     )
 
 
-def parse_command_status(value: object) -> int:
+def parse_command_status(value: object, *, maximum: int = MAX_COMMAND_STATUS) -> int:
     """A command_status from an integer (``1025``) or hex text with its ``0x`` (``"0x401"``).
 
     Text must be hex with the prefix: ``"401"`` would be read as 401 = 0x191 by one person and 0x401 by
     another, so it is refused.  ValueError (with a message fit for the user) for anything else, for 0
-    (ESME_ROK) and beyond ``MAX_COMMAND_STATUS``.
+    (ESME_ROK) and beyond ``maximum`` (default ``MAX_COMMAND_STATUS``; ``MAX_STATUS_32`` where the column
+    holds any 32-bit status).
     """
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise ValueError(f"{value!r} is not a command_status (an integer, or hex such as 0x401)")
@@ -70,9 +80,13 @@ def parse_command_status(value: object) -> int:
         n = value
     if n == 0:
         raise ValueError(f"{value!r} is ESME_ROK, not an error status")
-    if not 0 < n <= MAX_COMMAND_STATUS:
-        raise ValueError(f"{value!r} is out of range (0x1 to 0x{MAX_COMMAND_STATUS:X})")
+    if not 0 < n <= maximum:
+        raise ValueError(f"{value!r} is out of range (0x1 to 0x{maximum:X})")
     return n
+
+
+def _status_32(value: object) -> int:
+    return parse_command_status(value, maximum=MAX_STATUS_32)
 
 
 def parse_command_statuses(values: object) -> tuple[int, ...]:
@@ -101,6 +115,15 @@ class Partner:
     """What data_coding 0 means for this partner's submits."""
     receipt_date_digits: int = attrs.field(default=10, validator=attrs.validators.in_(RECEIPT_DATE_DIGITS))
     """10: YYMMDDhhmm (SMPP 3.4 appendix B), 12: YYMMDDhhmmss in receipt text."""
+    price_plan: str | None = None
+    """The name of the partner's price plan (migration 0008); None: the partner is not billed."""
+    charge_on: str = attrs.field(default="submit", validator=attrs.validators.in_(CHARGE_ON))
+    """The charging point: ``submit`` (the operator accepted the message; ``submit_price``) or ``delivery``
+    (a DELIVRD receipt; ``delivery_price``)."""
+    insufficient_credit_status: int = attrs.field(default=ESME_RSUBMITFAIL, converter=_status_32)
+    """The command_status a submit is refused with when its price cannot be held (0x1..0xFFFFFFFF)."""
+    margin_guard: bool = False
+    """Refuse a message whose cost exceeds its price (same currency only)."""
     enabled: bool = True
     description: str = ""
     created_at: dt.datetime | None = None
@@ -204,6 +227,9 @@ class Operator:
     receipts_by_text: bool = False
     """This SMSC sends receipts without the receipt bit in esm_class and without receipt TLVs: a deliver_sm
     whose text reads as a receipt is taken for one, not for an MO (migration 0005).  Off by default."""
+    cost_plan: str | None = None
+    """The name of the operator's cost plan (what it charges us; migration 0008), for least-cost routing
+    and the margin guard; None: its cost is unknown."""
     enabled: bool = True
     description: str = ""
     created_at: dt.datetime | None = None
@@ -230,7 +256,8 @@ class Route:
     enabled: bool = True
     description: str = ""
     targets: tuple[RouteTarget, ...] = ()
-    """Operators in order (position); weights matter for strategy 'weighted'."""
+    """Operators in order (position); weights matter for strategy 'weighted'; for 'least_cost' the order
+    breaks ties between equal costs."""
     created_at: dt.datetime | None = None
     updated_at: dt.datetime | None = None
 
@@ -291,6 +318,39 @@ class MessageEvent:
 
 
 @attrs.frozen
+class PlanRow:
+    """One row of a plan: per-part prices for destinations starting with ``prefix`` from ``effective_from``
+    (inclusive) until ``effective_until`` (exclusive; None: open).  Prices are in the plan's currency."""
+
+    prefix: str
+    country: str
+    network: str
+    """``DEFAULT`` for a country's default row (its prefix is the country code), else a network name or ""."""
+    mcc_mnc: str | None
+    submit_price: Money
+    """Per part when the charging point is the operator's acceptance (and always for costs)."""
+    delivery_price: Money | None
+    """Per part when the charging point is a DELIVRD receipt; None: ``submit_price``."""
+    effective_from: dt.datetime
+    effective_until: dt.datetime | None = None
+
+
+@attrs.frozen
+class Plan:
+    """A price plan (what partners pay) or a cost plan (what operators charge us), in one currency."""
+
+    id: int
+    name: str
+    kind: str = attrs.field(validator=attrs.validators.in_(PLAN_KINDS))
+    currency: str = attrs.field(converter=parse_currency)
+    description: str = ""
+    rows: tuple[PlanRow, ...] = ()
+    """In a snapshot: the rows in effect at load time or later; from the repository: as asked."""
+    created_at: dt.datetime | None = None
+    updated_at: dt.datetime | None = None
+
+
+@attrs.frozen
 class ConfigSnapshot:
     """Everything a gateway node routes with, read in one transaction, tagged with the change counter."""
 
@@ -300,3 +360,5 @@ class ConfigSnapshot:
     routes: tuple[Route, ...]
     mo_routes: tuple[MoRoute, ...] = ()
     """MO routes (migration 0002), ordered by longest dest_prefix, then priority."""
+    plans: tuple[Plan, ...] = ()
+    """Price and cost plans (migration 0008) with their rows in effect at load time or later."""

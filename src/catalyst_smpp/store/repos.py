@@ -24,6 +24,7 @@ from psycopg.rows import dict_row
 
 from .passwords import hash_password
 from .records import (
+    MAX_STATUS_32,
     ConfigSnapshot,
     MessageEvent,
     MoRoute,
@@ -31,6 +32,7 @@ from .records import (
     Partner,
     Route,
     RouteTarget,
+    parse_command_status,
     parse_command_statuses,
 )
 
@@ -161,9 +163,43 @@ _PARTNER_COLS = {
     "message_id_format": "message_id_format",
     "data_coding_0": "data_coding_0",
     "receipt_date_digits": "receipt_date_digits",
+    "price_plan": "price_plan_id",
+    "charge_on": "charge_on",
+    "insufficient_credit_status": "insufficient_credit_status",
+    "margin_guard": "margin_guard",
     "enabled": "enabled",
     "description": "description",
 }
+# the plan's name next to the row (price_plan_id / cost_plan_id are ids; records carry names)
+_PARTNER_SELECT = "SELECT *, (SELECT name FROM plans WHERE id = price_plan_id) AS price_plan FROM partners"
+_PARTNER_RETURNING = " RETURNING *, (SELECT name FROM plans WHERE id = partners.price_plan_id) AS price_plan"
+_OPERATOR_SELECT = "SELECT *, (SELECT name FROM plans WHERE id = cost_plan_id) AS cost_plan FROM operators"
+_OPERATOR_RETURNING = " RETURNING *, (SELECT name FROM plans WHERE id = operators.cost_plan_id) AS cost_plan"
+
+
+def _plan_id(conn: psycopg.Connection[Any], name: str | None, kind: str, whose: str) -> int | None:
+    """The id of plan ``name`` of ``kind`` ('price' for partners, 'cost' for operators); None/"" = none."""
+    if not name:
+        return None
+    rows = _rows(conn, "SELECT id, kind FROM plans WHERE name = %s", (name,))
+    if not rows:
+        raise NotFound(f"no plan {name!r}")
+    if rows[0]["kind"] != kind:
+        raise ValueError(f"plan {name!r} is a {rows[0]['kind']} plan; {whose} needs a {kind} plan")
+    return int(rows[0]["id"])
+
+
+def _partner_values(conn: psycopg.Connection[Any], fields: Mapping[str, Any]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for k, v in fields.items():
+        if k == "allowed_ips":
+            v = _ips(v)
+        elif k == "price_plan":
+            v = _plan_id(conn, v, "price", "a partner")
+        elif k == "insufficient_credit_status":
+            v = parse_command_status(v, maximum=MAX_STATUS_32)
+        values[_PARTNER_COLS[k]] = v
+    return values
 
 
 def _partner(row: Mapping[str, Any]) -> Partner:
@@ -179,6 +215,10 @@ def _partner(row: Mapping[str, Any]) -> Partner:
         message_id_format=row["message_id_format"],
         data_coding_0=row["data_coding_0"],
         receipt_date_digits=row["receipt_date_digits"],
+        price_plan=row.get("price_plan"),
+        charge_on=row["charge_on"],
+        insufficient_credit_status=row["insufficient_credit_status"],
+        margin_guard=row["margin_guard"],
         enabled=row["enabled"],
         description=row["description"],
         created_at=row["created_at"],
@@ -201,28 +241,25 @@ class PartnerRepo:
         if len(password) > 8:
             raise ValueError("SMPP passwords are at most 8 characters")
         values: dict[str, Any] = {"system_id": system_id, "password_hash": hash_password(password)}
-        for k, v in fields.items():
-            values[_PARTNER_COLS[k]] = _ips(v) if k == "allowed_ips" else v
+        values.update(_partner_values(self.conn, fields))
         cols = list(values)
-        q = sql.SQL("INSERT INTO partners ({}) VALUES ({}) RETURNING *").format(
+        q = sql.SQL("INSERT INTO partners ({}) VALUES ({})" + _PARTNER_RETURNING).format(
             sql.SQL(", ").join(map(sql.Identifier, cols)), sql.SQL(", ").join(sql.Placeholder() * len(cols))
         )
         return _partner(_rows(self.conn, q, [values[c] for c in cols])[0])
 
     def get(self, system_id: str) -> Partner | None:
-        rows = _rows(self.conn, "SELECT * FROM partners WHERE system_id = %s", (system_id,))
+        rows = _rows(self.conn, _PARTNER_SELECT + " WHERE system_id = %s", (system_id,))
         return _partner(rows[0]) if rows else None
 
     def list(self, *, enabled_only: bool = False) -> list[Partner]:
         where = " WHERE enabled" if enabled_only else ""
-        return [_partner(r) for r in _rows(self.conn, f"SELECT * FROM partners{where} ORDER BY system_id")]
+        return [_partner(r) for r in _rows(self.conn, f"{_PARTNER_SELECT}{where} ORDER BY system_id")]
 
     def change(self, system_id: str, *, password: str | None = None, **fields: Any) -> Partner:
         """Change settings (and/or the password) of an existing partner."""
         _check_fields(fields, _PARTNER_COLS, "partner")
-        values: dict[str, Any] = {
-            _PARTNER_COLS[k]: (_ips(v) if k == "allowed_ips" else v) for k, v in fields.items()
-        }
+        values = _partner_values(self.conn, fields)
         if password is not None:
             if len(password) > 8:
                 raise ValueError("SMPP passwords are at most 8 characters")
@@ -233,9 +270,9 @@ class PartnerRepo:
                 raise NotFound(f"no partner {system_id!r}")
             return p
         sets = sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in values)
-        q = sql.SQL("UPDATE partners SET {}, updated_at = now() WHERE system_id = %s RETURNING *").format(
-            sets
-        )
+        q = sql.SQL(
+            "UPDATE partners SET {}, updated_at = now() WHERE system_id = %s" + _PARTNER_RETURNING
+        ).format(sets)
         rows = _rows(self.conn, q, [*values.values(), system_id])
         if not rows:
             raise NotFound(f"no partner {system_id!r}")
@@ -272,17 +309,23 @@ _OPERATOR_COLS = {
     "tls_ca_file": "tls_ca_file",
     "tls_server_name": "tls_server_name",
     "receipts_by_text": "receipts_by_text",
+    "cost_plan": "cost_plan_id",
     "enabled": "enabled",
     "description": "description",
 }
 
 
-def _operator_values(fields: Mapping[str, Any]) -> dict[str, Any]:
-    """Record fields → column values (``temporary_statuses``: ints or "0x401" strings → a sorted int list)."""
-    return {
-        _OPERATOR_COLS[k]: (list(parse_command_statuses(v)) if k == "temporary_statuses" else v)
-        for k, v in fields.items()
-    }
+def _operator_values(conn: psycopg.Connection[Any], fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Record fields → column values (``temporary_statuses``: ints or "0x401" strings → a sorted int list;
+    ``cost_plan``: a cost plan's name → its id)."""
+    values: dict[str, Any] = {}
+    for k, v in fields.items():
+        if k == "temporary_statuses":
+            v = list(parse_command_statuses(v))
+        elif k == "cost_plan":
+            v = _plan_id(conn, v, "cost", "an operator")
+        values[_OPERATOR_COLS[k]] = v
+    return values
 
 
 def _operator(row: Mapping[str, Any]) -> Operator:
@@ -309,6 +352,7 @@ def _operator(row: Mapping[str, Any]) -> Operator:
         tls_ca_file=row["tls_ca_file"],
         tls_server_name=row["tls_server_name"],
         receipts_by_text=row["receipts_by_text"],
+        cost_plan=row.get("cost_plan"),
         enabled=row["enabled"],
         description=row["description"],
         created_at=row["created_at"],
@@ -323,20 +367,20 @@ class OperatorRepo:
     def add(self, name: str, host: str, port: int, system_id: str, **fields: Any) -> Operator:
         _check_fields(fields, _OPERATOR_COLS, "operator")
         values: dict[str, Any] = {"name": name, "host": host, "port": port, "system_id": system_id}
-        values.update(_operator_values(fields))
+        values.update(_operator_values(self.conn, fields))
         cols = list(values)
-        q = sql.SQL("INSERT INTO operators ({}) VALUES ({}) RETURNING *").format(
+        q = sql.SQL("INSERT INTO operators ({}) VALUES ({})" + _OPERATOR_RETURNING).format(
             sql.SQL(", ").join(map(sql.Identifier, cols)), sql.SQL(", ").join(sql.Placeholder() * len(cols))
         )
         return _operator(_rows(self.conn, q, [values[c] for c in cols])[0])
 
     def get(self, name: str) -> Operator | None:
-        rows = _rows(self.conn, "SELECT * FROM operators WHERE name = %s", (name,))
+        rows = _rows(self.conn, _OPERATOR_SELECT + " WHERE name = %s", (name,))
         return _operator(rows[0]) if rows else None
 
     def list(self, *, enabled_only: bool = False) -> list[Operator]:
         where = " WHERE enabled" if enabled_only else ""
-        return [_operator(r) for r in _rows(self.conn, f"SELECT * FROM operators{where} ORDER BY name")]
+        return [_operator(r) for r in _rows(self.conn, f"{_OPERATOR_SELECT}{where} ORDER BY name")]
 
     def change(self, name: str, **fields: Any) -> Operator:
         _check_fields(fields, _OPERATOR_COLS, "operator")
@@ -345,9 +389,11 @@ class OperatorRepo:
             if o is None:
                 raise NotFound(f"no operator {name!r}")
             return o
-        values = _operator_values(fields)
+        values = _operator_values(self.conn, fields)
         sets = sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in values)
-        q = sql.SQL("UPDATE operators SET {}, updated_at = now() WHERE name = %s RETURNING *").format(sets)
+        q = sql.SQL(
+            "UPDATE operators SET {}, updated_at = now() WHERE name = %s" + _OPERATOR_RETURNING
+        ).format(sets)
         rows = _rows(self.conn, q, [*values.values(), name])
         if not rows:
             raise NotFound(f"no operator {name!r}")
@@ -637,7 +683,9 @@ def config_version(conn: psycopg.Connection[Any]) -> int:
 
 
 def load_snapshot(conn: psycopg.Connection[Any]) -> ConfigSnapshot:
-    """Partners, operators, routes and the change counter, consistent with each other.
+    from .plan_repo import PlanRepo  # it builds on this module
+
+    """Partners, operators, routes, plans and the change counter, consistent with each other.
 
     Run inside a REPEATABLE READ transaction (``Database.snapshot()`` does) for a consistent view.
     """
@@ -647,6 +695,7 @@ def load_snapshot(conn: psycopg.Connection[Any]) -> ConfigSnapshot:
         operators=tuple(OperatorRepo(conn).list()),
         routes=tuple(RouteRepo(conn).list()),
         mo_routes=tuple(MoRouteRepo(conn).list()),
+        plans=tuple(PlanRepo(conn).snapshot_plans()),
     )
 
 

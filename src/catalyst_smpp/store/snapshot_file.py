@@ -15,12 +15,14 @@ import datetime as dt
 import ipaddress
 import json
 import os
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from .records import ConfigSnapshot, MoRoute, Operator, Partner, Route, RouteTarget
+from ..billing.money import Money
+from .records import ConfigSnapshot, MoRoute, Operator, Partner, Plan, PlanRow, Route, RouteTarget
 
 __all__ = ["FORMAT", "SNAPSHOT_FILE", "SavedSnapshot", "load_snapshot_file", "save_snapshot_file"]
 
@@ -28,7 +30,8 @@ SNAPSHOT_FILE = "config-snapshot.json"
 """Its name under ``node.state_dir``."""
 FORMAT = 1
 
-_DATETIMES = ("created_at", "updated_at")
+_DATETIMES = ("created_at", "updated_at", "effective_from", "effective_until")
+_MONEY = ("submit_price", "delivery_price")
 
 
 @attrs.frozen
@@ -47,6 +50,10 @@ def _plain(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, ipaddress.IPv4Network | ipaddress.IPv6Network):
         return str(value)
+    if isinstance(value, Money):  # exact: the amount as text, never a float
+        return {"amount": str(value.amount), "currency": value.currency}
+    if isinstance(value, Decimal):
+        return str(value)
     if isinstance(value, tuple | list):
         return [_plain(v) for v in value]
     if attrs.has(type(value)):
@@ -60,8 +67,13 @@ def _record(cls: type[Any], data: dict[str, Any]) -> Any:
     for k in _DATETIMES:
         if isinstance(fields.get(k), str):
             fields[k] = dt.datetime.fromisoformat(fields[k])
+    for k in _MONEY:
+        if isinstance(fields.get(k), dict):
+            fields[k] = Money(fields[k]["amount"], fields[k]["currency"])
     if cls is Route:
         fields["targets"] = tuple(_record(RouteTarget, t) for t in fields.get("targets", ()))
+    if cls is Plan:
+        fields["rows"] = tuple(_record(PlanRow, r) for r in fields.get("rows", ()))
     return cls(**fields)
 
 
@@ -74,6 +86,7 @@ def encode_snapshot(snap: ConfigSnapshot, saved_at: dt.datetime | None = None) -
         "operators": _plain(snap.operators),
         "routes": _plain(snap.routes),
         "mo_routes": _plain(snap.mo_routes),
+        "plans": _plain(snap.plans),
     }
     return json.dumps(doc, indent=1, sort_keys=True).encode()
 
@@ -92,6 +105,7 @@ def decode_snapshot(data: bytes) -> SavedSnapshot:
             operators=tuple(_record(Operator, o) for o in doc["operators"]),
             routes=tuple(_record(Route, r) for r in doc["routes"]),
             mo_routes=tuple(_record(MoRoute, m) for m in doc.get("mo_routes", ())),
+            plans=tuple(_record(Plan, p) for p in doc.get("plans", ())),
         )
         saved_at = dt.datetime.fromisoformat(doc["saved_at"])
     except ValueError:
