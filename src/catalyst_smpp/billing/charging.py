@@ -12,6 +12,7 @@ The number of parts a message is priced for is the number of SMS it takes with s
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, Final, Protocol
 
 import attrs
@@ -67,12 +68,16 @@ def billable_parts(text_octets: int, alphabet: Alphabet) -> int:
 class PriceBook(Protocol):
     """Prices and costs now (built from the configuration snapshot)."""
 
-    def price_for(self, partner: str, digits: str, at: float, parts: int, charge_on: str) -> Money | None:
-        """What ``partner`` pays for a message of ``parts`` parts to ``digits`` at ``at`` (unix seconds)
-        charged at ``charge_on``; None when its plan has no row for the destination."""
+    def billed(self, partner: str) -> bool:
+        """Whether ``partner`` has a price plan."""
         ...
 
-    def cost_for(self, operator: str, digits: str, at: float, parts: int) -> Money | None:
+    def price_for(self, partner: str, digits: str, at: float, parts: int = 1) -> Money | None:
+        """What ``partner`` pays for a message of ``parts`` parts to ``digits`` at ``at`` (unix seconds) at
+        its charging point; None when its plan has no row for the destination."""
+        ...
+
+    def cost_for(self, operator: str, digits: str, at: float, parts: int = 1) -> Money | None:
         """What ``operator`` charges us for it; None when there is no cost row (or no cost plan)."""
         ...
 
@@ -110,19 +115,21 @@ class Charge:
 class Charger:
     """Prices and holds messages for accept (see the module notes)."""
 
-    def __init__(self, book: PriceBook, credit: CreditLeases) -> None:
+    def __init__(self, book: Callable[[], PriceBook], credit: CreditLeases) -> None:
+        """``book``: the prices now (the router's, rebuilt on every configuration reload)."""
         self.book = book
         self.credit = credit
 
     def charge(self, partner: Partner, digits: str, operator: str, parts: int, at: float) -> Charge | None:
-        if getattr(partner, "price_plan_id", None) is None:
-            return None
+        book = self.book()
         name = partner.system_id
+        if not book.billed(name):
+            return None
         charge_on = partner.charge_on
-        price = self.book.price_for(name, digits, at, parts, charge_on)
+        price = book.price_for(name, digits, at, parts)
         if price is None:
             raise Refusal(_RINVDSTADR, f"no price for {digits}", "unpriced")
-        cost = self.book.cost_for(operator, digits, at, parts)
+        cost = book.cost_for(operator, digits, at, parts)
         if (
             partner.margin_guard
             and cost is not None
