@@ -25,7 +25,7 @@ from typing import Any, Literal
 import attrs
 import psycopg
 
-from .money import PLACES, Money, parse_amount, parse_currency
+from .money import PLACES, CurrencyMismatch, Money, parse_amount, parse_currency
 
 __all__ = [
     "AccountExists",
@@ -348,7 +348,9 @@ def grant_lease(
     if ttl_s <= 0 or lapse_grace_s < 0:
         raise BooksError("a lease needs ttl_s > 0 and lapse_grace_s >= 0")
     with conn.transaction():
-        _lock(conn, partner)  # then read the state in a new statement: it sees every earlier grant
+        currency, _ = _lock(conn, partner)  # then read the state in a new statement: it sees every grant
+        if want.currency != currency:
+            raise CurrencyMismatch(f"the account of partner {partner} is in {currency}, not {want.currency}")
         state = account_state(conn, partner)
         available = state.available
         if available.amount <= 0:
