@@ -230,6 +230,10 @@ def balance_show(
     _show_state(as_json, partner, state)
 
 
+# a negative AMOUNT ("-2.50") is an argument, not an unknown option
+_AMOUNT_SETTINGS = {**CONTEXT_SETTINGS, "ignore_unknown_options": True}
+
+
 def _ledger_change(
     kind: str,
     partner: str,
@@ -251,7 +255,7 @@ def _ledger_change(
     )
 
 
-@balance_group.command("top-up", context_settings=CONTEXT_SETTINGS)
+@balance_group.command("top-up", context_settings=_AMOUNT_SETTINGS)
 @click.argument("partner")
 @click.argument("amount", callback=_amount)
 @_reason
@@ -272,7 +276,7 @@ def balance_topup(
     _ledger_change("topup", partner, amount, reason, actor, (config, dsn, schema), as_json)
 
 
-@balance_group.command("adjust", context_settings={**CONTEXT_SETTINGS, "ignore_unknown_options": True})
+@balance_group.command("adjust", context_settings=_AMOUNT_SETTINGS)
 @click.argument("partner")
 @click.argument("amount", callback=_amount)
 @_reason

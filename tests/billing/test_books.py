@@ -221,21 +221,33 @@ def test_grant_is_at_most_available(books_conn: Conn, new_partner: Callable[[], 
 def test_concurrent_grants_never_lease_more_than_available(
     books_conn: Conn, new_partner: Callable[[], int], pg_dsn: str, pg_schema: str, mode: Any, limit: str
 ) -> None:
+    """Two nodes (threads, own connections): first both ask for everything at once, 20 rounds (each round
+    one of them gets it all, the other nothing); then both draw small leases until nothing is left."""
     p = account(books_conn, new_partner, "20", mode=mode, credit_limit=Decimal(limit))
     start = books.account_state(books_conn, p).available
     assert start == eur(20) + eur(limit)
+    rounds = 20
     barrier = threading.Barrier(2)
-    granted: list[list[Money]] = [[], []]
+    at_once: list[list[Decimal]] = [[Decimal(0)] * rounds for _ in range(2)]
+    drawn: list[list[Money]] = [[], []]
     errors: list[BaseException] = []
 
     def node(i: int) -> None:
         try:
             with connect_sync(pg_dsn, schema=pg_schema) as conn:
+                for r in range(rounds):
+                    barrier.wait()
+                    lease = books.grant_lease(conn, p, f"n{i}", eur(1000), 60, 10)
+                    barrier.wait()
+                    if lease is not None:
+                        at_once[i][r] = lease.amount.amount
+                        books.return_lease(conn, lease.id, eur(0))
                 barrier.wait()
-                while (lease := books.grant_lease(conn, p, f"n{i}", eur("0.7"), 60, 10)) is not None:
-                    granted[i].append(lease.amount)
+                while (lease := books.grant_lease(conn, p, f"n{i}", eur("0.1"), 60, 10)) is not None:
+                    drawn[i].append(lease.amount)
         except BaseException as e:
             errors.append(e)
+            barrier.abort()
 
     threads = [threading.Thread(target=node, args=(i,)) for i in range(2)]
     for t in threads:
@@ -243,9 +255,10 @@ def test_concurrent_grants_never_lease_more_than_available(
     for t in threads:
         t.join(60)
     assert not errors
-    total = sum((m.amount for m in granted[0] + granted[1]), Decimal(0))
+    assert [sorted([a, b]) for a, b in zip(*at_once, strict=True)] == [[0, start.amount]] * rounds
+    total = sum((m.amount for m in drawn[0] + drawn[1]), Decimal(0))
     assert total == start.amount  # all of it, and not a micro-unit more
-    assert granted[0] and granted[1]
+    assert drawn[0] and drawn[1]
     assert books.account_state(books_conn, p).available == eur(0)
 
 
