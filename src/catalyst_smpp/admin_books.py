@@ -36,6 +36,9 @@ def _amount(ctx: click.Context, param: click.Parameter, value: str | None) -> De
         raise click.BadParameter(str(e)) from None
 
 
+_UNSET: Any = books.UNCHANGED
+
+
 def _optional_amount(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
     """--low-balance: an amount, or empty to clear it (None: not given)."""
     if value is None:
@@ -43,9 +46,6 @@ def _optional_amount(ctx: click.Context, param: click.Parameter, value: str | No
     if value.strip() == "":
         return None
     return _amount(ctx, param, value)
-
-
-_UNSET: Any = books._KEEP
 
 
 def _when(ctx: click.Context, param: click.Parameter, value: str | None) -> dt.datetime | None:

@@ -28,6 +28,7 @@ import psycopg
 from .money import PLACES, CurrencyMismatch, Money, parse_amount, parse_currency
 
 __all__ = [
+    "UNCHANGED",
     "AccountExists",
     "AccountState",
     "ApplyStats",
@@ -210,7 +211,7 @@ def open_account(
         return account_state(conn, partner)
 
 
-_KEEP: Any = object()
+UNCHANGED: Any = object()  # set_account: leave this setting as it is
 
 
 def set_account(
@@ -219,7 +220,7 @@ def set_account(
     *,
     mode: Mode | None = None,
     credit_limit: Decimal | None = None,
-    low_balance: Decimal | None = _KEEP,
+    low_balance: Decimal | None = UNCHANGED,
 ) -> AccountState:
     """Change the mode, credit limit or low-balance threshold (``low_balance=None`` clears it).  The
     currency of an account is fixed: its ledger is in it."""
@@ -233,7 +234,7 @@ def set_account(
     if credit_limit is not None:
         sets.append("credit_limit = %s")
         args.append(_nonneg(parse_amount(credit_limit), "the credit limit"))
-    if low_balance is not _KEEP:
+    if low_balance is not UNCHANGED:
         sets.append("low_balance = %s")
         args.append(None if low_balance is None else parse_amount(low_balance))
     with conn.transaction():
