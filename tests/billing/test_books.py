@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from catalyst_smpp.billing import books
 from catalyst_smpp.billing.books import CreditEntry
 from catalyst_smpp.billing.money import CurrencyMismatch, Money
-from catalyst_smpp.store import connect_sync
+from catalyst_smpp.store import Database, connect_sync
 
 Conn = psycopg.Connection[Any]
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -371,3 +371,21 @@ def test_balance_is_the_sum_of_the_ledger(
     open_holds = sum(v for m, v in holds.items() if m not in settled)
     assert state.held == Money.from_micros(open_holds, "EUR")
     assert [d for d in books.verify(books_conn) if d.partner == p] == []
+
+
+async def test_through_database_run(db: Database, books_conn: Conn, new_partner: Callable[[], int]) -> None:
+    """The gateway's path: a worker thread, inside the pool's transaction; two batches in one transaction,
+    then again on the pooled connection (its temporary table is reused, never carries rows over)."""
+    p = account(books_conn, new_partner, "10")
+    first = [entry("r1", p, "hold", 10**6), entry("r1", p, "capture", 10**6)]
+    second = [entry("r2", p, "hold", 10**6)]
+
+    def both(conn: Conn) -> tuple[books.ApplyStats, books.ApplyStats]:
+        return books.apply_credit(conn, first), books.apply_credit(conn, second)
+
+    a, b = await db.run(both)
+    assert (a.holds, a.captures, b.holds, b.captures) == (1, 1, 1, 0)
+    again = await db.run(books.apply_credit, [*first, *second])
+    assert again == books.ApplyStats(duplicates=3)
+    state = await db.run(books.account_state, p)
+    assert (state.balance, state.held) == (eur(9), eur(1))
