@@ -1,0 +1,617 @@
+"""The books: billing accounts, the append-only ledger, credit entries (hold / capture / release) and leases.
+
+Functions over one synchronous psycopg connection (the gateway calls them through
+:meth:`catalyst_smpp.store.Database.run`, the CLI directly); each does its work in one transaction (a
+savepoint when the caller already has one open).  Every change to a partner's credit first locks the
+partner's ``billing_accounts`` row (``SELECT ... FOR UPDATE``, in partner order when a batch touches several),
+then reads what it needs in later statements: so a grant sees every lease committed before it, and two
+grants, a grant and a batch of entries, or two batches never act on the same credit at once.
+
+Committed credit (docs/dev/billing.md) is kept without summing history: each lease carries ``held`` and
+``settled`` (H and S of its holds) and the account carries ``unleased_open`` (unsettled holds against no
+known lease); :func:`apply_credit` moves them with the entries it inserts, and :func:`verify` recomputes them.
+With those, per lease: open ``max(A, H) - S`` = (H - S) + max(A - H, 0); returned ``max(U, H) - S`` =
+(H - S) + max(U - H, 0); past its ``lapses_at`` (returned or not) H - S.  So committed = **held** (all
+unsettled holds) + **leased** (the part of unlapsed open leases not yet held, and of unlapsed returned
+leases used beyond what their holds show).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
+from typing import Any, Literal
+
+import attrs
+import psycopg
+
+from .money import PLACES, CurrencyMismatch, Money, parse_amount, parse_currency
+
+__all__ = [
+    "UNCHANGED",
+    "AccountExists",
+    "AccountState",
+    "ApplyStats",
+    "BooksError",
+    "CreditEntry",
+    "Discrepancy",
+    "Lease",
+    "LedgerEntry",
+    "NoAccount",
+    "account_state",
+    "adjust",
+    "apply_credit",
+    "grant_lease",
+    "history",
+    "open_account",
+    "release_stale",
+    "return_lease",
+    "set_account",
+    "topup",
+    "verify",
+]
+
+Conn = psycopg.Connection[Any]
+Mode = Literal["prepaid", "credit"]
+Kind = Literal["hold", "capture", "release"]
+MODES = ("prepaid", "credit")
+KINDS = ("hold", "capture", "release")
+_SCALE = 10**PLACES
+
+
+class BooksError(ValueError):
+    """A change the books refuse (the message says why)."""
+
+
+class NoAccount(BooksError, LookupError):
+    """The partner has no billing account."""
+
+
+class AccountExists(BooksError):
+    """The partner already has a billing account."""
+
+
+@attrs.frozen
+class AccountState:
+    """A partner's account now.  ``held``: unsettled holds; ``leased``: leased credit not (yet) held;
+    ``committed`` = held + leased; ``available`` = balance + credit limit (credit mode) - committed."""
+
+    partner: int
+    currency: str
+    mode: Mode
+    credit_limit: Money
+    low_balance: Money | None
+    balance: Money
+    held: Money
+    leased: Money
+
+    @property
+    def committed(self) -> Money:
+        return self.held + self.leased
+
+    @property
+    def effective_limit(self) -> Money:
+        return self.credit_limit if self.mode == "credit" else Money.zero(self.currency)
+
+    @property
+    def available(self) -> Money:
+        return self.balance + self.effective_limit - self.committed
+
+
+@attrs.frozen
+class LedgerEntry:
+    id: int
+    partner: int
+    at: dt.datetime
+    kind: str
+    amount: Money
+    balance_after: Money
+    message_id: str | None
+    reason: str | None
+    actor: str | None
+
+
+@attrs.frozen
+class Lease:
+    id: int
+    partner: int
+    node: str
+    amount: Money
+    granted_at: dt.datetime
+    expires_at: dt.datetime
+    lapses_at: dt.datetime
+
+
+@attrs.frozen
+class CreditEntry:
+    """One credit entry as the event writer produces it; ``amount`` in micro-units."""
+
+    message_id: str
+    partner: int
+    kind: Kind = attrs.field(validator=attrs.validators.in_(KINDS))
+    amount: int = attrs.field(validator=attrs.validators.ge(0))
+    currency: str
+    lease_id: int | None
+    at: dt.datetime
+
+
+@attrs.frozen
+class ApplyStats:
+    """What :func:`apply_credit` did with a batch.  ``duplicates``: already recorded; ``conflicts``: a
+    settlement of a message the other kind already settled; ``orphans``: a settlement of a message with no
+    hold; ``unbooked``: no account for the partner, or not in its currency; ``low_balance``: partners whose
+    balance went below their ``low_balance`` in this batch."""
+
+    holds: int = 0
+    captures: int = 0
+    releases: int = 0
+    duplicates: int = 0
+    conflicts: int = 0
+    orphans: int = 0
+    unbooked: int = 0
+    low_balance: tuple[int, ...] = ()
+
+
+@attrs.frozen
+class Discrepancy:
+    """Something :func:`verify` found wrong; ``ledger_id`` when one ledger row is the culprit."""
+
+    partner: int
+    what: str
+    expected: Decimal
+    found: Decimal
+    ledger_id: int | None = None
+
+
+# --------------------------------------------------------------------------- accounts
+
+
+def _lock(conn: Conn, partner: int) -> tuple[str, Decimal]:
+    """Lock the partner's account row; its currency and balance."""
+    row = conn.execute(
+        "SELECT currency, balance FROM billing_accounts WHERE partner_id = %s FOR UPDATE", (partner,)
+    ).fetchone()
+    if row is None:
+        raise NoAccount(f"partner {partner} has no billing account")
+    return str(row[0]), Decimal(row[1])
+
+
+def _nonneg(value: Decimal, what: str) -> Decimal:
+    if value < 0:
+        raise BooksError(f"{what} must not be negative ({value})")
+    return value
+
+
+def open_account(
+    conn: Conn,
+    partner: int,
+    currency: str,
+    mode: Mode = "prepaid",
+    credit_limit: Decimal = Decimal(0),
+    low_balance: Decimal | None = None,
+) -> AccountState:
+    """Open the partner's account (balance 0).  AccountExists when it has one; NoAccount when there is no
+    such partner."""
+    if mode not in MODES:
+        raise BooksError(f"mode must be prepaid or credit, not {mode!r}")
+    limit = _nonneg(parse_amount(credit_limit), "the credit limit")
+    low = None if low_balance is None else parse_amount(low_balance)
+    with conn.transaction():
+        try:
+            with conn.transaction():
+                conn.execute(
+                    "INSERT INTO billing_accounts (partner_id, currency, mode, credit_limit, low_balance)"
+                    " VALUES (%s, %s, %s, %s, %s)",
+                    (partner, parse_currency(currency), mode, limit, low),
+                )
+        except psycopg.errors.UniqueViolation:
+            raise AccountExists(f"partner {partner} already has a billing account") from None
+        except psycopg.errors.ForeignKeyViolation:
+            raise NoAccount(f"no partner {partner}") from None
+        return account_state(conn, partner)
+
+
+UNCHANGED: Any = object()  # set_account: leave this setting as it is
+
+
+def set_account(
+    conn: Conn,
+    partner: int,
+    *,
+    mode: Mode | None = None,
+    credit_limit: Decimal | None = None,
+    low_balance: Decimal | None = UNCHANGED,
+) -> AccountState:
+    """Change the mode, credit limit or low-balance threshold (``low_balance=None`` clears it).  The
+    currency of an account is fixed: its ledger is in it."""
+    sets: list[str] = []
+    args: list[Any] = []
+    if mode is not None:
+        if mode not in MODES:
+            raise BooksError(f"mode must be prepaid or credit, not {mode!r}")
+        sets.append("mode = %s")
+        args.append(mode)
+    if credit_limit is not None:
+        sets.append("credit_limit = %s")
+        args.append(_nonneg(parse_amount(credit_limit), "the credit limit"))
+    if low_balance is not UNCHANGED:
+        sets.append("low_balance = %s")
+        args.append(None if low_balance is None else parse_amount(low_balance))
+    with conn.transaction():
+        _lock(conn, partner)
+        if sets:
+            conn.execute(
+                f"UPDATE billing_accounts SET {', '.join(sets)}, updated_at = now() WHERE partner_id = %s",
+                (*args, partner),
+            )
+        return account_state(conn, partner)
+
+
+def _append(conn: Conn, partner: int, kind: str, amount: Money, reason: str, actor: str) -> LedgerEntry:
+    if not reason.strip():
+        raise BooksError("a reason is required")
+    if not actor.strip():
+        raise BooksError("an actor is required")
+    with conn.transaction():
+        currency, balance = _lock(conn, partner)
+        if amount.currency != currency:
+            raise BooksError(f"the account of partner {partner} is in {currency}, not {amount.currency}")
+        after = balance + amount.amount
+        row = conn.execute(
+            "INSERT INTO ledger (partner_id, kind, amount, currency, balance_after, reason, actor)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id, at",
+            (partner, kind, amount.amount, currency, after, reason, actor),
+        ).fetchone()
+        assert row is not None
+        conn.execute(
+            "UPDATE billing_accounts SET balance = %s, updated_at = now() WHERE partner_id = %s",
+            (after, partner),
+        )
+    return LedgerEntry(row[0], partner, row[1], kind, amount, Money(after, currency), None, reason, actor)
+
+
+def topup(conn: Conn, partner: int, amount: Money, reason: str, actor: str) -> LedgerEntry:
+    """Credit the account (amount > 0)."""
+    if amount.amount <= 0:
+        raise BooksError(f"a top-up must be positive ({amount})")
+    return _append(conn, partner, "topup", amount, reason, actor)
+
+
+def adjust(conn: Conn, partner: int, amount: Money, reason: str, actor: str) -> LedgerEntry:
+    """Correct the balance by ``amount`` (either sign, not zero)."""
+    if amount.amount == 0:
+        raise BooksError("an adjustment of zero changes nothing")
+    return _append(conn, partner, "adjustment", amount, reason, actor)
+
+
+# The leases that still commit credit: the predicate of the index credit_leases_live.
+_LIVE = "l.partner_id = a.partner_id AND (l.state = 'open' OR l.held > l.settled OR l.used > l.settled)"
+_STATE = f"""
+SELECT a.currency, a.mode, a.credit_limit, a.low_balance, a.balance,
+       a.unleased_open + coalesce(sum(l.held - l.settled), 0),
+       coalesce(sum(CASE WHEN l.lapses_at < now() THEN 0
+                         WHEN l.state = 'returned' THEN greatest(l.used - l.held, 0)
+                         ELSE greatest(l.amount - l.held, 0) END), 0)
+FROM billing_accounts a LEFT JOIN credit_leases l ON {_LIVE}
+WHERE a.partner_id = %s
+GROUP BY a.partner_id
+"""
+
+
+def account_state(conn: Conn, partner: int) -> AccountState:
+    """Balance, limit, held, leased and available credit of the partner's account; NoAccount if none."""
+    row = conn.execute(_STATE, (partner,)).fetchone()
+    if row is None:
+        raise NoAccount(f"partner {partner} has no billing account")
+    cur, mode, limit, low, balance, held, leased = row
+    cur = str(cur)
+    return AccountState(
+        partner,
+        cur,
+        mode,
+        Money(limit, cur),
+        None if low is None else Money(low, cur),
+        Money(balance, cur),
+        Money(held, cur),
+        Money(leased, cur),
+    )
+
+
+def history(
+    conn: Conn,
+    partner: int,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    limit: int = 100,
+) -> list[LedgerEntry]:
+    """The partner's ledger entries with ``since <= at < until``: the newest ``limit``, oldest first."""
+    rows = conn.execute(
+        "SELECT * FROM (SELECT id, at, kind, amount, currency, balance_after, message_id, reason, actor"
+        " FROM ledger WHERE partner_id = %s AND (%s::timestamptz IS NULL OR at >= %s)"
+        " AND (%s::timestamptz IS NULL OR at < %s) ORDER BY id DESC LIMIT %s) h ORDER BY id",
+        (partner, since, since, until, until, limit),
+    ).fetchall()
+    return [
+        LedgerEntry(i, partner, at, k, Money(a, c), Money(b, c), m, r, who)
+        for i, at, k, a, c, b, m, r, who in rows
+    ]
+
+
+# --------------------------------------------------------------------------- leases
+
+
+def grant_lease(
+    conn: Conn, partner: int, node: str, want: Money, ttl_s: float, lapse_grace_s: float
+) -> Lease | None:
+    """Lease ``min(want, available)`` to ``node`` for ``ttl_s`` seconds; None when nothing is available."""
+    if want.amount <= 0:
+        raise BooksError(f"a lease must be for a positive amount ({want})")
+    if ttl_s <= 0 or lapse_grace_s < 0:
+        raise BooksError("a lease needs ttl_s > 0 and lapse_grace_s >= 0")
+    with conn.transaction():
+        currency, _ = _lock(conn, partner)  # then read the state in a new statement: it sees every grant
+        if want.currency != currency:
+            raise CurrencyMismatch(f"the account of partner {partner} is in {currency}, not {want.currency}")
+        state = account_state(conn, partner)
+        available = state.available
+        if available.amount <= 0:
+            return None
+        amount = min(want, available)
+        row = conn.execute(
+            "INSERT INTO credit_leases (partner_id, node, amount, expires_at, lapses_at)"
+            " VALUES (%s, %s, %s, now() + make_interval(secs => %s),"
+            " now() + make_interval(secs => %s)) RETURNING id, granted_at, expires_at, lapses_at",
+            (partner, node, amount.amount, ttl_s, ttl_s + lapse_grace_s),
+        ).fetchone()
+        assert row is not None
+    return Lease(row[0], partner, node, amount, row[1], row[2], row[3])
+
+
+def return_lease(conn: Conn, lease_id: int, used: Money) -> bool:
+    """Record what the node used of the lease and return the rest; False when it was already returned."""
+    if used.amount < 0:
+        raise BooksError(f"used must not be negative ({used})")
+    with conn.transaction():
+        row = conn.execute("SELECT partner_id FROM credit_leases WHERE id = %s", (lease_id,)).fetchone()
+        if row is None:
+            raise BooksError(f"no lease {lease_id}")
+        currency, _ = _lock(conn, row[0])
+        if used.currency != currency:
+            raise BooksError(f"lease {lease_id} is in {currency}, not {used.currency}")
+        cur = conn.execute(
+            "UPDATE credit_leases SET state = 'returned', used = %s, closed_at = now()"
+            " WHERE id = %s AND state = 'open'",
+            (used.amount, lease_id),
+        )
+        return cur.rowcount == 1
+
+
+# --------------------------------------------------------------------------- credit entries
+
+_TEMP = """
+CREATE TEMP TABLE IF NOT EXISTS books_credit_in (
+    seq int NOT NULL, message_id text NOT NULL, partner bigint NOT NULL, kind text NOT NULL,
+    micros bigint NOT NULL, currency text NOT NULL, lease_id bigint, at timestamptz NOT NULL,
+    applied boolean NOT NULL DEFAULT false
+) ON COMMIT DELETE ROWS
+"""
+
+# inserts from the batch: holds first, then settlements of messages that (now) have a hold.  Rows of a
+# partner with no account in that currency are left out.  ON CONFLICT covers both the primary key (a
+# duplicate) and credit_entries_one_settlement (the other settlement came first).
+_INSERT = """
+WITH ins AS (
+    INSERT INTO credit_entries (message_id, kind, partner_id, amount, currency, lease_id, at)
+    SELECT t.message_id, t.kind, t.partner, t.micros::numeric / 1000000, t.currency, t.lease_id, t.at
+    FROM books_credit_in t JOIN billing_accounts a ON a.partner_id = t.partner AND a.currency = t.currency
+    WHERE {where}
+    ORDER BY t.at, t.seq
+    ON CONFLICT DO NOTHING
+    RETURNING message_id, kind
+)
+UPDATE books_credit_in t SET applied = true FROM ins WHERE t.message_id = ins.message_id AND t.kind = ins.kind
+"""
+_HOLDS = _INSERT.format(where="t.kind = 'hold'")
+_SETTLEMENTS = _INSERT.format(
+    where="t.kind <> 'hold' AND EXISTS (SELECT 1 FROM credit_entries h"
+    " WHERE h.message_id = t.message_id AND h.kind = 'hold' AND h.partner_id = t.partner)"
+)
+
+# one ledger charge per capture inserted, balance_after the running sum from the locked balance
+_CHARGES = """
+INSERT INTO ledger (partner_id, at, kind, amount, currency, balance_after, message_id)
+SELECT t.partner, t.at, 'charge', -(t.micros::numeric / 1000000), t.currency,
+       a.balance - sum(t.micros::numeric / 1000000) OVER (PARTITION BY t.partner ORDER BY t.seq),
+       t.message_id
+FROM books_credit_in t JOIN billing_accounts a ON a.partner_id = t.partner
+WHERE t.applied AND t.kind = 'capture'
+ORDER BY t.partner, t.seq
+"""
+
+# H and S per lease, unsettled holds against no known lease, and the balance: once per partner
+_TOTALS = """
+WITH d AS (
+    SELECT t.partner, h.lease_id,
+           CASE WHEN t.kind = 'hold' THEN h.amount ELSE 0 END AS dh,
+           CASE WHEN t.kind <> 'hold' THEN h.amount ELSE 0 END AS ds,
+           CASE WHEN t.kind = 'capture' THEN t.micros::numeric / 1000000 ELSE 0 END AS charge
+    FROM books_credit_in t
+    JOIN credit_entries h ON h.message_id = t.message_id AND h.kind = 'hold'
+    WHERE t.applied
+), per_lease AS (
+    SELECT partner, lease_id, sum(dh) AS dh, sum(ds) AS ds FROM d GROUP BY partner, lease_id
+), leases AS (
+    UPDATE credit_leases l SET held = l.held + p.dh, settled = l.settled + p.ds
+    FROM per_lease p WHERE l.id = p.lease_id AND l.partner_id = p.partner
+    RETURNING l.id, l.partner_id
+), per_partner AS (
+    SELECT p.partner,
+           sum(CASE WHEN k.id IS NULL THEN p.dh - p.ds ELSE 0 END) AS unleased
+    FROM per_lease p LEFT JOIN leases k ON k.id = p.lease_id AND k.partner_id = p.partner
+    GROUP BY p.partner
+), charged AS (
+    SELECT partner, sum(charge) AS charge FROM d GROUP BY partner
+)
+UPDATE billing_accounts a
+SET balance = a.balance - c.charge, unleased_open = a.unleased_open + u.unleased, updated_at = now()
+FROM per_partner u JOIN charged c ON c.partner = u.partner
+WHERE a.partner_id = u.partner
+RETURNING a.partner_id, a.balance, a.low_balance
+"""
+
+_STATS = """
+SELECT t.kind, t.applied,
+       (a.partner_id IS NULL) AS unbooked,
+       EXISTS (SELECT 1 FROM credit_entries e WHERE e.message_id = t.message_id AND e.kind = t.kind) AS dup,
+       EXISTS (SELECT 1 FROM credit_entries e WHERE e.message_id = t.message_id AND e.kind = 'hold') AS held,
+       count(*)
+FROM books_credit_in t
+LEFT JOIN billing_accounts a ON a.partner_id = t.partner AND a.currency = t.currency
+GROUP BY 1, 2, 3, 4, 5
+"""
+
+
+def _copy_rows(entries: Iterable[CreditEntry]) -> list[tuple[Any, ...]]:
+    """The batch for COPY, one row per (message_id, kind): the first of duplicates within the batch."""
+    seen: dict[tuple[str, str], tuple[Any, ...]] = {}
+    for e in entries:
+        key = (e.message_id, e.kind)
+        if key not in seen:
+            seen[key] = (len(seen), e.message_id, e.partner, e.kind, e.amount, e.currency, e.lease_id, e.at)
+    return list(seen.values())
+
+
+def apply_credit(conn: Conn, entries: Iterable[CreditEntry]) -> ApplyStats:
+    """Record a batch of credit entries, set-based and idempotent (see the module docstring)."""
+    batch = list(entries)
+    rows = _copy_rows(batch)
+    if not rows:
+        return ApplyStats()
+    with conn.transaction():
+        conn.execute(_TEMP)
+        conn.execute("TRUNCATE books_credit_in")  # a caller's earlier batch in the same transaction
+        with conn.cursor().copy(
+            "COPY books_credit_in (seq, message_id, partner, kind, micros, currency, lease_id, at) FROM STDIN"
+        ) as copy:
+            for r in rows:
+                copy.write_row(r)
+        partners = sorted({r[2] for r in rows})
+        before = {
+            p: (Decimal(b), None if low is None else Decimal(low))
+            for p, b, low in conn.execute(
+                "SELECT partner_id, balance, low_balance FROM billing_accounts"
+                " WHERE partner_id = ANY(%s) ORDER BY partner_id FOR UPDATE",
+                (partners,),
+            ).fetchall()
+        }
+        conn.execute(_HOLDS)
+        conn.execute(_SETTLEMENTS)
+        conn.execute(_CHARGES)
+        low: list[int] = []
+        for p, balance, threshold in conn.execute(_TOTALS).fetchall():
+            was = before[p][0]
+            if threshold is not None and was >= threshold > balance:
+                low.append(p)
+        counts: dict[str, int] = dict.fromkeys(
+            ("hold", "capture", "release", "duplicates", "conflicts", "orphans", "unbooked"), 0
+        )
+        for kind, applied, unbooked, dup, held, n in conn.execute(_STATS).fetchall():
+            if applied:
+                counts[kind] += n
+            elif unbooked:
+                counts["unbooked"] += n
+            elif dup:
+                counts["duplicates"] += n
+            elif kind != "hold" and held:
+                counts["conflicts"] += n
+            else:
+                counts["orphans"] += n
+        counts["duplicates"] += len(batch) - len(rows)
+    return ApplyStats(
+        holds=counts["hold"],
+        captures=counts["capture"],
+        releases=counts["release"],
+        duplicates=counts["duplicates"],
+        conflicts=counts["conflicts"],
+        orphans=counts["orphans"],
+        unbooked=counts["unbooked"],
+        low_balance=tuple(sorted(low)),
+    )
+
+
+def release_stale(
+    conn: Conn, partners: Sequence[int], older_than: dt.timedelta, limit: int = 10_000
+) -> ApplyStats:
+    """Release holds of ``partners`` (charge-on-delivery ones: their receipt never came) taken more than
+    ``older_than`` ago and neither captured nor released; at most ``limit`` per call."""
+    rows = conn.execute(
+        "SELECT h.message_id, h.partner_id, h.amount, h.currency, h.lease_id FROM credit_entries h"
+        " WHERE h.kind = 'hold' AND h.partner_id = ANY(%s) AND h.at < now() - %s"
+        " AND NOT EXISTS (SELECT 1 FROM credit_entries s WHERE s.message_id = h.message_id"
+        " AND s.kind <> 'hold') ORDER BY h.at LIMIT %s",
+        (list(partners), older_than, limit),
+    ).fetchall()
+    now = dt.datetime.now(dt.UTC)
+    return apply_credit(
+        conn,
+        (
+            CreditEntry(m, p, "release", int(Decimal(a) * _SCALE), str(c), lease, now)
+            for m, p, a, c, lease in rows
+        ),
+    )
+
+
+# --------------------------------------------------------------------------- verification
+
+_VERIFY = """
+SELECT a.partner_id, a.balance,
+       coalesce((SELECT sum(amount) FROM ledger g WHERE g.partner_id = a.partner_id), 0)
+FROM billing_accounts a ORDER BY a.partner_id
+"""
+_RUNNING = """
+SELECT partner_id, id, balance_after, running FROM (
+    SELECT partner_id, id, balance_after,
+           sum(amount) OVER (PARTITION BY partner_id ORDER BY id) AS running
+    FROM ledger) r
+WHERE balance_after <> running ORDER BY partner_id, id
+"""
+_COUNTERS = """
+WITH holds AS (
+    SELECT h.partner_id, h.lease_id, h.amount,
+           EXISTS (SELECT 1 FROM credit_entries s
+                   WHERE s.message_id = h.message_id AND s.kind <> 'hold') AS done
+    FROM credit_entries h WHERE h.kind = 'hold'
+)
+SELECT 'lease ' || l.id || ' held', l.partner_id, coalesce(sum(h.amount), 0), l.held
+FROM credit_leases l LEFT JOIN holds h ON h.lease_id = l.id AND h.partner_id = l.partner_id
+GROUP BY l.id HAVING coalesce(sum(h.amount), 0) <> l.held
+UNION ALL
+SELECT 'lease ' || l.id || ' settled', l.partner_id,
+       coalesce(sum(h.amount) FILTER (WHERE h.done), 0), l.settled
+FROM credit_leases l LEFT JOIN holds h ON h.lease_id = l.id AND h.partner_id = l.partner_id
+GROUP BY l.id HAVING coalesce(sum(h.amount) FILTER (WHERE h.done), 0) <> l.settled
+UNION ALL
+SELECT 'unleased holds', a.partner_id, coalesce(sum(h.amount) FILTER (WHERE NOT h.done), 0), a.unleased_open
+FROM billing_accounts a LEFT JOIN holds h ON h.partner_id = a.partner_id AND NOT EXISTS (
+    SELECT 1 FROM credit_leases l WHERE l.id = h.lease_id AND l.partner_id = h.partner_id)
+GROUP BY a.partner_id HAVING coalesce(sum(h.amount) FILTER (WHERE NOT h.done), 0) <> a.unleased_open
+"""
+
+
+def verify(conn: Conn) -> list[Discrepancy]:
+    """Every account whose balance is not the sum of its ledger, every ledger row whose balance_after is not
+    the running sum (in id order), and every held/settled counter its credit entries do not bear out."""
+    out: list[Discrepancy] = []
+    outside = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    with conn.transaction():
+        if outside:  # one consistent view of all three (inside a caller's transaction: its view)
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        for p, balance, total in conn.execute(_VERIFY).fetchall():
+            if balance != total:
+                out.append(Discrepancy(p, "balance is not the sum of the ledger", total, balance))
+        for p, i, after, running in conn.execute(_RUNNING).fetchall():
+            out.append(Discrepancy(p, "balance_after is not the running sum", running, after, i))
+        for what, p, expected, found in conn.execute(_COUNTERS).fetchall():
+            out.append(Discrepancy(p, f"{what} is not what its credit entries sum to", expected, found))
+    return out
