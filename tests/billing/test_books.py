@@ -203,7 +203,11 @@ def test_committed_per_lease_state(books_conn: Conn, new_partner: Callable[[], i
     assert state.available == state.balance - eur(12)
     # a returned lease that reported more used than its holds show (a hold given back after a swap): the
     # overstatement counts only until the lease's grace has passed, then its holds alone do
-    books_conn.execute("UPDATE credit_leases SET lapses_at = now() - interval '1 s' WHERE id = %s", (a.id,))
+    books_conn.execute(
+        "UPDATE credit_leases SET granted_at = now() - interval '1 minute',"
+        " expires_at = now() - interval '2 s', lapses_at = now() - interval '1 s' WHERE id = %s",
+        (a.id,),
+    )
     assert committed() == eur(12) - eur(8 - 1) + eur(7 - 1)  # a: max(U=8, H=7) - 1 became H - S = 6
     assert books.verify(books_conn) == []
 
