@@ -30,6 +30,7 @@ import attrs
 
 __all__ = [
     "MAX_WORKERS",
+    "BillingConfig",
     "Config",
     "ConfigError",
     "DatabaseConfig",
@@ -237,6 +238,22 @@ class LimitsConfig:
 
 
 @attrs.frozen
+class BillingConfig:
+    """Credit leases and settlement (docs/operations.md "Plans and billing").  Whether a partner is billed is
+    its price plan (set with ``partner change --price-plan``), not a setting here."""
+
+    lease_seconds: float = _f(5.0, min=0.1, max=3600, kind="duration")
+    """A lease is this long of the partner's recent rate on the node (at least ten messages)."""
+    lease_ttl: float = _f(30.0, min=1, max=3600, kind="duration")
+    """A lease not replaced sooner is returned after this long."""
+    lapse_grace: float = _f(30.0, min=0, max=3600, kind="duration")
+    """After a lease's expiry, how long the books still count all of it (a node that died: its holds
+    still on their way to the message log)."""
+    receipt_wait: float = _f(72 * 3600.0, min=60, max=30 * 86400, kind="duration")
+    """A charge-on-delivery hold with no final receipt after this long is released."""
+
+
+@attrs.frozen
 class MetricsConfig:
     host: str = _f("127.0.0.1")
     port: int = _f(9464, min=0, max=65535)
@@ -310,6 +327,7 @@ class Config:
     database: DatabaseConfig = _f(factory=DatabaseConfig)
     listeners: tuple[ListenerConfig, ...] = _f(factory=lambda: (ListenerConfig(),))
     limits: LimitsConfig = _f(factory=LimitsConfig)
+    billing: BillingConfig = _f(factory=BillingConfig)
     metrics: MetricsConfig = _f(factory=MetricsConfig)
     logging: LoggingConfig = _f(factory=LoggingConfig)
     operators: tuple[OperatorSeed, ...] = _f(factory=tuple)

@@ -43,7 +43,9 @@ import attrs
 import psycopg
 import trio
 
+from catalyst_smpp.billing.node import write_log_and_books
 from catalyst_smpp.bus import BusError, Kind, MessageBus, PublishError, PublishErrorKind, PublishItem
+from catalyst_smpp.metrics import Metrics
 from catalyst_smpp.store import Database, LogRow, MessageEvent
 
 __all__ = [
@@ -315,7 +317,8 @@ class WriterStats:
 
 
 class EventWriter:
-    """``EVENTS_all`` → ``db.write_log_rows`` in batches → ack (nak on database errors)."""
+    """``EVENTS_all`` → the message log and the books (one transaction per batch) → ack (nak on database
+    errors)."""
 
     def __init__(
         self,
@@ -326,14 +329,48 @@ class EventWriter:
         fetch_timeout: float = 1.0,
         retry_delay: float = 1.0,
         max_retry_delay: float = 30.0,
+        metrics: Metrics | None = None,
     ) -> None:
         self.bus = bus
         self.db = db
+        self.metrics = metrics
         self.batch = batch
         self.fetch_timeout = fetch_timeout
         self.retry_delay = retry_delay
         self.max_retry_delay = max_retry_delay
         self.stats = WriterStats()
+
+    async def _write(self, rows: list[LogRow]) -> int:
+        """The rows and their credit entries (billing.node.write_log_and_books), in one transaction."""
+        n, stats = await self.db.run(write_log_and_books, rows)
+        if stats.conflicts or stats.orphans or stats.unbooked:
+            log.info(
+                "books: %d settlement(s) of already settled messages, %d without a hold, %d not booked "
+                "(no account or another currency)",
+                stats.conflicts,
+                stats.orphans,
+                stats.unbooked,
+            )
+        m = self.metrics
+        if m is not None and (stats.holds or stats.captures or stats.releases or stats.duplicates):
+            try:
+                c = m.credit_entries_total
+                for kind, k in (
+                    ("hold", stats.holds),
+                    ("capture", stats.captures),
+                    ("release", stats.releases),
+                ):
+                    if k:
+                        c.labels(kind=kind, outcome="written").inc(k)
+                if stats.duplicates:
+                    c.labels(kind="any", outcome="duplicate").inc(stats.duplicates)
+                if stats.conflicts:
+                    c.labels(kind="settlement", outcome="settled").inc(stats.conflicts)
+            except Exception:
+                log.debug("metrics update failed", exc_info=True)
+        for partner in stats.low_balance:
+            log.warning("partner id %s: balance fell below its low-balance threshold", partner)
+        return n
 
     async def run(self, *, task_status: trio.TaskStatus[EventWriter] = trio.TASK_STATUS_IGNORED) -> None:
         delay = self.retry_delay
@@ -379,7 +416,7 @@ class EventWriter:
                     await consumer.term(poison)
                 if events:
                     try:
-                        n = await self.db.write_log_rows(events)
+                        n = await self._write(events)
                     except (psycopg.Error, OSError) as exc:
                         self.stats.db_errors += 1
                         if failing_since is None:

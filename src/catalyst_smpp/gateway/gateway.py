@@ -26,6 +26,9 @@ import attrs
 import psycopg
 import trio
 
+from catalyst_smpp.billing.charging import Charger
+from catalyst_smpp.billing.credit import CreditLeases
+from catalyst_smpp.billing.node import PgLeaseStore, StaleHolds
 from catalyst_smpp.bus import BusError, MessageBus
 from catalyst_smpp.config import Config, ListenerConfig
 from catalyst_smpp.gateway.accept import AcceptHandler
@@ -120,6 +123,7 @@ class Gateway:
         self.receipt_order: ReceiptOrder | None = None
         self.events: EventPublisher | None = None
         self.writer: EventWriter | None = None
+        self.credit: CreditLeases | None = None
         self.deliveries: dict[str, PartnerDelivery] = {}
         self.connectors: dict[str, tuple[Any, trio.CancelScope]] = {}
         self._nursery: trio.Nursery | None = None
@@ -136,6 +140,10 @@ class Gateway:
 
     def partner(self, system_id: str) -> Partner | None:
         return self._partners.get(system_id)
+
+    def _partner_id(self, system_id: str) -> int | None:
+        p = self._partners.get(system_id)
+        return p.id if p is not None else None
 
     def _router(self) -> Router:
         assert self.router is not None
@@ -155,8 +163,18 @@ class Gateway:
             self._nursery = n
             # no task: accept, connectors and inbound store their rows themselves, before answering
             self.events = EventPublisher(self.bus, node=self.node_id)
-            self.writer = EventWriter(self.bus, self.db, batch=cfg.limits.event_batch)
+            self.writer = EventWriter(self.bus, self.db, batch=cfg.limits.event_batch, metrics=self.metrics)
             n.start_soon(self.writer.run)
+            # billing: credit leases held by this node; stale charge-on-delivery holds released (any node)
+            bc = cfg.billing
+            self.credit = CreditLeases(
+                PgLeaseStore(self.db, self._partner_id, ttl=bc.lease_ttl, lapse_grace=bc.lapse_grace),
+                self.node_id,
+                lease_seconds=bc.lease_seconds,
+                lease_ttl=bc.lease_ttl,
+            )
+            await n.start(self.credit.run)
+            await n.start(StaleHolds(self.db, lambda: self.snapshot, bc.receipt_wait).run)
             self.accept = AcceptHandler(
                 self.bus,
                 self._router,
@@ -166,6 +184,7 @@ class Gateway:
                 node=self.node_id,
                 metrics=self.metrics,
                 db=self.db,
+                charger=Charger(lambda: self._router().pricing, self.credit),
             )
             self.receipt_order = ReceiptOrder(self.accept.unanswered, self.ids.node)
             await n.start(self.accept.run)
@@ -537,6 +556,8 @@ class Gateway:
         with trio.move_on_at(deadline):
             if self.accept is not None:
                 await self.accept.drain()
+            if self.credit is not None:  # nothing more is held here: the unused credit goes back
+                await self.credit.close()
         remaining = max(0.1, deadline - trio.current_time())
         async with trio.open_nursery() as n:
             for s in self.servers:
