@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from decimal import Decimal
 from typing import Any
 
@@ -95,7 +94,8 @@ def _books(env: Env, pid: int) -> dict[str, Any]:
         )
         sums = dict(
             conn.execute(
-                "SELECT kind, coalesce(sum(amount), 0) FROM credit_entries WHERE partner_id = %s GROUP BY kind",
+                "SELECT kind, coalesce(sum(amount), 0) FROM credit_entries WHERE partner_id = %s"
+                " GROUP BY kind",
                 (pid,),
             ).fetchall()
         )
@@ -113,6 +113,11 @@ def _books(env: Env, pid: int) -> dict[str, Any]:
         open_leases = conn.execute(
             "SELECT count(*) FROM credit_leases WHERE partner_id = %s AND state = 'open'", (pid,)
         ).fetchone()[0]
+        submitted = conn.execute(
+            "SELECT count(DISTINCT message_id) FROM message_log m JOIN partners p ON p.system_id = m.partner"
+            " WHERE p.id = %s AND m.event = 'submitted'",
+            (pid,),
+        ).fetchone()[0]
         cdr_captured = conn.execute(
             "SELECT coalesce(sum(price), 0), count(DISTINCT message_id) FROM message_log m"
             " JOIN partners p ON p.system_id = m.partner WHERE p.id = %s AND m.charge_state = 'captured'",
@@ -126,6 +131,7 @@ def _books(env: Env, pid: int) -> dict[str, Any]:
             "ledger": ledger,
             "open_holds": open_holds,
             "open_leases": open_leases,
+            "submitted": submitted,
             "cdr_captured": (Decimal(cdr_captured[0]) / 10**6, cdr_captured[1]),
             "verify": books.verify(conn),
         }
@@ -134,7 +140,7 @@ def _books(env: Env, pid: int) -> dict[str, Any]:
 
 
 def _check_settled(b: dict[str, Any], topped_up: Decimal) -> None:
-    """Every hold settled; balance = top-ups − captured; ledger, credit entries and CDRs agree exactly."""
+    """Every hold settled; balance = top-ups - captured; ledger, credit entries and CDRs agree exactly."""
     captured = b["sums"].get("capture", Decimal(0))
     assert b["open_holds"] == 0, b
     assert b["counts"].get("hold", 0) == b["counts"].get("capture", 0) + b["counts"].get("release", 0), b
@@ -240,3 +246,137 @@ async def submit_once(client: Any, text: str) -> int:
         )
     )
     return int(resp.command_status)
+
+
+# --------------------------------------------------------------------------- faults: SIGKILL, NATS restart
+
+
+async def test_books_exact_after_a_gateway_sigkill_mid_load(env: Env) -> None:
+    n = 300
+    topped = Decimal(1000)
+    all_texts = texts("bill-kill", n)
+    receipts = Receipts()
+    async with open_sim(_sim()) as sim:
+        ids = _billing(env, sim.port, {"acme": topped})
+        gw = GatewayProcess(env, env.tmp)
+        gw.start()
+        try:
+            await gw.wait_listening()
+            client = partner_client(gw.port, handler=receipts.handler)
+            killed = trio.Event()
+            async with trio.open_nursery() as n_:
+                await n_.start(client.run)
+                await client.wait_bound()
+
+                def on_ack(count: int) -> None:
+                    if count == n // 3:
+                        killed.set()
+
+                async def killer() -> None:
+                    await killed.wait()
+                    gw.kill()  # no drain: the node's lease is left to lapse, its holds in flight
+                    gw.start()
+                    await gw.wait_listening()
+
+                n_.start_soon(killer)
+                with trio.fail_after(150):
+                    load = await submit_load(client, all_texts, on_ack=on_ack)
+                await wait_delivered(load, lambda: [sim], 90)
+                await wait_receipts(load, receipts, 90)
+                await client.aclose()
+            pid = ids["acme"]
+
+            def settled() -> bool:
+                b = _books(env, pid)
+                return b["open_holds"] == 0 and b["counts"].get("capture", 0) >= n
+
+            await wait_for(lambda: settled(), 60, "every hold settled")
+        finally:
+            gw.stop()
+        count = check_delivered(all_texts, load, sim)
+    assert count.acked == n and count.missing == []
+    b = _books(env, pid)
+    _check_settled(b, topped)
+    # every message of ours the operator accepted is captured exactly once: a copy JetStream redelivered
+    # after the kill (the same id, submitted again) is not charged twice, while a message the partner
+    # submitted again after an unknown outcome is a message of its own (its own id), charged once
+    assert b["counts"]["capture"] == b["submitted"] >= n, b
+    assert b["submitted"] <= sim.stats.accepted, (b, sim.stats.accepted)
+    assert b["counts"].get("release", 0) == 0
+
+
+async def test_books_exact_after_a_nats_restart_mid_load(env: Env, nats_server_factory: object) -> None:
+    srv = nats_server_factory()  # type: ignore[operator]
+    env.nats_url = srv.url
+    n = 300
+    topped = Decimal(1000)
+    all_texts = texts("bill-nats", n)
+    receipts = Receipts()
+    async with open_sim(_sim()) as sim:
+        ids = _billing(env, sim.port, {"acme": topped})
+        async with open_gateway(env, "gw-a") as gw:
+            client = partner_client(gw.ports[0], handler=receipts.handler)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(client.run)
+                await client.wait_bound()
+                started = trio.Event()
+
+                def on_ack(count: int) -> None:
+                    if count == n // 3:
+                        started.set()
+
+                async def restart() -> None:
+                    await started.wait()
+                    srv.stop()
+                    await trio.sleep(1.5)
+                    srv.start()
+
+                nursery.start_soon(restart)
+                with trio.fail_after(150):
+                    load = await submit_load(client, all_texts, on_ack=on_ack)
+                await wait_delivered(load, lambda: [sim], 90)
+                await wait_receipts(load, receipts, 90)
+                await client.aclose()
+            pid = ids["acme"]
+            await wait_for(lambda: _books(env, pid)["open_holds"] == 0, 60, "every hold settled")
+            assert gw.bus.reconnects >= 1
+        count = check_delivered(all_texts, load, sim)
+    assert count.acked == n and count.missing == []
+    b = _books(env, pid)
+    _check_settled(b, topped)
+    assert b["counts"]["capture"] == b["submitted"] >= n, b
+    assert b["submitted"] <= sim.stats.accepted, (b, sim.stats.accepted)
+
+
+# --------------------------------------------------------------------------- charge on delivery
+
+
+async def test_charge_on_delivery_captures_delivered_releases_the_rest_and_ignores_repeated_receipts(
+    env: Env,
+) -> None:
+    n = 60
+    topped = Decimal(100)
+    mix = ((MessageState.DELIVERED, 70.0), (MessageState.UNDELIVERABLE, 30.0))
+    receipts = Receipts()
+    async with open_sim(_sim(receipt_mix=mix, receipt_copies=2)) as sim:
+        ids = _billing(env, sim.port, {"acme": topped}, charge_on="delivery")
+        pid = ids["acme"]
+        async with open_gateway(env, "gw-a") as gw:
+            client = partner_client(gw.ports[0], handler=receipts.handler)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(client.run)
+                await client.wait_bound()
+                with trio.fail_after(60):
+                    load = await submit_load(client, texts("cod", n))
+                await wait_receipts(load, receipts, 60)
+                await wait_for(lambda: _books(env, pid)["open_holds"] == 0, 60, "every hold settled")
+                await client.aclose()
+    assert len(load.acked) == n
+    delivered = sum(1 for s in sim.receipt_stats.values() if s == "DELIVRD")
+    assert 0 < delivered < n
+    b = _books(env, pid)
+    _check_settled(b, topped)
+    assert b["counts"]["capture"] == delivered and b["counts"]["release"] == n - delivered, b
+    # charged on delivery: the plan's delivery price (twice the submit price here), only for DELIVRD
+    assert b["balance"] == topped - delivered * PRICE * 2, b
+    assert sim.stats.receipts_sent == 2 * n  # every receipt came twice; the books took each once

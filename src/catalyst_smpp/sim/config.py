@@ -142,6 +142,9 @@ class SimConfig:
     receipt_mix: tuple[tuple[MessageState, float], ...] = attrs.field(
         default=((MessageState.DELIVERED, 100.0),), converter=_state_weights
     )
+    receipt_copies: int = attrs.field(default=1, validator=attrs.validators.in_(range(1, 11)))
+    """Each receipt is sent this many times (some SMSCs repeat receipts; the gateway must not count them
+    twice)."""
     receipt_text: bool = True
     receipt_tlvs: bool = True
     receipt_data_coding: int = 0

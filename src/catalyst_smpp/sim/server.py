@@ -460,12 +460,13 @@ class SmscSimulator:
             self.messages.add(stored)
         if verdict.receipt_due_in is None or verdict.state is None:
             return
-        job = _Job(system_id, self._receipt_pdu(pdu, verdict, stored), stat_for_state(verdict.state))
-        if verdict.receipt_due_in <= 0:
-            # due at once: queued behind the response, which the session sent first
-            self._dispatch(job)
-        else:
-            self._push_heap(trio.current_time() + verdict.receipt_due_in, job)
+        for _copy in range(self.config.receipt_copies):
+            job = _Job(system_id, self._receipt_pdu(pdu, verdict, stored), stat_for_state(verdict.state))
+            if verdict.receipt_due_in <= 0:
+                # due at once: queued behind the response, which the session sent first
+                self._dispatch(job)
+            else:
+                self._push_heap(trio.current_time() + verdict.receipt_due_in, job)
 
     def _receipt_pdu(
         self, pdu: SubmitSm | DataSm | SubmitMulti, verdict: Verdict, stored: StoredMessage | None
