@@ -90,11 +90,18 @@ class Metrics:
             "outcome (written, or duplicate / settled: already there, so ignored).",
             ["kind", "outcome"],
         )
-        self.low_balance = m(
+        self.credit_available = m(
             Gauge,
-            "low_balance",
-            "1 while a partner's available credit is below its low-balance threshold "
-            "(as of the last batch of the books this node wrote), else 0.",
+            "credit_available",
+            "A billed partner's available credit (balance + credit limit - held - leased, in its account's "
+            "currency) as of this node's last credit lease.",
+            ["partner", "currency"],
+        )
+        self.credit_low = m(
+            Gauge,
+            "credit_low",
+            "1 while a billed partner's balance is below its low-balance threshold (as of this node's last "
+            "credit lease), else 0.",
             ["partner"],
         )
         self.operator_submits_total = m(

@@ -14,16 +14,22 @@ import re
 import signal
 import urllib.request
 from collections import defaultdict
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import smpplib.client
 import smpplib.exceptions
 import trio
 from prometheus_client.parser import text_string_to_metric_families
 
+from catalyst_smpp.billing import books
+from catalyst_smpp.billing.money import Money
 from catalyst_smpp.sim import SimConfig
+from catalyst_smpp.store import PartnerRepo
+from catalyst_smpp.store.plan_repo import PlanRepo
 
-from .harness import Env, GatewayProcess, SmpplibPartner, free_port, open_sim, wait_for
+from .harness import PASSWORD, Env, GatewayProcess, SmpplibPartner, free_port, open_sim, wait_for
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 PREFIX = "catalyst_smpp_"
@@ -133,6 +139,38 @@ def _traffic(p: SmpplibPartner) -> list[int]:
     return statuses
 
 
+def _billed_partner(env: Env) -> None:
+    """Partner ``billed``: a price plan for 44 only and credit for one message, below its low-balance mark."""
+
+    def setup(conn: Any) -> None:
+        PlanRepo(conn).add("retail", "price", "EUR")
+        PlanRepo(conn).import_csv(
+            "retail",
+            "prefix,country,network,mcc_mnc,submit_price,delivery_price,effective_from,effective_until\n"
+            "44,44,DEFAULT,,0.05,,2020-01-01T00:00:00+00:00,\n",
+        )
+        PartnerRepo(conn).add("billed", PASSWORD, price_plan="retail")
+        pid = PartnerRepo(conn).get("billed").id
+        books.open_account(conn, pid, "EUR", low_balance=Decimal(1))
+        books.topup(conn, pid, Money("0.05", "EUR"), "metrics test", "test")
+
+    env.setup(setup)
+
+
+def _billed_traffic(p: SmpplibPartner) -> list[int]:
+    """One message paid for, one over the balance (insufficient credit), one unpriced (33: no row)."""
+    return [
+        p.request(
+            "submit_sm",
+            source_addr="TEST",
+            destination_addr=dest,
+            short_message=b"billed",
+            registered_delivery=1,
+        ).status
+        for dest in ("447700900001", "447700900001", "337700900001")
+    ]
+
+
 async def test_every_metric_the_operations_guide_names_is_exported(env: Env, tmp_path: Path) -> None:
     documented = documented_metrics(DOCS.read_text())
     assert len(documented) >= 20 and "catalyst_smpp_submits_total" in documented  # the guide was read
@@ -150,6 +188,7 @@ async def test_every_metric_the_operations_guide_names_is_exported(env: Env, tmp
         env.add_route(None, "44", ["opA"])
         env.add_route(None, "33", ["opB"])
         env.add_mo_route("123", "acme")
+        _billed_partner(env)
         gw = GatewayProcess(env, tmp_path / "gw")
         gw.start()
         try:
@@ -159,6 +198,8 @@ async def test_every_metric_the_operations_guide_names_is_exported(env: Env, tmp
             )
             with trio.fail_after(90):
                 statuses = await trio.to_thread.run_sync(SmpplibPartner(gw.port, "acme").run, _traffic)
+                billed = await trio.to_thread.run_sync(SmpplibPartner(gw.port, "billed").run, _billed_traffic)
+            assert billed == [0, 0x45, 0x0B], billed
 
             def wrong_password() -> None:
                 c = smpplib.client.Client("127.0.0.1", gw.port, timeout=15, allow_unknown_opt_params=True)
@@ -183,6 +224,10 @@ async def test_every_metric_the_operations_guide_names_is_exported(env: Env, tmp
                         value(samples, "catalyst_smpp_binds", side="operator", name="opA") > 0
                         and value(samples, "catalyst_smpp_config_reloads_total", result="ok") == 1
                         and value(samples, UNMATCHED, operator="opB", reason="unreadable") > 0
+                        and value(
+                            samples, "catalyst_smpp_credit_entries_total", kind="capture", outcome="written"
+                        )
+                        == 1
                     ):
                         break
                     await trio.sleep(0.5)
@@ -213,12 +258,13 @@ async def test_every_metric_the_operations_guide_names_is_exported(env: Env, tmp
     assert value(samples, "catalyst_smpp_binds", side="operator", name="opdown") == 0
     assert value(samples, "catalyst_smpp_config_reloads_total", result="ok") == 1
     assert value(samples, UNMATCHED, operator="opB", reason="unreadable") >= 1
-    # opA's receipts: each one observed in the receipt latency
-    receipts = sum(
-        v
-        for (name, labels), v in samples.items()
-        if name == "catalyst_smpp_receipts_total" and ("partner", "acme") in labels
-    )
+    # opA's receipts (acme's and billed's): each one observed in the receipt latency
+    receipts = sum(v for (name, labels), v in samples.items() if name == "catalyst_smpp_receipts_total")
     assert receipts >= 1
     assert value(samples, "catalyst_smpp_receipt_seconds_count", operator="opA") == receipts
     assert value(samples, "process_resident_memory_bytes") > 0
+    # billing: one refused for credit, one unpriced; one held and captured; below its low-balance mark
+    refusals = "catalyst_smpp_billing_refusals_total"
+    assert value(samples, refusals, partner="billed", reason="insufficient_credit") == 1
+    assert value(samples, refusals, partner="billed", reason="unpriced") == 1
+    assert value(samples, "catalyst_smpp_credit_low", partner="billed") == 1

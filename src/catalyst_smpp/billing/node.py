@@ -95,12 +95,15 @@ class PgLeaseStore:
         *,
         ttl: float = 30.0,
         lapse_grace: float = 30.0,
+        on_state: Callable[[str, books.AccountState], None] | None = None,
     ) -> None:
-        """``partner_ids``: a partner's id from its system_id (the configuration snapshot)."""
+        """``partner_ids``: a partner's id from its system_id (the configuration snapshot); ``on_state``:
+        told the partner's account after each grant (the node's view of its credit, for the metrics)."""
         self.db = db
         self.partner_ids = partner_ids
         self.ttl = ttl
         self.lapse_grace = lapse_grace
+        self.on_state = on_state
 
     async def swap(self, partner: str, node: str, old: int | None, used: int, want: int) -> Grant | None:
         pid = self.partner_ids(partner)
@@ -123,6 +126,12 @@ class PgLeaseStore:
             lease = books.grant_lease(
                 conn, pid, node, Money.from_micros(want, currency), self.ttl, self.lapse_grace
             )
+            if self.on_state is not None:
+                state = books.account_state(conn, pid)
+                try:
+                    self.on_state(partner, state)
+                except Exception:  # metrics must never break credit
+                    log.debug("account state callback failed", exc_info=True)
             if lease is None:
                 return None
             return Grant(lease.id, lease.amount.micros(), currency)

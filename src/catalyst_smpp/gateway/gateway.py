@@ -26,6 +26,7 @@ import attrs
 import psycopg
 import trio
 
+from catalyst_smpp.billing.books import AccountState
 from catalyst_smpp.billing.charging import Charger
 from catalyst_smpp.billing.credit import CreditLeases
 from catalyst_smpp.billing.node import PgLeaseStore, StaleHolds
@@ -124,6 +125,7 @@ class Gateway:
         self.events: EventPublisher | None = None
         self.writer: EventWriter | None = None
         self.credit: CreditLeases | None = None
+        self._credit_low: dict[str, bool] = {}
         self.deliveries: dict[str, PartnerDelivery] = {}
         self.connectors: dict[str, tuple[Any, trio.CancelScope]] = {}
         self._nursery: trio.Nursery | None = None
@@ -140,6 +142,23 @@ class Gateway:
 
     def partner(self, system_id: str) -> Partner | None:
         return self._partners.get(system_id)
+
+    def _account_state(self, partner: str, state: AccountState) -> None:
+        """A billed partner's account as a credit lease found it (in a worker thread: the metrics are
+        thread-safe); a balance below the threshold is logged once per crossing."""
+        low = state.low_balance is not None and state.balance < state.low_balance
+        was = self._credit_low.get(partner, False)
+        self._credit_low[partner] = low
+        if low and not was:
+            log.warning(
+                "[%s] balance %s below its low-balance threshold %s",
+                partner,
+                state.balance,
+                state.low_balance,
+            )
+        if self.metrics is not None:
+            self.metrics.credit_available.labels(partner, state.currency).set(float(state.available.amount))
+            self.metrics.credit_low.labels(partner).set(1 if low else 0)
 
     def _partner_id(self, system_id: str) -> int | None:
         p = self._partners.get(system_id)
@@ -168,7 +187,13 @@ class Gateway:
             # billing: credit leases held by this node; stale charge-on-delivery holds released (any node)
             bc = cfg.billing
             self.credit = CreditLeases(
-                PgLeaseStore(self.db, self._partner_id, ttl=bc.lease_ttl, lapse_grace=bc.lapse_grace),
+                PgLeaseStore(
+                    self.db,
+                    self._partner_id,
+                    ttl=bc.lease_ttl,
+                    lapse_grace=bc.lapse_grace,
+                    on_state=self._account_state,
+                ),
                 self.node_id,
                 lease_seconds=bc.lease_seconds,
                 lease_ttl=bc.lease_ttl,
