@@ -163,7 +163,70 @@ def _getter(keys: Sequence[Any]) -> Callable[[Any], tuple[Any, ...]]:
     """``itemgetter(*keys)``, a tuple for any number of keys (itemgetter of one key gives the value)."""
     if len(keys) > 1:
         return itemgetter(*keys)
-    return lambda v: tuple(v[k] for k in keys)
+    if keys:
+        one = keys[0]
+        return lambda v: (v[one],)
+    return lambda v: ()
+
+
+def _packer(
+    kind: str,
+    st: struct.Struct,
+    code: int,
+    texts: Sequence[Any],
+    fixed: Sequence[Any],
+    listed: Any,
+    tlvs: Any,
+    body: Any,
+) -> Callable[[Any], bytes]:
+    """The writer of one record kind's octets from ``v``: a flat tuple (the keys are positions) or a dict of
+    every flat field (the keys are names).  ``texts``/``fixed``: the keys of the string block's texts and of
+    the fixed part's numbers; ``listed``, ``tlvs``, ``body``: the key of the list, TLV and payload field
+    (None when the record has none).  A KeyError is a field missing from ``v``."""
+    get_texts, get_fixed = _getter(texts), _getter(fixed)
+    pack_head = st.pack
+    nul = len(texts) - 1  # NULs in the joined string block (texts + the list's strings)
+    if listed is None and tlvs is None and body is None:
+
+        def pack(v: Any) -> bytes:  # the plain kinds (DLR, id mappings): texts and numbers
+            try:
+                joined = "\x00".join(get_texts(v))
+                if joined.count("\x00") != nul:
+                    raise EncodeError(f"{kind}: a NUL in a text field")
+                sb = joined.encode("utf-8")
+                return pack_head(MAGIC, VERSION, code, *get_fixed(v), len(sb)) + sb
+            except (struct.error, UnicodeEncodeError, TypeError) as exc:
+                raise EncodeError(f"{kind}: {exc}") from None
+
+        return pack
+
+    def pack_any(v: Any) -> bytes:
+        try:
+            strs = get_texts(v)
+            n = nul
+            counts: tuple[int, ...] = ()
+            if listed is not None:
+                items = v[listed]
+                if items:
+                    strs = (*strs, *items)
+                    n += len(items)
+                counts = (len(items),)
+            pairs: Sequence[tuple[int, bytes]] = () if tlvs is None else v[tlvs]
+            if tlvs is not None:
+                counts = (*counts, len(pairs))
+            joined = "\x00".join(strs)
+            if joined.count("\x00") != n:
+                raise EncodeError(f"{kind}: a NUL in a text field")
+            sb = joined.encode("utf-8")
+            head = pack_head(MAGIC, VERSION, code, *get_fixed(v), *counts, len(sb))
+            rest = b"" if body is None else v[body]
+            if pairs:
+                return b"".join((head, sb, _tlvs_bytes(pairs), rest))
+            return head + sb + rest if rest else head + sb
+        except (struct.error, UnicodeEncodeError, TypeError) as exc:
+            raise EncodeError(f"{kind}: {exc}") from None
+
+    return pack_any
 
 
 class RecordCodec(Generic[R]):
@@ -232,15 +295,27 @@ class RecordCodec(Generic[R]):
         self.names: tuple[str, ...] = tuple(names)
         self._name_set = frozenset(names)
         self._address_keys = [(a, f"{a}_ton", f"{a}_npi", f"{a}_addr") for a in self._addresses]
+        self._nflat = len(names)
+        self._ntupled = len(names) - 2 * len(self._addresses)  # every field given, addresses as tuples
         self.index = {n: i for i, n in enumerate(names)}
         self.defaults = defaults
         self._fields = fields
         self._struct = struct.Struct(_PREFIX + fixed_fmt + counts + "I")
         self._ntexts = len(texts_at)
-        self._fixed = _getter(fixed_at)
-        self._texts = _getter(texts_at)
-        self._list_at, self._tlvs_at, self._payload_at = list_at, tlvs_at, payload_at
-        self._all = _getter(names)  # a dict of every field -> the flat tuple
+        self._list_count_at = 3 + len(fixed_at) if list_at >= 0 else -1
+        self._tlv_count_at = 3 + len(fixed_at) + (list_at >= 0) if tlvs_at >= 0 else -1
+        self._payload_at = payload_at
+        # writing: the same writer twice, from the flat tuple (by position) and from keywords (by name)
+        extras = [i if i >= 0 else None for i in (list_at, tlvs_at, payload_at)]
+        self._pack = _packer(self.kind, self._struct, self.code, texts_at, fixed_at, *extras)
+        self._pack_named = _packer(
+            self.kind,
+            self._struct,
+            self.code,
+            [names[i] for i in texts_at],
+            [names[i] for i in fixed_at],
+            *(None if i is None else names[i] for i in extras),
+        )
         # reading: the head (prefix, numeric values, counts, string block length), the strings, then the
         # list, TLVs and payload are concatenated; this picks the flat tuple out of that, in one step
         nhead = 3 + len(fixed_at) + len(counts) + 1
@@ -253,8 +328,6 @@ class RecordCodec(Generic[R]):
             if i >= 0:
                 where[i] = nhead + len(texts_at) + k
         self._pick = _getter(where)
-        self._list_count_at = 3 + len(fixed_at) if list_at >= 0 else -1
-        self._tlv_count_at = 3 + len(fixed_at) + (list_at >= 0) if tlvs_at >= 0 else -1
         for i, n in enumerate(names):
             setattr(view, n, property(itemgetter(i)))
 
@@ -262,50 +335,46 @@ class RecordCodec(Generic[R]):
 
     def pack(self, v: Sequence[Any]) -> bytes:
         """The record's octets from its flat values (:attr:`names` order)."""
-        texts: tuple[str, ...] = self._texts(v)
-        n = self._ntexts
-        counts: tuple[int, ...] = ()
-        if self._list_at >= 0:
-            items = v[self._list_at]
-            texts = (*texts, *items)
-            n += len(items)
-            counts = (len(items),)
-        tlvs: Sequence[tuple[int, bytes]] = ()
-        if self._tlvs_at >= 0:
-            tlvs = v[self._tlvs_at]
-            counts = (*counts, len(tlvs))
-        try:
-            joined = "\x00".join(texts)
-            if joined.count("\x00") != n - 1:
-                raise EncodeError(f"{self.kind}: a NUL in a text field")
-            sb = joined.encode("utf-8")
-            head = self._struct.pack(MAGIC, VERSION, self.code, *self._fixed(v), *counts, len(sb))
-            body = self._payload_at >= 0 and v[self._payload_at]
-            if tlvs:
-                return b"".join((head, sb, _tlvs_bytes(tlvs), body or b""))
-        except (struct.error, UnicodeEncodeError, TypeError) as exc:
-            raise EncodeError(f"{self.kind}: {exc}") from None
-        return head + sb + body if body else head + sb
+        return self._pack(v)
 
     def write(self, **fields: Any) -> bytes:
         """The record's octets from keyword fields (flat names, or an address as ``(ton, npi, addr)``);
         a field not given takes its declared default.  An unknown or missing name is a TypeError."""
+        n = len(fields)
+        if n == self._ntupled and n != self._nflat:  # every field, addresses as tuples (most callers)
+            try:
+                for name, ton, npi, addr in self._address_keys:
+                    a = fields.pop(name)
+                    if a is not None:  # None: the declared default (as below)
+                        fields[ton], fields[npi], fields[addr] = a
+            except KeyError:  # not that after all: the general path sorts it out
+                pass
+            n = len(fields)
+        if n == self._nflat:  # every field by its flat name (a missing one: something unknown given)
+            try:
+                return self._pack_named(fields)
+            except KeyError:
+                pass
+        return self._pack_named(self._completed(fields))
+
+    def _completed(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """``fields`` (keywords of :meth:`write`) with the addresses flat and the defaults of what is left
+        out; TypeError for an unknown or a missing name."""
         for name, ton, npi, addr in self._address_keys:
             a = fields.pop(name, None)
             if a is not None:
                 fields[ton], fields[npi], fields[addr] = a
         if not fields.keys() <= self._name_set:  # (a subset test in C: no set is built)
             raise TypeError(f"{self.kind}: no field {sorted(fields.keys() - self._name_set)}")
-        if len(fields) != len(self.names):  # some left out: the declared defaults (the hot paths give all)
+        if len(fields) != self._nflat:
             fields = {**self.defaults, **fields}
             for name, source in self._same_as:
                 if name not in fields and source in fields:
                     fields[name] = fields[source]
-        try:
-            values = self._all(fields)
-        except KeyError as exc:
-            raise TypeError(f"{self.kind}: field {exc} missing") from None
-        return self.pack(values)
+            missing = self._name_set - fields.keys()
+            if missing:
+                raise TypeError(f"{self.kind}: field {sorted(missing)} missing")
+        return fields
 
     def flat(self, rec: R) -> tuple[Any, ...]:
         """A record's flat values."""
