@@ -209,3 +209,27 @@ def test_normalise_never_raises_and_numeric_keys_never_collide(raw: str, form: s
 def test_numbers_meet_in_every_spelling(n: int, a: str, b: str) -> None:
     spelt = {"hex": f"0x{n:X}", "dec": f"00{n}", "auto": f"0x{n:x}"}
     assert normalise_id(spelt[a], a) == normalise_id(spelt[b], b) == str(n)
+
+
+_SPELT = {  # what each numeric form reads as a number (outer whitespace and NULs removed first)
+    "hex": re.compile(r"(0[xX])?[0-9a-fA-F]+"),
+    "dec": re.compile(r"[0-9]+"),
+}
+
+
+@given(
+    st.one_of(st.text(max_size=12), st.text(alphabet="0123456789abcdefxX \x00", max_size=12)),
+    st.sampled_from(list(IdRule)),
+    st.sampled_from([RESP, RCPT]),
+)
+def test_validity_is_what_the_form_spells_as_a_number(raw: str, rule: IdRule, side: IdSide) -> None:
+    """``is_valid_id`` (read from the key) against the forms' grammar: a numeric form takes exactly its
+    digits (``auto``: hex with a ``0x`` or a letter a-f, else decimal); the text forms any non-blank id."""
+    text = raw.strip(" \t\r\n\x00")
+    form = {"hex_to_dec": "hex", "dec_to_hex": "dec"}.get(rule.value, rule.value)
+    if rule in (IdRule.HEX_TO_DEC, IdRule.DEC_TO_HEX) and side is RCPT:
+        form = "dec" if rule is IdRule.HEX_TO_DEC else "hex"
+    if form == "numeric":
+        form = "hex" if text[:2] in ("0x", "0X") or re.search("[a-fA-F]", text) else "dec"
+    expected = _SPELT[form].fullmatch(text) is not None if form in _SPELT else bool(text)
+    assert is_valid_id(raw, rule, side) is expected

@@ -96,6 +96,56 @@ def test_a_nul_in_any_text_field_is_refused_when_written(rec: DlrMessage, where:
         attrs.evolve(rec, **{where: value[:at] + "\x00" + value[at:]}).to_bytes()
 
 
+@settings(max_examples=100, deadline=None)
+@given(rec=RECORDS[DLR], data=st.data())
+def test_the_keyword_writer_refuses_what_is_not_the_declaration(rec: DlrMessage, data: st.DataObject) -> None:
+    """Every path of ``write`` (every field flat, every field with addresses as tuples, some left to their
+    defaults) gives the record's octets, and a wrong or missing name is a TypeError on each of them -- also
+    when the count of the fields given is that of a complete record."""
+    codec = DLR
+    octets = rec.to_bytes()
+    flat = dict(zip(codec.names, codec.flat(rec), strict=True))
+    tupled = {f.name: getattr(rec, f.name) for f in attrs.fields(DlrMessage)}
+    tupled = {k: attrs.astuple(v) if isinstance(v, Address) else v for k, v in tupled.items()}
+    assert codec.write(**flat) == octets and codec.write(**tupled) == octets
+    for kw in (flat, tupled):
+        name = data.draw(st.sampled_from(sorted(kw)))
+        swapped = {("x_" + k if k == name else k): v for k, v in kw.items()}  # as many fields, one unknown
+        with pytest.raises(TypeError, match=r"no field \['x_"):
+            codec.write(**swapped)
+        if name not in ("source", "dest", "source_ton", "source_npi", "source_addr", "dest_ton", "dest_npi",
+                        "dest_addr") and name not in codec.defaults and name != "display_id":  # fmt: skip
+            with pytest.raises(TypeError, match="missing"):
+                codec.write(**{k: v for k, v in kw.items() if k != name})
+    # an address as None, or left out, or partly flat: the declared default for what is not given
+    plain = attrs.evolve(rec, source=Address(), dest=Address(rec.dest.ton, rec.dest.npi, rec.dest.addr))
+    assert codec.write(**{**tupled, "source": None}) == plain.to_bytes()
+    assert codec.write(**{k: v for k, v in tupled.items() if k != "source"}) == plain.to_bytes()
+    mixed = {k: v for k, v in tupled.items() if k != "dest"} | {"dest_ton": rec.dest.ton,
+             "dest_npi": rec.dest.npi, "dest_addr": rec.dest.addr}  # fmt: skip
+    assert codec.write(**mixed) == octets
+    # display_id left out: message_id (its declared ``same_as``)
+    assert (
+        codec.write(**{k: v for k, v in flat.items() if k != "display_id"})
+        == attrs.evolve(rec, display_id=rec.message_id).to_bytes()
+    )
+
+
+@settings(max_examples=100, deadline=None)
+@given(rec=RECORDS[MT])
+def test_the_flat_writer_and_the_keyword_writer_agree(rec: MtMessage) -> None:
+    """``pack`` (the flat tuple) and ``write`` (names) are the same writer: same octets, same refusals."""
+    flat = MT.flat(rec)
+    assert MT.pack(flat) == MT.write(**dict(zip(MT.names, flat, strict=True))) == rec.to_bytes()
+    bad = dict(zip(MT.names, flat, strict=True)) | {"node": rec.node + "\x00"}
+    with pytest.raises(EncodeError, match="NUL"):
+        MT.write(**bad)
+    with pytest.raises(EncodeError, match="NUL"):
+        MT.pack(tuple(bad.values()))
+    with pytest.raises(EncodeError):
+        MT.write(**(dict(zip(MT.names, flat, strict=True)) | {"part": 70000}))  # out of its u16
+
+
 # --------------------------------------------------------------------------- a field added, through NATS
 
 

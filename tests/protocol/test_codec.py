@@ -8,6 +8,8 @@ import sys
 
 import attrs
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from catalyst_smpp.protocol import decode
 from catalyst_smpp.protocol.codec import PduEncodeError, decode_pdu, encode_pdu
@@ -377,3 +379,29 @@ def test_pdu_decode_error_carries_field_name() -> None:
     with pytest.raises(PduDecodeError) as info:
         decode_pdu(bytes(bad))
     assert info.value.field == "source_addr" and info.value.status == CommandStatus.ESME_RINVSRCADR
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    cid=st.sampled_from(sorted(decode._ONE_STRING)),
+    text=st.binary(max_size=80).map(lambda b: b.replace(b"\x00", b"")),
+    tlv=st.booleans(),
+    status=st.sampled_from([0, 0x45]),
+)
+def test_a_one_string_response_reads_the_same_with_or_without_tlvs(
+    cid: int, text: bytes, tlv: bool, status: int
+) -> None:
+    """A response whose body is one C-octet string (message_id / system_id) is read in one step when the
+    string ends the body, by the field loop when TLVs follow: the same string either way, and the same
+    refusal of one longer than its field allows."""
+    f = LAYOUTS[cid][0]
+    body = text + b"\x00" + (struct.pack(">HHB", 0x0210, 1, 0x34) if tlv else b"")
+    data = struct.pack(">IIII", 16 + len(body), cid, status, 7) + body
+    if len(text) + 1 > f.max_len:
+        with pytest.raises(PduDecodeError):
+            decode_pdu(data)
+        return
+    pdu = decode_pdu(data)
+    assert (pdu.command_id, pdu.command_status, pdu.sequence_number) == (cid, status, 7)
+    assert getattr(pdu, f.name) == text.decode("latin-1")
+    assert decode_pdu(bytearray(data)) == pdu  # (the memoryview path too)

@@ -85,7 +85,6 @@ _FORMS: Final[dict[IdRule, tuple[str, str]]] = {
     IdRule.NUMERIC: ("auto", "auto"),
 }
 _HEX_LETTERS: Final = frozenset("abcdefABCDEF")
-_HEX_DIGITS: Final = "0123456789abcdefABCDEF"
 _STRIP: Final = " \t\r\n\x00"
 
 
@@ -99,26 +98,22 @@ def parse_id_rule(value: str) -> IdRule:
         raise ValueError(f"unknown message id rule {value!r} (known: {known})") from None
 
 
-def _number(text: str, form: str) -> int | None:
-    """The number ``text`` (stripped) spells in a numeric ``form``, or None when it is not such a spelling."""
-    if form == "auto":
-        form = "hex" if text[:2] in ("0x", "0X") or not _HEX_LETTERS.isdisjoint(text) else "dec"
-    if form == "hex":
-        digits = text[2:] if text[:2] in ("0x", "0X") else text
-        # hex digits only: no sign, space, "_" or second "0x" (int() would take those)
-        return int(digits, 16) if digits and not digits.strip(_HEX_DIGITS) else None
-    if text.isascii() and text.isdigit():
-        return int(text, 10)
-    return None
-
-
 def normalise_id(raw: str, form: str) -> str:
     """The canonical key of an operator message id read in ``form`` (see the module notes)."""
     text = raw.strip(_STRIP)
-    if form == "hex" or form == "dec" or form == "auto":
-        number = _number(text, form)
-        if number is not None:
-            return str(number)
+    if form == "auto":
+        form = "hex" if text[:2] in ("0x", "0X") or not _HEX_LETTERS.isdisjoint(text) else "dec"
+    if form == "hex":
+        # ASCII letters and digits only, so no sign, space or "_" that int() would take; int() then takes
+        # exactly hex digits after an optional 0x
+        if text.isascii() and text.isalnum():
+            try:
+                return str(int(text, 16))
+            except ValueError:
+                pass
+    elif form == "dec":
+        if text.isascii() and text.isdigit():
+            return str(int(text, 10))
     elif form == "as_is":
         return text
     elif form == "lower":
@@ -136,11 +131,13 @@ def _form(rule: IdRule, side: IdSide) -> str:
 
 def is_valid_id(message_id: str, rule: IdRule, side: IdSide = IdSide.RECEIPT) -> bool:
     """Is ``message_id`` spelt as ``rule`` expects on ``side`` (any non-blank id for the text rules)?"""
-    text = message_id.strip(_STRIP)
     form = _form(rule, side)
     if form in ("hex", "dec", "auto"):
-        return _number(text, form) is not None
-    return bool(text)
+        # a numeric form reads it as a number exactly when its key is one: the ``text`` key of an id it
+        # cannot read keeps the character that made it unreadable (see the module notes)
+        key = normalise_id(message_id, form)
+        return key.isascii() and key.isdigit()
+    return bool(message_id.strip(_STRIP))
 
 
 def id_key(message_id: str, rule: IdRule, side: IdSide = IdSide.RECEIPT) -> str:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Sequence
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 import attrs
@@ -170,11 +170,135 @@ def _read_tlvs(data: bytes, pos: int, n: int) -> tuple[tuple[tuple[int, bytes], 
     return tuple(out), pos
 
 
-def _getter(keys: Sequence[Any]) -> Callable[[Any], tuple[Any, ...]]:
-    """``itemgetter(*keys)``, a tuple for any number of keys (itemgetter of one key gives the value)."""
+def _getter(
+    keys: Sequence[Any], getter: Callable[..., Callable[[Any], Any]] = itemgetter
+) -> Callable[[Any], tuple[Any, ...]]:
+    """``itemgetter(*keys)`` (or ``attrgetter``), a tuple for any number of keys (either of one key gives the
+    value itself)."""
     if len(keys) > 1:
-        return itemgetter(*keys)
-    return lambda v: tuple(v[k] for k in keys)
+        return getter(*keys)
+    if keys:
+        one = getter(keys[0])
+        return lambda v: (one(v),)
+    return lambda v: ()
+
+
+def _packer(
+    kind: str,
+    st: struct.Struct,
+    code: int,
+    texts: Sequence[Any],
+    fixed: Sequence[Any],
+    listed: Any,
+    tlvs: Any,
+    body: Any,
+) -> Callable[[Any], bytes]:
+    """The writer of one record kind's octets from ``v``: a flat tuple (the keys are positions) or a dict of
+    every flat field (the keys are names).  ``texts``/``fixed``: the keys of the string block's texts and of
+    the fixed part's numbers; ``listed``, ``tlvs``, ``body``: the key of the list, TLV and payload field
+    (None when the record has none).  A KeyError is a field missing from ``v``."""
+    get_texts, get_fixed = _getter(texts), _getter(fixed)
+    pack_head = st.pack
+    nul = len(texts) - 1  # NULs in the joined string block (texts + the list's strings)
+    if listed is None and tlvs is None and body is None:
+
+        def pack(v: Any) -> bytes:  # the plain kinds (DLR, id mappings): texts and numbers
+            try:
+                joined = "\x00".join(get_texts(v))
+                if joined.count("\x00") != nul:
+                    raise EncodeError(f"{kind}: a NUL in a text field")
+                sb = joined.encode("utf-8")
+                return pack_head(MAGIC, VERSION, code, *get_fixed(v), len(sb)) + sb
+            except (struct.error, UnicodeEncodeError, TypeError) as exc:
+                raise EncodeError(f"{kind}: {exc}") from None
+
+        return pack
+
+    def pack_any(v: Any) -> bytes:
+        try:
+            strs = get_texts(v)
+            n = nul
+            counts: tuple[int, ...] = ()
+            if listed is not None:
+                items = v[listed]
+                if items:
+                    strs = (*strs, *items)
+                    n += len(items)
+                counts = (len(items),)
+            pairs: Sequence[tuple[int, bytes]] = () if tlvs is None else v[tlvs]
+            if tlvs is not None:
+                counts = (*counts, len(pairs))
+            joined = "\x00".join(strs)
+            if joined.count("\x00") != n:
+                raise EncodeError(f"{kind}: a NUL in a text field")
+            sb = joined.encode("utf-8")
+            head = pack_head(MAGIC, VERSION, code, *get_fixed(v), *counts, len(sb))
+            rest = b"" if body is None else v[body]
+            if pairs:
+                return b"".join((head, sb, _tlvs_bytes(pairs), rest))
+            return head + sb + rest if rest else head + sb
+        except (struct.error, UnicodeEncodeError, TypeError) as exc:
+            raise EncodeError(f"{kind}: {exc}") from None
+
+    return pack_any
+
+
+def _reader(
+    kind: str,
+    st: struct.Struct,
+    code: int,
+    ntexts: int,
+    list_count_at: int,
+    tlv_count_at: int,
+    has_payload: bool,
+    pick: Callable[[Any], tuple[Any, ...]],
+    view: type[RecordView] | None,
+) -> Callable[[bytes], Any]:
+    """The reader of one record kind's octets: its flat values (a tuple, or a ``view`` of them), or
+    :class:`DecodeError` for anything that is not such a record.  ``pick`` takes the flat values out of
+    the head, the texts, then the list, the TLVs and the payload (see :class:`RecordCodec`)."""
+    size = st.size
+    unpack = st.unpack_from
+    new = tuple.__new__
+    plain = list_count_at < 0 and tlv_count_at < 0 and not has_payload
+
+    def read(data: bytes) -> Any:
+        try:
+            if len(data) < size:
+                raise DecodeError(f"not a {kind} record: {len(data)} octets")
+            head = unpack(data)
+            if head[0] != MAGIC or head[1] != VERSION:
+                raise DecodeError(f"{kind} record of unknown format {head[0]:#x}/{head[1]}")
+            if head[2] != code:
+                raise DecodeError(f"not a {kind} record (kind {head[2]!r})")
+            slen = head[-1]
+            pos = size + slen
+            raw = data[size:pos]
+            if len(raw) != slen:
+                raise DecodeError(f"bad {kind} record: truncated")
+            strs = raw.decode("utf-8").split("\x00")
+            if plain:  # texts and numbers only (DLR, id mappings): nothing after the strings
+                if len(strs) != ntexts:
+                    raise DecodeError(f"bad {kind} record: {len(strs)} strings")
+                if len(data) != pos:
+                    raise DecodeError(f"bad {kind} record: {len(data) - pos} octets after it")
+                picked = pick((*head, *strs))
+            else:
+                listed = head[list_count_at] if list_count_at >= 0 else 0
+                if len(strs) != ntexts + listed:
+                    raise DecodeError(f"bad {kind} record: {len(strs)} strings")
+                tlvs: tuple[tuple[int, bytes], ...] = ()
+                if tlv_count_at >= 0 and head[tlv_count_at]:
+                    tlvs, pos = _read_tlvs(data, pos, head[tlv_count_at])
+                rest = data[pos:]
+                if not has_payload and rest:
+                    raise DecodeError(f"bad {kind} record: {len(rest)} octets after it")
+                picked = pick((*head, *strs[:ntexts], tuple(strs[ntexts:]), tlvs, rest))
+        except (struct.error, UnicodeDecodeError, IndexError, TypeError) as exc:
+            raise DecodeError(f"bad {kind} record: {exc}") from None
+        return picked if view is None else new(view, picked)
+
+    return read
 
 
 class RecordCodec(Generic[R]):
@@ -243,15 +367,28 @@ class RecordCodec(Generic[R]):
         self.names: tuple[str, ...] = tuple(names)
         self._name_set = frozenset(names)
         self._address_keys = [(a, f"{a}_ton", f"{a}_npi", f"{a}_addr") for a in self._addresses]
+        # a record's flat values in one C call: each address's parts by dotted name (``source.ton``)
+        dotted = {f"{a}_{part}": f"{a}.{part}" for a in self._addresses for part in ("ton", "npi", "addr")}
+        self._flat = _getter([dotted.get(n, n) for n in names], attrgetter)
+        self._nflat = len(names)
+        self._ntupled = len(names) - 2 * len(self._addresses)  # every field given, addresses as tuples
         self.index = {n: i for i, n in enumerate(names)}
         self.defaults = defaults
         self._fields = fields
         self._struct = struct.Struct(_PREFIX + fixed_fmt + counts + "I")
-        self._ntexts = len(texts_at)
-        self._fixed = _getter(fixed_at)
-        self._texts = _getter(texts_at)
-        self._list_at, self._tlvs_at, self._payload_at = list_at, tlvs_at, payload_at
-        self._all = _getter(names)  # a dict of every field -> the flat tuple
+        self._list_count_at = 3 + len(fixed_at) if list_at >= 0 else -1
+        self._tlv_count_at = 3 + len(fixed_at) + (list_at >= 0) if tlvs_at >= 0 else -1
+        # writing: the same writer twice, from the flat tuple (by position) and from keywords (by name)
+        extras = [i if i >= 0 else None for i in (list_at, tlvs_at, payload_at)]
+        self._pack = _packer(self.kind, self._struct, self.code, texts_at, fixed_at, *extras)
+        self._pack_named = _packer(
+            self.kind,
+            self._struct,
+            self.code,
+            [names[i] for i in texts_at],
+            [names[i] for i in fixed_at],
+            *(None if i is None else names[i] for i in extras),
+        )
         # reading: the head (prefix, numeric values, counts, string block length), the strings, then the
         # list, TLVs and payload are concatenated; this picks the flat tuple out of that, in one step
         nhead = 3 + len(fixed_at) + len(counts) + 1
@@ -264,8 +401,10 @@ class RecordCodec(Generic[R]):
             if i >= 0:
                 where[i] = nhead + len(texts_at) + k
         self._pick = _getter(where)
-        self._list_count_at = 3 + len(fixed_at) if list_at >= 0 else -1
-        self._tlv_count_at = 3 + len(fixed_at) + (list_at >= 0) if tlvs_at >= 0 else -1
+        reading = (self.kind, self._struct, self.code, len(texts_at), self._list_count_at, self._tlv_count_at)
+        self._values = _reader(*reading, payload_at >= 0, self._pick, None)
+        self.read_view: Callable[[bytes], Any] = _reader(*reading, payload_at >= 0, self._pick, view)
+        """:meth:`view` itself (one call less: what ``mt_fields``/``dlr_fields`` are)."""
         for i, n in enumerate(names):
             setattr(view, n, property(itemgetter(i)))
 
@@ -273,107 +412,69 @@ class RecordCodec(Generic[R]):
 
     def pack(self, v: Sequence[Any]) -> bytes:
         """The record's octets from its flat values (:attr:`names` order)."""
-        texts: tuple[str, ...] = self._texts(v)
-        n = self._ntexts
-        counts: tuple[int, ...] = ()
-        if self._list_at >= 0:
-            items = v[self._list_at]
-            texts = (*texts, *items)
-            n += len(items)
-            counts = (len(items),)
-        tlvs: Sequence[tuple[int, bytes]] = ()
-        if self._tlvs_at >= 0:
-            tlvs = v[self._tlvs_at]
-            counts = (*counts, len(tlvs))
-        try:
-            joined = "\x00".join(texts)
-            if joined.count("\x00") != n - 1:
-                raise EncodeError(f"{self.kind}: a NUL in a text field")
-            sb = joined.encode("utf-8")
-            head = self._struct.pack(MAGIC, VERSION, self.code, *self._fixed(v), *counts, len(sb))
-            body = self._payload_at >= 0 and v[self._payload_at]
-            if tlvs:
-                return b"".join((head, sb, _tlvs_bytes(tlvs), body or b""))
-        except (struct.error, UnicodeEncodeError, TypeError) as exc:
-            raise EncodeError(f"{self.kind}: {exc}") from None
-        return head + sb + body if body else head + sb
+        return self._pack(v)
 
     def write(self, **fields: Any) -> bytes:
         """The record's octets from keyword fields (flat names, or an address as ``(ton, npi, addr)``);
         a field not given takes its declared default.  An unknown or missing name is a TypeError."""
+        n = len(fields)
+        if n == self._ntupled and n != self._nflat:  # every field, addresses as tuples (most callers)
+            try:
+                for name, ton, npi, addr in self._address_keys:
+                    a = fields.pop(name)
+                    if a is not None:  # None: the declared default (as below)
+                        fields[ton], fields[npi], fields[addr] = a
+            except KeyError:  # not that after all: the general path sorts it out
+                pass
+            n = len(fields)
+        if n == self._nflat:  # every field by its flat name (a missing one: something unknown given)
+            try:
+                return self._pack_named(fields)
+            except KeyError:
+                pass
+        return self._pack_named(self._completed(fields))
+
+    def _completed(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """``fields`` (keywords of :meth:`write`) with the addresses flat and the defaults of what is left
+        out; TypeError for an unknown or a missing name."""
         for name, ton, npi, addr in self._address_keys:
             a = fields.pop(name, None)
             if a is not None:
                 fields[ton], fields[npi], fields[addr] = a
         if not fields.keys() <= self._name_set:  # (a subset test in C: no set is built)
             raise TypeError(f"{self.kind}: no field {sorted(fields.keys() - self._name_set)}")
-        if len(fields) != len(self.names):  # some left out: the declared defaults (the hot paths give all)
+        if len(fields) != self._nflat:
             fields = {**self.defaults, **fields}
             for name, source in self._same_as:
                 if name not in fields and source in fields:
                     fields[name] = fields[source]
-        try:
-            values = self._all(fields)
-        except KeyError as exc:
-            raise TypeError(f"{self.kind}: field {exc} missing") from None
-        return self.pack(values)
+            missing = self._name_set - fields.keys()
+            if missing:
+                raise TypeError(f"{self.kind}: field {sorted(missing)} missing")
+        return fields
 
     def flat(self, rec: R) -> tuple[Any, ...]:
         """A record's flat values."""
-        out: list[Any] = []
-        for f in self._fields:
-            value = getattr(rec, f.name)
-            if f.metadata[_WIRE] == _ADDRESS:
-                out += (value.ton, value.npi, value.addr)
-            else:
-                out.append(value)
-        return tuple(out)
+        values: tuple[Any, ...] = self._flat(rec)
+        return values
 
     def view_of(self, rec: R) -> Any:
         """A record's flat view."""
         return tuple.__new__(self._view, self.flat(rec))
 
     def encode(self, rec: R) -> bytes:
-        return self.pack(self.flat(rec))
+        return self._pack(self._flat(rec))
 
     # ---- reading
 
     def values(self, data: bytes) -> tuple[Any, ...]:
         """The flat values of a record's octets; :class:`DecodeError` for anything that is not one."""
-        try:
-            st = self._struct
-            if len(data) < st.size:
-                raise DecodeError(f"not a {self.kind} record: {len(data)} octets")
-            head = st.unpack_from(data)
-            if head[0] != MAGIC or head[1] != VERSION:
-                raise DecodeError(f"{self.kind} record of unknown format {head[0]:#x}/{head[1]}")
-            if head[2] != self.code:
-                raise DecodeError(f"not a {self.kind} record (kind {head[2]!r})")
-            pos = st.size
-            slen = head[-1]
-            raw = data[pos : pos + slen]
-            if len(raw) != slen:
-                raise DecodeError(f"bad {self.kind} record: truncated")
-            strs = raw.decode("utf-8").split("\x00")
-            n = self._ntexts
-            listed = head[self._list_count_at] if self._list_count_at >= 0 else 0
-            if len(strs) != n + listed:
-                raise DecodeError(f"bad {self.kind} record: {len(strs)} strings")
-            pos += slen
-            tlvs: tuple[tuple[int, bytes], ...] = ()
-            if self._tlv_count_at >= 0 and head[self._tlv_count_at]:
-                tlvs, pos = _read_tlvs(data, pos, head[self._tlv_count_at])
-            rest = data[pos:]
-            if self._payload_at < 0 and rest:
-                raise DecodeError(f"bad {self.kind} record: {len(rest)} octets after it")
-            picked: tuple[Any, ...] = self._pick((*head, *strs[:n], tuple(strs[n:]), tlvs, rest))
-            return picked
-        except (struct.error, UnicodeDecodeError, IndexError, TypeError) as exc:
-            raise DecodeError(f"bad {self.kind} record: {exc}") from None
+        values: tuple[Any, ...] = self._values(data)
+        return values
 
     def view(self, data: bytes) -> Any:
-        """The flat view (:class:`RecordView` subclass) of a record's octets."""
-        return tuple.__new__(self._view, self.values(data))
+        """The flat view (:class:`RecordView` subclass) of a record's octets (also :attr:`read_view`)."""
+        return self.read_view(data)
 
     def record(self, v: Sequence[Any]) -> R:
         """The record of flat values."""
@@ -389,7 +490,7 @@ class RecordCodec(Generic[R]):
         return self.cls(**kwargs)
 
     def decode(self, data: bytes) -> R:
-        return self.record(self.values(data))
+        return self.record(self._values(data))
 
 
 class Record:
@@ -524,16 +625,10 @@ dlr_record: Callable[..., bytes] = DLR.write
 """A DLR record's octets from keyword fields (the connector's and inbound's receipts)."""
 
 
-def mt_fields(data: bytes) -> MtFields:
-    """An MT record's octets as :class:`MtFields`; :class:`DecodeError` for anything else."""
-    view: MtFields = MT.view(data)
-    return view
-
-
-def dlr_fields(data: bytes) -> DlrFields:
-    """A DLR record's octets as :class:`DlrFields`; :class:`DecodeError` for anything else."""
-    view: DlrFields = DLR.view(data)
-    return view
+mt_fields: Callable[[bytes], MtFields] = MT.read_view
+"""An MT record's octets as :class:`MtFields`; :class:`DecodeError` for anything else."""
+dlr_fields: Callable[[bytes], DlrFields] = DLR.read_view
+"""A DLR record's octets as :class:`DlrFields`; :class:`DecodeError` for anything else."""
 
 
 _BY_CODE: dict[int, RecordCodec[Any]] = {c.code: c for c in (MT, DLR, MO)}

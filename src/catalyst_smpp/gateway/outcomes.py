@@ -81,6 +81,10 @@ class Outcome(enum.Enum):
     BUILD = "build"
     POISON = "poison"
 
+    # members are singletons compared by identity: hash them by identity too, in C (Enum's own __hash__ is
+    # a Python call, and ACTIONS is looked up by outcome several times per message)
+    __hash__ = object.__hash__
+
 
 class Settle(enum.Enum):
     ACK = "ack"

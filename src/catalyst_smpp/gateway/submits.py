@@ -138,7 +138,8 @@ def _build_submits(mt: MtFields, operator: Operator, ref: int) -> list[SubmitSm]
     """:func:`build_submits` of a record read as :class:`MtFields` (the connector's own path)."""
     reg = _asked_reg(mt.registered_delivery, operator, mt.charge_on)
     udhi = bool(mt.esm_class & UDHI)
-    has_sar = any(t in _SAR_TAGS for t, _ in mt.tlvs)
+    mt_tlvs = mt.tlvs  # most messages have none: no generator over them then
+    has_sar = bool(mt_tlvs) and any(t in _SAR_TAGS for t, _ in mt_tlvs)
     payload = mt.payload
     if (
         mt.data_coding == 0
@@ -147,11 +148,12 @@ def _build_submits(mt: MtFields, operator: Operator, ref: int) -> list[SubmitSm]
         and mt.partner_dc0 == "gsm7"
         and operator.data_coding_0 == "gsm7"
         and _PLAIN_GSM.fullmatch(payload) is not None
-        and not any(t == _PAYLOAD_TAG or t in _SAR_TAGS for t, _ in mt.tlvs)
+        and not (mt_tlvs and any(t == _PAYLOAD_TAG or t in _SAR_TAGS for t, _ in mt_tlvs))
     ):
         # fast path: one GSM 7-bit part, same meaning of data_coding 0 on both sides -- the partner's
         # octets are already what the operator needs (what decoding and re-encoding would give)
-        return [_submit(mt, payload, 0, mt.esm_class, reg, tuple(Tlv(t, raw) for t, raw in mt.tlvs))]
+        tlvs = tuple(Tlv(t, raw) for t, raw in mt_tlvs) if mt_tlvs else ()
+        return [_submit(mt, payload, 0, mt.esm_class, reg, tlvs)]
     payload = mt.payload
     payload_tlv = next((raw for t, raw in mt.tlvs if t == _PAYLOAD_TAG), None)
     if payload_tlv is not None and not payload:

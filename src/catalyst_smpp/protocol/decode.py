@@ -63,6 +63,12 @@ _DEST_ADDRESS: Final = FieldKind.DEST_ADDRESS
 
 _tuple_new: Final = tuple.__new__
 
+_ONE_STRING: Final = frozenset(
+    cid for cid, layout in LAYOUTS.items() if cid & RESPONSE_BIT and [f.kind for f in layout] == [_COCTET]
+)
+"""Responses whose body is one C-octet string (submit_sm_resp, deliver_sm_resp, data_sm_resp: the message_id),
+from the layout table: read in one step when the string ends the body (see :func:`_decode_general`)."""
+
 
 def _fail(status: int, cid: int, seq: int, field: str | None, message: str) -> NoReturn:
     raise PduDecodeError(status, message, command_id=cid, sequence_number=seq, field=field)
@@ -186,6 +192,11 @@ def _decode_general(
     p = off + 16
     if p == end and cid & RESPONSE_BIT:
         return cls(seq, status)
+    if cid in _ONE_STRING and data[end - 1] == 0 and end - p <= layout[0].max_len:
+        # the windowed responses, nearly always: the string's NUL is the body's last octet (no TLVs)
+        i = data.find(0, p, end)
+        if i == end - 1:
+            return cls(seq, status, data[p:i].decode("latin-1"))  # type: ignore[call-arg]  # (its message_id)
     values: list[Any] = [seq, status]
     for f in layout:
         kind = f.kind

@@ -159,7 +159,7 @@ class _Attempt:
         self.session = session
         self.deadline = deadline
         self.retries = retries
-        self.sent_at = trio.current_time()
+        self.sent_at = session._now()  # the run's clock (trio.current_time), one call less
 
     def __call__(self, result: Pdu | BaseException) -> None:
         sender = self.sender
