@@ -15,18 +15,18 @@ async def test_watcher_sees_each_change(db: Database) -> None:
         v0 = w.version
         assert v0 >= 0 and w.connected
         await db.run(lambda c: PartnerRepo(c).add(unique_name("w")[:15], "pw"))
-        with trio.fail_after(5):
+        with trio.fail_after(30):  # a hang guard (NOTIFY is immediate; a loaded machine is not)
             v1 = await w.wait_for_change(v0)
         assert v1 == v0 + 1
         name = unique_name("op")
         await db.run(lambda c: OperatorRepo(c).add(name, "h", 1, "s"))
         await db.run(lambda c: OperatorRepo(c).disable(name))
-        with trio.fail_after(5):
+        with trio.fail_after(30):  # a hang guard (NOTIFY is immediate; a loaded machine is not)
             while w.version < v1 + 2:
                 await w.wait_for_change(w.version)
         # a change made outside our repositories (psql, another tool) is seen too
         await db.run(lambda c: c.execute("UPDATE operators SET tps = tps + 1 WHERE name = %s", (name,)))
-        with trio.fail_after(5):
+        with trio.fail_after(30):  # a hang guard (NOTIFY is immediate; a loaded machine is not)
             assert await w.wait_for_change(v1 + 2) == v1 + 3
 
 
