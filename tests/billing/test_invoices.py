@@ -243,7 +243,7 @@ def test_json_csv_and_reproducible(books_conn: Conn, account: Any) -> None:
     j = a.as_json()
     assert j["period"]["start"] == start.isoformat() and j["period"]["end"] == end.isoformat()
     assert (j["opening_balance"], j["charges"], j["lines_total"], j["closing_balance"]) == (
-        "0",
+        "0.000000",
         "0.015000",
         "0.015000",
         "1.235000",

@@ -15,6 +15,7 @@ import psycopg
 import pytest
 from click.testing import CliRunner, Result
 
+from catalyst_smpp.billing import books
 from catalyst_smpp.billing.node import write_log_and_books
 from catalyst_smpp.cli import main
 from catalyst_smpp.gateway.events import event_row
@@ -73,7 +74,7 @@ def test_invoice_json(cli: Any, billed: tuple[str, str, dt.datetime]) -> None:
     name, month, _at = billed
     d = ok(cli("invoice", name, "--month", month, "--format", "json"))
     assert (d["partner"], d["month"], d["currency"], d["reconciles"]) == (name, month, "EUR", True)
-    assert (d["opening_balance"], d["charges"], d["closing_balance"]) == ("0", "0.013500", "2.986500")
+    assert (d["opening_balance"], d["charges"], d["closing_balance"]) == ("0.000000", "0.013500", "2.986500")
     assert [(li["country"], li["operator"], li["messages"], li["amount"]) for li in d["lines"]] == [
         ("44", "op-a", 2, "0.009000"),
         ("49", "op-b", 1, "0.004500"),
@@ -121,3 +122,19 @@ def test_errors(cli: Any) -> None:
     assert r.exit_code == 1 and "no billing account" in r.stderr
     r = cli("usage", name, "--since", "2026-01-02", "--until", "2026-01-01")
     assert r.exit_code == 2
+
+
+def test_invoice_that_does_not_reconcile_exits_1(
+    cli: Any, conn: psycopg.Connection[Any], billed: tuple[str, str, dt.datetime]
+) -> None:
+    name, month, at = billed
+    pid = conn.execute("SELECT id FROM partners WHERE system_id = %s", (name,)).fetchone()
+    assert pid is not None
+    books.apply_credit(  # a capture with no message-log row
+        conn,
+        [books.CreditEntry(f"{name}-x", pid[0], k, 1000, "EUR", None, at) for k in ("hold", "capture")],
+    )
+    r = cli("invoice", name, "--month", month, "--format", "json")
+    assert r.exit_code == 1 and "does not reconcile" in r.stderr
+    d = json.loads(r.stdout)
+    assert d["reconciles"] is False and (d["charges"], d["lines_total"]) == ("0.014500", "0.013500")

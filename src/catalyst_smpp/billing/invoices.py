@@ -52,6 +52,7 @@ __all__ = [
 
 Conn = psycopg.Connection[Any]
 _SCALE = Decimal(10**PLACES)
+_Q = Decimal(1).scaleb(-PLACES)  # an amount's places
 _MONTH = re.compile(r"(\d{4})-(\d{2})")
 
 
@@ -101,11 +102,13 @@ def _code_args() -> dict[str, Any]:
 
 def _dec(micros: int | Decimal) -> Decimal:
     """Micro-units as an exact amount with :data:`PLACES` places."""
-    return (Decimal(micros) / _SCALE).quantize(Decimal(1).scaleb(-PLACES))
+    return (Decimal(micros) / _SCALE).quantize(_Q)
 
 
 def _s(d: Decimal) -> str:
-    return f"{d:f}"
+    """An amount as text with at least :data:`PLACES` places (more only for a unit price that has them)."""
+    exp = d.as_tuple().exponent
+    return f"{d.quantize(_Q) if isinstance(exp, int) and exp > -PLACES else d:f}"
 
 
 @attrs.frozen
