@@ -163,6 +163,64 @@ def _setup_database(dsn: str, schema: str, sim_port: int, args: argparse.Namespa
             receipt_id_format="hex",
         )
         RouteRepo(conn).add(None, "", [OPERATOR])
+        if args.billing:
+            _setup_billing(conn)
+
+
+BILLING_TOPUP = "1000000"
+BILLING_PRICE = "0.0125"
+
+
+def _setup_billing(conn: Any) -> None:
+    """``--billing``: the load partner billed (charged on submit) on a price plan for 44 (the load
+    generator's destinations), with an account topped up far beyond what a run uses."""
+    from catalyst_smpp.billing import books
+    from catalyst_smpp.billing.money import Money
+    from catalyst_smpp.store import PartnerRepo
+    from catalyst_smpp.store.plan_repo import PlanRepo
+
+    plans = PlanRepo(conn)
+    plans.add("bench", "price", "EUR")
+    plans.import_csv(
+        "bench",
+        "prefix,country,network,mcc_mnc,submit_price,delivery_price,effective_from,effective_until\n"
+        f"44,44,DEFAULT,,{BILLING_PRICE},,2020-01-01T00:00:00+00:00,\n",
+    )
+    PartnerRepo(conn).change(PARTNER, price_plan="bench")
+    pid = PartnerRepo(conn).get(PARTNER).id
+    books.open_account(conn, pid, "EUR")
+    books.topup(conn, pid, Money(BILLING_TOPUP, "EUR"), "bench", "bench")
+
+
+def _books_check(dsn: str, schema: str) -> dict[str, Any]:
+    """``--billing``: what the books say after the run (captures, open holds, balance = top-up - captured)."""
+    from decimal import Decimal
+
+    from catalyst_smpp.billing import books
+    from catalyst_smpp.store import PartnerRepo, connect_sync
+
+    with connect_sync(dsn, schema=schema) as conn:
+        pid = PartnerRepo(conn).get(PARTNER).id
+        state = books.account_state(conn, pid)
+        captured = conn.execute(
+            "SELECT count(*), coalesce(sum(amount), 0) FROM credit_entries"
+            " WHERE partner_id = %s AND kind = 'capture'",
+            (pid,),
+        ).fetchone()
+        holds = conn.execute(
+            "SELECT count(*) FROM credit_entries WHERE partner_id = %s AND kind = 'hold'", (pid,)
+        ).fetchone()
+        assert captured is not None and holds is not None
+        leases = conn.execute("SELECT count(*) FROM credit_leases WHERE partner_id = %s", (pid,)).fetchone()
+        exact = state.balance.amount == Decimal(BILLING_TOPUP) - Decimal(captured[1]) and not books.verify(
+            conn
+        )
+        return {
+            "captures": captured[0],
+            "holds": holds[0],
+            "leases": leases[0] if leases else 0,
+            "balance_exact": exact,
+        }
 
 
 def _drop_schema(dsn: str, schema: str) -> None:
@@ -208,6 +266,7 @@ def _write_config(
     node_number: int | None = None,
 ) -> None:
     number = f"number = {node_number}\n" if node_number is not None else ""
+    billing = f"\n[billing]\nlease_seconds = {args.lease_seconds}\n" if args.lease_seconds else ""
     path.write_text(
         f"""
 [node]
@@ -229,7 +288,7 @@ reuse_port = true
 
 [limits]
 shutdown_grace = "5s"
-
+{billing}
 [metrics]
 host = "{HOST}"
 port = {metrics_port}
@@ -558,6 +617,12 @@ def run_e2e(args: argparse.Namespace) -> dict[str, Any]:
                 left = _nats_cleanup(args.nats, namespace)
             except Exception as exc:
                 print(f"warning: NATS cleanup failed: {exc}", file=sys.stderr)
+            books_after: dict[str, Any] | None = None
+            if args.billing:  # after the gateways drained (their leases returned), before the schema goes
+                try:
+                    books_after = _books_check(args.dsn, schema)
+                except Exception as exc:
+                    print(f"warning: reading the books failed: {exc}", file=sys.stderr)
             try:
                 _drop_schema(args.dsn, schema)
             except Exception as exc:
@@ -607,6 +672,8 @@ def run_e2e(args: argparse.Namespace) -> dict[str, Any]:
         "left_in_streams": left,
         "sim": sim_summary,
         "gateway_errors": errors,
+        "billing": args.billing,
+        "books": books_after,
         "profile": profile_text,
     }
 
@@ -749,6 +816,12 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             f"{r['gateway_cpu_incl_log_catchup']:.1f}s; message-log rows {r['events_logged']} "
             f"(caught up {r['events_catchup_s']:.1f}s after the load)"
         )
+        if r.get("books") is not None:
+            b = r["books"]
+            print(
+                f"books: {b['captures']} captured of {b['holds']} held, {b['leases']} credit lease(s); "
+                f"balance = top-up - captured: {'yes' if b['balance_exact'] else 'NO'}"
+            )
         missing = r["receipts_missing"]
         print(
             f"rejected {r['rejected']}, unanswered {r['unanswered']}, receipts missing {missing}, "
@@ -772,7 +845,8 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             print(r["profile"])
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line (also what bench/billing.py builds its runs from)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--count", type=int, default=20000, help="messages (default 20000)")
     p.add_argument("--binds", type=int, default=2, help="load generator binds (default 2)")
@@ -834,10 +908,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         "the parent only)",
     )
     p.add_argument("--keep-logs", metavar="DIR", help="copy the gateway logs (and raw py-spy profiles) here")
+    p.add_argument(
+        "--billing",
+        action="store_true",
+        help="bill the load partner (a price plan, an account, a hold and a capture per message); the books "
+        "are checked after the run",
+    )
+    p.add_argument(
+        "--lease-seconds",
+        type=float,
+        default=0.0,
+        help="[billing] lease_seconds for the gateway(s) (default: the gateway's own, 5 s)",
+    )
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     if args.duration and not args.rate:
         p.error("--duration needs --rate")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
     print(
         f"e2e: {args.count} messages, load {args.binds} bind(s) x window {args.window}, "
         f"{args.gateways} gateway(s) x {args.workers} worker(s), "
