@@ -52,12 +52,28 @@ def snapshot(partners: list[Partner], operators: list[Operator], routes: list[Ro
 class PartnerServer:
     """SmppServer + PostgresAuthenticator + AcceptHandler on a bus, from an in-memory snapshot."""
 
-    def __init__(self, bus: Any, snap: ConfigSnapshot, *, events: Any = None, **server_kw: Any) -> None:
+    def __init__(
+        self,
+        bus: Any,
+        snap: ConfigSnapshot,
+        *,
+        events: Any = None,
+        accept_kw: dict[str, Any] | None = None,
+        **server_kw: Any,
+    ) -> None:
+        """``accept_kw``: more AcceptHandler arguments (``charger``, ``clock``)."""
+        accept_kw = accept_kw or {}
         self.snap = snap
         self.router = Router(snap)
         self.partners = {p.system_id: p for p in snap.partners}
         self.accept = AcceptHandler(
-            bus, lambda: self.router, self.partners.get, IdGenerator(3), events=events, node="test"
+            bus,
+            lambda: self.router,
+            self.partners.get,
+            IdGenerator(3),
+            events=events,
+            node="test",
+            **accept_kw,
         )
         cfg = ServerConfig(
             port=0,

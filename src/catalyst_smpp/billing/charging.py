@@ -20,12 +20,13 @@ import attrs
 from catalyst_smpp.billing.credit import NEED, REFUSED, CreditLeases
 from catalyst_smpp.billing.money import Money
 from catalyst_smpp.encoding.datacoding import Alphabet
-from catalyst_smpp.gateway.messages import CHARGE_ON_DELIVERY, CHARGE_ON_SUBMIT
 from catalyst_smpp.protocol.constants import CommandStatus
 from catalyst_smpp.store.records import Partner
 
 __all__ = [
     "CDR_NONE",
+    "CHARGE_ON_DELIVERY",
+    "CHARGE_ON_SUBMIT",
     "Charge",
     "Charger",
     "NeedCredit",
@@ -38,6 +39,12 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+CHARGE_ON_SUBMIT: Final = 1
+"""A record's ``charge_on`` for a billed message whose price is captured when the operator accepts it
+(0: not billed)."""
+CHARGE_ON_DELIVERY: Final = 2
+"""A record's ``charge_on`` for a billed message whose price is captured on a DELIVRD receipt."""
 
 _RINVDSTADR: Final = int(CommandStatus.ESME_RINVDSTADR)
 _RSUBMITFAIL: Final = int(CommandStatus.ESME_RSUBMITFAIL)

@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 import attrs
 
+from catalyst_smpp.billing.charging import CHARGE_ON_DELIVERY, CHARGE_ON_SUBMIT
+
 __all__ = [
     "CHARGE_ON_DELIVERY",
     "CHARGE_ON_SUBMIT",
@@ -49,11 +51,6 @@ __all__ = [
 
 MAGIC = 0xCA
 VERSION = 2
-
-CHARGE_ON_SUBMIT = 1
-"""``charge_on`` of a billed message whose price is captured when the operator accepts the submit."""
-CHARGE_ON_DELIVERY = 2
-"""``charge_on`` of a billed message whose price is captured on a DELIVRD receipt."""
 
 
 class DecodeError(ValueError):
