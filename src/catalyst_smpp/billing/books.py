@@ -26,6 +26,8 @@ from typing import Any, Literal
 import attrs
 import psycopg
 
+from catalyst_smpp.store.repos import copy_timestamp
+
 from .money import PLACES, CurrencyMismatch, Money, parse_amount, parse_currency
 
 __all__ = [
@@ -472,30 +474,78 @@ GROUP BY 1, 2, 3, 4, 5
 """
 
 
-def _copy_rows(entries: Iterable[CreditEntry]) -> list[tuple[Any, ...]]:
+def _copy_rows(entries: Iterable[EntryRow]) -> list[tuple[Any, ...]]:
     """The batch for COPY, one row per (message_id, kind): the first of duplicates within the batch."""
     seen: dict[tuple[str, str], tuple[Any, ...]] = {}
     for e in entries:
-        key = (e.message_id, e.kind)
+        key = (e[0], e[2])
         if key not in seen:
-            seen[key] = (len(seen), e.message_id, e.partner, e.kind, e.amount, e.currency, e.lease_id, e.at)
+            seen[key] = (len(seen), *e)
     return list(seen.values())
+
+
+EntryRow = tuple[str, int, str, int, str, "int | None", Any]
+"""A credit entry as the event writer makes it, without a :class:`CreditEntry` per entry: ``(message_id,
+partner id, kind, micro-units, currency, lease id or None, at)`` with ``at`` unix seconds or a datetime."""
 
 
 def apply_credit(conn: Conn, entries: Iterable[CreditEntry]) -> ApplyStats:
     """Record a batch of credit entries, set-based and idempotent (see the module docstring)."""
     batch = list(entries)
-    rows = _copy_rows(batch)
+    return apply_entry_rows(
+        conn, [(e.message_id, e.partner, e.kind, e.amount, e.currency, e.lease_id, e.at) for e in batch]
+    )
+
+
+def _copy_text(rows: list[tuple[Any, ...]]) -> str | None:
+    """The COPY text of the batch (``seq`` first), or None when a value is not plain text (then the rows
+    go through psycopg's own row writer)."""
+    out = []
+    nulls = 0
+    for seq, mid, partner, kind, micros, currency, lease, at in rows:
+        if lease is None:
+            nulls += 1
+        out.append(
+            f"{seq}\t{mid}\t{partner}\t{kind}\t{micros}\t{currency}\t"
+            f"{_NULL if lease is None else lease}\t{copy_timestamp(at)}"
+        )
+    data = "\n".join(out) + "\n"
+    n = len(rows)
+    if data.count("\t") != 7 * n or data.count("\n") != n or data.count("\\") != nulls or "\r" in data:
+        return None
+    return data
+
+
+def _row_values(r: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A batch row for psycopg's row writer: ``at`` as a datetime."""
+    at = r[-1]
+    if not isinstance(at, dt.datetime):
+        at = dt.datetime.fromtimestamp(float(at), dt.UTC)
+    return (*r[:-1], at)
+
+
+_NULL = "\\N"
+
+
+def apply_entry_rows(conn: Conn, entries: Sequence[EntryRow]) -> ApplyStats:
+    """:func:`apply_credit` for entries as :data:`EntryRow` tuples (the event writer's form: trusted, so not
+    validated field by field; the database's checks still apply)."""
+    rows = _copy_rows(entries)
     if not rows:
         return ApplyStats()
+    batch = entries
     with conn.transaction():
         conn.execute(_TEMP)
         conn.execute("TRUNCATE books_credit_in")  # a caller's earlier batch in the same transaction
+        data = _copy_text(rows)
         with conn.cursor().copy(
             "COPY books_credit_in (seq, message_id, partner, kind, micros, currency, lease_id, at) FROM STDIN"
         ) as copy:
-            for r in rows:
-                copy.write_row(r)
+            if data is not None:
+                copy.write(data)
+            else:
+                for r in rows:
+                    copy.write_row(_row_values(r))
         partners = sorted({r[2] for r in rows})
         before = {
             p: (Decimal(b), None if low is None else Decimal(low))

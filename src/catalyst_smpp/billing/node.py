@@ -36,7 +36,7 @@ _MID, _AT, _PARTNER = _FIELDS.index("message_id"), _FIELDS.index("event_at"), _F
 _PRICE, _CURRENCY = _FIELDS.index("price"), _FIELDS.index("currency")
 _LEASE, _STATE = _FIELDS.index("lease_id"), _FIELDS.index("charge_state")
 _SETTLE: Final[dict[str | None, books.Kind]] = {"captured": "capture", "released": "release"}
-_UTC = dt.UTC
+_NCOLS: Final = len(_FIELDS)
 
 
 def _partner_ids(conn: psycopg.Connection[Any], names: Sequence[str]) -> dict[str, int]:
@@ -44,32 +44,31 @@ def _partner_ids(conn: psycopg.Connection[Any], names: Sequence[str]) -> dict[st
     return {name: pid for name, pid in rows.fetchall()}
 
 
-def _at(value: Any) -> dt.datetime:
-    if isinstance(value, dt.datetime):
-        return value if value.tzinfo is not None else value.replace(tzinfo=_UTC)
-    return dt.datetime.fromtimestamp(float(value), _UTC)
-
-
-def credit_entries(conn: psycopg.Connection[Any], rows: Sequence[LogRow]) -> list[books.CreditEntry]:
-    """The credit entries of message-log rows: a ``hold`` for every row of a billed message (so a message
-    whose ``accepted`` row was lost is still held), and a ``capture`` / ``release`` for a row whose
-    ``charge_state`` says so.  The books ignore what they already have (keyed by message and kind)."""
-    billed = [r for r in rows if len(r) == len(_FIELDS) and r[_PRICE] is not None and r[_CURRENCY]]
+def credit_entries(conn: psycopg.Connection[Any], rows: Sequence[LogRow]) -> list[books.EntryRow]:
+    """The credit entries of message-log rows: a ``hold`` for each row that says ``held``, and a ``hold``
+    and a ``capture`` / ``release`` for each that says ``captured`` / ``released`` (so a message whose
+    ``accepted`` row was lost is still held before it is settled).  A row of a billed message that changes
+    nothing (a receipt of a message charged at submit) gives none.  The books ignore what they already have
+    (keyed by message and kind); holds repeated within the batch are left out here already."""
+    billed = [r for r in rows if len(r) == _NCOLS and r[_STATE] is not None and r[_PRICE] is not None]
     if not billed:
         return []
     ids = _partner_ids(conn, sorted({r[_PARTNER] for r in billed}))
-    out: list[books.CreditEntry] = []
+    out: list[books.EntryRow] = []
+    held: set[str] = set()
     for r in billed:
         pid = ids.get(r[_PARTNER])
+        mid = r[_MID]
         if pid is None:  # the partner was deleted (its account would have refused that): nothing to book
-            log.warning("message %s: partner %r unknown; its charge is not booked", r[_MID], r[_PARTNER])
+            log.warning("message %s: partner %r unknown; its charge is not booked", mid, r[_PARTNER])
             continue
-        at = _at(r[_AT])
-        price, currency, lease = int(r[_PRICE]), r[_CURRENCY], r[_LEASE]
-        out.append(books.CreditEntry(r[_MID], pid, "hold", price, currency, lease, at))
+        price, currency, lease, at = r[_PRICE], r[_CURRENCY], r[_LEASE], r[_AT]
+        if mid not in held:
+            held.add(mid)
+            out.append((mid, pid, "hold", price, currency, lease, at))
         kind = _SETTLE.get(r[_STATE])
         if kind is not None:
-            out.append(books.CreditEntry(r[_MID], pid, kind, price, currency, lease, at))
+            out.append((mid, pid, kind, price, currency, lease, at))
     return out
 
 
@@ -81,7 +80,7 @@ def write_log_and_books(
     batch = list(rows)
     n = MessageLogRepo(conn).write_rows(batch)
     entries = credit_entries(conn, batch)
-    stats = books.apply_credit(conn, entries) if entries else books.ApplyStats()
+    stats = books.apply_entry_rows(conn, entries) if entries else books.ApplyStats()
     return n, stats
 
 

@@ -752,6 +752,12 @@ def _timestamp_text(at: Any) -> str:
     raise TypeError(f"event_at {at!r} is no time")
 
 
+def copy_timestamp(at: Any) -> str:
+    """A time (unix seconds or a datetime) as COPY text for a timestamptz column, exactly as the message
+    log writes its ``event_at`` (so other tables written from the same rows agree with it)."""
+    return _timestamp_text(at)
+
+
 def _copy_text_fast(rows: Sequence[LogRow]) -> str | None:
     """COPY text for ``rows`` when every row is plain (text columns str, nullable ones str or None, no
     backslash/tab/newline/CR in any value), else None.  One ``join`` per row (a None in a NOT NULL column
