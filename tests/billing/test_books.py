@@ -406,16 +406,17 @@ def test_entry_rows_plain_and_odd_take_the_same_effect(
     plainly (a tab: psycopg's own row writer) are booked alike, at the same instants as the message log."""
     p = account(books_conn, new_partner, "10")
     at = 1_800_000_000.123456
-    plain = [("m1", p, "hold", 1_000_000, "EUR", None, at), ("m1", p, "capture", 1_000_000, "EUR", None, at)]
+    m1, m2 = f"rows{p}-1", f"rows{p}\t2"  # ids of this partner alone: other tests share the schema
+    plain = [(m1, p, "hold", 1_000_000, "EUR", None, at), (m1, p, "capture", 1_000_000, "EUR", None, at)]
     odd = [
-        ("m\t2", p, "hold", 2_000_000, "EUR", None, at),
-        ("m\t2", p, "capture", 2_000_000, "EUR", None, at),
+        (m2, p, "hold", 2_000_000, "EUR", None, at),
+        (m2, p, "capture", 2_000_000, "EUR", None, at),
     ]
     assert books._copy_text(books._copy_rows(plain)) is not None
     assert books._copy_text(books._copy_rows(odd)) is None
     for rows in (plain, odd):
         stats = books.apply_entry_rows(books_conn, rows)
-        assert (stats.holds, stats.captures) == (1, 1)
+        assert (stats.holds, stats.captures) == (1, 1), (rows, stats)
     state = books.account_state(books_conn, p)
     assert state.balance == eur(7) and state.held == eur(0)
     ats = {r[0] for r in books_conn.execute("SELECT at FROM credit_entries WHERE partner_id = %s", (p,))}

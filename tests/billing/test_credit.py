@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import trio
 import trio.testing
@@ -112,3 +113,36 @@ async def test_two_nodes_never_hold_more_than_the_balance(autojump_clock: trio.t
         assert store.open_amount(partner) == 0
         assert store.balances[partner] == start - held[partner]
     assert held["p2"] >= 77 * PRICE - 3 * PRICE  # the small balance was used up (within one message)
+
+
+class _SlowStore(MemoryLeaseStore):
+    """Grants wait until ``go`` is set (a busy database)."""
+
+    def __init__(self, balances: dict[str, int]) -> None:
+        super().__init__(balances)
+        self.go = trio.Event()
+
+    async def swap(self, partner: str, node: str, old: int | None, used: int, want: int) -> Any:
+        await self.go.wait()
+        return await super().swap(partner, node, old, used, want)
+
+
+async def test_a_renewal_does_not_stop_holds_and_returns_exactly_what_was_used() -> None:
+    store = _SlowStore({"acme": 1000 * PRICE})
+    store.go.set()
+    c = CreditLeases(store, "n1", min_messages=10, low_water=0.5)
+    first = await _hold(c, "acme", PRICE)
+    for _ in range(5):  # half the lease used: it runs low
+        assert c.hold("acme", PRICE) == first
+    store.go = trio.Event()  # the next grant waits
+    async with trio.open_nursery() as n:
+        n.start_soon(c.tend)
+        await trio.sleep(0.01)
+        # the renewal is under way: holds go on against the old lease, none waits
+        assert [c.hold("acme", PRICE) for _ in range(3)] == [first] * 3
+        store.go.set()
+    second = c.hold("acme", PRICE)
+    assert second > 0 and second != first
+    assert store.leases[first].used == 9 * PRICE  # returned with every hold it took, renewal or not
+    await c.close()
+    assert store.balances["acme"] == (1000 - 10) * PRICE

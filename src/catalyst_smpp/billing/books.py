@@ -465,8 +465,11 @@ RETURNING a.partner_id, a.balance, a.low_balance
 _STATS = """
 SELECT t.kind, t.applied,
        (a.partner_id IS NULL) AS unbooked,
-       EXISTS (SELECT 1 FROM credit_entries e WHERE e.message_id = t.message_id AND e.kind = t.kind) AS dup,
-       EXISTS (SELECT 1 FROM credit_entries e WHERE e.message_id = t.message_id AND e.kind = 'hold') AS held,
+       -- looked up only for the entries not applied (CASE does not evaluate the branch it does not take)
+       CASE WHEN t.applied THEN false ELSE EXISTS (SELECT 1 FROM credit_entries e
+            WHERE e.message_id = t.message_id AND e.kind = t.kind) END AS dup,
+       CASE WHEN t.applied THEN true ELSE EXISTS (SELECT 1 FROM credit_entries e
+            WHERE e.message_id = t.message_id AND e.kind = 'hold') END AS held,
        count(*)
 FROM books_credit_in t
 LEFT JOIN billing_accounts a ON a.partner_id = t.partner AND a.currency = t.currency

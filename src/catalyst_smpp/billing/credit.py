@@ -206,6 +206,40 @@ class CreditLeases:
             loc.swapping = None
             done.set()
 
+    async def _renew(self, partner: str, loc: _Local) -> None:
+        """Replace a lease that runs low or expires soon WITHOUT stopping holds: a new lease is granted while
+        the old one still holds, then the partner switches to it and the old one is returned with what it
+        used (nothing holds against it after the switch, so that amount is exact)."""
+        old, since = loc.lease_id, loc.since
+        if old is None:
+            return
+        now = self.clock()
+        if now > since:
+            rate = loc.used / max(now - since, 0.1)
+            loc.rate = rate if loc.rate == 0 else 0.5 * (loc.rate + rate)
+        try:
+            grant = await self.store.swap(partner, self.node, None, 0, self._want(loc, 0))
+        except Exception:
+            log.exception("[%s] credit lease renewal failed (the current lease goes on)", partner)
+            return
+        self.swaps += 1
+        # nothing more to lease (the old one runs out), or a swap for a message replaced it (done or under way)
+        if grant is None or loc.lease_id != old or loc.swapping is not None:
+            if grant is not None:
+                await self._return(partner, grant.lease_id, 0)
+            return
+        used = loc.used
+        now = self.clock()
+        loc.lease_id, loc.amount, loc.used, loc.currency = grant.lease_id, grant.amount, 0, grant.currency
+        loc.expires, loc.since = now + self.lease_ttl, now
+        await self._return(partner, old, used)
+
+    async def _return(self, partner: str, lease_id: int, used: int) -> None:
+        try:
+            await self.store.give_back(lease_id, used)
+        except Exception:
+            log.exception("[%s] returning credit lease %s failed (it lapses in the books)", partner, lease_id)
+
     async def _give_back(self, partner: str, loc: _Local) -> None:
         if loc.lease_id is None or loc.swapping is not None:
             return
@@ -242,7 +276,7 @@ class CreditLeases:
             if now - loc.last_hold >= self.idle_return and now - loc.since >= self.idle_return:
                 await self._give_back(partner, loc)
             elif partner in low or now >= loc.expires - min(self.lease_ttl / 4, 5.0):
-                await self._swap(partner, loc, 0)
+                await self._renew(partner, loc)
 
     async def close(self) -> None:
         """Return every lease (drain)."""
