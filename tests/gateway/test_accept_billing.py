@@ -223,3 +223,25 @@ async def test_submit_multi_holds_once_per_destination(bus: MessageBus) -> None:
     assert sorted(m.price for m in mts) == [10_000, 30_000, 30_000]
     assert len({m.message_id for m in mts}) == 3 and len({m.lease for m in mts}) >= 1
     assert store.used_total("acme") == 70_000 and store.balances["acme"] == 0
+
+
+@pytest.mark.parametrize(
+    "at", [EPOCH, SWITCH - dt.timedelta(microseconds=1), SWITCH, SWITCH + dt.timedelta(days=9)]
+)
+@pytest.mark.parametrize("digits", ["447700900001", "4471", "33123", "3", "491701234567", ""])
+@pytest.mark.parametrize("parts", [1, 2, 7])
+def test_micro_unit_prices_are_the_money_prices(at: dt.datetime, digits: str, parts: int) -> None:
+    """The accept path's micro-unit prices and costs equal the exact Money ones (price_for / cost_for)."""
+    from catalyst_smpp.gateway.routing import Router
+
+    pricing = Router(_snap()).pricing
+    t = at.timestamp()
+    money = pricing.price_for("acme", digits, t, parts)
+    assert pricing.price_micros("acme", digits, t, parts) == (
+        None if money is None else (money.micros(), money.currency)
+    )
+    for op in ("opDear", "opCheap"):
+        cost = pricing.cost_for(op, digits, t, parts)
+        assert pricing.cost_micros(op, digits, t, parts) == (
+            None if cost is None else (cost.micros(), cost.currency)
+        )

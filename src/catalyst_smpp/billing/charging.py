@@ -88,6 +88,14 @@ class PriceBook(Protocol):
         """What ``operator`` charges us for it; None when there is no cost row (or no cost plan)."""
         ...
 
+    def price_micros(self, partner: str, digits: str, at: float, parts: int = 1) -> tuple[int, str] | None:
+        """:meth:`price_for` as (micro-units, currency), without a ``Money`` (per message at accept)."""
+        ...
+
+    def cost_micros(self, operator: str, digits: str, at: float, parts: int = 1) -> tuple[int, str] | None:
+        """:meth:`cost_for` as (micro-units, currency)."""
+        ...
+
 
 class Refusal(Exception):
     """The message is refused: ``status`` to the partner, ``reason`` for the log and the metrics."""
@@ -130,36 +138,33 @@ class Charger:
     def charge(self, partner: Partner, digits: str, operator: str, parts: int, at: float) -> Charge | None:
         book = self.book()
         name = partner.system_id
-        if not book.billed(name):
-            return None
-        charge_on = partner.charge_on
-        price = book.price_for(name, digits, at, parts)
-        if price is None:
+        # micro-units throughout: no Money or Decimal per message on the accept path
+        priced = book.price_micros(name, digits, at, parts)
+        if priced is None:
+            if not book.billed(name):
+                return None
             raise Refusal(_RINVDSTADR, f"no price for {digits}", "unpriced")
-        cost = book.cost_for(operator, digits, at, parts)
-        if (
-            partner.margin_guard
-            and cost is not None
-            and cost.currency == price.currency
-            and cost.amount > price.amount
-        ):
-            raise Refusal(_RSUBMITFAIL, f"cost {cost} above price {price}", "margin")
-        micros = price.micros()
+        micros, currency = priced
+        costed = book.cost_micros(operator, digits, at, parts)
+        if partner.margin_guard and costed is not None and costed[1] == currency and costed[0] > micros:
+            raise Refusal(
+                _RSUBMITFAIL, f"cost {costed[0]} above price {micros} (micro-units {currency})", "margin"
+            )
         account = self.credit.currency(name)
-        if account is not None and account != price.currency:
-            log.error("[%s] price plan in %s, account in %s: refusing", name, price.currency, account)
-            raise Refusal(_RSYSERR, f"price in {price.currency}, account in {account}", "currency")
+        if account is not None and account != currency:
+            log.error("[%s] price plan in %s, account in %s: refusing", name, currency, account)
+            raise Refusal(_RSYSERR, f"price in {currency}, account in {account}", "currency")
         lease = self.credit.hold(name, micros)
         if lease == NEED:
             raise NeedCredit(micros)
         if lease == REFUSED:
             raise Refusal(partner.insufficient_credit_status, "insufficient credit", "insufficient_credit")
         return Charge(
-            _CHARGE_ON[charge_on],
+            _CHARGE_ON[partner.charge_on],
             micros,
-            price.currency,
-            cost.micros() if cost is not None else -1,
-            cost.currency if cost is not None else "",
+            currency,
+            costed[0] if costed is not None else -1,
+            costed[1] if costed is not None else "",
             lease,
         )
 

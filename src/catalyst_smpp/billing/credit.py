@@ -223,7 +223,7 @@ class CreditLeases:
             log.exception("[%s] credit lease renewal failed (the current lease goes on)", partner)
             return
         self.swaps += 1
-        # nothing more to lease (the old one runs out), or a swap for a message replaced it (done or under way)
+        # nothing more to lease (the old one runs out), or a swap for a message replaced it (done or going)
         if grant is None or loc.lease_id != old or loc.swapping is not None:
             if grant is not None:
                 await self._return(partner, grant.lease_id, 0)

@@ -283,6 +283,21 @@ class PlanIndex:
             by_len.setdefault(len(prefix), {})[prefix] = _Windows(starts, ends, group)
         self._by_len = by_len
         self._lengths = sorted(by_len, reverse=True)
+        # per row: (submit, delivery) price per part in micro-units: the accept path uses no Money per message
+        self._unit_micros: dict[int, tuple[int, int]] = {}
+        for group in grouped.values():
+            for r in group:
+                sub = r.submit_price.micros()
+                dlv = r.delivery_price.micros() if r.delivery_price is not None else sub
+                self._unit_micros[id(r)] = (sub, dlv)
+
+    def micros(self, digits: str, at: float, charge_on: str, parts: int) -> int | None:
+        """:func:`price` of the row :meth:`lookup` finds, in micro-units (the accept path's form), or None."""
+        row = self.lookup(digits, at)
+        if row is None:
+            return None
+        sub, dlv = self._unit_micros[id(row)]
+        return (dlv if charge_on == "delivery" else sub) * parts
 
     @classmethod
     def of(cls, plan: Plan) -> PlanIndex:
@@ -340,6 +355,23 @@ class Pricing:
         index, charge_on = entry
         row = index.lookup(digits, at)
         return price(row, charge_on, parts) if row is not None else None
+
+    def price_micros(self, partner: str, digits: str, at: float, parts: int = 1) -> tuple[int, str] | None:
+        """:meth:`price_for` as (micro-units, currency): what accept uses per message."""
+        entry = self._prices.get(partner)
+        if entry is None:
+            return None
+        index, charge_on = entry
+        m = index.micros(digits, at, charge_on, parts)
+        return None if m is None or index.currency is None else (m, index.currency)
+
+    def cost_micros(self, operator: str, digits: str, at: float, parts: int = 1) -> tuple[int, str] | None:
+        """:meth:`cost_for` as (micro-units, currency)."""
+        index = self._costs.get(operator)
+        if index is None:
+            return None
+        m = index.micros(digits, at, "submit", parts)
+        return None if m is None or index.currency is None else (m, index.currency)
 
     def cost_for(self, operator: str, digits: str, at: float, parts: int = 1) -> Money | None:
         """What ``operator`` charges us for ``parts`` parts to ``digits`` at ``at``; None when unknown."""
