@@ -135,9 +135,17 @@ def test_append_only(books_conn: Conn, new_partner: Callable[[], int]) -> None:
     ):
         with pytest.raises(psycopg.errors.RestrictViolation, match="append-only"):
             books_conn.execute(q, (p,))
-    for t in ("ledger", "credit_entries"):
+    for t in ("ledger", "credit_entries", "billing_accounts"):
         with pytest.raises(psycopg.errors.RestrictViolation):
             books_conn.execute(f"TRUNCATE {t}")
+    # an account keeps its identity and currency (what the entries' partner and currency refer to)
+    for q in (
+        "DELETE FROM billing_accounts WHERE partner_id = %s",
+        "UPDATE billing_accounts SET currency = 'USD' WHERE partner_id = %s",
+    ):
+        with pytest.raises(psycopg.errors.RestrictViolation, match="billing account"):
+            books_conn.execute(q, (p,))
+    books_conn.execute("UPDATE billing_accounts SET low_balance = 1 WHERE partner_id = %s", (p,))  # settings may
 
 
 def test_verify_finds_a_balance_that_is_not_the_ledger(
