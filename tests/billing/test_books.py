@@ -135,7 +135,7 @@ def test_append_only(books_conn: Conn, new_partner: Callable[[], int]) -> None:
     ):
         with pytest.raises(psycopg.errors.RestrictViolation, match="append-only"):
             books_conn.execute(q, (p,))
-    for t in ("ledger", "credit_entries", "billing_accounts"):
+    for t in ("ledger", "credit_entries", "billing_accounts, credit_leases"):
         with pytest.raises(psycopg.errors.RestrictViolation):
             books_conn.execute(f"TRUNCATE {t}")
     # an account keeps its identity and currency (what the entries' partner and currency refer to)
