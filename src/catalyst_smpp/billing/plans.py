@@ -38,16 +38,8 @@ __all__ = [
     "price",
 ]
 
-CSV_COLUMNS = (
-    "prefix",
-    "country",
-    "network",
-    "mcc_mnc",
-    "submit_price",
-    "delivery_price",
-    "effective_from",
-    "effective_until",
-)
+CSV_COLUMNS = tuple(f.name for f in attrs.fields(PlanRow))
+"""The CSV's header: :class:`PlanRow`'s fields, in its order (the one declaration of a plan row)."""
 """The header line of a plan CSV, exactly (docs/dev/billing.md)."""
 
 _PREFIX = re.compile(r"[0-9]{1,32}")

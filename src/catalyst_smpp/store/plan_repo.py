@@ -13,6 +13,7 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
+import attrs
 import psycopg
 from psycopg import sql
 
@@ -22,17 +23,9 @@ from .repos import NotFound, _rows
 
 __all__ = ["PlanInUse", "PlanRepo"]
 
-_PLAN_COLS = ("id", "name", "kind", "currency", "description", "created_at", "updated_at")
-_ROW_COLS = (
-    "prefix",
-    "country",
-    "network",
-    "mcc_mnc",
-    "submit_price",
-    "delivery_price",
-    "effective_from",
-    "effective_until",
-)
+_PLAN_COLS = tuple(f.name for f in attrs.fields(Plan) if f.name != "rows")
+_ROW_COLS = tuple(f.name for f in attrs.fields(PlanRow))
+"""plan_rows' columns: :class:`PlanRow`'s fields (also the CSV's columns)."""
 _ROW_ORDER = " ORDER BY prefix, effective_from"
 
 
