@@ -1273,8 +1273,6 @@ _show_command(mo_route_group, MO_ROUTE, "Show one MO route.")
 
 
 def register(main: click.Group) -> None:
-    """Add migrate, partner, operator, route, mo-route and plan to the ``catalyst-smpp`` group."""
-    from catalyst_smpp.admin_billing import plan_group
-
-    for cmd in (migrate_cmd, partner_group, operator_group, route_group, mo_route_group, plan_group):
+    """Add migrate, partner, operator, route and mo-route to the ``catalyst-smpp`` group."""
+    for cmd in (migrate_cmd, partner_group, operator_group, route_group, mo_route_group):
         main.add_command(cmd)

@@ -305,3 +305,8 @@ def plan_remove(db: _Db, name: str) -> None:
     with db.repo(PLAN, name, write=True) as repo:
         repo.remove(name)
     click.echo(f"plan {name!r} removed")
+
+
+def register(main: click.Group) -> None:
+    """Add ``plan`` to the ``catalyst-smpp`` group."""
+    main.add_command(plan_group)

@@ -145,7 +145,8 @@ def test_append_only(books_conn: Conn, new_partner: Callable[[], int]) -> None:
     ):
         with pytest.raises(psycopg.errors.RestrictViolation, match="billing account"):
             books_conn.execute(q, (p,))
-    books_conn.execute("UPDATE billing_accounts SET low_balance = 1 WHERE partner_id = %s", (p,))  # settings may
+    # its settings may change
+    books_conn.execute("UPDATE billing_accounts SET low_balance = 1 WHERE partner_id = %s", (p,))
 
 
 def test_verify_finds_a_balance_that_is_not_the_ledger(

@@ -19,7 +19,7 @@ from psycopg import sql
 
 from ..billing.money import Money, parse_currency
 from .records import PLAN_KINDS, Plan, PlanRow
-from .repos import NotFound, _rows
+from .rows import NotFound, _rows
 
 __all__ = ["PlanInUse", "PlanRepo"]
 

@@ -20,9 +20,9 @@ from typing import Any, NamedTuple
 import attrs
 import psycopg
 from psycopg import sql
-from psycopg.rows import dict_row
 
 from .passwords import hash_password
+from .plan_repo import PlanRepo
 from .records import (
     MAX_STATUS_32,
     ConfigSnapshot,
@@ -35,6 +35,7 @@ from .records import (
     parse_command_status,
     parse_command_statuses,
 )
+from .rows import NotFound, _rows
 
 __all__ = [
     "DuplicateRoute",
@@ -49,10 +50,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-class NotFound(LookupError):
-    pass
 
 
 class DuplicateRoute(ValueError):
@@ -137,14 +134,6 @@ def _write_route(
             f"change or disable {name} first",
             twin,
         ) from None
-
-
-def _rows(
-    conn: psycopg.Connection[Any], query: str | sql.Composed, params: Sequence[Any] | Mapping[str, Any] = ()
-) -> list[dict[str, Any]]:
-    with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(query, params)
-        return cur.fetchall() if cur.description else []
 
 
 def _check_fields(fields: Mapping[str, Any], allowed: Mapping[str, str], what: str) -> None:
@@ -683,8 +672,6 @@ def config_version(conn: psycopg.Connection[Any]) -> int:
 
 
 def load_snapshot(conn: psycopg.Connection[Any]) -> ConfigSnapshot:
-    from .plan_repo import PlanRepo  # it builds on this module
-
     """Partners, operators, routes, plans and the change counter, consistent with each other.
 
     Run inside a REPEATABLE READ transaction (``Database.snapshot()`` does) for a consistent view.
