@@ -14,6 +14,10 @@ With those, per lease: open ``max(A, H) - S`` = (H - S) + max(A - H, 0); returne
 (H - S) + max(U - H, 0); past its ``lapses_at`` (returned or not) H - S.  So committed = **held** (all
 unsettled holds) + **leased** (the part of unlapsed open leases not yet held, and of unlapsed returned
 leases used beyond what their holds show).
+
+One module (over 600 lines): every function here takes the same account lock and keeps the same counters
+(balance, per-lease H and S, unleased holds) consistent with the entries; apart, the rules that keep those
+counters exact would be spread over files that must change together.
 """
 
 from __future__ import annotations

@@ -16,6 +16,9 @@ plan can be reassigned or re-imported, and an invoice must come out the same whe
 
 Functions over one synchronous psycopg connection; each reads in one REPEATABLE READ transaction (when the
 caller has none open), so every figure comes from the same snapshot.
+
+One module (over 600 lines): the invoice and the usage report read the same snapshot with the same joins of
+captures to log rows, and their forms (JSON, CSV, text) are those of these two reports only.
 """
 
 from __future__ import annotations

@@ -11,6 +11,9 @@ Built from a :class:`Config` and open infrastructure (bus, database, watcher); s
 
 Partner delivery runs per partner while it has a receiver/transceiver bind on this node: started from the
 server's ``on_bound`` hook, stopped from ``on_closed`` when the last one goes.
+
+One module (just over 600 lines): it is the node's assembly -- what starts, in which order, and what each
+part is given -- and splitting the wiring would scatter that order over several files.
 """
 
 from __future__ import annotations

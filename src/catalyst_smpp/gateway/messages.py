@@ -15,6 +15,10 @@ joined by NUL), the TLVs (tag u16, length u16, value) and the payload to the end
 one version: a reader refuses any other version (no deployment predates this form).  A text field cannot
 contain NUL (SMPP's C-octet strings cannot either) and an integer must fit its field: writing such a
 record raises :class:`EncodeError`.
+
+One module (over 600 lines): the field kinds, the codec that derives every form from them and the record
+declarations belong together -- a record is read next to the kinds it is declared with, and the codec is
+only ever used with these records.
 """
 
 from __future__ import annotations
