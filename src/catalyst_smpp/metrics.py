@@ -137,6 +137,14 @@ class Metrics:
             "deliver_sm (receipts and MO) sent to partners, by partner and outcome.",
             ["partner", "status"],
         )
+        self.webhook_deliveries_total = m(
+            Counter,
+            "webhook_deliveries_total",
+            "Receipts (kind=dlr) and MO (kind=mo) POSTed to partners' webhooks, by outcome: ok, "
+            "redelivered (delivered after an earlier attempt: a possible duplicate), retry (the request "
+            "failed; sent again later), poison (unreadable record, dropped).",
+            ["partner", "kind", "outcome"],
+        )
         self.binds = m(
             Gauge,
             "binds",

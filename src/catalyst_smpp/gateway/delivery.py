@@ -21,7 +21,8 @@ error) and ``ESME_RX_R_APPN`` (0x66, reject message), end the message: it is ack
 ``deliver_total{status="refused"}`` and logged, never sent again.  Refusals are logged at most once per
 ``log_every`` seconds per partner, with a count.  A record
 that cannot be decoded is terminated (never redelivered) with an error log.  A partner that is not bound
-anywhere is not fetched for at all: its messages stay in JetStream, bounded by the stream's limits.
+anywhere is not fetched for at all: its messages stay in JetStream, bounded by the stream's limits.  A kind
+the partner takes by webhook (``wants``: catalyst_smpp.http.webhooks) is not fetched here either.
 
 Receipts: ``esm_class`` 0x04, the common receipt text (``encoding.receipts.format_receipt``: the id the
 partner was given -- the record's ``display_id``, for a submit_multi the one id of its response -- in the
@@ -247,6 +248,7 @@ class PartnerDelivery:
         lost_delay: float = 0.5,
         log_every: float = 10.0,
         order: ReceiptOrder | None = None,
+        wants: Callable[[Kind], bool] | None = None,
     ) -> None:
         self.server = server
         self.bus = bus
@@ -261,6 +263,9 @@ class PartnerDelivery:
         self.log_every = log_every
         self.order = order
         """When set, a receipt waits for its message's submit response (gateway/order.py)."""
+        self.wants = wants
+        """When set, a kind it answers False for is not fetched (it goes to the partner's webhook instead);
+        asked before each fetch, so a webhook added or removed applies at once."""
         self.delivered = 0
         self.failed = 0
         """Deliveries to be tried again (error status, no answer, session lost)."""
@@ -334,6 +339,9 @@ class PartnerDelivery:
 
     async def _pull_loop(self, consumer: BusConsumer, kind: Kind) -> None:
         while not self._stopping:
+            if self.wants is not None and not self.wants(kind):
+                await self._wait_for_slot()  # looked at again after a reload (receiver_bound) or a second
+                continue
             receivers = self.server.receivers(self.system_id)
             free = sum(max(0, s.window_available) for s in receivers)
             if free <= 0:

@@ -10,7 +10,8 @@ Built from a :class:`Config` and open infrastructure (bus, database, watcher); s
         await gw.drain(grace)      # stop binds, flush accepts, unbind partners, stop connectors
 
 Partner delivery runs per partner while it has a receiver/transceiver bind on this node: started from the
-server's ``on_bound`` hook, stopped from ``on_closed`` when the last one goes.
+server's ``on_bound`` hook, stopped from ``on_closed`` when the last one goes.  Webhook deliveries
+(catalyst_smpp.http.webhooks) run on every node for each enabled webhook, following the snapshot.
 
 One module (just over 600 lines): it is the node's assembly -- what starts, in which order, and what each
 part is given -- and splitting the wiring would scatter that order over several files.
@@ -43,6 +44,7 @@ from catalyst_smpp.gateway.events import EventPublisher, EventWriter
 from catalyst_smpp.gateway.ids import IdGenerator, node_number
 from catalyst_smpp.gateway.order import ReceiptOrder
 from catalyst_smpp.gateway.routing import Router
+from catalyst_smpp.http.webhooks import WebhookTasks
 from catalyst_smpp.metrics import Metrics
 from catalyst_smpp.protocol.session import SessionConfig
 from catalyst_smpp.server import ServerConfig, ServerSession, SmppServer
@@ -96,6 +98,7 @@ class Gateway:
         worker: tuple[int, int] = (0, 1),
         snapshot_file: Path | None = None,
         listen_sockets: Sequence[Sequence[socket.socket]] | None = None,
+        webhook_options: dict[str, Any] | None = None,
     ) -> None:
         self.cfg = cfg
         # bound sockets per cfg.listeners entry (catalyst_smpp.listen: the daemon or the supervising parent
@@ -130,6 +133,8 @@ class Gateway:
         self.credit: CreditLeases | None = None
         self._credit_low: dict[str, bool] = {}
         self.deliveries: dict[str, PartnerDelivery] = {}
+        #: receipts / MO to partners' webhooks (extra WebhookDelivery keywords: tests, tuning)
+        self.webhooks = WebhookTasks(self.bus, metrics=metrics, options=webhook_options)
         self.connectors: dict[str, tuple[Any, trio.CancelScope]] = {}
         self._nursery: trio.Nursery | None = None
         self._delivery_nursery: trio.Nursery | None = None
@@ -180,7 +185,8 @@ class Gateway:
 
     async def run(self, *, task_status: trio.TaskStatus[Gateway] = trio.TASK_STATUS_IGNORED) -> None:
         cfg = self.cfg
-        self._apply_snapshot(await self._initial_snapshot())
+        snapshot = await self._initial_snapshot()
+        self._apply_snapshot(snapshot)
         async with trio.open_nursery() as n:
             self._nursery = n
             # no task: accept, connectors and inbound store their rows themselves, before answering
@@ -217,6 +223,9 @@ class Gateway:
             self.receipt_order = ReceiptOrder(self.accept.unanswered, self.ids.node)
             await n.start(self.accept.run)
             self._delivery_nursery = await n.start(_nursery_holder)
+            self.webhooks.order = self.receipt_order
+            await n.start(self.webhooks.run)
+            self.webhooks.sync(snapshot)
             auth = PostgresAuthenticator(self.partner, limits=lambda: self.cfg.limits, metrics=self.metrics)
             lim = cfg.limits
             session = SessionConfig(
@@ -407,6 +416,7 @@ class Gateway:
             metrics=self.metrics,
             max_batch=self.cfg.limits.fetch_batch,
             order=self.receipt_order,
+            wants=lambda kind: not self.webhooks.covers(sid, kind),
         )
         self.deliveries[sid] = pd
         self._delivery_nursery.start_soon(self._run_delivery, pd)
@@ -543,6 +553,8 @@ class Gateway:
             await self._save_snapshot(snap)
             old = self._partners
             self._apply_snapshot(snap)
+            if not self._draining:
+                self.webhooks.sync(snap)  # before the deliveries look again at what they may fetch
             for sid in set(old) | {
                 s.system_id for srv in self.servers for s in srv.sessions() if s.system_id
             }:
@@ -592,6 +604,8 @@ class Gateway:
                 n.start_soon(s.shutdown, remaining)
         for pd in list(self.deliveries.values()):
             pd.stop()
+        with trio.move_on_at(deadline + 0.5):  # a request under way finishes and its batch is settled
+            await self.webhooks.close()
         remaining = max(0.1, deadline - trio.current_time())
         with trio.move_on_at(deadline + 0.5):
             async with trio.open_nursery() as n:

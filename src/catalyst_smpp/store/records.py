@@ -25,6 +25,7 @@ __all__ = [
     "PlanRow",
     "Route",
     "RouteTarget",
+    "Webhook",
     "authenticate",
     "parse_command_status",
     "parse_command_statuses",
@@ -43,6 +44,7 @@ PLAN_KINDS = ("price", "cost")
 CHARGE_ON = ("submit", "delivery")
 RECEIPT_PARTS = ("all", "last")
 RECEIPT_REQUESTS = ("final", "as_partner")
+WEBHOOK_KINDS = ("dlr", "mo")
 _HEX_STATUS = re.compile(r"0[xX][0-9a-fA-F]{1,8}")
 MAX_COMMAND_STATUS = 0x7FFFFFFF
 """The largest status ``Operator.temporary_statuses`` takes (the column is a Postgres ``integer[]``)."""
@@ -351,6 +353,22 @@ class Plan:
 
 
 @attrs.frozen
+class Webhook:
+    """Where a partner's receipts (``kind`` "dlr") or MO messages ("mo") are POSTed (migration 0014; the
+    delivery: catalyst_smpp.http.webhooks).  ``secret`` signs each request (HMAC-SHA256)."""
+
+    partner: str
+    """The partner's system_id."""
+    kind: str = attrs.field(validator=attrs.validators.in_(WEBHOOK_KINDS))
+    url: str
+    secret: str = attrs.field(repr=False)
+    enabled: bool = True
+    batch_size: int = 100
+    """Most items in one request."""
+    created_at: dt.datetime | None = None
+
+
+@attrs.frozen
 class ConfigSnapshot:
     """Everything a gateway node routes with, read in one transaction, tagged with the change counter."""
 
@@ -362,3 +380,5 @@ class ConfigSnapshot:
     """MO routes (migration 0002), ordered by longest dest_prefix, then priority."""
     plans: tuple[Plan, ...] = ()
     """Price and cost plans (migration 0008) with their rows in effect at load time or later."""
+    webhooks: tuple[Webhook, ...] = ()
+    """Partners' webhooks (migration 0014), enabled or not."""

@@ -36,6 +36,7 @@ from .records import (
     parse_command_statuses,
 )
 from .rows import NotFound, _rows
+from .webhook_repo import WebhookRepo
 
 __all__ = [
     "DuplicateRoute",
@@ -683,6 +684,7 @@ def load_snapshot(conn: psycopg.Connection[Any]) -> ConfigSnapshot:
         routes=tuple(RouteRepo(conn).list()),
         mo_routes=tuple(MoRouteRepo(conn).list()),
         plans=tuple(PlanRepo(conn).snapshot_plans()),
+        webhooks=tuple(WebhookRepo(conn).list()),
     )
 
 

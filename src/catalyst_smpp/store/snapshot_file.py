@@ -1,9 +1,9 @@
 """The last good configuration snapshot on disk, so a node can start while Postgres is down.
 
 The gateway writes its snapshot here after every successful load from Postgres (start, reload) and reads it
-back only when it starts and Postgres cannot be reached.  The file holds partner password *hashes* and
-operator passwords: it is written with mode 0600, atomically (temporary file in the same directory, fsync,
-rename, fsync of the directory), so a crash never leaves a half-written snapshot behind.
+back only when it starts and Postgres cannot be reached.  The file holds partner password *hashes*, operator
+passwords and webhook secrets: it is written with mode 0600, atomically (temporary file in the same directory,
+fsync, rename, fsync of the directory), so a crash never leaves a half-written snapshot behind.
 
     save_snapshot_file(path, snapshot)
     saved = load_snapshot_file(path)     # SavedSnapshot(snapshot, saved_at) ; FileNotFoundError, ValueError
@@ -22,7 +22,17 @@ from typing import Any
 import attrs
 
 from ..billing.money import Money
-from .records import ConfigSnapshot, MoRoute, Operator, Partner, Plan, PlanRow, Route, RouteTarget
+from .records import (
+    ConfigSnapshot,
+    MoRoute,
+    Operator,
+    Partner,
+    Plan,
+    PlanRow,
+    Route,
+    RouteTarget,
+    Webhook,
+)
 
 __all__ = ["FORMAT", "SNAPSHOT_FILE", "SavedSnapshot", "load_snapshot_file", "save_snapshot_file"]
 
@@ -87,6 +97,7 @@ def encode_snapshot(snap: ConfigSnapshot, saved_at: dt.datetime | None = None) -
         "routes": _plain(snap.routes),
         "mo_routes": _plain(snap.mo_routes),
         "plans": _plain(snap.plans),
+        "webhooks": _plain(snap.webhooks),
     }
     return json.dumps(doc, indent=1, sort_keys=True).encode()
 
@@ -106,6 +117,7 @@ def decode_snapshot(data: bytes) -> SavedSnapshot:
             routes=tuple(_record(Route, r) for r in doc["routes"]),
             mo_routes=tuple(_record(MoRoute, m) for m in doc.get("mo_routes", ())),
             plans=tuple(_record(Plan, p) for p in doc.get("plans", ())),
+            webhooks=tuple(_record(Webhook, w) for w in doc.get("webhooks", ())),
         )
         saved_at = dt.datetime.fromisoformat(doc["saved_at"])
     except ValueError:
