@@ -461,14 +461,15 @@ def load(
 
 
 # ------------------------------------------------------------------------------------------
-# daemon and operations: run, demo, migrate, partner, operator, route, mo-route, plan, balance, invoice, usage
-# (defined in catalyst_smpp.daemon / .admin / .admin_billing / .admin_books / .admin_invoices; heavy imports
-# happen inside the commands)
+# daemon and operations: run, demo, migrate, partner, operator, route, mo-route, plan, balance, invoice, usage,
+# webhook (defined in catalyst_smpp.daemon / .admin / .admin_billing / .admin_books / .admin_invoices /
+# .admin_webhooks; heavy imports happen inside the commands)
 
 from catalyst_smpp import admin as _admin  # noqa: E402
 from catalyst_smpp import admin_billing as _admin_billing  # noqa: E402
 from catalyst_smpp import admin_books as _admin_books  # noqa: E402
 from catalyst_smpp import admin_invoices as _admin_invoices  # noqa: E402
+from catalyst_smpp import admin_webhooks as _admin_webhooks  # noqa: E402
 from catalyst_smpp import daemon as _daemon  # noqa: E402
 from catalyst_smpp import demo as _demo  # noqa: E402
 
@@ -476,6 +477,7 @@ _admin.register(main)
 _admin_billing.register(main)
 _admin_books.register(main)
 _admin_invoices.register(main)
+_admin_webhooks.register(main)
 _daemon.register(main)
 _demo.register(main)
 
