@@ -40,6 +40,7 @@ from catalyst_smpp.config import Config, DatabaseConfig, ListenerConfig, NatsCon
 from catalyst_smpp.embedded import Infrastructure
 from catalyst_smpp.encoding.receipts import stat_for_state
 from catalyst_smpp.gateway import Gateway
+from catalyst_smpp.metrics import Metrics
 from catalyst_smpp.protocol.constants import CommandStatus, MessageState
 from catalyst_smpp.protocol.pdu import DeliverSm, Pdu, SubmitSm
 from catalyst_smpp.protocol.session import SessionConfig
@@ -203,6 +204,7 @@ async def open_gateway(
     connector_options: dict[str, Any] | None = None,
     node_num: int | None = None,
     before_run: Callable[[], Awaitable[Any]] | None = None,
+    metrics: Metrics | None = None,
 ) -> AsyncIterator[Gateway]:
     """A gateway node in this process (own bus connection, pool and watcher), drained on exit.
 
@@ -218,7 +220,13 @@ async def open_gateway(
     ):
         infra = Infrastructure(bus=bus, db=db, watcher=watcher, nats_urls=[url], dsn=env.dsn)
         gw = Gateway(
-            cfg, infra, node_id=node_id, node_num=node_num, connectors=connectors, connector_options=opts
+            cfg,
+            infra,
+            node_id=node_id,
+            node_num=node_num,
+            connectors=connectors,
+            connector_options=opts,
+            metrics=metrics,
         )
         if before_run is not None:
             await before_run()
