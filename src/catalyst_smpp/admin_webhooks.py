@@ -19,7 +19,7 @@ import psycopg
 
 from catalyst_smpp.admin import CONTEXT_SETTINGS, db_connection, db_options, fail, table
 from catalyst_smpp.store.records import WEBHOOK_KINDS, Webhook
-from catalyst_smpp.store.repos import NotFound
+from catalyst_smpp.store.rows import NotFound
 from catalyst_smpp.store.webhook_repo import WebhookRepo
 
 __all__ = ["register", "webhook_group"]

@@ -461,9 +461,9 @@ def load(
 
 
 # ------------------------------------------------------------------------------------------
-# daemon and operations: run, demo, migrate, partner, operator, route, mo-route, plan, balance, invoice, usage,
-# webhook (defined in catalyst_smpp.daemon / .admin / .admin_billing / .admin_books / .admin_invoices /
-# .admin_webhooks; heavy imports happen inside the commands)
+# daemon and operations: run, demo, migrate, partner, operator, route, mo-route, plan, balance, invoice,
+# usage, webhook (defined in catalyst_smpp.daemon / .admin / .admin_billing / .admin_books / .admin_invoices
+# / .admin_webhooks; heavy imports happen inside the commands)
 
 from catalyst_smpp import admin as _admin  # noqa: E402
 from catalyst_smpp import admin_billing as _admin_billing  # noqa: E402
