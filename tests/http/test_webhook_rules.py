@@ -11,6 +11,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+import attrs
 import pytest
 import trio
 import trio.testing
@@ -22,6 +23,7 @@ from catalyst_smpp.http.webhooks import (
     BACKOFF,
     RETRY_STEP,
     WebhookDelivery,
+    WebhookTasks,
     mo_item,
     receipt_item,
     retry_delay,
@@ -29,7 +31,7 @@ from catalyst_smpp.http.webhooks import (
     verify_signature,
 )
 from catalyst_smpp.metrics import Metrics
-from catalyst_smpp.store.records import Partner, Webhook
+from catalyst_smpp.store.records import ConfigSnapshot, Partner, Webhook
 
 OUR_ID = 0x1234ABCD5678
 SECRET = "whsec_" + "ab" * 32
@@ -299,3 +301,36 @@ def test_pull_rule() -> None:
     assert pull_refusal(receiver_bound=False, dlr_webhook=False) is None
     assert pull_refusal(receiver_bound=True, dlr_webhook=False)
     assert pull_refusal(receiver_bound=False, dlr_webhook=True)
+
+
+async def test_tasks_follow_the_snapshot(
+    memory_bus: MessageBus, autojump_clock: trio.testing.MockClock
+) -> None:
+    """WebhookTasks starts a delivery per enabled webhook of an enabled partner, says which kinds it covers
+    (SMPP delivery skips those), and stops a delivery whose webhook is removed or disabled."""
+    bus = memory_bus
+    rx = FakeReceiver()
+    tasks = WebhookTasks(bus, poster=lambda: rx)
+
+    def snap(*hooks: Webhook, enabled: bool = True) -> ConfigSnapshot:
+        p = Partner(id=1, system_id="acme", password_hash="x", enabled=enabled)
+        return ConfigSnapshot(version=1, partners=(p,), operators=(), routes=(), webhooks=hooks)
+
+    async with trio.open_nursery() as n:
+        await n.start(tasks.run)
+        tasks.sync(snap(_hook("dlr"), attrs.evolve(_hook("mo"), enabled=False)))
+        assert tasks.covers("acme", Kind.DLR) and not tasks.covers("acme", Kind.MO)
+        assert set(tasks.running) == {("acme", "dlr")}
+        await _publish_dlrs(bus, 3)
+        await trio.sleep(2)
+        assert sum(len(items) for _t, items, _s in rx.calls) == 3
+        first = tasks.running[("acme", "dlr")]
+        tasks.sync(snap(_hook("dlr", batch_size=7)))  # a change: the same delivery, new settings
+        assert tasks.running[("acme", "dlr")] is first and first.hook.batch_size == 7
+        tasks.sync(snap(_hook("dlr"), enabled=False))  # a disabled partner's webhooks stop
+        assert not tasks.covers("acme", Kind.DLR)
+        await trio.sleep(2)
+        assert first.stopped.is_set() and tasks.running == {}
+        tasks.sync(snap())
+        await tasks.close()
+        n.cancel_scope.cancel()
