@@ -45,8 +45,13 @@ destination is accepted the response is the first destination's error status.
 
 query_sm: answered from the message log by :mod:`~catalyst_smpp.gateway.query` when the handler has a ``db``;
 without one → ``ESME_RQUERYFAIL`` (``ESME_RINVMSGID`` for an id that is not ours in the partner's format);
-cancel_sm → ``ESME_RCANCELFAIL``; replace_sm → ``ESME_RREPLACEFAIL`` (after the same field check): messages
-leave for the operator within milliseconds (docs/dev/gateway.md, "query_sm, cancel_sm, replace_sm").
+cancel_sm / replace_sm: of a scheduled message still waiting, by the
+:class:`~catalyst_smpp.gateway.schedule.Scheduler` (replace_sm after the same field check); without a
+scheduler → ``ESME_RCANCELFAIL`` / ``ESME_RREPLACEFAIL``.
+
+Scheduled sends (gateway/schedule.py): with a scheduler, a message whose schedule_delivery_time is in the
+future is stored in Postgres (``Scheduler.store``: one statement for the batch's scheduled messages) instead
+of published; its answer and its ``accepted`` row are as for a published one.
 """
 
 from __future__ import annotations
@@ -70,6 +75,7 @@ from catalyst_smpp.gateway.messages import EncodeError, mt_record
 from catalyst_smpp.gateway.order import Unanswered
 from catalyst_smpp.gateway.query import QueryHandler
 from catalyst_smpp.gateway.routing import Router
+from catalyst_smpp.gateway.schedule import Entry, Scheduler, when
 from catalyst_smpp.metrics import Metrics
 from catalyst_smpp.protocol.constants import CommandId, CommandStatus, status_name
 from catalyst_smpp.protocol.fields import request_problem
@@ -141,9 +147,10 @@ class AcceptStats:
     largest_batch: int = 0
 
 
-_Mt = tuple[int, str, str, bytes, int, int, str, int, str, str, Charge]
+_Mt = tuple[int, str, str, bytes, int, int, str, int, str, str, Charge, tuple[float, float | None] | None]
 """One MT record to publish (built by ``_build``): our id, its canonical form (the JetStream msg_id), the
-subject, the record's octets, dest ton, npi, addr, parts, display_id, the first target, its charge."""
+subject, the record's octets, dest ton, npi, addr, parts, display_id, the first target, its charge, and for a
+scheduled message (stored, not published) its due instant and expiry."""
 
 
 class _Pending:
@@ -208,8 +215,10 @@ class AcceptHandler:
         clock: Callable[[], float] = time.time,
         db: Database | None = None,
         charger: Charger | None = None,
+        scheduler: Scheduler | None = None,
     ) -> None:
         self.bus = bus
+        self.scheduler = scheduler
         self.charger = charger
         self.router = router
         self.partners = partners
@@ -251,10 +260,16 @@ class AcceptHandler:
                     return self.queries.query(session, pdu)
                 return self._query(session, pdu)
             if cid == CommandId.cancel_sm:
+                if self.scheduler is not None:
+                    return self.scheduler.cancel_sm(session, pdu)
                 return int(S.ESME_RCANCELFAIL)
             if cid == CommandId.replace_sm:
                 problem = request_problem(pdu)
-                return problem[0] if problem is not None else int(S.ESME_RREPLACEFAIL)
+                if problem is not None:
+                    return problem[0]
+                if self.scheduler is not None:
+                    return self.scheduler.replace_sm(session, pdu)
+                return int(S.ESME_RREPLACEFAIL)
         except Exception:
             log.exception("%s [%s]: accepting %s failed", session.session_id, session.system_id, cid.name)
             if cid == _SUBMIT_SM or cid == _DATA_SM or cid == _SUBMIT_MULTI:
@@ -426,6 +441,9 @@ class AcceptHandler:
             raise _Reject(*problem)
         schedule = getattr(pdu, "schedule_delivery_time", "")
         validity = getattr(pdu, "validity_period", "")
+        scheduled = None
+        if schedule and self.scheduler is not None:
+            scheduled, schedule, validity = when(schedule, validity, self.clock())
         route_dest = dest_addr[1:] if dest_addr.startswith("+") else dest_addr
         targets = self.router().route(partner, source[2], route_dest)
         if not targets:
@@ -484,7 +502,10 @@ class AcceptHandler:
         subject = self._subjects.get(target)
         if subject is None:
             subject = self._subject(target)
-        return (our_id, mid, subject, data, dest[0], dest[1], dest_addr, parts, display_id, target, charge)
+        return (
+            our_id, mid, subject, data, dest[0], dest[1], dest_addr, parts, display_id, target, charge,
+            scheduled,
+        )  # fmt: skip
 
     def _unhold(self, partner: str, charge: Charge) -> None:
         if charge.charge_on and self.charger is not None:
@@ -631,13 +652,16 @@ class AcceptHandler:
     async def _publish_and_answer(self, batch: list[_Pending]) -> None:
         """One batch: publish the MT records, then store the event rows of what was stored (``accepted``)
         and refused (``rejected``), then answer.  A request is answered only once both are durable."""
-        items = [(mt[2], mt[3], None, mt[1]) for p in batch for mt in p.mts]
+        items = [(mt[2], mt[3], None, mt[1]) for p in batch for mt in p.mts if mt[11] is None]
+        scheduled = [(p, mt) for p in batch for mt in p.mts if mt[11] is not None]
         self.stats.batches += 1
-        self.stats.largest_batch = max(self.stats.largest_batch, len(items))
+        self.stats.largest_batch = max(self.stats.largest_batch, len(items) + len(scheduled))
         try:
             results: list[Any] = (
                 await self.bus.publish_batch(items, timeout=self.publish_timeout) if items else []
             )
+            if scheduled:
+                results = self._merge(batch, results, await self._store_scheduled(scheduled))
             rows = self._rows(batch, results) if self.events is not None else []
             if rows and self.events is not None:
                 # No deadline: these records are stored and will be submitted whatever the partner is told,
@@ -674,6 +698,29 @@ class AcceptHandler:
         for partner, k in accepted.items():
             self.stats.accepted += k
             self._count(partner, "ok", k)
+
+    async def _store_scheduled(self, scheduled: list[tuple[_Pending, _Mt]]) -> Any:
+        """Store the batch's scheduled messages (one statement); the result each of them gets."""
+        assert self.scheduler is not None
+        entries = [
+            Entry(mt[1], p.partner, mt[8], p.source_addr, mt[6], getattr(p.pdu, "service_type", ""),
+                  mt[11][0], mt[11][1], mt[2], mt[3])
+            for p, mt in scheduled
+            if mt[11] is not None
+        ]  # fmt: skip
+        if await self.scheduler.store(entries):
+            return _STORED
+        return _Failed(PublishErrorKind.CONNECTION, "database unavailable")
+
+    @staticmethod
+    def _merge(batch: list[_Pending], published: list[Any], stored: Any) -> list[Any]:
+        """Each record's result in batch order: its publish's, or for a scheduled one its store's."""
+        out: list[Any] = []
+        it = iter(published)
+        for p in batch:
+            for mt in p.mts:
+                out.append(next(it) if mt[11] is None else stored)
+        return out
 
     def _rows(self, batch: list[_Pending], results: list[Any]) -> list[Row]:
         """The event rows of a published batch: ``accepted`` for each record stored, the ``rejected`` rows."""
@@ -784,3 +831,13 @@ class _Failed:
     kind: PublishErrorKind
     description: str = "bus unavailable"
     ok: bool = False
+
+
+@attrs.frozen
+class _Stored:
+    """The result of a scheduled message stored in Postgres (it has no publish result)."""
+
+    ok: bool = True
+
+
+_STORED: Final = _Stored()

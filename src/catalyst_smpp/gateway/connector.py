@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -50,7 +51,7 @@ from catalyst_smpp.encoding.msgid import normalise_id
 from catalyst_smpp.gateway.events import EventPublisher
 from catalyst_smpp.gateway.inbound import InboundHandler
 from catalyst_smpp.gateway.link import OperatorLink, client_key, tls_context
-from catalyst_smpp.gateway.messages import DecodeError, mt_fields
+from catalyst_smpp.gateway.messages import DecodeError, MtFields, mt_fields
 from catalyst_smpp.gateway.outcomes import (
     TEMPORARY_STATUSES,
     ConnectorStats,
@@ -60,6 +61,7 @@ from catalyst_smpp.gateway.outcomes import (
     classify,
     receipt_err,
 )
+from catalyst_smpp.gateway.schedule import time_at
 from catalyst_smpp.gateway.submits import _build_submits, build_submits, mapping_flags, operator_alphabet
 from catalyst_smpp.metrics import Metrics
 from catalyst_smpp.protocol.constants import CommandStatus
@@ -84,6 +86,20 @@ log = logging.getLogger(__name__)
 
 class _Router(Protocol):
     def route_mo(self, dest: str, source: str = "") -> str | None: ...
+
+
+def _expired(job: Job, mt: MtFields) -> bool:
+    """Whether ``mt``'s validity period (absolute, or relative to its acceptance) has passed; then the job's
+    outcome is EXPIRED (it is not submitted).  A value that is not a time (refused at accept) is ignored."""
+    try:
+        until = time_at(mt.validity_period, mt.accepted_at)
+    except ValueError:
+        return False
+    if until is None or until > time.time():
+        return False
+    job.outcome = Outcome.EXPIRED
+    job.error = "validity period passed before it was submitted"
+    return True
 
 
 def _abandoned(part: tuple[Job, int]) -> bool:
@@ -322,6 +338,9 @@ class OperatorConnector:
             job.outcome = Outcome.POISON
             self._queue(job)
             return None
+        if job.mt.validity_period and _expired(job, job.mt):
+            self._queue(job)
+            return None
         try:
             self._ref = (self._ref + 1) & 0xFFFF
             op = self.operator  # one read: the parts and their mapping flags follow the same settings
@@ -354,8 +373,9 @@ class OperatorConnector:
                 job.outcome = Outcome.POISON
                 self._queue(job)
                 continue
-            job.outcome = Outcome.FAILOVER if len(job.mt.targets) > 1 else Outcome.WAIT
-            job.error = "operator down"
+            if not (job.mt.validity_period and _expired(job, job.mt)):
+                job.outcome = Outcome.FAILOVER if len(job.mt.targets) > 1 else Outcome.WAIT
+                job.error = "operator down"
             self._queue(job)
         await self._wait_settled()
 

@@ -63,7 +63,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-EVENT_TYPES = ("accepted", "submitted", "delivered", "failed", "rejected")
+EVENT_TYPES = ("accepted", "submitted", "delivered", "failed", "rejected", "cancelled")
 
 ROW_FIELDS = tuple(f.name for f in attrs.fields(MessageEvent))
 """A packed event row: :class:`MessageEvent`'s fields in its order (the one declaration of a log row),

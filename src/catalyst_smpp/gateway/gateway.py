@@ -44,6 +44,7 @@ from catalyst_smpp.gateway.events import EventPublisher, EventWriter
 from catalyst_smpp.gateway.ids import IdGenerator, node_number
 from catalyst_smpp.gateway.order import ReceiptOrder
 from catalyst_smpp.gateway.routing import Router
+from catalyst_smpp.gateway.schedule import Scheduler
 from catalyst_smpp.http.webhooks import WebhookTasks
 from catalyst_smpp.metrics import Metrics
 from catalyst_smpp.protocol.session import SessionConfig
@@ -126,6 +127,7 @@ class Gateway:
         self.servers: list[SmppServer] = []
         self.receivers = _Receivers(self.servers)
         self.accept: AcceptHandler | None = None
+        self.scheduler: Scheduler | None = None
         #: receipts wait for their submit responses (gateway/order.py); made with the AcceptHandler
         self.receipt_order: ReceiptOrder | None = None
         self.events: EventPublisher | None = None
@@ -209,6 +211,11 @@ class Gateway:
             )
             await n.start(self.credit.run)
             await n.start(StaleHolds(self.db, lambda: self.snapshot, bc.receipt_wait).run)
+            # scheduled sends (every node releases what is due; cancel_sm/replace_sm of waiting ones)
+            self.scheduler = Scheduler(
+                self.db, self.bus, events=self.events, partners=self.partner, node=self.node_id
+            )
+            n.start_soon(self.scheduler.run)
             self.accept = AcceptHandler(
                 self.bus,
                 self._router,
@@ -219,6 +226,7 @@ class Gateway:
                 metrics=self.metrics,
                 db=self.db,
                 charger=Charger(lambda: self._router().pricing, self.credit),
+                scheduler=self.scheduler,
             )
             self.receipt_order = ReceiptOrder(self.accept.unanswered, self.ids.node)
             await n.start(self.accept.run)

@@ -14,6 +14,8 @@ WAIT      nak with ``down_retry`` (operator down, no further target)
 FAILOVER  republished to ``MT.<next target>`` (msg_id ``"<id>@<operator>"``), then ack
 PERM      failure receipt REJECTD (when the partner asked), ``failed`` row, then term
 BUILD     failure receipt UNDELIV (when the partner asked), ``failed`` row, then term
+EXPIRED   failure receipt EXPIRED (when the partner asked), ``failed`` row, then term: its validity period
+          had passed when it was fetched (never submitted)
 POISON    term (an undecodable record)
 ======== =========================================================================================
 
@@ -54,6 +56,8 @@ __all__ = [
     "Settle",
     "Settlement",
     "classify",
+    "failed_row",
+    "failure_receipt",
     "receipt_err",
 ]
 
@@ -79,6 +83,7 @@ class Outcome(enum.Enum):
     FAILOVER = "failover"
     PERM = "perm"
     BUILD = "build"
+    EXPIRED = "expired"
     POISON = "poison"
 
     # members are singletons compared by identity: hash them by identity too, in C (Enum's own __hash__ is
@@ -116,6 +121,7 @@ ACTIONS: dict[Outcome, Action] = {
     Outcome.FAILOVER: Action(Settle.ACK, publish="next_target"),
     Outcome.PERM: Action(Settle.TERM, publish="receipt", final_state="REJECTD", event="failed"),
     Outcome.BUILD: Action(Settle.TERM, publish="receipt", final_state="UNDELIV", event="failed"),
+    Outcome.EXPIRED: Action(Settle.TERM, publish="receipt", final_state="EXPIRED", event="failed"),
     Outcome.POISON: Action(Settle.TERM),
 }
 
@@ -427,26 +433,7 @@ class Settlement:
             return PublishItem(
                 self.bus.subject(Kind.MT, nxt.targets[0]), nxt.to_bytes(), None, f"{mt.message_id}@{name}"
             )
-        state = a.final_state
-        if not wants_receipt(mt.registered_delivery, state):
-            return None
-        parts = max(1, len(j.pdus))
-        dlr = dlr_record(
-            message_id=mt.message_id,
-            partner=mt.partner,
-            state=state,
-            source=(mt.source_ton, mt.source_npi, mt.source_addr),
-            dest=(mt.dest_ton, mt.dest_npi, mt.dest_addr),
-            error=receipt_err(j.status or 0),
-            submit_date=mt.accepted_at,
-            done_date=time.time(),
-            operator=name,
-            parts=parts,
-            display_id=mt.display_id,
-        )
-        return PublishItem(
-            self.bus.subject(Kind.DLR, mt.partner), dlr, None, f"dlr:{mt.message_id}:{parts}:{state}"
-        )
+        return failure_receipt(self.bus, mt, a.final_state, receipt_err(j.status or 0), name, len(j.pdus))
 
     def _submitted(self, j: Job, name: str, now: float) -> Row:
         """The ``submitted`` row of a fully accepted message."""
@@ -474,18 +461,51 @@ class Settlement:
         mt = j.mt
         assert mt is not None
         log.info("operator %s: message %s failed permanently: %s", name, mt.message_id, j.error)
-        return event_row(
-            mt.message_id,
-            "failed",
-            partner=mt.partner,
-            operator=name,
-            source_addr=mt.source_addr,
-            dest_addr=mt.dest_addr,
-            parts=max(1, len(j.pdus)),
-            status=j.status,
-            final_state=state,
-            error=j.error[:200],
-            node=self.node,
-            display_id=mt.display_id if mt.display_id != mt.message_id else None,
-            **cdr_fields(mt, "released"),
-        )
+        return failed_row(mt, state, name, len(j.pdus), j.status, j.error, self.node)
+
+
+def failure_receipt(
+    bus: MessageBus, mt: Any, state: str, err: str, operator: str, parts: int
+) -> PublishItem | None:
+    """The failure receipt (``state``: REJECTD, UNDELIV, EXPIRED) of the MT record ``mt`` (its view or the
+    record) for ``DLR.<partner>``; None when the partner did not ask for one.  Also the scheduler's (an
+    expired scheduled message)."""
+    if not wants_receipt(mt.registered_delivery, state):
+        return None
+    parts = max(1, parts)
+    dlr = dlr_record(
+        message_id=mt.message_id,
+        partner=mt.partner,
+        state=state,
+        source=(mt.source_ton, mt.source_npi, mt.source_addr),
+        dest=(mt.dest_ton, mt.dest_npi, mt.dest_addr),
+        error=err,
+        submit_date=mt.accepted_at,
+        done_date=time.time(),
+        operator=operator,
+        parts=parts,
+        display_id=mt.display_id,
+    )
+    return PublishItem(bus.subject(Kind.DLR, mt.partner), dlr, None, f"dlr:{mt.message_id}:{parts}:{state}")
+
+
+def failed_row(
+    mt: Any, state: str, operator: str, parts: int, status: int | None, error: str, node: str
+) -> Row:
+    """The ``failed`` row of a message that ends without reaching the operator's handset (its hold released):
+    the connector's permanent failures and expiries, the scheduler's expiries.  ``mt``: the record's view."""
+    return event_row(
+        mt.message_id,
+        "failed",
+        partner=mt.partner,
+        operator=operator,
+        source_addr=mt.source_addr,
+        dest_addr=mt.dest_addr,
+        parts=max(1, parts),
+        status=status,
+        final_state=state,
+        error=error[:200],
+        node=node,
+        display_id=mt.display_id if mt.display_id != mt.message_id else None,
+        **cdr_fields(mt, "released"),
+    )

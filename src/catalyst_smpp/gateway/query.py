@@ -165,7 +165,7 @@ def answer_query(
         if any(r.partner != partner for r in rows):
             return QueryAnswer(_RQUERYFAIL)
         by_event = {r.event: r for r in rows}
-        final = by_event.get("delivered") or by_event.get("failed")
+        final = by_event.get("delivered") or by_event.get("failed") or by_event.get("cancelled")
         if final is not None:
             state = state_for_stat(final.final_state) if final.final_state else None
             if state is None:
