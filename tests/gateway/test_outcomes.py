@@ -74,9 +74,11 @@ def test_the_action_table_covers_every_outcome() -> None:
         Outcome.WAIT: Settle.NAK,
         Outcome.PERM: Settle.TERM,
         Outcome.BUILD: Settle.TERM,
+        Outcome.EXPIRED: Settle.TERM,
         Outcome.POISON: Settle.TERM,
     }
     # only accepted messages store mappings; failure receipts carry the state the failed row has
     assert [o for o in Outcome if ACTIONS[o].store_mappings] == [Outcome.OK]
     assert (ACTIONS[Outcome.PERM].final_state, ACTIONS[Outcome.BUILD].final_state) == ("REJECTD", "UNDELIV")
+    assert (ACTIONS[Outcome.EXPIRED].final_state, ACTIONS[Outcome.EXPIRED].event) == ("EXPIRED", "failed")
     assert ACTIONS[Outcome.WAIT].down_delay and not ACTIONS[Outcome.TEMP].down_delay

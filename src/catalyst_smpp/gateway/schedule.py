@@ -236,13 +236,13 @@ class Scheduler:
             await trio.sleep(self.interval)
 
     async def tick(self) -> int:
-        """Release (or expire) every message due now, batch after batch; the sweeps; the count released or
-        expired."""
+        """Release (or expire) every message due now, batch after batch (until a batch is not full or not
+        all done); the sweeps; the count released or expired."""
         total = 0
         while True:
-            n = await self.db.run(self._release, self.clock())
-            total += n
-            if n < self.batch:
+            taken, done = await self.db.run(self._release, self.clock())
+            total += done
+            if taken < self.batch or done < taken:  # all due ones taken, or some failed: next tick
                 break
         await self.db.run(self._relog, self.clock() - self.relog_after)
         now = self.clock()
@@ -251,11 +251,11 @@ class Scheduler:
             await self.db.run(_purge, now - self.keep)
         return total
 
-    def _release(self, conn: Any, now: float) -> int:
+    def _release(self, conn: Any, now: float) -> tuple[int, int]:
         """In a worker thread, one transaction: lock a batch of due rows, publish them (trio), mark them."""
         rows = conn.execute(_DUE, {"now": _ts(now), "n": self.batch}).fetchall()
         if not rows:
-            return 0
+            return 0, 0
         sent, expired = trio.from_thread.run(self._publish, rows)
         conn.execute(
             "UPDATE scheduled_messages SET state = CASE WHEN message_id = ANY(%(x)s) THEN 'expired'"
@@ -264,7 +264,7 @@ class Scheduler:
         )
         self.stats.released += len(sent)
         self.stats.expired += len(expired)
-        return len(rows)
+        return len(rows), len(sent) + len(expired)
 
     async def _publish(self, rows: list[tuple[str, str, bytes, bool]]) -> tuple[list[str], list[str]]:
         """Publish the due rows to MT; the expired ones' receipts and ``failed`` rows.  The ids done (sent,
