@@ -224,12 +224,15 @@ class Scheduler:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
+        warned = -60.0
         while True:
             try:
                 await self.tick()
             except (psycopg.Error, OSError, BusError) as exc:
                 self.stats.errors += 1
-                log.warning("scheduled messages: %s (trying again in %.1fs)", exc, self.interval)
+                if trio.current_time() - warned >= 60.0:  # once a minute while the database/NATS is down
+                    warned = trio.current_time()
+                    log.warning("scheduled messages: %s (trying again every %.1fs)", exc, self.interval)
             except Exception:
                 self.stats.errors += 1
                 log.exception("scheduled messages: releasing failed")
