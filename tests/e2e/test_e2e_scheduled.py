@@ -57,7 +57,7 @@ def _setup(env: Env, sim_port: int) -> None:
 
 def _in(seconds: int) -> str:
     """A relative SMPP time ``seconds`` from now (under an hour)."""
-    return f"0000000000{seconds // 60:02d}{seconds % 60:02d}000R"[-16:].rjust(16, "0")
+    return f"00000000{seconds // 60:02d}{seconds % 60:02d}000R"
 
 
 async def _submit(

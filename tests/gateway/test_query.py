@@ -265,3 +265,16 @@ async def test_leader_cancelled_hands_over() -> None:
         await trio.testing.wait_all_tasks_blocked()
         scope.cancel()  # the leader goes in the middle of its read: "10" must still get an answer
     assert db.calls == [["9"], ["10", "9"]] and got == ["cancelled", []]
+
+
+def test_a_cancelled_scheduled_message_reads_deleted() -> None:
+    now = time.time()
+    mid = IdGenerator(1, clock=lambda: now).next()
+    at = dt.datetime.fromtimestamp(now + 5, dt.UTC)
+    rows = [
+        LogRow(str(mid), "accepted", dt.datetime.fromtimestamp(now, dt.UTC), "acme"),
+        LogRow(str(mid), "cancelled", at, "acme", final_state="DELETED"),
+    ]
+    a = answer_query(rows, "acme", mid, now + 10)
+    assert (a.status, a.message_state, a.final_date) == (0, MS.DELETED, smpp_absolute_time(at))
+    assert answer_query(rows[:1], "acme", mid, now + 10).message_state == MS.ENROUTE  # still waiting
