@@ -36,7 +36,7 @@ from catalyst_smpp.billing.node import PgLeaseStore, StaleHolds
 from catalyst_smpp.bus import BusError, MessageBus
 from catalyst_smpp.config import Config, ListenerConfig
 from catalyst_smpp.gateway.accept import AcceptHandler
-from catalyst_smpp.gateway.auth import PostgresAuthenticator
+from catalyst_smpp.gateway.auth import PostgresAuthenticator, account_for
 from catalyst_smpp.gateway.connector import OperatorConnector
 from catalyst_smpp.gateway.delivery import PartnerDelivery
 from catalyst_smpp.gateway.events import EventPublisher, EventWriter
@@ -49,6 +49,7 @@ from catalyst_smpp.server import ServerConfig, ServerSession, SmppServer
 from catalyst_smpp.store import Database
 from catalyst_smpp.store.records import ConfigSnapshot, Operator, Partner
 from catalyst_smpp.store.snapshot_file import load_snapshot_file, save_snapshot_file
+from catalyst_smpp.util.ratelimit import TokenBucket
 
 __all__ = ["Gateway"]
 
@@ -136,6 +137,10 @@ class Gateway:
         self._reload_lock = trio.Lock()
         self._draining = False
         self._done = trio.Event()
+        self._http_stop = trio.Event()
+        self._http_done: trio.Event | None = None
+        self.http_addresses: list[str] = []
+        """Where the HTTP API listens (empty: ``[http] port`` 0)."""
 
     # ------------------------------------------------------------------ lookups
 
@@ -250,6 +255,8 @@ class Gateway:
                 )
                 await n.start(server.serve)
                 self.servers.append(server)
+            if cfg.http.port:
+                await self._start_http(n)
             self._sync_connectors()
             if getattr(self.infra, "watcher", None) is not None:
                 n.start_soon(self._watch)
@@ -268,6 +275,51 @@ class Gateway:
             n.cancel_scope.cancel()
 
     # ------------------------------------------------------------------ snapshot on disk; Postgres down
+
+    async def _start_http(self, n: trio.Nursery) -> None:
+        """The HTTP API (``[http]``) in the gateway's nursery: the same accept handler, partners and books."""
+        from catalyst_smpp.http.app import create_app
+        from catalyst_smpp.http.context import ApiContext
+        from catalyst_smpp.http.keys import KeyStore
+        from catalyst_smpp.http.ratelimit import KeyLimiter
+        from catalyst_smpp.http.server import serve_http
+
+        assert self.accept is not None
+        hc = self.cfg.http
+        ctx = ApiContext(
+            accept=self.accept,
+            db=self.db,
+            partners=self.partner,
+            keys=KeyStore(self.db, ttl=hc.key_cache),
+            limiter=KeyLimiter(hc.rate),
+            throttle=self._partner_bucket,
+            node=self.node_id,
+            draining=lambda: self._draining,
+            bus=self.bus,
+            metrics=self.metrics,
+        )
+        done = self._http_done = trio.Event()
+
+        async def serve(*, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
+            try:
+                await serve_http(
+                    create_app(ctx),
+                    hc,
+                    self._http_stop,
+                    graceful=self.cfg.limits.shutdown_grace,
+                    task_status=task_status,
+                )
+            finally:
+                done.set()
+
+        self.http_addresses = await n.start(serve)
+
+    def _partner_bucket(self, partner: Partner) -> TokenBucket | None:
+        """The partner's submit token bucket, shared with its SMPP binds (those of the first listener: each
+        listener's server keeps its own)."""
+        if self.servers:
+            return self.servers[0]._bucket_for(account_for(partner))
+        return None
 
     async def _save_snapshot(self, snap: ConfigSnapshot) -> None:
         if self.snapshot_file is None:
@@ -586,6 +638,11 @@ class Gateway:
                 await self.accept.drain()
             if self.credit is not None:  # nothing more is held here: the unused credit goes back
                 await self.credit.close()
+        # the HTTP API after accept: requests meanwhile were answered 503 (accept refuses while draining)
+        self._http_stop.set()
+        if self._http_done is not None:
+            with trio.move_on_at(deadline):
+                await self._http_done.wait()
         remaining = max(0.1, deadline - trio.current_time())
         async with trio.open_nursery() as n:
             for s in self.servers:
