@@ -1,6 +1,6 @@
 """An HTTP send as the submit_sm an SMPP partner would send for it (what the accept pipeline takes).
 
-* ``to``: E.164 (checked with ``phonenumbers``), sent as TON 1 / NPI 1 without the ``+``;
+* ``to``: E.164 (``phonenumbers``: a known country code and a length its numbering plan allows), sent as TON 1 / NPI 1 without the ``+``;
 * ``from``: ``+`` and digits or digits → TON 1 / NPI 1 (international), letters → alphanumeric (TON 5 /
   NPI 0, at most 11 characters, GSM 03.38 characters only);
 * the text: ``encoding`` auto → GSM 03.38 default alphabet (data_coding 0; the API's data_coding 0 is
@@ -58,7 +58,9 @@ def e164(number: str) -> str:
         parsed = phonenumbers.parse(number, None)
     except phonenumbers.NumberParseException:
         raise bad from None
-    if not phonenumbers.is_valid_number(parsed):
+    # possible (a known country code, a length its plan allows), not "valid": the library's list of
+    # allocated ranges lags behind operators, and a number it does not know yet must still be sent
+    if not phonenumbers.is_possible_number(parsed):
         raise bad
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)[1:]
 
