@@ -125,7 +125,12 @@ class Env:
         self.setup(lambda c: MoRouteRepo(c).add(dest_prefix, partner, **fields))
 
     def config(
-        self, *, nats_url: str | None = None, port: int = 0, node_id: str = "gw", http: HttpConfig | None = None
+        self,
+        *,
+        nats_url: str | None = None,
+        port: int = 0,
+        node_id: str = "gw",
+        http: HttpConfig | None = None,
     ) -> Config:
         return Config(
             listeners=(ListenerConfig(host="127.0.0.1", port=port, reuse_port=False),),

@@ -39,7 +39,9 @@ async def test_bulk_mixed(api: Api) -> None:
         {"to": "+447700900002", "message": "ok too"},
     ]
     async with api.client() as c:
-        r = await c.post("/api/v4/sms/bulk", json={"from": "447700000009", "messages": msgs, "delivery_report": True})
+        r = await c.post(
+            "/api/v4/sms/bulk", json={"from": "447700000009", "messages": msgs, "delivery_report": True}
+        )
         assert r.status_code == 202, r.text
         body = r.json()
         assert (body["status"], body["accepted"], body["rejected"]) == ("partial", 2, 2)

@@ -45,7 +45,9 @@ async def test_send_reaches_the_operator_and_is_delivered(api: Api) -> None:
 async def test_long_unicode_text_is_one_message_payload_the_connector_segments(api: Api) -> None:
     text = "Привет " * 30  # 210 characters: UCS-2, 420 octets → message_payload, 4 parts
     async with api.client() as c:
-        r = await c.post("/api/v4/sms/send", json={"to": "+447700900124", "from": "447700000001", "message": text})
+        r = await c.post(
+            "/api/v4/sms/send", json={"to": "+447700900124", "from": "447700000001", "message": text}
+        )
     assert r.status_code == 202, r.text
     assert r.json()["parts"] == 4
     await wait_for(lambda: len([m for m in api.sim.messages if m.destination_addr == "447700900124"]) >= 4,
@@ -120,7 +122,9 @@ async def test_key_rate_and_partner_throttle_are_429(api: Api) -> None:
     async with api.client() as c:
         codes = [(await c.post("/api/v4/sms/send", json=ok)).status_code for _ in range(3)]
         assert codes == [202, 202, 429]
-        r = await c.post("/api/v4/sms/bulk", json={"from": "Catalyst", "messages": [{"to": ok["to"], "message": "x"}] * 3})
+        r = await c.post(
+            "/api/v4/sms/bulk", json={"from": "Catalyst", "messages": [{"to": ok["to"], "message": "x"}] * 3}
+        )
         assert r.status_code == 429
 
 
@@ -129,7 +133,9 @@ async def test_status_only_for_the_partners_own_messages(api: Api) -> None:
     await api.gw.reload()
     other = api.new_key("beta")
     async with api.client() as c:
-        r = await c.post("/api/v4/sms/send", json={"to": "+447700900128", "from": "Catalyst", "message": "mine"})
+        r = await c.post(
+            "/api/v4/sms/send", json={"to": "+447700900128", "from": "Catalyst", "message": "mine"}
+        )
         mid = r.json()["message_id"]
     await _status_until(api, mid, "DELIVERED")
     async with api.client(other) as c:
