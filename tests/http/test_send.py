@@ -27,9 +27,14 @@ async def test_send_reaches_the_operator_and_is_delivered(api: Api) -> None:
     async with api.client() as c:
         r = await c.post(
             "/api/v4/sms/send",
-            json={"to": "+447700900123", "from": "Catalyst", "message": "hello over http", "delivery_report": True,
-                  "tags": ["t1"]},
-        )  # fmt: skip
+            json={
+                "to": "+447700900123",
+                "from": "Catalyst",
+                "message": "hello over http",
+                "delivery_report": True,
+                "tags": ["t1"],
+            },
+        )
     assert r.status_code == 202, r.text
     body = r.json()
     assert body["status"] == "accepted" and body["to"] == "+447700900123" and body["from"] == "Catalyst"

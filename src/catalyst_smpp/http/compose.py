@@ -1,6 +1,7 @@
 """An HTTP send as the submit_sm an SMPP partner would send for it (what the accept pipeline takes).
 
-* ``to``: E.164 (``phonenumbers``: a known country code and a length its numbering plan allows), sent as TON 1 / NPI 1 without the ``+``;
+* ``to``: E.164 (``phonenumbers``: a known country code and a length its numbering plan allows), sent as
+  TON 1 / NPI 1 without the ``+``;
 * ``from``: ``+`` and digits or digits → TON 1 / NPI 1 (international), letters → alphanumeric (TON 5 /
   NPI 0, at most 11 characters, GSM 03.38 characters only);
 * the text: ``encoding`` auto → GSM 03.38 default alphabet (data_coding 0; the API's data_coding 0 is
