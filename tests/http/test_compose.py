@@ -82,3 +82,21 @@ def test_explicit_encodings_binary_and_fields() -> None:
         with pytest.raises(ComposeError) as e:
             compose("+447700900123", "Catalyst", **kw)  # type: ignore[arg-type]
         assert e.value.code == "INVALID_REQUEST"
+
+
+@given(st.from_regex(r"\A\+[1-9][0-9]{6,14}\Z"))
+def test_e164_fast_path_agrees_with_phonenumbers(number: str) -> None:
+    import phonenumbers
+
+    try:
+        parsed = phonenumbers.parse(number, None)
+        want = phonenumbers.is_possible_number(parsed)
+    except phonenumbers.NumberParseException:
+        want = False
+    try:
+        got = e164(number)
+    except ComposeError:
+        assert not want, number
+    else:
+        assert want, number
+        assert got.isdigit() and got[:1] == number[1:2]

@@ -43,6 +43,12 @@ per submit_multi; the receipts' source_addr tell the destinations apart).  ``uns
 destinations refused or not stored (distribution lists are not supported: ``ESME_RINVDLNAME``).  When no
 destination is accepted the response is the first destination's error status.
 
+HTTP API sends (:meth:`AcceptHandler.submit_api`): the submit_sm PDUs :mod:`catalyst_smpp.http.compose` builds
+from the requests go through the same ``_build`` and batcher, with an ``_ApiResponder`` in place of the SMPP
+session (its ``respond`` records each PDU's status; the request resumes once all are answered).  ``_Reject``
+carries the kind of refusal (``no_route``, billing's labels) so that the API can tell NO_ROUTE, UNPRICED and
+INSUFFICIENT_CREDIT apart where SMPP has one status for several of them.
+
 query_sm: answered from the message log by :mod:`~catalyst_smpp.gateway.query` when the handler has a ``db``;
 without one → ``ESME_RQUERYFAIL`` (``ESME_RINVMSGID`` for an id that is not ours in the partner's format);
 cancel_sm → ``ESME_RCANCELFAIL``; replace_sm → ``ESME_RREPLACEFAIL`` (after the same field check): messages

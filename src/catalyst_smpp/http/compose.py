@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Final
 
 import phonenumbers
@@ -45,9 +46,43 @@ class ComposeError(ValueError):
         self.details = details or {}
 
 
+@functools.cache
+def _possible_lengths(country_code: int) -> frozenset[int]:
+    """The national number lengths the country code's plan allows (``phonenumbers`` metadata: its general
+    lengths and those possible for local dialling, as ``is_possible_number`` counts them); empty for an
+    unknown country code."""
+    region = phonenumbers.region_code_for_country_code(country_code)
+    if region == "ZZ":
+        return frozenset()
+    meta = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(country_code, region)
+    if meta is None or meta.general_desc is None:
+        return frozenset()
+    desc = meta.general_desc
+    return frozenset((desc.possible_length or ()) + (desc.possible_length_local_only or ()))
+
+
+def _fast_possible(digits: str) -> bool | None:
+    """True when ``digits`` (an E.164 number without ``+``) is a possible number; None when only a full parse
+    can tell (a national part starting with 0, no country code found): ``phonenumbers.parse`` costs ~50 us,
+    and a bulk of 10,000 numbers is answered within 2 s."""
+    for n in (1, 2, 3):
+        lengths = _possible_lengths(int(digits[:n]))
+        if lengths:
+            national = digits[n:]
+            if not national or national[0] == "0":
+                return None
+            return len(national) in lengths
+    return None
+
+
 def e164(number: str) -> str:
     """``number`` as E.164 digits (no ``+``); ComposeError INVALID_DESTINATION when it is not a valid
     international number."""
+    digits = number[1:]
+    if number.startswith("+") and digits.isdigit() and digits.isascii() and 7 <= len(digits) <= 15:
+        fast = _fast_possible(digits)
+        if fast:
+            return digits
     bad = ComposeError(
         "INVALID_DESTINATION",
         "the destination must be an international number in E.164 form (+ and the country code)",
