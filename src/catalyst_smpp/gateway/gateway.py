@@ -9,6 +9,9 @@ Built from a :class:`Config` and open infrastructure (bus, database, watcher); s
         await gw.reload()          # also done automatically on watcher changes
         await gw.drain(grace)      # stop binds, flush accepts, unbind partners, stop connectors
 
+The HTTP API (``[http] port``; catalyst_smpp.http) runs in the same nursery on the same accept handler; on
+drain it stops after accept has drained.
+
 Partner delivery runs per partner while it has a receiver/transceiver bind on this node: started from the
 server's ``on_bound`` hook, stopped from ``on_closed`` when the last one goes.
 
@@ -277,42 +280,11 @@ class Gateway:
     # ------------------------------------------------------------------ snapshot on disk; Postgres down
 
     async def _start_http(self, n: trio.Nursery) -> None:
-        """The HTTP API (``[http]``) in the gateway's nursery: the same accept handler, partners and books."""
-        from catalyst_smpp.http.app import create_app
-        from catalyst_smpp.http.context import ApiContext
-        from catalyst_smpp.http.keys import KeyStore
-        from catalyst_smpp.http.ratelimit import KeyLimiter
-        from catalyst_smpp.http.server import serve_http
+        """The HTTP API (``[http]``) in the gateway's nursery (catalyst_smpp.http.server.start_api)."""
+        from catalyst_smpp.http.server import start_api
 
-        assert self.accept is not None
-        hc = self.cfg.http
-        ctx = ApiContext(
-            accept=self.accept,
-            db=self.db,
-            partners=self.partner,
-            keys=KeyStore(self.db, ttl=hc.key_cache),
-            limiter=KeyLimiter(hc.rate),
-            throttle=self._partner_bucket,
-            node=self.node_id,
-            draining=lambda: self._draining,
-            bus=self.bus,
-            metrics=self.metrics,
-        )
-        done = self._http_done = trio.Event()
-
-        async def serve(*, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
-            try:
-                await serve_http(
-                    create_app(ctx),
-                    hc,
-                    self._http_stop,
-                    graceful=self.cfg.limits.shutdown_grace,
-                    task_status=task_status,
-                )
-            finally:
-                done.set()
-
-        self.http_addresses = await n.start(serve)
+        self._http_done = trio.Event()
+        self.http_addresses = await n.start(start_api, self, self._http_stop, self._http_done)
 
     def _partner_bucket(self, partner: Partner) -> TokenBucket | None:
         """The partner's submit token bucket, shared with its SMPP binds (those of the first listener: each

@@ -14,8 +14,12 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
 from catalyst_smpp.config import HttpConfig
+from catalyst_smpp.http.app import create_app
+from catalyst_smpp.http.context import ApiContext
+from catalyst_smpp.http.keys import KeyStore
+from catalyst_smpp.http.ratelimit import KeyLimiter
 
-__all__ = ["serve_http"]
+__all__ = ["serve_http", "start_api"]
 
 log = logging.getLogger(__name__)
 
@@ -47,3 +51,33 @@ async def serve_http(
     scheme = "https" if config.tls_cert is not None else "http"
     log.info("HTTP API on %s://%s:%d", scheme, config.host, config.port)
     await serve(app, hc, shutdown_trigger=stop.wait, task_status=task_status)
+
+
+async def start_api(
+    gw: Any,
+    stop: trio.Event,
+    done: trio.Event,
+    *,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """The HTTP API of a running :class:`~catalyst_smpp.gateway.Gateway` ``gw``: its accept handler, partners,
+    database and the partners' SMPP token buckets; ``done`` is set once the server has stopped."""
+    hc: HttpConfig = gw.cfg.http
+    ctx = ApiContext(
+        accept=gw.accept,
+        db=gw.db,
+        partners=gw.partner,
+        keys=KeyStore(gw.db, ttl=hc.key_cache),
+        limiter=KeyLimiter(hc.rate),
+        throttle=gw._partner_bucket,
+        node=gw.node_id,
+        draining=lambda: bool(gw._draining),
+        bus=gw.bus,
+        metrics=gw.metrics,
+    )
+    try:
+        await serve_http(
+            create_app(ctx), hc, stop, graceful=gw.cfg.limits.shutdown_grace, task_status=task_status
+        )
+    finally:
+        done.set()
