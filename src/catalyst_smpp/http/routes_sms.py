@@ -21,7 +21,7 @@ from fastapi import APIRouter, Depends
 from catalyst_smpp.gateway.accept import ApiResult
 from catalyst_smpp.gateway.ids import format_id, id_time, parse_id
 from catalyst_smpp.http.auth import authenticated, context
-from catalyst_smpp.http.compose import ComposeError, compose
+from catalyst_smpp.http.compose import ComposeError, compose, source_address
 from catalyst_smpp.http.context import ApiContext
 from catalyst_smpp.http.errors import ApiError, error_body
 from catalyst_smpp.http.schemas import BulkRequest, BulkResponse, SendRequest, SendResponse, StatusResponse
@@ -137,6 +137,10 @@ async def send(body: SendRequest, partner: Auth, ctx: Ctx) -> Any:
 @router.post("/bulk", status_code=202, response_model=BulkResponse)
 async def bulk(body: BulkRequest, partner: Auth, ctx: Ctx) -> Any:
     """Send up to 10,000 messages: each is accepted or refused on its own (``messages`` in request order)."""
+    try:
+        source_address(body.from_)  # the one sender of every message: refused once, for the whole request
+    except ComposeError as e:
+        raise ApiError(400, e.code, str(e), dict(e.details)) from None
     items: list[dict[str, Any]] = []
     pdus: list[SubmitSm] = []
     slots: list[int] = []
@@ -144,12 +148,6 @@ async def bulk(body: BulkRequest, partner: Auth, ctx: Ctx) -> Any:
         try:
             pdu, _parts = compose(m.to, body.from_, m.message, delivery_report=body.delivery_report)
         except ComposeError as e:
-            if (
-                e.code == "INVALID_REQUEST"
-                and "provided" in e.details
-                and e.details["provided"] == body.from_
-            ):
-                raise ApiError(400, e.code, str(e), dict(e.details)) from None  # the one sender: all fail
             items.append(_refused(m.to, e.code, str(e), dict(e.details)))
             continue
         items.append({})
