@@ -469,6 +469,7 @@ from catalyst_smpp import admin as _admin  # noqa: E402
 from catalyst_smpp import admin_billing as _admin_billing  # noqa: E402
 from catalyst_smpp import admin_books as _admin_books  # noqa: E402
 from catalyst_smpp import admin_invoices as _admin_invoices  # noqa: E402
+from catalyst_smpp import admin_keys as _admin_keys  # noqa: E402
 from catalyst_smpp import admin_webhooks as _admin_webhooks  # noqa: E402
 from catalyst_smpp import daemon as _daemon  # noqa: E402
 from catalyst_smpp import demo as _demo  # noqa: E402
@@ -477,6 +478,7 @@ _admin.register(main)
 _admin_billing.register(main)
 _admin_books.register(main)
 _admin_invoices.register(main)
+_admin_keys.register(main)
 _admin_webhooks.register(main)
 _daemon.register(main)
 _demo.register(main)

@@ -34,6 +34,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "DatabaseConfig",
+    "HttpConfig",
     "KvConfig",
     "LimitsConfig",
     "ListenerConfig",
@@ -254,6 +255,22 @@ class BillingConfig:
 
 
 @attrs.frozen
+class HttpConfig:
+    """The HTTP API's listener (docs/operations.md "HTTP API")."""
+
+    host: str = _f("127.0.0.1")
+    port: int = _f(0, min=0, max=65535)
+    """0 = no HTTP API."""
+    tls_cert: Path | None = _f(None, kind="path")
+    tls_key: Path | None = _f(None, kind="path")
+    rate: float = _f(50.0, min=0.1, max=1_000_000)
+    """Requests per second per API key when the key has no rate of its own (burst: one second's worth)."""
+    key_cache: float = _f(5.0, min=0, max=300, kind="duration")
+    """How long a node trusts what it read of an API key: a revoked key (or a disabled partner) is refused
+    within this long on every node."""
+
+
+@attrs.frozen
 class MetricsConfig:
     host: str = _f("127.0.0.1")
     port: int = _f(9464, min=0, max=65535)
@@ -328,6 +345,7 @@ class Config:
     listeners: tuple[ListenerConfig, ...] = _f(factory=lambda: (ListenerConfig(),))
     limits: LimitsConfig = _f(factory=LimitsConfig)
     billing: BillingConfig = _f(factory=BillingConfig)
+    http: HttpConfig = _f(factory=HttpConfig)
     metrics: MetricsConfig = _f(factory=MetricsConfig)
     logging: LoggingConfig = _f(factory=LoggingConfig)
     operators: tuple[OperatorSeed, ...] = _f(factory=tuple)
@@ -430,6 +448,9 @@ def _check_cross_fields(cfg: Config, source: str) -> None:
             raise ConfigError(
                 source, f"listeners[{i}].{missing}", "tls_cert and tls_key must be given together"
             )
+    if (cfg.http.tls_cert is None) != (cfg.http.tls_key is None):
+        missing = "tls_key" if cfg.http.tls_key is None else "tls_cert"
+        raise ConfigError(source, f"http.{missing}", "tls_cert and tls_key must be given together")
     seen: dict[tuple[str, int], int] = {}
     for i, lst in enumerate(cfg.listeners):
         k = (lst.host, lst.port)

@@ -36,7 +36,7 @@ from psycopg import sql
 
 from catalyst_smpp.bus import Bus, ConsumerState, Kind
 from catalyst_smpp.client import BindType, ClientConfig, SmppClient
-from catalyst_smpp.config import Config, DatabaseConfig, ListenerConfig, NatsConfig
+from catalyst_smpp.config import Config, DatabaseConfig, HttpConfig, ListenerConfig, NatsConfig
 from catalyst_smpp.embedded import Infrastructure
 from catalyst_smpp.encoding.receipts import stat_for_state
 from catalyst_smpp.gateway import Gateway
@@ -125,11 +125,19 @@ class Env:
     def add_mo_route(self, dest_prefix: str, partner: str, **fields: Any) -> None:
         self.setup(lambda c: MoRouteRepo(c).add(dest_prefix, partner, **fields))
 
-    def config(self, *, nats_url: str | None = None, port: int = 0, node_id: str = "gw") -> Config:
+    def config(
+        self,
+        *,
+        nats_url: str | None = None,
+        port: int = 0,
+        node_id: str = "gw",
+        http: HttpConfig | None = None,
+    ) -> Config:
         return Config(
             listeners=(ListenerConfig(host="127.0.0.1", port=port, reuse_port=False),),
             nats=attrs.evolve(self.nats, urls=(nats_url or self.nats_url,)),
             database=DatabaseConfig(dsn=self.dsn, schema=self.schema),
+            http=http or HttpConfig(),
         )
 
 
@@ -205,13 +213,14 @@ async def open_gateway(
     node_num: int | None = None,
     before_run: Callable[[], Awaitable[Any]] | None = None,
     metrics: Metrics | None = None,
+    http: HttpConfig | None = None,
 ) -> AsyncIterator[Gateway]:
     """A gateway node in this process (own bus connection, pool and watcher), drained on exit.
 
     ``before_run``: awaited once the infrastructure is open, just before the Gateway starts (e.g. to stop
-    NATS: the Gateway then starts with a bus that is reconnecting)."""
+    NATS: the Gateway then starts with a bus that is reconnecting); ``http``: the HTTP API's settings."""
     url = nats_url or env.nats_url
-    cfg = env.config(nats_url=url, node_id=node_id)
+    cfg = env.config(nats_url=url, node_id=node_id, http=http)
     opts = dict(FAST_CONNECTOR if connector_options is None else connector_options)
     async with (
         Bus.connect(url, env.nats, name=f"e2e {node_id}") as bus,

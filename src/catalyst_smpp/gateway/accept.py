@@ -43,6 +43,12 @@ per submit_multi; the receipts' source_addr tell the destinations apart).  ``uns
 destinations refused or not stored (distribution lists are not supported: ``ESME_RINVDLNAME``).  When no
 destination is accepted the response is the first destination's error status.
 
+HTTP API sends (:meth:`AcceptHandler.submit_api`): the submit_sm PDUs :mod:`catalyst_smpp.http.compose` builds
+from the requests go through the same ``_build`` and batcher, with an ``_ApiResponder`` in place of the SMPP
+session (its ``respond`` records each PDU's status; the request resumes once all are answered).  ``_Reject``
+carries the kind of refusal (``no_route``, billing's labels) so that the API can tell NO_ROUTE, UNPRICED and
+INSUFFICIENT_CREDIT apart where SMPP has one status for several of them.
+
 query_sm: answered from the message log by :mod:`~catalyst_smpp.gateway.query` when the handler has a ``db``;
 without one → ``ESME_RQUERYFAIL`` (``ESME_RINVMSGID`` for an id that is not ours in the partner's format);
 cancel_sm / replace_sm: of a scheduled message still waiting, by the
@@ -59,7 +65,7 @@ from __future__ import annotations
 import collections
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final
 
 import attrs
@@ -90,7 +96,7 @@ from catalyst_smpp.store import Database
 from catalyst_smpp.store.records import Partner
 from catalyst_smpp.transport.session import DEFERRED, Reply, SmppSession
 
-__all__ = ["AcceptHandler", "AcceptStats", "status_for_publish_error"]
+__all__ = ["AcceptHandler", "AcceptStats", "ApiResult", "status_for_publish_error"]
 
 log = logging.getLogger(__name__)
 
@@ -122,9 +128,11 @@ def status_for_publish_error(kind: PublishErrorKind) -> int:
 
 
 class _Reject(Exception):
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(self, status: int, reason: str, label: str = "") -> None:
         self.status = status
         self.reason = reason
+        #: what kind of refusal, for the HTTP API's error codes: no_route, or billing's Refusal.label
+        self.label = label
 
 
 class _NeedCredit(Exception):
@@ -172,7 +180,7 @@ class _Pending:
 
     def __init__(
         self,
-        session: SmppSession,
+        session: SmppSession | _ApiResponder,
         pdu: Pdu,
         mts: list[_Mt],
         failures: list[tuple[SmeDestination, int]],
@@ -277,7 +285,7 @@ class AcceptHandler:
             return _RSYSERR
         return int(S.ESME_RINVCMDID)
 
-    def _partner(self, session: SmppSession) -> tuple[Partner | None, str, str]:
+    def _partner(self, session: SmppSession | _ApiResponder) -> tuple[Partner | None, str, str]:
         p = self.partners(session.system_id)
         if p is None:
             return None, "hex", "gsm7"
@@ -447,7 +455,7 @@ class AcceptHandler:
         route_dest = dest_addr[1:] if dest_addr.startswith("+") else dest_addr
         targets = self.router().route(partner, source[2], route_dest)
         if not targets:
-            raise _Reject(_RINVDSTADR, "no route")
+            raise _Reject(_RINVDSTADR, "no route", "no_route")
         target = targets[0]
         charge = _NO_CHARGE
         if self.charger is not None and partner_rec is not None:
@@ -459,7 +467,7 @@ class AcceptHandler:
                 )
             except Refusal as r:
                 self._count_billing(partner, r.label)
-                raise _Reject(r.status, r.reason) from None
+                raise _Reject(r.status, r.reason, r.label) from None
             except NeedCredit as n:
                 raise _NeedCredit(n.micros) from None
         our_id = self.ids.next()
@@ -625,8 +633,10 @@ class AcceptHandler:
                     except _NeedCredit:
                         self._count_billing(p.partner, "insufficient_credit")
                         status = partner.insufficient_credit_status if partner is not None else _RSYSERR
-                        raise _Reject(status, "insufficient credit") from None
+                        raise _Reject(status, "insufficient credit", "insufficient_credit") from None
                 except _Reject as r:
+                    if isinstance(p.session, _ApiResponder):
+                        p.session.labels[id(pdu)] = r.label
                     row = self._rejected(p.partner, source[2], dest[2], r)
                     if row is not None:
                         p.rows = [*(p.rows or ()), row]
@@ -800,6 +810,56 @@ class AcceptHandler:
             # a refused request (failures: its own status) or a record not stored
             p.session.respond(pdu, first_error or (failures[0][1] if failures else _RSYSERR))
 
+    # ------------------------------------------------------------------ the HTTP API
+
+    async def submit_api(self, partner: Partner, pdus: Sequence[Pdu], dc0: str = "gsm7") -> list[ApiResult]:
+        """HTTP submits (submit_sm PDUs built by :mod:`catalyst_smpp.http.compose`) through the same
+        ``_build`` and batcher as an SMPP submit; one :class:`ApiResult` per PDU, once each is answered (its
+        record published and its event rows stored, or refused).  ``dc0``: what data_coding 0 means in these
+        PDUs (the API encodes GSM text itself, whatever the partner's SMPP setting)."""
+        resp = _ApiResponder(partner.system_id, len(pdus))
+        sid = partner.system_id
+        fmt = partner.message_id_format
+        pending: list[_Pending | None] = []
+        for pdu in pdus:
+            source: tuple[int, int, str] = (pdu.source_addr_ton, pdu.source_addr_npi, pdu.source_addr)  # type: ignore[attr-defined]
+            dest: tuple[int, int, str] = (pdu.dest_addr_ton, pdu.dest_addr_npi, pdu.destination_addr)  # type: ignore[attr-defined]
+            p: _Pending | None = None
+            try:
+                if self._closed:
+                    raise _Reject(_RMSGQFUL, "draining")
+                mt = self._build(sid, dc0, pdu, source, dest, None, partner)
+            except _NeedCredit as need:
+                if self._running:
+                    retry = [(dest, need.micros)]
+                    p = _Pending(resp, pdu, [], [], fmt, self.clock(), sid, source[2], retry=retry)
+                else:
+                    resp.respond(pdu, _RSYSERR)
+            except _Reject as r:
+                resp.labels[id(pdu)] = r.label
+                row = self._rejected(sid, source[2], dest[2], r)
+                if row is None or not self._running:
+                    resp.respond(pdu, r.status)
+                else:
+                    failed = [(SmeDestination(*dest), r.status)]
+                    p = _Pending(resp, pdu, [], failed, fmt, self.clock(), sid, source[2], [row])
+            else:
+                p = _Pending(resp, pdu, [mt], [], fmt, self.clock(), sid, source[2])
+            if p is not None:
+                self._enqueue(p)
+            pending.append(p)
+        await resp.done.wait()
+        out: list[ApiResult] = []
+        for pdu, p in zip(pdus, pending, strict=True):
+            status = resp.statuses[id(pdu)]
+            label = resp.labels.get(id(pdu), "")
+            if status == 0 and p is not None and p.mts:
+                mt = p.mts[0]
+                out.append(ApiResult(0, mt[0], mt[7], mt[10].price, mt[10].currency, "", mt[9]))
+            else:
+                out.append(ApiResult(status, None, 0, 0, "", label, ""))
+        return out
+
     # ------------------------------------------------------------------ draining
 
     async def drain(self) -> None:
@@ -841,3 +901,47 @@ class _Stored:
 
 
 _STORED: Final = _Stored()
+
+
+@attrs.frozen
+class ApiResult:
+    """The outcome of one HTTP submit: ``status`` 0 (published: ``message_id`` our id, its ``parts``, its
+    price in micro-units and currency: 0 and "" for a partner not billed, the operator it is routed to) or
+    the SMPP status an SMPP partner would have been answered with, and ``label`` the kind of refusal
+    (``no_route``, ``unpriced``, ``insufficient_credit``, ``margin``, ``currency``; "" for the others)."""
+
+    status: int
+    message_id: int | None
+    parts: int
+    price: int
+    currency: str
+    label: str
+    operator: str
+
+
+class _ApiResponder:
+    """Stands in for the SMPP session of the HTTP submits of one request: the batcher's ``respond(pdu,
+    reply)`` records each PDU's status; ``done`` is set once every PDU has its answer."""
+
+    __slots__ = ("done", "labels", "remaining", "session_id", "statuses", "system_id")
+
+    def __init__(self, system_id: str, n: int) -> None:
+        self.system_id = system_id
+        self.session_id = "http"
+        self.statuses: dict[int, int] = {}
+        self.labels: dict[int, str] = {}
+        self.remaining = n
+        self.done = trio.Event()
+        if n == 0:
+            self.done.set()
+
+    def respond(self, pdu: Pdu, reply: Reply) -> None:
+        key = id(pdu)
+        if key in self.statuses:
+            return
+        if isinstance(reply, Pdu):
+            reply = reply.command_status
+        self.statuses[key] = reply if isinstance(reply, int) else _RSYSERR
+        self.remaining -= 1
+        if self.remaining <= 0:
+            self.done.set()

@@ -9,6 +9,9 @@ Built from a :class:`Config` and open infrastructure (bus, database, watcher); s
         await gw.reload()          # also done automatically on watcher changes
         await gw.drain(grace)      # stop binds, flush accepts, unbind partners, stop connectors
 
+The HTTP API (``[http] port``; catalyst_smpp.http) runs in the same nursery on the same accept handler; on
+drain it stops after accept has drained.
+
 Partner delivery runs per partner while it has a receiver/transceiver bind on this node: started from the
 server's ``on_bound`` hook, stopped from ``on_closed`` when the last one goes.  Webhook deliveries
 (catalyst_smpp.http.webhooks) run on every node for each enabled webhook, following the snapshot.
@@ -37,7 +40,7 @@ from catalyst_smpp.billing.node import PgLeaseStore, StaleHolds
 from catalyst_smpp.bus import BusError, MessageBus
 from catalyst_smpp.config import Config, ListenerConfig
 from catalyst_smpp.gateway.accept import AcceptHandler
-from catalyst_smpp.gateway.auth import PostgresAuthenticator
+from catalyst_smpp.gateway.auth import PostgresAuthenticator, account_for
 from catalyst_smpp.gateway.connector import OperatorConnector
 from catalyst_smpp.gateway.delivery import PartnerDelivery
 from catalyst_smpp.gateway.events import EventPublisher, EventWriter
@@ -52,6 +55,7 @@ from catalyst_smpp.server import ServerConfig, ServerSession, SmppServer
 from catalyst_smpp.store import Database
 from catalyst_smpp.store.records import ConfigSnapshot, Operator, Partner
 from catalyst_smpp.store.snapshot_file import load_snapshot_file, save_snapshot_file
+from catalyst_smpp.util.ratelimit import TokenBucket
 
 __all__ = ["Gateway"]
 
@@ -143,6 +147,10 @@ class Gateway:
         self._reload_lock = trio.Lock()
         self._draining = False
         self._done = trio.Event()
+        self._http_stop = trio.Event()
+        self._http_done: trio.Event | None = None
+        self.http_addresses: list[str] = []
+        """Where the HTTP API listens (empty: ``[http] port`` 0)."""
 
     # ------------------------------------------------------------------ lookups
 
@@ -267,6 +275,8 @@ class Gateway:
                 )
                 await n.start(server.serve)
                 self.servers.append(server)
+            if cfg.http.port:
+                await self._start_http(n)
             self._sync_connectors()
             if getattr(self.infra, "watcher", None) is not None:
                 n.start_soon(self._watch)
@@ -285,6 +295,20 @@ class Gateway:
             n.cancel_scope.cancel()
 
     # ------------------------------------------------------------------ snapshot on disk; Postgres down
+
+    async def _start_http(self, n: trio.Nursery) -> None:
+        """The HTTP API (``[http]``) in the gateway's nursery (catalyst_smpp.http.server.start_api)."""
+        from catalyst_smpp.http.server import start_api
+
+        self._http_done = trio.Event()
+        self.http_addresses = await n.start(start_api, self, self._http_stop, self._http_done)
+
+    def _partner_bucket(self, partner: Partner) -> TokenBucket | None:
+        """The partner's submit token bucket, shared with its SMPP binds (those of the first listener: each
+        listener's server keeps its own)."""
+        if self.servers:
+            return self.servers[0]._bucket_for(account_for(partner))
+        return None
 
     async def _save_snapshot(self, snap: ConfigSnapshot) -> None:
         if self.snapshot_file is None:
@@ -606,6 +630,11 @@ class Gateway:
                 await self.accept.drain()
             if self.credit is not None:  # nothing more is held here: the unused credit goes back
                 await self.credit.close()
+        # the HTTP API after accept: requests meanwhile were answered 503 (accept refuses while draining)
+        self._http_stop.set()
+        if self._http_done is not None:
+            with trio.move_on_at(deadline):
+                await self._http_done.wait()
         remaining = max(0.1, deadline - trio.current_time())
         async with trio.open_nursery() as n:
             for s in self.servers:

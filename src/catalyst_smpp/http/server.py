@@ -1,0 +1,83 @@
+"""``serve_http``: the HTTP API on Hypercorn in the caller's trio nursery (TLS when ``[http]`` has a cert).
+
+``await nursery.start(serve_http, app, config, stop)`` returns once the socket listens (the bound addresses);
+setting ``stop`` stops taking connections and lets requests in flight finish (``graceful`` seconds at most).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+
+from catalyst_smpp.config import HttpConfig
+from catalyst_smpp.http.app import create_app
+from catalyst_smpp.http.context import ApiContext
+from catalyst_smpp.http.keys import KeyStore
+from catalyst_smpp.http.ratelimit import KeyLimiter
+
+__all__ = ["serve_http", "start_api"]
+
+log = logging.getLogger(__name__)
+
+
+def hypercorn_config(config: HttpConfig, graceful: float = 10.0) -> HypercornConfig:
+    hc = HypercornConfig()
+    host = f"[{config.host}]" if ":" in config.host else config.host
+    hc.bind = [f"{host}:{config.port}"]
+    if config.tls_cert is not None:
+        hc.certfile = str(config.tls_cert)
+        hc.keyfile = str(config.tls_key) if config.tls_key is not None else None
+    hc.graceful_timeout = graceful
+    hc.accesslog = None
+    hc.errorlog = logging.getLogger("catalyst_smpp.http.hypercorn")
+    hc.keep_alive_timeout = 30.0
+    return hc
+
+
+async def serve_http(
+    app: Any,
+    config: HttpConfig,
+    stop: trio.Event,
+    *,
+    graceful: float = 10.0,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``app`` until ``stop`` is set (module notes)."""
+    hc = hypercorn_config(config, graceful)
+    scheme = "https" if config.tls_cert is not None else "http"
+    log.info("HTTP API on %s://%s:%d", scheme, config.host, config.port)
+    await serve(app, hc, shutdown_trigger=stop.wait, task_status=task_status)
+
+
+async def start_api(
+    gw: Any,
+    stop: trio.Event,
+    done: trio.Event,
+    *,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """The HTTP API of a running :class:`~catalyst_smpp.gateway.Gateway` ``gw``: its accept handler, partners,
+    database and the partners' SMPP token buckets; ``done`` is set once the server has stopped."""
+    hc: HttpConfig = gw.cfg.http
+    ctx = ApiContext(
+        accept=gw.accept,
+        db=gw.db,
+        partners=gw.partner,
+        keys=KeyStore(gw.db, ttl=hc.key_cache),
+        limiter=KeyLimiter(hc.rate),
+        throttle=gw._partner_bucket,
+        node=gw.node_id,
+        draining=lambda: bool(gw._draining),
+        bus=gw.bus,
+        metrics=gw.metrics,
+    )
+    try:
+        await serve_http(
+            create_app(ctx), hc, stop, graceful=gw.cfg.limits.shutdown_grace, task_status=task_status
+        )
+    finally:
+        done.set()
