@@ -1,0 +1,246 @@
+"""The HTTP API end to end: sends/s over keep-alive connections, a bulk of 10,000, the SMPP path beside it.
+
+One command::
+
+    .venv/bin/python bench/http.py                      # 20,000 sends from 50 clients, a bulk of 10,000, SMPP
+    .venv/bin/python bench/http.py --count 50000 --clients 100 --no-smpp
+    .venv/bin/python bench/http.py --json
+
+What runs, each in its own process: ``catalyst-smpp smsc-sim`` (answers at once, a DELIVRD receipt
+right after), the gateway (``catalyst-smpp run`` with its HTTP API on), and this script's HTTP clients
+(httpx on trio, one keep-alive connection per client).  Every send asks for a delivery report; a message
+counts as done end to end when its ``delivered`` row is in the message log (the receipt came back from the
+simulator and was mapped).  Then one ``POST /api/v4/sms/bulk`` of ``--bulk`` messages, timed to its answer.
+Then, on the same gateway, ``catalyst-smpp load`` submits as many messages over SMPP (2 binds, window 256),
+for the comparison.
+
+Figures: sends/s (202 answers per second from the first request to the last answer), end to end msgs/s (to
+the last ``delivered`` row), 202 latency p50/p99, gateway CPU per message over the sends, the bulk's answer
+time, and the SMPP load's submit_sm/s and end-to-end msgs/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+# This file is named like the standard library's ``http`` package: the script's own directory goes to the END
+# of the path, so that ``http.client`` (which httpx imports) is the standard library's, and ``e2e`` /
+# ``_procs`` beside this file are still found.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(_HERE)]
+
+import httpx  # noqa: E402
+import psutil  # noqa: E402
+import trio  # noqa: E402
+from _procs import catalyst_command, wait_for_port_file  # noqa: E402
+
+import e2e  # noqa: E402  (the e2e benchmark beside this file: its setup and helpers)
+
+TO = "+447700900{:03d}"
+
+
+def _create_key(dsn: str, schema: str) -> str:
+    from catalyst_smpp.http.keys import create_key
+    from catalyst_smpp.store import connect_sync
+
+    with connect_sync(dsn, schema=schema, autocommit=True) as conn:
+        _key, secret = create_key(conn, e2e.PARTNER, name="bench", rate=1_000_000.0)
+    return secret
+
+
+def _delivered(dsn: str, schema: str) -> int:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(
+            f'SELECT count(*) FROM "{schema}".message_log WHERE event = %s', ("delivered",)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+
+async def _sends(base: str, key: str, count: int, clients: int) -> dict[str, Any]:
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    next_i = 0
+    t_first = t_last = 0.0
+    headers = {"X-API-Key": key}
+
+    async def client() -> None:
+        nonlocal next_i, t_first, t_last
+        async with httpx.AsyncClient(base_url=base, headers=headers, timeout=60.0) as c:
+            while next_i < count:
+                i = next_i
+                next_i += 1
+                body = {"to": TO.format(i % 1000), "from": "Catalyst", "message": f"{e2e.TEXT} {i}",
+                        "delivery_report": True}  # fmt: skip
+                t0 = time.perf_counter()
+                t_first = t_first or t0
+                r = await c.post("/api/v4/sms/send", json=body)
+                t1 = time.perf_counter()
+                t_last = t1
+                statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+                latencies.append((t1 - t0) * 1000)
+
+    async with trio.open_nursery() as n:
+        for _ in range(clients):
+            n.start_soon(client)
+    latencies.sort()
+    return {
+        "statuses": statuses,
+        "seconds": t_last - t_first,
+        "t_first": t_first,
+        "p50_ms": statistics.median(latencies) if latencies else float("nan"),
+        "p99_ms": latencies[int(len(latencies) * 0.99) - 1] if latencies else float("nan"),
+    }
+
+
+async def _bulk(base: str, key: str, n: int) -> dict[str, Any]:
+    body = {"from": "Catalyst", "delivery_report": False,
+            "messages": [{"to": TO.format(i % 1000), "message": f"bulk {i}"} for i in range(n)]}  # fmt: skip
+    async with httpx.AsyncClient(base_url=base, headers={"X-API-Key": key}, timeout=120.0) as c:
+        t0 = time.perf_counter()
+        r = await c.post("/api/v4/sms/bulk", json=body)
+        seconds = time.perf_counter() - t0
+    data = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
+    return {"status": r.status_code, "seconds": seconds, "accepted": data.get("accepted"), "total": n}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    base_args = e2e.parse_args(["--count", str(args.count)])
+    base_args.nats, base_args.dsn = args.nats, args.dsn
+    cmd = catalyst_command()
+    tag = f"{os.getpid()}{int(time.time()) % 100000}"
+    namespace, schema = f"http{tag}", f"bench_http_{tag}"
+    procs: list[subprocess.Popen[Any]] = []
+    out: dict[str, Any] = {"count": args.count, "clients": args.clients}
+    with tempfile.TemporaryDirectory(prefix="bench-http-") as tmpdir:
+        tmp = Path(tmpdir)
+        sim = subprocess.Popen(
+            [*cmd, "smsc-sim", "--host", e2e.HOST, "--port", "0", "--port-file", str(tmp / "sim.port"),
+             "--window", "512", "--stats-interval", "0"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        procs.append(sim)
+        try:
+            sim_port = wait_for_port_file(tmp / "sim.port", sim)
+            e2e._setup_database(args.dsn, schema, sim_port, base_args)
+            key = _create_key(args.dsn, schema)
+            port, mport, http_port = e2e._free_port(), e2e._free_port(), e2e._free_port()
+            cfg = tmp / "gw.toml"
+            e2e._write_config(
+                cfg,
+                base_args,
+                namespace=namespace,
+                schema=schema,
+                port=port,
+                metrics_port=mport,
+                node="http-1",
+                state_dir=tmp / "state",
+            )
+            with cfg.open("a") as f:
+                f.write(f'\n[http]\nhost = "{e2e.HOST}"\nport = {http_port}\nrate = 1000000\n')
+            log = open(tmp / "gw.log", "w")
+            gw = subprocess.Popen([*cmd, "run", "--config", str(cfg)], stdout=log, stderr=subprocess.STDOUT)
+            procs.append(gw)
+            e2e._wait_gateway(gw, mport)
+            base = f"http://{e2e.HOST}:{http_port}"
+            gw_proc = psutil.Process(gw.pid)
+            spy = None
+            if args.profile:  # py-spy of the gateway while the sends run
+                spy = subprocess.Popen(
+                    [str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(gw.pid),
+                     "--format", "raw", "--threads", "--rate", "100", "-o", str(tmp / "spy.txt")],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                )  # fmt: skip
+                time.sleep(1.0)
+            cpu0 = sum(gw_proc.cpu_times()[:2])
+            sends = trio.run(_sends, base, key, args.count, args.clients)
+            if spy is not None:
+                spy.send_signal(2)
+                spy.wait(30)
+                out["profile"] = e2e._summarise_py_spy(tmp / "spy.txt", 40)
+            accepted = sends["statuses"].get(202, 0)
+            cpu1 = sum(gw_proc.cpu_times()[:2])
+            deadline = time.monotonic() + 120
+            while _delivered(args.dsn, schema) < accepted and time.monotonic() < deadline:
+                time.sleep(0.1)
+            e2e_seconds = time.perf_counter() - sends["t_first"]
+            out["http"] = {
+                **{k: v for k, v in sends.items() if k != "t_first"},
+                "sends_per_s": accepted / sends["seconds"] if sends["seconds"] else float("nan"),
+                "e2e_msgs_per_s": _delivered(args.dsn, schema) / e2e_seconds,
+                "gateway_cpu_us_per_msg": (cpu1 - cpu0) / max(accepted, 1) * 1e6,
+            }
+            out["bulk"] = trio.run(_bulk, base, key, args.bulk) if args.bulk else None
+            if not args.no_smpp:
+                load = subprocess.run(
+                    [*cmd, "load", "--host", e2e.HOST, "--port", str(port), "--system-id", e2e.PARTNER,
+                     "--password", e2e.PASSWORD, "--binds", "2", "--window", "256",
+                     "--count", str(args.count), "--text", e2e.TEXT, "--source", e2e.SOURCE,
+                     "--dest", e2e.DEST, "--registered-delivery", "1", "--receipt-timeout", "60", "--json"],
+                    capture_output=True, text=True, check=False,
+                )  # fmt: skip
+                report = json.loads(load.stdout) if load.returncode == 0 else {}
+                out["smpp"] = {"submit_per_s": report.get("throughput"), "accepted": report.get("accepted"),
+                               "receipts": report.get("receipts")}  # fmt: skip
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.terminate()
+            for p in procs:
+                try:
+                    p.wait(20)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+            try:
+                e2e._nats_cleanup(args.nats, namespace)
+                e2e._drop_schema(args.dsn, schema)
+            except Exception as exc:
+                print(f"warning: cleanup failed: {exc}", file=sys.stderr)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--count", type=int, default=20000, help="HTTP sends (and SMPP submits after them)")
+    p.add_argument("--clients", type=int, default=50, help="concurrent HTTP clients, one connection each")
+    p.add_argument("--bulk", type=int, default=10000, help="messages in the one bulk request (0: none)")
+    p.add_argument("--no-smpp", action="store_true", help="skip the SMPP load beside it")
+    p.add_argument("--nats", default=os.environ.get("CATALYST_BENCH_NATS", "nats://127.0.0.1:4222"))
+    p.add_argument("--dsn", default=os.environ.get("CATALYST_BENCH_DSN", "host=127.0.0.1 dbname=test"))
+    p.add_argument("--profile", action="store_true", help="py-spy the gateway while the sends run")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    r = run(args)
+    if r.get("profile"):
+        print(r.pop("profile"))
+    if args.json:
+        print(json.dumps(r, indent=2))
+        return 0
+    h = r["http"]
+    print(f"HTTP: {args.count} sends from {args.clients} keep-alive clients: {h['sends_per_s']:.0f} sends/s, "
+          f"202 p50 {h['p50_ms']:.1f} ms p99 {h['p99_ms']:.1f} ms; end to end (receipt back) "
+          f"{h['e2e_msgs_per_s']:.0f} msgs/s; gateway CPU {h['gateway_cpu_us_per_msg']:.0f} µs/msg; "
+          f"answers {h['statuses']}")  # fmt: skip
+    if r.get("bulk"):
+        b = r["bulk"]
+        print(f"bulk of {b['total']}: HTTP {b['status']} in {b['seconds']:.2f} s, {b['accepted']} accepted")
+    if r.get("smpp"):
+        s = r["smpp"]
+        rate = s["submit_per_s"]
+        what = f"{rate:.0f} submit_sm/s" if rate else "the load failed"
+        print(f"SMPP beside it ({args.count}, 2 binds x window 256): {what}, receipts {s['receipts']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
