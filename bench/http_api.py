@@ -1,10 +1,11 @@
-"""The HTTP API end to end: sends/s over keep-alive connections, a bulk of 10,000, the SMPP path beside it.
+"""The HTTP API end to end (named ``http_api``: a ``bench/http.py`` would hide the standard library's ``http``
+package from every script in this directory): sends/s over keep-alive connections, a bulk of 10,000, the SMPP path beside it.
 
 One command::
 
-    .venv/bin/python bench/http.py                      # 20,000 sends from 50 clients, a bulk of 10,000, SMPP
-    .venv/bin/python bench/http.py --count 50000 --clients 100 --no-smpp
-    .venv/bin/python bench/http.py --json
+    .venv/bin/python bench/http_api.py                      # 20,000 sends from 50 clients, a bulk of 10,000, SMPP
+    .venv/bin/python bench/http_api.py --count 50000 --clients 100 --no-smpp
+    .venv/bin/python bench/http_api.py --json
 
 What runs, each in its own process: ``catalyst-smpp smsc-sim`` (answers at once, a DELIVRD receipt
 right after), the gateway (``catalyst-smpp run`` with its HTTP API on), and this script's HTTP clients
@@ -32,18 +33,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-# This file is named like the standard library's ``http`` package: the script's own directory goes to the END
-# of the path, so that ``http.client`` (which httpx imports) is the standard library's, and ``e2e`` /
-# ``_procs`` beside this file are still found.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(_HERE)]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import httpx  # noqa: E402
-import psutil  # noqa: E402
-import trio  # noqa: E402
-from _procs import catalyst_command, wait_for_port_file  # noqa: E402
+import httpx
+import psutil
+import trio
+from _procs import catalyst_command, wait_for_port_file
 
-import e2e  # noqa: E402  (the e2e benchmark beside this file: its setup and helpers)
+import e2e
 
 TO = "+447700900{:03d}"
 
