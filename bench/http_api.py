@@ -1,9 +1,11 @@
-"""The HTTP API end to end (named ``http_api``: a ``bench/http.py`` would hide the standard library's ``http``
-package from every script in this directory): sends/s over keep-alive connections, a bulk of 10,000, the SMPP path beside it.
+"""The HTTP API end to end: sends/s over keep-alive connections, a bulk of 10,000, the SMPP path beside it.
+
+(Named ``http_api``: a ``bench/http.py`` would hide the standard library's ``http`` package from every script
+in this directory.)
 
 One command::
 
-    .venv/bin/python bench/http_api.py                      # 20,000 sends from 50 clients, a bulk of 10,000, SMPP
+    .venv/bin/python bench/http_api.py                  # 20,000 sends from 50 clients, a bulk of 10,000, SMPP
     .venv/bin/python bench/http_api.py --count 50000 --clients 100 --no-smpp
     .venv/bin/python bench/http_api.py --json
 

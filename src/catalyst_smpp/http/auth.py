@@ -25,7 +25,7 @@ _bearer = HTTPBearer(auto_error=False, description="the API key as a bearer toke
 async def context(request: Request) -> ApiContext:
     """The gateway's services, as a dependency.  ``async`` on purpose: FastAPI runs a plain ``def``
     dependency in a worker thread, which cost ~1.5 ms of CPU per request (thread hand-offs and their
-    contention), measured with bench/http.py."""
+    contention), measured with bench/http_api.py."""
     ctx: ApiContext = request.app.state.ctx
     return ctx
 
