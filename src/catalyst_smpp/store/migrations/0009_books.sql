@@ -92,7 +92,8 @@ CREATE TABLE credit_entries (
 );
 -- The first of capture / release settles the message: a later one of the other kind conflicts here.
 CREATE UNIQUE INDEX credit_entries_one_settlement ON credit_entries (message_id) WHERE kind <> 'hold';
-CREATE INDEX credit_entries_lease ON credit_entries (lease_id);
+-- No index on lease_id: the per-lease totals are kept as counters on credit_leases (apply_credit), so only
+-- verify() reads entries by lease, all of them at once; an index would cost every entry an insert.
 CREATE INDEX credit_entries_partner_at ON credit_entries (partner_id, at);
 CREATE TRIGGER credit_entries_append_only BEFORE UPDATE OR DELETE ON credit_entries
     FOR EACH ROW EXECUTE FUNCTION books_append_only();
