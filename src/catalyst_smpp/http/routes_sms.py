@@ -139,7 +139,21 @@ def _schedule(body: SendRequest, ctx: ApiContext) -> float | None:
     return at.timestamp()
 
 
-@router.post("/send", status_code=202, response_model=SendResponse, response_model_by_alias=True)
+_REPLAYABLE: Final[dict[int | str, dict[str, Any]]] = {
+    202: {
+        "headers": {
+            "Idempotent-Replayed": {
+                "description": "true: the stored answer of the first request with this Idempotency-Key",
+                "schema": {"type": "string", "enum": ["true"]},
+            }
+        }
+    }
+}
+
+
+@router.post(
+    "/send", status_code=202, response_model=SendResponse, response_model_by_alias=True, responses=_REPLAYABLE
+)
 async def send(body: SendRequest, partner: Auth, ctx: Ctx, idempotency_key: IdemKey = None) -> JSONResponse:
     """Send one message.  202 once it is stored (published, or kept for its ``schedule_time``)."""
     return await answer_once(ctx, partner, idempotency_key, "/send", body, lambda: _send(body, partner, ctx))
@@ -187,7 +201,7 @@ def _utc(at: float | None) -> dt.datetime | None:
     return None if at is None else dt.datetime.fromtimestamp(at, dt.UTC)
 
 
-@router.post("/bulk", status_code=202, response_model=BulkResponse)
+@router.post("/bulk", status_code=202, response_model=BulkResponse, responses=_REPLAYABLE)
 async def bulk(body: BulkRequest, partner: Auth, ctx: Ctx, idempotency_key: IdemKey = None) -> JSONResponse:
     """Send up to 10,000 messages: each is accepted or refused on its own (``messages`` in request order)."""
     return await answer_once(ctx, partner, idempotency_key, "/bulk", body, lambda: _bulk(body, partner, ctx))
