@@ -13,7 +13,7 @@ import trio
 from fastapi.routing import APIRoute
 
 from catalyst_smpp.http import app as app_module
-from catalyst_smpp.http import routes_billing, routes_sms
+from catalyst_smpp.http import routes_billing, routes_receipts, routes_sms
 
 from .conftest import Api
 
@@ -39,26 +39,35 @@ async def test_document_describes_every_route_and_error(api: Api) -> None:
     app = app_module.create_app(None)  # type: ignore[arg-type]  # the routes only
     routes = {
         (m.lower(), r.path)
-        for router in (app.router, routes_sms.router, routes_billing.router)
+        for router in (app.router, routes_sms.router, routes_receipts.router, routes_billing.router)
         for r in router.routes
         if isinstance(r, APIRoute)
         for m in r.methods
     }
-    assert len(routes) == 7
+    assert len(routes) == 9
     documented = {(m, p) for p, ops in doc["paths"].items() for m in ops}
     assert routes == documented
     schemas = doc["components"]["schemas"]
     assert "HTTPValidationError" not in schemas
     # validation errors, the auth dependency's and each router's own ApiErrors
     want = {
-        "sms": _raised("routes_sms.py", "auth.py") | {"400"},
+        "sms": _raised("routes_sms.py", "idempotent.py", "auth.py") | {"400"},
+        "receipts": _raised("routes_receipts.py", "auth.py") | {"400"},
         "billing": _raised("routes_billing.py", "auth.py"),
     }
     for path, ops in doc["paths"].items():
         for op in ops.values():
             responses = op["responses"]
             assert "422" not in responses, path
-            group = "sms" if path.startswith("/api/v4/sms") else "billing" if "/billing/" in path else None
+            group = (
+                "receipts"
+                if path == "/api/v4/sms/receipts"
+                else "sms"
+                if path.startswith("/api/v4/sms")
+                else "billing"
+                if "/billing/" in path
+                else None
+            )
             if group is None:
                 continue
             assert want[group] <= set(responses), (path, want[group] - set(responses))

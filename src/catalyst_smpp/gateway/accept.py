@@ -855,7 +855,8 @@ class AcceptHandler:
             label = resp.labels.get(id(pdu), "")
             if status == 0 and p is not None and p.mts:
                 mt = p.mts[0]
-                out.append(ApiResult(0, mt[0], mt[7], mt[10].price, mt[10].currency, "", mt[9]))
+                due = mt[11][0] if mt[11] is not None else None
+                out.append(ApiResult(0, mt[0], mt[7], mt[10].price, mt[10].currency, "", mt[9], due))
             else:
                 out.append(ApiResult(status, None, 0, 0, "", label, ""))
         return out
@@ -917,6 +918,8 @@ class ApiResult:
     currency: str
     label: str
     operator: str
+    scheduled_at: float | None = None
+    """When a scheduled message is due (it was stored, not published); None for the others."""
 
 
 class _ApiResponder:

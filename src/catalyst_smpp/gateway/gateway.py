@@ -297,11 +297,14 @@ class Gateway:
     # ------------------------------------------------------------------ snapshot on disk; Postgres down
 
     async def _start_http(self, n: trio.Nursery) -> None:
-        """The HTTP API (``[http]``) in the gateway's nursery (catalyst_smpp.http.server.start_api)."""
+        """The HTTP API (``[http]``) in the gateway's nursery (catalyst_smpp.http.server.start_api), and the
+        purge of its expired Idempotency-Key rows."""
+        from catalyst_smpp.http.idempotency import purge_loop
         from catalyst_smpp.http.server import start_api
 
         self._http_done = trio.Event()
         self.http_addresses = await n.start(start_api, self, self._http_stop, self._http_done)
+        n.start_soon(purge_loop, self.db)  # Idempotency-Key rows older than their 24 h
 
     def _partner_bucket(self, partner: Partner) -> TokenBucket | None:
         """The partner's submit token bucket, shared with its SMPP binds (those of the first listener: each

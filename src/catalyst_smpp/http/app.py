@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from catalyst_smpp import __version__
-from catalyst_smpp.http import errors, routes_billing, routes_sms
+from catalyst_smpp.http import errors, routes_billing, routes_receipts, routes_sms
 from catalyst_smpp.http.context import ApiContext
 from catalyst_smpp.http.schemas import ErrorBody, Health
 
@@ -21,7 +21,8 @@ __all__ = ["OPENAPI_URL", "create_app"]
 
 OPENAPI_URL: Final = "/api/v4/openapi.json"
 
-_SMS_ERRORS: Final = (400, 401, 402, 403, 404, 429, 503)
+_SMS_ERRORS: Final = (400, 401, 402, 403, 404, 409, 429, 503)
+_RECEIPTS_ERRORS: Final = (400, 401, 403, 409, 429, 503)
 _BILLING_ERRORS: Final = (401, 403, 404, 429, 503)
 
 
@@ -40,6 +41,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.state.ctx = ctx
     errors.install(app)
     app.include_router(routes_sms.router, responses=_responses(_SMS_ERRORS))
+    app.include_router(routes_receipts.router, responses=_responses(_RECEIPTS_ERRORS))
     app.include_router(routes_billing.router, responses=_responses(_BILLING_ERRORS))
 
     @app.get("/health", response_model=Health, tags=["health"])

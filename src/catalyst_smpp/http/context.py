@@ -8,6 +8,8 @@ from typing import Any
 import attrs
 
 from catalyst_smpp.gateway.accept import AcceptHandler
+from catalyst_smpp.gateway.schedule import Scheduler
+from catalyst_smpp.http.idempotency import IdempotencyStore
 from catalyst_smpp.http.keys import KeyStore
 from catalyst_smpp.http.ratelimit import KeyLimiter
 from catalyst_smpp.store import Database
@@ -33,7 +35,11 @@ class ApiContext:
     """True once the gateway drains: /health says so (a load balancer stops sending)."""
     bus: Any = None
     metrics: Any = None
-    idempotency: Any | None = None
-    """The Idempotency-Key store (built separately; unused until then)."""
-    scheduler: Any | None = None
-    """Scheduled sends (built separately; until then a future ``schedule_time`` is refused)."""
+    idempotency: IdempotencyStore | None = None
+    """The Idempotency-Key store (None: keys are not honoured; the gateway always has one)."""
+    scheduler: Scheduler | None = None
+    """Scheduled sends and their cancel (None: a future ``schedule_time`` and DELETE are 503)."""
+    receiver_bound: Callable[[str], bool] = lambda system_id: False
+    """Whether the partner has an SMPP receiver (or transceiver) bound on this node."""
+    dlr_webhook: Callable[[str], bool] = lambda system_id: False
+    """Whether the partner's receipts go to its webhook."""

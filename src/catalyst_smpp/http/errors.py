@@ -17,12 +17,14 @@ from starlette.exceptions import HTTPException
 __all__ = ["ERRORS", "ApiError", "error_body", "install"]
 
 ERRORS: Final[dict[int, str]] = {
-    400: "Invalid request (INVALID_REQUEST, INVALID_DESTINATION, NO_ROUTE, UNPRICED, REJECTED, "
-    "SCHEDULING_UNAVAILABLE)",
+    400: "Invalid request (INVALID_REQUEST, INVALID_DESTINATION, NO_ROUTE, UNPRICED, REJECTED)",
     401: "No API key, or not a valid one (UNAUTHORIZED)",
     402: "Not enough credit (INSUFFICIENT_CREDIT)",
     403: "The partner is disabled (FORBIDDEN)",
     404: "No such resource, or not the key's partner's (NOT_FOUND)",
+    409: "Conflict: the Idempotency-Key was used for another request (IDEMPOTENCY_CONFLICT) or its first "
+    "request still runs (IDEMPOTENCY_IN_FLIGHT, see Retry-After); the message is not waiting to be sent "
+    "(NOT_CANCELLABLE); the partner's receipts go to its SMPP receiver or webhook (RECEIPTS_ELSEWHERE)",
     429: "Over the key's or the partner's rate (RATE_LIMITED); see Retry-After",
     503: "The message bus or the database is unavailable (SERVICE_UNAVAILABLE); try again",
 }

@@ -36,6 +36,7 @@ __all__ = [
     "Claim",
     "Claimed",
     "Conflict",
+    "IdempotencyStore",
     "InFlight",
     "Replay",
     "claim",
@@ -147,3 +148,22 @@ async def purge_loop(db: Database, *, every: float = 3600.0, ttl: float = TTL) -
         except (psycopg.Error, OSError) as exc:
             log.warning("idempotency keys: purge failed: %s", exc)
         await trio.sleep(every)
+
+
+class IdempotencyStore:
+    """The functions above over the gateway's database, for the HTTP routes (each call its own transaction:
+    a claim is seen by every node as soon as it returns)."""
+
+    def __init__(self, db: Database, *, ttl: float = TTL) -> None:
+        self.db = db
+        self.ttl = ttl
+
+    async def claim(self, partner: str, key: str, request_hash: str) -> Claim:
+        result: Claim = await self.db.run(lambda c: claim(c, partner, key, request_hash, ttl=self.ttl))
+        return result
+
+    async def complete(self, partner: str, key: str, status: int, body: Any) -> None:
+        await self.db.run(lambda c: complete(c, partner, key, status, body))
+
+    async def forget(self, partner: str, key: str) -> None:
+        await self.db.run(lambda c: forget(c, partner, key))

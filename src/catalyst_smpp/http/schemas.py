@@ -14,11 +14,14 @@ __all__ = [
     "BulkMessage",
     "BulkRequest",
     "BulkResponse",
+    "CancelResponse",
     "ErrorBody",
     "Health",
     "Invoice",
     "RateCard",
     "RateCardRow",
+    "Receipt",
+    "Receipts",
     "SendRequest",
     "SendResponse",
     "StatusResponse",
@@ -54,14 +57,22 @@ class SendRequest(BaseModel):
     message_type: Literal["text", "binary"] = "text"
     encoding: Literal["auto", "gsm7", "ucs2", "latin1"] = "auto"
     delivery_report: bool = False
-    validity_period: int | None = Field(default=None, ge=60, le=30 * 86400, description="seconds")
+    validity_period: int | None = Field(
+        default=None,
+        ge=60,
+        le=30 * 86400,
+        description="seconds the message may wait for delivery, from its schedule_time when it has one",
+    )
     priority: int = Field(default=0, ge=0, le=3)
     tags: list[str] = Field(default_factory=list, max_length=20)
-    schedule_time: dt.datetime | None = Field(default=None, description="ISO 8601 with a time zone")
+    schedule_time: dt.datetime | None = Field(
+        default=None,
+        description="ISO 8601 with a time zone: sent then (kept until then; DELETE cancels it), now if past",
+    )
 
 
 class SendResponse(BaseModel):
-    status: Literal["accepted"] = "accepted"
+    status: Literal["accepted", "scheduled"] = "accepted"
     message_id: str
     to: str
     from_: str = Field(alias="from")
@@ -70,6 +81,12 @@ class SendResponse(BaseModel):
     currency: str | None
     parts: int
     tags: list[str] = Field(default_factory=list)
+    schedule_time: dt.datetime | None = Field(default=None, description="when a scheduled message is sent")
+
+
+class CancelResponse(BaseModel):
+    message_id: str
+    status: Literal["cancelled"]
 
 
 class BulkMessage(BaseModel):
@@ -105,7 +122,7 @@ class BulkResponse(BaseModel):
 
 class StatusResponse(BaseModel):
     message_id: str
-    status: Literal["QUEUED", "SENT", "DELIVERED", "FAILED", "EXPIRED", "REJECTED"]
+    status: Literal["QUEUED", "SCHEDULED", "SENT", "DELIVERED", "FAILED", "EXPIRED", "REJECTED", "CANCELLED"]
     to: str | None
     from_: str | None = Field(alias="from")
     created_at: dt.datetime | None
@@ -115,6 +132,27 @@ class StatusResponse(BaseModel):
     cost: str | None
     currency: str | None
     error_code: str | None
+
+
+class Receipt(BaseModel):
+    """A delivery receipt, as the ``dlr`` webhook posts it."""
+
+    event_id: str = Field(description="the same for every copy of this receipt")
+    message_id: str
+    status: str = Field(examples=["DELIVERED"])
+    smpp_state: str = Field(examples=["DELIVRD"])
+    error_code: str
+    network_error_code: str | None
+    to: str
+    from_: str = Field(alias="from")
+    operator: str | None
+    submitted_at: str | None
+    done_at: str | None
+    parts: int
+
+
+class Receipts(BaseModel):
+    receipts: list[Receipt]
 
 
 class Balance(BaseModel):

@@ -13,9 +13,11 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
+from catalyst_smpp.bus import Kind
 from catalyst_smpp.config import HttpConfig
 from catalyst_smpp.http.app import create_app
 from catalyst_smpp.http.context import ApiContext
+from catalyst_smpp.http.idempotency import IdempotencyStore
 from catalyst_smpp.http.keys import KeyStore
 from catalyst_smpp.http.ratelimit import KeyLimiter
 
@@ -61,7 +63,8 @@ async def start_api(
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """The HTTP API of a running :class:`~catalyst_smpp.gateway.Gateway` ``gw``: its accept handler, partners,
-    database and the partners' SMPP token buckets; ``done`` is set once the server has stopped."""
+    database, scheduler, the partners' SMPP token buckets, receiver binds and webhooks; ``done`` is set once
+    the server has stopped."""
     hc: HttpConfig = gw.cfg.http
     ctx = ApiContext(
         accept=gw.accept,
@@ -74,6 +77,10 @@ async def start_api(
         draining=lambda: bool(gw._draining),
         bus=gw.bus,
         metrics=gw.metrics,
+        idempotency=IdempotencyStore(gw.db),
+        scheduler=gw.scheduler,
+        receiver_bound=lambda sid: bool(gw.receivers.receivers(sid)),
+        dlr_webhook=lambda sid: bool(gw.webhooks.covers(sid, Kind.DLR)),
     )
     try:
         await serve_http(
