@@ -233,3 +233,10 @@ def test_validity_is_what_the_form_spells_as_a_number(raw: str, rule: IdRule, si
         form = "hex" if text[:2] in ("0x", "0X") or re.search("[a-fA-F]", text) else "dec"
     expected = _SPELT[form].fullmatch(text) is not None if form in _SPELT else bool(text)
     assert is_valid_id(raw, rule, side) is expected
+
+
+def test_a_zero_before_an_inner_nul_stays_in_the_key() -> None:
+    """Found by hypothesis: the key of "0\\x000" was "\\x000", whose own key is "0" (not its own key)."""
+    key = normalise_id("0\x000", "hex")
+    assert key == "0\x000" and normalise_id(key, "hex") == key
+    assert not (key.isascii() and key.isdigit())

@@ -121,6 +121,10 @@ def normalise_id(raw: str, form: str) -> str:
     elif form != "text":
         raise ValueError(f"unknown id format {form!r} (known: {', '.join(FORMS)})")
     stripped = text.lower().lstrip("0")
+    if stripped[:1] and stripped[0] in _STRIP:
+        # a zero before what the next normalisation would strip (an inner NUL or space) stays: without it the
+        # key would not be its own key ("0\x000" -> "\x000" -> "0")
+        stripped = "0" + stripped
     return stripped or ("0" if text else "")
 
 
