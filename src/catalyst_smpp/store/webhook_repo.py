@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+import attrs
 import psycopg
 
 from .records import WEBHOOK_KINDS, Webhook
@@ -42,14 +43,9 @@ def check_url(url: str) -> str:
 
 
 def _webhook(row: Mapping[str, Any]) -> Webhook:
+    """A row of the webhooks query (the partner as ``partner_system_id``) as its record."""
     return Webhook(
-        partner=row["partner_system_id"],
-        kind=row["kind"],
-        url=row["url"],
-        secret=row["secret"],
-        enabled=row["enabled"],
-        batch_size=row["batch_size"],
-        created_at=row["created_at"],
+        **{f.name: row["partner_system_id" if f.name == "partner" else f.name] for f in attrs.fields(Webhook)}
     )
 
 
