@@ -36,7 +36,6 @@ import random
 import re
 import time
 from collections.abc import Iterable, Sequence
-from decimal import Decimal
 from typing import Any, Final
 
 from catalyst_smpp.billing.plans import Pricing
@@ -191,16 +190,17 @@ class Router:
         """``operators`` (in position order) cheapest first for ``dest`` at ``at``; equal costs keep position
         order; unknown costs (or costs in another currency than the one compared) last, in position order."""
         pricing = self.pricing
-        costs = [pricing.cost_for(op, dest, at) for op in operators]
+        # micro-units, as accept prices messages: no Money or Decimal per message on a least-cost route
+        costs = [pricing.cost_micros(op, dest, at) for op in operators]
         currency = pricing.price_currency(partner)
         if currency is None:
-            currency = next((c.currency for c in costs if c is not None), None)
-        keyed: list[tuple[int, Decimal, int, str]] = []
+            currency = next((c[1] for c in costs if c is not None), None)
+        keyed: list[tuple[int, int, int, str]] = []
         for i, (op, cost) in enumerate(zip(operators, costs, strict=True)):
-            if cost is not None and cost.currency == currency:
-                keyed.append((0, cost.amount, i, op))
+            if cost is not None and cost[1] == currency:
+                keyed.append((0, cost[0], i, op))
             else:
-                keyed.append((1, Decimal(0), i, op))
+                keyed.append((1, 0, i, op))
         keyed.sort()
         return [op for *_, op in keyed]
 
