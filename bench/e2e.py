@@ -41,6 +41,7 @@ import json
 import math
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -475,12 +476,14 @@ def run_e2e(args: argparse.Namespace) -> dict[str, Any]:
                             "from catalyst_smpp.cli import main; main()",
                             *gw_cmd[1:],
                         ]
+                if args.gateway_wrap:  # e.g. valgrind: the gateway's command after the wrapper's
+                    gw_cmd = [*shlex.split(args.gateway_wrap), *gw_cmd]
                 gw = subprocess.Popen(gw_cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
                 gateways.append(gw)
                 procs.append(gw)
             for gw, mport in zip(gateways, metrics_ports, strict=True):
                 for k in range(args.workers):  # worker k of a gateway serves metrics on its base port + k
-                    _wait_gateway(gw, mport + k)
+                    _wait_gateway(gw, mport + k, timeout=900.0 if args.gateway_wrap else 60.0)
             # the processes doing the work: each gateway, or with --workers its workers (and their parent)
             gateway_pids = [pid for g in gateways for pid in (g.pid, *_worker_pids(g.pid))]
             busy_pids = [pid for g in gateways for pid in (_worker_pids(g.pid) or [g.pid])]
@@ -899,6 +902,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--gateway-src",
         metavar="DIR",
         help="run the gateway from this source tree (PYTHONPATH), e.g. an older copy of src/",
+    )
+    p.add_argument(
+        "--gateway-wrap",
+        metavar="CMD",
+        help="run the gateway under this command (e.g. valgrind, as bench/instructions.py does); the wait "
+        "for it to come up is then 15 minutes",
     )
     p.add_argument(
         "--switch-interval",
