@@ -47,7 +47,7 @@ from catalyst_smpp.protocol.constants import CommandStatus, status_name
 from catalyst_smpp.protocol.pdu import SubmitSm
 from catalyst_smpp.store.records import Partner
 
-__all__ = ["api_error_for", "router"]
+__all__ = ["api_error_for", "router", "send_answer"]
 
 router = APIRouter(prefix="/api/v4/sms", tags=["sms"])
 
@@ -156,10 +156,13 @@ _REPLAYABLE: Final[dict[int | str, dict[str, Any]]] = {
 )
 async def send(body: SendRequest, partner: Auth, ctx: Ctx, idempotency_key: IdemKey = None) -> JSONResponse:
     """Send one message.  202 once it is stored (published, or kept for its ``schedule_time``)."""
-    return await answer_once(ctx, partner, idempotency_key, "/send", body, lambda: _send(body, partner, ctx))
+    return await answer_once(
+        ctx, partner, idempotency_key, "/send", body, lambda: send_answer(body, partner, ctx)
+    )
 
 
-async def _send(body: SendRequest, partner: Partner, ctx: ApiContext) -> tuple[int, Any]:
+async def send_answer(body: SendRequest, partner: Partner, ctx: ApiContext) -> tuple[int, Any]:
+    """The status and JSON body of a send's answer (202), or the :class:`ApiError` it is refused with."""
     due = _schedule(body, ctx)
     try:
         pdu, parts = compose(
