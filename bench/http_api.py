@@ -162,6 +162,23 @@ async def _bulk(base: str, key: str, n: int) -> dict[str, Any]:
     return {"status": r.status_code, "seconds": seconds, "accepted": data.get("accepted"), "total": n}
 
 
+def _spy(pid: int, tmp: Path) -> subprocess.Popen[Any]:
+    """py-spy of the gateway (``--profile``), from now to :func:`_spy_stop`."""
+    spy = subprocess.Popen(
+        [str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid),
+         "--format", "raw", "--threads", "--rate", "100", "-o", str(tmp / "spy.txt")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    time.sleep(1.0)
+    return spy
+
+
+def _spy_stop(spy: subprocess.Popen[Any], tmp: Path) -> str:
+    spy.send_signal(2)
+    spy.wait(30)
+    return str(e2e._summarise_py_spy(tmp / "spy.txt", 40))
+
+
 def run(args: argparse.Namespace, gateway_src: str | None = None) -> dict[str, Any]:
     base_args = e2e.parse_args(["--count", str(args.count)])
     base_args.nats, base_args.dsn = args.nats, args.dsn
@@ -206,23 +223,14 @@ def run(args: argparse.Namespace, gateway_src: str | None = None) -> dict[str, A
             e2e._wait_gateway(gw, mport)
             base = f"http://{e2e.HOST}:{http_port}"
             gw_proc = psutil.Process(gw.pid)
-            spy = None
-            if args.profile:  # py-spy of the gateway while the sends run
-                spy = subprocess.Popen(
-                    [str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(gw.pid),
-                     "--format", "raw", "--threads", "--rate", "100", "-o", str(tmp / "spy.txt")],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                )  # fmt: skip
-                time.sleep(1.0)
+            spy = _spy(gw.pid, tmp) if args.profile == "sends" else None
             cpu0 = sum(gw_proc.cpu_times()[:2])
             if args.client == "wrk":
                 sends = _wrk_sends(base, key, args.seconds, args.clients, tmp)
             else:
                 sends = trio.run(_sends, base, key, args.count, args.clients)
             if spy is not None:
-                spy.send_signal(2)
-                spy.wait(30)
-                out["profile"] = e2e._summarise_py_spy(tmp / "spy.txt", 40)
+                out["profile"] = _spy_stop(spy, tmp)
             accepted = sends["statuses"].get(202, 0)
             cpu1 = sum(gw_proc.cpu_times()[:2])
             deadline = time.monotonic() + 120
@@ -235,7 +243,13 @@ def run(args: argparse.Namespace, gateway_src: str | None = None) -> dict[str, A
                 "e2e_msgs_per_s": _delivered(args.dsn, schema) / e2e_seconds,
                 "gateway_cpu_us_per_msg": (cpu1 - cpu0) / max(accepted, 1) * 1e6,
             }
+            spy = _spy(gw.pid, tmp) if args.profile == "bulk" else None
+            cpu0 = sum(gw_proc.cpu_times()[:2])
             out["bulk"] = trio.run(_bulk, base, key, args.bulk) if args.bulk else None
+            if out["bulk"]:
+                out["bulk"]["gateway_cpu_s"] = sum(gw_proc.cpu_times()[:2]) - cpu0
+            if spy is not None:
+                out["profile"] = _spy_stop(spy, tmp)
             if not args.no_smpp:
                 load = subprocess.run(
                     [*cmd, "load", "--host", e2e.HOST, "--port", str(port), "--system-id", e2e.PARTNER,
@@ -274,7 +288,7 @@ def _line(name: str, r: dict[str, Any], args: argparse.Namespace) -> str:
     if r.get("bulk"):
         b = r["bulk"]
         text += (f"\n{name}bulk of {b['total']}: HTTP {b['status']} in {b['seconds']:.2f} s, "
-                 f"{b['accepted']} accepted")  # fmt: skip
+                 f"{b['accepted']} accepted; gateway CPU meanwhile {b['gateway_cpu_s']:.2f} s")  # fmt: skip
     if r.get("smpp"):
         s = r["smpp"]
         rate = s["submit_per_s"]
@@ -310,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pairs", type=int, default=3, help="with --baseline: runs of each")
     p.add_argument("--nats", default=os.environ.get("CATALYST_BENCH_NATS", "nats://127.0.0.1:4222"))
     p.add_argument("--dsn", default=os.environ.get("CATALYST_BENCH_DSN", "host=127.0.0.1 dbname=test"))
-    p.add_argument("--profile", action="store_true", help="py-spy the gateway while the sends run")
+    p.add_argument("--profile", choices=["sends", "bulk"], help="py-spy the gateway while they run")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     args.client = args.client or ("wrk" if shutil.which("wrk") else "httpx")

@@ -233,7 +233,12 @@ async def _bulk(body: BulkRequest, partner: Partner, ctx: ApiContext) -> tuple[i
     for i, r in zip(slots, results, strict=True):
         to = body.messages[i].to
         if r.status == 0 and r.message_id is not None:
-            items[i] = {"message_id": format_id(r.message_id, fmt), "to": to, "status": "accepted"}
+            items[i] = {
+                "message_id": format_id(r.message_id, fmt),
+                "to": to,
+                "status": "accepted",
+                "error": None,
+            }
         else:
             err = api_error_for(r)
             items[i] = _refused(to, err.code, err.message, err.details)
@@ -247,7 +252,9 @@ async def _bulk(body: BulkRequest, partner: Partner, ctx: ApiContext) -> tuple[i
         "rejected": total - accepted,
         "messages": items,
     }
-    return 202, BulkResponse.model_validate(answer).model_dump(mode="json")
+    # built as BulkResponse dumps it (its fields in order, JSON types): validating 10,000 items into the
+    # model and dumping them again cost ~75 ms of a bulk (tests/http/test_bulk.py checks the two agree)
+    return 202, answer
 
 
 def _refused(to: str, code: str, message: str, details: dict[str, Any]) -> dict[str, Any]:
