@@ -10,6 +10,9 @@ connections; ``httpx`` on trio when wrk is not installed: it costs far more CPU,
 
 * ``trivial``: a bare ASGI app answering every request 202 with a fixed JSON body -- the ceiling of
   Hypercorn on trio on this machine, with nothing of ours;
+* ``h11``: the same answer from a bare h11 loop on trio (no ASGI, one task per connection, one write per
+  response) -- what trio and the HTTP/1.1 parsing cost by themselves, the floor under any server on them (a
+  reference for the server's own cost, not a server of ours);
 * ``send``: the gateway's FastAPI app (``create_app``) answering ``POST /api/v4/sms/send`` with a stub accept
   pipeline (no bus, no database, no SMPP: ``submit_api`` answers at once) -- the HTTP layer's cost of a send:
   key check, validation, compose, the answer;
@@ -62,10 +65,37 @@ async def _trivial(scope: dict[str, Any], receive: Any, send: Any) -> None:
     more = True
     while more:
         more = (await receive()).get("more_body", False)
-    body = b'{"status":"accepted","message_id":"0123456789abcdef"}'
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(_TRIVIAL_BODY)).encode())]
     await send({"type": "http.response.start", "status": 202, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": "http.response.body", "body": _TRIVIAL_BODY})
+
+
+_TRIVIAL_BODY = b'{"status":"accepted","message_id":"0123456789abcdef"}'
+
+
+async def _h11_connection(stream: Any) -> None:
+    import h11
+    import trio
+
+    conn = h11.Connection(h11.SERVER)
+    headers = [("content-type", "application/json"), ("content-length", str(len(_TRIVIAL_BODY)))]
+    try:
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                data = await stream.receive_some(65536)
+                if not data:
+                    return
+                conn.receive_data(data)
+            elif isinstance(event, h11.EndOfMessage):
+                out = conn.send(h11.Response(status_code=202, headers=headers))
+                out += conn.send(h11.Data(data=_TRIVIAL_BODY)) + conn.send(h11.EndOfMessage())
+                await stream.send_all(out)
+                conn.start_next_cycle()
+            elif isinstance(event, h11.ConnectionClosed):
+                return
+    except (trio.BrokenResourceError, trio.ClosedResourceError, h11.RemoteProtocolError):
+        return
 
 
 def _stub_app(key_text: str) -> Any:
@@ -119,6 +149,18 @@ def serve(mode: str, port_file: Path, key: str) -> None:
     from hypercorn.config import Config
     from hypercorn.trio import serve as hc_serve
 
+    if mode == "h11":
+
+        async def h11_main() -> None:
+            listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+            port = listeners[0].socket.getsockname()[1]
+            tmp = port_file.with_suffix(".tmp")
+            tmp.write_text(str(port))
+            tmp.rename(port_file)
+            await trio.serve_listeners(_h11_connection, listeners)
+
+        trio.run(h11_main)
+        return
     app = _trivial if mode == "trivial" else _stub_app(key)
     try:
         from catalyst_smpp.config import HttpConfig
@@ -208,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     key = make_key()[0]
     client = args.client or ("wrk" if shutil.which("wrk") else "httpx")
     here = str(Path(__file__).resolve().parents[1] / "src")
-    servers = [("trivial", "trivial", here), ("send", "send", here)]
+    servers = [("h11", "h11", here), ("trivial", "trivial", here), ("send", "send", here)]
     if args.src:
         servers.append((f"send@{args.src}", "send", str(Path(args.src).resolve())))
     figures: dict[str, list[tuple[float, float]]] = {name: [] for name, _m, _s in servers}
@@ -225,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
                 )  # fmt: skip
                 try:
                     port = wait_for_port_file(port_file, proc)
-                    url = f"http://127.0.0.1:{port}" + ("/" if mode == "trivial" else PATH)
+                    url = f"http://127.0.0.1:{port}" + (PATH if mode == "send" else "/")
                     load(url, key, 1.0, args.connections, client, script)  # warm up (the key cache too)
                     ps = psutil.Process(proc.pid)
                     cpu0 = sum(ps.cpu_times()[:2])
