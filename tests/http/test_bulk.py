@@ -3,8 +3,10 @@ mixed batch answers each message on its own in request order."""
 
 from __future__ import annotations
 
+import json
 import time
 
+from catalyst_smpp.http.schemas import BulkResponse
 from tests.e2e.harness import wait_for
 
 from .conftest import Api
@@ -49,6 +51,9 @@ async def test_bulk_mixed(api: Api) -> None:
         assert got == [("accepted", None), ("rejected", "INVALID_DESTINATION"), ("rejected", "NO_ROUTE"),
                        ("accepted", None)]  # fmt: skip
         assert body["messages"][1]["message_id"] is None
+        # the answer is built as a dict: it is what the response model would have dumped, key for key
+        dumped = BulkResponse.model_validate(body).model_dump(mode="json")
+        assert r.content == json.dumps(dumped, ensure_ascii=False, separators=(",", ":")).encode()
         r = await c.post("/api/v4/sms/bulk", json={"from": "Catalyst", "messages": []})
         assert r.status_code == 400 and r.json()["error"]["code"] == "INVALID_REQUEST"
         r = await c.post("/api/v4/sms/bulk", json={"from": "far too long a sender", "messages": msgs[:1]})

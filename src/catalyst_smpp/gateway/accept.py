@@ -816,12 +816,18 @@ class AcceptHandler:
         """HTTP submits (submit_sm PDUs built by :mod:`catalyst_smpp.http.compose`) through the same
         ``_build`` and batcher as an SMPP submit; one :class:`ApiResult` per PDU, once each is answered (its
         record published and its event rows stored, or refused).  ``dc0``: what data_coding 0 means in these
-        PDUs (the API encodes GSM text itself, whatever the partner's SMPP setting)."""
+        PDUs (the API encodes GSM text itself, whatever the partner's SMPP setting).  Many PDUs (a bulk) are
+        queued ``max_batch`` at a time, with a checkpoint between: the batcher publishes the first batches
+        while the next are built."""
         resp = _ApiResponder(partner.system_id, len(pdus))
         sid = partner.system_id
         fmt = partner.message_id_format
         pending: list[_Pending | None] = []
-        for pdu in pdus:
+        step = self.max_batch
+        for k, pdu in enumerate(pdus):
+            if k and k % step == 0:
+                # a batch's worth is queued: let the batcher publish it while the rest are built
+                await trio.sleep(0)
             source: tuple[int, int, str] = (pdu.source_addr_ton, pdu.source_addr_npi, pdu.source_addr)  # type: ignore[attr-defined]
             dest: tuple[int, int, str] = (pdu.dest_addr_ton, pdu.dest_addr_npi, pdu.destination_addr)  # type: ignore[attr-defined]
             p: _Pending | None = None

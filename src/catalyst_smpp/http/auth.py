@@ -11,12 +11,13 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 
 from catalyst_smpp.http.context import ApiContext
 from catalyst_smpp.http.errors import ApiError
 from catalyst_smpp.store.records import Partner
 
-__all__ = ["authenticated", "context"]
+__all__ = ["authenticated", "context", "key_text", "partner_of"]
 
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="ck_<prefix>_<secret>")
 _bearer = HTTPBearer(auto_error=False, description="the API key as a bearer token")
@@ -30,13 +31,27 @@ async def context(request: Request) -> ApiContext:
     return ctx
 
 
+def key_text(x_api_key: str | None, authorization: str | None) -> str | None:
+    """The key a request carries: its ``X-API-Key``, else the credentials of ``Authorization: Bearer``."""
+    if x_api_key:
+        return x_api_key
+    scheme, credentials = get_authorization_scheme_param(authorization)
+    if authorization and scheme and credentials and scheme.lower() == "bearer":
+        return credentials
+    return None
+
+
 async def authenticated(
     request: Request,
     header: Annotated[str | None, Depends(_header)],
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Partner:
     ctx: ApiContext = request.app.state.ctx
-    text = header or (bearer.credentials if bearer is not None else None)
+    return await partner_of(ctx, header or (bearer.credentials if bearer is not None else None))
+
+
+async def partner_of(ctx: ApiContext, text: str | None) -> Partner:
+    """The partner of the key ``text`` (module notes: the 401, 403, 429 and 503 it raises)."""
     if not text:
         raise ApiError(
             401,

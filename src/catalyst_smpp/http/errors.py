@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-__all__ = ["ERRORS", "ApiError", "error_body", "install"]
+__all__ = ["ERRORS", "ApiError", "error_body", "error_response", "install"]
 
 ERRORS: Final[dict[int, str]] = {
     400: "Invalid request (INVALID_REQUEST, INVALID_DESTINATION, NO_ROUTE, UNPRICED, REJECTED)",
@@ -54,9 +54,14 @@ def error_body(code: str, message: str, details: dict[str, Any] | None = None) -
 _HTTP_CODES: Final = {401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
 
 
+def error_response(exc: ApiError) -> JSONResponse:
+    """The answer of an :class:`ApiError` (the handler's, and the fast send route's: :mod:`.fast`)."""
+    return JSONResponse(error_body(exc.code, exc.message, exc.details), exc.status, headers=exc.headers)
+
+
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    return JSONResponse(error_body(exc.code, exc.message, exc.details), exc.status, headers=exc.headers)
+    return error_response(exc)
 
 
 async def _validation(request: Request, exc: Exception) -> JSONResponse:

@@ -47,7 +47,7 @@ from catalyst_smpp.protocol.constants import CommandStatus, status_name
 from catalyst_smpp.protocol.pdu import SubmitSm
 from catalyst_smpp.store.records import Partner
 
-__all__ = ["api_error_for", "router"]
+__all__ = ["api_error_for", "router", "send_answer"]
 
 router = APIRouter(prefix="/api/v4/sms", tags=["sms"])
 
@@ -156,10 +156,13 @@ _REPLAYABLE: Final[dict[int | str, dict[str, Any]]] = {
 )
 async def send(body: SendRequest, partner: Auth, ctx: Ctx, idempotency_key: IdemKey = None) -> JSONResponse:
     """Send one message.  202 once it is stored (published, or kept for its ``schedule_time``)."""
-    return await answer_once(ctx, partner, idempotency_key, "/send", body, lambda: _send(body, partner, ctx))
+    return await answer_once(
+        ctx, partner, idempotency_key, "/send", body, lambda: send_answer(body, partner, ctx)
+    )
 
 
-async def _send(body: SendRequest, partner: Partner, ctx: ApiContext) -> tuple[int, Any]:
+async def send_answer(body: SendRequest, partner: Partner, ctx: ApiContext) -> tuple[int, Any]:
+    """The status and JSON body of a send's answer (202), or the :class:`ApiError` it is refused with."""
     due = _schedule(body, ctx)
     try:
         pdu, parts = compose(
@@ -230,7 +233,12 @@ async def _bulk(body: BulkRequest, partner: Partner, ctx: ApiContext) -> tuple[i
     for i, r in zip(slots, results, strict=True):
         to = body.messages[i].to
         if r.status == 0 and r.message_id is not None:
-            items[i] = {"message_id": format_id(r.message_id, fmt), "to": to, "status": "accepted"}
+            items[i] = {
+                "message_id": format_id(r.message_id, fmt),
+                "to": to,
+                "status": "accepted",
+                "error": None,
+            }
         else:
             err = api_error_for(r)
             items[i] = _refused(to, err.code, err.message, err.details)
@@ -244,7 +252,9 @@ async def _bulk(body: BulkRequest, partner: Partner, ctx: ApiContext) -> tuple[i
         "rejected": total - accepted,
         "messages": items,
     }
-    return 202, BulkResponse.model_validate(answer).model_dump(mode="json")
+    # built as BulkResponse dumps it (its fields in order, JSON types): validating 10,000 items into the
+    # model and dumping them again cost ~75 ms of a bulk (tests/http/test_bulk.py checks the two agree)
+    return 202, answer
 
 
 def _refused(to: str, code: str, message: str, details: dict[str, Any]) -> dict[str, Any]:

@@ -17,13 +17,19 @@ from catalyst_smpp.bus import Kind
 from catalyst_smpp.config import HttpConfig
 from catalyst_smpp.http.app import create_app
 from catalyst_smpp.http.context import ApiContext
+from catalyst_smpp.http.fast import FastSend
 from catalyst_smpp.http.idempotency import IdempotencyStore
 from catalyst_smpp.http.keys import KeyStore
 from catalyst_smpp.http.ratelimit import KeyLimiter
 
-__all__ = ["serve_http", "start_api"]
+__all__ = ["api_app", "api_context", "serve_http", "start_api"]
 
 log = logging.getLogger(__name__)
+
+
+def api_app(ctx: ApiContext) -> Any:
+    """The ASGI app served: the FastAPI app behind the fast send route (:mod:`.fast`)."""
+    return FastSend(create_app(ctx), ctx)
 
 
 def hypercorn_config(config: HttpConfig, graceful: float = 10.0) -> HypercornConfig:
@@ -55,18 +61,11 @@ async def serve_http(
     await serve(app, hc, shutdown_trigger=stop.wait, task_status=task_status)
 
 
-async def start_api(
-    gw: Any,
-    stop: trio.Event,
-    done: trio.Event,
-    *,
-    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """The HTTP API of a running :class:`~catalyst_smpp.gateway.Gateway` ``gw``: its accept handler, partners,
-    database, scheduler, the partners' SMPP token buckets, receiver binds and webhooks; ``done`` is set once
-    the server has stopped."""
+def api_context(gw: Any) -> ApiContext:
+    """What the API uses of a running :class:`~catalyst_smpp.gateway.Gateway` ``gw``: its accept handler,
+    partners, database, scheduler, the partners' SMPP token buckets, receiver binds and webhooks."""
     hc: HttpConfig = gw.cfg.http
-    ctx = ApiContext(
+    return ApiContext(
         accept=gw.accept,
         db=gw.db,
         partners=gw.partner,
@@ -82,9 +81,22 @@ async def start_api(
         receiver_bound=lambda sid: bool(gw.receivers.receivers(sid)),
         dlr_webhook=lambda sid: bool(gw.webhooks.covers(sid, Kind.DLR)),
     )
+
+
+async def start_api(
+    gw: Any,
+    stop: trio.Event,
+    done: trio.Event,
+    *,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """The HTTP API of a running :class:`~catalyst_smpp.gateway.Gateway` ``gw`` (:func:`api_context`);
+    ``done`` is set once the server has stopped."""
+    hc: HttpConfig = gw.cfg.http
+    ctx = api_context(gw)
     try:
         await serve_http(
-            create_app(ctx), hc, stop, graceful=gw.cfg.limits.shutdown_grace, task_status=task_status
+            api_app(ctx), hc, stop, graceful=gw.cfg.limits.shutdown_grace, task_status=task_status
         )
     finally:
         done.set()
