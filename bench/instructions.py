@@ -86,6 +86,14 @@ def _instructions(src: Path | None, count: int, work: Path) -> tuple[int, dict[s
     files[0].unlink()
     if report.get("receipts_missing") or report.get("rejected") or report.get("unanswered"):
         raise SystemExit(f"the run lost messages: {report}")
+    # one id mapping per message submitted to the simulator: more means the gateway was so slow that
+    # JetStream redelivered (ack wait passed) and the counts include that extra work
+    mapped = sum(v for k, v in report.get("left_in_streams", {}).items() if k.endswith("_OPIDS"))
+    if mapped != count:
+        raise SystemExit(
+            f"{mapped} operator id mappings for {count} messages: redeliveries; run it on a "
+            "less loaded machine"
+        )
     return total, report
 
 
