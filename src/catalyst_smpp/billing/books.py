@@ -398,86 +398,93 @@ def return_lease(conn: Conn, lease_id: int, used: Money) -> bool:
 _TEMP = """
 CREATE TEMP TABLE IF NOT EXISTS books_credit_in (
     seq int NOT NULL, message_id text NOT NULL, partner bigint NOT NULL, kind text NOT NULL,
-    micros bigint NOT NULL, currency text NOT NULL, lease_id bigint, at timestamptz NOT NULL,
-    applied boolean NOT NULL DEFAULT false
+    micros bigint NOT NULL, currency text NOT NULL, lease_id bigint, at timestamptz NOT NULL
 ) ON COMMIT DELETE ROWS
 """
 
-# inserts from the batch: holds first, then settlements of messages that (now) have a hold.  Rows of a
-# partner with no account in that currency are left out.  ON CONFLICT covers both the primary key (a
-# duplicate) and credit_entries_one_settlement (the other settlement came first).
-_INSERT = """
+# The batch is applied in two statements whose RETURNING gives the counters' deltas (per partner and lease),
+# so nothing reads the batch back (no UPDATE of the temporary table, no join of it with credit_entries
+# beyond one primary-key probe per settlement).  Rows of a partner with no account in that currency are
+# left out.  ON CONFLICT covers both the primary key (a duplicate) and credit_entries_one_settlement (the
+# other settlement came first, in an earlier batch or earlier in this one: rows go in (at, seq) order).
+
+# holds: (partner, lease, holds inserted, their sum)
+_HOLDS = """
 WITH ins AS (
     INSERT INTO credit_entries (message_id, kind, partner_id, amount, currency, lease_id, at)
-    SELECT t.message_id, t.kind, t.partner, t.micros::numeric / 1000000, t.currency, t.lease_id, t.at
+    SELECT t.message_id, 'hold', t.partner, t.micros::numeric / 1000000, t.currency, t.lease_id, t.at
     FROM books_credit_in t JOIN billing_accounts a ON a.partner_id = t.partner AND a.currency = t.currency
-    WHERE {where}
+    WHERE t.kind = 'hold'
     ORDER BY t.at, t.seq
     ON CONFLICT DO NOTHING
-    RETURNING message_id, kind
+    RETURNING partner_id, lease_id, amount
 )
-UPDATE books_credit_in t SET applied = true FROM ins WHERE t.message_id = ins.message_id AND t.kind = ins.kind
-"""
-_HOLDS = _INSERT.format(where="t.kind = 'hold'")
-_SETTLEMENTS = _INSERT.format(
-    where="t.kind <> 'hold' AND EXISTS (SELECT 1 FROM credit_entries h"
-    " WHERE h.message_id = t.message_id AND h.kind = 'hold' AND h.partner_id = t.partner)"
-)
-
-# one ledger charge per capture inserted, balance_after the running sum from the locked balance
-_CHARGES = """
-INSERT INTO ledger (partner_id, at, kind, amount, currency, balance_after, message_id)
-SELECT t.partner, t.at, 'charge', -(t.micros::numeric / 1000000), t.currency,
-       a.balance - sum(t.micros::numeric / 1000000) OVER (PARTITION BY t.partner ORDER BY t.seq),
-       t.message_id
-FROM books_credit_in t JOIN billing_accounts a ON a.partner_id = t.partner
-WHERE t.applied AND t.kind = 'capture'
-ORDER BY t.partner, t.seq
+SELECT partner_id, lease_id, count(*), sum(amount) FROM ins GROUP BY partner_id, lease_id
 """
 
-# H and S per lease, unsettled holds against no known lease, and the balance: once per partner
-_TOTALS = """
-WITH d AS (
-    SELECT t.partner, h.lease_id,
-           CASE WHEN t.kind = 'hold' THEN h.amount ELSE 0 END AS dh,
-           CASE WHEN t.kind <> 'hold' THEN h.amount ELSE 0 END AS ds,
-           CASE WHEN t.kind = 'capture' THEN t.micros::numeric / 1000000 ELSE 0 END AS charge
+# settlements of messages that (now) have a hold of the same partner (its lease and amount are what the
+# settlement settles), and one ledger charge per capture inserted, balance_after the running sum from the
+# locked balance: (partner, the hold's lease, kind, inserted, sum of the holds, sum of the settlements).
+# LIMIT 1 keeps the hold's lookup a per-row primary-key probe (never a scan of credit_entries).
+_SETTLEMENTS = """
+WITH s AS (
+    SELECT t.seq, t.message_id, t.kind, t.partner, t.micros, t.currency, t.lease_id, t.at, a.balance,
+           h.lease_id AS hold_lease, h.amount AS hold_amount
     FROM books_credit_in t
-    JOIN credit_entries h ON h.message_id = t.message_id AND h.kind = 'hold'
-    WHERE t.applied
-), per_lease AS (
-    SELECT partner, lease_id, sum(dh) AS dh, sum(ds) AS ds FROM d GROUP BY partner, lease_id
-), leases AS (
-    UPDATE credit_leases l SET held = l.held + p.dh, settled = l.settled + p.ds
-    FROM per_lease p WHERE l.id = p.lease_id AND l.partner_id = p.partner
-    RETURNING l.id, l.partner_id
-), per_partner AS (
-    SELECT p.partner,
-           sum(CASE WHEN k.id IS NULL THEN p.dh - p.ds ELSE 0 END) AS unleased
-    FROM per_lease p LEFT JOIN leases k ON k.id = p.lease_id AND k.partner_id = p.partner
-    GROUP BY p.partner
-), charged AS (
-    SELECT partner, sum(charge) AS charge FROM d GROUP BY partner
+    JOIN billing_accounts a ON a.partner_id = t.partner AND a.currency = t.currency
+    CROSS JOIN LATERAL (
+        SELECT e.lease_id, e.amount FROM credit_entries e
+        WHERE e.message_id = t.message_id AND e.kind = 'hold' AND e.partner_id = t.partner LIMIT 1
+    ) h
+    WHERE t.kind <> 'hold'
+), ins AS (
+    INSERT INTO credit_entries (message_id, kind, partner_id, amount, currency, lease_id, at)
+    SELECT message_id, kind, partner, micros::numeric / 1000000, currency, lease_id, at FROM s
+    ORDER BY at, seq
+    ON CONFLICT DO NOTHING
+    RETURNING message_id, kind
+), done AS (
+    SELECT s.* FROM s JOIN ins ON ins.message_id = s.message_id AND ins.kind = s.kind
+), charges AS (
+    INSERT INTO ledger (partner_id, at, kind, amount, currency, balance_after, message_id)
+    SELECT partner, at, 'charge', -(micros::numeric / 1000000), currency,
+           balance - sum(micros::numeric / 1000000) OVER (PARTITION BY partner ORDER BY seq), message_id
+    FROM done WHERE kind = 'capture'
+    ORDER BY partner, seq
 )
-UPDATE billing_accounts a
-SET balance = a.balance - c.charge, unleased_open = a.unleased_open + u.unleased, updated_at = now()
-FROM per_partner u JOIN charged c ON c.partner = u.partner
-WHERE a.partner_id = u.partner
-RETURNING a.partner_id, a.balance, a.low_balance
+SELECT partner, hold_lease, kind, count(*), sum(hold_amount), sum(micros::numeric / 1000000)
+FROM done GROUP BY partner, hold_lease, kind
 """
 
-_STATS = """
-SELECT t.kind, t.applied,
-       (a.partner_id IS NULL) AS unbooked,
-       -- looked up only for the entries not applied (CASE does not evaluate the branch it does not take)
-       CASE WHEN t.applied THEN false ELSE EXISTS (SELECT 1 FROM credit_entries e
-            WHERE e.message_id = t.message_id AND e.kind = t.kind) END AS dup,
-       CASE WHEN t.applied THEN true ELSE EXISTS (SELECT 1 FROM credit_entries e
-            WHERE e.message_id = t.message_id AND e.kind = 'hold') END AS held,
-       count(*)
+# H and S per lease (the leases that exist and are the partner's: the others' holds count as unleased)
+_LEASES = """
+UPDATE credit_leases l SET held = l.held + d.dh, settled = l.settled + d.ds
+FROM unnest(%s::bigint[], %s::bigint[], %s::numeric[], %s::numeric[]) AS d(partner, lease, dh, ds)
+WHERE l.id = d.lease AND l.partner_id = d.partner
+RETURNING l.id
+"""
+
+_ACCOUNTS = """
+UPDATE billing_accounts a
+SET balance = a.balance - d.charge, unleased_open = a.unleased_open + d.unleased, updated_at = now()
+FROM unnest(%s::bigint[], %s::numeric[], %s::numeric[]) AS d(partner, charge, unleased)
+WHERE a.partner_id = d.partner
+RETURNING a.partner_id, a.balance
+"""
+
+# Only when some settlements were neither applied nor unbooked: why (rows with an account in their
+# currency).  A row whose kind is recorded for its message was applied or is a duplicate; else one whose
+# message has a hold conflicts with the settlement that came first; else it has no hold (an orphan).
+_WHY = """
+SELECT count(*) FILTER (WHERE s.x), count(*) FILTER (WHERE s.x IS NULL AND h.x),
+       count(*) FILTER (WHERE h.x IS NULL)
 FROM books_credit_in t
-LEFT JOIN billing_accounts a ON a.partner_id = t.partner AND a.currency = t.currency
-GROUP BY 1, 2, 3, 4, 5
+JOIN billing_accounts a ON a.partner_id = t.partner AND a.currency = t.currency
+LEFT JOIN LATERAL (SELECT true AS x FROM credit_entries e
+                   WHERE e.message_id = t.message_id AND e.kind = t.kind LIMIT 1) s ON true
+LEFT JOIN LATERAL (SELECT true AS x FROM credit_entries e
+                   WHERE e.message_id = t.message_id AND e.kind = 'hold' LIMIT 1) h ON true
+WHERE t.kind <> 'hold'
 """
 
 
@@ -540,7 +547,6 @@ def apply_entry_rows(conn: Conn, entries: Sequence[EntryRow]) -> ApplyStats:
     rows = _copy_rows(entries)
     if not rows:
         return ApplyStats()
-    batch = entries
     with conn.transaction():
         conn.execute(_TEMP)
         conn.execute("TRUNCATE books_credit_in")  # a caller's earlier batch in the same transaction
@@ -554,45 +560,75 @@ def apply_entry_rows(conn: Conn, entries: Sequence[EntryRow]) -> ApplyStats:
                 for r in rows:
                     copy.write_row(_row_values(r))
         partners = sorted({r[2] for r in rows})
-        before = {
-            p: (Decimal(b), None if low is None else Decimal(low))
-            for p, b, low in conn.execute(
-                "SELECT partner_id, balance, low_balance FROM billing_accounts"
+        accounts = {
+            p: (str(cur), Decimal(b), None if low is None else Decimal(low))
+            for p, cur, b, low in conn.execute(
+                "SELECT partner_id, currency, balance, low_balance FROM billing_accounts"
                 " WHERE partner_id = ANY(%s) ORDER BY partner_id FOR UPDATE",
                 (partners,),
             ).fetchall()
         }
-        conn.execute(_HOLDS)
-        conn.execute(_SETTLEMENTS)
-        conn.execute(_CHARGES)
-        low: list[int] = []
-        for p, balance, threshold in conn.execute(_TOTALS).fetchall():
-            was = before[p][0]
-            if threshold is not None and was >= threshold > balance:
-                low.append(p)
-        counts: dict[str, int] = dict.fromkeys(
-            ("hold", "capture", "release", "duplicates", "conflicts", "orphans", "unbooked"), 0
-        )
-        for kind, applied, unbooked, dup, held, n in conn.execute(_STATS).fetchall():
-            if applied:
-                counts[kind] += n
-            elif unbooked:
-                counts["unbooked"] += n
-            elif dup:
-                counts["duplicates"] += n
-            elif kind != "hold" and held:
-                counts["conflicts"] += n
+        sent = {"hold": 0, "settle": 0}
+        unbooked = 0
+        for r in rows:
+            acc = accounts.get(r[2])
+            if acc is None or acc[0] != r[5]:
+                unbooked += 1
             else:
-                counts["orphans"] += n
-        counts["duplicates"] += len(batch) - len(rows)
+                sent["hold" if r[3] == "hold" else "settle"] += 1
+        counts: dict[str, int] = dict.fromkeys(("hold", "capture", "release"), 0)
+        # per (partner, lease): [held, settled]; per partner: charged
+        per_lease: dict[tuple[int, int | None], list[Decimal]] = {}
+        charged: dict[int, Decimal] = {}
+        for p, lease, n, total in conn.execute(_HOLDS).fetchall():
+            counts["hold"] += n
+            per_lease.setdefault((p, lease), [Decimal(0), Decimal(0)])[0] += total
+        for p, lease, kind, n, held, amount in conn.execute(_SETTLEMENTS).fetchall():
+            counts[kind] += n
+            per_lease.setdefault((p, lease), [Decimal(0), Decimal(0)])[1] += held
+            if kind == "capture":
+                charged[p] = charged.get(p, Decimal(0)) + amount
+        low: list[int] = []
+        if per_lease:
+            keys = [k for k in per_lease if k[1] is not None]
+            found = {
+                r[0]
+                for r in conn.execute(
+                    _LEASES,
+                    (
+                        [k[0] for k in keys],
+                        [k[1] for k in keys],
+                        [per_lease[k][0] for k in keys],
+                        [per_lease[k][1] for k in keys],
+                    ),
+                ).fetchall()
+            }
+            unleased: dict[int, Decimal] = {}
+            for (p, lease), (dh, ds) in per_lease.items():
+                unleased[p] = unleased.get(p, Decimal(0)) + (0 if lease in found else dh - ds)
+            ps = sorted(unleased)
+            for p, balance in conn.execute(
+                _ACCOUNTS, (ps, [charged.get(p, Decimal(0)) for p in ps], [unleased[p] for p in ps])
+            ).fetchall():
+                _cur, was, threshold = accounts[p]
+                if threshold is not None and was >= threshold > balance:
+                    low.append(p)
+        settled = counts["capture"] + counts["release"]
+        duplicates = sent["hold"] - counts["hold"] + len(entries) - len(rows)
+        conflicts = orphans = 0
+        if sent["settle"] > settled:  # not all settlements went in: why (a duplicate, a conflict, no hold)
+            row = conn.execute(_WHY).fetchone()
+            assert row is not None
+            same, conflicts, orphans = row
+            duplicates += same - settled
     return ApplyStats(
         holds=counts["hold"],
         captures=counts["capture"],
         releases=counts["release"],
-        duplicates=counts["duplicates"],
-        conflicts=counts["conflicts"],
-        orphans=counts["orphans"],
-        unbooked=counts["unbooked"],
+        duplicates=duplicates,
+        conflicts=conflicts,
+        orphans=orphans,
+        unbooked=unbooked,
         low_balance=tuple(sorted(low)),
     )
 
