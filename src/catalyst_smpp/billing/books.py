@@ -488,13 +488,14 @@ WHERE t.kind <> 'hold'
 """
 
 
-def _copy_rows(entries: Iterable[EntryRow]) -> list[tuple[Any, ...]]:
-    """The batch for COPY, one row per (message_id, kind): the first of duplicates within the batch."""
-    seen: dict[tuple[str, str], tuple[Any, ...]] = {}
+def _copy_rows(entries: Iterable[EntryRow]) -> list[EntryRow]:
+    """The batch for COPY, one entry per (message_id, kind): the first of duplicates within the batch (its
+    place in the list is its ``seq``)."""
+    seen: dict[tuple[str, str], EntryRow] = {}
     for e in entries:
         key = (e[0], e[2])
         if key not in seen:
-            seen[key] = (len(seen), *e)
+            seen[key] = e
     return list(seen.values())
 
 
@@ -511,17 +512,20 @@ def apply_credit(conn: Conn, entries: Iterable[CreditEntry]) -> ApplyStats:
     )
 
 
-def _copy_text(rows: list[tuple[Any, ...]]) -> str | None:
-    """The COPY text of the batch (``seq`` first), or None when a value is not plain text (then the rows
-    go through psycopg's own row writer)."""
+def _copy_text(rows: list[EntryRow]) -> str | None:
+    """The COPY text of the batch (``seq`` first: the place in ``rows``), or None when a value is not plain
+    text (then the rows go through psycopg's own row writer)."""
     out = []
     nulls = 0
-    for seq, mid, partner, kind, micros, currency, lease, at in rows:
+    times: dict[Any, str] = {}  # the entries of a log row, and the rows of a producer's batch, share a time
+    for seq, (mid, partner, kind, micros, currency, lease, at) in enumerate(rows):
         if lease is None:
             nulls += 1
+        t = times.get(at)
+        if t is None:
+            t = times[at] = copy_timestamp(at)
         out.append(
-            f"{seq}\t{mid}\t{partner}\t{kind}\t{micros}\t{currency}\t"
-            f"{_NULL if lease is None else lease}\t{copy_timestamp(at)}"
+            f"{seq}\t{mid}\t{partner}\t{kind}\t{micros}\t{currency}\t{_NULL if lease is None else lease}\t{t}"
         )
     data = "\n".join(out) + "\n"
     n = len(rows)
@@ -530,12 +534,12 @@ def _copy_text(rows: list[tuple[Any, ...]]) -> str | None:
     return data
 
 
-def _row_values(r: tuple[Any, ...]) -> tuple[Any, ...]:
+def _row_values(seq: int, r: EntryRow) -> tuple[Any, ...]:
     """A batch row for psycopg's row writer: ``at`` as a datetime."""
     at = r[-1]
     if not isinstance(at, dt.datetime):
         at = dt.datetime.fromtimestamp(float(at), dt.UTC)
-    return (*r[:-1], at)
+    return (seq, *r[:-1], at)
 
 
 _NULL = "\\N"
@@ -548,8 +552,8 @@ def apply_entry_rows(conn: Conn, entries: Sequence[EntryRow]) -> ApplyStats:
     if not rows:
         return ApplyStats()
     with conn.transaction():
-        conn.execute(_TEMP)
-        conn.execute("TRUNCATE books_credit_in")  # a caller's earlier batch in the same transaction
+        # the table, empty (a caller's earlier batch in the same transaction): one round trip
+        conn.execute(_TEMP + "; TRUNCATE books_credit_in")
         data = _copy_text(rows)
         with conn.cursor().copy(
             "COPY books_credit_in (seq, message_id, partner, kind, micros, currency, lease_id, at) FROM STDIN"
@@ -557,9 +561,9 @@ def apply_entry_rows(conn: Conn, entries: Sequence[EntryRow]) -> ApplyStats:
             if data is not None:
                 copy.write(data)
             else:
-                for r in rows:
-                    copy.write_row(_row_values(r))
-        partners = sorted({r[2] for r in rows})
+                for seq, r in enumerate(rows):
+                    copy.write_row(_row_values(seq, r))
+        partners = sorted({r[1] for r in rows})
         accounts = {
             p: (str(cur), Decimal(b), None if low is None else Decimal(low))
             for p, cur, b, low in conn.execute(
@@ -571,11 +575,11 @@ def apply_entry_rows(conn: Conn, entries: Sequence[EntryRow]) -> ApplyStats:
         sent = {"hold": 0, "settle": 0}
         unbooked = 0
         for r in rows:
-            acc = accounts.get(r[2])
-            if acc is None or acc[0] != r[5]:
+            acc = accounts.get(r[1])
+            if acc is None or acc[0] != r[4]:
                 unbooked += 1
             else:
-                sent["hold" if r[3] == "hold" else "settle"] += 1
+                sent["hold" if r[2] == "hold" else "settle"] += 1
         counts: dict[str, int] = dict.fromkeys(("hold", "capture", "release"), 0)
         # per (partner, lease): [held, settled]; per partner: charged
         per_lease: dict[tuple[int, int | None], list[Decimal]] = {}
