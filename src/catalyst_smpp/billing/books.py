@@ -423,23 +423,37 @@ SELECT partner_id, lease_id, count(*), sum(amount) FROM ins GROUP BY partner_id,
 """
 
 # settlements of messages that (now) have a hold of the same partner (its lease and amount are what the
-# settlement settles), and one ledger charge per capture inserted, balance_after the running sum from the
-# locked balance: (partner, the hold's lease, kind, inserted, sum of the holds, sum of the settlements).
-# LIMIT 1 keeps the hold's lookup a per-row primary-key probe (never a scan of credit_entries).
+# settlement settles) and, when the caller says a settlement brings its own hold (``implied``), of messages
+# with no hold at all: their hold (the first settlement's amount, lease and time) goes in with them.  One
+# ledger charge per capture inserted, balance_after the running sum from the locked balance.  Returns
+# (kind, partner, the hold's lease, inserted, sum of the holds, sum of the settlements), kind ``hold`` for
+# the holds settlements brought.  LIMIT 1 keeps the hold's lookup a per-row primary-key probe (never a
+# scan of credit_entries).
 _SETTLEMENTS = """
 WITH s AS (
     SELECT t.seq, t.message_id, t.kind, t.partner, t.micros, t.currency, t.lease_id, t.at, a.balance,
-           h.lease_id AS hold_lease, h.amount AS hold_amount
+           h.partner_id IS NULL AS unheld,
+           (h.partner_id = t.partner OR (h.partner_id IS NULL AND {implied})) AS settles,
+           CASE WHEN h.partner_id IS NULL THEN t.lease_id ELSE h.lease_id END AS hold_lease,
+           coalesce(h.amount, t.micros::numeric / 1000000) AS hold_amount
     FROM books_credit_in t
     JOIN billing_accounts a ON a.partner_id = t.partner AND a.currency = t.currency
-    CROSS JOIN LATERAL (
-        SELECT e.lease_id, e.amount FROM credit_entries e
-        WHERE e.message_id = t.message_id AND e.kind = 'hold' AND e.partner_id = t.partner LIMIT 1
-    ) h
+    LEFT JOIN LATERAL (
+        SELECT e.partner_id, e.lease_id, e.amount FROM credit_entries e
+        WHERE e.message_id = t.message_id AND e.kind = 'hold' LIMIT 1
+    ) h ON true
     WHERE t.kind <> 'hold'
+), held AS (
+    INSERT INTO credit_entries (message_id, kind, partner_id, amount, currency, lease_id, at)
+    SELECT DISTINCT ON (message_id) message_id, 'hold', partner, hold_amount, currency, hold_lease, at
+    FROM s WHERE unheld AND settles
+    ORDER BY message_id, at, seq
+    ON CONFLICT DO NOTHING
+    RETURNING partner_id, lease_id, amount
 ), ins AS (
     INSERT INTO credit_entries (message_id, kind, partner_id, amount, currency, lease_id, at)
     SELECT message_id, kind, partner, micros::numeric / 1000000, currency, lease_id, at FROM s
+    WHERE settles
     ORDER BY at, seq
     ON CONFLICT DO NOTHING
     RETURNING message_id, kind
@@ -452,9 +466,15 @@ WITH s AS (
     FROM done WHERE kind = 'capture'
     ORDER BY partner, seq
 )
-SELECT partner, hold_lease, kind, count(*), sum(hold_amount), sum(micros::numeric / 1000000)
+SELECT 'hold', partner_id, lease_id, count(*), sum(amount), 0 FROM held GROUP BY partner_id, lease_id
+UNION ALL
+SELECT kind, partner, hold_lease, count(*), sum(hold_amount), sum(micros::numeric / 1000000)
 FROM done GROUP BY partner, hold_lease, kind
 """
+
+# the flag as a literal: a parameter would let a generic plan (a scan of credit_entries) be chosen
+_SETTLEMENTS_IMPLIED = _SETTLEMENTS.format(implied="true")
+_SETTLEMENTS_ONLY = _SETTLEMENTS.format(implied="false")
 
 # H and S per lease (the leases that exist and are the partner's: the others' holds count as unleased)
 _LEASES = """
@@ -545,9 +565,16 @@ def _row_values(seq: int, r: EntryRow) -> tuple[Any, ...]:
 _NULL = "\\N"
 
 
-def apply_entry_rows(conn: Conn, entries: Sequence[EntryRow]) -> ApplyStats:
+def apply_entry_rows(
+    conn: Conn, entries: Sequence[EntryRow], *, settlements_hold: bool = False
+) -> ApplyStats:
     """:func:`apply_credit` for entries as :data:`EntryRow` tuples (the event writer's form: trusted, so not
-    validated field by field; the database's checks still apply)."""
+    validated field by field; the database's checks still apply).
+
+    ``settlements_hold``: a settlement of a message that has no hold (in the books or in the batch) brings
+    its own, of the same amount, lease and time, instead of being an orphan (the event writer: a row that
+    settles a message also holds it, for when its ``held`` row was lost; so it need not send that hold
+    beside every settlement).  The holds it brings count as holds, not as duplicates when they exist."""
     rows = _copy_rows(entries)
     if not rows:
         return ApplyStats()
@@ -581,15 +608,19 @@ def apply_entry_rows(conn: Conn, entries: Sequence[EntryRow]) -> ApplyStats:
             else:
                 sent["hold" if r[2] == "hold" else "settle"] += 1
         counts: dict[str, int] = dict.fromkeys(("hold", "capture", "release"), 0)
+        explicit = 0  # holds of the batch inserted (not those settlements brought)
         # per (partner, lease): [held, settled]; per partner: charged
         per_lease: dict[tuple[int, int | None], list[Decimal]] = {}
         charged: dict[int, Decimal] = {}
         for p, lease, n, total in conn.execute(_HOLDS).fetchall():
             counts["hold"] += n
+            explicit += n
             per_lease.setdefault((p, lease), [Decimal(0), Decimal(0)])[0] += total
-        for p, lease, kind, n, held, amount in conn.execute(_SETTLEMENTS).fetchall():
+        for kind, p, lease, n, held, amount in conn.execute(
+            _SETTLEMENTS_IMPLIED if settlements_hold else _SETTLEMENTS_ONLY
+        ).fetchall():
             counts[kind] += n
-            per_lease.setdefault((p, lease), [Decimal(0), Decimal(0)])[1] += held
+            per_lease.setdefault((p, lease), [Decimal(0), Decimal(0)])[0 if kind == "hold" else 1] += held
             if kind == "capture":
                 charged[p] = charged.get(p, Decimal(0)) + amount
         low: list[int] = []
@@ -618,7 +649,7 @@ def apply_entry_rows(conn: Conn, entries: Sequence[EntryRow]) -> ApplyStats:
                 if threshold is not None and was >= threshold > balance:
                     low.append(p)
         settled = counts["capture"] + counts["release"]
-        duplicates = sent["hold"] - counts["hold"] + len(entries) - len(rows)
+        duplicates = sent["hold"] - explicit + len(entries) - len(rows)
         conflicts = orphans = 0
         if sent["settle"] > settled:  # not all settlements went in: why (a duplicate, a conflict, no hold)
             row = conn.execute(_WHY).fetchone()
