@@ -424,55 +424,64 @@ SELECT partner_id, lease_id, count(*), sum(amount) FROM ins GROUP BY partner_id,
 
 # settlements of messages that (now) have a hold of the same partner (its lease and amount are what the
 # settlement settles) and, when the caller says a settlement brings its own hold (``implied``), of messages
-# with no hold at all: their hold (the first settlement's amount, lease and time) goes in with them.  One
-# ledger charge per capture inserted, balance_after the running sum from the locked balance.  Returns
-# (kind, partner, the hold's lease, inserted, sum of the holds, sum of the settlements), kind ``hold`` for
-# the holds settlements brought.  LIMIT 1 keeps the hold's lookup a per-row primary-key probe (never a
-# scan of credit_entries).
+# with no hold at all: their hold (the settlement's amount, lease and time) goes in with them.  Per message
+# the first settlement of the batch (by at, seq), and only if the message has none yet: so every row of
+# ``s`` is inserted (the account rows are locked: no other writer books these partners meanwhile) and
+# nothing joins the inserted rows back (a join a kept plan could make a nested loop over the batch).
+# ``checked`` makes sure of it: a difference fails the batch (psycopg.InternalError; the event writer tries
+# it again).  One ledger charge per capture, balance_after the running sum from the locked balance.
+# Returns (kind, partner, the hold's lease, inserted, sum of the holds, sum of the settlements, missing),
+# kind ``hold`` for the holds settlements brought.  A message's entries are found by a per-row index scan
+# (a LATERAL aggregate is never flattened into a join).
 _SETTLEMENTS = """
 WITH s AS (
-    SELECT t.seq, t.message_id, t.kind, t.partner, t.micros, t.currency, t.lease_id, t.at, a.balance,
+    SELECT DISTINCT ON (t.message_id)
+           t.seq, t.message_id, t.kind, t.partner, t.micros, t.currency, t.lease_id, t.at, a.balance,
            h.partner_id IS NULL AS unheld,
-           (h.partner_id = t.partner OR (h.partner_id IS NULL AND {implied})) AS settles,
            CASE WHEN h.partner_id IS NULL THEN t.lease_id ELSE h.lease_id END AS hold_lease,
            coalesce(h.amount, t.micros::numeric / 1000000) AS hold_amount
     FROM books_credit_in t
     JOIN billing_accounts a ON a.partner_id = t.partner AND a.currency = t.currency
-    LEFT JOIN LATERAL (
-        SELECT e.partner_id, e.lease_id, e.amount FROM credit_entries e
-        WHERE e.message_id = t.message_id AND e.kind = 'hold' LIMIT 1
-    ) h ON true
-    WHERE t.kind <> 'hold'
+    CROSS JOIN LATERAL (
+        SELECT max(e.partner_id) FILTER (WHERE e.kind = 'hold') AS partner_id,
+               max(e.lease_id) FILTER (WHERE e.kind = 'hold') AS lease_id,
+               max(e.amount) FILTER (WHERE e.kind = 'hold') AS amount,
+               coalesce(bool_or(e.kind <> 'hold'), false) AS settled
+        FROM credit_entries e WHERE e.message_id = t.message_id
+    ) h
+    WHERE t.kind <> 'hold' AND NOT h.settled
+      AND (h.partner_id = t.partner OR (h.partner_id IS NULL AND {implied}))
+    ORDER BY t.message_id, t.at, t.seq
 ), held AS (
     INSERT INTO credit_entries (message_id, kind, partner_id, amount, currency, lease_id, at)
-    SELECT DISTINCT ON (message_id) message_id, 'hold', partner, hold_amount, currency, hold_lease, at
-    FROM s WHERE unheld AND settles
-    ORDER BY message_id, at, seq
+    SELECT message_id, 'hold', partner, hold_amount, currency, hold_lease, at FROM s WHERE unheld
     ON CONFLICT DO NOTHING
     RETURNING partner_id, lease_id, amount
 ), ins AS (
     INSERT INTO credit_entries (message_id, kind, partner_id, amount, currency, lease_id, at)
     SELECT message_id, kind, partner, micros::numeric / 1000000, currency, lease_id, at FROM s
-    WHERE settles
     ORDER BY at, seq
     ON CONFLICT DO NOTHING
-    RETURNING message_id, kind
-), done AS (
-    SELECT s.* FROM s JOIN ins ON ins.message_id = s.message_id AND ins.kind = s.kind
+    RETURNING 1
 ), charges AS (
     INSERT INTO ledger (partner_id, at, kind, amount, currency, balance_after, message_id)
     SELECT partner, at, 'charge', -(micros::numeric / 1000000), currency,
            balance - sum(micros::numeric / 1000000) OVER (PARTITION BY partner ORDER BY seq), message_id
-    FROM done WHERE kind = 'capture'
+    FROM s WHERE kind = 'capture'
     ORDER BY partner, seq
+), checked AS (
+    SELECT (SELECT count(*) FROM ins) + (SELECT count(*) FROM held)
+           - (SELECT count(*) FROM s) - (SELECT count(*) FROM s WHERE unheld) AS missing
 )
-SELECT 'hold', partner_id, lease_id, count(*), sum(amount), 0 FROM held GROUP BY partner_id, lease_id
+SELECT 'hold', partner_id, lease_id, count(*), sum(amount), 0, (SELECT missing FROM checked)
+FROM held GROUP BY partner_id, lease_id
 UNION ALL
-SELECT kind, partner, hold_lease, count(*), sum(hold_amount), sum(micros::numeric / 1000000)
-FROM done GROUP BY partner, hold_lease, kind
+SELECT kind, partner, hold_lease, count(*), sum(hold_amount), sum(micros::numeric / 1000000),
+       (SELECT missing FROM checked)
+FROM s GROUP BY partner, hold_lease, kind
 """
 
-# the flag as a literal: a parameter would let a generic plan (a scan of credit_entries) be chosen
+# the flag as a literal (no parameter: a statement with none is planned alike whatever its values)
 _SETTLEMENTS_IMPLIED = _SETTLEMENTS.format(implied="true")
 _SETTLEMENTS_ONLY = _SETTLEMENTS.format(implied="false")
 
@@ -579,8 +588,11 @@ def apply_entry_rows(
     if not rows:
         return ApplyStats()
     with conn.transaction():
-        # the table, empty (a caller's earlier batch in the same transaction): one round trip
-        conn.execute(_TEMP + "; TRUNCATE books_credit_in")
+        # the table, empty (a caller's earlier batch in the same transaction), in one round trip.  DELETE,
+        # not TRUNCATE: the table is empty at the start of every transaction (ON COMMIT DELETE ROWS), and a
+        # TRUNCATE gives it a new file per batch (a pg_class update) and makes every statement over it be
+        # planned again (the statements below are safe to keep planned: no join of the batch with itself)
+        conn.execute(_TEMP + "; DELETE FROM books_credit_in")
         data = _copy_text(rows)
         with conn.cursor().copy(
             "COPY books_credit_in (seq, message_id, partner, kind, micros, currency, lease_id, at) FROM STDIN"
@@ -616,9 +628,13 @@ def apply_entry_rows(
             counts["hold"] += n
             explicit += n
             per_lease.setdefault((p, lease), [Decimal(0), Decimal(0)])[0] += total
-        for kind, p, lease, n, held, amount in conn.execute(
+        for kind, p, lease, n, held, amount, missing in conn.execute(
             _SETTLEMENTS_IMPLIED if settlements_hold else _SETTLEMENTS_ONLY
         ).fetchall():
+            if missing:  # a row did not go in after all: the batch is not booked (the writer tries it again)
+                raise psycopg.InternalError(
+                    f"books: {missing} credit entries of a batch conflicted unexpectedly"
+                )
             counts[kind] += n
             per_lease.setdefault((p, lease), [Decimal(0), Decimal(0)])[0 if kind == "hold" else 1] += held
             if kind == "capture":
@@ -652,7 +668,7 @@ def apply_entry_rows(
         duplicates = sent["hold"] - explicit + len(entries) - len(rows)
         conflicts = orphans = 0
         if sent["settle"] > settled:  # not all settlements went in: why (a duplicate, a conflict, no hold)
-            row = conn.execute(_WHY).fetchone()
+            row = conn.execute(_WHY, prepare=False).fetchone()
             assert row is not None
             same, conflicts, orphans = row
             duplicates += same - settled
