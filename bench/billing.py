@@ -58,10 +58,13 @@ def main(argv: list[str] | None = None) -> int:
         default=[0.0],
         help="billing-on variants: [billing] lease_seconds for each (0: the gateway's default, 5 s)",
     )
+    p.add_argument("--gateway-src", help="run the gateway from this source tree (as bench/e2e.py)")
     p.add_argument("--json", action="store_true")
     ours = p.parse_args(argv)
     # every other setting as bench/e2e.py's defaults
-    base = e2e.parse_args(["--count", str(ours.count)])
+    base = e2e.parse_args(
+        ["--count", str(ours.count)] + (["--gateway-src", ours.gateway_src] if ours.gateway_src else [])
+    )
     variants: list[tuple[str, bool, float]] = [("off", False, 0.0)]
     variants += [(f"on lease {ls or 5:g}s", True, ls) for ls in ours.lease_seconds]
     results: dict[str, list[dict[str, float]]] = {name: [] for name, _b, _l in variants}

@@ -124,6 +124,60 @@ def test_first_settlement_wins(books_conn: Conn, new_partner: Callable[[], int])
     assert stats == books.ApplyStats(unbooked=1)
 
 
+def test_a_settlement_brings_its_hold_when_asked(books_conn: Conn, new_partner: Callable[[], int]) -> None:
+    """``settlements_hold`` (the event writer): a settlement of a message with no hold holds it first, with
+    its own amount, lease and time; one whose hold is booked, or in the batch, adds no hold; the first of two
+    settlements in a batch settles; another partner's hold is not taken over."""
+    p = account(books_conn, new_partner, "10")
+    q = account(books_conn, new_partner, "10")
+    lease = books.grant_lease(books_conn, p, "n1", eur(5), 60, 10)
+    assert lease is not None
+    at = 1_800_000_000.5
+
+    def row(m: str, kind: str, micros: int = 1_000_000, who: int = p) -> books.EntryRow:
+        return (f"{m}-{p}", who, kind, micros, "EUR", lease.id if who == p else None, at)
+
+    books.apply_entry_rows(books_conn, [row("booked", "hold")])
+    batch = [
+        row("lost", "capture"),  # its held row was lost: held and captured here
+        row("booked", "capture"),  # held in an earlier batch
+        row("here", "hold"),
+        row("here", "release"),  # held in this batch
+        row("both", "capture", 2_000_000),
+        row("both", "release", 2_000_000),  # the capture came first (seq): a conflict
+        row("theirs", "hold", who=q),
+    ]
+    assert books.apply_entry_rows(books_conn, batch[-1:]).holds == 1
+    batch[-1] = row("theirs", "capture")  # q's message: p's settlement of it is refused
+    stats = books.apply_entry_rows(books_conn, batch, settlements_hold=True)
+    assert (stats.holds, stats.captures, stats.releases) == (3, 3, 1)
+    assert (stats.duplicates, stats.conflicts, stats.orphans, stats.unbooked) == (0, 2, 0, 0)
+    kinds = books_conn.execute(
+        "SELECT message_id, kind, amount, lease_id, at FROM credit_entries WHERE partner_id = %s"
+        " ORDER BY message_id, kind",
+        (p,),
+    ).fetchall()
+    when = dt.datetime.fromtimestamp(at, dt.UTC)
+    assert [(m.split("-")[0], k, a) for m, k, a, _l, _at in kinds] == [
+        ("booked", "capture", Decimal(1)),
+        ("booked", "hold", Decimal(1)),
+        ("both", "capture", Decimal(2)),
+        ("both", "hold", Decimal(2)),
+        ("here", "hold", Decimal(1)),
+        ("here", "release", Decimal(1)),
+        ("lost", "capture", Decimal(1)),
+        ("lost", "hold", Decimal(1)),
+    ]
+    assert {(lease_id, t) for _m, _k, _a, lease_id, t in kinds} == {(lease.id, when)}
+    state = books.account_state(books_conn, p)
+    assert (state.balance, state.held) == (eur(6), eur(0))
+    assert books.account_state(books_conn, q).held == eur(1)
+    again = books.apply_entry_rows(books_conn, batch, settlements_hold=True)
+    assert (again.holds, again.captures, again.releases, again.duplicates, again.conflicts) == (0, 0, 0, 5, 2)
+    assert books.account_state(books_conn, p) == state
+    assert books.verify(books_conn) == []
+
+
 def test_append_only(books_conn: Conn, new_partner: Callable[[], int]) -> None:
     p = account(books_conn, new_partner, "10")
     books.apply_credit(books_conn, [entry("x", p, "hold", 1)])

@@ -398,96 +398,133 @@ def return_lease(conn: Conn, lease_id: int, used: Money) -> bool:
 _TEMP = """
 CREATE TEMP TABLE IF NOT EXISTS books_credit_in (
     seq int NOT NULL, message_id text NOT NULL, partner bigint NOT NULL, kind text NOT NULL,
-    micros bigint NOT NULL, currency text NOT NULL, lease_id bigint, at timestamptz NOT NULL,
-    applied boolean NOT NULL DEFAULT false
+    micros bigint NOT NULL, currency text NOT NULL, lease_id bigint, at timestamptz NOT NULL
 ) ON COMMIT DELETE ROWS
 """
 
-# inserts from the batch: holds first, then settlements of messages that (now) have a hold.  Rows of a
-# partner with no account in that currency are left out.  ON CONFLICT covers both the primary key (a
-# duplicate) and credit_entries_one_settlement (the other settlement came first).
-_INSERT = """
+# The batch is applied in two statements whose RETURNING gives the counters' deltas (per partner and lease),
+# so nothing reads the batch back (no UPDATE of the temporary table, no join of it with credit_entries
+# beyond one primary-key probe per settlement).  Rows of a partner with no account in that currency are
+# left out.  ON CONFLICT covers both the primary key (a duplicate) and credit_entries_one_settlement (the
+# other settlement came first, in an earlier batch or earlier in this one: rows go in (at, seq) order).
+
+# holds: (partner, lease, holds inserted, their sum)
+_HOLDS = """
 WITH ins AS (
     INSERT INTO credit_entries (message_id, kind, partner_id, amount, currency, lease_id, at)
-    SELECT t.message_id, t.kind, t.partner, t.micros::numeric / 1000000, t.currency, t.lease_id, t.at
+    SELECT t.message_id, 'hold', t.partner, t.micros::numeric / 1000000, t.currency, t.lease_id, t.at
     FROM books_credit_in t JOIN billing_accounts a ON a.partner_id = t.partner AND a.currency = t.currency
-    WHERE {where}
+    WHERE t.kind = 'hold'
     ORDER BY t.at, t.seq
     ON CONFLICT DO NOTHING
-    RETURNING message_id, kind
+    RETURNING partner_id, lease_id, amount
 )
-UPDATE books_credit_in t SET applied = true FROM ins WHERE t.message_id = ins.message_id AND t.kind = ins.kind
-"""
-_HOLDS = _INSERT.format(where="t.kind = 'hold'")
-_SETTLEMENTS = _INSERT.format(
-    where="t.kind <> 'hold' AND EXISTS (SELECT 1 FROM credit_entries h"
-    " WHERE h.message_id = t.message_id AND h.kind = 'hold' AND h.partner_id = t.partner)"
-)
-
-# one ledger charge per capture inserted, balance_after the running sum from the locked balance
-_CHARGES = """
-INSERT INTO ledger (partner_id, at, kind, amount, currency, balance_after, message_id)
-SELECT t.partner, t.at, 'charge', -(t.micros::numeric / 1000000), t.currency,
-       a.balance - sum(t.micros::numeric / 1000000) OVER (PARTITION BY t.partner ORDER BY t.seq),
-       t.message_id
-FROM books_credit_in t JOIN billing_accounts a ON a.partner_id = t.partner
-WHERE t.applied AND t.kind = 'capture'
-ORDER BY t.partner, t.seq
+SELECT partner_id, lease_id, count(*), sum(amount) FROM ins GROUP BY partner_id, lease_id
 """
 
-# H and S per lease, unsettled holds against no known lease, and the balance: once per partner
-_TOTALS = """
-WITH d AS (
-    SELECT t.partner, h.lease_id,
-           CASE WHEN t.kind = 'hold' THEN h.amount ELSE 0 END AS dh,
-           CASE WHEN t.kind <> 'hold' THEN h.amount ELSE 0 END AS ds,
-           CASE WHEN t.kind = 'capture' THEN t.micros::numeric / 1000000 ELSE 0 END AS charge
+# settlements of messages that (now) have a hold of the same partner (its lease and amount are what the
+# settlement settles) and, when the caller says a settlement brings its own hold (``implied``), of messages
+# with no hold at all: their hold (the settlement's amount, lease and time) goes in with them.  Per message
+# the first settlement of the batch (by at, seq), and only if the message has none yet: so every row of
+# ``s`` is inserted (the account rows are locked: no other writer books these partners meanwhile) and
+# nothing joins the inserted rows back (a join a kept plan could make a nested loop over the batch).
+# ``checked`` makes sure of it: a difference fails the batch (psycopg.InternalError; the event writer tries
+# it again).  One ledger charge per capture, balance_after the running sum from the locked balance.
+# Returns (kind, partner, the hold's lease, inserted, sum of the holds, sum of the settlements, missing),
+# kind ``hold`` for the holds settlements brought.  A message's entries are found by a per-row index scan
+# (a LATERAL aggregate is never flattened into a join).
+_SETTLEMENTS = """
+WITH s AS (
+    SELECT DISTINCT ON (t.message_id)
+           t.seq, t.message_id, t.kind, t.partner, t.micros, t.currency, t.lease_id, t.at, a.balance,
+           h.partner_id IS NULL AS unheld,
+           CASE WHEN h.partner_id IS NULL THEN t.lease_id ELSE h.lease_id END AS hold_lease,
+           coalesce(h.amount, t.micros::numeric / 1000000) AS hold_amount
     FROM books_credit_in t
-    JOIN credit_entries h ON h.message_id = t.message_id AND h.kind = 'hold'
-    WHERE t.applied
-), per_lease AS (
-    SELECT partner, lease_id, sum(dh) AS dh, sum(ds) AS ds FROM d GROUP BY partner, lease_id
-), leases AS (
-    UPDATE credit_leases l SET held = l.held + p.dh, settled = l.settled + p.ds
-    FROM per_lease p WHERE l.id = p.lease_id AND l.partner_id = p.partner
-    RETURNING l.id, l.partner_id
-), per_partner AS (
-    SELECT p.partner,
-           sum(CASE WHEN k.id IS NULL THEN p.dh - p.ds ELSE 0 END) AS unleased
-    FROM per_lease p LEFT JOIN leases k ON k.id = p.lease_id AND k.partner_id = p.partner
-    GROUP BY p.partner
-), charged AS (
-    SELECT partner, sum(charge) AS charge FROM d GROUP BY partner
+    JOIN billing_accounts a ON a.partner_id = t.partner AND a.currency = t.currency
+    CROSS JOIN LATERAL (
+        SELECT max(e.partner_id) FILTER (WHERE e.kind = 'hold') AS partner_id,
+               max(e.lease_id) FILTER (WHERE e.kind = 'hold') AS lease_id,
+               max(e.amount) FILTER (WHERE e.kind = 'hold') AS amount,
+               coalesce(bool_or(e.kind <> 'hold'), false) AS settled
+        FROM credit_entries e WHERE e.message_id = t.message_id
+    ) h
+    WHERE t.kind <> 'hold' AND NOT h.settled
+      AND (h.partner_id = t.partner OR (h.partner_id IS NULL AND {implied}))
+    ORDER BY t.message_id, t.at, t.seq
+), held AS (
+    INSERT INTO credit_entries (message_id, kind, partner_id, amount, currency, lease_id, at)
+    SELECT message_id, 'hold', partner, hold_amount, currency, hold_lease, at FROM s WHERE unheld
+    ON CONFLICT DO NOTHING
+    RETURNING partner_id, lease_id, amount
+), ins AS (
+    INSERT INTO credit_entries (message_id, kind, partner_id, amount, currency, lease_id, at)
+    SELECT message_id, kind, partner, micros::numeric / 1000000, currency, lease_id, at FROM s
+    ORDER BY at, seq
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+), charges AS (
+    INSERT INTO ledger (partner_id, at, kind, amount, currency, balance_after, message_id)
+    SELECT partner, at, 'charge', -(micros::numeric / 1000000), currency,
+           balance - sum(micros::numeric / 1000000) OVER (PARTITION BY partner ORDER BY seq), message_id
+    FROM s WHERE kind = 'capture'
+    ORDER BY partner, seq
+), checked AS (
+    SELECT (SELECT count(*) FROM ins) + (SELECT count(*) FROM held)
+           - (SELECT count(*) FROM s) - (SELECT count(*) FROM s WHERE unheld) AS missing
 )
+SELECT 'hold', partner_id, lease_id, count(*), sum(amount), 0, (SELECT missing FROM checked)
+FROM held GROUP BY partner_id, lease_id
+UNION ALL
+SELECT kind, partner, hold_lease, count(*), sum(hold_amount), sum(micros::numeric / 1000000),
+       (SELECT missing FROM checked)
+FROM s GROUP BY partner, hold_lease, kind
+"""
+
+# the flag as a literal (no parameter: a statement with none is planned alike whatever its values)
+_SETTLEMENTS_IMPLIED = _SETTLEMENTS.format(implied="true")
+_SETTLEMENTS_ONLY = _SETTLEMENTS.format(implied="false")
+
+# H and S per lease (the leases that exist and are the partner's: the others' holds count as unleased)
+_LEASES = """
+UPDATE credit_leases l SET held = l.held + d.dh, settled = l.settled + d.ds
+FROM unnest(%s::bigint[], %s::bigint[], %s::numeric[], %s::numeric[]) AS d(partner, lease, dh, ds)
+WHERE l.id = d.lease AND l.partner_id = d.partner
+RETURNING l.id
+"""
+
+_ACCOUNTS = """
 UPDATE billing_accounts a
-SET balance = a.balance - c.charge, unleased_open = a.unleased_open + u.unleased, updated_at = now()
-FROM per_partner u JOIN charged c ON c.partner = u.partner
-WHERE a.partner_id = u.partner
-RETURNING a.partner_id, a.balance, a.low_balance
+SET balance = a.balance - d.charge, unleased_open = a.unleased_open + d.unleased, updated_at = now()
+FROM unnest(%s::bigint[], %s::numeric[], %s::numeric[]) AS d(partner, charge, unleased)
+WHERE a.partner_id = d.partner
+RETURNING a.partner_id, a.balance
 """
 
-_STATS = """
-SELECT t.kind, t.applied,
-       (a.partner_id IS NULL) AS unbooked,
-       -- looked up only for the entries not applied (CASE does not evaluate the branch it does not take)
-       CASE WHEN t.applied THEN false ELSE EXISTS (SELECT 1 FROM credit_entries e
-            WHERE e.message_id = t.message_id AND e.kind = t.kind) END AS dup,
-       CASE WHEN t.applied THEN true ELSE EXISTS (SELECT 1 FROM credit_entries e
-            WHERE e.message_id = t.message_id AND e.kind = 'hold') END AS held,
-       count(*)
+# Only when some settlements were neither applied nor unbooked: why (rows with an account in their
+# currency).  A row whose kind is recorded for its message was applied or is a duplicate; else one whose
+# message has a hold conflicts with the settlement that came first; else it has no hold (an orphan).
+_WHY = """
+SELECT count(*) FILTER (WHERE s.x), count(*) FILTER (WHERE s.x IS NULL AND h.x),
+       count(*) FILTER (WHERE h.x IS NULL)
 FROM books_credit_in t
-LEFT JOIN billing_accounts a ON a.partner_id = t.partner AND a.currency = t.currency
-GROUP BY 1, 2, 3, 4, 5
+JOIN billing_accounts a ON a.partner_id = t.partner AND a.currency = t.currency
+LEFT JOIN LATERAL (SELECT true AS x FROM credit_entries e
+                   WHERE e.message_id = t.message_id AND e.kind = t.kind LIMIT 1) s ON true
+LEFT JOIN LATERAL (SELECT true AS x FROM credit_entries e
+                   WHERE e.message_id = t.message_id AND e.kind = 'hold' LIMIT 1) h ON true
+WHERE t.kind <> 'hold'
 """
 
 
-def _copy_rows(entries: Iterable[EntryRow]) -> list[tuple[Any, ...]]:
-    """The batch for COPY, one row per (message_id, kind): the first of duplicates within the batch."""
-    seen: dict[tuple[str, str], tuple[Any, ...]] = {}
+def _copy_rows(entries: Iterable[EntryRow]) -> list[EntryRow]:
+    """The batch for COPY, one entry per (message_id, kind): the first of duplicates within the batch (its
+    place in the list is its ``seq``)."""
+    seen: dict[tuple[str, str], EntryRow] = {}
     for e in entries:
         key = (e[0], e[2])
         if key not in seen:
-            seen[key] = (len(seen), *e)
+            seen[key] = e
     return list(seen.values())
 
 
@@ -504,17 +541,20 @@ def apply_credit(conn: Conn, entries: Iterable[CreditEntry]) -> ApplyStats:
     )
 
 
-def _copy_text(rows: list[tuple[Any, ...]]) -> str | None:
-    """The COPY text of the batch (``seq`` first), or None when a value is not plain text (then the rows
-    go through psycopg's own row writer)."""
+def _copy_text(rows: list[EntryRow]) -> str | None:
+    """The COPY text of the batch (``seq`` first: the place in ``rows``), or None when a value is not plain
+    text (then the rows go through psycopg's own row writer)."""
     out = []
     nulls = 0
-    for seq, mid, partner, kind, micros, currency, lease, at in rows:
+    times: dict[Any, str] = {}  # the entries of a log row, and the rows of a producer's batch, share a time
+    for seq, (mid, partner, kind, micros, currency, lease, at) in enumerate(rows):
         if lease is None:
             nulls += 1
+        t = times.get(at)
+        if t is None:
+            t = times[at] = copy_timestamp(at)
         out.append(
-            f"{seq}\t{mid}\t{partner}\t{kind}\t{micros}\t{currency}\t"
-            f"{_NULL if lease is None else lease}\t{copy_timestamp(at)}"
+            f"{seq}\t{mid}\t{partner}\t{kind}\t{micros}\t{currency}\t{_NULL if lease is None else lease}\t{t}"
         )
     data = "\n".join(out) + "\n"
     n = len(rows)
@@ -523,27 +563,36 @@ def _copy_text(rows: list[tuple[Any, ...]]) -> str | None:
     return data
 
 
-def _row_values(r: tuple[Any, ...]) -> tuple[Any, ...]:
+def _row_values(seq: int, r: EntryRow) -> tuple[Any, ...]:
     """A batch row for psycopg's row writer: ``at`` as a datetime."""
     at = r[-1]
     if not isinstance(at, dt.datetime):
         at = dt.datetime.fromtimestamp(float(at), dt.UTC)
-    return (*r[:-1], at)
+    return (seq, *r[:-1], at)
 
 
 _NULL = "\\N"
 
 
-def apply_entry_rows(conn: Conn, entries: Sequence[EntryRow]) -> ApplyStats:
+def apply_entry_rows(
+    conn: Conn, entries: Sequence[EntryRow], *, settlements_hold: bool = False
+) -> ApplyStats:
     """:func:`apply_credit` for entries as :data:`EntryRow` tuples (the event writer's form: trusted, so not
-    validated field by field; the database's checks still apply)."""
+    validated field by field; the database's checks still apply).
+
+    ``settlements_hold``: a settlement of a message that has no hold (in the books or in the batch) brings
+    its own, of the same amount, lease and time, instead of being an orphan (the event writer: a row that
+    settles a message also holds it, for when its ``held`` row was lost; so it need not send that hold
+    beside every settlement).  The holds it brings count as holds, not as duplicates when they exist."""
     rows = _copy_rows(entries)
     if not rows:
         return ApplyStats()
-    batch = entries
     with conn.transaction():
-        conn.execute(_TEMP)
-        conn.execute("TRUNCATE books_credit_in")  # a caller's earlier batch in the same transaction
+        # the table, empty (a caller's earlier batch in the same transaction), in one round trip.  DELETE,
+        # not TRUNCATE: the table is empty at the start of every transaction (ON COMMIT DELETE ROWS), and a
+        # TRUNCATE gives it a new file per batch (a pg_class update) and makes every statement over it be
+        # planned again (the statements below are safe to keep planned: no join of the batch with itself)
+        conn.execute(_TEMP + "; DELETE FROM books_credit_in")
         data = _copy_text(rows)
         with conn.cursor().copy(
             "COPY books_credit_in (seq, message_id, partner, kind, micros, currency, lease_id, at) FROM STDIN"
@@ -551,48 +600,86 @@ def apply_entry_rows(conn: Conn, entries: Sequence[EntryRow]) -> ApplyStats:
             if data is not None:
                 copy.write(data)
             else:
-                for r in rows:
-                    copy.write_row(_row_values(r))
-        partners = sorted({r[2] for r in rows})
-        before = {
-            p: (Decimal(b), None if low is None else Decimal(low))
-            for p, b, low in conn.execute(
-                "SELECT partner_id, balance, low_balance FROM billing_accounts"
+                for seq, r in enumerate(rows):
+                    copy.write_row(_row_values(seq, r))
+        partners = sorted({r[1] for r in rows})
+        accounts = {
+            p: (str(cur), Decimal(b), None if low is None else Decimal(low))
+            for p, cur, b, low in conn.execute(
+                "SELECT partner_id, currency, balance, low_balance FROM billing_accounts"
                 " WHERE partner_id = ANY(%s) ORDER BY partner_id FOR UPDATE",
                 (partners,),
             ).fetchall()
         }
-        conn.execute(_HOLDS)
-        conn.execute(_SETTLEMENTS)
-        conn.execute(_CHARGES)
-        low: list[int] = []
-        for p, balance, threshold in conn.execute(_TOTALS).fetchall():
-            was = before[p][0]
-            if threshold is not None and was >= threshold > balance:
-                low.append(p)
-        counts: dict[str, int] = dict.fromkeys(
-            ("hold", "capture", "release", "duplicates", "conflicts", "orphans", "unbooked"), 0
-        )
-        for kind, applied, unbooked, dup, held, n in conn.execute(_STATS).fetchall():
-            if applied:
-                counts[kind] += n
-            elif unbooked:
-                counts["unbooked"] += n
-            elif dup:
-                counts["duplicates"] += n
-            elif kind != "hold" and held:
-                counts["conflicts"] += n
+        sent = {"hold": 0, "settle": 0}
+        unbooked = 0
+        for r in rows:
+            acc = accounts.get(r[1])
+            if acc is None or acc[0] != r[4]:
+                unbooked += 1
             else:
-                counts["orphans"] += n
-        counts["duplicates"] += len(batch) - len(rows)
+                sent["hold" if r[2] == "hold" else "settle"] += 1
+        counts: dict[str, int] = dict.fromkeys(("hold", "capture", "release"), 0)
+        explicit = 0  # holds of the batch inserted (not those settlements brought)
+        # per (partner, lease): [held, settled]; per partner: charged
+        per_lease: dict[tuple[int, int | None], list[Decimal]] = {}
+        charged: dict[int, Decimal] = {}
+        for p, lease, n, total in conn.execute(_HOLDS).fetchall():
+            counts["hold"] += n
+            explicit += n
+            per_lease.setdefault((p, lease), [Decimal(0), Decimal(0)])[0] += total
+        for kind, p, lease, n, held, amount, missing in conn.execute(
+            _SETTLEMENTS_IMPLIED if settlements_hold else _SETTLEMENTS_ONLY
+        ).fetchall():
+            if missing:  # a row did not go in after all: the batch is not booked (the writer tries it again)
+                raise psycopg.InternalError(
+                    f"books: {missing} credit entries of a batch conflicted unexpectedly"
+                )
+            counts[kind] += n
+            per_lease.setdefault((p, lease), [Decimal(0), Decimal(0)])[0 if kind == "hold" else 1] += held
+            if kind == "capture":
+                charged[p] = charged.get(p, Decimal(0)) + amount
+        low: list[int] = []
+        if per_lease:
+            keys = [k for k in per_lease if k[1] is not None]
+            found = {
+                r[0]
+                for r in conn.execute(
+                    _LEASES,
+                    (
+                        [k[0] for k in keys],
+                        [k[1] for k in keys],
+                        [per_lease[k][0] for k in keys],
+                        [per_lease[k][1] for k in keys],
+                    ),
+                ).fetchall()
+            }
+            unleased: dict[int, Decimal] = {}
+            for (p, lease), (dh, ds) in per_lease.items():
+                unleased[p] = unleased.get(p, Decimal(0)) + (0 if lease in found else dh - ds)
+            ps = sorted(unleased)
+            for p, balance in conn.execute(
+                _ACCOUNTS, (ps, [charged.get(p, Decimal(0)) for p in ps], [unleased[p] for p in ps])
+            ).fetchall():
+                _cur, was, threshold = accounts[p]
+                if threshold is not None and was >= threshold > balance:
+                    low.append(p)
+        settled = counts["capture"] + counts["release"]
+        duplicates = sent["hold"] - explicit + len(entries) - len(rows)
+        conflicts = orphans = 0
+        if sent["settle"] > settled:  # not all settlements went in: why (a duplicate, a conflict, no hold)
+            row = conn.execute(_WHY, prepare=False).fetchone()
+            assert row is not None
+            same, conflicts, orphans = row
+            duplicates += same - settled
     return ApplyStats(
         holds=counts["hold"],
         captures=counts["capture"],
         releases=counts["release"],
-        duplicates=counts["duplicates"],
-        conflicts=counts["conflicts"],
-        orphans=counts["orphans"],
-        unbooked=counts["unbooked"],
+        duplicates=duplicates,
+        conflicts=conflicts,
+        orphans=orphans,
+        unbooked=unbooked,
         low_balance=tuple(sorted(low)),
     )
 

@@ -35,7 +35,7 @@ _FIELDS: Final = tuple(f.name for f in attrs.fields(MessageEvent))
 _MID, _AT, _PARTNER = _FIELDS.index("message_id"), _FIELDS.index("event_at"), _FIELDS.index("partner")
 _PRICE, _CURRENCY = _FIELDS.index("price"), _FIELDS.index("currency")
 _LEASE, _STATE = _FIELDS.index("lease_id"), _FIELDS.index("charge_state")
-_SETTLE: Final[dict[str | None, books.Kind]] = {"captured": "capture", "released": "release"}
+_KIND: Final[dict[str, books.Kind]] = {"held": "hold", "captured": "capture", "released": "release"}
 _NCOLS: Final = len(_FIELDS)
 
 
@@ -45,30 +45,23 @@ def _partner_ids(conn: psycopg.Connection[Any], names: Sequence[str]) -> dict[st
 
 
 def credit_entries(conn: psycopg.Connection[Any], rows: Sequence[LogRow]) -> list[books.EntryRow]:
-    """The credit entries of message-log rows: a ``hold`` for each row that says ``held``, and a ``hold``
-    and a ``capture`` / ``release`` for each that says ``captured`` / ``released`` (so a message whose
-    ``accepted`` row was lost is still held before it is settled).  A row of a billed message that changes
-    nothing (a receipt of a message charged at submit) gives none.  The books ignore what they already have
-    (keyed by message and kind); holds repeated within the batch are left out here already."""
+    """The credit entries of message-log rows: a ``hold`` for each row that says ``held``, a ``capture`` /
+    ``release`` for each that says ``captured`` / ``released``.  A settlement stands for its hold too
+    (:func:`write_log_and_books` applies them with ``settlements_hold``: a message whose ``accepted`` row was
+    lost is still held before it is settled), so no hold is sent beside it.  A row of a billed message that
+    changes nothing (a receipt of a message charged at submit) gives none.  The books ignore what they
+    already have (keyed by message and kind)."""
     billed = [r for r in rows if len(r) == _NCOLS and r[_STATE] is not None and r[_PRICE] is not None]
     if not billed:
         return []
     ids = _partner_ids(conn, sorted({r[_PARTNER] for r in billed}))
     out: list[books.EntryRow] = []
-    held: set[str] = set()
     for r in billed:
         pid = ids.get(r[_PARTNER])
-        mid = r[_MID]
         if pid is None:  # the partner was deleted (its account would have refused that): nothing to book
-            log.warning("message %s: partner %r unknown; its charge is not booked", mid, r[_PARTNER])
+            log.warning("message %s: partner %r unknown; its charge is not booked", r[_MID], r[_PARTNER])
             continue
-        price, currency, lease, at = r[_PRICE], r[_CURRENCY], r[_LEASE], r[_AT]
-        if mid not in held:
-            held.add(mid)
-            out.append((mid, pid, "hold", price, currency, lease, at))
-        kind = _SETTLE.get(r[_STATE])
-        if kind is not None:
-            out.append((mid, pid, kind, price, currency, lease, at))
+        out.append((r[_MID], pid, _KIND.get(r[_STATE], "hold"), r[_PRICE], r[_CURRENCY], r[_LEASE], r[_AT]))
     return out
 
 
@@ -80,7 +73,7 @@ def write_log_and_books(
     batch = list(rows)
     n = MessageLogRepo(conn).write_rows(batch)
     entries = credit_entries(conn, batch)
-    stats = books.apply_entry_rows(conn, entries) if entries else books.ApplyStats()
+    stats = books.apply_entry_rows(conn, entries, settlements_hold=True) if entries else books.ApplyStats()
     return n, stats
 
 
