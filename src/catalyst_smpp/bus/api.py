@@ -385,6 +385,7 @@ class MessageBus(Protocol):
         ...
 
     def beacons(self, topic: str) -> AbstractAsyncContextManager[trio.abc.ReceiveChannel[bytes]]:
-        """Listen on ``topic`` (own beacons included) while the context is open; a listener that falls more
-        than a few dozen beacons behind loses the newest (beacons are periodic: the next one replaces them)."""
+        """Listen on ``topic`` (own beacons included) while the context is open; a listener that falls
+        more than a few dozen beacons behind loses the newest (beacons are periodic: the next replaces
+        them)."""
         ...
