@@ -41,13 +41,16 @@ from catalyst_smpp.bus import BusError, MessageBus
 from catalyst_smpp.config import Config, ListenerConfig
 from catalyst_smpp.gateway.accept import AcceptHandler
 from catalyst_smpp.gateway.auth import PostgresAuthenticator, account_for
+from catalyst_smpp.gateway.bindledger import BindLedger
 from catalyst_smpp.gateway.connector import OperatorConnector
 from catalyst_smpp.gateway.delivery import PartnerDelivery
 from catalyst_smpp.gateway.events import EventPublisher, EventWriter
 from catalyst_smpp.gateway.ids import IdGenerator, node_number
+from catalyst_smpp.gateway.limits import MIN_SHARE, OPERATOR, PartnerLimits, operator_deal
 from catalyst_smpp.gateway.order import ReceiptOrder
 from catalyst_smpp.gateway.routing import Router
 from catalyst_smpp.gateway.schedule import Scheduler
+from catalyst_smpp.gateway.shares import ClusterShares, LocalShares, Shares
 from catalyst_smpp.http.webhooks import WebhookTasks
 from catalyst_smpp.metrics import Metrics
 from catalyst_smpp.protocol.session import SessionConfig
@@ -142,6 +145,12 @@ class Gateway:
         #: receipts / MO to partners' webhooks (extra WebhookDelivery keywords: tests, tuning)
         self.webhooks = WebhookTasks(self.bus, metrics=metrics, options=webhook_options)
         self.connectors: dict[str, tuple[Any, trio.CancelScope]] = {}
+        # cluster-wide limits ([cluster] limits; gateway/limits.py): shares of rates, binds in the ledger
+        self.shares: Shares = LocalShares(node_id)
+        self.ledger: BindLedger | None = None
+        self.partner_limits = PartnerLimits(self.shares)
+        self._op_binds: dict[str, int] = {}  # operator -> binds this process may open (cluster limits)
+        self._closing: dict[str, set[Any]] = {}  # operator -> its connectors being stopped
         self._nursery: trio.Nursery | None = None
         self._delivery_nursery: trio.Nursery | None = None
         self._reload_lock = trio.Lock()
@@ -199,6 +208,7 @@ class Gateway:
         self._apply_snapshot(snapshot)
         async with trio.open_nursery() as n:
             self._nursery = n
+            await self._start_limits(n)
             # no task: accept, connectors and inbound store their rows themselves, before answering
             self.events = EventPublisher(self.bus, node=self.node_id)
             self.writer = EventWriter(self.bus, self.db, batch=cfg.limits.event_batch, metrics=self.metrics)
@@ -272,11 +282,16 @@ class Gateway:
                     on_closed=self._on_closed,
                     on_refused=self._on_refused,
                     on_submit_refused=self._on_submit_refused,
+                    bucket_for=self.partner_limits.bucket_for,
+                    bind_claims=self.partner_limits,
                 )
                 await n.start(server.serve)
                 self.servers.append(server)
             if cfg.http.port:
                 await self._start_http(n)
+            if self.cluster_limits:
+                await self._deal_operator_binds()
+                n.start_soon(self._operator_binds_loop)
             self._sync_connectors()
             if getattr(self.infra, "watcher", None) is not None:
                 n.start_soon(self._watch)
@@ -307,11 +322,112 @@ class Gateway:
         n.start_soon(purge_loop, self.db)  # Idempotency-Key rows older than their 24 h
 
     def _partner_bucket(self, partner: Partner) -> TokenBucket | None:
-        """The partner's submit token bucket, shared with its SMPP binds (those of the first listener: each
-        listener's server keeps its own)."""
-        if self.servers:
-            return self.servers[0]._bucket_for(account_for(partner))
-        return None
+        """The partner's submit token bucket on this process, shared with its SMPP binds on every listener
+        (at this process's share of its throttle_rate)."""
+        return self.partner_limits.bucket_for(account_for(partner))
+
+    # ------------------------------------------------------------------ limits across nodes
+
+    @property
+    def cluster_limits(self) -> bool:
+        cluster = getattr(self.cfg, "cluster", None)
+        return bool(cluster is not None and cluster.limits)
+
+    async def _start_limits(self, n: trio.Nursery) -> None:
+        """With ``[cluster] limits``: the shares' heartbeat and the bind ledger (gateway/limits.py)."""
+        if not self.cluster_limits:
+            return
+        cc = self.cfg.cluster
+        shares = ClusterShares(
+            self.bus,
+            self.node_id,
+            interval=cc.interval,
+            dead_after=cc.dead_after,
+            floor=cc.floor,
+            metrics=self.metrics,
+        )
+        self.shares = shares
+        self.ledger = BindLedger(self.bus.kv, self.node_id, ttl=cc.bind_ttl)
+        self.partner_limits = PartnerLimits(shares, self.ledger)
+        await n.start(shares.run)
+        await n.start(self.ledger.run)
+
+    def _track_operators(self) -> None:
+        """Every enabled operator this process could serve takes part in its TPS share and bind deal."""
+        assert self.snapshot is not None
+        wanted = {op.name: op for op in self.snapshot.operators if op.enabled and self.start_connectors}
+        for name in list(self._op_binds):
+            if name not in wanted:
+                self.shares.untrack(OPERATOR, name)
+        for name, op in wanted.items():
+            self.shares.track(
+                OPERATOR,
+                name,
+                op.tps,
+                lambda name=name: self._op_asked(name),  # type: ignore[misc]
+                lambda s, name=name: self._op_share(name, s),  # type: ignore[misc]
+            )
+            self._op_binds.setdefault(name, 0)
+
+    def _op_asked(self, name: str) -> float:
+        have = self.connectors.get(name)
+        return float(have[0].link.tps_asked()) if have is not None else 0.0
+
+    def _op_share(self, name: str, share: float) -> None:
+        have = self.connectors.get(name)
+        if have is not None:
+            have[0].link.set_tps_share(max(share, MIN_SHARE))
+
+    async def _deal_operator_binds(self) -> bool:
+        """Bring the binds this process holds per operator to its part of the deal: a surplus is given
+        back in the ledger once its binds are closed, a shortfall is taken when the ledger has room.
+        True when a count changed (the connectors are then synced)."""
+        assert self.ledger is not None and self.snapshot is not None
+        self._track_operators()
+        ops = {op.name: op for op in self.snapshot.operators if op.enabled and self.start_connectors}
+        changed = False
+        for name in list(self._op_binds):
+            op = ops.get(name)
+            held = self.ledger.held(OPERATOR, name)
+            target = 0 if op is None else operator_deal(op.bind_count, self.shares.members(OPERATOR, name),
+                                                       self.node_id)  # fmt: skip
+            if held > target:
+                if self._op_binds.get(name, 0) != target:
+                    self._op_binds[name] = target  # the connector rebinds with fewer (or stops) first
+                    changed = True
+                bound = self._op_units_bound(name, op)
+                surplus = held - max(target, bound)
+                if surplus > 0:
+                    self.ledger.release(OPERATOR, name, surplus)
+            elif held < target and op is not None:
+                while held < target and await self.ledger.acquire(OPERATOR, name, op.bind_count):
+                    held += 1
+                if self._op_binds.get(name, 0) != held:
+                    self._op_binds[name] = held
+                    changed = True
+            if op is None and not self.ledger.held(OPERATOR, name) and not self._op_units_bound(name, op):
+                self._op_binds.pop(name, None)
+        return changed
+
+    def _op_units_bound(self, name: str, op: Operator | None) -> int:
+        """Binds of the operator open on this process, in ``bind_count`` units (tx_rx: a pair is one)."""
+        have = self.connectors.get(name)
+        conns = [have[0]] if have is not None else []
+        conns += self._closing.get(name, ())
+        per = 2 if op is not None and op.bind_type == "tx_rx" else 1
+        return sum(-(-int(c.binds) // per) for c in conns)
+
+    async def _operator_binds_loop(self) -> None:
+        interval = self.cfg.cluster.interval
+        while not self._draining:
+            await trio.sleep(interval)
+            try:
+                changed = await self._deal_operator_binds()
+            except Exception:
+                log.exception("dealing out operator binds failed; trying again")
+                continue
+            if changed and not self._draining:
+                self._sync_connectors()
 
     async def _save_snapshot(self, snap: ConfigSnapshot) -> None:
         if self.snapshot_file is None:
@@ -485,7 +601,7 @@ class Gateway:
         wanted = {}
         for op in self.snapshot.operators:
             if op.enabled and self.start_connectors:
-                mine = self._worker_share(op)
+                mine = self._cluster_share(op) if self.cluster_limits else self._worker_share(op)
                 if mine is not None:
                     wanted[op.name] = mine
         for name in list(self.connectors):
@@ -510,9 +626,16 @@ class Gateway:
                 ids=self.ids.next_str,
                 **self.connector_options,
             )
+            conn.link.tps_share = max(self.shares.share(OPERATOR, name), MIN_SHARE)
             scope = trio.CancelScope()
             self.connectors[name] = (conn, scope)
             self._nursery.start_soon(self._serve_connector, op, conn, scope)
+
+    def _cluster_share(self, op: Operator) -> Operator | None:
+        """With ``[cluster] limits``: the binds this process holds in the ledger for the operator (None:
+        none, so no connector here); its TPS share is applied to the connector's link, not here."""
+        binds = self._op_binds.get(op.name, 0)
+        return attrs.evolve(op, bind_count=binds) if binds > 0 else None
 
     def _worker_share(self, op: Operator) -> Operator | None:
         """This worker's part of an operator's limits when ``worker=(index, count)`` splits a host's gateway
@@ -570,12 +693,16 @@ class Gateway:
     async def _stop_connector(
         self, name: str, conn: Any, scope: trio.CancelScope, grace: float = 5.0
     ) -> None:
+        self._closing.setdefault(name, set()).add(conn)  # its binds still count until it has stopped
         try:
             with trio.move_on_after(grace):
                 await conn.drain(grace)
         except Exception:
             log.exception("draining connector %s failed", name)
         scope.cancel()
+        self._closing[name].discard(conn)
+        if not self._closing[name]:
+            del self._closing[name]
 
     # ------------------------------------------------------------------ reload / drain
 
@@ -616,7 +743,10 @@ class Gateway:
                     if pd is not None:
                         pd.update(p)
                         pd.receiver_bound()  # a wider window: look again at once
+            self.partner_limits.forget(lambda sid: sid in self._partners)
             if self._nursery is not None and not self._draining:
+                if self.cluster_limits:
+                    self._track_operators()
                 self._sync_connectors()
             log.info("configuration version %d loaded", snap.version)
 
@@ -652,6 +782,11 @@ class Gateway:
                 for name, (conn, scope) in list(self.connectors.items()):
                     n.start_soon(self._stop_connector, name, conn, scope, remaining)
         self.connectors.clear()
+        if self.ledger is not None:  # the partners' and operators' binds here are closed: give them back
+            with trio.move_on_after(1.0):
+                await self.ledger.close()
+        if isinstance(self.shares, ClusterShares):
+            self.shares.stop()  # our last beacon: the others take our shares at once
         self._done.set()
 
 

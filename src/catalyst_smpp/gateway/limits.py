@@ -1,0 +1,111 @@
+"""A node's part of the cluster-wide limits: partner throttles and binds, operator TPS and binds.
+
+* **Partner throttle**: one token bucket per partner on this process, shared by every listener's binds and
+  the HTTP API, at ``throttle_rate * share`` with a burst of ``throttle_burst * share`` (at least 1), the
+  share from :mod:`.shares` (demand: the submits the bucket was asked for).  The message path only calls
+  the bucket's ``try_take``; a share change reconfigures the bucket in the background.
+* **Partner max_binds**: counted in the :class:`.bindledger.BindLedger` (the server's ``bind_claims``
+  hook), checked at bind time only.
+* **Operator TPS**: the connector's client runs at ``tps * share`` (demand: the submits it asked a TPS
+  token for), set without reconnecting.
+* **Operator bind_count**: dealt out over the processes that run a connector for the operator (the
+  :meth:`.shares.Shares.members` list, the same on every node once the beacons have gone round: the
+  first ``bind_count % n`` get one more), and each process binds only as many as it has taken in the
+  ledger (limit ``bind_count``): while the deal changes (a process joins or leaves) a process gives its
+  surplus back before another can take it, so the operator never sees more than ``bind_count`` binds.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Final
+
+import trio
+
+from catalyst_smpp.gateway.bindledger import BindLedger
+from catalyst_smpp.gateway.shares import Shares
+from catalyst_smpp.server.auth import Account
+from catalyst_smpp.util.ratelimit import TokenBucket
+
+__all__ = ["MIN_SHARE", "PartnerLimits", "operator_deal"]
+
+log = logging.getLogger(__name__)
+
+MIN_SHARE: Final = 1e-4
+"""A share is never applied below this (a token bucket needs a positive rate)."""
+
+PARTNER: Final = "partner"
+OPERATOR: Final = "operator"
+
+
+def operator_deal(bind_count: int, members: list[str], node: str) -> int:
+    """This process's part of an operator's ``bind_count`` over ``members`` (sorted; it is one of them)."""
+    n = len(members)
+    if node not in members or n == 0:
+        return 0
+    k = members.index(node)
+    return bind_count // n + (1 if k < bind_count % n else 0)
+
+
+class PartnerLimits:
+    """The partners' throttles and bind claims of this process; the servers' ``bucket_for`` and
+    ``bind_claims`` (see the module notes).  ``ledger`` None: binds are counted per server only."""
+
+    def __init__(
+        self,
+        shares: Shares,
+        ledger: BindLedger | None = None,
+        *,
+        clock: Callable[[], float] = trio.current_time,
+    ) -> None:
+        self.shares = shares
+        self.ledger = ledger
+        self.clock = clock
+        self._buckets: dict[str, TokenBucket] = {}
+        self._configured: dict[str, tuple[float, float]] = {}  # system_id -> (throttle_rate, burst)
+
+    def bucket_for(self, account: Account) -> TokenBucket | None:
+        """The partner's bucket on this process (made on first use), at its share of the account's rate."""
+        if account.throttle_rate is None:
+            return None
+        sid = account.system_id
+        rate = account.throttle_rate
+        burst = account.throttle_burst if account.throttle_burst is not None else max(1.0, rate)
+        bucket = self._buckets.get(sid)
+        if bucket is None:
+            bucket = self._buckets[sid] = TokenBucket(rate, burst)
+            self._configured[sid] = (rate, burst)
+            share = self.shares.track(PARTNER, sid, rate, lambda: bucket.asked, lambda s: self._apply(sid, s))
+            self._apply(sid, share)
+        elif self._configured[sid] != (rate, burst):
+            self._configured[sid] = (rate, burst)
+            self.shares.track(PARTNER, sid, rate, lambda: bucket.asked, lambda s: self._apply(sid, s))
+            self._apply(sid, self.shares.share(PARTNER, sid))
+        return bucket
+
+    def _apply(self, sid: str, share: float) -> None:
+        bucket = self._buckets.get(sid)
+        if bucket is None:
+            return
+        rate, burst = self._configured[sid]
+        s = max(share, MIN_SHARE)
+        bucket.reconfigure(rate * s, max(1.0, burst * s), self.clock())
+
+    def forget(self, keep: Callable[[str], bool]) -> None:
+        """Drop the buckets of partners ``keep`` says no (removed from the configuration)."""
+        for sid in [s for s in self._buckets if not keep(s)]:
+            del self._buckets[sid]
+            del self._configured[sid]
+            self.shares.untrack(PARTNER, sid)
+
+    # ---- the servers' bind_claims
+
+    async def acquire(self, account: Account) -> bool:
+        if self.ledger is None or account.max_binds is None:
+            return True
+        return await self.ledger.acquire(PARTNER, account.system_id, account.max_binds)
+
+    def release(self, account: Account) -> None:
+        if self.ledger is not None and account.max_binds is not None:
+            self.ledger.release(PARTNER, account.system_id)
