@@ -119,10 +119,14 @@ async def test_two_busy_processes_get_half_each_and_a_quiet_one_what_it_asks(
             assert b.share("partner", "acme") == pytest.approx(0.1, abs=0.02)
             assert a.share("partner", "acme") + b.share("partner", "acme") == pytest.approx(1.0, abs=0.02)
             assert da.applied[-1] == a.share("partner", "acme")  # pushed to the owner
-            db.rate = 0.0  # b idle: a takes all, b keeps its floor to start with
+            db.rate = 0.0  # b idle: a takes all but b's floor, which lets b start at once
             await trio.sleep(15)
-            assert a.share("partner", "acme") == pytest.approx(1.0)
+            assert a.share("partner", "acme") == pytest.approx(0.95)
             assert b.share("partner", "acme") == pytest.approx(0.05)
+            b.untrack("partner", "acme")  # b no longer serves the partner: a gets all at b's next beacon
+            await trio.sleep(1.5)
+            assert a.share("partner", "acme") == pytest.approx(1.0)
+            assert a.members("partner", "acme") == ["a"]
             n.cancel_scope.cancel()
 
 
@@ -306,5 +310,20 @@ async def test_partner_bucket_is_one_per_process_at_its_share(
         assert limits.ledger is not None and limits.ledger.held("partner", "acme") == 1
         assert await limits.acquire(Account("free"))  # no max_binds: nothing to count
         limits.forget(lambda sid: False)
-        assert limits.bucket_for(acct) is not bucket
+        fresh = limits.bucket_for(acct)
+        assert fresh is not bucket and fresh is not None
+        # a bucket with a bind here is kept however idle; without binds, dropped after a quiet minute
+        limits.sweep()
+        now.t += 120
+        limits.sweep()
+        assert limits.bucket_for(acct) is fresh
+        assert fresh.try_take(now.t)  # demand: the quiet minute starts again
+        limits.release(acct)  # no bind left here
+        limits.sweep()
+        now.t += 59
+        limits.sweep()
+        assert limits.bucket_for(acct) is fresh
+        now.t += 2
+        limits.sweep()
+        assert limits.bucket_for(acct) is not fresh
         n.cancel_scope.cancel()

@@ -46,7 +46,7 @@ from catalyst_smpp.gateway.connector import OperatorConnector
 from catalyst_smpp.gateway.delivery import PartnerDelivery
 from catalyst_smpp.gateway.events import EventPublisher, EventWriter
 from catalyst_smpp.gateway.ids import IdGenerator, node_number
-from catalyst_smpp.gateway.limits import MIN_SHARE, OPERATOR, PartnerLimits, operator_deal
+from catalyst_smpp.gateway.limits import MIN_SHARE, OPERATOR, OPERATOR_BINDS, PartnerLimits, operator_deal
 from catalyst_smpp.gateway.order import ReceiptOrder
 from catalyst_smpp.gateway.routing import Router
 from catalyst_smpp.gateway.schedule import Scheduler
@@ -353,21 +353,27 @@ class Gateway:
         await n.start(self.ledger.run)
 
     def _track_operators(self) -> None:
-        """Every enabled operator this process could serve takes part in its TPS share and bind deal."""
+        """Every enabled operator this process may serve takes part in its bind deal; in its TPS share
+        while a connector for it runs here."""
         assert self.snapshot is not None
         wanted = {op.name: op for op in self.snapshot.operators if op.enabled and self.start_connectors}
         for name in list(self._op_binds):
             if name not in wanted:
-                self.shares.untrack(OPERATOR, name)
+                self.shares.untrack(OPERATOR_BINDS, name)
         for name, op in wanted.items():
-            self.shares.track(
-                OPERATOR,
-                name,
-                op.tps,
-                lambda name=name: self._op_asked(name),  # type: ignore[misc]
-                lambda s, name=name: self._op_share(name, s),  # type: ignore[misc]
-            )
+            self.shares.track(OPERATOR_BINDS, name, float(op.bind_count), lambda: 0.0, lambda s: None)
             self._op_binds.setdefault(name, 0)
+        for name, (conn, _) in self.connectors.items():
+            running = wanted.get(name)
+            if running is not None:
+                share = self.shares.track(
+                    OPERATOR,
+                    name,
+                    running.tps,
+                    lambda name=name: self._op_asked(name),  # type: ignore[misc]
+                    lambda s, name=name: self._op_share(name, s),  # type: ignore[misc]
+                )
+                conn.link.tps_share = max(share, MIN_SHARE)
 
     def _op_asked(self, name: str) -> float:
         have = self.connectors.get(name)
@@ -389,8 +395,8 @@ class Gateway:
         for name in list(self._op_binds):
             op = ops.get(name)
             held = self.ledger.held(OPERATOR, name)
-            target = 0 if op is None else operator_deal(op.bind_count, self.shares.members(OPERATOR, name),
-                                                       self.node_id)  # fmt: skip
+            members = self.shares.members(OPERATOR_BINDS, name)
+            target = 0 if op is None else operator_deal(op.bind_count, members, self.node_id)
             if held > target:
                 if self._op_binds.get(name, 0) != target:
                     self._op_binds[name] = target  # the connector rebinds with fewer (or stops) first
@@ -421,6 +427,7 @@ class Gateway:
         interval = self.cfg.cluster.interval
         while not self._draining:
             await trio.sleep(interval)
+            self.partner_limits.sweep()
             try:
                 changed = await self._deal_operator_binds()
             except Exception:
@@ -607,6 +614,7 @@ class Gateway:
         for name in list(self.connectors):
             if name not in wanted:
                 conn, scope = self.connectors.pop(name)
+                self.shares.untrack(OPERATOR, name)
                 self._nursery.start_soon(self._stop_connector, name, conn, scope)
         for name, op in wanted.items():
             have = self.connectors.get(name)
@@ -626,9 +634,10 @@ class Gateway:
                 ids=self.ids.next_str,
                 **self.connector_options,
             )
-            conn.link.tps_share = max(self.shares.share(OPERATOR, name), MIN_SHARE)
             scope = trio.CancelScope()
             self.connectors[name] = (conn, scope)
+            if self.cluster_limits:
+                self._track_operators()  # its TPS share from now on (set before its client is made)
             self._nursery.start_soon(self._serve_connector, op, conn, scope)
 
     def _cluster_share(self, op: Operator) -> Operator | None:

@@ -5,11 +5,13 @@
   share from :mod:`.shares` (demand: the submits the bucket was asked for).  The message path only calls
   the bucket's ``try_take``; a share change reconfigures the bucket in the background.
 * **Partner max_binds**: counted in the :class:`.bindledger.BindLedger` (the server's ``bind_claims``
-  hook), checked at bind time only.
+  hook), checked at bind time only.  A bucket without binds here and unused for a minute is dropped, so
+  a process that served a partner once does not keep a floor of its rate.
 * **Operator TPS**: the connector's client runs at ``tps * share`` (demand: the submits it asked a TPS
   token for), set without reconnecting.
-* **Operator bind_count**: dealt out over the processes that run a connector for the operator (the
-  :meth:`.shares.Shares.members` list, the same on every node once the beacons have gone round: the
+* **Operator bind_count**: dealt out over the processes that may run a connector for the operator (the
+  :meth:`.shares.Shares.members` list of ``operator_binds``, the same on every node once the beacons have
+  gone round: the
   first ``bind_count % n`` get one more), and each process binds only as many as it has taken in the
   ledger (limit ``bind_count``): while the deal changes (a process joins or leaves) a process gives its
   surplus back before another can take it, so the operator never sees more than ``bind_count`` binds.
@@ -28,7 +30,7 @@ from catalyst_smpp.gateway.shares import Shares
 from catalyst_smpp.server.auth import Account
 from catalyst_smpp.util.ratelimit import TokenBucket
 
-__all__ = ["MIN_SHARE", "PartnerLimits", "operator_deal"]
+__all__ = ["MIN_SHARE", "OPERATOR", "OPERATOR_BINDS", "PARTNER", "PartnerLimits", "operator_deal"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,11 @@ MIN_SHARE: Final = 1e-4
 
 PARTNER: Final = "partner"
 OPERATOR: Final = "operator"
+"""An operator's TPS: tracked by the processes with a connector for it."""
+OPERATOR_BINDS: Final = "operator_binds"
+"""An operator's bind deal: tracked by every process that may run a connector for it (its members)."""
+IDLE_AFTER: Final = 60.0
+"""A partner bucket without binds here and without demand this long is dropped (its share given back)."""
 
 
 def operator_deal(bind_count: int, members: list[str], node: str) -> int:
@@ -64,6 +71,8 @@ class PartnerLimits:
         self.clock = clock
         self._buckets: dict[str, TokenBucket] = {}
         self._configured: dict[str, tuple[float, float]] = {}  # system_id -> (throttle_rate, burst)
+        self._binds: dict[str, int] = {}  # system_id -> binds held on this process
+        self._seen: dict[str, tuple[float, float]] = {}  # system_id -> (bucket.asked, when it last moved)
 
     def bucket_for(self, account: Account) -> TokenBucket | None:
         """The partner's bucket on this process (made on first use), at its share of the account's rate."""
@@ -95,17 +104,41 @@ class PartnerLimits:
     def forget(self, keep: Callable[[str], bool]) -> None:
         """Drop the buckets of partners ``keep`` says no (removed from the configuration)."""
         for sid in [s for s in self._buckets if not keep(s)]:
-            del self._buckets[sid]
-            del self._configured[sid]
-            self.shares.untrack(PARTNER, sid)
+            self._drop(sid)
+
+    def sweep(self, idle_after: float = IDLE_AFTER) -> None:
+        """Drop the buckets of partners without binds here whose demand stayed 0 for ``idle_after``: their
+        floor goes back to the processes that serve them (the HTTP API makes a bucket again on use)."""
+        now = self.clock()
+        for sid, bucket in list(self._buckets.items()):
+            asked, since = self._seen.get(sid, (-1.0, now))
+            if bucket.asked != asked:
+                self._seen[sid] = (bucket.asked, now)
+            elif not self._binds.get(sid) and now - since >= idle_after:
+                self._drop(sid)
+
+    def _drop(self, sid: str) -> None:
+        del self._buckets[sid]
+        del self._configured[sid]
+        self._seen.pop(sid, None)
+        self.shares.untrack(PARTNER, sid)
 
     # ---- the servers' bind_claims
 
     async def acquire(self, account: Account) -> bool:
-        if self.ledger is None or account.max_binds is None:
-            return True
-        return await self.ledger.acquire(PARTNER, account.system_id, account.max_binds)
+        sid = account.system_id
+        if self.ledger is not None and account.max_binds is not None:
+            if not await self.ledger.acquire(PARTNER, sid, account.max_binds):
+                return False
+        self._binds[sid] = self._binds.get(sid, 0) + 1
+        return True
 
     def release(self, account: Account) -> None:
+        sid = account.system_id
+        left = self._binds.get(sid, 0) - 1
+        if left > 0:
+            self._binds[sid] = left
+        else:
+            self._binds.pop(sid, None)
         if self.ledger is not None and account.max_binds is not None:
-            self.ledger.release(PARTNER, account.system_id)
+            self.ledger.release(PARTNER, sid)

@@ -9,12 +9,14 @@ How the shares are computed (:class:`ClusterShares`): every ``interval`` (1 s) e
 demand per tracked name (submits asked per second, throttled or not: a cumulative counter the owner gives)
 and sends one beacon (core NATS, nothing stored) with all of them.  Each process keeps the last beacon of
 every peer; a peer not heard from for ``dead_after`` (3 s) drops out and its share goes back to the
-others.  The share of a name is then :func:`allocate` over the processes that have demand for it (itself
-always included): a floor each, the rest max-min fair by demand, what nobody wants spread evenly — so the
-shares of the active processes sum to 1, a process whose demand is below its fair part gets what it asks
-plus headroom, and an idle process still holds the floor to start with.  A process that starts asks its
-peers for their beacons and waits ``settle`` for the answers before it reports started; a process that
-stops sends a last beacon saying so, and its share goes back at once.
+others.  The share of a name is then :func:`allocate` over the processes that track it (itself included):
+a floor each, the rest max-min fair by demand, what nobody wants spread evenly — so the shares sum to 1
+once every process has heard the others' last beacons, a process whose demand is below its fair part gets
+what it asks plus headroom, and an idle process holds the floor so that it can start at once (its demand
+shows in its next beacon).  A process that starts asks its peers for their beacons and waits ``settle``
+for the answers before it reports started; a name newly tracked is announced at once; a process that stops
+sends a last beacon saying so, and its share goes back at once.  Between a change and the beacon that tells
+it, the shares can add up to a little more than 1 (a new name: its floor, for milliseconds).
 
 :class:`LocalShares` is the single-process form (share 1 for everything): no bus, no heartbeat.
 """
@@ -203,6 +205,7 @@ class ClusterShares:
             e.count = demand()
             e.share = self._compute(kind, name, 0.0, limit)
             self._export(kind, name, e)
+            self._wake.set()  # announce it now: the others make room for it
         else:
             e.limit, e.demand, e.apply = limit, demand, apply
         return e.share
@@ -270,12 +273,14 @@ class ClusterShares:
                 if self._peers.pop(node, None) is not None:
                     self._rebalance()
                 continue
-            new = node not in self._peers
+            old = self._peers.get(node)
             self._peers[node] = _Peer(trio.current_time(), demands)
-            if msg.get("ask") or new:
-                # a process starting (or one we did not know): answer at once, and count it now
-                self._wake.set()
-                self._rebalance()
+            if msg.get("ask") or old is None:
+                self._wake.set()  # a process starting (or one we did not know): answer at once
+            if old is None or {k: set(v) for k, v in old.demands.items()} != {
+                k: set(v) for k, v in demands.items()
+            }:
+                self._rebalance()  # it tracks other names now: make room (or take it back) at once
 
     def _sample(self) -> None:
         now = trio.current_time()
@@ -312,8 +317,8 @@ class ClusterShares:
         demands = [own]
         for p in self._peers.values():
             if now - p.heard < self.dead_after:
-                d = p.demands.get(kind, {}).get(name, 0.0)
-                if d > 0:
+                d = p.demands.get(kind, {}).get(name)
+                if d is not None:
                     demands.append(d)
         return allocate(demands, limit, self.floor)[0]
 
