@@ -1,5 +1,6 @@
 """Limits across nodes on real NATS and Postgres: two gateway nodes serve one partner; its throttle holds in
-total (not twice over) and its max_binds counts the binds on both.
+total (not twice over) and its max_binds counts the binds on both.  Two nodes with connectors to one
+operator: its bind_count is dealt out (never more binds at the SMSC at once) and its tps holds in total.
 
 No timing is asserted: the submits accepted are counted over the load and compared with what the rate
 allows over the time it actually took (``rate * T * 1.2 + burst``), and with what two independent nodes
@@ -8,15 +9,19 @@ would have let through (twice that) — the share mechanism is what keeps the to
 
 from __future__ import annotations
 
+from typing import Any
+
 import trio
 
 from catalyst_smpp.client import BindType, ClientConfig, SmppClient
+from catalyst_smpp.gateway import Gateway
 from catalyst_smpp.protocol.constants import CommandStatus
 from catalyst_smpp.protocol.pdu import SubmitSm
 from catalyst_smpp.protocol.session import SessionConfig
+from catalyst_smpp.sim import DelayRange, SimConfig
 from catalyst_smpp.transport import SessionError
 
-from .harness import PASSWORD, Env, open_gateway, wait_for
+from .harness import PASSWORD, Env, RecordingSim, open_gateway, partner_client, submit_load, texts, wait_for
 
 RATE = 40.0
 BURST = 10
@@ -128,3 +133,67 @@ async def test_partner_throttle_and_max_binds_hold_across_two_nodes(env: Env) ->
     assert per_node[0]["throttled"] + per_node[1]["throttled"] > 0, summary
     # both busy: half each
     assert shares[0] + shares[1] <= 1.0 + 1e-6 and min(shares) > 0.3, shares
+
+
+class _TimedSim(RecordingSim):
+    """The simulator, noting when each submit arrived and the most binds it held at once."""
+
+    def __init__(self) -> None:
+        super().__init__(SimConfig(receipt_delay=DelayRange(0.0, 0.0)))
+        self.arrivals: list[float] = []
+        self.most_bound = 0
+
+    def _accepted(self, conn: Any, pdu: Any, verdict: Any, now: float) -> None:
+        super()._accepted(conn, pdu, verdict, now)
+        self.arrivals.append(trio.current_time())
+
+    async def watch_binds(self) -> None:
+        while True:  # the invariant at every sample (not a timing check)
+            self.most_bound = max(self.most_bound, self.bound_sessions)
+            await trio.sleep(0.005)
+
+
+OP_TPS = 40.0
+OP_BINDS = 3
+OP_MESSAGES = 240
+
+
+async def test_operator_binds_and_tps_hold_across_two_nodes(env: Env) -> None:
+    sim = _TimedSim()
+    async with trio.open_nursery() as n:
+        await n.start(sim.serve)
+        n.start_soon(sim.watch_binds)
+        env.add_operator("op1", sim.port, tps=OP_TPS, bind_count=OP_BINDS, window=10)
+        env.add_partner("acme")
+        env.add_route(None, "44", ["op1"])
+        async with open_gateway(env, "gw-a", node_num=1) as a:
+            await wait_for(lambda: _op_binds(a) == OP_BINDS, 20, "node a alone to hold all 3 binds")
+            async with open_gateway(env, "gw-b", node_num=2) as b:
+                # the deal over two nodes: 2 + 1; a gives one back before b takes it
+                await wait_for(
+                    lambda: (_op_binds(a), _op_binds(b)) == (2, 1), 30, "the binds dealt out as 2 + 1"
+                )
+                assert b.shares.members("operator_binds", "op1") == ["gw-a", "gw-b"]
+                client = partner_client(a.ports[0])
+                async with trio.open_nursery() as pn:
+                    await pn.start(client.run)
+                    with trio.fail_after(20):
+                        await client.wait_bound()
+                    load = await submit_load(client, texts("op", OP_MESSAGES), concurrency=20)
+                    assert len(load.acked) == OP_MESSAGES
+                    await wait_for(lambda: len(sim.arrivals) >= OP_MESSAGES, 60, "every message at the SMSC")
+                    pn.cancel_scope.cancel()
+                shares = (a.shares.share("operator", "op1"), b.shares.share("operator", "op1"))
+        n.cancel_scope.cancel()
+    assert sim.most_bound <= OP_BINDS, f"the SMSC saw {sim.most_bound} binds at once"
+    took = sim.arrivals[-1] - sim.arrivals[0]
+    burst = 2 * max(1.0, OP_TPS / 10)  # each node's client may run a burst ahead of its schedule
+    summary = f"{len(sim.arrivals)} submits in {took:.1f}s at tps {OP_TPS:g} (shares {shares})"
+    print(summary)
+    assert len(sim.arrivals) <= OP_TPS * took * 1.2 + burst, summary
+    assert sum(shares) <= 1.0 + 1e-6, summary
+
+
+def _op_binds(gw: Gateway) -> int:
+    have = gw.connectors.get("op1")
+    return int(have[0].binds) if have is not None else 0

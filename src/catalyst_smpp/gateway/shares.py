@@ -11,7 +11,8 @@ and sends one beacon (core NATS, nothing stored) with all of them.  Each process
 every peer; a peer not heard from for ``dead_after`` (3 s) drops out and its share goes back to the
 others.  The share of a name is then :func:`allocate` over the processes that track it (itself included):
 a floor each, the rest max-min fair by demand, what nobody wants spread evenly — so the shares sum to 1
-once every process has heard the others' last beacons, a process whose demand is below its fair part gets
+once every process has heard the others' last beacons (each process counts its own demand as it last
+announced it, the value the others use too), a process whose demand is below its fair part gets
 what it asks plus headroom, and an idle process holds the floor so that it can start at once (its demand
 shows in its next beacon).  A process that starts asks its peers for their beacons and waits ``settle``
 for the answers before it reports started; a name newly tracked is announced at once; a process that stops
@@ -242,9 +243,11 @@ class ClusterShares:
                     with trio.move_on_after(self.interval):
                         await self._wake.wait()
                     self._wake = trio.Event()
+                    # this process's share from the demand it announced last time, as the others see it:
+                    # a demand that rises everywhere at once never makes every process take the lion's share
+                    self._rebalance()
                     self._sample()
                     await self._send()
-                    self._rebalance()
             finally:
                 with trio.CancelScope(shield=True), trio.move_on_after(1.0):
                     await self._send(bye=True)
