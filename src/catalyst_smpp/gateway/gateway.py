@@ -345,6 +345,7 @@ class Gateway:
             dead_after=cc.dead_after,
             floor=cc.floor,
             metrics=self.metrics,
+            unexported=frozenset({OPERATOR_BINDS}),
         )
         self.shares = shares
         self.ledger = BindLedger(self.bus.kv, self.node_id, ttl=cc.bind_ttl)

@@ -163,6 +163,7 @@ class ClusterShares:
         floor: float = 0.05,
         settle: float | None = None,
         metrics: Metrics | None = None,
+        unexported: frozenset[str] = frozenset(),
     ) -> None:
         self.bus = bus
         self._node = node
@@ -172,6 +173,8 @@ class ClusterShares:
         #: how long a starting process listens for its peers' answers before it reports started
         self.settle = min(0.25, interval / 2) if settle is None else settle
         self.metrics = metrics
+        #: kinds tracked for their membership only (no rate): not exported as limit_share
+        self.unexported = unexported
         self._entries: dict[tuple[str, str], _Entry] = {}
         self._peers: dict[str, _Peer] = {}
         self._wake = trio.Event()
@@ -212,7 +215,11 @@ class ClusterShares:
         return e.share
 
     def untrack(self, kind: str, name: str) -> None:
-        if self._entries.pop((kind, name), None) is not None and self.metrics is not None:
+        if (
+            self._entries.pop((kind, name), None) is not None
+            and self.metrics is not None
+            and kind not in self.unexported
+        ):
             for g in (self.metrics.limit_share, self.metrics.limit_demand):
                 try:
                     g.remove(kind, name)
@@ -344,6 +351,6 @@ class ClusterShares:
             self._export(kind, name, e)
 
     def _export(self, kind: str, name: str, e: _Entry) -> None:
-        if self.metrics is not None:
+        if self.metrics is not None and kind not in self.unexported:
             self.metrics.limit_share.labels(kind, name).set(e.share)
             self.metrics.limit_demand.labels(kind, name).set(e.rate)
