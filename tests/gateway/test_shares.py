@@ -327,3 +327,16 @@ async def test_partner_bucket_is_one_per_process_at_its_share(
         limits.sweep()
         assert limits.bucket_for(acct) is not fresh
         n.cancel_scope.cancel()
+
+
+async def test_shares_start_and_stay_whole_when_the_bus_cannot_listen(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    bus = MemoryBus()
+    bus.close()  # as NATS away when the node starts: the node still starts, alone
+    async with trio.open_nursery() as n:
+        shares = await n.start(ClusterShares(bus, "a").run)
+        assert shares.track("partner", "acme", 10.0, lambda: 0.0, lambda _: None) == 1.0
+        await trio.sleep(10)  # it keeps trying, quietly
+        assert shares.share("partner", "acme") == 1.0
+        n.cancel_scope.cancel()

@@ -16,7 +16,7 @@ Partner delivery runs per partner while it has a receiver/transceiver bind on th
 server's ``on_bound`` hook, stopped from ``on_closed`` when the last one goes.  Webhook deliveries
 (catalyst_smpp.http.webhooks) run on every node for each enabled webhook, following the snapshot.
 
-One module (just over 600 lines): it is the node's assembly -- what starts, in which order, and what each
+One module (about 750 lines): it is the node's assembly -- what starts, in which order, and what each
 part is given -- and splitting the wiring would scatter that order over several files.
 """
 
@@ -46,7 +46,7 @@ from catalyst_smpp.gateway.connector import OperatorConnector
 from catalyst_smpp.gateway.delivery import PartnerDelivery
 from catalyst_smpp.gateway.events import EventPublisher, EventWriter
 from catalyst_smpp.gateway.ids import IdGenerator, node_number
-from catalyst_smpp.gateway.limits import MIN_SHARE, OPERATOR, OPERATOR_BINDS, PartnerLimits, operator_deal
+from catalyst_smpp.gateway.limits import OPERATOR, OPERATOR_BINDS, OperatorLimits, PartnerLimits
 from catalyst_smpp.gateway.order import ReceiptOrder
 from catalyst_smpp.gateway.routing import Router
 from catalyst_smpp.gateway.schedule import Scheduler
@@ -149,7 +149,7 @@ class Gateway:
         self.shares: Shares = LocalShares(node_id)
         self.ledger: BindLedger | None = None
         self.partner_limits = PartnerLimits(self.shares)
-        self._op_binds: dict[str, int] = {}  # operator -> binds this process may open (cluster limits)
+        self.operator_limits: OperatorLimits | None = None
         self._closing: dict[str, set[Any]] = {}  # operator -> its connectors being stopped
         self._nursery: trio.Nursery | None = None
         self._delivery_nursery: trio.Nursery | None = None
@@ -289,8 +289,8 @@ class Gateway:
                 self.servers.append(server)
             if cfg.http.port:
                 await self._start_http(n)
-            if self.cluster_limits:
-                await self._deal_operator_binds()
+            if self.operator_limits is not None:
+                await self.operator_limits.deal(self._serving())
                 n.start_soon(self._operator_binds_loop)
             self._sync_connectors()
             if getattr(self.infra, "watcher", None) is not None:
@@ -350,87 +350,30 @@ class Gateway:
         self.shares = shares
         self.ledger = BindLedger(self.bus.kv, self.node_id, ttl=cc.bind_ttl)
         self.partner_limits = PartnerLimits(shares, self.ledger)
+        self.operator_limits = OperatorLimits(
+            shares, self.ledger, running=self._running, stopping=lambda name: self._closing.get(name, ())
+        )
         await n.start(shares.run)
         await n.start(self.ledger.run)
 
-    def _track_operators(self) -> None:
-        """Every enabled operator this process may serve takes part in its bind deal; in its TPS share
-        while a connector for it runs here."""
+    def _serving(self) -> dict[str, Operator]:
+        """The operators this process may run connectors for."""
         assert self.snapshot is not None
-        wanted = {op.name: op for op in self.snapshot.operators if op.enabled and self.start_connectors}
-        for name in list(self._op_binds):
-            if name not in wanted:
-                self.shares.untrack(OPERATOR_BINDS, name)
-        for name, op in wanted.items():
-            self.shares.track(OPERATOR_BINDS, name, float(op.bind_count), lambda: 0.0, lambda s: None)
-            self._op_binds.setdefault(name, 0)
-        for name, (conn, _) in self.connectors.items():
-            running = wanted.get(name)
-            if running is not None:
-                share = self.shares.track(
-                    OPERATOR,
-                    name,
-                    running.tps,
-                    lambda name=name: self._op_asked(name),  # type: ignore[misc]
-                    lambda s, name=name: self._op_share(name, s),  # type: ignore[misc]
-                )
-                conn.link.tps_share = max(share, MIN_SHARE)
+        return {op.name: op for op in self.snapshot.operators if op.enabled and self.start_connectors}
 
-    def _op_asked(self, name: str) -> float:
+    def _running(self, name: str) -> Any:
         have = self.connectors.get(name)
-        return float(have[0].link.tps_asked()) if have is not None else 0.0
-
-    def _op_share(self, name: str, share: float) -> None:
-        have = self.connectors.get(name)
-        if have is not None:
-            have[0].link.set_tps_share(max(share, MIN_SHARE))
-
-    async def _deal_operator_binds(self) -> bool:
-        """Bring the binds this process holds per operator to its part of the deal: a surplus is given
-        back in the ledger once its binds are closed, a shortfall is taken when the ledger has room.
-        True when a count changed (the connectors are then synced)."""
-        assert self.ledger is not None and self.snapshot is not None
-        self._track_operators()
-        ops = {op.name: op for op in self.snapshot.operators if op.enabled and self.start_connectors}
-        changed = False
-        for name in list(self._op_binds):
-            op = ops.get(name)
-            held = self.ledger.held(OPERATOR, name)
-            members = self.shares.members(OPERATOR_BINDS, name)
-            target = 0 if op is None else operator_deal(op.bind_count, members, self.node_id)
-            if held > target:
-                if self._op_binds.get(name, 0) != target:
-                    self._op_binds[name] = target  # the connector rebinds with fewer (or stops) first
-                    changed = True
-                bound = self._op_units_bound(name, op)
-                surplus = held - max(target, bound)
-                if surplus > 0:
-                    self.ledger.release(OPERATOR, name, surplus)
-            elif held < target and op is not None:
-                while held < target and await self.ledger.acquire(OPERATOR, name, op.bind_count):
-                    held += 1
-                if self._op_binds.get(name, 0) != held:
-                    self._op_binds[name] = held
-                    changed = True
-            if op is None and not self.ledger.held(OPERATOR, name) and not self._op_units_bound(name, op):
-                self._op_binds.pop(name, None)
-        return changed
-
-    def _op_units_bound(self, name: str, op: Operator | None) -> int:
-        """Binds of the operator open on this process, in ``bind_count`` units (tx_rx: a pair is one)."""
-        have = self.connectors.get(name)
-        conns = [have[0]] if have is not None else []
-        conns += self._closing.get(name, ())
-        per = 2 if op is not None and op.bind_type == "tx_rx" else 1
-        return sum(-(-int(c.binds) // per) for c in conns)
+        return have[0] if have is not None else None
 
     async def _operator_binds_loop(self) -> None:
+        """Every heartbeat interval: idle partner buckets dropped, operator binds dealt out again."""
+        assert self.operator_limits is not None
         interval = self.cfg.cluster.interval
         while not self._draining:
             await trio.sleep(interval)
             self.partner_limits.sweep()
             try:
-                changed = await self._deal_operator_binds()
+                changed = await self.operator_limits.deal(self._serving())
             except Exception:
                 log.exception("dealing out operator binds failed; trying again")
                 continue
@@ -637,14 +580,14 @@ class Gateway:
             )
             scope = trio.CancelScope()
             self.connectors[name] = (conn, scope)
-            if self.cluster_limits:
-                self._track_operators()  # its TPS share from now on (set before its client is made)
+            if self.operator_limits is not None:
+                self.operator_limits.track(self._serving())  # its TPS share (before its client is made)
             self._nursery.start_soon(self._serve_connector, op, conn, scope)
 
     def _cluster_share(self, op: Operator) -> Operator | None:
         """With ``[cluster] limits``: the binds this process holds in the ledger for the operator (None:
         none, so no connector here); its TPS share is applied to the connector's link, not here."""
-        binds = self._op_binds.get(op.name, 0)
+        binds = self.operator_limits.binds(op.name) if self.operator_limits is not None else 0
         return attrs.evolve(op, bind_count=binds) if binds > 0 else None
 
     def _worker_share(self, op: Operator) -> Operator | None:
@@ -755,8 +698,8 @@ class Gateway:
                         pd.receiver_bound()  # a wider window: look again at once
             self.partner_limits.forget(lambda sid: sid in self._partners)
             if self._nursery is not None and not self._draining:
-                if self.cluster_limits:
-                    self._track_operators()
+                if self.operator_limits is not None:
+                    self.operator_limits.track(self._serving())
                 self._sync_connectors()
             log.info("configuration version %d loaded", snap.version)
 

@@ -20,17 +20,27 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Final
+from collections.abc import Callable, Iterable, Mapping
+from typing import Final, Protocol
 
 import trio
 
 from catalyst_smpp.gateway.bindledger import BindLedger
+from catalyst_smpp.gateway.link import OperatorLink
 from catalyst_smpp.gateway.shares import Shares
 from catalyst_smpp.server.auth import Account
+from catalyst_smpp.store.records import Operator
 from catalyst_smpp.util.ratelimit import TokenBucket
 
-__all__ = ["MIN_SHARE", "OPERATOR", "OPERATOR_BINDS", "PARTNER", "PartnerLimits", "operator_deal"]
+__all__ = [
+    "MIN_SHARE",
+    "OPERATOR",
+    "OPERATOR_BINDS",
+    "PARTNER",
+    "OperatorLimits",
+    "PartnerLimits",
+    "operator_deal",
+]
 
 log = logging.getLogger(__name__)
 
@@ -142,3 +152,105 @@ class PartnerLimits:
             self._binds.pop(sid, None)
         if self.ledger is not None and account.max_binds is not None:
             self.ledger.release(PARTNER, sid)
+
+
+class _Connector(Protocol):
+    """What the operator limits use of a connector: its open binds and its link's TPS."""
+
+    @property
+    def binds(self) -> int: ...
+
+    @property
+    def link(self) -> OperatorLink: ...
+
+
+class OperatorLimits:
+    """The operators' TPS shares and bind deal of this process (see the module notes).
+
+    ``running(name)`` is the operator's connector on this process (None: none runs), ``stopping(name)`` its
+    connectors being stopped (their binds still open count until they are closed)."""
+
+    def __init__(
+        self,
+        shares: Shares,
+        ledger: BindLedger,
+        *,
+        running: Callable[[str], _Connector | None],
+        stopping: Callable[[str], Iterable[_Connector]],
+    ) -> None:
+        self.shares = shares
+        self.ledger = ledger
+        self.running = running
+        self.stopping = stopping
+        self._binds: dict[str, int] = {}  # operator -> binds this process may open
+
+    def binds(self, name: str) -> int:
+        """How many binds the operator's connector here may open (0: it does not run here)."""
+        return self._binds.get(name, 0)
+
+    def track(self, operators: Mapping[str, Operator]) -> None:
+        """``operators``: the enabled ones this process may serve.  Each takes part in its bind deal; in its
+        TPS share while its connector runs here (the share set on the link before its client is made)."""
+        for name in list(self._binds):
+            if name not in operators:
+                self.shares.untrack(OPERATOR_BINDS, name)
+        for name, op in operators.items():
+            self.shares.track(OPERATOR_BINDS, name, float(op.bind_count), lambda: 0.0, lambda s: None)
+            self._binds.setdefault(name, 0)
+            conn = self.running(name)
+            if conn is None:
+                self.shares.untrack(OPERATOR, name)
+                continue
+            share = self.shares.track(
+                OPERATOR,
+                name,
+                op.tps,
+                lambda name=name: self._asked(name),  # type: ignore[misc]
+                lambda s, name=name: self._apply(name, s),  # type: ignore[misc]
+            )
+            conn.link.tps_share = max(share, MIN_SHARE)
+
+    def _asked(self, name: str) -> float:
+        conn = self.running(name)
+        return float(conn.link.tps_asked()) if conn is not None else 0.0
+
+    def _apply(self, name: str, share: float) -> None:
+        conn = self.running(name)
+        if conn is not None:
+            conn.link.set_tps_share(max(share, MIN_SHARE))
+
+    async def deal(self, operators: Mapping[str, Operator]) -> bool:
+        """Bring the binds held per operator to this process's part of the deal: a surplus is given back in
+        the ledger once its binds are closed, a shortfall is taken while the ledger has room.  True when
+        a count changed (the caller then rebinds its connectors with :meth:`binds`)."""
+        self.track(operators)
+        changed = False
+        for name in list(self._binds):
+            op = operators.get(name)
+            held = self.ledger.held(OPERATOR, name)
+            members = self.shares.members(OPERATOR_BINDS, name)
+            target = 0 if op is None else operator_deal(op.bind_count, members, self.shares.node)
+            if held > target:
+                if self._binds.get(name, 0) != target:
+                    self._binds[name] = target  # the connector rebinds with fewer (or stops) first
+                    changed = True
+                surplus = held - max(target, self.bound(name, op))
+                if surplus > 0:
+                    self.ledger.release(OPERATOR, name, surplus)
+            elif held < target and op is not None:
+                while held < target and await self.ledger.acquire(OPERATOR, name, op.bind_count):
+                    held += 1
+                if self._binds.get(name, 0) != held:
+                    self._binds[name] = held
+                    changed = True
+            if op is None and not self.ledger.held(OPERATOR, name) and not self.bound(name, op):
+                self._binds.pop(name, None)
+        return changed
+
+    def bound(self, name: str, op: Operator | None) -> int:
+        """Binds of the operator open on this process, in ``bind_count`` units (tx_rx: a pair is one; an
+        operator no longer configured: each bind is one)."""
+        conns = [c for c in (self.running(name),) if c is not None]
+        conns += self.stopping(name)
+        per = 2 if op is not None and op.bind_type == "tx_rx" else 1
+        return sum(-(-int(c.binds) // per) for c in conns)

@@ -33,7 +33,7 @@ from typing import Any, Final, Protocol
 import attrs
 import trio
 
-from catalyst_smpp.bus import MessageBus
+from catalyst_smpp.bus import BusError, MessageBus
 from catalyst_smpp.metrics import Metrics
 
 __all__ = ["BEACON_TOPIC", "ClusterShares", "LocalShares", "Shares", "allocate"]
@@ -238,27 +238,46 @@ class ClusterShares:
 
     async def run(self, *, task_status: trio.TaskStatus[ClusterShares] = trio.TASK_STATUS_IGNORED) -> None:
         """Listen to the peers' beacons, send ours every ``interval``; started once the peers had
-        ``settle`` to answer our first one.  On cancellation a last beacon says we are gone."""
-        async with self.bus.beacons(BEACON_TOPIC) as beacons, trio.open_nursery() as n:
-            n.start_soon(self._listen, beacons)
+        ``settle`` to answer our first one.  On cancellation a last beacon says we are gone.  When the bus
+        cannot listen (closed, NATS away at start) the shares stay as they are and it tries again."""
+        started = False
+        delay = self.interval
+        while True:
             try:
-                await self._send(ask=True)
-                await trio.sleep(self.settle)
-                self._rebalance()
-                task_status.started(self)
-                while True:
-                    with trio.move_on_after(self.interval):
-                        await self._wake.wait()
-                    self._wake = trio.Event()
-                    # this process's share from the demand it announced last time, as the others see it:
-                    # a demand that rises everywhere at once never makes every process take the lion's share
-                    self._rebalance()
-                    self._sample()
-                    await self._send()
-            finally:
-                with trio.CancelScope(shield=True), trio.move_on_after(1.0):
-                    await self._send(bye=True)
-                n.cancel_scope.cancel()
+                async with self.bus.beacons(BEACON_TOPIC) as beacons, trio.open_nursery() as n:
+                    n.start_soon(self._listen, beacons)
+                    try:
+                        await self._send(ask=True)
+                        await trio.sleep(self.settle)
+                        self._rebalance()
+                        if not started:
+                            started = True
+                            task_status.started(self)
+                        delay = self.interval
+                        await self._beat()
+                    finally:
+                        with trio.CancelScope(shield=True), trio.move_on_after(1.0):
+                            await self._send(bye=True)
+                        n.cancel_scope.cancel()
+            except BusError as e:
+                log.warning("limits heartbeat cannot listen (%s); shares kept as they are, trying again in "
+                            "%.0fs", e, delay)  # fmt: skip
+                if not started:
+                    started = True
+                    task_status.started(self)
+                await trio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    async def _beat(self) -> None:
+        while True:
+            with trio.move_on_after(self.interval):
+                await self._wake.wait()
+            self._wake = trio.Event()
+            # this process's share from the demand it announced last time, as the others see it: a
+            # demand that rises everywhere at once never makes every process take the lion's share
+            self._rebalance()
+            self._sample()
+            await self._send()
 
     def stop(self) -> None:
         """Drain: send the last beacon at the next tick (the owner cancels ``run`` after it)."""
