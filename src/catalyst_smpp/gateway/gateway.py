@@ -646,16 +646,18 @@ class Gateway:
     async def _stop_connector(
         self, name: str, conn: Any, scope: trio.CancelScope, grace: float = 5.0
     ) -> None:
-        self._closing.setdefault(name, set()).add(conn)  # its binds still count until it has stopped
+        closing = self._closing.setdefault(name, set())
+        closing.add(conn)  # its binds still count (cluster limits) until it has stopped
         try:
             with trio.move_on_after(grace):
                 await conn.drain(grace)
         except Exception:
             log.exception("draining connector %s failed", name)
-        scope.cancel()
-        self._closing[name].discard(conn)
-        if not self._closing[name]:
-            del self._closing[name]
+        finally:
+            scope.cancel()
+            closing.discard(conn)
+            if not closing and self._closing.get(name) is closing:
+                del self._closing[name]
 
     # ------------------------------------------------------------------ reload / drain
 
