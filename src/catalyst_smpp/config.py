@@ -31,6 +31,7 @@ import attrs
 __all__ = [
     "MAX_WORKERS",
     "BillingConfig",
+    "ClusterConfig",
     "Config",
     "ConfigError",
     "DatabaseConfig",
@@ -338,12 +339,31 @@ class PartnerSeed:
 
 
 @attrs.frozen
+class ClusterConfig:
+    """Limits shared by every gateway process on the same NATS (docs/operations.md, "Limits across nodes")."""
+
+    limits: bool = _f(True)
+    """Partner throttle and max_binds, operator tps and bind_count hold in total over all nodes and
+    workers; false: each process applies them on its own (N processes: up to N times as much)."""
+    interval: float = _f(1.0, min=0.1, max=60, kind="duration")
+    """Heartbeat period: each process sends its demand per partner/operator and recomputes its shares."""
+    dead_after: float = _f(3.0, min=0.3, max=600, kind="duration")
+    """A process not heard from this long is gone: its shares go to the others."""
+    floor: float = _f(0.05, min=0.0, max=0.5)
+    """Least fraction of a limit a process holds (so an idle one can start sending at once)."""
+    bind_ttl: float = _f(15.0, min=1, max=3600, kind="duration")
+    """A process's bind count in the shared ledger lapses this long after its last refresh (a dead
+    process's binds are counted no longer)."""
+
+
+@attrs.frozen
 class Config:
     node: NodeConfig = _f(factory=NodeConfig)
     nats: NatsConfig = _f(factory=NatsConfig)
     database: DatabaseConfig = _f(factory=DatabaseConfig)
     listeners: tuple[ListenerConfig, ...] = _f(factory=lambda: (ListenerConfig(),))
     limits: LimitsConfig = _f(factory=LimitsConfig)
+    cluster: ClusterConfig = _f(factory=ClusterConfig)
     billing: BillingConfig = _f(factory=BillingConfig)
     http: HttpConfig = _f(factory=HttpConfig)
     metrics: MetricsConfig = _f(factory=MetricsConfig)
@@ -448,6 +468,13 @@ def _check_cross_fields(cfg: Config, source: str) -> None:
             raise ConfigError(
                 source, f"listeners[{i}].{missing}", "tls_cert and tls_key must be given together"
             )
+    if cfg.cluster.dead_after < 2 * cfg.cluster.interval:
+        raise ConfigError(
+            source,
+            "cluster.dead_after",
+            f"{cfg.cluster.dead_after:g}s is less than twice cluster.interval ({cfg.cluster.interval:g}s): "
+            "a process would be dropped between two of its heartbeats",
+        )
     if (cfg.http.tls_cert is None) != (cfg.http.tls_key is None):
         missing = "tls_key" if cfg.http.tls_key is None else "tls_cert"
         raise ConfigError(source, f"http.{missing}", "tls_cert and tls_key must be given together")

@@ -164,6 +164,25 @@ class Metrics:
             "1 while at least one bind to the operator is up on this node, else 0.",
             ["operator"],
         )
+        self.limit_share = m(
+            Gauge,
+            "limit_share",
+            "Fraction of a cluster-wide limit this node holds now: kind=partner (its throttle_rate and "
+            "burst), kind=operator (its tps); 1 on a node alone.",
+            ["kind", "name"],
+        )
+        self.limit_demand = m(
+            Gauge,
+            "limit_demand",
+            "This node's recent demand on a shared limit (submits asked per second, throttled or not), "
+            "what its share is computed from.",
+            ["kind", "name"],
+        )
+        self.cluster_nodes = m(
+            Gauge,
+            "cluster_nodes",
+            "Gateway processes this node hears heartbeats from (itself included) for the shared limits.",
+        )
         self.accept_seconds = m(
             Histogram,
             "accept_seconds",

@@ -42,7 +42,7 @@ DB_START_WAIT = 10.0
 from the saved config snapshot."""
 
 # config sections a running gateway cannot change without a restart
-RESTART_SECTIONS = ("node", "nats", "database", "listeners", "metrics")
+RESTART_SECTIONS = ("node", "nats", "database", "listeners", "metrics", "cluster")
 
 WORKER_ENV = "CATALYST_SMPP_WORKER"
 """Environment variable carrying a worker's :class:`WorkerSpec` (JSON) from the supervising parent."""

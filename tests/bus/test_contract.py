@@ -277,3 +277,47 @@ async def test_kv_value_expires_ttl_after_its_last_put(open_bus: OpenBus, clock:
         with trio.fail_after(5):
             while (await kv.get_many(["op.b"]))[0] is not None:
                 await trio.sleep(0.1)
+
+
+async def test_kv_swap_is_compare_and_set(open_bus: OpenBus, clock: Any) -> None:
+    async with open_bus() as bus:
+        kv = bus.kv
+        assert await kv.get_entry("_t.cas") is None
+        r1 = await kv.swap("_t.cas", b"one", 0)  # create-only
+        assert r1 is not None
+        assert await kv.swap("_t.cas", b"again", 0) is None  # it exists now
+        assert await kv.get_entry("_t.cas") == (b"one", r1)
+        r2 = await kv.swap("_t.cas", b"two", r1)
+        assert r2 is not None and r2 > r1
+        assert await kv.swap("_t.cas", b"stale", r1) is None  # another write came first
+        assert await kv.get_entry("_t.cas") == (b"two", r2)
+        assert await kv.get_many(["_t.cas"]) == [b"two"]  # the same value the batch read sees
+        await kv.delete_many(["_t.cas"])
+        assert await kv.get_entry("_t.cas") is None
+        assert await kv.swap("_t.cas", b"three", 0) is not None  # a deleted key can be created again
+
+
+async def test_kv_entry_expires_and_can_be_created_again(open_bus: OpenBus, clock: Any) -> None:
+    async with open_bus(kv_ttl=1.0) as bus:
+        kv = bus.kv
+        assert await kv.swap("_t.ttl", b"v", 0) is not None
+        with trio.fail_after(5):
+            while await kv.get_entry("_t.ttl") is not None:
+                await trio.sleep(0.1)
+        assert await kv.swap("_t.ttl", b"w", 0) is not None
+
+
+async def test_beacons_reach_every_listener_of_the_topic(open_bus: OpenBus, clock: Any) -> None:
+    async with open_bus() as bus, bus.beacons("t1") as a, bus.beacons("t1") as b, bus.beacons("t2") as other:
+        await bus.beacon("t1", b"hello")
+        with trio.fail_after(5):
+            assert await a.receive() == b"hello"
+            assert await b.receive() == b"hello"
+        await bus.beacon("t2", b"x")
+        with trio.fail_after(5):
+            assert await other.receive() == b"x"
+        with trio.move_on_after(0.3):  # t2's beacon went to t2's listener only
+            got = await a.receive()
+            raise AssertionError(f"unexpected beacon {got!r}")
+    async with open_bus() as bus:
+        await bus.beacon("t1", b"nobody listens")  # not an error

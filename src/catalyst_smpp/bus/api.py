@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Mapping
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 import attrs
@@ -312,6 +313,17 @@ class KeyValue(Protocol):
         """Raises :class:`BusError` when a delete was not stored."""
         ...
 
+    async def get_entry(self, key: str, timeout: float | None = None) -> tuple[bytes, int] | None:
+        """The value of ``key`` and its revision (for :meth:`swap`); ``None`` when it has none (missing,
+        deleted, expired).  Raises :class:`BusError` when the bucket cannot be read."""
+        ...
+
+    async def swap(self, key: str, value: bytes, revision: int, timeout: float | None = None) -> int | None:
+        """Compare and set: store ``value`` only if the key's revision is still ``revision`` (0: only if the
+        key has no value).  The new revision, or ``None`` when another write came first (read again and
+        retry).  Raises :class:`BusError` when it could not be stored for another reason."""
+        ...
+
 
 class OpIds(Protocol):
     """Operator message id → the gateway's id mapping, as the octets the gateway encodes, in
@@ -366,3 +378,14 @@ class MessageBus(Protocol):
     async def delete_consumer(self, kind: Kind, name: str | None = None) -> bool: ...
 
     async def stream_info(self, kind: Kind) -> StreamState: ...
+
+    async def beacon(self, topic: str, payload: bytes) -> None:
+        """Send ``payload`` to every node listening on ``topic`` now (core NATS: not stored, at most once,
+        lost while disconnected).  Never raises for a lost beacon."""
+        ...
+
+    def beacons(self, topic: str) -> AbstractAsyncContextManager[trio.abc.ReceiveChannel[bytes]]:
+        """Listen on ``topic`` (own beacons included) while the context is open; a listener that falls
+        more than a few dozen beacons behind loses the newest (beacons are periodic: the next replaces
+        them)."""
+        ...

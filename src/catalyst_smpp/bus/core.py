@@ -11,7 +11,7 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import nats.errors
 import nats.js.errors
@@ -216,6 +216,38 @@ class Bus(ConnectionStates):
             consumers=st.consumer_count,
         )
 
+    # ---- beacons
+
+    async def beacon(self, topic: str, payload: bytes) -> None:
+        if self._state is ConnectionState.CLOSED:
+            return
+        await self._call(self._aio.beacon, self.names.beacon(topic), bytes(payload))
+
+    @contextlib.asynccontextmanager
+    async def beacons(self, topic: str) -> AsyncIterator[trio.abc.ReceiveChannel[bytes]]:
+        send, recv = trio.open_memory_channel[bytes](_BEACON_BUFFER)
+        token = trio.lowlevel.current_trio_token()
+
+        def offer(data: bytes) -> None:  # trio side
+            with contextlib.suppress(trio.WouldBlock, trio.ClosedResourceError):
+                send.send_nowait(data)
+
+        def deliver(data: bytes) -> None:  # asyncio side: hand over, never block the read loop
+            with contextlib.suppress(trio.RunFinishedError):
+                token.run_sync_soon(offer, data)
+
+        key = await self._call(self._aio.listen, self.names.beacon(topic), deliver)
+        try:
+            yield recv
+        finally:
+            send.close()
+            with trio.CancelScope(shield=True), contextlib.suppress(BusError):
+                await self._call(self._aio.unlisten, key)
+
+
+_BEACON_BUFFER: Final = 64
+"""Beacons a listener may fall behind by before the newest are dropped."""
+
 
 class Consumer:
     """A durable pull consumer.  ``fetch`` a batch, then ack/nak/term the batch in one call each."""
@@ -309,6 +341,14 @@ class NatsKeyValue:
         if ks:
             t = self._bus.cfg.publish_timeout if timeout is None else timeout
             await self._bus._call(self._bus._aio.kv_delete, ks, t)
+
+    async def get_entry(self, key: str, timeout: float | None = None) -> tuple[bytes, int] | None:
+        t = self._bus.cfg.request_timeout if timeout is None else timeout
+        return await self._bus._call(self._bus._aio.kv_get_entry, key, t)
+
+    async def swap(self, key: str, value: bytes, revision: int, timeout: float | None = None) -> int | None:
+        t = self._bus.cfg.publish_timeout if timeout is None else timeout
+        return await self._bus._call(self._bus._aio.kv_swap, key, bytes(value), revision, t)
 
 
 class OpIdStore:

@@ -305,6 +305,7 @@ class _AioSide:
         self.pub_pending: dict[int, _PubBatch] = {}
         self.pub_counter = 0
         self.fast: dict[int, WireHandler] = {}
+        self.listening: dict[int, Any] = {}  # beacon subscriptions by sid
 
     async def connect(self, urls: list[str], name: str) -> None:
         async def disconnected() -> None:
@@ -751,6 +752,50 @@ class _AioSide:
                 raise BusError(f"KV get failed: {type(r).__name__}: {r}") from r
             out.append(r)
         return out
+
+    async def kv_get_entry(self, key: str, timeout: float) -> tuple[bytes, int] | None:
+        """The value and revision of ``key`` (nats-py's ``KeyValue.get``; None: missing, deleted, expired)."""
+        assert self.kv is not None
+        try:
+            e = await asyncio.wait_for(self.kv.get(key), timeout)
+        except nats.js.errors.KeyNotFoundError:  # nats-py raises it for a deleted key too
+            return None
+        return (e.value or b"", int(e.revision or 0))
+
+    async def kv_swap(self, key: str, value: bytes, revision: int, timeout: float) -> int | None:
+        """Compare and set (``create`` for revision 0, else ``update(last=revision)``); None on a conflict."""
+        assert self.kv is not None
+        try:
+            if revision == 0:
+                return int(await asyncio.wait_for(self.kv.create(key, value), timeout))
+            return int(await asyncio.wait_for(self.kv.update(key, value, last=revision), timeout))
+        except nats.js.errors.KeyWrongLastSequenceError:
+            return None
+
+    # ---- beacons (core NATS: no stream)
+
+    async def beacon(self, subject: str, payload: bytes) -> None:
+        nc = self.nc
+        if nc is None or not nc.is_connected:
+            return  # lost: the next beacon replaces it
+        with contextlib.suppress(nats.errors.Error, OSError):
+            await nc.publish(subject, payload)
+
+    async def listen(self, subject: str, deliver: Any) -> int:
+        """Subscribe ``deliver(payload)`` (called on this thread, through the fast path) to ``subject``."""
+        assert self.nc is not None
+        sub = await self.nc.subscribe(subject, cb=_unused_cb)
+        key = sid(sub)
+        self.fast[key] = lambda _subject, _reply, data, _hdr: deliver(bytes(data))
+        self.listening[key] = sub
+        return key
+
+    async def unlisten(self, key: int) -> None:
+        self.fast.pop(key, None)
+        sub = self.listening.pop(key, None)
+        if sub is not None and self.nc is not None and not self.nc.is_closed:
+            with contextlib.suppress(nats.errors.Error, OSError):
+                await sub.unsubscribe()
 
     async def kv_delete(self, keys: list[str], timeout: float) -> None:
         prefix = f"$KV.{self.names.bucket(self.cfg.kv.bucket)}."

@@ -11,7 +11,9 @@ against it and against a real nats-server):
   delay) or not settled within ``ack_wait`` (or the ``backoff`` entry for its delivery), then delivered
   again with ``num_delivered`` one higher, at most ``max_deliver`` times; at most ``max_ack_pending``
   pending; ``in_progress`` restarts the wait;
-* the KV: raw bytes values that read as ``None`` once deleted or ``kv.ttl`` after their last put.
+* the KV: raw bytes values that read as ``None`` once deleted or ``kv.ttl`` after their last put, with
+  revisions for compare-and-set (``get_entry`` / ``swap``);
+* beacons: delivered at once to every listener of the topic (a full listener loses them, as on NATS).
 
 Timers run on ``trio.current_time()``, so a test under pytest-trio's ``autojump_clock`` sees an ack_wait
 or a nak delay pass at once.  Not modelled: stream ``max_age``/``max_bytes``, KV ``max_bytes``, connection
@@ -21,9 +23,10 @@ was created.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import Final
 
 import attrs
@@ -152,6 +155,7 @@ class MemoryBus(ConnectionStates):
         self._state_changed = trio.Event()
         self.kv = MemoryKeyValue(self)
         self.opids = OpIdStore(self.kv)
+        self._listeners: dict[str, set[trio.MemorySendChannel[bytes]]] = {}
 
     # ---- connection (always up until closed)
 
@@ -244,6 +248,32 @@ class MemoryBus(ConnectionStates):
             last_seq=st.last_seq,
             consumers=len(st.durables),
         )
+
+    # ---- beacons
+
+    async def beacon(self, topic: str, payload: bytes) -> None:
+        await trio.lowlevel.checkpoint()
+        if self._state is ConnectionState.CLOSED:
+            return
+        for send in list(self._listeners.get(self.names.beacon(topic), ())):
+            with contextlib.suppress(trio.WouldBlock, trio.ClosedResourceError):
+                send.send_nowait(bytes(payload))
+
+    @contextlib.asynccontextmanager
+    async def beacons(self, topic: str) -> AsyncIterator[trio.abc.ReceiveChannel[bytes]]:
+        self._check_open()
+        send, recv = trio.open_memory_channel[bytes](_BEACON_BUFFER)
+        listeners = self._listeners.setdefault(self.names.beacon(topic), set())
+        listeners.add(send)
+        try:
+            yield recv
+        finally:
+            listeners.discard(send)
+            send.close()
+
+
+_BEACON_BUFFER: Final = 64
+"""Beacons a listener may fall behind by (as the NATS implementation's buffer)."""
 
 
 class MemoryConsumer:
@@ -373,7 +403,7 @@ class MemoryKeyValue:
     def __init__(self, bus: MemoryBus) -> None:
         self._bus = bus
         self._stream = f"KV_{bus.names.bucket(bus.cfg.kv.bucket)}"
-        self._values: dict[str, tuple[bytes, float]] = {}
+        self._values: dict[str, tuple[bytes, float, int]] = {}  # key -> (value, expires, revision)
         self._seq = 0
 
     @staticmethod
@@ -392,10 +422,39 @@ class MemoryKeyValue:
             elif self._bad(k):
                 out.append(PublishError(PublishErrorKind.SERVER, f"bad key {k!r}"))
             else:
-                self._seq += 1
-                self._values[k] = (bytes(v), expires)
-                out.append(PubAck(self._stream, self._seq))
+                out.append(PubAck(self._stream, self._store(k, v, expires)))
         return out
+
+    def _store(self, key: str, value: bytes, expires: float) -> int:
+        self._seq += 1
+        self._values[key] = (bytes(value), expires, self._seq)
+        return self._seq
+
+    def _live(self, key: str, now: float) -> tuple[bytes, float, int] | None:
+        v = self._values.get(key)
+        if v is not None and v[1] <= now:
+            del self._values[key]
+            return None
+        return v
+
+    async def get_entry(self, key: str, timeout: float | None = None) -> tuple[bytes, int] | None:
+        await trio.lowlevel.checkpoint()
+        self._bus._check_open()
+        if self._bad(key):
+            raise BusError(f"KV get failed: bad key {key!r}")
+        v = self._live(key, trio.current_time())
+        return None if v is None else (v[0], v[2])
+
+    async def swap(self, key: str, value: bytes, revision: int, timeout: float | None = None) -> int | None:
+        await trio.lowlevel.checkpoint()
+        self._bus._check_open()
+        if self._bad(key):
+            raise BusError(f"KV swap failed: bad key {key!r}")
+        now = trio.current_time()
+        v = self._live(key, now)
+        if (0 if v is None else v[2]) != revision:
+            return None
+        return self._store(key, value, now + self._bus.cfg.kv.ttl)
 
     async def get_many(self, keys: Iterable[str], timeout: float | None = None) -> list[bytes | None]:
         await trio.lowlevel.checkpoint()
@@ -405,10 +464,7 @@ class MemoryKeyValue:
         for k in keys:
             if self._bad(k):
                 raise BusError(f"KV get failed: bad key {k!r}")
-            v = self._values.get(k)
-            if v is not None and v[1] <= now:
-                del self._values[k]
-                v = None
+            v = self._live(k, now)
             out.append(None if v is None else v[0])
         return out
 

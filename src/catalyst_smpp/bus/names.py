@@ -71,5 +71,9 @@ class Names:
         """Durable consumer name shared by all nodes: ``MT_<operator>``, ``DLR_<partner>``, ``EVENTS_all``."""
         return f"{kind.value}_{token(name) if name else 'all'}"
 
+    def beacon(self, topic: str) -> str:
+        """Core NATS subject of a beacon topic (no stream listens there): ``BEACON.<topic>``."""
+        return f"{self.namespace}.BEACON.{token(topic)}" if self.namespace else f"BEACON.{token(topic)}"
+
     def bucket(self, bucket: str) -> str:
         return f"{self.namespace}_{bucket}" if self.namespace else bucket

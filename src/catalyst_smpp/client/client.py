@@ -144,12 +144,10 @@ class SmppClient:
         self._interval = 0.0  # seconds per request; 0 = unlimited
         self._tolerance = 0.0  # (burst - 1) * interval: how far ahead of schedule a burst may run
         self._tat = -math.inf  # theoretical arrival time of the next request
+        #: TPS tokens asked for so far (each request once): the demand a shared TPS is split by
+        self.tokens_asked = 0
         if config.tps is not None:
-            burst = config.tps_burst if config.tps_burst is not None else max(1.0, config.tps / 10)
-            if burst < 1:
-                raise ValueError("tps_burst must be at least 1")
-            self._interval = 1.0 / config.tps
-            self._tolerance = (burst - 1.0) * self._interval
+            self.set_tps(config.tps, config.tps_burst)
         self._cancel: trio.CancelScope | None = None
         self._done = trio.Event()
 
@@ -371,10 +369,22 @@ class SmppClient:
                 return s
         return None
 
+    def set_tps(self, tps: float, burst: float | None = None) -> None:
+        """Change the TPS limit now, without rebinding (burst None: ``max(1, tps / 10)``); the requests
+        already scheduled keep their times."""
+        if not tps > 0:
+            raise ValueError("tps must be positive")
+        b = burst if burst is not None else max(1.0, tps / 10)
+        if b < 1:
+            raise ValueError("tps_burst must be at least 1")
+        self._interval = 1.0 / tps
+        self._tolerance = (b - 1.0) * self._interval
+
     async def _take_token(self) -> None:
         interval = self._interval
         if not interval:
             return
+        self.tokens_asked += 1
         now = trio.current_time()
         tat = self._tat if self._tat > now else now
         allowed_at = tat - self._tolerance

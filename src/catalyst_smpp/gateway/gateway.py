@@ -16,7 +16,7 @@ Partner delivery runs per partner while it has a receiver/transceiver bind on th
 server's ``on_bound`` hook, stopped from ``on_closed`` when the last one goes.  Webhook deliveries
 (catalyst_smpp.http.webhooks) run on every node for each enabled webhook, following the snapshot.
 
-One module (just over 600 lines): it is the node's assembly -- what starts, in which order, and what each
+One module (about 750 lines): it is the node's assembly -- what starts, in which order, and what each
 part is given -- and splitting the wiring would scatter that order over several files.
 """
 
@@ -41,13 +41,16 @@ from catalyst_smpp.bus import BusError, MessageBus
 from catalyst_smpp.config import Config, ListenerConfig
 from catalyst_smpp.gateway.accept import AcceptHandler
 from catalyst_smpp.gateway.auth import PostgresAuthenticator, account_for
+from catalyst_smpp.gateway.bindledger import BindLedger
 from catalyst_smpp.gateway.connector import OperatorConnector
 from catalyst_smpp.gateway.delivery import PartnerDelivery
 from catalyst_smpp.gateway.events import EventPublisher, EventWriter
 from catalyst_smpp.gateway.ids import IdGenerator, node_number
+from catalyst_smpp.gateway.limits import OPERATOR, OPERATOR_BINDS, OperatorLimits, PartnerLimits
 from catalyst_smpp.gateway.order import ReceiptOrder
 from catalyst_smpp.gateway.routing import Router
 from catalyst_smpp.gateway.schedule import Scheduler
+from catalyst_smpp.gateway.shares import ClusterShares, LocalShares, Shares
 from catalyst_smpp.http.webhooks import WebhookTasks
 from catalyst_smpp.metrics import Metrics
 from catalyst_smpp.protocol.session import SessionConfig
@@ -142,6 +145,12 @@ class Gateway:
         #: receipts / MO to partners' webhooks (extra WebhookDelivery keywords: tests, tuning)
         self.webhooks = WebhookTasks(self.bus, metrics=metrics, options=webhook_options)
         self.connectors: dict[str, tuple[Any, trio.CancelScope]] = {}
+        # cluster-wide limits ([cluster] limits; gateway/limits.py): shares of rates, binds in the ledger
+        self.shares: Shares = LocalShares(node_id)
+        self.ledger: BindLedger | None = None
+        self.partner_limits = PartnerLimits(self.shares)
+        self.operator_limits: OperatorLimits | None = None
+        self._closing: dict[str, set[Any]] = {}  # operator -> its connectors being stopped
         self._nursery: trio.Nursery | None = None
         self._delivery_nursery: trio.Nursery | None = None
         self._reload_lock = trio.Lock()
@@ -199,6 +208,7 @@ class Gateway:
         self._apply_snapshot(snapshot)
         async with trio.open_nursery() as n:
             self._nursery = n
+            await self._start_limits(n)
             # no task: accept, connectors and inbound store their rows themselves, before answering
             self.events = EventPublisher(self.bus, node=self.node_id)
             self.writer = EventWriter(self.bus, self.db, batch=cfg.limits.event_batch, metrics=self.metrics)
@@ -272,11 +282,16 @@ class Gateway:
                     on_closed=self._on_closed,
                     on_refused=self._on_refused,
                     on_submit_refused=self._on_submit_refused,
+                    bucket_for=self.partner_limits.bucket_for,
+                    bind_claims=self.partner_limits,
                 )
                 await n.start(server.serve)
                 self.servers.append(server)
             if cfg.http.port:
                 await self._start_http(n)
+            if self.operator_limits is not None:
+                await self.operator_limits.deal(self._serving())
+                n.start_soon(self._operator_binds_loop)
             self._sync_connectors()
             if getattr(self.infra, "watcher", None) is not None:
                 n.start_soon(self._watch)
@@ -307,11 +322,63 @@ class Gateway:
         n.start_soon(purge_loop, self.db)  # Idempotency-Key rows older than their 24 h
 
     def _partner_bucket(self, partner: Partner) -> TokenBucket | None:
-        """The partner's submit token bucket, shared with its SMPP binds (those of the first listener: each
-        listener's server keeps its own)."""
-        if self.servers:
-            return self.servers[0]._bucket_for(account_for(partner))
-        return None
+        """The partner's submit token bucket on this process, shared with its SMPP binds on every listener
+        (at this process's share of its throttle_rate)."""
+        return self.partner_limits.bucket_for(account_for(partner))
+
+    # ------------------------------------------------------------------ limits across nodes
+
+    @property
+    def cluster_limits(self) -> bool:
+        cluster = getattr(self.cfg, "cluster", None)
+        return bool(cluster is not None and cluster.limits)
+
+    async def _start_limits(self, n: trio.Nursery) -> None:
+        """With ``[cluster] limits``: the shares' heartbeat and the bind ledger (gateway/limits.py)."""
+        if not self.cluster_limits:
+            return
+        cc = self.cfg.cluster
+        shares = ClusterShares(
+            self.bus,
+            self.node_id,
+            interval=cc.interval,
+            dead_after=cc.dead_after,
+            floor=cc.floor,
+            metrics=self.metrics,
+            unexported=frozenset({OPERATOR_BINDS}),
+        )
+        self.shares = shares
+        self.ledger = BindLedger(self.bus.kv, self.node_id, ttl=cc.bind_ttl)
+        self.partner_limits = PartnerLimits(shares, self.ledger)
+        self.operator_limits = OperatorLimits(
+            shares, self.ledger, running=self._running, stopping=lambda name: self._closing.get(name, ())
+        )
+        await n.start(shares.run)
+        await n.start(self.ledger.run)
+
+    def _serving(self) -> dict[str, Operator]:
+        """The operators this process may run connectors for."""
+        assert self.snapshot is not None
+        return {op.name: op for op in self.snapshot.operators if op.enabled and self.start_connectors}
+
+    def _running(self, name: str) -> Any:
+        have = self.connectors.get(name)
+        return have[0] if have is not None else None
+
+    async def _operator_binds_loop(self) -> None:
+        """Every heartbeat interval: idle partner buckets dropped, operator binds dealt out again."""
+        assert self.operator_limits is not None
+        interval = self.cfg.cluster.interval
+        while not self._draining:
+            await trio.sleep(interval)
+            self.partner_limits.sweep()
+            try:
+                changed = await self.operator_limits.deal(self._serving())
+            except Exception:
+                log.exception("dealing out operator binds failed; trying again")
+                continue
+            if changed and not self._draining:
+                self._sync_connectors()
 
     async def _save_snapshot(self, snap: ConfigSnapshot) -> None:
         if self.snapshot_file is None:
@@ -485,12 +552,13 @@ class Gateway:
         wanted = {}
         for op in self.snapshot.operators:
             if op.enabled and self.start_connectors:
-                mine = self._worker_share(op)
+                mine = self._cluster_share(op) if self.cluster_limits else self._worker_share(op)
                 if mine is not None:
                     wanted[op.name] = mine
         for name in list(self.connectors):
             if name not in wanted:
                 conn, scope = self.connectors.pop(name)
+                self.shares.untrack(OPERATOR, name)
                 self._nursery.start_soon(self._stop_connector, name, conn, scope)
         for name, op in wanted.items():
             have = self.connectors.get(name)
@@ -512,7 +580,15 @@ class Gateway:
             )
             scope = trio.CancelScope()
             self.connectors[name] = (conn, scope)
+            if self.operator_limits is not None:
+                self.operator_limits.track(self._serving())  # its TPS share (before its client is made)
             self._nursery.start_soon(self._serve_connector, op, conn, scope)
+
+    def _cluster_share(self, op: Operator) -> Operator | None:
+        """With ``[cluster] limits``: the binds this process holds in the ledger for the operator (None:
+        none, so no connector here); its TPS share is applied to the connector's link, not here."""
+        binds = self.operator_limits.binds(op.name) if self.operator_limits is not None else 0
+        return attrs.evolve(op, bind_count=binds) if binds > 0 else None
 
     def _worker_share(self, op: Operator) -> Operator | None:
         """This worker's part of an operator's limits when ``worker=(index, count)`` splits a host's gateway
@@ -570,12 +646,18 @@ class Gateway:
     async def _stop_connector(
         self, name: str, conn: Any, scope: trio.CancelScope, grace: float = 5.0
     ) -> None:
+        closing = self._closing.setdefault(name, set())
+        closing.add(conn)  # its binds still count (cluster limits) until it has stopped
         try:
             with trio.move_on_after(grace):
                 await conn.drain(grace)
         except Exception:
             log.exception("draining connector %s failed", name)
-        scope.cancel()
+        finally:
+            scope.cancel()
+            closing.discard(conn)
+            if not closing and self._closing.get(name) is closing:
+                del self._closing[name]
 
     # ------------------------------------------------------------------ reload / drain
 
@@ -616,7 +698,10 @@ class Gateway:
                     if pd is not None:
                         pd.update(p)
                         pd.receiver_bound()  # a wider window: look again at once
+            self.partner_limits.forget(lambda sid: sid in self._partners)
             if self._nursery is not None and not self._draining:
+                if self.operator_limits is not None:
+                    self.operator_limits.track(self._serving())
                 self._sync_connectors()
             log.info("configuration version %d loaded", snap.version)
 
@@ -652,6 +737,11 @@ class Gateway:
                 for name, (conn, scope) in list(self.connectors.items()):
                     n.start_soon(self._stop_connector, name, conn, scope, remaining)
         self.connectors.clear()
+        if self.ledger is not None:  # the partners' and operators' binds here are closed: give them back
+            with trio.move_on_after(1.0):
+                await self.ledger.close()
+        if isinstance(self.shares, ClusterShares):
+            self.shares.stop()  # our last beacon: the others take our shares at once
         self._done.set()
 
 

@@ -81,6 +81,9 @@ class OperatorLink:
         self.ssl_context = ssl_context
         self.client: SmppClient | None = None
         self._reconnect = trio.Event()
+        #: this process's fraction of the operator's tps (gateway/limits.py); changed without rebinding
+        self.tps_share = 1.0
+        self._asked_before = 0  # TPS tokens asked by the clients before the current one
 
     @property
     def tx_bound(self) -> int:
@@ -99,6 +102,18 @@ class OperatorLink:
 
     def reconnect(self) -> None:
         self._reconnect.set()
+
+    def tps_asked(self) -> int:
+        """Submits that asked for a TPS token over every client of this link: its demand."""
+        c = self.client
+        return self._asked_before + (c.tokens_asked if c is not None else 0)
+
+    def set_tps_share(self, share: float) -> None:
+        """Run at ``tps * share`` from now on (the current client too, without rebinding)."""
+        self.tps_share = share
+        c = self.client
+        if c is not None:
+            c.set_tps(self.operator().tps * share)
 
     def client_config(self, op: Operator) -> ClientConfig:
         ctx = None
@@ -121,7 +136,7 @@ class OperatorLink:
                 enquire_link_interval=30.0,
                 bind_timeout=None,
             ),
-            tps=op.tps,
+            tps=op.tps * self.tps_share,
             **opts,
         )
 
@@ -155,6 +170,8 @@ class OperatorLink:
                 with trio.move_on_after(_CA_FILE_RETRY):
                     await self._reconnect.wait()
                 continue
+            if self.client is not None:
+                self._asked_before += self.client.tokens_asked
             client = SmppClient(config, handler=self.handler)
             self.client = client
             async with trio.open_nursery() as n:

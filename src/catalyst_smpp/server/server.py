@@ -7,7 +7,7 @@ import logging
 import socket
 import ssl
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import attrs
 import trio
@@ -23,7 +23,7 @@ from catalyst_smpp.transport.net import peer_host, peer_name, set_nodelay
 from catalyst_smpp.transport.session import BindType, Handler, Reply, SmppSession
 from catalyst_smpp.util.ratelimit import TokenBucket
 
-__all__ = ["ServerConfig", "ServerSession", "SmppServer", "accept_all_handler"]
+__all__ = ["BindClaims", "ServerConfig", "ServerSession", "SmppServer", "accept_all_handler"]
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +105,15 @@ def accept_all_handler() -> Handler:
     return handle
 
 
+class BindClaims(Protocol):
+    """Binds counted beyond this server (e.g. over every gateway process): ``acquire`` before a bind is
+    answered ESME_ROK (False refuses it), ``release`` exactly once for each acquire that returned True."""
+
+    async def acquire(self, account: Account) -> bool: ...
+
+    def release(self, account: Account) -> None: ...
+
+
 class ServerSession(SmppSession):
     """A session of the server: adds the bind (authenticator, bind limits) and the throttle."""
 
@@ -115,6 +124,7 @@ class ServerSession(SmppSession):
         self.bind_type: BindType | None = None
         self._bucket: TokenBucket | None = None
         self._reserved = False  # holds one of the account's max_binds
+        self._claimed = False  # holds one of the server's bind_claims
 
     def _on_request(self, pdu: Pdu) -> None:
         cid = pdu.command_id
@@ -176,9 +186,28 @@ class ServerSession(SmppSession):
             return pdu.make_response(_RBINDFAIL, system_id=server.config.system_id)
         self._reserved = True
         self.account = account
+        if server.bind_claims is not None:
+            claimed = await server.bind_claims.acquire(account)
+            if claimed and self._reserved:
+                self._claimed = True
+            elif claimed:  # the session closed meanwhile (and released its reservation)
+                server.bind_claims.release(account)
+            if not self._claimed:
+                if self._reserved:
+                    self._release()
+                    self.account = None
+                if self.is_closed:
+                    return None
+                self.log.info(
+                    "bind %s as %r refused: max_binds %s reached over all nodes",
+                    bind_type.value,
+                    system_id,
+                    account.max_binds,
+                )
+                return pdu.make_response(_RBINDFAIL, system_id=server.config.system_id)
         self.bind_type = bind_type
         self.system_id = account.system_id
-        self._bucket = server._bucket_for(account)
+        self._bucket = server.bucket_for(account)
         if account.deliver_window is not None:
             self.window_size = account.deliver_window
         return pdu.make_response(0, system_id=server.config.system_id)
@@ -203,6 +232,10 @@ class ServerSession(SmppSession):
             self._reserved = False
             assert self.account is not None
             self.server._release_bind(self.account)
+            if self._claimed:
+                self._claimed = False
+                assert self.server.bind_claims is not None
+                self.server.bind_claims.release(self.account)
 
 
 class SmppServer:
@@ -218,8 +251,15 @@ class SmppServer:
         on_closed: Callable[[ServerSession], object] | None = None,
         on_refused: Callable[[str], object] | None = None,
         on_submit_refused: Callable[[ServerSession, int], object] | None = None,
+        bucket_for: Callable[[Account], TokenBucket | None] | None = None,
+        bind_claims: BindClaims | None = None,
     ) -> None:
         self.config = config
+        #: the submit throttle of an account's sessions; None = one token bucket per system_id in this
+        #: server at the account's throttle_rate (the gateway shares one per node over every listener)
+        self.bucket_for = bucket_for if bucket_for is not None else self._bucket_for
+        #: binds counted beyond this server, checked after its own max_binds (None: this server only)
+        self.bind_claims = bind_claims
         #: called with the status of each submit (submit_sm, submit_multi, data_sm) refused before it reaches
         #: the handler: by the session's throttle (ESME_RTHROTTLED) or by the protocol core (a submit in the
         #: wrong bind state, ESME_RINVBNDSTS; a field the codec refuses, its status): the gateway counts them

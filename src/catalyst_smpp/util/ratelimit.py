@@ -19,6 +19,8 @@ class TokenBucket:
     burst: float = attrs.field()
     _tokens: float = attrs.field(init=False)
     _stamp: float | None = attrs.field(init=False, default=None)
+    #: tokens asked of :meth:`try_take` so far, granted or not: the demand a shared limit is split by
+    asked: float = attrs.field(init=False, default=0.0)
 
     @rate.validator
     def _check_rate(self, attribute: attrs.Attribute[float], value: float) -> None:
@@ -44,6 +46,7 @@ class TokenBucket:
 
     def try_take(self, now: float, n: float = 1.0) -> bool:
         """Take ``n`` tokens if they are there; return whether they were."""
+        self.asked += n
         self._refill(now)
         if self._tokens >= n:
             self._tokens -= n
