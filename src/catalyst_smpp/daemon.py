@@ -56,6 +56,7 @@ from catalyst_smpp.service import (  # the daemon re-exports these names
     version,
     watchdog_interval,
 )
+from catalyst_smpp.util import gcpolicy
 
 __all__ = ["EXIT_CONFIG", "WORKER_ENV", "Daemon", "SdNotifier", "WorkerSpec", "main_run", "register"]
 
@@ -195,6 +196,7 @@ class Daemon:
         with trio.move_on_after(5):
             await sampler.sample()  # so the first scrape after READY=1 has the gauges
         n.start_soon(sampler.run)
+        gcpolicy.settle()  # start-up's objects out of the collector's way before the traffic
         ports = list(getattr(gw, "ports", []) or [])
         self.metrics.ready.set(1)
         status = f"ready: SMPP on {', '.join(map(str, ports)) or '-'}"
