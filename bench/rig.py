@@ -155,6 +155,14 @@ def _wait(
     raise RuntimeError(f"{what}: not ready after {timeout:.0f} s")
 
 
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except OSError:
+        return False
+
+
 def _listening(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.5)
@@ -218,16 +226,23 @@ def _start_postgres(procs: Procs, tmp: Path) -> tuple[str, int]:
     return f"host={HOST} port={port} user=postgres dbname=postgres", p.pid
 
 
-def _setup_catalyst_db(dsn: str, schema: str, sim_port: int, binds: int) -> None:
+def _setup_catalyst_db(dsn: str, schema: str, sim_port: int, args: argparse.Namespace) -> None:
     from catalyst_smpp.store import OperatorRepo, PartnerRepo, RouteRepo, connect_sync, migrate
 
+    partner: dict[str, Any] = {"window": args.partner_window} if args.partner_window else {}
+    operator: dict[str, Any] = {"window": args.smsc_window} if args.smsc_window else {}
     with connect_sync(dsn, schema=schema, autocommit=True) as conn:
         migrate(conn, schema=schema)
         # defaults except the throttles (contract values; 100/s by default) and enough binds for --binds
         PartnerRepo(conn).add(
-            PARTNER, PASSWORD, throttle_rate=1_000_000.0, throttle_burst=1_000_000, max_binds=max(4, binds)
+            PARTNER,
+            PASSWORD,
+            throttle_rate=1_000_000.0,
+            throttle_burst=1_000_000,
+            max_binds=max(4, args.binds),
+            **partner,
         )
-        OperatorRepo(conn).add(OPERATOR, HOST, sim_port, "gw", password="pw", tps=1_000_000.0)
+        OperatorRepo(conn).add(OPERATOR, HOST, sim_port, "gw", password="pw", tps=1_000_000.0, **operator)
         RouteRepo(conn).add(None, "", [OPERATOR])
 
 
@@ -238,7 +253,7 @@ def start_catalyst(
     nats_url, nats_pid = (args.nats, None) if args.nats else _start_nats(procs, tmp)
     dsn, pg_pid = (args.dsn, None) if args.dsn else _start_postgres(procs, tmp)
     namespace, schema = f"rig{tag}", f"bench_rig_{tag}"
-    _setup_catalyst_db(dsn, schema, sim_port, args.binds)
+    _setup_catalyst_db(dsn, schema, sim_port, args)
     port, mport = _free_port(), _free_ports(workers)
     cfg = tmp / "gw.toml"
     cfg_args = argparse.Namespace(nats=nats_url, dsn=dsn, lease_seconds=0, log_level="INFO")
@@ -258,8 +273,11 @@ def start_catalyst(
         cmd += ["--workers", str(workers)]
     log = open(tmp / "gw.log", "w")
     gw = procs.start(cmd, sig=15, stdout=log, stderr=subprocess.STDOUT)
-    for k in range(workers):
-        _wait_gateway(gw, mport + k)
+    # with the operator's default single bind only worker 0 binds to it (the binds are dealt out);
+    # every worker serves metrics on the base port + k once it runs
+    _wait_gateway(gw, mport)
+    for k in range(1, workers):
+        _wait(f"worker {k}", lambda k=k: _http_ok(f"http://{HOST}:{mport + k}/metrics"), [gw], 60)
     roles = {"gateway": [gw.pid]}
     roles["nats-server"] = [nats_pid] if nats_pid else []
     roles["postgres"] = [pg_pid] if pg_pid else _shared_postgres_pids()
@@ -312,6 +330,7 @@ transceiver-mode = true
 smsc-username = gw
 smsc-password = pw
 system-type = rig
+{f"max-pending-submits = {args.smsc_window}" if args.smsc_window else ""}
 """
     )
     (tmp / "logins.txt").write_text(f"{PARTNER} {PASSWORD} rig {HOST}\n")
@@ -537,6 +556,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="PATH",
         help="opensmppbox binary (several: a kannel row each); default $CATALYST_RIG_OPENSMPPBOX",
     )
+    p.add_argument(
+        "--smsc-window",
+        type=int,
+        default=0,
+        help="NOT a default: submit_sm outstanding toward the simulator (Catalyst's operator window, "
+        "Kannel's max-pending-submits; both 10 by default), to see what the default costs",
+    )
+    p.add_argument(
+        "--partner-window",
+        type=int,
+        default=0,
+        help="NOT a default: Catalyst's deliver_sm window toward the partner (10 by default; opensmppbox "
+        "has none)",
+    )
     p.add_argument("--nats", default="", help="use this NATS server instead of a private one")
     p.add_argument("--dsn", default="", help="use this Postgres instead of a private cluster")
     p.add_argument(
@@ -575,6 +608,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     env = ensure_node_modules(Path(args.node_cache))
     mode = f"open loop at {args.rate:.0f}/s" if args.rate else "closed loop"
+    if args.smsc_window or args.partner_window:
+        mode += (
+            f"; NOT the defaults: smsc window {args.smsc_window or 'default'}, "
+            f"partner window {args.partner_window or 'default'}"
+        )
     print(
         f"rig: {args.count} messages, {args.binds} bind(s) x window {args.window}, {mode}, "
         f"{args.repeat} round(s) of {', '.join(lbl for lbl, _, _ in plan)}",
