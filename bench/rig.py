@@ -222,8 +222,19 @@ def _start_postgres(procs: Procs, tmp: Path) -> tuple[str, int]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    _wait("postgres", lambda: _listening(port), [p], 60)
-    return f"host={HOST} port={port} user=postgres dbname=postgres", p.pid
+    dsn = f"host={HOST} port={port} user=postgres dbname=postgres"
+    _wait("postgres", lambda: _pg_ready(dsn), [p], 60)
+    return dsn, p.pid
+
+
+def _pg_ready(dsn: str) -> bool:
+    import psycopg
+
+    try:
+        with psycopg.connect(dsn, connect_timeout=2):
+            return True
+    except psycopg.Error:
+        return False
 
 
 def _setup_catalyst_db(dsn: str, schema: str, sim_port: int, args: argparse.Namespace) -> None:
@@ -620,9 +631,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         flush=True,
     )
     rows = []
+    failures: list[str] = []
     for run in range(1, args.repeat + 1):
         for label, system, osb in plan:
-            row = run_one(system, args, env, osb)
+            try:
+                row = run_one(system, args, env, osb)
+            except Exception as exc:  # one failed run is reported, the others still run
+                print(f"  [{run}] {label}: FAILED: {exc}", file=sys.stderr, flush=True)
+                failures.append(f"{label} run {run}: {exc}")
+                continue
             row.update(label=label, run=run)
             print(
                 f"  [{run}] {label}: {_f(row['msgs_per_s'])} msgs/s, "
@@ -631,6 +648,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 flush=True,
             )
             rows.append(row)
+    for failure in failures:
+        print(f"rig: FAILED {failure}", file=sys.stderr)
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
