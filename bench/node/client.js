@@ -143,7 +143,7 @@ function pump(b) {
 
 let rr = 0;
 function drainDue() {
-	while (submitted < due) {
+	while (submitted < Math.min(due, o.count)) {
 		let b = -1;
 		for (let k = 0; k < sessions.length; k++) {
 			const c = (rr + k) % sessions.length;
