@@ -191,7 +191,9 @@ async def test_operator_binds_and_tps_hold_across_two_nodes(env: Env) -> None:
     summary = f"{len(sim.arrivals)} submits in {took:.1f}s at tps {OP_TPS:g} (shares {shares})"
     print(summary)
     assert len(sim.arrivals) <= OP_TPS * took * 1.2 + burst, summary
-    assert sum(shares) <= 1.0 + 1e-6, summary
+    # each node reads its own view, up to one heartbeat apart from the other's: while demand moves the two
+    # views may disagree by a share's floor (5 %); the total rate above is the bound the operator sees
+    assert sum(shares) <= 1.05 + 1e-6, summary
 
 
 def _op_binds(gw: Gateway) -> int:
