@@ -376,8 +376,12 @@ def partner_client(
     *,
     handler: Any = None,
     binds: tuple[BindType, ...] = (BindType.TRANSCEIVER,),
+    connect: Callable[[], Awaitable[trio.abc.Stream]] | None = None,
+    response_timeout: float = 15.0,
 ) -> SmppClient:
-    async def connect() -> trio.abc.Stream:
+    """``connect``: how to reach the gateway (default: 127.0.0.1 at ``port``), e.g. trying several nodes."""
+
+    async def connect_local() -> trio.abc.Stream:
         p = port() if callable(port) else port
         return await trio.open_tcp_stream("127.0.0.1", p)
 
@@ -389,7 +393,10 @@ def partner_client(
             password=PASSWORD,
             binds=binds,
             session=SessionConfig(
-                window_size=10, response_timeout=15.0, enquire_link_interval=5.0, bind_timeout=None
+                window_size=10,
+                response_timeout=response_timeout,
+                enquire_link_interval=5.0,
+                bind_timeout=None,
             ),
             reconnect_initial=0.2,
             reconnect_max=1.0,
@@ -397,7 +404,7 @@ def partner_client(
             throttle_retries=0,
         ),
         handler,
-        connect=connect,
+        connect=connect or connect_local,
     )
 
 
