@@ -252,14 +252,18 @@ class OneBindSim(RecordingSim):
 
     def __init__(self, config: SimConfig) -> None:
         super().__init__(config)
-        check = self.engine.check_bind
+        self.server.authenticator = _OneBind(self, self.server.authenticator)
 
-        def one_at_a_time(system_id: str, password: str) -> int:
-            if self.bound_sessions >= 1:
-                return int(CommandStatus.ESME_RALYBND)
-            return check(system_id, password)
 
-        self.engine.check_bind = one_at_a_time  # type: ignore[method-assign]
+@attrs.define
+class _OneBind:
+    sim: RecordingSim
+    inner: Any
+
+    async def authenticate(self, bind: Any) -> Any:
+        if self.sim.bound_sessions >= 1:
+            return int(CommandStatus.ESME_RALYBND)
+        return await self.inner.authenticate(bind)
 
 
 @asynccontextmanager
