@@ -9,11 +9,12 @@ Hosts (each a network namespace ``chb-<name>`` with one veth into the bridge ``c
   same operation as for any other host (its packets dropped: connections hang as in a real partition, where a
   relay in our hands would close them or need a fault model of its own), and the bench never touches the
   shared test database.
-* ``gw1``, ``gw2`` (.31, .32): ``catalyst-smpp run`` nodes (SMPP on 2775, metrics on 9100), configured with all
-  three NATS urls and ``nats.replicas = 3``.
+* ``gw1``, ``gw2`` (.31, .32): ``catalyst-smpp run`` nodes (SMPP on 2775, metrics on 9100), configured
+  with all three NATS urls and ``nats.replicas = 3``.
 * the root namespace has .1 on the bridge: the test process lives there -- the partners (load) and the
   operator's SMSC simulator are "the outside world" to the cluster, each reaching every host over the bridge.
-  ``python -m tests.hosts up`` also starts ``catalyst-smpp smsc-sim`` on a host ``smsc`` (.41) for manual runs.
+  ``python -m tests.hosts up`` also starts ``catalyst-smpp smsc-sim`` on a host ``smsc`` (.41) for manual
+  runs.
 
 Cutting a host off (:meth:`Bench.cut`) sets its bridge port to ``disabled``: every frame from or to it is
 dropped, silently, both ways -- what a partition does (no RST, no "unreachable"; TCP retransmits until it
@@ -168,7 +169,11 @@ class Proc:
         cmd = ["ip", "netns", "exec", ns(self.host)]
         if self.user:
             cmd += ["runuser", "-u", self.user, "--"]
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("NOTIFY_SOCKET", "WATCHDOG_", "CATALYST_"))}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("NOTIFY_SOCKET", "WATCHDOG_", "CATALYST_"))
+        }
         with self.log.open("ab") as log:
             log.write(f"--- start {self.starts} at {time.time():.3f}\n".encode())
             log.flush()
@@ -285,7 +290,9 @@ class Bench:
         for h in hosts:
             while True:
                 try:
-                    with urllib.request.urlopen(f"http://{addr(h)}:8222/healthz?js-enabled-only=true", timeout=2) as r:
+                    with urllib.request.urlopen(
+                        f"http://{addr(h)}:8222/healthz?js-enabled-only=true", timeout=2
+                    ) as r:
                         if r.status == 200:
                             with urllib.request.urlopen(f"http://{addr(h)}:8222/jsz", timeout=2) as r2:
                                 if json.load(r2).get("meta_cluster", {}).get("leader"):
@@ -356,7 +363,9 @@ class Bench:
 
     # -- gateways
 
-    def gateway_config(self, host: str, *, namespace: str, schema: str, connectors: bool = True, **extra: str) -> Path:
+    def gateway_config(
+        self, host: str, *, namespace: str, schema: str, connectors: bool = True, **extra: str
+    ) -> Path:
         """Write the config of the gateway on ``host`` (a test's namespace and schema); ``extra``: more TOML
         sections by name (``nats_extra`` is appended to ``[nats]``)."""
         d = self.base / host
@@ -480,7 +489,9 @@ def show_status(out: TextIO = sys.stdout) -> None:
         cmds = []
         for pid in pids:
             with contextlib.suppress(OSError):
-                cmds.append(Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode().rsplit("/", 1)[-1])
+                cmds.append(
+                    Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode().rsplit("/", 1)[-1]
+                )
         host = name.removeprefix(f"{PREFIX}-")
         state = _run("bridge", "link", "show", "dev", name, check=False).stdout
         cut = " CUT" if "state disabled" in state else ""
@@ -517,7 +528,9 @@ def main(argv: list[str] | None = None) -> int:
         b = Bench(sync_interval=a.sync_interval, with_smsc=True)
         b.up()
         print(f"bench up in {BASE}: Postgres {b.dsn}; NATS {', '.join(nats_url(h) for h in NATS_NODES)}")
-        print(f"SMSC simulator on {addr('smsc')}:{SMPP_PORT}; gateways: gw1/gw2 at {addr('gw1')}/{addr('gw2')}")
+        print(
+            f"SMSC simulator on {addr('smsc')}:{SMPP_PORT}; gateways: gw1/gw2 at {addr('gw1')}/{addr('gw2')}"
+        )
         print("(gateways are started by the tests: Bench.gateway_config + Proc.start; `down` removes all)")
         show_status()
     return 0
