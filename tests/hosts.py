@@ -427,6 +427,13 @@ level = "INFO"
     def wait_gateway(self, host: str, timeout: float = 60.0) -> None:
         _wait_tcp(addr(host), SMPP_PORT, timeout, self.gateways[host])
 
+    def keep_logs(self, dest: Path) -> None:
+        """Copy every process's log to ``dest`` (the bench's directory goes with the bench)."""
+        dest.mkdir(parents=True, exist_ok=True)
+        for p in [*self.gateways.values(), *self.nats.values(), self.pg, self.smsc]:
+            if p is not None and p.log.exists():
+                shutil.copy(p.log, dest / f"{p.host}-{p.log.name}")
+
     def stop_gateways(self) -> None:
         for g in self.gateways.values():
             g.stop()
