@@ -368,6 +368,8 @@ class LoadResult:
     refused: collections.Counter[int] = attrs.Factory(collections.Counter)
     """command_status of refused attempts (retried)"""
     attempts: int = 0
+    latencies: list[float] = attrs.Factory(list)
+    """seconds from each acknowledged attempt's request to its ESME_ROK"""
 
 
 def partner_client(
@@ -454,6 +456,7 @@ async def submit_load(
                     registered_delivery=registered_delivery,
                     short_message=text.encode("ascii"),
                 )
+                sent_at = trio.current_time()
                 try:
                     resp = await client.request(pdu)
                 except SessionError as e:
@@ -462,6 +465,7 @@ async def submit_load(
                     await trio.sleep(0.1)
                     continue
                 if resp.command_status == 0:
+                    res.latencies.append(trio.current_time() - sent_at)
                     res.acked[text] = str(getattr(resp, "message_id", ""))
                     if on_ack is not None:
                         on_ack(len(res.acked))
