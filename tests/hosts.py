@@ -234,6 +234,8 @@ class Bench:
 
     base: Path = BASE
     sync_interval: str | None = None
+    nats_bin: str = NATS_BIN
+    """the nats-server to run (``sync_interval`` needs 2.10 or later; /usr/sbin's is 2.9.10)"""
     with_smsc: bool = False
     nats: dict[str, Proc] = attrs.Factory(dict)
     gateways: dict[str, Proc] = attrs.Factory(dict)
@@ -447,7 +449,9 @@ level = "INFO"
         self._make_network()
         self._start_pg()
         for h in NATS_NODES:
-            self.nats[h] = Proc(h, [NATS_BIN, "-c", str(self._nats_config(h))], self.base / h / "nats.log")
+            self.nats[h] = Proc(
+                h, [self.nats_bin, "-c", str(self._nats_config(h))], self.base / h / "nats.log"
+            )
             self.nats[h].start()
         if self.with_smsc:
             self.smsc = Proc(
@@ -524,6 +528,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tests.hosts", description=__doc__.split("\n")[0])
     ap.add_argument("command", choices=["up", "down", "status"])
     ap.add_argument("--sync-interval", help="JetStream sync_interval of the NATS nodes (default: server's)")
+    ap.add_argument("--nats-bin", default=NATS_BIN, help=f"nats-server binary (default {NATS_BIN})")
     a = ap.parse_args(argv)
     if a.command == "down":
         check_prerequisites()
@@ -532,7 +537,7 @@ def main(argv: list[str] | None = None) -> int:
     elif a.command == "status":
         show_status()
     else:
-        b = Bench(sync_interval=a.sync_interval, with_smsc=True)
+        b = Bench(sync_interval=a.sync_interval, nats_bin=a.nats_bin, with_smsc=True)
         b.up()
         print(f"bench up in {BASE}: Postgres {b.dsn}; NATS {', '.join(nats_url(h) for h in NATS_NODES)}")
         print(
