@@ -54,10 +54,10 @@ def bench() -> Iterator[Bench]:
 def henv(bench: Bench, tmp_path: Path) -> Iterator[Env]:
     with open_env(tmp_path, nats_url("n1"), bench.dsn) as e:
         yield e
+    for h in list(bench.cuts):  # a failed test may leave a host cut: its gateway stops quicker reachable
+        bench.restore(h)
     bench.stop_gateways()
     bench.keep_logs(tmp_path / "logs")
-    for h in list(bench.cuts):
-        bench.restore(h)
 
 
 # --------------------------------------------------------------------------- (a) the MT stream's NATS leader
