@@ -381,7 +381,7 @@ class _Sampler:
             except Exception as e:  # NATS away: keep the last values, say it once
                 if not self._warned:
                     self._warned = True
-                    log.warning("backlog sampling failed: %s", e, extra={"kind": label, "name": name})
+                    log.warning("backlog sampling failed: %s", e, extra={"kind": label, "consumer": name})
                 return
             self.metrics.backlog.labels(kind=label, name=name).set(info.num_pending + info.num_ack_pending)
             seen.add((label, name))

@@ -368,6 +368,8 @@ class LoadResult:
     refused: collections.Counter[int] = attrs.Factory(collections.Counter)
     """command_status of refused attempts (retried)"""
     attempts: int = 0
+    latencies: list[float] = attrs.Factory(list)
+    """seconds from each acknowledged attempt's request to its ESME_ROK"""
 
 
 def partner_client(
@@ -376,8 +378,12 @@ def partner_client(
     *,
     handler: Any = None,
     binds: tuple[BindType, ...] = (BindType.TRANSCEIVER,),
+    connect: Callable[[], Awaitable[trio.abc.Stream]] | None = None,
+    response_timeout: float = 15.0,
 ) -> SmppClient:
-    async def connect() -> trio.abc.Stream:
+    """``connect``: how to reach the gateway (default: 127.0.0.1 at ``port``), e.g. trying several nodes."""
+
+    async def connect_local() -> trio.abc.Stream:
         p = port() if callable(port) else port
         return await trio.open_tcp_stream("127.0.0.1", p)
 
@@ -389,7 +395,10 @@ def partner_client(
             password=PASSWORD,
             binds=binds,
             session=SessionConfig(
-                window_size=10, response_timeout=15.0, enquire_link_interval=5.0, bind_timeout=None
+                window_size=10,
+                response_timeout=response_timeout,
+                enquire_link_interval=5.0,
+                bind_timeout=None,
             ),
             reconnect_initial=0.2,
             reconnect_max=1.0,
@@ -397,7 +406,7 @@ def partner_client(
             throttle_retries=0,
         ),
         handler,
-        connect=connect,
+        connect=connect or connect_local,
     )
 
 
@@ -447,6 +456,7 @@ async def submit_load(
                     registered_delivery=registered_delivery,
                     short_message=text.encode("ascii"),
                 )
+                sent_at = trio.current_time()
                 try:
                     resp = await client.request(pdu)
                 except SessionError as e:
@@ -455,6 +465,7 @@ async def submit_load(
                     await trio.sleep(0.1)
                     continue
                 if resp.command_status == 0:
+                    res.latencies.append(trio.current_time() - sent_at)
                     res.acked[text] = str(getattr(resp, "message_id", ""))
                     if on_ack is not None:
                         on_ack(len(res.acked))
