@@ -86,13 +86,13 @@ def _instructions(src: Path | None, count: int, work: Path) -> tuple[int, dict[s
     files[0].unlink()
     if report.get("receipts_missing") or report.get("rejected") or report.get("unanswered"):
         raise SystemExit(f"the run lost messages: {report}")
-    # one id mapping per message submitted to the simulator: more means the gateway was so slow that
-    # JetStream redelivered (ack wait passed) and the counts include that extra work
+    # one id mapping per message submitted to the simulator: more means JetStream redelivered MT messages
+    # (the gateway was slower than its ack wait) and the count includes that work; a handful is noise,
+    # more than 1 % spoils the figure
     mapped = sum(v for k, v in report.get("left_in_streams", {}).items() if k.endswith("_OPIDS"))
-    if mapped != count:
+    if mapped > count * 1.01:
         raise SystemExit(
-            f"{mapped} operator id mappings for {count} messages: redeliveries; run it on a "
-            "less loaded machine"
+            f"{mapped} operator id mappings for {count} messages: redeliveries; run it on a quieter machine"
         )
     return total, report
 
