@@ -75,12 +75,14 @@ def sim_config(**kw: Any) -> SimConfig:
     )
 
 
-def setup(env: Env, sim_port: int) -> None:
+def setup(env: Env, sim_port: int, *, bind_count: int = 2) -> None:
+    """The partner, the operator opA (``bind_count`` binds in all: dealt over the nodes with connectors, so
+    2 gives each node one) and the route."""
     env.add_partner("acme")
     env.setup(
         lambda c: OperatorRepo(c).add(
             "opA", ROOT_ADDR, sim_port, "opA", password="pw", tps=5000.0, window=OP_WINDOW,
-            submit_id_format="hex", receipt_id_format="hex",
+            submit_id_format="hex", receipt_id_format="hex", bind_count=bind_count,
         )
     )  # fmt: skip
     env.add_route(None, "44", ["opA"])
