@@ -73,6 +73,7 @@ READ_SIZE: Final = 65536
 _ASGI: Final = {"version": "3.0", "spec_version": "2.4"}
 _DISCONNECT: Final = {"type": "http.disconnect"}
 _REASONS: Final = {s.value: s.phrase.encode() for s in HTTPStatus}
+_NO_BODY: Final = frozenset({204, 304})  # answers that carry no Content-Length of a body
 _CAPACITY_ERRNOS: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 
 
@@ -281,7 +282,10 @@ class _Connection:
                 return
             if not await self._drain():
                 return
-            h.start_next_cycle()
+            try:
+                h.start_next_cycle()
+            except h11.LocalProtocolError:  # not both done (HTTP/1.0 ...): the connection ends here
+                return
 
     async def _request(self, event: h11.Request) -> bool:
         """Run the app on ``event``; whether the connection may carry on."""
@@ -410,7 +414,11 @@ class _Connection:
         out = b""
         if not self.head_written:
             headers = self.headers
-            if not more and not any(name.lower() == b"content-length" for name, _ in headers):
+            if (
+                not more
+                and self.status not in _NO_BODY
+                and not any(name.lower() == b"content-length" for name, _ in headers)
+            ):
                 headers.append((b"content-length", str(len(body)).encode()))
             headers.append((b"date", self.server.date()))
             if self.server.closing:
