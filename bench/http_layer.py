@@ -1,22 +1,23 @@
-"""The HTTP layer alone: what Hypercorn on trio costs per request, and what the API's own send route adds.
+"""The HTTP layer alone: what the API's server costs per request, and what the API's own send route adds.
 
 One command::
 
     .venv/bin/python bench/http_layer.py                    # 3 rounds, 5 s each, 50 keep-alive connections
-    .venv/bin/python bench/http_layer.py --src /work/wt-base/src   # the API of another tree beside this one
+    .venv/bin/python bench/http_layer.py --src /work/wt-base/src   # another tree's server and API beside
 
-Each server is its own process (Hypercorn on trio, one worker), loaded by ``wrk`` (1 thread, 50 keep-alive
-connections; ``httpx`` on trio when wrk is not installed: it costs far more CPU, so its figures are lower):
+Each server is its own process (one worker: the tree's ``serve_http``), loaded by ``wrk`` (1 thread, 50
+keep-alive connections; ``httpx`` on trio when wrk is not installed: it costs far more CPU, so its figures
+are lower):
 
-* ``trivial``: a bare ASGI app answering every request 202 with a fixed JSON body -- the ceiling of
-  Hypercorn on trio on this machine, with nothing of ours;
-* ``h11``: the same answer from a bare h11 loop on trio (no ASGI, one task per connection, one write per
-  response) -- what trio and the HTTP/1.1 parsing cost by themselves, the floor under any server on them (a
-  reference for the server's own cost, not a server of ours);
-* ``send``: the gateway's FastAPI app (``create_app``) answering ``POST /api/v4/sms/send`` with a stub accept
-  pipeline (no bus, no database, no SMPP: ``submit_api`` answers at once) -- the HTTP layer's cost of a send:
-  key check, validation, compose, the answer;
-* ``send@SRC``: the same from another source tree (``--src``), for before/after comparisons in one run.
+* ``h11``: a fixed 202 JSON answer from a bare h11 loop on trio (no ASGI, one task per connection, one write
+  per response) -- what trio and the HTTP/1.1 parsing cost by themselves, the floor under any server on them
+  (a reference, not a server of ours);
+* ``trivial``: a bare ASGI app giving the same answer on the tree's server -- the server's own cost;
+* ``send``: the gateway's app (``api_app``: the fast send route before the FastAPI app) answering ``POST
+  /api/v4/sms/send`` with a stub accept pipeline (no bus, no database, no SMPP: ``submit_api`` answers at
+  once) -- the HTTP layer's cost of a send: key check, validation, compose, the answer;
+* ``trivial@SRC``, ``send@SRC``: the same from another source tree (``--src``; Hypercorn before this tree's
+  own server), for before/after comparisons in one run.
 
 The servers are run in turn, round after round (noise on a shared machine hits them alike); the figures are
 the medians of the rounds: requests/s and the server's CPU per request (user+system, from /proc).
@@ -146,40 +147,30 @@ def _stub_app(key_text: str) -> Any:
 
 def serve(mode: str, port_file: Path, key: str) -> None:
     import trio
-    from hypercorn.config import Config
-    from hypercorn.trio import serve as hc_serve
+
+    def write_port(port: int) -> None:
+        tmp = port_file.with_suffix(".tmp")
+        tmp.write_text(str(port))
+        tmp.rename(port_file)
 
     if mode == "h11":
 
         async def h11_main() -> None:
             listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-            port = listeners[0].socket.getsockname()[1]
-            tmp = port_file.with_suffix(".tmp")
-            tmp.write_text(str(port))
-            tmp.rename(port_file)
+            write_port(listeners[0].socket.getsockname()[1])
             await trio.serve_listeners(_h11_connection, listeners)
 
         trio.run(h11_main)
         return
-    app = _trivial if mode == "trivial" else _stub_app(key)
-    try:
-        from catalyst_smpp.config import HttpConfig
-        from catalyst_smpp.http.server import hypercorn_config
+    from catalyst_smpp.config import HttpConfig
+    from catalyst_smpp.http.server import serve_http  # the tree's own server (--src: another tree's)
 
-        hc = hypercorn_config(HttpConfig(host="127.0.0.1", port=0))
-    except ImportError:
-        hc = Config()
-        hc.bind = ["127.0.0.1:0"]
-        hc.accesslog = None
-    hc.bind = ["127.0.0.1:0"]
+    app = _trivial if mode == "trivial" else _stub_app(key)
 
     async def main() -> None:
         async with trio.open_nursery() as n:
-            binds = await n.start(hc_serve, app, hc)
-            port = int(binds[0].rsplit(":", 1)[1])
-            tmp = port_file.with_suffix(".tmp")
-            tmp.write_text(str(port))
-            tmp.rename(port_file)
+            binds = await n.start(serve_http, app, HttpConfig(host="127.0.0.1", port=0), trio.Event())
+            write_port(int(binds[0].rsplit(":", 1)[1]))
 
     trio.run(main)
 
@@ -252,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     here = str(Path(__file__).resolve().parents[1] / "src")
     servers = [("h11", "h11", here), ("trivial", "trivial", here), ("send", "send", here)]
     if args.src:
-        servers.append((f"send@{args.src}", "send", str(Path(args.src).resolve())))
+        other = str(Path(args.src).resolve())
+        servers += [(f"trivial@{args.src}", "trivial", other), (f"send@{args.src}", "send", other)]
     figures: dict[str, list[tuple[float, float]]] = {name: [] for name, _m, _s in servers}
     with tempfile.TemporaryDirectory(prefix="bench-http-layer-") as tmpdir:
         script = Path(tmpdir) / "post.lua"

@@ -1,4 +1,5 @@
-"""``serve_http``: the HTTP API on Hypercorn in the caller's trio nursery (TLS when ``[http]`` has a cert).
+"""``serve_http``: the HTTP API on our HTTP/1.1 server (:mod:`.h11server`) in the caller's trio nursery
+(TLS when ``[http]`` has a cert).
 
 ``await nursery.start(serve_http, app, config, stop)`` returns once the socket listens (the bound addresses);
 setting ``stop`` stops taking connections and lets requests in flight finish (``graceful`` seconds at most).
@@ -10,14 +11,13 @@ import logging
 from typing import Any
 
 import trio
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve
 
 from catalyst_smpp.bus import Kind
 from catalyst_smpp.config import HttpConfig
 from catalyst_smpp.http.app import create_app
 from catalyst_smpp.http.context import ApiContext
 from catalyst_smpp.http.fast import FastSend
+from catalyst_smpp.http.h11server import serve, tls_context
 from catalyst_smpp.http.idempotency import IdempotencyStore
 from catalyst_smpp.http.keys import KeyStore
 from catalyst_smpp.http.ratelimit import KeyLimiter
@@ -32,20 +32,6 @@ def api_app(ctx: ApiContext) -> Any:
     return FastSend(create_app(ctx), ctx)
 
 
-def hypercorn_config(config: HttpConfig, graceful: float = 10.0) -> HypercornConfig:
-    hc = HypercornConfig()
-    host = f"[{config.host}]" if ":" in config.host else config.host
-    hc.bind = [f"{host}:{config.port}"]
-    if config.tls_cert is not None:
-        hc.certfile = str(config.tls_cert)
-        hc.keyfile = str(config.tls_key) if config.tls_key is not None else None
-    hc.graceful_timeout = graceful
-    hc.accesslog = None
-    hc.errorlog = logging.getLogger("catalyst_smpp.http.hypercorn")
-    hc.keep_alive_timeout = 30.0
-    return hc
-
-
 async def serve_http(
     app: Any,
     config: HttpConfig,
@@ -55,10 +41,20 @@ async def serve_http(
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` until ``stop`` is set (module notes)."""
-    hc = hypercorn_config(config, graceful)
-    scheme = "https" if config.tls_cert is not None else "http"
+    ssl_context = None
+    if config.tls_cert is not None:
+        ssl_context = tls_context(str(config.tls_cert), str(config.tls_key) if config.tls_key else None)
+    scheme = "https" if ssl_context is not None else "http"
     log.info("HTTP API on %s://%s:%d", scheme, config.host, config.port)
-    await serve(app, hc, shutdown_trigger=stop.wait, task_status=task_status)
+    await serve(
+        app,
+        config.host,
+        config.port,
+        stop,
+        ssl_context=ssl_context,
+        graceful=graceful,
+        task_status=task_status,
+    )
 
 
 def api_context(gw: Any) -> ApiContext:
