@@ -8,6 +8,7 @@
 // line of figures (times in ms from the first submit) and exits.
 'use strict';
 const smpp = require('smpp');
+const {batchWrites} = require('./net');
 const {performance} = require('perf_hooks');
 
 function opts(argv) {
@@ -26,25 +27,6 @@ function opts(argv) {
 const o = opts(process.argv);
 const now = () => performance.now();
 const norm = (id) => String(id).toLowerCase().replace(/^0+(?=.)/, '');
-
-// No Nagle delay in what the rig measures, and the PDUs written in one turn of the event loop go out in
-// one write (node-smpp writes each PDU on its own).
-function batchWrites(socket) {
-	socket.setNoDelay(true);
-	const write = socket.write.bind(socket);
-	let corked = false;
-	socket.write = (...args) => {
-		if (!corked) {
-			corked = true;
-			socket.cork();
-			process.nextTick(() => {
-				corked = false;
-				socket.uncork();
-			});
-		}
-		return write(...args);
-	};
-}
 
 const sessions = [];
 const inflight = [];

@@ -7,6 +7,7 @@
 'use strict';
 const fs = require('fs');
 const smpp = require('smpp');
+const {batchWrites} = require('./net');
 
 function opts(argv) {
 	const o = {host: '127.0.0.1', port: 0, portFile: null};
@@ -23,25 +24,6 @@ const stats = {binds: 0, submit_sm: 0, receipts_sent: 0, deliver_sm_resp: 0, del
 const receivers = new Map(); // system_id -> [sessions that can receive]
 let nextId = 0;
 const idBase = (Date.now() % 0x1000000) * 0x1000000; // ids differ from run to run
-
-// No Nagle delay in what the rig measures, and the PDUs written in one turn of the event loop go out in
-// one write (node-smpp writes each PDU on its own).
-function batchWrites(socket) {
-	socket.setNoDelay(true);
-	const write = socket.write.bind(socket);
-	let corked = false;
-	socket.write = (...args) => {
-		if (!corked) {
-			corked = true;
-			socket.cork();
-			process.nextTick(() => {
-				corked = false;
-				socket.uncork();
-			});
-		}
-		return write(...args);
-	};
-}
 
 function stamp(d) {
 	const p = (n) => String(n).padStart(2, '0');
