@@ -151,3 +151,49 @@ async def test_initial_connect_waits_for_the_server(nats_server_factory: Callabl
                 assert bus.connected
                 [r] = await bus.publish_batch([(bus.subject(Kind.MO, "p"), b"x", None, "x")])
                 assert r.ok
+
+
+async def test_stream_creation_is_asked_again_while_jetstream_is_not_ready(
+    nats_url: str, nats_config: NatsConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A cluster electing its leaders answers stream creation with timeouts or 503 (two nodes starting at once
+    on a fresh cluster made a node exit): ensure asks again until JetStream answers, and says so."""
+    import nats.errors
+    import nats.js.errors
+
+    async with Bus.connect(nats_url, nats_config, name="test", ensure=False) as bus:
+        real = bus._aio.ensure_streams
+        failures = [nats.errors.TimeoutError(), nats.js.errors.ServiceUnavailableError(code=503)]
+        calls = 0
+
+        async def flaky() -> None:
+            nonlocal calls
+            calls += 1
+            if failures:
+                raise failures.pop(0)
+            await real()
+
+        bus._aio.ensure_streams = flaky  # type: ignore[method-assign]
+        with trio.fail_after(15):
+            await bus.ensure()
+        assert calls == 3
+        assert "JetStream did not create the streams yet" in caplog.text
+        [r] = await bus.publish_batch([(bus.subject(Kind.MT, "op"), b"x", None, "x1")])
+        assert r.ok  # the streams exist after all
+
+
+async def test_stream_creation_fails_at_once_on_an_error_that_asking_again_cannot_mend(
+    nats_url: str, nats_config: NatsConfig
+) -> None:
+    import nats.js.errors
+
+    from catalyst_smpp.bus import BusError
+
+    async with Bus.connect(nats_url, nats_config, name="test", ensure=False) as bus:
+
+        async def refused() -> None:
+            raise nats.js.errors.BadRequestError(code=400, err_code=10052, description="bad config")
+
+        bus._aio.ensure_streams = refused  # type: ignore[method-assign]
+        with trio.fail_after(5), pytest.raises(BusError, match="bad config"):
+            await bus.ensure()

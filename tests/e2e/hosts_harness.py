@@ -89,11 +89,12 @@ def setup(env: Env, sim_port: int, *, bind_count: int = 2) -> None:
 
 
 def start_gateways(bench: Bench, env: Env, *, connectors: tuple[bool, bool] = (True, True)) -> None:
-    # one after the other: the first makes the streams (replicas 3) -- two nodes making them at once on a
-    # fresh cluster can take longer than the request timeout, and a node whose start-up fails so exits
+    # both at once, as an operator starting a cluster does: on a fresh cluster the replicated streams'
+    # creation can time out while the leaders are elected, and each node asks again until it is done
     for host, conn in zip(("gw1", "gw2"), connectors, strict=True):
         bench.gateway_config(host, namespace=env.nats.namespace, schema=env.schema, connectors=conn)
         bench.gateways[host].start()
+    for host in ("gw1", "gw2"):
         bench.wait_gateway(host)
 
 

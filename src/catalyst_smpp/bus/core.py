@@ -55,6 +55,17 @@ class _NotFound(BusError):
     """A stream or consumer is missing (internal: the caller recreates it)."""
 
 
+class _NotReady(BusError):
+    """The JetStream API did not answer in time or said it is not available yet: a cluster that has just
+    started (or lost its meta leader) elects its leaders before it creates replicated streams.  Worth asking
+    again; other errors are not."""
+
+
+_JS_TEMPORARILY_UNAVAILABLE: Final = 10008  # JetStream's error code for "system temporarily unavailable"
+_ENSURE_BACKOFF: Final = (0.5, 5.0)  # first and longest pause between attempts to create the streams
+_ENSURE_WARN_EVERY: Final = 30.0
+
+
 # --------------------------------------------------------------------------- trio side
 
 
@@ -122,12 +133,48 @@ class Bus(ConnectionStates):
         except (TimeoutError, nats.errors.Error, ConnectionError) as e:
             if isinstance(e, nats.js.errors.NotFoundError):
                 raise _NotFound(str(e)) from None
+            if isinstance(e, TimeoutError | nats.errors.TimeoutError | nats.errors.NoRespondersError) or (
+                isinstance(e, nats.js.errors.APIError)
+                and (e.code == 503 or e.err_code == _JS_TEMPORARILY_UNAVAILABLE)
+            ):
+                raise _NotReady(f"{type(e).__name__}: {e}") from None
             raise BusError(f"{type(e).__name__}: {e}") from None
 
     async def ensure(self) -> None:
-        """Create or update the streams and the KV bucket (idempotent; every node does it at start)."""
-        await self._call(self._aio.ensure_streams)
-        await self._call(self._aio.ensure_kv, self.cfg.kv)
+        """Create or update the streams and the KV bucket (idempotent; every node does it at start).
+
+        A NATS cluster that has just started answers stream creation slowly or not at all until its leaders
+        are elected, and two gateway nodes starting together make that likely: a timeout or "not available"
+        is retried with back-off (a warning at once and every 30 s) until JetStream answers -- the same
+        patience as the initial connect; cancelling (the daemon's SIGTERM) gives up.  Any other error (a
+        stream that cannot be made as configured, an account without JetStream) is raised at once."""
+        pause, longest = _ENSURE_BACKOFF
+        since = trio.current_time()
+        warned: float | None = None
+        attempts = 0
+        while True:
+            try:
+                await self._call(self._aio.ensure_streams)
+                await self._call(self._aio.ensure_kv, self.cfg.kv)
+            except _NotReady as e:
+                attempts += 1
+                now = trio.current_time()
+                if warned is None or now - warned >= _ENSURE_WARN_EVERY:
+                    warned = now
+                    log.warning(
+                        "JetStream did not create the streams yet (%s); trying again (attempt %d, %.0fs)",
+                        e, attempts, now - since,
+                    )  # fmt: skip
+                await trio.sleep(pause)
+                pause = min(pause * 2, longest)
+                continue
+            if attempts:
+                log.info(
+                    "JetStream streams ready after %d attempts (%.1fs)",
+                    attempts + 1,
+                    trio.current_time() - since,
+                )
+            return
 
     def _state_from_aio(self, state: ConnectionState) -> None:
         token = self._token
