@@ -233,6 +233,9 @@ class Bench:
     (None: the server's default, 2 min; ``"always"``; or a duration such as ``"1s"``)."""
 
     base: Path = BASE
+    nats_hosts: tuple[str, ...] = NATS_NODES
+    """the NATS nodes to run: all three clustered (streams at replicas 3), or ``("n1",)``: one server alone,
+    not clustered (replicas 1), for comparisons"""
     sync_interval: str | None = None
     nats_bin: str = NATS_BIN
     """the nats-server to run (``sync_interval`` needs 2.10 or later; /usr/sbin's is 2.9.10)"""
@@ -274,28 +277,36 @@ class Bench:
     def _nats_config(self, host: str) -> Path:
         d = self.base / host
         d.mkdir(parents=True, exist_ok=True)
-        routes = ", ".join(f'"nats-route://{addr(h)}:6222"' for h in NATS_NODES if h != host)
+        routes = ", ".join(f'"nats-route://{addr(h)}:6222"' for h in self.nats_hosts if h != host)
         sync = f"\n  sync_interval: {json.dumps(self.sync_interval)}" if self.sync_interval else ""
+        cluster = (
+            f'cluster {{\n  name: "chb"\n  listen: "{addr(host)}:6222"\n  routes: [{routes}]\n}}\n'
+            if len(self.nats_hosts) > 1
+            else ""
+        )
         cfg = d / "nats.conf"
         cfg.write_text(
             f'server_name: "{host}"\n'
             f'listen: "{addr(host)}:4222"\n'
             f'http: "{addr(host)}:8222"\n'
-            f"jetstream {{\n  store_dir: {json.dumps(str(d / 'js'))}{sync}\n}}\n"
-            f'cluster {{\n  name: "chb"\n  listen: "{addr(host)}:6222"\n  routes: [{routes}]\n}}\n'
+            f"jetstream {{\n  store_dir: {json.dumps(str(d / 'js'))}{sync}\n}}\n" + cluster
         )
         return cfg
 
-    def wait_nats_ready(self, hosts: tuple[str, ...] = NATS_NODES, timeout: float = 60.0) -> None:
-        """Until each of ``hosts`` answers /healthz with JetStream ok (a meta leader elected, caught up)."""
+    def wait_nats_ready(self, hosts: tuple[str, ...] | None = None, timeout: float = 60.0) -> None:
+        """Until each of ``hosts`` (default: all) answers /healthz with JetStream ok (clustered: a meta leader
+        elected, caught up)."""
         deadline = time.monotonic() + timeout
-        for h in hosts:
+        clustered = len(self.nats_hosts) > 1
+        for h in hosts or self.nats_hosts:
             while True:
                 try:
                     with urllib.request.urlopen(
                         f"http://{addr(h)}:8222/healthz?js-enabled-only=true", timeout=2
                     ) as r:
                         if r.status == 200:
+                            if not clustered:
+                                break
                             with urllib.request.urlopen(f"http://{addr(h)}:8222/jsz", timeout=2) as r2:
                                 if json.load(r2).get("meta_cluster", {}).get("leader"):
                                     break
@@ -307,7 +318,7 @@ class Bench:
 
     def stream_leader(self, stream: str) -> str | None:
         """The server name of ``stream``'s leader, as a reachable node reports it (None: none known)."""
-        for h in NATS_NODES:
+        for h in self.nats_hosts:
             if not self.nats[h].running or h in self.cuts:
                 continue
             url = f"http://{addr(h)}:8222/jsz?streams=true&accounts=true"
@@ -372,7 +383,7 @@ class Bench:
         sections by name (``nats_extra`` is appended to ``[nats]``)."""
         d = self.base / host
         d.mkdir(parents=True, exist_ok=True)
-        urls = ", ".join(f'"{nats_url(h)}"' for h in NATS_NODES)
+        urls = ", ".join(f'"{nats_url(h)}"' for h in self.nats_hosts)
         from tests.e2e.harness import ACK_WAIT
 
         cfg = d / "gateway.toml"
@@ -386,7 +397,7 @@ connectors = {"true" if connectors else "false"}
 [nats]
 urls = [{urls}]
 namespace = "{namespace}"
-replicas = 3
+replicas = {len(self.nats_hosts)}
 reconnect_wait = "250ms"
 {extra.get("nats_extra", "")}
 
@@ -448,7 +459,7 @@ level = "INFO"
         self.base.mkdir(parents=True)
         self._make_network()
         self._start_pg()
-        for h in NATS_NODES:
+        for h in self.nats_hosts:
             self.nats[h] = Proc(
                 h, [self.nats_bin, "-c", str(self._nats_config(h))], self.base / h / "nats.log"
             )

@@ -181,6 +181,7 @@ class NatsConfig:
     connect_timeout: float = _f(2.0, min=0.1, kind="duration")
     reconnect_wait: float = _f(1.0, min=0.01, kind="duration")
     publish_timeout: float = _f(5.0, min=0.05, kind="duration")
+    publish_retry: float = _f(1.0, min=0.0, kind="duration")
     request_timeout: float = _f(5.0, min=0.05, kind="duration")
     streams: StreamsConfig = _f(factory=StreamsConfig)
     kv: KvConfig = _f(factory=KvConfig)

@@ -435,3 +435,44 @@ def test_wire_message_metadata_and_headers() -> None:
 
     with pytest.raises(nats.errors.NotJSMessageError):
         _js_msg(b"s", b"not.a.js.reply", b"", None)
+
+
+async def _silent_then_stored(nats_url: str, cfg: NatsConfig, store_after: float) -> tuple[list, float]:  # type: ignore[type-arg]
+    """Publish one message while nothing stores its subject (a plain subscriber keeps the server from
+    answering "no responders", as a stream leader that has just died says nothing); the streams are made
+    ``store_after`` seconds later.  What the publish returned, and when."""
+    async with Bus.connect(nats_url, cfg, name="test", ensure=False) as bus:
+        subject = bus.subject(Kind.MO, "p")
+        assert bus._aio.nc is not None
+        await bus._call(bus._aio.nc.subscribe, subject)
+
+        async def store_later() -> None:
+            await trio.sleep(store_after)
+            await bus._call(bus._aio.ensure_streams)
+
+        async with trio.open_nursery() as n:
+            n.start_soon(store_later)
+            t0 = trio.current_time()
+            res = await bus.publish_batch([(subject, b"x", None, "only-once")], timeout=3.0)
+            took = trio.current_time() - t0
+        stored = await bus.stream_info(Kind.MO)
+        assert stored.messages == (1 if res[0].ok else 0)
+        return res, took
+
+
+async def test_an_unacked_publish_is_sent_again_and_stored_once(
+    nats_url: str, nats_config: NatsConfig
+) -> None:
+    cfg = attrs.evolve(nats_config, publish_retry=0.5)
+    [r], took = await _silent_then_stored(nats_url, cfg, store_after=0.2)
+    assert isinstance(r, PubAck) and r.seq == 1, r
+    assert 0.4 < took < 2.0, took  # the first resend (after 0.5 s) reached the stream, not the deadline
+
+
+async def test_without_publish_retry_an_unacked_publish_waits_out_its_timeout(
+    nats_url: str, nats_config: NatsConfig
+) -> None:
+    cfg = attrs.evolve(nats_config, publish_retry=0.0)
+    [r], took = await _silent_then_stored(nats_url, cfg, store_after=0.2)
+    assert isinstance(r, PublishError) and r.kind is PublishErrorKind.TIMEOUT, r
+    assert took >= 2.9, took

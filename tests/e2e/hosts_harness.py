@@ -104,6 +104,8 @@ class Partner:
     a gateway of several hosts.  ``bound_to``: the node of each connection it made, with the time."""
 
     receipts: Receipts = attrs.Factory(Receipts)
+    order: tuple[str, ...] = ("gw1", "gw2")
+    """the nodes it tries, in this order"""
     connections: list[tuple[float, str]] = attrs.Factory(list)
     ack_times: list[float] = attrs.Factory(list)
     client: SmppClient | None = None
@@ -111,7 +113,7 @@ class Partner:
     def make(self) -> SmppClient:
         async def connect() -> trio.abc.Stream:
             last: BaseException | None = None
-            for host in ("gw1", "gw2"):
+            for host in self.order:
                 try:
                     with trio.fail_after(2.0):  # a cut host does not answer: give up on it soon
                         stream = await trio.open_tcp_stream(addr(host), SMPP_PORT)

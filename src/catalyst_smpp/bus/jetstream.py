@@ -30,6 +30,7 @@ from nats.js import JetStreamContext, api
 
 from ..config import KvConfig, NatsConfig, StreamConfig
 from .api import (
+    MSG_ID_HEADER,
     AckKind,
     BusError,
     ConnectionState,
@@ -304,6 +305,7 @@ class _AioSide:
         self.pub_plen = 0
         self.pub_pending: dict[int, _PubBatch] = {}
         self.pub_counter = 0
+        self.resent = 0  # publishes sent again for want of an ack (a stream leader lost)
         self.fast: dict[int, WireHandler] = {}
         self.listening: dict[int, Any] = {}  # beacon subscriptions by sid
 
@@ -579,6 +581,7 @@ class _AioSide:
         add = parts.append
         size = 0
         tok = base
+        resend: list[tuple[int, int, int]] = []  # (token, first part, end part) of items carrying a msg id
         try:
             for i, (subject, payload, headers) in enumerate(items):
                 if not subject or bad_subject(subject):
@@ -586,6 +589,7 @@ class _AioSide:
                 elif len(payload) > max_payload:
                     results[i] = _pub_error(nats.errors.MaxPayloadError())
                 else:
+                    first = len(parts)
                     if headers:
                         try:
                             hdr = _encode_headers(headers)
@@ -600,6 +604,8 @@ class _AioSide:
                         add(f"PUB {subject} {prefix}{tok} {len(payload)}\r\n".encode())
                     add(payload)
                     add(b"\r\n")
+                    if headers and MSG_ID_HEADER in headers:
+                        resend.append((tok, first, len(parts)))
                     size += len(payload)
                     pending[tok] = b
                     b.left += 1
@@ -616,12 +622,47 @@ class _AioSide:
                             results[t - base] = err
                     b.left = 0
                 if b.left:
-                    await asyncio.wait((fut,), timeout=timeout)
+                    await self._await_acks(fut, timeout, parts, resend, pending)
         finally:
             for t in range(base, base + n):
                 pending.pop(t, None)  # timed out (or cancelled): a late ack is simply dropped
         timeout_err = PublishError(PublishErrorKind.TIMEOUT, "no ack in time")
         return [timeout_err if r is None else r for r in results]
+
+    async def _await_acks(
+        self,
+        fut: asyncio.Future[None],
+        timeout: float,
+        parts: list[bytes],
+        resend: list[tuple[int, int, int]],
+        pending: dict[int, _PubBatch],
+    ) -> None:
+        """Until every ack of a batch is in or ``timeout`` is over.  Items with a message id still unacked
+        after ``publish_retry`` are sent again, and again each ``publish_retry``: a stream leader that is
+        stopping or has just died drops what it had not stored without a word, and the new leader (elected
+        meanwhile) stores the copy -- or, within the stream's duplicate window, acks it as a duplicate of
+        what the old one did store.  Without this the batch, and every partner waiting on it, would sit
+        out the whole publish timeout after a leader change that took a fraction of it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        step = self.cfg.publish_retry
+        nc = self.nc
+        assert nc is not None
+        if not resend or step <= 0:
+            await asyncio.wait((fut,), timeout=timeout)
+            return
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            await asyncio.wait((fut,), timeout=min(remaining, step))
+            if fut.done() or loop.time() >= deadline:
+                return  # at the deadline nothing more is sent: a copy stored now would be a message refused
+            again = [b"".join(parts[a:z]) for tok, a, z in resend if tok in pending]
+            if again and nc.is_connected:
+                self.resent += len(again)
+                with contextlib.suppress(Exception):  # the next round (or the deadline) settles it
+                    await send_raw(nc, b"".join(again))
 
     # ---- consume
 
