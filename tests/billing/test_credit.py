@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import psycopg
 import trio
 import trio.testing
 
@@ -146,3 +147,64 @@ async def test_a_renewal_does_not_stop_holds_and_returns_exactly_what_was_used()
     assert store.leases[first].used == 9 * PRICE  # returned with every hold it took, renewal or not
     await c.close()
     assert store.balances["acme"] == (1000 - 10) * PRICE
+
+
+class _AwayStore(MemoryLeaseStore):
+    """Books that cannot be reached while ``away`` (a Postgres partition)."""
+
+    def __init__(self, balances: dict[str, int]) -> None:
+        super().__init__(balances)
+        self.away = False
+
+    async def swap(self, partner: str, node: str, old: int | None, used: int, want: int) -> Any:
+        if self.away:
+            raise psycopg.OperationalError("connection timeout expired")
+        return await super().swap(partner, node, old, used, want)
+
+    async def give_back(self, lease_id: int, used: int) -> None:
+        if self.away:
+            raise psycopg.OperationalError("connection timeout expired")
+        await super().give_back(lease_id, used)
+
+
+async def test_books_unreachable_a_lease_is_held_on_the_nodes_word_for_the_allowance(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    store = _AwayStore({"acme": 10_000 * PRICE})
+    c = CreditLeases(store, "n1", min_messages=10, lease_seconds=1.0, lease_ttl=30.0, outage_allowance=20.0)
+    async with trio.open_nursery() as n:
+        await n.start(c.run)
+        held = 0
+        for _ in range(50):  # 10 messages/s for 5 s: the rate the allowance is sized by
+            assert await _hold(c, "acme", PRICE) > 0
+            held += 1
+            await trio.sleep(0.1)
+        store.away = True
+        # 10/s on for 20 s with the books away: all of it held on the node's word
+        for _ in range(200):
+            assert await _hold(c, "acme", PRICE) > 0, held
+            held += 1
+            await trio.sleep(0.1)
+        assert c.outages == 1
+        # past the allowance: refused, as for an empty balance
+        await trio.sleep(1.0)
+        assert await _hold(c, "acme", PRICE) == REFUSED
+        store.away = False
+        await trio.sleep(2.0)  # the next swap reaches the books
+        assert await _hold(c, "acme", PRICE) > 0
+        held += 1
+        n.cancel_scope.cancel()
+    await c.close()
+    # the books learn exactly what was held, beyond the granted leases or not
+    assert store.used_total("acme") == held * PRICE
+    assert store.balances["acme"] == (10_000 - held) * PRICE
+
+
+async def test_without_an_allowance_a_lease_the_books_cannot_renew_ends_in_refusals() -> None:
+    store = _AwayStore({"acme": 10_000 * PRICE})
+    c = CreditLeases(store, "n1", min_messages=10, outage_allowance=0.0)
+    got = [await _hold(c, "acme", PRICE) for _ in range(10)]  # the first lease: ten messages' worth
+    assert all(g > 0 for g in got)
+    store.away = True
+    assert await _hold(c, "acme", PRICE) == REFUSED
+    assert c.outages == 0

@@ -5,6 +5,7 @@ and the exact count at the end of a fault."""
 from __future__ import annotations
 
 import collections
+import itertools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -128,6 +129,11 @@ class Partner:
 
     def on_ack(self, n: int) -> None:
         self.ack_times.append(trio.current_time())
+
+    def longest_pause(self, since: float) -> float:
+        """The longest time between two acknowledgements after ``since``."""
+        after = [t for t in self.ack_times if t >= since]
+        return max((b - a for a, b in itertools.pairwise(after)), default=float("nan"))
 
     def resumed_after(self, fault_at: float) -> float:
         """Seconds from ``fault_at`` to the end of the longest pause between acknowledgements after it: when

@@ -14,6 +14,7 @@ bounded by what the fault makes unavoidable.  The time from the fault to traffic
 from __future__ import annotations
 
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,12 @@ import attrs
 import pytest
 import trio
 
+from catalyst_smpp.billing import books
+from catalyst_smpp.billing.money import Money
 from catalyst_smpp.protocol.constants import CommandStatus
 from catalyst_smpp.sim import SimConfig
+from catalyst_smpp.store import PartnerRepo
+from catalyst_smpp.store.plan_repo import PlanRepo
 from tests.hosts import Bench, addr, nats_url, open_bench
 
 from .harness import Env, open_env, submit_load, texts, wait_delivered, wait_for
@@ -40,6 +45,8 @@ from .hosts_harness import (
     setup,
     start_gateways,
 )
+from .test_e2e_billing import HEADER as PLAN_HEADER
+from .test_e2e_billing import PRICE, _books, _check_settled
 
 pytestmark = [pytest.mark.xdist_group("hosts"), pytest.mark.slow]
 
@@ -269,3 +276,65 @@ async def test_gateway_node_cut_off_for_30s(bench: Bench, henv: Env) -> None:
     # session: the 30 s of the cut and until its own link checks end that session (seen: 4 to 6 windows)
     assert_exact(out, n, dup_bound=len(load.uncertain) + 2 * OP_WINDOW, given_up=SIM_WINDOW * 8)
     assert late_load.acked.keys() == set(late_texts)
+
+
+# --------------------------------------------------------------------------- (d) Postgres cut off
+
+
+def _bill(env: Env, partner: str, topped: Decimal) -> int:
+    """``partner`` billed per submitted part on a price plan, its account topped up; its id."""
+
+    def setup(conn: Any) -> int:
+        plans = PlanRepo(conn)
+        plans.add("retail", "price", "EUR")
+        plans.import_csv("retail", f"{PLAN_HEADER}\n44,44,DEFAULT,,{PRICE},,2020-01-01T00:00:00+00:00,\n")
+        PartnerRepo(conn).change(partner, price_plan="retail")
+        pid = PartnerRepo(conn).get(partner).id
+        books.open_account(conn, pid, "EUR")
+        books.topup(conn, pid, Money(topped, "EUR"), "test credit", "test")
+        return pid
+
+    return env.setup(setup)  # type: ignore[no-any-return]
+
+
+async def test_postgres_cut_off_for_a_minute(bench: Bench, henv: Env) -> None:
+    """Postgres unreachable (its packets dropped: connections hang, as in a partition) for 60 s under a
+    billed load through both nodes: traffic goes on, and afterwards the message log and the books are exact
+    (every hold settled, balance = top-up - captured, ledger, credit entries and CDRs agreeing)."""
+    rate, n = 50.0, 4500
+    topped = Decimal(1000)
+    all_texts = texts("pg", n)
+    partner = Partner()
+    marks: dict[str, Any] = {}
+    async with host_sim() as sim:
+        setup(henv, sim.port)
+        pid = _bill(henv, "acme", topped)
+        start_gateways(bench, henv)
+        async with bound(partner) as client:
+
+            async def fault() -> None:
+                await wait_for(lambda: len(partner.ack_times) >= 500, 60, "500 acknowledged")
+                marks["cut_at"] = t0 = trio.current_time()
+                bench.cut("pg")
+                await trio.sleep(60.0)
+                marks["acked_in_cut"] = len([t for t in partner.ack_times if t >= t0])
+                marks["at_sim_in_cut"] = len(sim.messages)
+                bench.restore("pg")
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(fault)
+                with trio.fail_after(240):
+                    load = await submit_load(client, all_texts, rate=rate, on_ack=partner.on_ack)
+            out = await final_checks(henv, load, partner, sim, all_texts)
+            await wait_for(lambda: _books(henv, pid)["open_holds"] == 0, 90, "every hold settled")
+        bench.stop_gateways()
+    print(
+        f"Postgres cut for 60 s: {marks['acked_in_cut']} submits acknowledged during the cut "
+        f"(paced at {rate:.0f}/s), longest pause {partner.longest_pause(marks['cut_at']):.2f}s"
+    )
+    # traffic went on: at least three quarters of what the pace offered in the cut was acknowledged in it
+    assert marks["acked_in_cut"] >= 0.75 * rate * 60, marks
+    assert_exact(out, n, dup_bound=len(load.uncertain))
+    b = _books(henv, pid)
+    _check_settled(b, topped)
+    assert b["counts"]["capture"] == b["submitted"] >= n, b

@@ -17,6 +17,15 @@ smoothed), at least ``min_messages`` times the price asked for and at most ``lea
 books may grant less when less is available.  Amounts are integers in micro-units
 (:meth:`~catalyst_smpp.billing.money.Money.micros`).
 
+**Postgres unreachable.**  A swap or renewal that fails because the books cannot be reached (connection
+refused, timed out, a partition) does not stop a partner that holds a lease: the node keeps holding against
+it **on its own word** for up to ``outage_allowance`` seconds, extended once by that many seconds of the
+partner's recent rate.  The holds still reach the books through the message log once Postgres is back, and
+the lease is returned with what it really used, which may then exceed what was granted: the books stay exact
+(balance = the ledger), and a prepaid balance can go below zero by at most the allowance per node.  Beyond
+the allowance, or for a partner with no lease yet, the partner is refused as for an empty balance.  0 turns
+this off (refuse as soon as a lease cannot be renewed).
+
 The books are behind :class:`LeaseStore` (the Postgres one is in :mod:`catalyst_smpp.billing.books`);
 :class:`MemoryLeaseStore` is an exact in-memory one for tests of the rules here.
 """
@@ -29,6 +38,7 @@ from collections.abc import Callable
 from typing import Final, Protocol
 
 import attrs
+import psycopg
 import trio
 
 __all__ = [
@@ -70,6 +80,11 @@ class LeaseStore(Protocol):
         ...
 
 
+def _unreachable(exc: BaseException) -> bool:
+    """The books could not be reached (as opposed to refusing or failing a statement)."""
+    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError | OSError | trio.TooSlowError)
+
+
 @attrs.define
 class _Local:
     """This node's lease of one partner."""
@@ -84,6 +99,8 @@ class _Local:
     rate: float = 0.0  # smoothed micro-units held per second
     swapping: trio.Event | None = None
     refused_until: float = -math.inf
+    outage_since: float | None = None  # holding on the node's word since then (the books unreachable)
+    outage_extra: int = 0  # what the lease was extended by for it
 
 
 class CreditLeases:
@@ -102,6 +119,7 @@ class CreditLeases:
         idle_return: float = 2.0,
         retry_after: float = 1.0,
         low_water: float = 0.25,
+        outage_allowance: float = 60.0,
         clock: Callable[[], float] = trio.current_time,
     ) -> None:
         self.store = store
@@ -113,12 +131,14 @@ class CreditLeases:
         self.idle_return = idle_return
         self.retry_after = retry_after
         self.low_water = low_water
+        self.outage_allowance = outage_allowance
         self.clock = clock
         self._leases: dict[str, _Local] = {}
         self._wake = trio.lowlevel.ParkingLot()
         self._low: set[str] = set()  # partners whose lease ran low: renewed by run()
         self.swaps = 0
         self.refusals = 0
+        self.outages = 0  # times a lease was extended on the node's word
 
     # ------------------------------------------------------------------ the accept side (sync)
 
@@ -184,12 +204,17 @@ class CreditLeases:
             want = self._want(loc, micros)
             try:
                 grant = await self.store.swap(partner, self.node, loc.lease_id, loc.used, want)
-            except Exception:
-                # nothing changed in the books (one transaction): keep the lease, refuse for a moment
-                log.exception("[%s] credit lease swap failed", partner)
+            except Exception as exc:
+                # nothing changed in the books (one transaction): keep the lease, refuse for a moment --
+                # unless the books are unreachable and the lease may be held on the node's word
+                if _unreachable(exc) and self._ride_out(partner, loc, micros, exc):
+                    return
+                if not _unreachable(exc):
+                    log.exception("[%s] credit lease swap failed", partner)
                 loc.refused_until = self.clock() + self.retry_after
                 return
             self.swaps += 1
+            self._reached(partner, loc)
             now = self.clock()
             if grant is None:
                 loc.lease_id, loc.amount, loc.used = None, 0, 0
@@ -219,10 +244,12 @@ class CreditLeases:
             loc.rate = rate if loc.rate == 0 else 0.5 * (loc.rate + rate)
         try:
             grant = await self.store.swap(partner, self.node, None, 0, self._want(loc, 0))
-        except Exception:
-            log.exception("[%s] credit lease renewal failed (the current lease goes on)", partner)
+        except Exception as exc:
+            if not (_unreachable(exc) and self._ride_out(partner, loc, 0, exc)):
+                log.warning("[%s] credit lease renewal failed (the current lease goes on): %s", partner, exc)
             return
         self.swaps += 1
+        self._reached(partner, loc)
         # nothing more to lease (the old one runs out), or a swap for a message replaced it (done or going)
         if grant is None or loc.lease_id != old or loc.swapping is not None:
             if grant is not None:
@@ -233,6 +260,37 @@ class CreditLeases:
         loc.lease_id, loc.amount, loc.used, loc.currency = grant.lease_id, grant.amount, 0, grant.currency
         loc.expires, loc.since = now + self.lease_ttl, now
         await self._return(partner, old, used)
+
+    def _ride_out(self, partner: str, loc: _Local, micros: int, exc: BaseException) -> bool:
+        """The books cannot be reached: hold against the current lease on this node's word (extended once
+        by ``outage_allowance`` seconds of the partner's rate); whether ``micros`` more can be held."""
+        if self.outage_allowance <= 0 or loc.lease_id is None:
+            return False
+        now = self.clock()
+        if loc.outage_since is None:
+            loc.outage_since = now
+            extra = max(int(loc.rate * self.outage_allowance), micros * self.min_messages)
+            loc.outage_extra = min(extra, self.lease_max)
+            loc.amount += loc.outage_extra
+            loc.expires = now + self.outage_allowance
+            self.outages += 1
+            log.warning(
+                "[%s] Postgres unreachable for credit lease %s (%s): holding on this node's word for up to "
+                "%.0fs, %d micro-units beyond the lease",
+                partner, loc.lease_id, " ".join(str(exc).split()) or type(exc).__name__,
+                self.outage_allowance, loc.outage_extra,
+            )  # fmt: skip
+        return now < loc.expires and loc.amount - loc.used >= micros
+
+    def _reached(self, partner: str, loc: _Local) -> None:
+        if loc.outage_since is not None:
+            beyond = max(0, loc.used - (loc.amount - loc.outage_extra))
+            log.warning(
+                "[%s] Postgres reachable again for credit leases after %.1fs; %d micro-units held beyond "
+                "the lease meanwhile",
+                partner, self.clock() - loc.outage_since, beyond,
+            )  # fmt: skip
+            loc.outage_since, loc.outage_extra = None, 0
 
     async def _return(self, partner: str, lease_id: int, used: int) -> None:
         try:
@@ -247,9 +305,15 @@ class CreditLeases:
         lease_id, used = loc.lease_id, loc.used
         try:
             await self.store.give_back(lease_id, used)
+            self._reached(partner, loc)
             loc.lease_id, loc.amount, loc.used = None, 0, 0
-        except Exception:
-            log.exception("[%s] returning credit lease %s failed (it lapses in the books)", partner, lease_id)
+        except Exception as exc:
+            if _unreachable(exc):  # asked again next round; the writer's warnings say Postgres is away
+                log.debug("[%s] returning credit lease %s: %s", partner, lease_id, exc)
+            else:
+                log.exception(
+                    "[%s] returning credit lease %s failed (it lapses in the books)", partner, lease_id
+                )
         finally:
             loc.swapping = None
             done.set()
@@ -296,7 +360,7 @@ class _MemLease:
 
 class MemoryLeaseStore:
     """Exact in-memory books for tests: ``balances[partner]`` micro-units available for leasing; a returned
-    lease gives back ``amount - used``."""
+    lease gives back ``amount - used`` (negative when a node held beyond it while the books were away)."""
 
     def __init__(self, balances: dict[str, int], currency: str = "EUR") -> None:
         self.balances = dict(balances)
@@ -326,7 +390,7 @@ class MemoryLeaseStore:
         lease = self.leases[lease_id]
         if lease.used is not None:
             raise AssertionError(f"lease {lease_id} returned twice")
-        if not 0 <= used <= lease.amount:
+        if used < 0:
             raise AssertionError(f"lease {lease_id}: used {used} of {lease.amount}")
         lease.used = used
         self.balances[lease.partner] += lease.amount - used

@@ -226,6 +226,7 @@ class Gateway:
                 self.node_id,
                 lease_seconds=bc.lease_seconds,
                 lease_ttl=bc.lease_ttl,
+                outage_allowance=bc.outage_allowance,
             )
             await n.start(self.credit.run)
             await n.start(StaleHolds(self.db, lambda: self.snapshot, bc.receipt_wait).run)

@@ -35,6 +35,21 @@ def _schema_options(schema: str) -> str:
     return "-c search_path=" + quoted.replace("\\", "\\\\").replace(" ", "\\ ")
 
 
+# A Postgres host that drops off the network (a partition, a dead switch) leaves its connections open on our
+# side: a statement sent on one waits for TCP to give up, which is many minutes, holding a pool thread (and
+# the message log, the credit leases, a partner's accept batch waiting for a lease) all that time.  libpq's
+# TCP settings bound it: unacknowledged data fails the connection after ``tcp_user_timeout``, an idle one is
+# found dead by keepalives within ``keepalives_idle + keepalives_interval * keepalives_count`` seconds.  Only
+# where the DSN does not set them itself.
+_TCP_DEFAULTS: dict[str, Any] = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 3,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 15_000,  # ms
+}
+
+
 def connect_sync(
     dsn: str,
     *,
@@ -51,6 +66,8 @@ def connect_sync(
     }
     if schema:
         kwargs["options"] = _schema_options(schema)
+    given = psycopg.conninfo.conninfo_to_dict(dsn)  # (libpq ignores these on a Unix socket)
+    kwargs.update({k: v for k, v in _TCP_DEFAULTS.items() if k not in given})
     return psycopg.connect(dsn, **kwargs)
 
 
