@@ -1,6 +1,7 @@
 """A bench of test hosts on this machine: network namespaces on a private bridge, one per host.
 
-Hosts (each a network namespace ``chb-<name>`` with one veth into the bridge ``chb0``, subnet 10.213.47.0/24):
+Hosts (each a network namespace ``chb<k>-<name>`` with one veth into the bridge ``chb<k>br``, subnet
+10.213.<50+k>.0/24, where k is the bench's slot, below):
 
 * ``n1``, ``n2``, ``n3`` (.21-.23): a nats-server each, clustered (routes on 6222), JetStream in its own store
   directory; clients on 4222, monitoring on 8222.
@@ -22,11 +23,14 @@ gives up or the cut ends).  This kernel has nf_tables but no nft/iptables binari
 classifiers or netem, so the drop is at the bridge port rather than inside the namespace; the effect on the
 host is the same.
 
-One bench at a time per machine: an exclusive lock (``/run/catalyst-hosts.lock``) is held for its life (a
-second test session waits for it); holding it, :func:`sweep` first removes whatever a crashed run left
-(processes in our namespaces, the namespaces, the veths, the bridge, the base directory).
+Up to ``SLOTS`` benches stand side by side (test workers each build their own, so host tests run in
+parallel): each takes a free slot k -- an exclusive lock ``/run/catalyst-hosts-<k>.lock`` held for its life, a
+subnet, names and a directory ``/tmp/catalyst-hosts-<k>`` of its own; with every slot taken, a bench waits.
+Holding its lock, :func:`sweep` first removes whatever a crashed run left in that slot (processes in its
+namespaces, the namespaces, the veths, the bridge, the directory).  A process builds one bench at a time, so
+:func:`addr`, :func:`ns` and :func:`root_addr` answer for the slot of the bench this process holds.
 
-CLI: ``python -m tests.hosts up|down|status`` (``up`` leaves the bench running, ``down`` sweeps it).
+CLI: ``python -m tests.hosts up|down|status`` (slot 0; ``up`` leaves the bench running, ``down`` sweeps it).
 """
 
 from __future__ import annotations
@@ -48,12 +52,40 @@ from typing import Any, TextIO
 
 import attrs
 
-PREFIX = "chb"
-BRIDGE = f"{PREFIX}0"
-NET = "10.213.47"
-ROOT_ADDR = f"{NET}.1"
-BASE = Path("/tmp/catalyst-hosts")
-LOCK = Path("/run/catalyst-hosts.lock")
+SLOTS = 4
+"""benches that may stand side by side on this machine (test workers each take a free one)"""
+_slot = 0  # the slot of this process's bench (a process builds one bench at a time)
+
+
+def slot() -> int:
+    return _slot
+
+
+def _prefix() -> str:
+    return f"chb{_slot}"
+
+
+def _bridge() -> str:
+    return f"{_prefix()}br"
+
+
+def _net() -> str:
+    return f"10.213.{50 + _slot}"
+
+
+def root_addr() -> str:
+    """This machine's address on the bench's bridge: the partners and the SMSC simulator of the tests."""
+    return f"{_net()}.1"
+
+
+def base_dir() -> Path:
+    return Path(f"/tmp/catalyst-hosts-{_slot}")
+
+
+def _lock_path(k: int) -> Path:
+    return Path(f"/run/catalyst-hosts-{k}.lock")
+
+
 CLUSTER_CONF = Path(__file__).resolve().parent.parent / "config" / "nats-cluster.conf"
 """the NATS node configuration the project ships: the bench runs exactly it, each node's values by env"""
 
@@ -86,11 +118,11 @@ def _run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 
 def ns(host: str) -> str:
-    return f"{PREFIX}-{host}"
+    return f"{_prefix()}-{host}"
 
 
 def addr(host: str) -> str:
-    return f"{NET}.{HOSTS[host]}"
+    return f"{_net()}.{HOSTS[host]}"
 
 
 def nats_url(host: str) -> str:
@@ -118,7 +150,7 @@ def check_prerequisites() -> None:
 
 def _our_namespaces() -> list[str]:
     out = _run("ip", "netns", "list", check=False).stdout
-    return [line.split()[0] for line in out.splitlines() if line.startswith(f"{PREFIX}-")]
+    return [line.split()[0] for line in out.splitlines() if line.startswith(f"{_prefix()}-")]
 
 
 def sweep() -> None:
@@ -137,28 +169,40 @@ def sweep() -> None:
     links = _run("ip", "-o", "link", "show", check=False).stdout
     for line in links.splitlines():
         name = line.split(":")[1].strip().split("@")[0]
-        if name == BRIDGE or name.startswith(f"{PREFIX}-"):
+        if name == _bridge() or name.startswith(f"{_prefix()}-"):
             _run("ip", "link", "del", name, check=False)
-    shutil.rmtree(BASE, ignore_errors=True)
+    shutil.rmtree(base_dir(), ignore_errors=True)
 
 
 @contextlib.contextmanager
-def bench_lock(timeout: float = 900.0) -> Iterator[None]:
-    LOCK.parent.mkdir(parents=True, exist_ok=True)
-    with LOCK.open("a") as f:
+def bench_lock(timeout: float = 900.0) -> Iterator[int]:
+    """Take a free slot (its lock, held while the bench stands) and make it this process's; waits while all
+    ``SLOTS`` are taken.  Yields the slot."""
+    global _slot
+    files = []
+    for k in range(SLOTS):
+        _lock_path(k).parent.mkdir(parents=True, exist_ok=True)
+        files.append(_lock_path(k).open("a"))
+    try:
         deadline = time.monotonic() + timeout
         while True:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise BenchError(f"another bench holds {LOCK} for more than {timeout:g}s") from None
-                time.sleep(0.5)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+            for k, f in enumerate(files):
+                try:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue
+                _slot = k
+                try:
+                    yield k
+                finally:
+                    fcntl.flock(f, fcntl.LOCK_UN)
+                return
+            if time.monotonic() > deadline:
+                raise BenchError(f"all {SLOTS} bench slots taken for more than {timeout:g}s")
+            time.sleep(0.5)
+    finally:
+        for f in files:
+            f.close()
 
 
 # --------------------------------------------------------------------------- processes
@@ -248,7 +292,7 @@ class Bench:
     (None: what config/nats-cluster.conf ships; ``"default"``: the server's own, 2 min; ``"always"``; or a
     duration such as ``"5s"``)."""
 
-    base: Path = BASE
+    base: Path = attrs.Factory(base_dir)
     nats_hosts: tuple[str, ...] = NATS_NODES
     """the NATS nodes to run: all three clustered (streams at replicas 3), or ``("n1",)``: one server alone,
     not clustered (replicas 1), for comparisons"""
@@ -265,16 +309,16 @@ class Bench:
     # -- network
 
     def _make_network(self) -> None:
-        _run("ip", "link", "add", BRIDGE, "type", "bridge")
-        _run("ip", "addr", "add", f"{ROOT_ADDR}/24", "dev", BRIDGE)
-        _run("ip", "link", "set", BRIDGE, "up")
+        _run("ip", "link", "add", _bridge(), "type", "bridge")
+        _run("ip", "addr", "add", f"{root_addr()}/24", "dev", _bridge())
+        _run("ip", "link", "set", _bridge(), "up")
         for host in HOSTS:
             if host == "smsc" and not self.with_smsc:
                 continue
             n = ns(host)
             _run("ip", "netns", "add", n)
             _run("ip", "link", "add", n, "type", "veth", "peer", "name", "eth0", "netns", n)
-            _run("ip", "link", "set", n, "master", BRIDGE, "up")
+            _run("ip", "link", "set", n, "master", _bridge(), "up")
             _run("ip", "-n", n, "addr", "add", f"{addr(host)}/24", "dev", "eth0")
             _run("ip", "-n", n, "link", "set", "eth0", "up")
             _run("ip", "-n", n, "link", "set", "lo", "up")
@@ -381,7 +425,7 @@ class Bench:
         if init.returncode != 0:
             raise BenchError(f"initdb: {init.stderr}")
         with (data / "pg_hba.conf").open("a") as f:
-            f.write(f"host all all {NET}.0/24 trust\n")
+            f.write(f"host all all {_net()}.0/24 trust\n")
         self.pg = Proc(
             "pg",
             [
@@ -535,7 +579,7 @@ def show_status(out: TextIO = sys.stdout) -> None:
                 cmds.append(
                     Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode().rsplit("/", 1)[-1]
                 )
-        host = name.removeprefix(f"{PREFIX}-")
+        host = name.removeprefix(f"{_prefix()}-")
         state = _run("bridge", "link", "show", "dev", name, check=False).stdout
         cut = " CUT" if "state disabled" in state else ""
         print(f"{host:5} {addr(host):14}{cut} {' '.join(cmds) or '-'}", file=out)
@@ -574,7 +618,7 @@ def main(argv: list[str] | None = None) -> int:
         kw = {"nats_bin": a.nats_bin} if a.nats_bin else {}
         b = Bench(sync_interval=a.sync_interval, with_smsc=True, **kw)
         b.up()
-        print(f"bench up in {BASE}: Postgres {b.dsn}; NATS {', '.join(nats_url(h) for h in NATS_NODES)}")
+        print(f"bench up in {b.base}: Postgres {b.dsn}; NATS {', '.join(nats_url(h) for h in NATS_NODES)}")
         print(
             f"SMSC simulator on {addr('smsc')}:{SMPP_PORT}; gateways: gw1/gw2 at {addr('gw1')}/{addr('gw2')}"
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import collections
 import itertools
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,7 +18,7 @@ from catalyst_smpp.client import SmppClient
 from catalyst_smpp.protocol.tlv import Tag
 from catalyst_smpp.sim import DelayRange, IdForm, IdFormat, SimConfig
 from catalyst_smpp.store import OperatorRepo
-from tests.hosts import ROOT_ADDR, SMPP_PORT, Bench, addr
+from tests.hosts import SMPP_PORT, Bench, addr, root_addr
 
 from .harness import (
     Count,
@@ -69,7 +70,7 @@ async def host_sim(cls: type[HostSim] = HostSim) -> AsyncIterator[HostSim]:
 
 def sim_config(**kw: Any) -> SimConfig:
     return SimConfig(
-        host=ROOT_ADDR,
+        host=root_addr(),
         receipt_delay=DelayRange(0.01, 0.05),
         id_format=IdFormat(IdForm.HEX, width=10, upper=True),
         **kw,
@@ -82,7 +83,7 @@ def setup(env: Env, sim_port: int, *, bind_count: int = 2) -> None:
     env.add_partner("acme")
     env.setup(
         lambda c: OperatorRepo(c).add(
-            "opA", ROOT_ADDR, sim_port, "opA", password="pw", tps=5000.0, window=OP_WINDOW,
+            "opA", root_addr(), sim_port, "opA", password="pw", tps=5000.0, window=OP_WINDOW,
             submit_id_format="hex", receipt_id_format="hex", bind_count=bind_count,
         )
     )  # fmt: skip
@@ -130,10 +131,11 @@ class Partner:
     def on_ack(self, n: int) -> None:
         self.ack_times.append(trio.current_time())
 
-    def longest_pause(self, since: float) -> float:
-        """The longest time between two acknowledgements after ``since``."""
+    def longest_pause(self, since: float) -> tuple[float, float]:
+        """The longest time between two acknowledgements after ``since``, and when (after ``since``) it
+        began."""
         after = [t for t in self.ack_times if t >= since]
-        return max((b - a for a, b in itertools.pairwise(after)), default=float("nan"))
+        return max(((b - a, a - since) for a, b in itertools.pairwise(after)), default=(math.nan, math.nan))
 
     def resumed_after(self, fault_at: float) -> float:
         """Seconds from ``fault_at`` to the end of the longest pause between acknowledgements after it: when

@@ -48,7 +48,9 @@ from .hosts_harness import (
 from .test_e2e_billing import HEADER as PLAN_HEADER
 from .test_e2e_billing import PRICE, _books, _check_settled
 
-pytestmark = [pytest.mark.xdist_group("hosts"), pytest.mark.slow]
+# no xdist_group: each worker that runs one of these builds a bench of its own (tests/hosts.py: side by side,
+# each in a slot), so the faults run in parallel
+pytestmark = [pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
@@ -333,10 +335,15 @@ async def test_postgres_cut_off_for_a_minute(bench: Bench, henv: Env) -> None:
         bench.stop_gateways()
     print(
         f"Postgres cut for 60 s: {marks['acked_in_cut']} submits acknowledged during the cut "
-        f"(paced at {rate:.0f}/s), longest pause {partner.longest_pause(marks['cut_at']):.2f}s"
+        "(paced at {:.0f}/s), longest pause {:.2f}s from {:.1f}s after the cut began".format(
+            rate, *partner.longest_pause(marks["cut_at"])
+        )
     )
-    # traffic went on: at least three quarters of what the pace offered in the cut was acknowledged in it
-    assert marks["acked_in_cut"] >= 0.75 * rate * 60, marks
+    # traffic went on: in the cut's minute at least three quarters of what was acknowledged per second in
+    # the 10 s before it (the pace this machine kept up; a few seconds' pause when the cut begins)
+    t0 = marks["cut_at"]
+    before = len([t for t in partner.ack_times if t0 - 10 <= t < t0]) / 10
+    assert marks["acked_in_cut"] >= 0.75 * before * 60, (marks, before)
     assert_exact(out, n, dup_bound=len(load.uncertain))
     b = _books(henv, pid)
     _check_settled(b, topped)

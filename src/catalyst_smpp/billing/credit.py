@@ -100,6 +100,7 @@ class _Local:
     swapping: trio.Event | None = None
     refused_until: float = -math.inf
     outage_since: float | None = None  # holding on the node's word since then (the books unreachable)
+    renewing: trio.Event | None = None  # set when a background renewal in flight ends
     outage_extra: int = 0  # what the lease was extended by for it
 
 
@@ -181,6 +182,10 @@ class CreditLeases:
         loc = self._leases.setdefault(partner, _Local())
         while loc.swapping is not None:
             await loc.swapping.wait()
+        if loc.renewing is not None:
+            # a renewal is already asking the books: its answer (or its failure, when they cannot be
+            # reached) settles this too, instead of a second question waiting as long
+            await loc.renewing.wait()
         now = self.clock()
         if loc.lease_id is not None and now < loc.expires and loc.amount - loc.used >= micros:
             return True
@@ -238,6 +243,14 @@ class CreditLeases:
         old, since = loc.lease_id, loc.since
         if old is None:
             return
+        loc.renewing = renewing = trio.Event()
+        try:
+            await self._renew_lease(partner, loc, old, since)
+        finally:
+            loc.renewing = None
+            renewing.set()
+
+    async def _renew_lease(self, partner: str, loc: _Local, old: int, since: float) -> None:
         now = self.clock()
         if now > since:
             rate = loc.used / max(now - since, 0.1)

@@ -46,7 +46,10 @@ _TCP_DEFAULTS: dict[str, Any] = {
     "keepalives_idle": 10,
     "keepalives_interval": 3,
     "keepalives_count": 3,
-    "tcp_user_timeout": 15_000,  # ms
+    # ms: data unacknowledged by the server's TCP for this long fails the connection.  A busy server still
+    # acknowledges at once (this is not a statement timeout); 5 s keeps a partner's accept batch that waits
+    # for a credit lease from waiting much longer when the database host is gone
+    "tcp_user_timeout": 5_000,
 }
 
 
