@@ -66,7 +66,7 @@ def api_context(gw: Any) -> ApiContext:
         db=gw.db,
         partners=gw.partner,
         keys=KeyStore(gw.db, ttl=hc.key_cache),
-        limiter=KeyLimiter(hc.rate),
+        limiter=KeyLimiter(hc.rate, gw.shares),
         throttle=gw._partner_bucket,
         node=gw.node_id,
         draining=lambda: bool(gw._draining),
