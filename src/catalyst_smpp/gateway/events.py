@@ -330,7 +330,7 @@ class EventWriter:
         batch: int = 2000,
         fetch_timeout: float = 1.0,
         retry_delay: float = 1.0,
-        max_retry_delay: float = 30.0,
+        max_retry_delay: float = 5.0,  # a retry is one connection attempt: the log catches up soon after
         metrics: Metrics | None = None,
     ) -> None:
         self.bus = bus
