@@ -152,9 +152,13 @@ class Database:
             else:
                 result = fn(conn, *args)
         except psycopg.OperationalError:
-            # the connection may be broken: drop it, the next call opens a fresh one
-            with contextlib.suppress(Exception):
-                conn.close()
+            # the connection may be broken: drop it, the next call opens a fresh one -- and the idle ones
+            # too: after an outage or a partition they are as dead, and each would cost the next callers a
+            # timeout of its own (a credit lease waiting out one dead connection after another)
+            stale, self._idle = self._idle, []
+            for c in (conn, *stale):
+                with contextlib.suppress(Exception):
+                    c.close()
             raise
         except BaseException:
             if conn.closed or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
