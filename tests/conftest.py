@@ -7,9 +7,20 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import pytest
 
 pytest_plugins = ["tests.services"]
+
+# Bytecode caches on, whatever PYTHONDONTWRITEBYTECODE says (container images often set it): without them
+# each xdist worker rewrites and compiles every test module again (~8 s of CPU a worker, most of the
+# collection), and each subprocess a test starts (``catalyst-smpp run``, the simulator, load) compiles
+# catalyst_smpp anew (~0.25 s each).  Set here, before any test module is imported; the subprocesses
+# inherit the environment.
+sys.dont_write_bytecode = False
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 
 @pytest.hookimpl(trylast=True)

@@ -251,9 +251,15 @@ class Proc:
                 os.killpg(self.popen.pid, signal.SIGKILL)
             self.popen.wait(10)
 
+    def terminate(self) -> None:
+        """SIGTERM (a graceful stop), without waiting."""
+        if self.popen is not None and self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGTERM)
+
     def stop(self, timeout: float = 15.0) -> None:
         if self.popen is not None and self.popen.poll() is None:
-            os.killpg(self.popen.pid, signal.SIGTERM)
+            self.terminate()
             try:
                 self.popen.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -514,6 +520,9 @@ level = "INFO"
                 shutil.copy(p.log, dest / f"{p.host}-{p.log.name}")
 
     def stop_gateways(self) -> None:
+        """SIGTERM to every gateway at once, then wait for each: they drain side by side."""
+        for g in self.gateways.values():
+            g.terminate()
         for g in self.gateways.values():
             g.stop()
 

@@ -764,6 +764,12 @@ level = "INFO"
                 self.proc.kill()
                 self.proc.wait(5)
 
+    async def stop_async(self) -> None:
+        """:meth:`stop` in a worker thread: this process's trio loop (the simulator, the partners) keeps
+        running meanwhile, so the gateway's drain ends when its peers answer instead of by its grace
+        (``shutdown_grace``, 3 s, which a blocked loop always ran out)."""
+        await trio.to_thread.run_sync(self.stop)
+
     def tail(self, lines: int = 40) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])

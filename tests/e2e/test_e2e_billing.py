@@ -220,7 +220,7 @@ async def test_two_nodes_accept_exactly_what_the_balance_covers(env: Env) -> Non
                 done.set()
         finally:
             for gw in gws:
-                gw.stop()
+                await gw.stop_async()
     assert accepted == n
     for name, pid in ids.items():
         assert set(refused[name]) == {RSUBMITFAIL}, refused[name]
@@ -292,7 +292,7 @@ async def test_books_exact_after_a_gateway_sigkill_mid_load(env: Env) -> None:
 
             await wait_for(lambda: settled(), 60, "every hold settled")
         finally:
-            gw.stop()
+            await gw.stop_async()
         count = check_delivered(all_texts, load, sim)
     assert count.acked == n and count.missing == []
     b = _books(env, pid)

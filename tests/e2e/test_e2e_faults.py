@@ -88,7 +88,7 @@ async def test_gateway_killed_with_sigkill_mid_load_and_restarted(env: Env) -> N
                 await wait_receipts(load, receipts, 90)
                 await client.aclose()
         finally:
-            gw.stop()
+            await gw.stop_async()
         count = check_delivered(all_texts, load, sim)
     assert count.acked == n and count.missing == [] and count.unexpected == 0
     # copies: partner re-submits after an unknown outcome, and submits in flight at the operator when the
@@ -332,8 +332,8 @@ async def test_two_gateway_processes_partner_on_one_operator_on_the_other(env: E
             )
             assert sim.stats.binds == 1 and sim.bound_sessions == 1, "A never connected to the operator"
         finally:
-            gw_a.stop()
-            gw_b.stop()
+            await gw_a.stop_async()
+            await gw_b.stop_async()
         count = check_delivered(all_texts, load, sim)
     assert "gateway gw-a-1 up" in gw_a.tail(400) and "0 operator(s)" in _up_line(gw_a)
     assert "1 operator(s)" in _up_line(gw_b)
@@ -400,7 +400,7 @@ async def test_message_log_exact_after_sigkills_mid_load(env: Env) -> None:
             # rows missing after the writer has had time to catch up are lost for good: the wait times out
             log = await wait_message_log(env, want, 30)
         finally:
-            gw.stop()
+            await gw.stop_async()
     count = check_delivered(all_texts, load, sim)
     assert count.acked == n and count.missing == [], count
     assert acked <= receipted and len(sim.receipts_acked) >= n

@@ -108,7 +108,7 @@ async def test_nats_node_leading_mt_killed_and_restarted(bench: Bench, henv: Env
                 with trio.fail_after(150):
                     load = await submit_load(client, all_texts, rate=RATE, on_ack=partner.on_ack)
             out = await final_checks(henv, load, partner, sim, all_texts)
-        bench.stop_gateways()
+        await trio.to_thread.run_sync(bench.stop_gateways)  # the simulator answers the drains
     resumed = partner.resumed_after(marks["killed_at"])
     print(
         f"MT leader {marks['leader']} killed after {marks['acked_at_kill']} acks; new leader "
@@ -196,7 +196,7 @@ async def test_gateway_node_killed_holding_partner_and_operator(bench: Bench, he
                 with trio.fail_after(200):
                     load = await submit_load(client, all_texts, rate=RATE, on_ack=partner.on_ack)
             out = await final_checks(henv, load, partner, sim, all_texts)
-        bench.stop_gateways()
+        await trio.to_thread.run_sync(bench.stop_gateways)  # the simulator answers the drains
     t0 = marks["killed_at"]
     rebound = next(t for t, h in partner.connections if h == "gw2" and t >= t0) - t0
     resumed = partner.resumed_after(t0)
@@ -255,7 +255,7 @@ async def test_gateway_node_cut_off_for_30s(bench: Bench, henv: Env) -> None:
             with trio.fail_after(60):
                 late_load = await submit_load(client, late_texts)
         await wait_delivered(late_load, lambda: [sim], 60)
-        bench.stop_gateways()
+        await trio.to_thread.run_sync(bench.stop_gateways)  # the simulator answers the drains
     t0 = marks["cut_at"]
     rebound = next(t for t, h in partner.connections if h == "gw2" and t >= t0) - t0
     print(

@@ -232,7 +232,7 @@ async def test_every_metric_the_operations_guide_names_is_exported(env: Env, tmp
                         break
                     await trio.sleep(0.5)
         finally:
-            gw.stop()
+            await gw.stop_async()
 
     have = exported(samples)
     missing = sorted(name for name in documented if name not in have)

@@ -200,7 +200,7 @@ async def _start_without_postgres(env: Env, pg: EmbeddedPostgres) -> None:
             await gw.wait_listening(timeout=60)
             await wait_for(saved.exists, 30, "the config snapshot saved")
         finally:
-            gw.stop()
+            await gw.stop_async()
         assert stat.S_IMODE(saved.stat().st_mode) == 0o600
         # 2. Postgres down; the gateway (re)starts: from the saved snapshot, within a bounded time
         await trio.to_thread.run_sync(pg.stop)
@@ -249,7 +249,7 @@ async def _start_without_postgres(env: Env, pg: EmbeddedPostgres) -> None:
                 await wait_delivered(load33, lambda: [sim], 30)
                 await client.aclose()
         finally:
-            gw.stop()
+            await gw.stop_async()
         count = check_delivered(
             all_texts + late, attrs.evolve(load, acked={**load.acked, **load33.acked}), sim
         )
@@ -293,7 +293,7 @@ async def test_gateway_started_while_nats_down(env: Env, nats_server_factory: ob
             await wait_for(lambda: sim.bound_sessions == 1, 20, "the connector bound to the SMSC")
             load = await partner_round(gw.port, receipts, all_texts, lambda: [sim], bind_timeout=10)
         finally:
-            gw.stop()
+            await gw.stop_async()
         count = check_delivered(all_texts, load, sim)
     print(f"listening {listening_after:.2f}s after NATS started")
     assert listening_after < 10
