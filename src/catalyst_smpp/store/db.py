@@ -51,6 +51,12 @@ _TCP_DEFAULTS: dict[str, Any] = {
     # for a credit lease from waiting much longer when the database host is gone
     "tcp_user_timeout": 5_000,
 }
+# The server's side of the same connection: a backend whose client vanished in a partition in the middle of a
+# transaction keeps the transaction and its row locks (a partner's account row, locked by a credit lease
+# swap) until it notices, which with the server's defaults is hours -- every node then waits on that lock
+# after the partition heals.  The same keepalives for our sessions make the server drop such a backend
+# within half a minute.  Session settings (``-c`` in libpq's options), so no server configuration needed.
+_SERVER_TCP = "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=3 -c tcp_keepalives_count=3"
 
 
 def connect_sync(
@@ -67,9 +73,12 @@ def connect_sync(
         "connect_timeout": max(1, round(connect_timeout)),
         "application_name": application_name,
     }
-    if schema:
-        kwargs["options"] = _schema_options(schema)
     given = psycopg.conninfo.conninfo_to_dict(dsn)  # (libpq ignores these on a Unix socket)
+    options = [str(given["options"])] if given.get("options") else []  # the DSN's own come first
+    options.append(_SERVER_TCP)
+    if schema:
+        options.append(_schema_options(schema))
+    kwargs["options"] = " ".join(options)
     kwargs.update({k: v for k, v in _TCP_DEFAULTS.items() if k not in given})
     return psycopg.connect(dsn, **kwargs)
 
