@@ -55,8 +55,19 @@ _TCP_DEFAULTS: dict[str, Any] = {
 # transaction keeps the transaction and its row locks (a partner's account row, locked by a credit lease
 # swap) until it notices, which with the server's defaults is hours -- every node then waits on that lock
 # after the partition heals.  The same keepalives for our sessions make the server drop such a backend
-# within half a minute.  Session settings (``-c`` in libpq's options), so no server configuration needed.
-_SERVER_TCP = "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=3 -c tcp_keepalives_count=3"
+# within half a minute, and ``tcp_user_timeout`` within seconds one whose answer went unacknowledged (the
+# cut caught it sending: keepalives never start while data is in flight, and TCP retransmits for many
+# minutes, backing off to a minute and more between tries).  Session settings (``-c`` in libpq's options),
+# so no server configuration needed (Postgres 12 or later).
+_SERVER_TCP = " ".join(
+    f"-c {k}={v}"
+    for k, v in (
+        ("tcp_keepalives_idle", 10),
+        ("tcp_keepalives_interval", 3),
+        ("tcp_keepalives_count", 3),
+        ("tcp_user_timeout", 5000),  # ms
+    )
+)
 
 
 def connect_sync(
