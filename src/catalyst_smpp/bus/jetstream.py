@@ -623,6 +623,19 @@ class _AioSide:
         timeout_err = PublishError(PublishErrorKind.TIMEOUT, "no ack in time")
         return [timeout_err if r is None else r for r in results]
 
+    async def publish_pair(
+        self,
+        first: list[tuple[str, bytes, dict[str, str] | None]],
+        second: list[tuple[str, bytes, dict[str, str] | None]],
+        timeout: float,
+    ) -> tuple[list[PubAck | PublishError], list[PubAck | PublishError] | None]:
+        """:meth:`publish_batch` of ``first``, then -- only if every one of them was stored -- of ``second``
+        (None when not published): two dependent batches for one crossing."""
+        r1 = await self.publish_batch(first, timeout) if first else []
+        if not all(r.ok for r in r1):
+            return r1, None
+        return r1, (await self.publish_batch(second, timeout) if second else [])
+
     # ---- consume
 
     async def fetch(self, key: str, batch: int, timeout: float) -> list[Msg]:

@@ -44,7 +44,16 @@ import psycopg
 import trio
 
 from catalyst_smpp.billing.node import write_log_and_books
-from catalyst_smpp.bus import BusError, Kind, MessageBus, PublishError, PublishErrorKind, PublishItem
+from catalyst_smpp.bus import (
+    BusError,
+    Kind,
+    MessageBus,
+    PubAck,
+    PublishError,
+    PublishErrorKind,
+    PublishInput,
+    PublishItem,
+)
 from catalyst_smpp.metrics import Metrics
 from catalyst_smpp.store import Database, LogRow, MessageEvent
 
@@ -242,18 +251,54 @@ class EventPublisher:
         """
         if not rows:
             return []
+        items, owners = self._items(self._with_node(rows))
+        return await self._settle(items, owners, None, until)
+
+    async def store_after(
+        self,
+        first: Sequence[PublishInput],
+        rows: Sequence[Row],
+        *,
+        timeout: float | None = None,
+        bus: MessageBus | None = None,
+    ) -> tuple[list[PubAck | PublishError], list[int] | None]:
+        """Publish ``first`` (the records ``rows`` stand for) and, if EVERY one of them is stored, the rows
+        right after it on the bus side (:meth:`MessageBus.publish_pair`): one call instead of two in a row.
+        ``(first's results, the indices of the rows not stored -- as :meth:`store` without a deadline)``, or
+        ``(first's results, None)`` when an item of ``first`` failed: the rows were not published, the
+        caller stores those still true with :meth:`store`.  ``bus``: the caller's, if it has its own (the
+        records go where it would publish them)."""
+        items, owners = self._items(self._with_node(rows)) if rows else ([], [])
+        self.stats.publishes += 1
+        # BusError (bus closed): raised, as publish_batch does
+        r1, r2 = await (bus or self.bus).publish_pair(first, items, timeout)
+        if r2 is None:
+            return r1, None
+        return r1, await self._settle(items, owners, r2, None)
+
+    def _with_node(self, rows: Sequence[Row]) -> Sequence[Row]:
+        """The rows, an empty ``node`` made this publisher's."""
         node = self.node
-        if node:
-            rows = [r if r[_NODE] else (*r[:_NODE], node, *r[_NODE + 1 :]) for r in rows]
-        items, owners = self._items(rows)
+        if not node:
+            return rows
+        return [r if r[_NODE] else (*r[:_NODE], node, *r[_NODE + 1 :]) for r in rows]
+
+    async def _settle(
+        self, items: list[PublishItem], owners: list[list[int]], first: list[Any] | None, until: float | None
+    ) -> list[int]:
+        """Publish ``items`` (``first``: the results of a publish already made) until stored or ``until``;
+        the indices of the rows not stored (see :meth:`store`)."""
         delay = self.retry_delay
         failing_since: float | None = None
+        results: list[Any] | None = first
         while True:
-            self.stats.publishes += 1
-            try:
-                results: list[Any] = await self.bus.publish_batch(items)
-            except BusError as exc:  # bus closed
-                results = [PublishError(PublishErrorKind.CONNECTION, str(exc))] * len(items)
+            if results is None:
+                self.stats.publishes += 1
+                try:
+                    got: list[Any] = await self.bus.publish_batch(items)  # a PublishError where not ok
+                except BusError as exc:  # bus closed
+                    got = [PublishError(PublishErrorKind.CONNECTION, str(exc))] * len(items)
+                results = got
             left = [k for k, r in enumerate(results) if not r.ok]
             self.stats.stored += sum(len(owners[k]) for k, r in enumerate(results) if r.ok)
             if not left:
@@ -275,6 +320,7 @@ class EventPublisher:
             self.stats.retries += n_left
             items = [items[k] for k in left]
             owners = [owners[k] for k in left]
+            results = None
             await trio.sleep(delay)
             delay = min(delay * 2, self.max_retry_delay)
 
@@ -447,7 +493,7 @@ class EventWriter:
                         delay = min(delay * 2, self.max_retry_delay)
                         continue
                     self.stats.written += n
-                    await consumer.ack(good)
+                    await consumer.ack(good, wait=False)  # a lost ack: the rows come back, skipped by the key
                     delay = self.retry_delay
                     if failing_since is not None:
                         log.warning(
