@@ -260,11 +260,12 @@ class EventPublisher:
         rows: Sequence[Row],
         *,
         timeout: float | None = None,
+        until: float | None = None,
         bus: MessageBus | None = None,
     ) -> tuple[list[PubAck | PublishError], list[int] | None]:
         """Publish ``first`` (the records ``rows`` stand for) and, if EVERY one of them is stored, the rows
         right after it on the bus side (:meth:`MessageBus.publish_pair`): one call instead of two in a row.
-        ``(first's results, the indices of the rows not stored -- as :meth:`store` without a deadline)``, or
+        ``(first's results, the indices of the rows not stored -- as :meth:`store` with ``until``)``, or
         ``(first's results, None)`` when an item of ``first`` failed: the rows were not published, the
         caller stores those still true with :meth:`store`.  ``bus``: the caller's, if it has its own (the
         records go where it would publish them)."""
@@ -274,7 +275,7 @@ class EventPublisher:
         r1, r2 = await (bus or self.bus).publish_pair(first, items, timeout)
         if r2 is None:
             return r1, None
-        return r1, await self._settle(items, owners, r2, None)
+        return r1, await self._settle(items, owners, r2, until)
 
     def _with_node(self, rows: Sequence[Row]) -> Sequence[Row]:
         """The rows, an empty ``node`` made this publisher's."""
