@@ -220,6 +220,9 @@ class LimitsConfig:
     shutdown_grace: float = _f(10.0, min=0, kind="duration")
     fetch_batch: int = _f(256, min=1, max=10000)
     event_batch: int = _f(5000, min=1, max=1_000_000)
+    event_linger: float = _f(0.2, min=0, max=5, kind="duration")
+    """After a message-log write of less than half of ``event_batch`` rows, the writer waits this long before
+    it fetches again, so a low event rate is written in batches, not a COPY per few rows."""
     # --- partner connections and bind failures (docs/operations.md "Binds and connections")
     max_connections: int = _f(10000, min=0, max=1_000_000)
     """Partner connections open at once per listener (and worker); 0 = unlimited.  Restart to change."""

@@ -86,6 +86,11 @@ class _SlowAnswers:
         await trio.sleep(self.delay)
         return results
 
+    async def publish_pair(self, first: Any, second: Any, timeout: Any = None) -> Any:
+        results = await self.bus.publish_pair(first, second, timeout)
+        await trio.sleep(self.delay)
+        return results
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self.bus, name)
 

@@ -103,6 +103,14 @@ class _Rows:
         self.rows.extend(rows)
         return []
 
+    async def store_after(self, first: Any, rows: Any, *, timeout: Any = None, bus: Any) -> Any:
+        """As EventPublisher.store_after: the rows only if every record of ``first`` is stored."""
+        results = await bus.publish_batch(first, timeout)
+        if not all(r.ok for r in results):
+            return results, None
+        self.rows.extend(rows)
+        return results, []
+
 
 # --------------------------------------------------------------------------- connector, receipts
 

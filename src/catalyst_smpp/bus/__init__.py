@@ -18,6 +18,7 @@ from .api import (
     PubAck,
     PublishError,
     PublishErrorKind,
+    PublishInput,
     PublishItem,
     StreamState,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "PubAck",
     "PublishError",
     "PublishErrorKind",
+    "PublishInput",
     "PublishItem",
     "StreamState",
     "opid_key",

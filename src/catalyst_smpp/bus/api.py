@@ -273,8 +273,11 @@ class BusConsumer(Protocol):
         """Up to ``batch`` messages; early with what is there, ``[]`` after ``timeout`` with none."""
         ...
 
-    async def ack(self, msgs: Iterable[Msg], *, flush: bool = True) -> None:
-        """Done: removed from the stream."""
+    async def ack(self, msgs: Iterable[Msg], *, flush: bool = True, wait: bool = True) -> None:
+        """Done: removed from the stream.  ``wait=False``: the acks are queued for sending (no flush) and the
+        call returns without waiting for the bus -- for a caller that does nothing but log a failed ack (the
+        messages then come back after ``ack_wait``, as with any lost ack); later calls on the bus are sent
+        after them."""
         ...
 
     async def nak(self, msgs: Iterable[Msg], delay: float | None = None, *, flush: bool = True) -> None:
@@ -369,6 +372,14 @@ class MessageBus(Protocol):
         ``msg_id`` (``Nats-Msg-Id``) makes a re-publish within the stream's duplicate window a no-op that
         answers ``PubAck(duplicate=True)``.
         """
+        ...
+
+    async def publish_pair(
+        self, first: Iterable[PublishInput], second: Iterable[PublishInput], timeout: float | None = None
+    ) -> tuple[list[PubAck | PublishError], list[PubAck | PublishError] | None]:
+        """:meth:`publish_batch` of ``first`` and then, only if every one of them was stored, of ``second``
+        (its results; None when it was not published) -- for a batch whose stored items make ``second``
+        true (their event rows), in one call on the bus."""
         ...
 
     async def consumer(self, kind: Kind, name: str | None = None) -> BusConsumer:

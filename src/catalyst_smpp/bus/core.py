@@ -212,23 +212,25 @@ class Bus(ConnectionStates):
         goes into ``Nats-Msg-Id`` so a retry of the same message is stored once (within the
         stream's duplicate window).  Failures are per message (:class:`PublishError`), never raised.
         """
-        prepared: list[tuple[str, bytes, dict[str, str] | None]] = []
-        for it in items:
-            if isinstance(it, PublishItem):
-                subject, payload, headers, msg_id = it.subject, it.payload, it.headers, it.msg_id
-            else:
-                subject, payload, headers, msg_id = it
-            hdr = dict(headers) if headers else None
-            if msg_id:
-                hdr = hdr or {}
-                hdr[MSG_ID_HEADER] = msg_id
-            prepared.append((subject, bytes(payload), hdr))
+        prepared = _prepare(items)
         if not prepared:
             return []
         t = self.cfg.publish_timeout if timeout is None else timeout
         if self._state is ConnectionState.CLOSED:
             return [PublishError(PublishErrorKind.CONNECTION, "closed")] * len(prepared)
         return await self._call(self._aio.publish_batch, prepared, t)
+
+    async def publish_pair(
+        self, first: Iterable[PublishInput], second: Iterable[PublishInput], timeout: float | None = None
+    ) -> tuple[list[PubAck | PublishError], list[PubAck | PublishError] | None]:
+        """:meth:`publish_batch` of ``first`` and, only if every one of them was stored, of ``second`` right
+        after, on the asyncio side: ONE crossing for two dependent batches.  ``(first's results, second's
+        results or None when it was not published)``."""
+        p1, p2 = _prepare(first), _prepare(second)
+        t = self.cfg.publish_timeout if timeout is None else timeout
+        if self._state is ConnectionState.CLOSED:
+            return [PublishError(PublishErrorKind.CONNECTION, "closed")] * len(p1), None
+        return await self._call(self._aio.publish_pair, p1, p2, t)
 
     # ---- consumers
 
@@ -292,6 +294,22 @@ class Bus(ConnectionStates):
                 await self._call(self._aio.unlisten, key)
 
 
+def _prepare(items: Iterable[PublishInput]) -> list[tuple[str, bytes, dict[str, str] | None]]:
+    """Publish inputs as the asyncio side takes them: ``msg_id`` into ``Nats-Msg-Id``, payloads as bytes."""
+    prepared: list[tuple[str, bytes, dict[str, str] | None]] = []
+    for it in items:
+        if isinstance(it, PublishItem):
+            subject, payload, headers, msg_id = it.subject, it.payload, it.headers, it.msg_id
+        else:
+            subject, payload, headers, msg_id = it
+        hdr = dict(headers) if headers else None
+        if msg_id:
+            hdr = hdr or {}
+            hdr[MSG_ID_HEADER] = msg_id
+        prepared.append((subject, bytes(payload), hdr))
+    return prepared
+
+
 _BEACON_BUFFER: Final = 64
 """Beacons a listener may fall behind by before the newest are dropped."""
 
@@ -326,9 +344,21 @@ class Consumer:
         if replies:
             await self.bus._call(self.bus._aio.respond, replies, payload, flush)
 
-    async def ack(self, msgs: Iterable[Msg], *, flush: bool = True) -> None:
-        """Acknowledge a batch.  ``flush`` waits until the server has received the acks (one round trip)."""
-        await self._respond(msgs, AckKind.ACK.value, flush)
+    async def ack(self, msgs: Iterable[Msg], *, flush: bool = True, wait: bool = True) -> None:
+        """Acknowledge a batch.  ``flush`` waits until the server has received the acks (one round trip).
+        ``wait=False``: queued on the asyncio thread (after every call made before, before every call made
+        after) without a flush, and not awaited -- no wake-up of trio when it is done; a failure is logged
+        there.  BusError at once if the bus is closed."""
+        if wait:
+            await self._respond(msgs, AckKind.ACK.value, flush)
+            return
+        replies = [m._reply for m in msgs]
+        if replies:
+            if self.bus._state is ConnectionState.CLOSED:
+                raise BusError("bus closed")
+            what = f"ack of {len(replies)} message(s) of {self._key}"
+            self.bus._thread.post(self.bus._aio.respond, replies, AckKind.ACK.value, False, what=what)
+        await trio.lowlevel.checkpoint()
 
     async def nak(self, msgs: Iterable[Msg], delay: float | None = None, *, flush: bool = True) -> None:
         """Ask for redelivery, after ``delay`` seconds if given (temporary operator errors, throttling)."""

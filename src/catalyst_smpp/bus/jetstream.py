@@ -664,6 +664,19 @@ class _AioSide:
                 with contextlib.suppress(Exception):  # the next round (or the deadline) settles it
                     await send_raw(nc, b"".join(again))
 
+    async def publish_pair(
+        self,
+        first: list[tuple[str, bytes, dict[str, str] | None]],
+        second: list[tuple[str, bytes, dict[str, str] | None]],
+        timeout: float,
+    ) -> tuple[list[PubAck | PublishError], list[PubAck | PublishError] | None]:
+        """:meth:`publish_batch` of ``first``, then -- only if every one of them was stored -- of ``second``
+        (None when not published): two dependent batches for one crossing."""
+        r1 = await self.publish_batch(first, timeout) if first else []
+        if not all(r.ok for r in r1):
+            return r1, None
+        return r1, (await self.publish_batch(second, timeout) if second else [])
+
     # ---- consume
 
     async def fetch(self, key: str, batch: int, timeout: float) -> list[Msg]:

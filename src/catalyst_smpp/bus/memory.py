@@ -212,6 +212,14 @@ class MemoryBus(ConnectionStates):
                 st.wake()
         return out
 
+    async def publish_pair(
+        self, first: Iterable[PublishInput], second: Iterable[PublishInput], timeout: float | None = None
+    ) -> tuple[list[PubAck | PublishError], list[PubAck | PublishError] | None]:
+        r1 = await self.publish_batch(first, timeout)
+        if not all(r.ok for r in r1):
+            return r1, None
+        return r1, await self.publish_batch(second, timeout)
+
     # ---- consumers
 
     def _durable(self, kind: Kind, name: str | None) -> _Durable:
@@ -361,7 +369,7 @@ class MemoryConsumer:
                 d.pending[seq].due = now + d.wait_for(d.pending[seq].deliveries)
         st.wake()
 
-    async def ack(self, msgs: Iterable[Msg], *, flush: bool = True) -> None:
+    async def ack(self, msgs: Iterable[Msg], *, flush: bool = True, wait: bool = True) -> None:
         self._settle(msgs, "remove")
         await trio.lowlevel.checkpoint()
 

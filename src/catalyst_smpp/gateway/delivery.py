@@ -540,7 +540,7 @@ class PartnerDelivery:
                 self._count("refused", refused)
             for consumer, msgs in acks.values():
                 try:
-                    await consumer.ack(msgs)
+                    await consumer.ack(msgs, wait=False)  # a failure is only logged: not waited for
                 except (
                     BusError
                 ) as e:  # redelivered after ack_wait: a duplicate for the partner, counted there

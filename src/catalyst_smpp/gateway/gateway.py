@@ -211,7 +211,13 @@ class Gateway:
             await self._start_limits(n)
             # no task: accept, connectors and inbound store their rows themselves, before answering
             self.events = EventPublisher(self.bus, node=self.node_id)
-            self.writer = EventWriter(self.bus, self.db, batch=cfg.limits.event_batch, metrics=self.metrics)
+            self.writer = EventWriter(
+                self.bus,
+                self.db,
+                batch=cfg.limits.event_batch,
+                linger=cfg.limits.event_linger,
+                metrics=self.metrics,
+            )
             n.start_soon(self.writer.run)
             # billing: credit leases held by this node; stale charge-on-delivery holds released (any node)
             bc = cfg.billing

@@ -420,10 +420,20 @@ class InboundHandler:
         for it in mos:
             self._mo(op, it, publish)
 
+        lost: list[int] | None = None  # the rows not stored, once they were published
         if publish:
             res: list[Any]
             try:
-                res = list(await self.bus.publish_batch([p for p, _, _ in publish]))
+                if logged and self.events is not None:
+                    # the rows right after the publications if all are stored: one call on the bus, not two
+                    res, lost = await self.events.store_after(
+                        [p for p, _, _ in publish],
+                        [row for row, _ in logged],
+                        until=trio.current_time() + self.events_timeout,
+                        bus=self.bus,
+                    )
+                else:
+                    res = list(await self.bus.publish_batch([p for p, _, _ in publish]))
             except BusError as exc:
                 res = [exc] * len(publish)
             failed: set[int] = set()
@@ -440,14 +450,16 @@ class InboundHandler:
                             failed.add(id(it))
                             self._respond(it, _TEMP)
             answered_ok = [it for it in answered_ok if id(it) not in failed]
-            logged = [(row, items) for row, items in logged if not any(id(it) in failed for it in items)]
+            if failed:  # (the rows were not published then)
+                logged = [(row, items) for row, items in logged if not any(id(it) in failed for it in items)]
         if logged and self.events is not None:
             # the rows are stored before the deliver_sm_resp that makes them final: a receipt answered
             # ESME_ROK is never sent again, so its row could not come back.  Not stored in time → a temporary
             # error: the SMSC sends the receipt again (its DLR is de-duplicated by msg_id), logged then.
-            lost = await self.events.store(
-                [row for row, _ in logged], until=trio.current_time() + self.events_timeout
-            )
+            if lost is None:
+                lost = await self.events.store(
+                    [row for row, _ in logged], until=trio.current_time() + self.events_timeout
+                )
             if lost:
                 self.stats.bus_errors += 1
                 refused: set[int] = set()

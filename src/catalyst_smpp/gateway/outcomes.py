@@ -356,11 +356,13 @@ class Settlement:
         # 4. settling
         if ack:
             # an ack lost to a NATS outage means a redelivery and so a second submit: retry it through the
-            # reconnect (the consumer's pending state survives a server restart) until ack_wait is near
+            # reconnect (the consumer's pending state survives a server restart) until ack_wait is near.  No
+            # flush: the server's PONG would prove nothing more (a flush timing out is not an error either),
+            # and the settler's next call on the bus is sent after the acks anyway.
             delay = 0.1
             while True:
                 try:
-                    await consumer.ack(ack)
+                    await consumer.ack(ack, flush=False)
                     break
                 except BusError:
                     if trio.current_time() + delay >= deadline:
