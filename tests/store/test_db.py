@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import psycopg
 import pytest
 import trio
@@ -13,22 +15,19 @@ async def test_after_a_dead_connection_the_idle_ones_go_too(pg_dsn: str, pg_sche
     """A failure on one pooled connection drops every idle one (after an outage they are as dead), so the
     next call opens a fresh connection instead of failing on the next dead one."""
     async with Database.open(pg_dsn, schema=pg_schema, pool_size=3) as db:
-        gate = trio.Event()
+        together = threading.Barrier(3, timeout=10)
         pids: list[int] = []
 
-        async def hold() -> None:  # three calls at once: three connections in the pool afterwards
-            def pid(conn: psycopg.Connection) -> int:  # type: ignore[type-arg]
-                return int(conn.execute("SELECT pg_backend_pid()").fetchone()[0])
+        def pid(conn: psycopg.Connection) -> int:  # type: ignore[type-arg]
+            together.wait()  # all three calls hold a connection at once: three in the pool afterwards
+            return int(conn.execute("SELECT pg_backend_pid()").fetchone()[0])
 
+        async def one_call() -> None:
             pids.append(await db.run(pid))
-            await gate.wait()
 
         async with trio.open_nursery() as n:
             for _ in range(3):
-                n.start_soon(hold)
-            while len(pids) < 3:
-                await trio.sleep(0.01)
-            gate.set()
+                n.start_soon(one_call)
         assert len(set(pids)) == 3
         with connect_sync(pg_dsn) as admin:  # what an outage does to them
             for p in pids:
