@@ -100,6 +100,25 @@ def start_gateways(bench: Bench, env: Env, *, connectors: tuple[bool, bool] = (T
         bench.wait_gateway(host)
 
 
+def peer_hosts(sim: RecordingSim) -> set[str]:
+    """The gateway hosts whose connections the SMSC holds bound."""
+    out = set()
+    for s in sim.server.sessions():
+        peer = str(getattr(s, "peer", "") or "")
+        for h in ("gw1", "gw2"):
+            if addr(h) in peer:
+                out.add(h)
+    return out
+
+
+async def start_cluster(bench: Bench, env: Env, sim: RecordingSim) -> None:
+    """Both gateway nodes, and the load may start: the operator's binds are dealt one per node.  (The node
+    that binds first takes both and hands one over; receipts on the bind it closes are refused with
+    ESME_RINVBNDSTS, which a real SMSC sends again and this one does not.)"""
+    start_gateways(bench, env)
+    await wait_for(lambda: peer_hosts(sim) == {"gw1", "gw2"}, 30, "both connectors bound to the SMSC")
+
+
 @attrs.define
 class Partner:
     """A partner with both nodes' addresses, trying them in order (gw1 first): what partners configure for

@@ -28,7 +28,7 @@ from catalyst_smpp.protocol.constants import CommandStatus
 from catalyst_smpp.sim import SimConfig
 from catalyst_smpp.store import PartnerRepo
 from catalyst_smpp.store.plan_repo import PlanRepo
-from tests.hosts import Bench, addr, nats_url, open_bench
+from tests.hosts import Bench, nats_url, open_bench
 
 from .harness import Env, open_env, submit_load, texts, wait_delivered, wait_for
 from .hosts_harness import (
@@ -42,8 +42,9 @@ from .hosts_harness import (
     bound,
     final_checks,
     host_sim,
+    peer_hosts,
     setup,
-    start_gateways,
+    start_cluster,
 )
 from .test_e2e_billing import HEADER as PLAN_HEADER
 from .test_e2e_billing import PRICE, _books, _check_settled
@@ -80,10 +81,7 @@ async def test_nats_node_leading_mt_killed_and_restarted(bench: Bench, henv: Env
     marks: dict[str, Any] = {}
     async with host_sim() as sim:
         setup(henv, sim.port)
-        start_gateways(bench, henv)
-        # the operator's binds dealt one per node before the load: the node that binds first hands one over,
-        # and receipts on the bind it closes are refused (ESME_RINVBNDSTS), which this SMSC does not retry
-        await wait_for(lambda: _peer_hosts(sim) == {"gw1", "gw2"}, 30, "both connectors bound to the SMSC")
+        await start_cluster(bench, henv, sim)
         stream = f"{henv.nats.namespace}_MT"
         async with bound(partner) as client:
 
@@ -153,17 +151,6 @@ class _OneBind:
         return await self.inner.authenticate(bind)
 
 
-def _peer_hosts(sim: RecordingSim) -> set[str]:
-    """The gateway hosts whose connections the SMSC holds bound."""
-    out = set()
-    for s in sim.server.sessions():
-        peer = str(getattr(s, "peer", "") or "")
-        for h in ("gw1", "gw2"):
-            if addr(h) in peer:
-                out.add(h)
-    return out
-
-
 async def test_gateway_node_killed_holding_partner_and_operator(bench: Bench, henv: Env) -> None:
     n = 1500
     all_texts = texts("node", n)
@@ -179,14 +166,14 @@ async def test_gateway_node_killed_holding_partner_and_operator(bench: Bench, he
         bench.gateways["gw2"].start()
         bench.wait_gateway("gw2")
         async with bound(partner) as client:
-            assert _peer_hosts(sim) == {"gw1"} and partner.connections[-1][1] == "gw1"
+            assert peer_hosts(sim) == {"gw1"} and partner.connections[-1][1] == "gw1"
 
             async def fault() -> None:
                 await wait_for(lambda: len(partner.ack_times) >= n // 3, 60, "a third acknowledged")
                 marks["at_sim_at_kill"] = len(sim.messages)
                 marks["killed_at"] = t0 = trio.current_time()
                 bench.gateways["gw1"].kill()
-                await wait_for(lambda: _peer_hosts(sim) == {"gw2"}, 90, "gw2's connector bound to the SMSC")
+                await wait_for(lambda: peer_hosts(sim) == {"gw2"}, 90, "gw2's connector bound to the SMSC")
                 marks["operator_after"] = trio.current_time() - t0
                 at = len(sim.messages)
                 await wait_for(lambda: len(sim.messages) > at, 30, "submits from gw2")
@@ -226,8 +213,7 @@ async def test_gateway_node_cut_off_for_30s(bench: Bench, henv: Env) -> None:
     marks: dict[str, Any] = {}
     async with host_sim() as sim:
         setup(henv, sim.port)
-        start_gateways(bench, henv)
-        await wait_for(lambda: _peer_hosts(sim) == {"gw1", "gw2"}, 30, "both connectors bound to the SMSC")
+        await start_cluster(bench, henv, sim)
         async with bound(partner) as client:
             assert partner.connections[-1][1] == "gw1"
 
@@ -315,10 +301,7 @@ async def test_postgres_cut_off_for_a_minute(bench: Bench, henv: Env) -> None:
     async with host_sim() as sim:
         setup(henv, sim.port)
         pid = _bill(henv, "acme", topped)
-        start_gateways(bench, henv)
-        # the operator's two binds dealt one per node before the load (a node that started first takes both
-        # and hands one over: receipts on the bind it closes are refused, which this SMSC does not retry)
-        await wait_for(lambda: _peer_hosts(sim) == {"gw1", "gw2"}, 30, "both connectors bound to the SMSC")
+        await start_cluster(bench, henv, sim)
         async with bound(partner) as client:
 
             async def fault() -> None:
